@@ -1,0 +1,230 @@
+// The engine: owns the data directory, runs updates (single flight), distributes the result, keeps
+// the schedule, and reports through its state machine. Hosts (CLI `serve`, the Electron shell, the
+// browser console) drive it and observe it; none of them imports anything else of the engine's.
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import { BulwarkError, describeError, UsageError } from './errors.js';
+import { HttpFetcher } from './fetcher.js';
+import { writeFileAtomic } from './files.js';
+import { History, type RunRecord, type Trigger } from './history.js';
+import { DEFAULT_LIMITS, type Limits } from './limits.js';
+import { acquireLock } from './lock.js';
+import { UpdateScheduler } from './schedule.js';
+import type { Settings, SourceSetting } from './settings.js';
+import { UpdateSource } from './source.js';
+import { isBusy, StateMachine, type EngineState } from './state.js';
+import { ComponentStore, type InstalledComponent } from './store.js';
+import { runUpdate, type RunProgress } from './update-run.js';
+
+export interface EngineOptions {
+  dataDir: string;
+  settings: Settings;
+  /** Use this source instead of the one in the settings (the one-off `bulwark update` does). */
+  source?: SourceSetting;
+  limits?: Limits;
+  /** undici dispatcher for all upstream traffic (a proxy agent, for instance). */
+  dispatcher?: Dispatcher;
+  log?: (line: string) => void;
+}
+
+export interface EngineStatus {
+  state: EngineState;
+  components: InstalledComponent[];
+  lastRun: RunRecord | undefined;
+  nextRun: string | null;
+  source: SourceSetting;
+}
+
+export interface EngineEvents {
+  state: [EngineState];
+  progress: [RunProgress];
+  run: [RunRecord];
+}
+
+export class Engine extends EventEmitter<EngineEvents> {
+  readonly store: ComponentStore;
+  readonly history: History;
+  private readonly machine = new StateMachine();
+  private readonly scheduler: UpdateScheduler;
+  private readonly limits: Limits;
+  private readonly log: (line: string) => void;
+  private inFlight: Promise<RunRecord> | undefined;
+  private releaseLock: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly options: EngineOptions) {
+    super();
+    fs.mkdirSync(options.dataDir, { recursive: true });
+    this.store = new ComponentStore(options.dataDir);
+    this.history = new History(options.dataDir);
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.log = options.log ?? (() => {});
+    this.scheduler = new UpdateScheduler(() => void this.update('schedule'));
+    this.machine.on('change', (state) => this.emit('state', state));
+  }
+
+  get state(): EngineState {
+    return this.machine.state;
+  }
+
+  /**
+   * Start hosting: lock the data directory, run the start-up update (the first one after install is
+   * recorded as such) and keep the schedule, following settings changes without a restart.
+   */
+  start(): Promise<RunRecord> {
+    this.releaseLock = acquireLock(this.options.dataDir);
+    this.scheduler.set(this.options.settings.data.schedule);
+    this.unsubscribe = this.options.settings.onChange((key) => {
+      if (key === 'schedule') {
+        this.scheduler.set(this.options.settings.data.schedule);
+        this.log(`schedule changed; next update at ${this.scheduler.next()?.toISOString() ?? 'never'}`);
+      }
+    });
+    return this.update(this.history.last() ? 'startup' : 'install');
+  }
+
+  async stop(): Promise<void> {
+    this.scheduler.stop();
+    this.unsubscribe?.();
+    await this.inFlight?.catch(() => undefined);
+    this.releaseLock?.();
+    this.releaseLock = undefined;
+  }
+
+  nextRun(): Date | null {
+    return this.scheduler.next();
+  }
+
+  status(): EngineStatus {
+    return {
+      state: this.machine.state,
+      components: this.store.list(),
+      lastRun: this.history.last(),
+      nextRun: this.scheduler.next()?.toISOString() ?? null,
+      source: this.source(),
+    };
+  }
+
+  /** Run an update; while one is running, callers join it instead of starting another. */
+  update(trigger: Trigger = 'manual'): Promise<RunRecord> {
+    if (this.inFlight) return this.inFlight;
+    this.inFlight = this.run(trigger).finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async run(trigger: Trigger): Promise<RunRecord> {
+    const started = new Date();
+    this.machine.transition({ type: 'checking', trigger });
+    let fetcher: HttpFetcher | undefined;
+    let record: RunRecord;
+    try {
+      fetcher = new HttpFetcher({
+        timeoutMs: this.limits.requestTimeoutMs,
+        cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
+        ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
+      });
+      const source = this.openSource(fetcher);
+      const counter = fetcher;
+      record = await runUpdate(
+        {
+          source,
+          fetcher,
+          store: this.store,
+          limits: this.limits,
+          tempDir: path.join(this.options.dataDir, 'tmp'),
+          onProgress: (progress) => this.onProgress(trigger, progress, counter),
+        },
+        trigger,
+      );
+    } catch (error) {
+      record = {
+        trigger,
+        startedAt: started.toISOString(),
+        finishedAt: new Date().toISOString(),
+        result: 'failed',
+        bytes: fetcher?.bytesReceived ?? 0,
+        error: describeError(error),
+        ...(error instanceof BulwarkError ? { errorCode: error.code } : {}),
+        components: [],
+      };
+    }
+    if (record.components.some((c) => c.method !== 'none' || c.previousVersion !== c.version)) {
+      try {
+        if (isBusy(this.machine.state)) this.machine.transition({ type: 'distributing', trigger });
+        this.distribute();
+      } catch (error) {
+        record.result = 'failed';
+        record.error = `distribution failed: ${describeError(error)}`;
+      }
+    }
+    this.history.append(record);
+    this.machine.transition(
+      record.result === 'ok'
+        ? { type: 'idle' }
+        : { type: 'failed', error: record.error ?? 'update failed', ...(record.errorCode ? { code: record.errorCode } : {}), at: record.finishedAt },
+    );
+    this.log(summarize(record));
+    this.emit('run', record);
+    return record;
+  }
+
+  private openSource(fetcher: HttpFetcher): UpdateSource {
+    const { url, trustedRoot } = this.source();
+    if (!url) throw new UsageError('no update source is configured: set its URL and trusted root.json in the settings');
+    return new UpdateSource({ url, trustedRoot, cacheDir: path.join(this.options.dataDir, 'tuf'), fetcher, limits: this.limits });
+  }
+
+  private source(): SourceSetting {
+    return this.options.source ?? this.options.settings.data.source;
+  }
+
+  private onProgress(trigger: Trigger, progress: RunProgress, fetcher: HttpFetcher): void {
+    this.emit('progress', progress);
+    if (progress.stage === 'downloading') {
+      const { component, index, total, method } = progress;
+      this.machine.transition({ type: 'downloading', trigger, component, index, total, method, bytes: fetcher.bytesReceived });
+    } else if (progress.stage === 'applying') {
+      const { component, index, total } = progress;
+      this.machine.transition({ type: 'applying', trigger, component, index, total, bytes: fetcher.bytesReceived });
+    }
+  }
+
+  /**
+   * Hand the components to the agents: a manifest of the active version of each component and the
+   * versions kept as bases for the agents' own incrementals, written atomically into distribution/.
+   */
+  private distribute(): void {
+    const dir = path.join(this.options.dataDir, 'distribution');
+    fs.mkdirSync(dir, { recursive: true });
+    const manifest = {
+      generatedAt: new Date().toISOString(),
+      components: this.store.list().map((c) => ({
+        id: c.id,
+        version: c.version,
+        sha256: c.sha256,
+        length: c.length,
+        path: path.relative(this.options.dataDir, c.path),
+        versions: this.store.versions(c.id),
+      })),
+    };
+    writeFileAtomic(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
+  }
+}
+
+/** One log line per run. */
+export function summarize(run: RunRecord): string {
+  const parts = run.components
+    .filter((c) => c.method !== 'none' || c.result === 'failed' || c.previousVersion !== c.version)
+    .map((c) =>
+      c.result === 'failed'
+        ? `${c.id} failed (${c.error})`
+        : `${c.id} ${c.previousVersion ?? '-'}→${c.version} ${c.method} (${c.reason}, ${c.bytes} B of ${c.fullBytes} B)`,
+    );
+  const head = `${run.trigger} update ${run.result}: ${run.bytes} B received`;
+  if (run.result === 'failed' && !parts.length) return `${head}; ${run.error}`;
+  return parts.length ? `${head}; ${parts.join('; ')}` : `${head}; all ${run.components.length} components up to date`;
+}

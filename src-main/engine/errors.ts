@@ -1,0 +1,136 @@
+// Errors Bulwark reports. Each has a string-literal `code` that the CLI, the history and the console
+// can match on, and keeps the underlying error as `cause`.
+
+export type BulwarkErrorCode =
+  | 'ERR_USAGE'
+  | 'ERR_SETTINGS'
+  | 'ERR_SOURCE'
+  | 'ERR_NETWORK'
+  | 'ERR_HTTP'
+  | 'ERR_COOLDOWN'
+  | 'ERR_METADATA'
+  | 'ERR_CORRUPT'
+  | 'ERR_VERIFY'
+  | 'ERR_DOWNGRADE'
+  | 'ERR_STORE'
+  | 'ERR_PUBLISH'
+  | 'ERR_BUSY';
+
+export class BulwarkError extends Error {
+  constructor(
+    readonly code: BulwarkErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A command line or API call was malformed. */
+export class UsageError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_USAGE', message, options);
+  }
+}
+
+/** A setting was invalid; the previous value is kept. */
+export class SettingsError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_SETTINGS', message, options);
+  }
+}
+
+/** The update source is misconfigured or published something unusable (e.g. a bad catalogue). */
+export class SourceError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_SOURCE', message, options);
+  }
+}
+
+/** The source could not be reached (DNS, connection, TLS, timeout). */
+export class NetworkError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_NETWORK', message, options);
+  }
+}
+
+/** The source answered with an HTTP error status. */
+export class HttpStatusError extends BulwarkError {
+  constructor(
+    readonly status: number,
+    readonly url: string,
+    options?: { cause?: unknown },
+  ) {
+    super('ERR_HTTP', `HTTP ${status} for ${url}`, options);
+  }
+}
+
+/** The source asked us to wait (403/429 with Retry-After) and the wait is not over. */
+export class CooldownError extends BulwarkError {
+  constructor(
+    readonly until: Date,
+    options?: { cause?: unknown },
+  ) {
+    super('ERR_COOLDOWN', `the update source asked to wait until ${until.toISOString()}`, options);
+  }
+}
+
+/** TUF metadata failed to load or verify (expired, bad signature, rollback...). */
+export class MetadataError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_METADATA', message, options);
+  }
+}
+
+/** Downloaded or stored data could not be decoded. */
+export class CorruptDataError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CORRUPT', message, options);
+  }
+}
+
+/** A file did not match its signed length or hash. */
+export class VerificationError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VERIFY', message, options);
+  }
+}
+
+/** The source offers a version lower than the installed one. */
+export class DowngradeError extends BulwarkError {
+  constructor(
+    readonly installed: number,
+    readonly offered: number,
+  ) {
+    super('ERR_DOWNGRADE', `the source offers version ${offered}, lower than the installed ${installed}; refused`);
+  }
+}
+
+/** The local store could not be read or written. */
+export class StoreError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORE', message, options);
+  }
+}
+
+/** `bulwark publish` could not build the update source. */
+export class PublishError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_PUBLISH', message, options);
+  }
+}
+
+/** Another process holds the data directory. */
+export class BusyError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_BUSY', message, options);
+  }
+}
+
+/** One line for a person: the message, plus the cause's when it adds something. */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message;
+}

@@ -1,0 +1,358 @@
+// `bulwark publish`: turn a directory of full component files (DIR/<component-id>/<version>) into a
+// static, TUF-signed update source that any web server or CDN can host:
+//
+//   OUT/root.json                      trusted root for clients to import
+//   OUT/metadata/N.root.json           every root version (clients walk the chain)
+//   OUT/metadata/N.targets.json        consistent snapshots: metadata addressed by version...
+//   OUT/metadata/N.snapshot.json
+//   OUT/metadata/timestamp.json        ...and the timestamp, written last: the commit point
+//   OUT/targets/<id>/<sha256>.<name>   targets addressed by hash (catalogue, full files, incrementals)
+//
+// Re-running with new versions publishes incrementally: metadata versions only go up, compressed
+// files and patches already built are reused, and files that left the metadata stay for
+// TARGET_RETENTION_DAYS so clients midway through an update can still fetch them.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
+import { Ajv, type JSONSchemaType } from 'ajv';
+import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from './catalogue.js';
+import { compressFull, createPatch } from './codec.js';
+import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from './components.js';
+import { PublishError } from './errors.js';
+import { sha256, writeFileAtomic } from './files.js';
+import {
+  DEFAULT_EXPIRY_DAYS,
+  DEFAULT_LIMITS,
+  INCREMENTAL_HISTORY,
+  INCREMENTAL_WORTH_RATIO,
+  TARGET_RETENTION_DAYS,
+} from './limits.js';
+import { loadOrCreateKeys, ROLES, type RoleName, type SigningKey } from './signing-keys.js';
+
+const SPEC_VERSION = '1.0.31';
+const DAY_MS = 86_400_000;
+
+export interface PublishOptions {
+  input: string;
+  out: string;
+  keys: string;
+  expiryDays?: Partial<Record<RoleName, number>>;
+  /** zstd level for full files and patches (19 by default; the demo and tests use less). */
+  level?: number;
+  now?: Date;
+  log?: (line: string) => void;
+}
+
+export interface PublishedComponent {
+  id: string;
+  latest: number;
+  fullBytes: number;
+  compressedBytes: number;
+  incrementals: { from: number; bytes: number }[];
+  /** Incrementals not published because they were not clearly smaller than the compressed full file. */
+  skipped: { from: number; bytes: number }[];
+}
+
+export interface PublishResult {
+  versions: { targets: number; snapshot: number; timestamp: number; root: number };
+  components: PublishedComponent[];
+}
+
+/** What the publisher remembers between runs (OUT/publish-state.json); never read by clients. */
+interface PublishState {
+  /** Built files by content: "<kind>:<sha256 of input(s)>" -> target file hash, length and name. */
+  built: Record<string, { sha256: string; length: number; name: string }>;
+  /** Target files and metadata no longer referenced, with when they were retired. */
+  retired: Record<string, string>;
+}
+
+const stateSchema: JSONSchemaType<PublishState> = {
+  type: 'object',
+  required: ['built', 'retired'],
+  properties: {
+    built: {
+      type: 'object',
+      required: [],
+      additionalProperties: {
+        type: 'object',
+        required: ['sha256', 'length', 'name'],
+        properties: { sha256: { type: 'string' }, length: { type: 'integer' }, name: { type: 'string' } },
+      },
+    },
+    retired: { type: 'object', required: [], additionalProperties: { type: 'string' } },
+  },
+};
+const validateState = new Ajv().compile(stateSchema);
+
+interface InputComponent {
+  id: string;
+  versions: number[];
+  dir: string;
+}
+
+/** Read DIR/<component-id>/<version>; refuse anything that does not fit that layout. */
+export function readInput(input: string): InputComponent[] {
+  if (!fs.existsSync(input) || !fs.statSync(input).isDirectory()) {
+    throw new PublishError(`input directory ${input} does not exist`);
+  }
+  const components: InputComponent[] = [];
+  for (const id of fs.readdirSync(input).sort()) {
+    if (id.startsWith('.')) continue;
+    const dir = path.join(input, id);
+    if (!fs.statSync(dir).isDirectory()) throw new PublishError(`${dir} is not a directory (expected <component-id>/<version>)`);
+    if (!COMPONENT_ID_PATTERN.test(id)) {
+      throw new PublishError(`${dir}: component ids use lower-case letters, digits and dashes (e.g. virus-pattern)`);
+    }
+    const versions: number[] = [];
+    for (const name of fs.readdirSync(dir)) {
+      if (name.startsWith('.')) continue;
+      const version = /^[1-9][0-9]*$/.test(name) ? Number(name) : NaN;
+      if (!isValidVersion(version)) throw new PublishError(`${path.join(dir, name)}: file names must be integer versions (e.g. 175)`);
+      if (!fs.statSync(path.join(dir, name)).isFile()) throw new PublishError(`${path.join(dir, name)} is not a file`);
+      versions.push(version);
+    }
+    if (versions.length === 0) throw new PublishError(`${dir} holds no versions`);
+    components.push({ id, versions: versions.sort((a, b) => a - b), dir });
+  }
+  if (components.length === 0) throw new PublishError(`input directory ${input} holds no components`);
+  return components;
+}
+
+function readJson<T>(file: string): T | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (cause) {
+    throw new PublishError(`cannot read ${file}; the output directory is damaged`, { cause });
+  }
+}
+
+function readState(out: string): PublishState {
+  const state = readJson<unknown>(path.join(out, 'publish-state.json'));
+  if (state === undefined) return { built: {}, retired: {} };
+  if (!validateState(state)) throw new PublishError(`${path.join(out, 'publish-state.json')} is damaged`);
+  return state;
+}
+
+function expiry(now: Date, days: number): string {
+  return new Date(now.getTime() + days * DAY_MS).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function sign<T extends Root | Targets | Snapshot | Timestamp>(signed: T, key: SigningKey): Metadata<T> {
+  const metadata = new Metadata(signed);
+  metadata.sign(key.sign);
+  return metadata;
+}
+
+function metadataBytes(metadata: Metadata<Root | Targets | Snapshot | Timestamp>): Buffer {
+  return Buffer.from(JSON.stringify(metadata.toJSON()));
+}
+
+/** The current root, re-signed with a higher version when it nears expiry or its keys changed. */
+function currentRoot(
+  metadataDir: string,
+  keys: Record<RoleName, SigningKey>,
+  expiryDays: Record<RoleName, number>,
+  now: Date,
+): { root: Metadata<Root>; changed: boolean } {
+  const versions = fs.existsSync(metadataDir)
+    ? fs.readdirSync(metadataDir).flatMap((n) => /^(\d+)\.root\.json$/.exec(n)?.[1] ?? []).map(Number)
+    : [];
+  const latest = versions.length ? Math.max(...versions) : 0;
+  const roleKeys = (role: RoleName) => keys[role].key;
+  if (latest > 0) {
+    const previous = Metadata.fromJSON('root' as never, readJson(path.join(metadataDir, `${latest}.root.json`))!) as Metadata<Root>;
+    const sameKeys = ROLES.every((role) => previous.signed.roles[role]?.keyIDs.includes(roleKeys(role).keyID));
+    const remaining = new Date(previous.signed.expires).getTime() - now.getTime();
+    if (sameKeys && remaining > (expiryDays.root * DAY_MS) / 4) return { root: previous, changed: false };
+  }
+  const root = new Root({
+    version: latest + 1,
+    specVersion: SPEC_VERSION,
+    expires: expiry(now, expiryDays.root),
+    consistentSnapshot: true,
+  });
+  for (const role of ROLES) root.addKey(roleKeys(role), role);
+  const metadata = new Metadata(root);
+  metadata.sign(keys.root.sign);
+  // TUF spec §6.1: a new root must also be signed by the keys of the previous root. Keys live in one
+  // directory, so a rotation is an operator replacing a key file; the old signature is then absent and
+  // clients refuse the rotation, which is the safe outcome.
+  return { root: metadata, changed: true };
+}
+
+export function publish(options: PublishOptions): PublishResult {
+  const now = options.now ?? new Date();
+  const log = options.log ?? (() => {});
+  const level = options.level ?? 19;
+  const expiryDays = { ...DEFAULT_EXPIRY_DAYS, ...options.expiryDays };
+  for (const [role, days] of Object.entries(expiryDays)) {
+    if (!(Number.isFinite(days) && days > 0 && days <= 3650)) throw new PublishError(`expiry for ${role} must be between 0 and 3650 days`);
+  }
+  const components = readInput(options.input);
+  const keys = loadOrCreateKeys(options.keys);
+  const metadataDir = path.join(options.out, 'metadata');
+  const targetsDir = path.join(options.out, 'targets');
+  fs.mkdirSync(metadataDir, { recursive: true });
+  fs.mkdirSync(targetsDir, { recursive: true });
+  const state = readState(options.out);
+
+  const targetFiles: Record<string, TargetFile> = {};
+  const referenced = new Set<string>();
+  /** Store a target under its hashed name (TUF spec §5.7.3 consistent snapshots) and list it. */
+  const addTarget = (targetPath: string, data: Buffer | undefined, built?: { sha256: string; length: number }) => {
+    const hash = built?.sha256 ?? sha256(data!);
+    const length = built?.length ?? data!.length;
+    const hashedName = `${path.posix.dirname(targetPath)}/${hash}.${path.posix.basename(targetPath)}`.replace(/^\.\//, '');
+    const file = path.join(targetsDir, hashedName);
+    if (!fs.existsSync(file)) {
+      if (!data) throw new PublishError(`${file} went missing; delete publish-state.json to rebuild`);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      writeFileAtomic(file, data);
+    }
+    referenced.add(path.join('targets', hashedName));
+    targetFiles[targetPath] = new TargetFile({ path: targetPath, length, hashes: { sha256: hash } });
+    return { sha256: hash, length };
+  };
+  /** Build once per distinct input: compressing 50 MB at level 19 takes a while. */
+  const buildOnce = (cacheKey: string, targetPath: string, build: () => Buffer) => {
+    const cached = state.built[cacheKey];
+    if (cached && fs.existsSync(path.join(targetsDir, path.posix.dirname(targetPath), `${cached.sha256}.${path.posix.basename(targetPath)}`))) {
+      return addTarget(targetPath, undefined, cached);
+    }
+    const result = addTarget(targetPath, build());
+    state.built[cacheKey] = { ...result, name: targetPath };
+    return result;
+  };
+
+  const catalogue: Catalogue = { schema: 1, published: now.toISOString(), components: [] };
+  const published: PublishedComponent[] = [];
+  for (const component of components) {
+    const info = componentInfo(component.id);
+    const latest = component.versions.at(-1)!;
+    const latestBytes = fs.readFileSync(path.join(component.dir, String(latest)));
+    if (latestBytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
+    const latestHash = sha256(latestBytes);
+    const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => compressFull(latestBytes, level));
+    const entry: CatalogueComponent = {
+      id: component.id,
+      name: info.name,
+      duplication: info.duplication,
+      latest,
+      full: { target: fullTarget(component.id, latest), length: latestBytes.length, sha256: latestHash },
+      incrementals: [],
+    };
+    const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, incrementals: [], skipped: [] };
+    if (info.duplication) {
+      for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY)) {
+        const baseBytes = fs.readFileSync(path.join(component.dir, String(from)));
+        const target = incrementalTarget(component.id, from, latest);
+        const key = `patch:${level}:${sha256(baseBytes)}:${latestHash}`;
+        const cached = state.built[key];
+        let patch: Buffer | undefined;
+        const patchLength = cached?.length ?? (patch = createPatch(baseBytes, latestBytes, level)).length;
+        if (patchLength > full.length * INCREMENTAL_WORTH_RATIO) {
+          summary.skipped.push({ from, bytes: patchLength });
+          state.built[key] = cached ?? { sha256: '', length: patchLength, name: target };
+          continue;
+        }
+        buildOnce(key, target, () => patch ?? createPatch(baseBytes, latestBytes, level));
+        entry.incrementals.push({ from, target });
+        summary.incrementals.push({ from, bytes: patchLength });
+      }
+    }
+    log(
+      `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B` +
+        (info.duplication ? `, ${summary.incrementals.length} incremental(s)` : '') +
+        (summary.skipped.length ? `, ${summary.skipped.length} not worth publishing` : ''),
+    );
+    catalogue.components.push(entry);
+    published.push(summary);
+  }
+  addTarget(CATALOGUE_TARGET, Buffer.from(JSON.stringify(catalogue, null, 1)));
+
+  // Metadata, signed bottom-up: root (if new), targets, snapshot, then timestamp as the commit point.
+  const { root, changed: rootChanged } = currentRoot(metadataDir, keys, expiryDays, now);
+  const previousTimestamp = readJson<{ signed: { version: number } }>(path.join(metadataDir, 'timestamp.json'));
+  const previousVersion = (role: 'targets' | 'snapshot') =>
+    Math.max(0, ...fs.readdirSync(metadataDir).flatMap((n) => new RegExp(`^(\\d+)\\.${role}\\.json$`).exec(n)?.[1] ?? []).map(Number));
+  const versions = {
+    root: root.signed.version,
+    targets: previousVersion('targets') + 1,
+    snapshot: previousVersion('snapshot') + 1,
+    timestamp: (previousTimestamp?.signed.version ?? 0) + 1,
+  };
+  if (rootChanged) {
+    const bytes = metadataBytes(root);
+    writeFileAtomic(path.join(metadataDir, `${root.signed.version}.root.json`), bytes);
+  }
+  const targets = sign(new Targets({ version: versions.targets, specVersion: SPEC_VERSION, expires: expiry(now, expiryDays.targets), targets: targetFiles }), keys.targets);
+  const targetsBytes = metadataBytes(targets);
+  writeFileAtomic(path.join(metadataDir, `${versions.targets}.targets.json`), targetsBytes);
+  const snapshot = sign(
+    new Snapshot({
+      version: versions.snapshot,
+      specVersion: SPEC_VERSION,
+      expires: expiry(now, expiryDays.snapshot),
+      meta: { 'targets.json': new MetaFile({ version: versions.targets }) },
+    }),
+    keys.snapshot,
+  );
+  const snapshotBytes = metadataBytes(snapshot);
+  writeFileAtomic(path.join(metadataDir, `${versions.snapshot}.snapshot.json`), snapshotBytes);
+  const timestamp = sign(
+    new Timestamp({
+      version: versions.timestamp,
+      specVersion: SPEC_VERSION,
+      expires: expiry(now, expiryDays.timestamp),
+      snapshotMeta: new MetaFile({ version: versions.snapshot, length: snapshotBytes.length, hashes: { sha256: sha256(snapshotBytes) } }),
+    }),
+    keys.timestamp,
+  );
+  writeFileAtomic(path.join(metadataDir, 'timestamp.json'), metadataBytes(timestamp));
+  writeFileAtomic(path.join(options.out, 'root.json'), metadataBytes(root));
+
+  retireOldFiles(options.out, state, referenced, versions, now);
+  writeFileAtomic(path.join(options.out, 'publish-state.json'), JSON.stringify(state, null, 1));
+  log(`published targets v${versions.targets}, snapshot v${versions.snapshot}, timestamp v${versions.timestamp} (root v${versions.root})`);
+  return { versions, components: published };
+}
+
+/**
+ * Files that left the metadata are deleted TARGET_RETENTION_DAYS after they were retired, so a client
+ * that read the previous snapshot can finish its update. Root versions are never deleted.
+ */
+function retireOldFiles(
+  out: string,
+  state: PublishState,
+  referenced: Set<string>,
+  versions: { targets: number; snapshot: number },
+  now: Date,
+): void {
+  const current = new Set(referenced);
+  current.add(path.join('metadata', `${versions.targets}.targets.json`));
+  current.add(path.join('metadata', `${versions.snapshot}.snapshot.json`));
+  const candidates: string[] = [];
+  const walk = (rel: string) => {
+    for (const entry of fs.readdirSync(path.join(out, rel), { withFileTypes: true })) {
+      const child = path.join(rel, entry.name);
+      if (entry.isDirectory()) walk(child);
+      else if (!entry.name.startsWith('.')) candidates.push(child);
+    }
+  };
+  walk('targets');
+  for (const name of fs.readdirSync(path.join(out, 'metadata'))) {
+    if (/^\d+\.(targets|snapshot)\.json$/.test(name)) candidates.push(path.join('metadata', name));
+  }
+  for (const file of candidates) {
+    if (current.has(file)) {
+      delete state.retired[file];
+      continue;
+    }
+    const since = state.retired[file] ?? (state.retired[file] = now.toISOString());
+    if (now.getTime() - new Date(since).getTime() >= TARGET_RETENTION_DAYS * DAY_MS) {
+      fs.rmSync(path.join(out, file), { force: true });
+      delete state.retired[file];
+    }
+  }
+}

@@ -1,0 +1,151 @@
+// Settings, persisted with one JSON schema: conf here in plain Node, electron-store (conf's Electron
+// wrapper, same schema) in the desktop app. conf validates before it writes, so a refused value
+// leaves the file as it was. A damaged settings file is backed up and replaced by the defaults.
+import fs from 'node:fs';
+import path from 'node:path';
+import Conf from 'conf';
+import { SettingsError } from './errors.js';
+import { cronFor, DEFAULT_SCHEDULE, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
+import { checkSourceUrl } from './source.js';
+
+export interface SourceSetting {
+  /** Base URL of the update source; empty means none configured yet. */
+  url: string;
+  /** Path of the trusted root.json imported for that source. */
+  trustedRoot: string;
+}
+
+export interface SettingsData {
+  schedule: Schedule;
+  source: SourceSetting;
+  notifications: { updateFailed: boolean; componentsInstalled: boolean };
+  startAtLogin: boolean;
+}
+
+export const DEFAULT_SETTINGS: SettingsData = {
+  schedule: DEFAULT_SCHEDULE,
+  source: { url: '', trustedRoot: '' },
+  notifications: { updateFailed: true, componentsInstalled: true },
+  startAtLogin: false,
+};
+
+/** The one schema for every settings store (conf and electron-store). */
+export const SETTINGS_SCHEMA = {
+  schedule: {
+    oneOf: [
+      {
+        type: 'object',
+        additionalProperties: false,
+        required: ['kind', 'every', 'unit'],
+        properties: { kind: { const: 'interval' }, every: { type: 'integer' }, unit: { enum: ['minutes', 'hours'] } },
+        if: { properties: { unit: { const: 'minutes' } } },
+        then: { properties: { every: { enum: [...MINUTE_INTERVALS] } } },
+        else: { properties: { every: { enum: [...HOUR_INTERVALS] } } },
+      },
+      {
+        type: 'object',
+        additionalProperties: false,
+        required: ['kind', 'at'],
+        properties: { kind: { const: 'daily' }, at: { type: 'string', pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' } },
+      },
+    ],
+  },
+  source: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['url', 'trustedRoot'],
+    properties: {
+      url: { type: 'string', maxLength: 2048, pattern: '^(|https?://.+)$' },
+      trustedRoot: { type: 'string', maxLength: 4096 },
+    },
+  },
+  notifications: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['updateFailed', 'componentsInstalled'],
+    properties: { updateFailed: { type: 'boolean' }, componentsInstalled: { type: 'boolean' } },
+  },
+  startAtLogin: { type: 'boolean' },
+} as const;
+
+/** What stores the settings: conf in plain Node, electron-store in the app (both are conf). */
+export interface SettingsBackend {
+  readonly store: SettingsData;
+  set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void;
+}
+
+export class Settings {
+  /** Set when the file was damaged and replaced by defaults: say so to the user. */
+  readonly recovered: string | undefined;
+  private readonly listeners = new Set<(key: keyof SettingsData) => void>();
+
+  private constructor(
+    private readonly backend: SettingsBackend,
+    recovered?: string,
+  ) {
+    this.recovered = recovered;
+  }
+
+  /** Open (or create) settings.json in `dir` with conf. */
+  static open(dir: string): Settings {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'settings.json');
+    const create = () =>
+      new Conf<SettingsData>({
+        cwd: dir,
+        configName: 'settings',
+        projectName: 'bulwark',
+        schema: SETTINGS_SCHEMA as never,
+        defaults: DEFAULT_SETTINGS,
+        clearInvalidConfig: false,
+        watch: false,
+      });
+    try {
+      return new Settings(create());
+    } catch (error) {
+      if (!fs.existsSync(file)) throw new SettingsError(`cannot create ${file}`, { cause: error });
+      const backup = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      fs.renameSync(file, backup);
+      const reason = (error as Error).message.split('\n')[0];
+      return new Settings(create(), `${file} could not be used (${reason}); it was saved as ${backup} and the defaults were restored`);
+    }
+  }
+
+  /** Wrap an existing store (the desktop app passes its electron-store). */
+  static fromBackend(backend: SettingsBackend): Settings {
+    return new Settings(backend);
+  }
+
+  get data(): SettingsData {
+    return structuredClone(this.backend.store);
+  }
+
+  /** Validate and save one setting; on refusal the old value stays and a SettingsError says why. */
+  set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void {
+    if (key === 'schedule') cronFor(value as Schedule);
+    if (key === 'source') {
+      const source = value as SourceSetting;
+      if (source.url) {
+        try {
+          checkSourceUrl(source.url);
+        } catch (error) {
+          throw new SettingsError(`invalid source: ${(error as Error).message}; the previous value is kept`);
+        }
+      }
+      if (source.url && !source.trustedRoot) throw new SettingsError('a custom update source needs its trusted root.json');
+      if (source.trustedRoot && !fs.existsSync(source.trustedRoot)) throw new SettingsError(`trusted root ${source.trustedRoot} does not exist`);
+    }
+    try {
+      this.backend.set(key, value);
+    } catch (error) {
+      const message = (error as Error).message.replace(/^Config schema violation: /, '');
+      throw new SettingsError(`invalid ${key}: ${message}; the previous value is kept`, { cause: error });
+    }
+    for (const listener of this.listeners) listener(key);
+  }
+
+  onChange(listener: (key: keyof SettingsData) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,141 @@
+// The versioned component store in the data directory:
+//
+//   store/<id>/<version>      full files, uncompressed, verified before they got here
+//   store/<id>/active.json    which version is active, with its SHA-256: the commit point
+//
+// Installing writes the new version beside the old ones (temp file, fsync, rename), then replaces
+// active.json the same way. A crash before the second rename leaves the previous version active;
+// the next run finds the verified file and only has to activate it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { COMPONENT_ID_PATTERN, isValidVersion } from './components.js';
+import { StoreError } from './errors.js';
+import { commitTemp, sha256, sweepTempFiles, writeFileAtomic, writeTempSynced } from './files.js';
+import { KEEP_VERSIONS } from './limits.js';
+
+export type InstallMethod = 'incremental' | 'full';
+
+export interface InstalledComponent {
+  id: string;
+  version: number;
+  sha256: string;
+  length: number;
+  installedAt: string;
+  method: InstallMethod;
+  path: string;
+}
+
+type ActiveRecord = Omit<InstalledComponent, 'id' | 'path'>;
+
+export class ComponentStore {
+  readonly dir: string;
+
+  constructor(dataDir: string, private readonly keep = KEEP_VERSIONS) {
+    this.dir = path.join(dataDir, 'store');
+    fs.mkdirSync(this.dir, { recursive: true });
+  }
+
+  private componentDir(id: string): string {
+    if (!COMPONENT_ID_PATTERN.test(id)) throw new StoreError(`invalid component id ${JSON.stringify(id)}`);
+    return path.join(this.dir, id);
+  }
+
+  pathOf(id: string, version: number): string {
+    return path.join(this.componentDir(id), String(version));
+  }
+
+  /** Remove temporary files an interrupted install left behind. */
+  recover(): number {
+    let removed = 0;
+    for (const id of this.ids()) removed += sweepTempFiles(this.componentDir(id));
+    return removed;
+  }
+
+  ids(): string[] {
+    return fs
+      .readdirSync(this.dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && COMPONENT_ID_PATTERN.test(e.name))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  /** The active version of a component, or undefined if none is installed (or its record is unreadable). */
+  active(id: string): InstalledComponent | undefined {
+    const file = path.join(this.componentDir(id), 'active.json');
+    let record: ActiveRecord;
+    try {
+      record = JSON.parse(fs.readFileSync(file, 'utf8')) as ActiveRecord;
+    } catch {
+      return undefined;
+    }
+    if (!isValidVersion(record.version) || typeof record.sha256 !== 'string') return undefined;
+    const filePath = this.pathOf(id, record.version);
+    if (!fs.existsSync(filePath)) return undefined;
+    return { id, ...record, path: filePath };
+  }
+
+  list(): InstalledComponent[] {
+    return this.ids().flatMap((id) => this.active(id) ?? []);
+  }
+
+  /** Versions on disk for a component, ascending. */
+  versions(id: string): number[] {
+    const dir = this.componentDir(id);
+    if (!fs.existsSync(dir)) return [];
+    return fs
+      .readdirSync(dir)
+      .filter((n) => /^[1-9][0-9]*$/.test(n))
+      .map(Number)
+      .sort((a, b) => a - b);
+  }
+
+  /** Read the active file and check it still matches the hash it was installed with. */
+  readVerified(component: InstalledComponent): Buffer {
+    const data = fs.readFileSync(component.path);
+    if (sha256(data) !== component.sha256) {
+      throw new StoreError(`${component.path} no longer matches its recorded SHA-256; it was changed on disk`);
+    }
+    return data;
+  }
+
+  /** Whether `version` is on disk with the expected hash (an install that stopped before activation). */
+  hasVerified(id: string, version: number, expectedSha256: string): boolean {
+    const file = this.pathOf(id, version);
+    if (!fs.existsSync(file)) return false;
+    return sha256(fs.readFileSync(file)) === expectedSha256;
+  }
+
+  /** Write a verified version into the store (not yet active). */
+  write(id: string, version: number, data: Uint8Array): void {
+    const dir = this.componentDir(id);
+    fs.mkdirSync(dir, { recursive: true });
+    const target = this.pathOf(id, version);
+    try {
+      commitTemp(writeTempSynced(target, data), target);
+    } catch (cause) {
+      throw new StoreError(`cannot write ${target}`, { cause });
+    }
+  }
+
+  /** Make `version` the active one: the single atomic step of an install. */
+  activate(id: string, version: number, record: Omit<ActiveRecord, 'version'>): InstalledComponent {
+    const file = path.join(this.componentDir(id), 'active.json');
+    const active: ActiveRecord = { version, ...record };
+    try {
+      writeFileAtomic(file, JSON.stringify(active, null, 1) + '\n');
+    } catch (cause) {
+      throw new StoreError(`cannot activate ${id} ${version}`, { cause });
+    }
+    this.prune(id, version);
+    return { id, ...active, path: this.pathOf(id, version) };
+  }
+
+  /** Keep the newest `keep` versions (always including the active one). */
+  private prune(id: string, activeVersion: number): void {
+    const versions = this.versions(id).filter((v) => v !== activeVersion);
+    const excess = versions.length - (this.keep - 1);
+    for (const version of versions.slice(0, Math.max(0, excess))) {
+      fs.rmSync(this.pathOf(id, version), { force: true });
+    }
+  }
+}
