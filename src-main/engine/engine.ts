@@ -37,6 +37,24 @@ export interface EngineStatus {
   source: SourceSetting;
 }
 
+export interface PersistedState {
+  pid: number;
+  state: EngineState;
+  nextRun: string | null;
+  updatedAt: string;
+}
+
+/** What a running engine last published about itself, if that process is still alive. */
+export function readPersistedState(dataDir: string): PersistedState | undefined {
+  try {
+    const data = JSON.parse(fs.readFileSync(path.join(dataDir, 'state.json'), 'utf8')) as PersistedState;
+    process.kill(data.pid, 0);
+    return data;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface EngineEvents {
   state: [EngineState];
   progress: [RunProgress];
@@ -62,7 +80,20 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.log = options.log ?? (() => {});
     this.scheduler = new UpdateScheduler(() => void this.update('schedule'));
-    this.machine.on('change', (state) => this.emit('state', state));
+    this.machine.on('change', (state) => {
+      this.persistState();
+      this.emit('state', state);
+    });
+  }
+
+  /** Published for `bulwark status` in another process: the state, the next run and who runs. */
+  private persistState(): void {
+    const snapshot: PersistedState = { pid: process.pid, state: this.machine.state, nextRun: this.scheduler.next()?.toISOString() ?? null, updatedAt: new Date().toISOString() };
+    try {
+      writeFileAtomic(path.join(this.options.dataDir, 'state.json'), JSON.stringify(snapshot) + '\n');
+    } catch (error) {
+      this.log(`cannot record the engine state: ${describeError(error)}`);
+    }
   }
 
   get state(): EngineState {
@@ -76,9 +107,11 @@ export class Engine extends EventEmitter<EngineEvents> {
   start(): Promise<RunRecord> {
     this.releaseLock = acquireLock(this.options.dataDir);
     this.scheduler.set(this.options.settings.data.schedule);
+    this.persistState();
     this.unsubscribe = this.options.settings.onChange((key) => {
       if (key === 'schedule') {
         this.scheduler.set(this.options.settings.data.schedule);
+        this.persistState();
         this.log(`schedule changed; next update at ${this.scheduler.next()?.toISOString() ?? 'never'}`);
       }
     });
@@ -89,8 +122,20 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.scheduler.stop();
     this.unsubscribe?.();
     await this.inFlight?.catch(() => undefined);
+    fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
     this.releaseLock?.();
     this.releaseLock = undefined;
+  }
+
+  /** A single update without hosting (the `bulwark update` command): lock, update, unlock. */
+  async runOnce(trigger: Trigger = 'manual'): Promise<RunRecord> {
+    const release = acquireLock(this.options.dataDir);
+    try {
+      return await this.update(trigger);
+    } finally {
+      fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
+      release();
+    }
   }
 
   nextRun(): Date | null {
@@ -215,16 +260,25 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 }
 
-/** One log line per run. */
+/** Bytes for people: 1.2 MB, 16.2 kB, 754 B. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1_000_000) return `${(bytes / 1000).toFixed(1)} kB`;
+  return `${(bytes / 1_000_000).toFixed(1)} MB`;
+}
+
+/** A run for the log: a head line, then one line per component that changed or failed. */
 export function summarize(run: RunRecord): string {
-  const parts = run.components
+  const lines = run.components
     .filter((c) => c.method !== 'none' || c.result === 'failed' || c.previousVersion !== c.version)
-    .map((c) =>
-      c.result === 'failed'
-        ? `${c.id} failed (${c.error})`
-        : `${c.id} ${c.previousVersion ?? '-'}→${c.version} ${c.method} (${c.reason}, ${c.bytes} B of ${c.fullBytes} B)`,
-    );
-  const head = `${run.trigger} update ${run.result}: ${run.bytes} B received`;
-  if (run.result === 'failed' && !parts.length) return `${head}; ${run.error}`;
-  return parts.length ? `${head}; ${parts.join('; ')}` : `${head}; all ${run.components.length} components up to date`;
+    .map((c) => {
+      const versions = `${c.id} ${c.previousVersion ?? '(none)'} → ${c.result === 'ok' ? c.version : c.previousVersion ?? '(none)'}`;
+      if (c.result === 'failed') return `    ${versions}  FAILED: ${c.error}`;
+      const saved = c.fullBytes > 0 ? `, saved ${Math.max(0, 100 * (1 - c.bytes / c.fullBytes)).toFixed(1)}%` : '';
+      return `    ${versions}  ${c.method}: ${formatBytes(c.bytes)} of ${formatBytes(c.fullBytes)}${saved} — ${c.reason}`;
+    });
+  let head = `${run.trigger} update ${run.result === 'ok' ? 'done' : 'FAILED'}, ${formatBytes(run.bytes)} received`;
+  if (run.result === 'failed' && run.error && !lines.length) head += `: ${run.error}`;
+  else if (!lines.length) head += `; all ${run.components.length} components up to date`;
+  return [head, ...lines].join('\n');
 }

@@ -1,0 +1,352 @@
+// The `bulwark` command. Each subcommand parses its own flags strictly, prints --help, and exits 0
+// on success, 1 when the work failed, 2 when the command line was wrong — with one line on stderr
+// saying why.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { componentInfo } from '../engine/components.js';
+import { Engine, readPersistedState, summarize } from '../engine/engine.js';
+import { BulwarkError, describeError, UsageError } from '../engine/errors.js';
+import type { RunRecord } from '../engine/history.js';
+import { publish } from '../engine/publisher.js';
+import { describeSchedule, parseSchedule } from '../engine/schedule.js';
+import { Settings, type SettingsData } from '../engine/settings.js';
+import type { RoleName } from '../engine/signing-keys.js';
+import { runDemo } from '../demo/demo.js';
+import { serve } from './serve.js';
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+}
+
+const out = (line: string) => process.stdout.write(line + '\n');
+const err = (line: string) => process.stderr.write(line + '\n');
+
+function required(values: Record<string, unknown>, name: string): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function days(values: Record<string, unknown>, name: string): number | undefined {
+  const value = values[name];
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!(Number.isFinite(n) && n > 0)) throw new UsageError(`--${name} must be a positive number of days`);
+  return n;
+}
+
+function openSettings(dataDir: string): Settings {
+  const settings = Settings.open(dataDir);
+  if (settings.recovered) err(`bulwark: warning: ${settings.recovered}`);
+  return settings;
+}
+
+function sourceFlags(values: Record<string, unknown>) {
+  const url = values.source as string | undefined;
+  const root = values['trusted-root'] as string | undefined;
+  if (!url && !root) return undefined;
+  if (!url || !root) throw new UsageError('--source and --trusted-root go together');
+  if (!fs.existsSync(root)) throw new UsageError(`trusted root ${root} does not exist`);
+  return { url, trustedRoot: path.resolve(root) };
+}
+
+const dataOption = { data: { type: 'string' } } as const;
+
+const commands: Record<string, Command> = {
+  publish: {
+    summary: 'build or refresh a signed update source from full component files',
+    usage: `bulwark publish --input DIR --out DIR --keys DIR [options]
+
+Reads DIR/<component-id>/<version> (e.g. virus-pattern/175), writes a TUF-signed static source to
+--out (host it with any web server), and generates signing keys into --keys on first use.
+Give clients OUT/root.json as their trusted root.
+
+Options:
+  --input DIR               full component files, one directory per component
+  --out DIR                 the update source to write or refresh
+  --keys DIR                Ed25519 signing keys (created if missing; keep them private)
+  --level N                 zstd level for full files and incrementals (1-22, default 19)
+  --expires-timestamp DAYS  timestamp lifetime (default 1)
+  --expires-snapshot DAYS   snapshot lifetime (default 7)
+  --expires-targets DAYS    targets lifetime (default 30)
+  --expires-root DAYS       root lifetime (default 365)
+  --json                    print the result as JSON`,
+    options: {
+      input: { type: 'string' },
+      out: { type: 'string' },
+      keys: { type: 'string' },
+      level: { type: 'string' },
+      'expires-timestamp': { type: 'string' },
+      'expires-snapshot': { type: 'string' },
+      'expires-targets': { type: 'string' },
+      'expires-root': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    async run(values) {
+      const level = values.level === undefined ? undefined : Number(values.level);
+      if (level !== undefined && !(Number.isInteger(level) && level >= 1 && level <= 22)) throw new UsageError('--level must be an integer from 1 to 22');
+      const expiryDays: Partial<Record<RoleName, number>> = {};
+      for (const role of ['timestamp', 'snapshot', 'targets', 'root'] as const) {
+        const d = days(values, `expires-${role}`);
+        if (d !== undefined) expiryDays[role] = d;
+      }
+      const result = publish({
+        input: required(values, 'input'),
+        out: required(values, 'out'),
+        keys: required(values, 'keys'),
+        expiryDays,
+        ...(level !== undefined ? { level } : {}),
+        log: values.json ? undefined : out,
+      });
+      if (values.json) out(JSON.stringify(result));
+      return 0;
+    },
+  },
+
+  update: {
+    summary: 'update all components once from the update source',
+    usage: `bulwark update --data DIR [--source URL --trusted-root FILE] [--json]
+
+Refreshes the signed metadata, then installs each component's latest version by incremental
+pattern where possible and by full file otherwise. Without --source, uses the source in the
+settings. Exits 1 if any component failed.
+
+Options:
+  --data DIR            data directory (store, history, settings)
+  --source URL          update source base URL
+  --trusted-root FILE   the source's root.json
+  --json                print one JSON object: result, bytes, components`,
+    options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      const source = sourceFlags(values);
+      const engine = new Engine({ dataDir, settings: openSettings(dataDir), ...(source ? { source } : {}) });
+      const record = await engine.runOnce();
+      if (values.json) out(JSON.stringify(updateJson(record)));
+      else out(summarize(record));
+      return record.result === 'ok' ? 0 : 1;
+    },
+  },
+
+  status: {
+    summary: 'show installed components, the last and next update, and the engine state',
+    usage: `bulwark status --data DIR [--json]
+
+Options:
+  --data DIR   data directory
+  --json       print JSON`,
+    options: { ...dataOption, json: { type: 'boolean' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+      const engine = new Engine({ dataDir, settings: openSettings(dataDir) });
+      const status = engine.status();
+      const running = readPersistedState(dataDir);
+      const last = status.lastRun;
+      const report = {
+        state: running ? running.state : { type: 'stopped' as const },
+        components: status.components.map((c) => ({
+          id: c.id,
+          name: componentInfo(c.id).name,
+          version: c.version,
+          sha256: c.sha256,
+          path: c.path,
+          installedAt: c.installedAt,
+          method: c.method,
+        })),
+        lastUpdate: last ? { at: last.finishedAt, trigger: last.trigger, result: last.result, bytes: last.bytes, ...(last.error ? { error: last.error } : {}) } : null,
+        nextUpdate: running?.nextRun ?? null,
+        schedule: describeSchedule(openSettings(dataDir).data.schedule),
+      };
+      if (values.json) {
+        out(JSON.stringify(report));
+        return 0;
+      }
+      out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ' (no Bulwark server running on this data directory)'}`);
+      out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
+      out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
+      if (!report.components.length) out('No components installed.');
+      for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);
+      return 0;
+    },
+  },
+
+  serve: {
+    summary: 'run the update server: start-up update, then on schedule, until stopped',
+    usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT]
+
+Runs the start-up update, then updates on the schedule from the settings (hourly by default)
+until SIGINT or SIGTERM. --source/--trusted-root and --schedule are saved in the settings.
+
+Options:
+  --data DIR            data directory
+  --source URL          update source base URL (saved in the settings)
+  --trusted-root FILE   the source's root.json (saved in the settings)
+  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"`,
+    options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, schedule: { type: 'string' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      const settings = openSettings(dataDir);
+      const source = sourceFlags(values);
+      if (source) settings.set('source', source);
+      if (typeof values.schedule === 'string') settings.set('schedule', parseSchedule(values.schedule));
+      return serve(dataDir, settings);
+    },
+  },
+
+  settings: {
+    summary: 'show or change settings',
+    usage: `bulwark settings --data DIR [get [KEY] | set KEY VALUE]
+
+Keys:
+  schedule            "hourly", "every 15 minutes", "every 6 hours", "daily 03:30"
+  source              "URL ROOT-FILE" (a custom update source and its trusted root.json)
+  notifications.updateFailed, notifications.componentsInstalled, startAtLogin   true or false
+
+A refused value changes nothing; the message says why.`,
+    options: dataOption,
+    positionals: true,
+    async run(values, positionals) {
+      const dataDir = required(values, 'data');
+      const settings = openSettings(dataDir);
+      const [action = 'get', key, ...rest] = positionals;
+      if (action === 'get') {
+        const data = settings.data as unknown as Record<string, unknown>;
+        out(JSON.stringify(key ? lookup(data, key) : data, null, 2));
+        return 0;
+      }
+      if (action !== 'set' || !key || rest.length === 0) throw new UsageError('use: bulwark settings --data DIR set KEY VALUE');
+      applySetting(settings, key, rest.join(' '));
+      out(`${key} saved`);
+      return 0;
+    },
+  },
+
+  demo: {
+    summary: 'run Bulwark against a built-in demo update source on 127.0.0.1',
+    usage: `bulwark demo [--dir DIR] [--every SECONDS] [--port N]
+
+Generates pattern files for every component, publishes them as a signed source on 127.0.0.1,
+publishes a new version every --every seconds (default 120) and runs the server against it with
+a one-minute schedule, so incremental updates show as they happen. Ctrl+C stops it.
+
+Options:
+  --dir DIR         where the demo keeps its source and data (default: a folder under the OS temp dir)
+  --every SECONDS   how often the demo source publishes new versions (10-3600, default 120)
+  --port N          port for the demo source (default: any free port)`,
+    options: { dir: { type: 'string' }, every: { type: 'string' }, port: { type: 'string' } },
+    async run(values) {
+      const every = values.every === undefined ? 120 : Number(values.every);
+      if (!(Number.isInteger(every) && every >= 10 && every <= 3600)) throw new UsageError('--every must be a whole number of seconds from 10 to 3600');
+      const port = values.port === undefined ? 0 : Number(values.port);
+      if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
+      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out });
+    },
+  },
+};
+
+function lookup(data: Record<string, unknown>, key: string): unknown {
+  let value: unknown = data;
+  for (const part of key.split('.')) {
+    if (!value || typeof value !== 'object' || !(part in value)) throw new UsageError(`no setting named ${key}`);
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+function parseBoolean(key: string, text: string): boolean {
+  if (text === 'true' || text === 'on' || text === 'yes') return true;
+  if (text === 'false' || text === 'off' || text === 'no') return false;
+  throw new UsageError(`${key} must be true or false, not "${text}"`);
+}
+
+function applySetting(settings: Settings, key: string, text: string): void {
+  const current: SettingsData = settings.data;
+  switch (key) {
+    case 'schedule':
+      return settings.set('schedule', parseSchedule(text));
+    case 'source': {
+      const [url = '', root = ''] = text.split(/\s+/);
+      return settings.set('source', { url, trustedRoot: root ? path.resolve(root) : '' });
+    }
+    case 'notifications.updateFailed':
+    case 'notifications.componentsInstalled': {
+      const field = key.split('.')[1] as keyof SettingsData['notifications'];
+      return settings.set('notifications', { ...current.notifications, [field]: parseBoolean(key, text) });
+    }
+    case 'startAtLogin':
+      return settings.set('startAtLogin', parseBoolean(key, text));
+    default:
+      throw new UsageError(`no setting named ${key}`);
+  }
+}
+
+/** The JSON shape `bulwark update --json` promises. */
+export function updateJson(record: RunRecord) {
+  return {
+    result: record.result,
+    bytes: record.bytes,
+    ...(record.error ? { error: record.error } : {}),
+    components: record.components.map((c) => ({
+      id: c.id,
+      previousVersion: c.previousVersion,
+      version: c.version,
+      method: c.method,
+      reason: c.reason,
+      bytes: c.bytes,
+      ...(c.error ? { error: c.error } : {}),
+    })),
+  };
+}
+
+function helpText(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return `Bulwark — security update server
+
+Usage: bulwark <command> [options]    (bulwark <command> --help for details)
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+  .join('\n')}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    const topic = name === 'help' ? rest[0] : undefined;
+    out(topic && commands[topic] ? commands[topic].usage : helpText());
+    return 0;
+  }
+  if (name === '--version') {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    out(pkg.version);
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    err(`bulwark: unknown command "${name}"; run bulwark --help`);
+    return 2;
+  }
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: command.positionals ?? false, strict: true });
+    } catch (error) {
+      throw new UsageError(`${(error as Error).message.split('\n')[0]} (see bulwark ${name} --help)`);
+    }
+    if (parsed.values.help) {
+      out(command.usage);
+      return 0;
+    }
+    return await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals);
+  } catch (error) {
+    err(`bulwark ${name}: ${describeError(error)}`);
+    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
+  }
+}

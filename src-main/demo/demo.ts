@@ -1,0 +1,137 @@
+// `bulwark demo`: a complete installation on one machine. It generates pattern files for every
+// component, publishes them as a signed update source served on 127.0.0.1, keeps publishing new
+// versions, and runs the server against that source with a one-minute schedule, so the log shows
+// first a full install and then incremental updates as they happen.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { serve } from '../cli/serve.js';
+import { KNOWN_COMPONENTS } from '../engine/components.js';
+import { describeError } from '../engine/errors.js';
+import { publish } from '../engine/publisher.js';
+import { Settings } from '../engine/settings.js';
+import { listen, staticHandler } from './static-server.js';
+import { PatternSeries, prng } from './patterns.js';
+
+export interface DemoOptions {
+  dir?: string;
+  everySeconds: number;
+  port: number;
+  log: (line: string) => void;
+}
+
+/** Demo sizes: big enough to make incremental savings visible, small enough to generate in a blink. */
+const PATTERN_BYTES: Record<string, number> = {
+  'virus-pattern': 4_000_000,
+  'smart-scan-agent-pattern': 2_000_000,
+  'damage-cleanup-template': 600_000,
+  'intellitrap-exception-pattern': 200_000,
+  'spyware-pattern': 1_000_000,
+};
+const FIRST_PATTERN_VERSION = 171;
+const FIRST_FULL_ONLY_VERSION = 1000;
+const DEMO_LEVEL = 9;
+
+/** The demo's input directory, rebuilt deterministically so a restarted demo carries on. */
+class DemoInput {
+  private readonly series = new Map<string, PatternSeries>();
+  private fullOnlyVersion = new Map<string, number>();
+
+  constructor(private readonly dir: string) {}
+
+  private write(id: string, version: number, content: Buffer): void {
+    const componentDir = path.join(this.dir, id);
+    fs.mkdirSync(componentDir, { recursive: true });
+    fs.writeFileSync(path.join(componentDir, String(version)), content);
+  }
+
+  private existingLatest(id: string): number | undefined {
+    const dir = path.join(this.dir, id);
+    const versions = fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => /^\d+$/.test(n)).map(Number) : [];
+    return versions.length ? Math.max(...versions) : undefined;
+  }
+
+  /** Create the first versions (or catch up with what an earlier demo run wrote). */
+  init(): void {
+    for (const [index, component] of KNOWN_COMPONENTS.entries()) {
+      if (component.duplication) {
+        const series = new PatternSeries(component.id, FIRST_PATTERN_VERSION, PATTERN_BYTES[component.id] ?? 500_000, 1000 + index);
+        const latest = this.existingLatest(component.id) ?? FIRST_PATTERN_VERSION + 4;
+        this.write(component.id, series.version, series.content());
+        while (series.version < latest) {
+          const content = series.next();
+          this.write(component.id, series.version, content);
+        }
+        this.series.set(component.id, series);
+      } else {
+        const latest = this.existingLatest(component.id) ?? FIRST_FULL_ONLY_VERSION;
+        this.writeFullOnly(component.id, latest);
+      }
+    }
+  }
+
+  private writeFullOnly(id: string, version: number): void {
+    const random = prng(version);
+    const content =
+      id === 'outbreak-defense-policy'
+        ? Buffer.from(JSON.stringify({ policy: 'outbreak-defense', version, blockedPorts: [135, 139, 445].filter(() => random() > 0.3), denyWrite: ['*.exe', '*.dll'] }, null, 2))
+        : Buffer.from(Array.from({ length: 300_000 }, () => Math.floor(random() * 256)));
+    this.write(id, version, content);
+    this.fullOnlyVersion.set(id, version);
+  }
+
+  /** Publish a new version of every duplication component, and now and then a new engine. */
+  advance(tick: number): string[] {
+    const changed: string[] = [];
+    for (const [id, series] of this.series) {
+      const content = series.next();
+      this.write(id, series.version, content);
+      changed.push(`${id} ${series.version}`);
+    }
+    if (tick % 3 === 0) {
+      for (const id of this.fullOnlyVersion.keys()) {
+        const next = this.fullOnlyVersion.get(id)! + 1;
+        this.writeFullOnly(id, next);
+        changed.push(`${id} ${next}`);
+      }
+    }
+    return changed;
+  }
+}
+
+export async function runDemo(options: DemoOptions): Promise<number> {
+  const dir = path.resolve(options.dir ?? path.join(os.tmpdir(), 'bulwark-demo'));
+  const inputDir = path.join(dir, 'input');
+  const sourceDir = path.join(dir, 'source');
+  const dataDir = path.join(dir, 'data');
+  const log = options.log;
+  log(`Bulwark demo in ${dir}`);
+  const input = new DemoInput(inputDir);
+  input.init();
+  const republish = () => publish({ input: inputDir, out: sourceDir, keys: path.join(dir, 'keys'), level: DEMO_LEVEL, expiryDays: { timestamp: 1 } });
+  republish();
+  const server = await listen(staticHandler(sourceDir), '127.0.0.1', options.port);
+  log(`demo update source: ${server.url} (trusted root ${path.join(sourceDir, 'root.json')})`);
+  log(`it publishes new versions every ${options.everySeconds} s; the server checks every minute. Ctrl+C stops.`);
+
+  const settings = Settings.open(dataDir);
+  settings.set('source', { url: server.url, trustedRoot: path.join(sourceDir, 'root.json') });
+  settings.set('schedule', { kind: 'interval', every: 1, unit: 'minutes' });
+
+  let tick = 0;
+  const timer = setInterval(() => {
+    try {
+      const changed = input.advance(++tick);
+      republish();
+      log(`${new Date().toISOString()} demo source published ${changed.join(', ')}`);
+    } catch (error) {
+      log(`demo source could not publish: ${describeError(error)}`);
+    }
+  }, options.everySeconds * 1000);
+  try {
+    return await serve(dataDir, settings, log);
+  } finally {
+    clearInterval(timer);
+    await server.close();
+  }
+}
