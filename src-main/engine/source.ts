@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { LengthOrHashMismatchError } from '@tufjs/models/dist/error.js';
 import { Updater, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError, ExpiredMetadataError } from 'tuf-js/dist/error.js';
 import { CATALOGUE_TARGET, parseCatalogue, type Catalogue } from './catalogue.js';
@@ -45,7 +46,7 @@ function translate(error: unknown, what: string): BulwarkError {
   for (let inner: unknown = err; inner instanceof Error; inner = inner.cause) {
     if (inner instanceof BulwarkError) return inner;
   }
-  if (err instanceof DownloadLengthMismatchError || err?.name === 'LengthOrHashMismatchError') {
+  if (err instanceof DownloadLengthMismatchError || err instanceof LengthOrHashMismatchError) {
     return new VerificationError(`${what} does not match its signed length and hash`, { cause: err });
   }
   if (err instanceof ExpiredMetadataError) {

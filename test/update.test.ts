@@ -1,0 +1,279 @@
+// The update flow against a real signed source served over HTTP on loopback.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Engine } from '../src-main/engine/engine.js';
+import { sha256 } from '../src-main/engine/files.js';
+import type { RunRecord } from '../src-main/engine/history.js';
+import { Settings } from '../src-main/engine/settings.js';
+import { tempDir, TestSource } from './helpers/fixtures.js';
+
+let source: TestSource;
+let dataDir: string;
+
+beforeEach(async () => {
+  source = await new TestSource().start();
+  dataDir = tempDir('bulwark-data-');
+});
+
+afterEach(async () => {
+  await source.stop();
+  fs.rmSync(source.dir, { recursive: true, force: true });
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** An engine on `dataDir`, trusting the root.json the source first published (imported once, as a user would). */
+function engine(): Engine {
+  const trustedRoot = path.join(dataDir, 'imported-root.json');
+  if (!fs.existsSync(trustedRoot)) fs.copyFileSync(source.rootFile, trustedRoot);
+  return new Engine({ dataDir, settings: Settings.open(dataDir), source: { url: source.url, trustedRoot } });
+}
+
+function component(run: RunRecord, id: string) {
+  const found = run.components.find((c) => c.id === id);
+  if (!found) throw new Error(`${id} not in run`);
+  return found;
+}
+
+function installedBytes(id: string, version: number): Buffer {
+  return fs.readFileSync(path.join(dataDir, 'store', id, String(version)));
+}
+
+function activeVersion(id: string): number {
+  return (JSON.parse(fs.readFileSync(path.join(dataDir, 'store', id, 'active.json'), 'utf8')) as { version: number }).version;
+}
+
+describe('first install', () => {
+  it('installs every component in full and stores them uncompressed', async () => {
+    source.addPattern('virus-pattern');
+    source.addPattern('virus-pattern');
+    source.writeVersion('scan-engine', 20, Buffer.alloc(5000, 7));
+    source.publish();
+    const run = await engine().runOnce();
+    expect(run.result).toBe('ok');
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ previousVersion: null, version: 173, method: 'full', reason: 'no installed version', result: 'ok' });
+    // Downloaded compressed: fewer bytes than the file it installed.
+    expect(virus.bytes).toBeGreaterThan(0);
+    expect(virus.bytes).toBeLessThan(virus.fullBytes);
+    expect(installedBytes('virus-pattern', 173).equals(fs.readFileSync(path.join(source.input, 'virus-pattern', '173')))).toBe(true);
+    expect(component(run, 'scan-engine')).toMatchObject({ version: 20, method: 'full' });
+    expect(installedBytes('scan-engine', 20).equals(Buffer.alloc(5000, 7))).toBe(true);
+    // History records the run.
+    const history = fs.readFileSync(path.join(dataDir, 'history.jsonl'), 'utf8').trim().split('\n');
+    expect(history).toHaveLength(1);
+    expect(JSON.parse(history[0]!)).toMatchObject({ result: 'ok', trigger: 'manual' });
+  });
+});
+
+describe('component duplication', () => {
+  it('updates by incremental pattern and rebuilds the exact full file', async () => {
+    source.addPattern('virus-pattern');
+    source.addPattern('virus-pattern'); // 173
+    source.publish();
+    await engine().runOnce();
+    const latest = source.addPattern('virus-pattern'); // 175
+    source.publish();
+    const run = await engine().runOnce();
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ previousVersion: 173, version: latest, method: 'incremental', reason: 'incremental from 173' });
+    expect(virus.bytes).toBeLessThan(virus.fullBytes / 10);
+    expect(installedBytes('virus-pattern', latest).equals(fs.readFileSync(path.join(source.input, 'virus-pattern', String(latest))))).toBe(true);
+    // The incremental was fetched, the full file was not.
+    expect(source.requests.some((r) => r.includes('v_173.175'))).toBe(true);
+    expect(source.requests.filter((r) => r.endsWith('.175.zst'))).toEqual([]);
+  });
+
+  it('follows a chain of releases, one incremental per run, keeping older versions as bases', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    const methods: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const version = source.addPattern('virus-pattern');
+      source.publish();
+      const run = await engine().runOnce();
+      methods.push(component(run, 'virus-pattern').method);
+      expect(activeVersion('virus-pattern')).toBe(version);
+    }
+    expect(methods).toEqual(['incremental', 'incremental', 'incremental', 'incremental']);
+    expect(fs.readdirSync(path.join(dataDir, 'store', 'virus-pattern')).filter((n) => /^\d+$/.test(n)).sort()).toEqual(['171', '173', '175', '177', '179']);
+  });
+
+  it('takes the full file when the installed version is too far behind, and says so', async () => {
+    source.addPattern('virus-pattern'); // 171
+    source.publish();
+    await engine().runOnce();
+    for (let i = 0; i < 16; i++) source.addPattern('virus-pattern'); // up to 203
+    // The source keeps only the last 15 input versions, so no incremental from 171 exists.
+    for (const version of [171, 173]) source.removeVersion('virus-pattern', version);
+    source.publish();
+    const run = await engine().runOnce();
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ previousVersion: 171, version: 203, method: 'full' });
+    expect(virus.reason).toMatch(/too far behind: installed 171, incrementals start at 175/);
+  });
+
+  it('falls back to the full file when the incremental is missing (404)', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    source.addPattern('virus-pattern');
+    source.publish();
+    fs.rmSync(source.targetFile('virus-pattern/v_171.173'));
+    const run = await engine().runOnce();
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ version: 173, method: 'full', result: 'ok' });
+    expect(virus.reason).toMatch(/incremental v_171\.173 unusable \(HTTP 404/);
+    expect(activeVersion('virus-pattern')).toBe(173);
+  });
+
+  it('falls back to the full file when the incremental is corrupt', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    source.addPattern('virus-pattern');
+    source.publish();
+    const file = source.targetFile('virus-pattern/v_171.173');
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length >> 1]! ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    const run = await engine().runOnce();
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ version: 173, method: 'full', result: 'ok' });
+    expect(virus.reason).toMatch(/incremental v_171\.173 unusable \(.*does not match its signed length and hash/);
+  });
+
+  it('falls back to the full file when the rebuilt file does not match (damaged local base)', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    source.addPattern('virus-pattern');
+    source.publish();
+    // Damage the installed base behind the store's back: the rebuild must not be trusted.
+    const base = path.join(dataDir, 'store', 'virus-pattern', '171');
+    const bytes = fs.readFileSync(base);
+    bytes[100]! ^= 0x01;
+    fs.writeFileSync(base, bytes);
+    const run = await engine().runOnce();
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ version: 173, method: 'full', result: 'ok' });
+    expect(virus.reason).toMatch(/incremental v_171\.173 unusable/);
+    expect(sha256(installedBytes('virus-pattern', 173))).toBe(sha256(fs.readFileSync(path.join(source.input, 'virus-pattern', '173'))));
+  });
+});
+
+describe('no-change check', () => {
+  it('downloads only metadata, under 2 KB in total', async () => {
+    for (const id of ['virus-pattern', 'spyware-pattern', 'smart-scan-agent-pattern']) {
+      source.addPattern(id);
+      source.addPattern(id);
+    }
+    source.writeVersion('outbreak-defense-policy', 3, '{"policy":1}');
+    source.publish();
+    await engine().runOnce();
+    source.requests.length = 0;
+    const run = await engine().runOnce();
+    expect(run.result).toBe('ok');
+    expect(run.components.every((c) => c.method === 'none' && c.reason === 'up to date' && c.bytes === 0)).toBe(true);
+    expect(run.bytes).toBeGreaterThan(0);
+    expect(run.bytes).toBeLessThan(2048);
+    expect(source.requests.every((r) => r.startsWith('/metadata/'))).toBe(true);
+  });
+
+  it('stays under 2 KB when the source re-signs its timestamp without changes', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    source.publish(); // new timestamp, snapshot and targets versions, same content
+    const run = await engine().runOnce();
+    expect(run.result).toBe('ok');
+    expect(component(run, 'virus-pattern').method).toBe('none');
+    // New signed metadata must be fetched once; still no component bytes.
+    expect(component(run, 'virus-pattern').bytes).toBe(0);
+  });
+});
+
+describe('refusals', () => {
+  it('refuses a lower version than the installed one and keeps the installed one', async () => {
+    source.addPattern('virus-pattern');
+    source.addPattern('virus-pattern'); // 173
+    source.publish();
+    await engine().runOnce();
+    source.removeVersion('virus-pattern', 173);
+    source.publish(); // now offers 171
+    const run = await engine().runOnce();
+    expect(run.result).toBe('failed');
+    const virus = component(run, 'virus-pattern');
+    expect(virus).toMatchObject({ result: 'failed', errorCode: 'ERR_DOWNGRADE', version: 173 });
+    expect(virus.error).toMatch(/version 171, lower than the installed 173; refused/);
+    expect(activeVersion('virus-pattern')).toBe(173);
+  });
+
+  it('rejects a tampered full file and keeps the old version active', async () => {
+    source.writeVersion('scan-engine', 1, Buffer.alloc(4000, 1));
+    source.publish();
+    await engine().runOnce();
+    source.writeVersion('scan-engine', 2, Buffer.alloc(4000, 2));
+    source.publish();
+    const file = source.targetFile('scan-engine/2.zst');
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 5]! ^= 0x55;
+    fs.writeFileSync(file, bytes);
+    const run = await engine().runOnce();
+    expect(run.result).toBe('failed');
+    expect(component(run, 'scan-engine')).toMatchObject({ result: 'failed', errorCode: 'ERR_VERIFY', version: 1 });
+    expect(activeVersion('scan-engine')).toBe(1);
+    expect(fs.existsSync(path.join(dataDir, 'store', 'scan-engine', '2'))).toBe(false);
+  });
+
+  it('rejects metadata signed by another key (a source impersonating ours)', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    // An attacker republishes with fresh keys: the trusted root must reject it.
+    fs.rmSync(source.keys, { recursive: true });
+    fs.rmSync(source.out, { recursive: true });
+    source.addPattern('virus-pattern');
+    source.publish();
+    source.publish(); // a timestamp version above ours, so the client must look at it
+    const run = await engine().runOnce();
+    expect(run.result).toBe('failed');
+    expect(run.errorCode).toBe('ERR_METADATA');
+    expect(run.error).toMatch(/could not be verified/);
+    expect(activeVersion('virus-pattern')).toBe(171);
+  });
+
+  it('reports an unreachable source without touching the store', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    await engine().runOnce();
+    await source.stop();
+    const run = await engine().runOnce();
+    expect(run.result).toBe('failed');
+    expect(run.errorCode).toBe('ERR_NETWORK');
+    expect(run.error).toMatch(/cannot reach .*connection refused/);
+    expect(activeVersion('virus-pattern')).toBe(171);
+    await source.start();
+  });
+
+  it('remembers a 429 Retry-After and does not call the source again until then', async () => {
+    source.addPattern('virus-pattern');
+    source.publish();
+    source.intercept = (req, res) => {
+      if (req.url === '/metadata/timestamp.json') {
+        res.writeHead(429, { 'retry-after': '3600' }).end();
+        return true;
+      }
+      return false;
+    };
+    const first = await engine().runOnce();
+    expect(first.result).toBe('failed');
+    source.requests.length = 0;
+    const second = await engine().runOnce();
+    expect(second.result).toBe('failed');
+    expect(second.errorCode).toBe('ERR_COOLDOWN');
+    expect(second.error).toMatch(/asked to wait until/);
+    expect(source.requests).toEqual([]);
+  });
+});
