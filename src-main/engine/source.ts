@@ -9,6 +9,7 @@ import { DownloadHTTPError, DownloadLengthMismatchError, ExpiredMetadataError } 
 import { CATALOGUE_TARGET, parseCatalogue, type Catalogue } from './catalogue.js';
 import { BulwarkError, HttpStatusError, MetadataError, SourceError, UsageError, VerificationError } from './errors.js';
 import type { HttpFetcher } from './fetcher.js';
+import { writeFileAtomic } from './files.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 
 export interface SourceOptions {
@@ -55,6 +56,14 @@ function translate(error: unknown, what: string): BulwarkError {
   return new MetadataError(`the source's metadata could not be verified: ${err?.message ?? String(error)}`, { cause: err });
 }
 
+function isRoot(bytes: Buffer): boolean {
+  try {
+    return (JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: string } }).signed?._type === 'root';
+  } catch {
+    return false;
+  }
+}
+
 export class UpdateSource {
   private readonly updater: Updater;
   private readonly limits: Limits;
@@ -73,15 +82,13 @@ export class UpdateSource {
     const key = crypto.createHash('sha256').update(base).update(rootBytes).digest('hex').slice(0, 16);
     this.metadataDir = path.join(options.cacheDir, key);
     fs.mkdirSync(path.join(this.metadataDir, 'targets'), { recursive: true });
-    if (!fs.existsSync(path.join(this.metadataDir, 'root.json'))) {
-      try {
-        const root = JSON.parse(rootBytes.toString('utf8')) as { signed?: { _type?: string } };
-        if (root.signed?._type !== 'root') throw new Error('not a TUF root');
-      } catch (cause) {
-        throw new UsageError(`${options.trustedRoot} is not a TUF root.json (import the root.json the source's publisher gives out)`, { cause });
-      }
-      fs.writeFileSync(path.join(this.metadataDir, 'root.json'), rootBytes);
+    if (!isRoot(rootBytes)) {
+      throw new UsageError(`${options.trustedRoot} is not a TUF root.json (import the root.json the source's publisher gives out)`);
     }
+    // tuf-js persists metadata with a plain writeFileSync, so a crash can leave a torn root.json.
+    // Re-seeding from the imported root is safe: the client walks the root chain again (spec §5.3).
+    const cachedRoot = path.join(this.metadataDir, 'root.json');
+    if (!fs.existsSync(cachedRoot) || !isRoot(fs.readFileSync(cachedRoot))) writeFileAtomic(cachedRoot, rootBytes);
     this.updater = new Updater({
       metadataDir: this.metadataDir,
       metadataBaseUrl: new URL('metadata/', base).href,

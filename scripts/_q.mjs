@@ -1,0 +1,16 @@
+import { Compressor } from 'zstd-napi';
+import { applyPatch } from '/work/main/out/main/engine/codec.js';
+import fs from 'node:fs';
+const a = fs.readFileSync('171'), b = fs.readFileSync('173');
+const wl = Math.min(31, Math.max(20, Math.ceil(Math.log2(a.length + b.length + 1))));
+const [level, hashLog, chainLog, searchLog] = process.argv.slice(2).map(Number);
+const c = new Compressor();
+const p = { compressionLevel: level, windowLog: wl, enableLongDistanceMatching: true, checksumFlag: true };
+if (hashLog) p.hashLog = hashLog; if (chainLog) p.chainLog = chainLog; if (searchLog) p.searchLog = searchLog;
+c.setParameters(p);
+const t = Date.now();
+c.loadDictionary(a);
+const out = c.compress(b);
+const ms = Date.now() - t;
+const ok = applyPatch(a, out, { maxFileBytes: 1e9 }).equals(b);
+console.log(JSON.stringify({ level, hashLog, chainLog, searchLog, wl, bytes: out.length, ms, ok, rssMB: Math.round(process.resourceUsage().maxRSS / 1024) }));

@@ -1,0 +1,348 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CliProcess, ensureBuilt, killChildren, ROOT, runCli, type CliResult } from './helpers/cli.js';
+import { tempDir, TestSource } from './helpers/fixtures.js';
+
+const COMMANDS = ['publish', 'update', 'status', 'serve', 'settings', 'demo'];
+
+beforeAll(() => {
+  ensureBuilt();
+}, 180_000);
+
+afterEach(() => {
+  killChildren();
+});
+
+const dirs: string[] = [];
+function scratch(prefix: string): string {
+  const dir = tempDir(prefix);
+  dirs.push(dir);
+  return dir;
+}
+
+afterAll(() => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A usage or work failure: exactly one line on stderr, starting with "bulwark", nothing on stdout. */
+function expectOneLineError(result: CliResult, code: number, message: RegExp): void {
+  expect(result.code).toBe(code);
+  expect(result.stdout).toBe('');
+  const lines = result.stderr.split('\n').filter(Boolean);
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^bulwark/);
+  expect(lines[0]).toMatch(message);
+}
+
+describe('help and usage errors', () => {
+  it('--help lists every command and exits 0', async () => {
+    const results = await Promise.all([['--help'], ['-h'], ['help'], []].map((args) => runCli(args)));
+    for (const result of results) {
+      expect(result.code).toBe(0);
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toMatch(/^Bulwark — security update server\n\nUsage: bulwark <command> \[options\]/);
+      for (const command of COMMANDS) expect(result.stdout).toMatch(new RegExp(`^  ${command} +\\S`, 'm'));
+    }
+  });
+
+  it('--version prints the package version', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const result = await runCli(['--version']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`${pkg.version}\n`);
+  });
+
+  for (const command of COMMANDS) {
+    it(`${command} --help prints its usage and exits 0`, async () => {
+      const results = await Promise.all([runCli([command, '--help']), runCli([command, '-h']), runCli(['help', command])]);
+      for (const result of results) {
+        expect(result.code).toBe(0);
+        expect(result.stderr).toBe('');
+        expect(result.stdout).toMatch(new RegExp(`^bulwark ${command}\\b`));
+        expect(result.stdout).toMatch(/\n\s*Options:\n|\nKeys:\n/);
+      }
+      // --help wins over missing required flags
+      expect(results[0]!.stdout).toBe(results[2]!.stdout);
+    });
+  }
+
+  it('exits 2 with one line on stderr for an unknown command', async () => {
+    const result = await runCli(['frobnicate', '--data', '/tmp/x']);
+    expectOneLineError(result, 2, /^bulwark: unknown command "frobnicate"; run bulwark --help$/);
+  });
+
+  it('exits 2 with one line on stderr for an unknown flag', async () => {
+    const data = scratch('bulwark-cli-flag-');
+    const result = await runCli(['update', '--data', data, '--bogus']);
+    expectOneLineError(result, 2, /^bulwark update: .*'--bogus'.*\(see bulwark update --help\)$/);
+    expect(fs.existsSync(path.join(data, 'history.jsonl'))).toBe(false);
+
+    const status = await runCli(['status', '--json=yes', '--data', data]);
+    expectOneLineError(status, 2, /^bulwark status: /);
+  });
+
+  it('exits 2 when a required flag is missing or flags do not fit together', async () => {
+    const data = scratch('bulwark-cli-usage-');
+    const cases: [string[], RegExp][] = [
+      [['update'], /^bulwark update: --data is required$/],
+      [['update', '--json'], /^bulwark update: --data is required$/],
+      [['status'], /^bulwark status: --data is required$/],
+      [['serve'], /^bulwark serve: --data is required$/],
+      [['publish', '--input', 'x'], /^bulwark publish: --out is required$/],
+      [['update', '--data', data, '--source', 'http://127.0.0.1:1/'], /^bulwark update: --source and --trusted-root go together$/],
+      [['status', '--data', path.join(data, 'missing')], /^bulwark status: data directory .*missing does not exist$/],
+      [['demo', '--every', '5'], /^bulwark demo: --every must be a whole number of seconds from 10 to 3600$/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((result, i) => expectOneLineError(result, 2, cases[i]![1]));
+    expect(fs.readdirSync(data)).toEqual([]);
+  });
+});
+
+describe('publish', () => {
+  it('exits 1 with a clear message for a file that is not a version, and writes nothing', async () => {
+    const dir = scratch('bulwark-cli-publish-');
+    const input = path.join(dir, 'input');
+    fs.mkdirSync(path.join(input, 'virus-pattern'), { recursive: true });
+    fs.writeFileSync(path.join(input, 'virus-pattern', '171'), 'pattern 171\n');
+    fs.writeFileSync(path.join(input, 'virus-pattern', 'abc'), 'not a version\n');
+    const out = path.join(dir, 'out');
+    const keys = path.join(dir, 'keys');
+
+    const result = await runCli(['publish', '--input', input, '--out', out, '--keys', keys, '--level', '3']);
+    expectOneLineError(result, 1, /^bulwark publish: .*virus-pattern\/abc: file names must be integer versions \(e\.g\. 175\)$/);
+    expect(fs.existsSync(path.join(out, 'metadata'))).toBe(false);
+    expect(fs.existsSync(path.join(out, 'root.json'))).toBe(false);
+    expect(fs.existsSync(keys)).toBe(false);
+  });
+
+  it('publishes a valid input and prints JSON with --json', async () => {
+    const dir = scratch('bulwark-cli-publish-ok-');
+    const input = path.join(dir, 'input');
+    fs.mkdirSync(path.join(input, 'scan-engine'), { recursive: true });
+    fs.writeFileSync(path.join(input, 'scan-engine', '12'), crypto.randomBytes(2000));
+    const out = path.join(dir, 'out');
+    const result = await runCli(['publish', '--input', input, '--out', out, '--keys', path.join(dir, 'keys'), '--level', '3', '--json']);
+    expect(result.code).toBe(0);
+    const json = JSON.parse(result.stdout) as { components: { id: string; latest: number }[] };
+    expect(json.components.map((c) => [c.id, c.latest])).toEqual([['scan-engine', 12]]);
+    expect(fs.existsSync(path.join(out, 'root.json'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'metadata', 'timestamp.json'))).toBe(true);
+  });
+});
+
+describe('settings', () => {
+  it('refuses "every 7 minutes" with exit 2 and keeps the old schedule', async () => {
+    const data = scratch('bulwark-cli-settings-');
+    const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
+    expect(set.code).toBe(0);
+    expect(set.stdout).toBe('schedule saved\n');
+
+    const refused = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 7 minutes']);
+    expectOneLineError(refused, 2, /^bulwark settings: every 7 minutes is not offered; choose one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 minutes$/);
+
+    const get = await runCli(['settings', '--data', data, 'get', 'schedule']);
+    expect(get.code).toBe(0);
+    expect(JSON.parse(get.stdout)).toEqual({ kind: 'interval', every: 15, unit: 'minutes' });
+
+    const status = await runCli(['status', '--data', data, '--json']);
+    expect((JSON.parse(status.stdout) as { schedule: string }).schedule).toBe('every 15 minutes');
+  });
+
+  it('refuses an unknown key and a bad source with exit 2', async () => {
+    const data = scratch('bulwark-cli-settings-keys-');
+    expectOneLineError(await runCli(['settings', '--data', data, 'set', 'colour', 'blue']), 2, /^bulwark settings: no setting named colour$/);
+    expectOneLineError(await runCli(['settings', '--data', data, 'get', 'colour']), 2, /^bulwark settings: no setting named colour$/);
+    expectOneLineError(
+      await runCli(['settings', '--data', data, 'set', 'source', 'ftp://x', path.join(data, 'settings.json')]),
+      2,
+      /^bulwark settings: invalid source: the update source must be an http or https URL, not ftp:/,
+    );
+    const get = await runCli(['settings', '--data', data, 'get', 'source']);
+    expect(JSON.parse(get.stdout)).toEqual({ url: '', trustedRoot: '' });
+  });
+});
+
+describe('against a real update source', () => {
+  let source: TestSource;
+  let data: string;
+
+  beforeEach(async () => {
+    source = await new TestSource().start();
+    source.addPattern('virus-pattern', { bytes: 150_000 });
+    source.writeVersion('scan-engine', 12, crypto.randomBytes(20_000));
+    source.publish();
+    data = scratch('bulwark-cli-data-');
+  });
+
+  afterEach(async () => {
+    killChildren();
+    await source.stop();
+    fs.rmSync(source.dir, { recursive: true, force: true });
+  });
+
+  const sourceFlags = () => ['--source', source.url, '--trusted-root', source.rootFile];
+
+  interface UpdateJson {
+    result: string;
+    bytes: number;
+    error?: string;
+    components: { id: string; previousVersion: number | null; version: number | null; method: string; reason: string; bytes: number }[];
+  }
+
+  function parseOneJson<T>(stdout: string): T {
+    const lines = stdout.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    return JSON.parse(lines[0]!) as T;
+  }
+
+  it('update --json prints one JSON object; status --json then lists the installed components', async () => {
+    const first = await runCli(['update', '--data', data, ...sourceFlags(), '--json']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    const run = parseOneJson<UpdateJson>(first.stdout);
+    expect(run.result).toBe('ok');
+    expect(run.error).toBeUndefined();
+    expect(typeof run.bytes).toBe('number');
+    expect(run.bytes).toBeGreaterThan(0);
+    expect(run.components.map((c) => c.id).sort()).toEqual(['scan-engine', 'virus-pattern']);
+    for (const c of run.components) {
+      expect(Object.keys(c).sort()).toEqual(['bytes', 'id', 'method', 'previousVersion', 'reason', 'version']);
+      expect(c.previousVersion).toBeNull();
+      expect(c.method).toBe('full');
+      expect(c.reason).toBe('no installed version');
+      expect(c.bytes).toBeGreaterThan(0);
+    }
+    const byId = Object.fromEntries(run.components.map((c) => [c.id, c]));
+    expect(byId['virus-pattern']!.version).toBe(source.series.get('virus-pattern')!.version);
+    expect(byId['scan-engine']!.version).toBe(12);
+    expect(run.bytes).toBeGreaterThanOrEqual(run.components.reduce((sum, c) => sum + c.bytes, 0));
+    expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
+
+    const status = await runCli(['status', '--data', data, '--json']);
+    expect(status.code).toBe(0);
+    const report = parseOneJson<{
+      state: { type: string };
+      components: { id: string; version: number; sha256: string; path: string; installedAt: string }[];
+      lastUpdate: { result: string; trigger: string } | null;
+      nextUpdate: string | null;
+      schedule: string;
+    }>(status.stdout);
+    expect(report.state).toEqual({ type: 'stopped' });
+    expect(report.lastUpdate).toMatchObject({ result: 'ok', trigger: 'manual' });
+    expect(report.nextUpdate).toBeNull();
+    expect(report.schedule).toBe('hourly');
+    expect(report.components.map((c) => [c.id, c.version]).sort()).toEqual([
+      ['scan-engine', 12],
+      ['virus-pattern', byId['virus-pattern']!.version],
+    ]);
+    for (const c of report.components) {
+      expect(c.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(path.isAbsolute(c.path)).toBe(true);
+      expect(c.path.startsWith(data)).toBe(true);
+      expect(crypto.createHash('sha256').update(fs.readFileSync(c.path)).digest('hex')).toBe(c.sha256);
+      expect(new Date(c.installedAt).toISOString()).toBe(c.installedAt);
+    }
+    const scanEngine = report.components.find((c) => c.id === 'scan-engine')!;
+    expect(fs.readFileSync(scanEngine.path)).toEqual(fs.readFileSync(path.join(source.input, 'scan-engine', '12')));
+
+    // A new version: the next update is incremental for the pattern and a no-op for the engine.
+    const next = source.addPattern('virus-pattern');
+    source.publish();
+    const second = await runCli(['update', '--data', data, ...sourceFlags(), '--json']);
+    expect(second.code).toBe(0);
+    const run2 = parseOneJson<UpdateJson>(second.stdout);
+    expect(run2.result).toBe('ok');
+    const byId2 = Object.fromEntries(run2.components.map((c) => [c.id, c]));
+    expect(byId2['virus-pattern']).toMatchObject({ previousVersion: byId['virus-pattern']!.version, version: next, method: 'incremental' });
+    expect(byId2['scan-engine']).toEqual({ id: 'scan-engine', previousVersion: 12, version: 12, method: 'none', reason: 'up to date', bytes: 0 });
+  });
+
+  it('update exits 1 with the error when the source cannot be used', async () => {
+    source.intercept = (req, res) => {
+      if (!req.url?.endsWith('timestamp.json')) return false;
+      res.writeHead(500).end();
+      return true;
+    };
+    const result = await runCli(['update', '--data', data, ...sourceFlags(), '--json']);
+    expect(result.code).toBe(1);
+    const run = parseOneJson<UpdateJson>(result.stdout);
+    expect(run.result).toBe('failed');
+    expect(run.error).toMatch(/HTTP 500/);
+    expect(run.components).toEqual([]);
+  });
+
+  async function startServe(): Promise<CliProcess> {
+    const serve = new CliProcess(['serve', '--data', data, ...sourceFlags()]);
+    await serve.waitFor(/Bulwark serving .*; schedule hourly/);
+    return serve;
+  }
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`serve logs its start-up update and exits 0 on ${signal}, leaving no lock`, async () => {
+      const serve = await startServe();
+      await serve.waitFor(/install update done, .* received/);
+      await serve.waitFor(/next update at \d{4}-\d\d-\d\dT\d\d:00:00\.000Z/);
+      expect(serve.stdout).toMatch(/downloading virus-pattern \(\d of 2, full\)/);
+      expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(true);
+      expect(Number(fs.readFileSync(path.join(data, 'bulwark.lock'), 'utf8'))).toBe(serve.pid);
+
+      const stopped = await serve.stop(signal);
+      expect(stopped).toMatchObject({ code: 0, signal: null });
+      expect(stopped.ms).toBeLessThan(5_000);
+      expect(serve.stdout).toContain(`${signal} received; stopping after the update in progress, if any`);
+      expect(serve.stdout).toMatch(/ stopped\n$/);
+      expect(serve.stderr).toBe('');
+      expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
+      expect(fs.existsSync(path.join(data, 'state.json'))).toBe(false);
+
+      // The source given on the command line was saved: a restart needs no flags, and its update is "startup".
+      const again = new CliProcess(['serve', '--data', data]);
+      await again.waitFor(/startup update done, .* received; all 2 components up to date/);
+      expect((await again.stop(signal)).code).toBe(0);
+      expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
+    });
+  }
+
+  it('serve stopped during its start-up update finishes that update first, then exits 0', async () => {
+    const serve = await startServe();
+    const stopped = await serve.stop('SIGTERM', 20_000);
+    expect(stopped).toMatchObject({ code: 0, signal: null });
+    expect(serve.stdout).toMatch(/SIGTERM received[^]*install update done[^]* stopped\n$/);
+    const history = fs.readFileSync(path.join(data, 'history.jsonl'), 'utf8').split('\n').filter(Boolean);
+    expect(history.map((line) => (JSON.parse(line) as { trigger: string; result: string }).result)).toEqual(['ok']);
+    expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
+  });
+
+  it('a second process on the same data directory is refused while serve runs', async () => {
+    const serve = await startServe();
+    await serve.waitFor(/next update at /);
+
+    const update = await runCli(['update', '--data', data, ...sourceFlags()]);
+    expectOneLineError(update, 1, new RegExp(`^bulwark update: another Bulwark process \\(PID ${serve.pid}\\) is using `));
+
+    const second = await runCli(['serve', '--data', data]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`^bulwark serve: another Bulwark process \\(PID ${serve.pid}\\) is using `, 'm'));
+
+    // status reads what the running server published about itself.
+    const status = await runCli(['status', '--data', data, '--json']);
+    expect(status.code).toBe(0);
+    const report = JSON.parse(status.stdout) as { state: { type: string }; nextUpdate: string | null; components: unknown[] };
+    expect(report.state.type).toBe('idle');
+    expect(report.nextUpdate).toMatch(/T\d\d:00:00\.000Z$/);
+    expect(report.components).toHaveLength(2);
+
+    // The refused processes did not take the lock away from the server.
+    expect(Number(fs.readFileSync(path.join(data, 'bulwark.lock'), 'utf8'))).toBe(serve.pid);
+    expect((await serve.stop('SIGTERM')).code).toBe(0);
+    expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
+
+    // Once it has stopped, the one-off update runs.
+    const after = await runCli(['update', '--data', data]);
+    expect(after.code).toBe(0);
+    expect(after.stdout).toMatch(/^manual update done, .*; all 2 components up to date\n$/);
+  });
+});

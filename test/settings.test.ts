@@ -1,0 +1,251 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SettingsError } from '../src-main/engine/errors.js';
+import { DEFAULT_SCHEDULE } from '../src-main/engine/schedule.js';
+import { DEFAULT_SETTINGS, Settings, type SettingsData } from '../src-main/engine/settings.js';
+import { runMainInProcess } from './helpers/cli.js';
+import { tempDir } from './helpers/fixtures.js';
+
+let dir: string;
+let rootFile: string;
+
+beforeEach(() => {
+  dir = tempDir('bulwark-settings-');
+  // Settings only check that a trusted root file exists; the engine checks what is in it.
+  rootFile = path.join(dir, 'root.json');
+  fs.writeFileSync(rootFile, JSON.stringify({ signed: { _type: 'root' }, signatures: [] }));
+});
+
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const settingsFile = () => path.join(dir, 'settings.json');
+const backups = () => fs.readdirSync(dir).filter((n) => n.startsWith('settings.json.damaged-'));
+
+describe('Settings.open', () => {
+  it('creates settings.json with the defaults (hourly) in a fresh directory', () => {
+    const fresh = path.join(dir, 'nested', 'data');
+    const settings = Settings.open(fresh);
+    expect(settings.recovered).toBeUndefined();
+    expect(settings.data).toEqual(DEFAULT_SETTINGS);
+    expect(settings.data.schedule).toEqual({ kind: 'interval', every: 1, unit: 'hours' });
+    expect(settings.data.schedule).toEqual(DEFAULT_SCHEDULE);
+    expect(settings.data.source).toEqual({ url: '', trustedRoot: '' });
+    const onDisk = JSON.parse(fs.readFileSync(path.join(fresh, 'settings.json'), 'utf8')) as SettingsData;
+    expect(onDisk).toEqual(DEFAULT_SETTINGS);
+  });
+
+  it('returns a copy: changing the returned data does not change the settings', () => {
+    const settings = Settings.open(dir);
+    const data = settings.data;
+    data.startAtLogin = true;
+    data.schedule = { kind: 'daily', at: '01:00' };
+    expect(settings.data).toEqual(DEFAULT_SETTINGS);
+  });
+
+  it('keeps valid values across a reopen', () => {
+    const settings = Settings.open(dir);
+    const changed: string[] = [];
+    settings.onChange((key) => changed.push(key));
+    settings.set('schedule', { kind: 'interval', every: 15, unit: 'minutes' });
+    settings.set('source', { url: 'https://updates.example.com/bulwark', trustedRoot: rootFile });
+    settings.set('notifications', { updateFailed: false, componentsInstalled: true });
+    settings.set('startAtLogin', true);
+    expect(changed).toEqual(['schedule', 'source', 'notifications', 'startAtLogin']);
+
+    const reopened = Settings.open(dir);
+    expect(reopened.recovered).toBeUndefined();
+    expect(reopened.data).toEqual({
+      schedule: { kind: 'interval', every: 15, unit: 'minutes' },
+      source: { url: 'https://updates.example.com/bulwark', trustedRoot: rootFile },
+      notifications: { updateFailed: false, componentsInstalled: true },
+      startAtLogin: true,
+    });
+
+    reopened.set('schedule', { kind: 'daily', at: '03:30' });
+    reopened.set('source', { url: '', trustedRoot: '' });
+    expect(Settings.open(dir).data.schedule).toEqual({ kind: 'daily', at: '03:30' });
+    expect(Settings.open(dir).data.source).toEqual({ url: '', trustedRoot: '' });
+  });
+});
+
+describe('refused values', () => {
+  const previous: SettingsData = {
+    schedule: { kind: 'interval', every: 15, unit: 'minutes' },
+    source: { url: 'http://127.0.0.1:8080/source', trustedRoot: '' },
+    notifications: { updateFailed: true, componentsInstalled: false },
+    startAtLogin: true,
+  };
+
+  function seeded(): Settings {
+    const settings = Settings.open(dir);
+    settings.set('schedule', previous.schedule);
+    settings.set('source', { ...previous.source, trustedRoot: rootFile });
+    settings.set('notifications', previous.notifications);
+    settings.set('startAtLogin', previous.startAtLogin);
+    return settings;
+  }
+
+  function expectRefused(action: () => void, message: RegExp): SettingsError {
+    let caught: unknown;
+    try {
+      action();
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(SettingsError);
+    expect((caught as SettingsError).code).toBe('ERR_SETTINGS');
+    expect((caught as SettingsError).message).toMatch(message);
+    return caught as SettingsError;
+  }
+
+  const cases: { name: string; apply: (s: Settings) => void; message: RegExp }[] = [
+    {
+      name: 'a schedule of every 7 minutes',
+      apply: (s) => s.set('schedule', { kind: 'interval', every: 7, unit: 'minutes' }),
+      message: /every 7 minutes is not offered; choose one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 minutes/,
+    },
+    {
+      name: 'a schedule of every 5 hours',
+      apply: (s) => s.set('schedule', { kind: 'interval', every: 5, unit: 'hours' }),
+      message: /every 5 hours is not offered; choose one of 1, 2, 3, 4, 6, 8, 12 hours/,
+    },
+    {
+      name: 'a daily schedule at 25:00',
+      apply: (s) => s.set('schedule', { kind: 'daily', at: '25:00' }),
+      message: /daily time "25:00" must be HH:MM in 24-hour form/,
+    },
+    {
+      name: 'a source URL ftp://x',
+      apply: (s) => s.set('source', { url: 'ftp://x', trustedRoot: rootFile }),
+      message: /invalid source: the update source must be an http or https URL, not ftp:; the previous value is kept/,
+    },
+    {
+      name: 'a source URL that is not a URL',
+      apply: (s) => s.set('source', { url: 'updates.example.com', trustedRoot: rootFile }),
+      message: /invalid source: "updates\.example\.com" is not a URL/,
+    },
+    {
+      name: 'a source without a trusted root',
+      apply: (s) => s.set('source', { url: 'https://updates.example.com/', trustedRoot: '' }),
+      message: /a custom update source needs its trusted root\.json/,
+    },
+    {
+      name: 'a trusted root file that does not exist',
+      apply: (s) => s.set('source', { url: 'https://updates.example.com/', trustedRoot: path.join(dir, 'missing-root.json') }),
+      message: /trusted root .*missing-root\.json does not exist/,
+    },
+    {
+      name: 'a non-boolean startAtLogin',
+      apply: (s) => s.set('startAtLogin', 'yes' as unknown as boolean),
+      message: /invalid startAtLogin: .*startAtLogin.* must be boolean; the previous value is kept/,
+    },
+    {
+      name: 'a non-boolean notification flag',
+      apply: (s) => s.set('notifications', { updateFailed: 'no' as unknown as boolean, componentsInstalled: true }),
+      message: /invalid notifications: .*updateFailed.* must be boolean/,
+    },
+  ];
+
+  for (const { name, apply, message } of cases) {
+    it(`refuses ${name} with a SettingsError and keeps the previous value`, () => {
+      const settings = seeded();
+      const before = fs.readFileSync(settingsFile());
+      const changed: string[] = [];
+      settings.onChange((key) => changed.push(key));
+
+      expectRefused(() => apply(settings), message);
+
+      expect(changed).toEqual([]);
+      expect(fs.readFileSync(settingsFile())).toEqual(before);
+      const reopened = Settings.open(dir);
+      expect(reopened.recovered).toBeUndefined();
+      expect(reopened.data).toEqual({ ...previous, source: { ...previous.source, trustedRoot: rootFile } });
+    });
+  }
+
+  it('refuses a non-boolean given on the command line, says why, and keeps the previous value', async () => {
+    seeded();
+    const result = await runMainInProcess(['settings', '--data', dir, 'set', 'startAtLogin', 'maybe']);
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split('\n')).toEqual(['bulwark settings: startAtLogin must be true or false, not "maybe"']);
+    expect(result.stdout).toBe('');
+    expect(Settings.open(dir).data.startAtLogin).toBe(true);
+
+    const notification = await runMainInProcess(['settings', '--data', dir, 'set', 'notifications.updateFailed', '2']);
+    expect(notification.code).toBe(2);
+    expect(notification.stderr).toMatch(/^bulwark settings: notifications\.updateFailed must be true or false, not "2"\n$/);
+    expect(Settings.open(dir).data.notifications).toEqual(previous.notifications);
+
+    const get = await runMainInProcess(['settings', '--data', dir, 'get', 'startAtLogin']);
+    expect(get.code).toBe(0);
+    expect(JSON.parse(get.stdout)).toBe(true);
+  });
+
+  it('refuses an invalid schedule given on the command line with exit code 2 (a settings error)', async () => {
+    seeded();
+    const result = await runMainInProcess(['settings', '--data', dir, 'set', 'schedule', 'every', '5', 'hours']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^bulwark settings: every 5 hours is not offered; choose one of .* hours\n$/);
+    expect(Settings.open(dir).data.schedule).toEqual(previous.schedule);
+  });
+});
+
+describe('a damaged settings.json', () => {
+  function expectRecovered(original: Buffer, reason: RegExp): void {
+    const settings = Settings.open(dir);
+    const found = backups();
+    expect(found).toHaveLength(1);
+    const backup = path.join(dir, found[0]!);
+    expect(fs.readFileSync(backup)).toEqual(original);
+    expect(settings.data).toEqual(DEFAULT_SETTINGS);
+    expect(JSON.parse(fs.readFileSync(settingsFile(), 'utf8'))).toEqual(DEFAULT_SETTINGS);
+    expect(settings.recovered).toBeDefined();
+    expect(settings.recovered).toContain(backup);
+    expect(settings.recovered).toContain(settingsFile());
+    expect(settings.recovered).toMatch(reason);
+    expect(settings.recovered).toMatch(/the defaults were restored/);
+
+    // The restored file is a normal one again: reopening reports nothing and settings persist.
+    settings.set('schedule', { kind: 'interval', every: 30, unit: 'minutes' });
+    const reopened = Settings.open(dir);
+    expect(reopened.recovered).toBeUndefined();
+    expect(reopened.data.schedule).toEqual({ kind: 'interval', every: 30, unit: 'minutes' });
+    expect(backups()).toHaveLength(1);
+  }
+
+  it('backs up a file that is not JSON and restores the defaults', () => {
+    const original = Buffer.from('{"schedule": {"kind": "interval", "every": 15, \u0000 oops');
+    fs.writeFileSync(settingsFile(), original);
+    expectRecovered(original, /JSON/i);
+  });
+
+  it('backs up valid JSON that violates the schema and restores the defaults', () => {
+    const original = Buffer.from(JSON.stringify({ ...DEFAULT_SETTINGS, schedule: { kind: 'interval', every: 7, unit: 'minutes' } }, null, '\t'));
+    fs.writeFileSync(settingsFile(), original);
+    expectRecovered(original, /schema violation|schedule/);
+  });
+
+  it('backs up a file whose source URL is not http(s)', () => {
+    const original = Buffer.from(JSON.stringify({ ...DEFAULT_SETTINGS, source: { url: 'ftp://x', trustedRoot: '' } }));
+    fs.writeFileSync(settingsFile(), original);
+    expectRecovered(original, /source/);
+  });
+
+  it('backs up an empty file', () => {
+    fs.writeFileSync(settingsFile(), '');
+    expectRecovered(Buffer.alloc(0), /JSON/i);
+  });
+
+  it('warns about the recovery on the command line and still runs the command', async () => {
+    const original = Buffer.from('not json at all');
+    fs.writeFileSync(settingsFile(), original);
+    const result = await runMainInProcess(['settings', '--data', dir, 'get', 'schedule']);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual(DEFAULT_SCHEDULE);
+    expect(result.stderr).toMatch(/^bulwark: warning: .*settings\.json could not be used .*settings\.json\.damaged-.* the defaults were restored\n$/);
+    expect(fs.readFileSync(path.join(dir, backups()[0]!))).toEqual(original);
+  });
+});
