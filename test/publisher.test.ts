@@ -1,0 +1,146 @@
+// `bulwark publish`: layout, signatures, incrementals, re-publishing and bad input.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Metadata } from '@tufjs/models';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { applyPatch, decompressFull } from '../src-main/engine/codec.js';
+import { parseCatalogue, type Catalogue } from '../src-main/engine/catalogue.js';
+import { DEFAULT_LIMITS } from '../src-main/engine/limits.js';
+import { publish } from '../src-main/engine/publisher.js';
+import { TEST_LEVEL, TestSource } from './helpers/fixtures.js';
+
+let source: TestSource;
+
+beforeEach(() => {
+  source = new TestSource();
+});
+
+afterEach(() => {
+  fs.rmSync(source.dir, { recursive: true, force: true });
+});
+
+function readJson(file: string): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+}
+
+function catalogue(): Catalogue {
+  const targets = readJson(path.join(source.out, 'metadata', `${latestVersion('targets')}.targets.json`)) as {
+    signed: { targets: Record<string, { hashes: { sha256: string } }> };
+  };
+  const hash = targets.signed.targets['catalogue.json']!.hashes.sha256;
+  return parseCatalogue(fs.readFileSync(path.join(source.out, 'targets', `${hash}.catalogue.json`)));
+}
+
+function latestVersion(role: 'targets' | 'snapshot' | 'root'): number {
+  return Math.max(...fs.readdirSync(path.join(source.out, 'metadata')).flatMap((n) => new RegExp(`^(\\d+)\\.${role}\\.json$`).exec(n)?.[1] ?? []).map(Number));
+}
+
+describe('publish', () => {
+  it('writes a TUF repository whose metadata verifies against the published root', () => {
+    source.addPattern('virus-pattern');
+    source.writeVersion('scan-engine', 5, 'engine');
+    source.publish();
+    const root = Metadata.fromJSON('root' as never, readJson(source.rootFile) as never) as Metadata<never>;
+    const rootSigned = (root as unknown as { signed: { consistentSnapshot: boolean; version: number } }).signed;
+    expect(rootSigned.consistentSnapshot).toBe(true);
+    expect(rootSigned.version).toBe(1);
+    for (const [role, file] of [
+      ['timestamp', 'timestamp.json'],
+      ['snapshot', '1.snapshot.json'],
+      ['targets', '1.targets.json'],
+    ] as const) {
+      const metadata = Metadata.fromJSON(role as never, readJson(path.join(source.out, 'metadata', file)) as never);
+      expect(() => (root as unknown as Metadata<never>).verifyDelegate(role, metadata)).not.toThrow();
+    }
+    // Default lifetimes: timestamp 1 day, snapshot 7, targets 30, root 365.
+    const expires = (file: string) => new Date((readJson(path.join(source.out, 'metadata', file)) as { signed: { expires: string } }).signed.expires).getTime();
+    const day = 86_400_000;
+    expect(Math.round((expires('timestamp.json') - Date.now()) / day)).toBe(1);
+    expect(Math.round((expires('1.snapshot.json') - Date.now()) / day)).toBe(7);
+    expect(Math.round((expires('1.targets.json') - Date.now()) / day)).toBe(30);
+    expect(Math.round((expires('1.root.json') - Date.now()) / day)).toBe(365);
+    // Keys were generated on first use, private and one per role.
+    expect(fs.readdirSync(source.keys).sort()).toEqual(['root.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+    expect(fs.statSync(path.join(source.keys, 'root.json')).mode & 0o077).toBe(0);
+  });
+
+  it('lists every component in a signed catalogue with full files compressed and incrementals from the previous 14', () => {
+    for (let i = 0; i < 17; i++) source.addPattern('virus-pattern', { bytes: 50_000 }); // 171..203
+    source.writeVersion('outbreak-defense-policy', 9, '{"policy":"od"}');
+    source.publish();
+    const cat = catalogue();
+    const virus = cat.components.find((c) => c.id === 'virus-pattern')!;
+    expect(virus).toMatchObject({ name: 'Virus Pattern', duplication: true, latest: 203, full: { target: 'virus-pattern/203.zst' } });
+    expect(virus.incrementals.map((i) => i.from)).toEqual([175, 177, 179, 181, 183, 185, 187, 189, 191, 193, 195, 197, 199, 201]);
+    expect(virus.incrementals[0]!.target).toBe('virus-pattern/v_175.203');
+    const policy = cat.components.find((c) => c.id === 'outbreak-defense-policy')!;
+    expect(policy).toMatchObject({ duplication: false, latest: 9, incrementals: [] });
+
+    // The full file decompresses to the input; an incremental rebuilds it from its base.
+    const latest = fs.readFileSync(path.join(source.input, 'virus-pattern', '203'));
+    expect(decompressFull(fs.readFileSync(source.targetFile('virus-pattern/203.zst')), DEFAULT_LIMITS).equals(latest)).toBe(true);
+    const base = fs.readFileSync(path.join(source.input, 'virus-pattern', '199'));
+    expect(applyPatch(base, fs.readFileSync(source.targetFile('virus-pattern/v_199.203')), DEFAULT_LIMITS).equals(latest)).toBe(true);
+    expect(fs.statSync(source.targetFile('virus-pattern/203.zst')).size).toBeLessThan(latest.length);
+  });
+
+  it('does not publish an incremental that is not clearly smaller than the compressed full file', () => {
+    // Two unrelated random files: a "patch" between them is as big as the file itself.
+    source.writeVersion('spyware-pattern', 1, Buffer.from(Array.from({ length: 20_000 }, (_, i) => (i * 7919) % 251)));
+    source.writeVersion('spyware-pattern', 2, Buffer.from(Array.from({ length: 20_000 }, () => Math.floor(Math.random() * 256))));
+    const result = source.publish();
+    const spyware = result.components.find((c) => c.id === 'spyware-pattern')!;
+    expect(spyware.incrementals).toEqual([]);
+    expect(spyware.skipped.map((s) => s.from)).toEqual([1]);
+    expect(catalogue().components[0]!.incrementals).toEqual([]);
+  });
+
+  it('re-publishes incrementally: versions go up, built files are reused, older targets stay for a while', () => {
+    source.addPattern('virus-pattern');
+    source.addPattern('virus-pattern');
+    source.publish();
+    const firstFull = source.targetFile('virus-pattern/173.zst');
+    const firstMtime = fs.statSync(firstFull).mtimeMs;
+    const timestampV1 = (readJson(path.join(source.out, 'metadata', 'timestamp.json')) as { signed: { version: number } }).signed.version;
+
+    source.publish(); // nothing new: only re-signed
+    expect(fs.statSync(firstFull).mtimeMs).toBe(firstMtime);
+    source.addPattern('virus-pattern'); // 175
+    source.publish();
+    const timestampV3 = (readJson(path.join(source.out, 'metadata', 'timestamp.json')) as { signed: { version: number } }).signed.version;
+    expect(timestampV3).toBe(timestampV1 + 2);
+    expect(latestVersion('targets')).toBe(3);
+    expect(latestVersion('snapshot')).toBe(3);
+    expect(latestVersion('root')).toBe(1);
+    // The previous full file left the metadata but is still served, and previous metadata too.
+    expect(fs.existsSync(firstFull)).toBe(true);
+    expect(fs.existsSync(path.join(source.out, 'metadata', '1.targets.json'))).toBe(true);
+    expect(catalogue().components[0]!.latest).toBe(175);
+
+    // Past the retention period, files no longer referenced are removed; current ones stay.
+    publish({ input: source.input, out: source.out, keys: source.keys, level: TEST_LEVEL, now: new Date(Date.now() + 8 * 86_400_000) });
+    expect(fs.existsSync(firstFull)).toBe(false);
+    expect(fs.existsSync(path.join(source.out, 'metadata', '1.targets.json'))).toBe(false);
+    expect(fs.existsSync(source.targetFile('virus-pattern/175.zst'))).toBe(true);
+    expect(fs.existsSync(path.join(source.out, 'metadata', '1.root.json'))).toBe(true);
+  });
+
+  it('refuses input that does not follow DIR/<component-id>/<version>, writing nothing', () => {
+    source.writeVersion('virus-pattern', 171, 'x');
+    fs.writeFileSync(path.join(source.input, 'virus-pattern', 'latest'), 'y');
+    expect(() => source.publish()).toThrow(/virus-pattern\/latest: file names must be integer versions/);
+    expect(fs.existsSync(source.out)).toBe(false);
+
+    fs.rmSync(path.join(source.input, 'virus-pattern', 'latest'));
+    fs.mkdirSync(path.join(source.input, 'Bad_Name'));
+    expect(() => source.publish()).toThrow(/component ids use lower-case letters, digits and dashes/);
+    expect(() => publish({ input: path.join(source.dir, 'missing'), out: source.out, keys: source.keys })).toThrow(/does not exist/);
+  });
+
+  it('refuses a damaged signing key instead of replacing it', () => {
+    source.writeVersion('scan-engine', 1, 'x');
+    source.publish();
+    fs.writeFileSync(path.join(source.keys, 'targets.json'), '{"private":"nonsense"}');
+    expect(() => source.publish()).toThrow(/cannot read the targets key/);
+  });
+});
