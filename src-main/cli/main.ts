@@ -13,7 +13,7 @@ import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { Settings, type SettingsData } from '../engine/settings.js';
 import type { RoleName } from '../engine/signing-keys.js';
 import { runDemo } from '../demo/demo.js';
-import { serve } from './serve.js';
+import { parseListen, serve } from './serve.js';
 
 interface Command {
   summary: string;
@@ -178,7 +178,7 @@ Options:
 
   serve: {
     summary: 'run the update server: start-up update, then on schedule, until stopped',
-    usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT]
+    usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM. --source/--trusted-root and --schedule are saved in the settings.
@@ -187,15 +187,26 @@ Options:
   --data DIR            data directory
   --source URL          update source base URL (saved in the settings)
   --trusted-root FILE   the source's root.json (saved in the settings)
-  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"`,
-    options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, schedule: { type: 'string' } },
+  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"
+  --console             serve the console to a browser; prints its URL with a fresh access token
+  --listen ADDR:PORT    where the console listens (default 127.0.0.1:0, any free port)`,
+    options: {
+      ...dataOption,
+      source: { type: 'string' },
+      'trusted-root': { type: 'string' },
+      schedule: { type: 'string' },
+      console: { type: 'boolean' },
+      listen: { type: 'string' },
+    },
     async run(values) {
       const dataDir = required(values, 'data');
       const settings = openSettings(dataDir);
       const source = sourceFlags(values);
       if (source) settings.set('source', source);
       if (typeof values.schedule === 'string') settings.set('schedule', parseSchedule(values.schedule));
-      return serve(dataDir, settings);
+      if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
+      const listen = parseListen(typeof values.listen === 'string' ? values.listen : '127.0.0.1:0');
+      return serve(dataDir, settings, values.console ? { console: listen } : {});
     },
   },
 
@@ -229,7 +240,7 @@ A refused value changes nothing; the message says why.`,
 
   demo: {
     summary: 'run Bulwark against a built-in demo update source on 127.0.0.1',
-    usage: `bulwark demo [--dir DIR] [--every SECONDS] [--port N]
+    usage: `bulwark demo [--dir DIR] [--every SECONDS] [--port N] [--console [--listen ADDR:PORT]]
 
 Generates pattern files for every component, publishes them as a signed source on 127.0.0.1,
 publishes a new version every --every seconds (default 120) and runs the server against it with
@@ -238,14 +249,18 @@ a one-minute schedule, so incremental updates show as they happen. Ctrl+C stops 
 Options:
   --dir DIR         where the demo keeps its source and data (default: a folder under the OS temp dir)
   --every SECONDS   how often the demo source publishes new versions (10-3600, default 120)
-  --port N          port for the demo source (default: any free port)`,
-    options: { dir: { type: 'string' }, every: { type: 'string' }, port: { type: 'string' } },
+  --port N          port for the demo source (default: any free port)
+  --console         also serve the console to a browser; prints its URL with an access token
+  --listen ADDR:PORT  where the console listens (default 127.0.0.1:0)`,
+    options: { dir: { type: 'string' }, every: { type: 'string' }, port: { type: 'string' }, console: { type: 'boolean' }, listen: { type: 'string' } },
     async run(values) {
       const every = values.every === undefined ? 120 : Number(values.every);
       if (!(Number.isInteger(every) && every >= 10 && every <= 3600)) throw new UsageError('--every must be a whole number of seconds from 10 to 3600');
       const port = values.port === undefined ? 0 : Number(values.port);
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
-      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out });
+      if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
+      const listen = parseListen(typeof values.listen === 'string' ? values.listen : '127.0.0.1:0');
+      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, ...(values.console ? { console: listen } : {}) });
     },
   },
 };

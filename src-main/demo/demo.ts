@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { serve } from '../cli/serve.js';
+import { serve, type ListenAddress } from '../cli/serve.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
 import { describeError } from '../engine/errors.js';
 import { publish } from '../engine/publisher.js';
@@ -18,6 +18,8 @@ export interface DemoOptions {
   everySeconds: number;
   port: number;
   log: (line: string) => void;
+  /** Also serve the browser console. */
+  console?: ListenAddress;
 }
 
 /** Demo sizes: big enough to make incremental savings visible, small enough to generate in a blink. */
@@ -99,25 +101,24 @@ class DemoInput {
   }
 }
 
-export async function runDemo(options: DemoOptions): Promise<number> {
+export interface DemoSource {
+  url: string;
+  rootFile: string;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** Generate, publish and serve the demo source, publishing new versions every `everySeconds`. */
+export async function startDemoSource(options: { dir?: string; everySeconds: number; port: number; log: (line: string) => void }): Promise<DemoSource> {
   const dir = path.resolve(options.dir ?? path.join(os.tmpdir(), 'bulwark-demo'));
   const inputDir = path.join(dir, 'input');
   const sourceDir = path.join(dir, 'source');
-  const dataDir = path.join(dir, 'data');
   const log = options.log;
-  log(`Bulwark demo in ${dir}`);
   const input = new DemoInput(inputDir);
   input.init();
   const republish = () => publish({ input: inputDir, out: sourceDir, keys: path.join(dir, 'keys'), level: DEMO_LEVEL, expiryDays: { timestamp: 1 } });
   republish();
   const server = await listen(staticHandler(sourceDir), '127.0.0.1', options.port);
-  log(`demo update source: ${server.url} (trusted root ${path.join(sourceDir, 'root.json')})`);
-  log(`it publishes new versions every ${options.everySeconds} s; the server checks every minute. Ctrl+C stops.`);
-
-  const settings = Settings.open(dataDir);
-  settings.set('source', { url: server.url, trustedRoot: path.join(sourceDir, 'root.json') });
-  settings.set('schedule', { kind: 'interval', every: 1, unit: 'minutes' });
-
   let tick = 0;
   const timer = setInterval(() => {
     try {
@@ -128,10 +129,35 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       log(`demo source could not publish: ${describeError(error)}`);
     }
   }, options.everySeconds * 1000);
+  return {
+    url: server.url,
+    rootFile: path.join(sourceDir, 'root.json'),
+    dir,
+    stop: async () => {
+      clearInterval(timer);
+      await server.close();
+    },
+  };
+}
+
+/** Point a data directory's settings at the demo source, checking every minute. */
+export function useDemoSource(settings: Settings, source: DemoSource): void {
+  settings.set('source', { url: source.url, trustedRoot: source.rootFile });
+  settings.set('schedule', { kind: 'interval', every: 1, unit: 'minutes' });
+}
+
+export async function runDemo(options: DemoOptions): Promise<number> {
+  const log = options.log;
+  const source = await startDemoSource(options);
+  log(`Bulwark demo in ${source.dir}`);
+  log(`demo update source: ${source.url} (trusted root ${source.rootFile})`);
+  log(`it publishes new versions every ${options.everySeconds} s; the server checks every minute. Ctrl+C stops.`);
+  const dataDir = path.join(source.dir, 'data');
+  const settings = Settings.open(dataDir);
+  useDemoSource(settings, source);
   try {
-    return await serve(dataDir, settings, log);
+    return await serve(dataDir, settings, { log, ...(options.console ? { console: options.console } : {}) });
   } finally {
-    clearInterval(timer);
-    await server.close();
+    await source.stop();
   }
 }

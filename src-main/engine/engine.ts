@@ -11,6 +11,7 @@ import { writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock } from './lock.js';
+import { dispatcherFor } from './proxy.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
 import { UpdateSource } from './source.js';
@@ -100,6 +101,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     return this.machine.state;
   }
 
+  /** An update is running (a new request would join it). */
+  get busy(): boolean {
+    return this.inFlight !== undefined;
+  }
+
   /**
    * Start hosting: lock the data directory, run the start-up update (the first one after install is
    * recorded as such) and keep the schedule, following settings changes without a restart.
@@ -166,11 +172,13 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.machine.transition({ type: 'checking', trigger });
     let fetcher: HttpFetcher | undefined;
     let record: RunRecord;
+    // Read per run, so a proxy saved in the settings applies to the next update without a restart.
+    const dispatcher = this.options.dispatcher ?? dispatcherFor(this.options.settings.data.proxy);
     try {
       fetcher = new HttpFetcher({
         timeoutMs: this.limits.requestTimeoutMs,
         cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
-        ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
+        ...(dispatcher ? { dispatcher } : {}),
       });
       const source = this.openSource(fetcher);
       const counter = fetcher;
@@ -206,6 +214,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         record.error = `distribution failed: ${describeError(error)}`;
       }
     }
+    if (dispatcher !== this.options.dispatcher) await dispatcher?.close().catch(() => undefined);
     this.history.append(record);
     this.machine.transition(
       record.result === 'ok'

@@ -10,6 +10,8 @@ export interface ComponentRun {
   id: string;
   previousVersion: number | null;
   version: number | null;
+  /** The latest version the source offered. */
+  offeredVersion?: number;
   method: InstallMethod | 'none';
   /** Why this method: "up to date", "incremental from 173", "no installed version", ... */
   reason: string;

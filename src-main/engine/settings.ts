@@ -15,9 +15,18 @@ export interface SourceSetting {
   trustedRoot: string;
 }
 
+export interface ProxySetting {
+  enabled: boolean;
+  host: string;
+  port: number;
+  username: string;
+  password: string;
+}
+
 export interface SettingsData {
   schedule: Schedule;
   source: SourceSetting;
+  proxy: ProxySetting;
   notifications: { updateFailed: boolean; componentsInstalled: boolean };
   startAtLogin: boolean;
 }
@@ -25,6 +34,7 @@ export interface SettingsData {
 export const DEFAULT_SETTINGS: SettingsData = {
   schedule: DEFAULT_SCHEDULE,
   source: { url: '', trustedRoot: '' },
+  proxy: { enabled: false, host: '', port: 8080, username: '', password: '' },
   notifications: { updateFailed: true, componentsInstalled: true },
   startAtLogin: false,
 };
@@ -59,6 +69,18 @@ export const SETTINGS_SCHEMA = {
       trustedRoot: { type: 'string', maxLength: 4096 },
     },
   },
+  proxy: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['enabled', 'host', 'port', 'username', 'password'],
+    properties: {
+      enabled: { type: 'boolean' },
+      host: { type: 'string', maxLength: 253 },
+      port: { type: 'integer', minimum: 1, maximum: 65535 },
+      username: { type: 'string', maxLength: 256 },
+      password: { type: 'string', maxLength: 1024 },
+    },
+  },
   notifications: {
     type: 'object',
     additionalProperties: false,
@@ -72,6 +94,20 @@ export const SETTINGS_SCHEMA = {
 export interface SettingsBackend {
   readonly store: SettingsData;
   set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void;
+}
+
+/** Host names, IPv4 and IPv6 literals (with or without brackets). */
+const HOST_PATTERN = /^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:]*:[0-9a-fA-F:.]+|[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*)$/;
+
+function checkProxy(proxy: ProxySetting): void {
+  const fail = (message: string) => {
+    throw new SettingsError(`invalid proxy: ${message}; the previous value is kept`);
+  };
+  if (!Number.isInteger(proxy.port) || proxy.port < 1 || proxy.port > 65535) fail(`port must be a number from 1 to 65535`);
+  if (proxy.host && !HOST_PATTERN.test(proxy.host)) fail(`"${proxy.host}" is not a host name or IP address`);
+  if (proxy.enabled && !proxy.host) fail('a host is needed to use a proxy');
+  if (/[:\r\n]/.test(proxy.username)) fail('the user name cannot contain ":" or line breaks');
+  if (proxy.password && !proxy.username) fail('a password needs a user name');
 }
 
 export class Settings {
@@ -99,6 +135,8 @@ export class Settings {
         defaults: DEFAULT_SETTINGS,
         clearInvalidConfig: false,
         watch: false,
+        // The proxy password is in here: readable by its owner only.
+        configFileMode: 0o600,
       });
     try {
       return new Settings(create());
@@ -123,6 +161,7 @@ export class Settings {
   /** Validate and save one setting; on refusal the old value stays and a SettingsError says why. */
   set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void {
     if (key === 'schedule') cronFor(value as Schedule);
+    if (key === 'proxy') checkProxy(value as ProxySetting);
     if (key === 'source') {
       const source = value as SourceSetting;
       if (source.url) {

@@ -95,6 +95,7 @@ function skipped(installed: InstalledComponent | undefined, entry: CatalogueComp
     id: entry.id,
     previousVersion: installed?.version ?? null,
     version: installed?.version ?? null,
+    offeredVersion: entry.latest,
     method: 'none',
     reason: 'skipped: the source became unreachable earlier in this run',
     bytes: 0,
@@ -120,6 +121,7 @@ async function updateComponent(
     const run: ComponentRun = {
       id: entry.id,
       previousVersion: installed?.version ?? null,
+      offeredVersion: entry.latest,
       bytes: ctx.fetcher.bytesReceived - bytesBefore,
       fullBytes: entry.full.length,
       durationMs: Date.now() - started,

@@ -1,0 +1,169 @@
+// The console contract: every method and event the console (Svelte renderer) can use, with its
+// types. The Electron preload (contextBridge + IPC) and the browser console (HTTP + server-sent
+// events) both implement exactly this, so the renderer never knows which one it talks to.
+//
+// Types only: this file is imported by src-main and by src-renderer alike, and must not import
+// anything that exists only in Node.
+
+export type Trigger = 'install' | 'startup' | 'schedule' | 'manual';
+export type InstallMethod = 'incremental' | 'full';
+
+/** Mirrors the engine's state machine (src-main/engine/state.ts). */
+export type EngineStateView =
+  | { type: 'idle' }
+  | { type: 'checking'; trigger: Trigger }
+  | { type: 'downloading'; trigger: Trigger; component: string; index: number; total: number; method: InstallMethod; bytes: number }
+  | { type: 'applying'; trigger: Trigger; component: string; index: number; total: number; bytes: number }
+  | { type: 'distributing'; trigger: Trigger }
+  | { type: 'failed'; error: string; code?: string; at: string };
+
+export interface ComponentView {
+  id: string;
+  name: string;
+  installedVersion: number | null;
+  /** Latest version the source's catalogue offered at the last check. */
+  latestVersion: number | null;
+  installedAt: string | null;
+  /** How the installed version arrived. */
+  method: InstallMethod | null;
+  sha256: string | null;
+}
+
+export interface ComponentRunView {
+  id: string;
+  previousVersion: number | null;
+  version: number | null;
+  method: InstallMethod | 'none';
+  reason: string;
+  bytes: number;
+  fullBytes: number;
+  durationMs: number;
+  result: 'ok' | 'failed';
+  error?: string;
+  errorCode?: string;
+}
+
+export interface RunView {
+  trigger: Trigger;
+  startedAt: string;
+  finishedAt: string;
+  result: 'ok' | 'failed';
+  bytes: number;
+  error?: string;
+  errorCode?: string;
+  components: ComponentRunView[];
+}
+
+/** A plain-language card: what is wrong and what to do about it. */
+export interface Reminder {
+  id: string;
+  severity: 'info' | 'warning' | 'error';
+  title: string;
+  body: string;
+  /** What to do, in one sentence. */
+  action: string;
+}
+
+export type ScheduleView = { kind: 'interval'; every: number; unit: 'minutes' | 'hours' } | { kind: 'daily'; at: string };
+
+export interface ProxyView {
+  enabled: boolean;
+  host: string;
+  port: number;
+  username: string;
+  /** The password never leaves the server; the console only learns whether one is stored. */
+  hasPassword: boolean;
+}
+
+export interface SettingsView {
+  schedule: ScheduleView;
+  source: { url: string; trustedRoot: string };
+  proxy: ProxyView;
+  notifications: { updateFailed: boolean; componentsInstalled: boolean };
+  startAtLogin: boolean;
+  /** Where the console runs: some settings (start at login) only apply to the desktop app. */
+  host: 'desktop' | 'browser';
+}
+
+export interface Snapshot {
+  state: EngineStateView;
+  components: ComponentView[];
+  lastRun: RunView | null;
+  nextRun: string | null;
+  history: RunView[];
+  reminders: Reminder[];
+  settings: SettingsView;
+  /** Offered schedule intervals, for the settings form. */
+  scheduleChoices: { minutes: number[]; hours: number[] };
+}
+
+/** A change to one settings section. Omitted password keeps the stored one; "" clears it. */
+export type SettingsChange =
+  | { section: 'schedule'; value: ScheduleView }
+  | { section: 'source'; value: { url: string; trustedRoot: string } }
+  | { section: 'proxy'; value: { enabled: boolean; host: string; port: number; username: string; password?: string } }
+  | { section: 'notifications'; value: { updateFailed: boolean; componentsInstalled: boolean } }
+  | { section: 'startAtLogin'; value: boolean };
+
+export type SaveResult = { ok: true; settings: SettingsView } | { ok: false; field: string; message: string };
+
+export interface ConnectionTestResult {
+  ok: boolean;
+  /** Which step failed, for the console to point at the right field. */
+  stage: 'proxy' | 'auth' | 'dns' | 'connect' | 'tls' | 'http' | 'timeout' | 'ok';
+  message: string;
+  /** What to do about it. */
+  action?: string;
+}
+
+/** Request/response pairs, by method name. */
+export interface ConsoleMethods {
+  snapshot: { params: void; result: Snapshot };
+  updateNow: { params: void; result: { joined: boolean } };
+  saveSettings: { params: SettingsChange; result: SaveResult };
+  /** Import a trusted root.json given as text; returns where it was stored (use as source.trustedRoot). */
+  importTrustedRoot: { params: { fileName: string; contents: string }; result: { ok: true; path: string } | { ok: false; message: string } };
+  testConnection: { params: { url?: string; proxy?: { enabled: boolean; host: string; port: number; username: string; password?: string } }; result: ConnectionTestResult };
+}
+
+export type ConsoleMethod = keyof ConsoleMethods;
+export const CONSOLE_METHODS: readonly ConsoleMethod[] = ['snapshot', 'updateNow', 'saveSettings', 'importTrustedRoot', 'testConnection'];
+
+export interface ProgressView {
+  stage: 'checking' | 'downloading' | 'applying' | 'component-done';
+  component?: string;
+  index?: number;
+  total?: number;
+  method?: InstallMethod;
+  bytes?: number;
+}
+
+/** Pushed to every console, by event name. */
+export interface ConsoleEvents {
+  state: EngineStateView;
+  progress: ProgressView;
+  run: RunView;
+  /** Something besides the engine state changed (settings, reminders): fetch a new snapshot. */
+  changed: { reason: string };
+}
+
+export type ConsoleEvent = keyof ConsoleEvents;
+export const CONSOLE_EVENTS: readonly ConsoleEvent[] = ['state', 'progress', 'run', 'changed'];
+
+/** What the renderer holds: one implementation over IPC, one over HTTP. */
+export interface ConsoleApi {
+  call<M extends ConsoleMethod>(method: M, params: ConsoleMethods[M]['params']): Promise<ConsoleMethods[M]['result']>;
+  on<E extends ConsoleEvent>(event: E, listener: (payload: ConsoleEvents[E]) => void): () => void;
+}
+
+/** IPC channel names: one per method and one per event, derived so they cannot drift. */
+export const ipcChannel = {
+  method: (method: ConsoleMethod) => `bulwark:call:${method}`,
+  event: (event: ConsoleEvent) => `bulwark:event:${event}`,
+};
+
+/** Errors a transport reports for a refused call (HTTP 400/401/404, IPC rejection). */
+export interface ApiErrorBody {
+  error: string;
+  code: 'bad-request' | 'unauthorized' | 'not-found' | 'internal';
+}

@@ -1,0 +1,225 @@
+// The browser console: the renderer build and the console contract over HTTP, for servers without
+// a desktop. Every request needs the access token printed at start:
+//   - opening /?token=… checks it, sets an HttpOnly SameSite=Strict cookie and redirects to /;
+//   - API calls and events then carry the cookie (or an `Authorization: Bearer` header).
+// No or wrong token: 401 with nothing else. Calls are `POST /api/call/<method>` (JSON in, JSON
+// out, a custom header required so no other site's form can post); events are server-sent at
+// `GET /api/events`. The Host header must name this server, against DNS rebinding.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { CONSOLE_EVENTS, type ApiErrorBody } from './contract.js';
+import { ApiError, type ConsoleService } from './service.js';
+
+export interface ConsoleServerOptions {
+  service: ConsoleService;
+  /** The built renderer (out/renderer). */
+  rendererDir: string;
+  host?: string;
+  port?: number;
+  /** Fixed token (tests); a random one by default. */
+  token?: string;
+  log?: (line: string) => void;
+}
+
+export interface ConsoleServer {
+  /** The URL to open, token included. */
+  url: string;
+  origin: string;
+  token: string;
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 1024 * 1024;
+const COOKIE = 'bulwark_console';
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+};
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && crypto.timingSafeEqual(x, y);
+}
+
+function cookieToken(req: http.IncomingMessage): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === COOKIE) return value.join('=');
+  }
+  return undefined;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}
+
+function fail(res: http.ServerResponse, status: number, code: ApiErrorBody['code'], error: string): void {
+  send(res, status, { error, code } satisfies ApiErrorBody);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new ApiError(400, `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(400, 'request body is not valid JSON');
+  }
+}
+
+export async function startConsoleServer(options: ConsoleServerOptions): Promise<ConsoleServer> {
+  const token = options.token ?? crypto.randomBytes(24).toString('base64url');
+  const rendererDir = path.resolve(options.rendererDir);
+  if (!fs.existsSync(path.join(rendererDir, 'index.html'))) {
+    throw new Error(`the console is not built (${path.join(rendererDir, 'index.html')} is missing): run npm run build`);
+  }
+  const log = options.log ?? (() => {});
+  const allowedHosts = new Set<string>();
+  const streams = new Set<http.ServerResponse>();
+
+  const authorized = (req: http.IncomingMessage) => {
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const presented = bearer ?? cookieToken(req);
+    return presented !== undefined && safeEqual(presented, token);
+  };
+
+  const serveFile = (res: http.ServerResponse, pathname: string) => {
+    const file = path.resolve(rendererDir, '.' + (pathname === '/' ? '/index.html' : pathname));
+    if (!file.startsWith(rendererDir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      fail(res, 404, 'not-found', 'not found');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      'content-security-policy': CSP,
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+      'cache-control': 'no-store',
+    });
+    fs.createReadStream(file).pipe(res);
+  };
+
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
+        fail(res, 400, 'bad-request', 'unexpected Host header');
+        return;
+      }
+      const url = new URL(req.url ?? '/', 'http://console');
+      const offered = url.searchParams.get('token');
+      if (req.method === 'GET' && offered !== null) {
+        if (!safeEqual(offered, token)) {
+          fail(res, 401, 'unauthorized', 'missing or wrong access token');
+          return;
+        }
+        url.searchParams.delete('token');
+        res.writeHead(303, {
+          'set-cookie': `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`,
+          location: url.pathname + (url.search || '') + (url.hash || ''),
+          'cache-control': 'no-store',
+        });
+        res.end();
+        return;
+      }
+      if (!authorized(req)) {
+        fail(res, 401, 'unauthorized', 'missing or wrong access token');
+        return;
+      }
+      if (url.pathname === '/api/events' && req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        res.write(': connected\n\n');
+        streams.add(res);
+        req.on('close', () => streams.delete(res));
+        return;
+      }
+      const call = /^\/api\/call\/([A-Za-z]+)$/.exec(url.pathname);
+      if (call) {
+        if (req.method !== 'POST') {
+          fail(res, 405, 'bad-request', 'use POST');
+          return;
+        }
+        if (req.headers['x-bulwark-console'] !== '1' || !(req.headers['content-type'] ?? '').startsWith('application/json')) {
+          fail(res, 400, 'bad-request', 'calls need content-type: application/json and x-bulwark-console: 1');
+          return;
+        }
+        try {
+          const result = await options.service.call(call[1]!, await readJson(req));
+          send(res, 200, result ?? null);
+        } catch (error) {
+          if (error instanceof ApiError) fail(res, error.status, error.status === 404 ? 'not-found' : 'bad-request', error.message);
+          else {
+            log(`console call ${call[1]} failed: ${(error as Error).message}`);
+            fail(res, 500, 'internal', 'internal error; see the server log');
+          }
+        }
+        return;
+      }
+      if (req.method === 'GET' && !url.pathname.startsWith('/api/')) {
+        serveFile(res, url.pathname);
+        return;
+      }
+      fail(res, 404, 'not-found', 'not found');
+    })();
+  });
+
+  const unsubscribe = options.service.on((event, payload) => {
+    if (!CONSOLE_EVENTS.includes(event)) return;
+    const message = `event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`;
+    for (const stream of streams) stream.write(message);
+  });
+  // Keep idle proxies and browsers from dropping the event stream.
+  const heartbeat = setInterval(() => {
+    for (const stream of streams) stream.write(': ping\n\n');
+  }, 25_000);
+  heartbeat.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const origin = `http://${hostPart}:${address.port}`;
+  allowedHosts.add(`${hostPart}:${address.port}`.toLowerCase());
+  allowedHosts.add(`localhost:${address.port}`);
+  if (address.address === '0.0.0.0' || address.address === '::') {
+    // Listening everywhere: accept this machine's own names too (the token still guards access).
+    const { networkInterfaces, hostname } = await import('node:os');
+    allowedHosts.add(`${hostname().toLowerCase()}:${address.port}`);
+    for (const list of Object.values(networkInterfaces())) {
+      for (const nic of list ?? []) allowedHosts.add(`${nic.family === 'IPv6' ? `[${nic.address}]` : nic.address}:${address.port}`.toLowerCase());
+    }
+  }
+  return {
+    url: `${origin}/?token=${token}`,
+    origin,
+    token,
+    close: () =>
+      new Promise<void>((resolve) => {
+        clearInterval(heartbeat);
+        unsubscribe();
+        for (const stream of streams) stream.end();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

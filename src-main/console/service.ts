@@ -1,0 +1,241 @@
+// The console's server side, shared by both transports (Electron IPC and the HTTP console): it
+// validates every call's parameters, answers from the engine and the settings, and forwards the
+// engine's events. Transports only move bytes and check who is calling.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import { componentInfo } from '../engine/components.js';
+import type { Engine } from '../engine/engine.js';
+import { describeError, SettingsError, type BulwarkError } from '../engine/errors.js';
+import { sha256, writeFileAtomic } from '../engine/files.js';
+import type { RunProgress } from '../engine/update-run.js';
+import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
+import type { Settings, SettingsData } from '../engine/settings.js';
+import { testConnection } from '../engine/connection-test.js';
+import { remindersFor } from './reminders.js';
+import {
+  CONSOLE_METHODS,
+  type ConsoleEvent,
+  type ConsoleEvents,
+  type ConsoleMethod,
+  type ConsoleMethods,
+  type ProgressView,
+  type SettingsChange,
+  type SettingsView,
+  type Snapshot,
+} from './contract.js';
+
+/** A refused call: the transport answers 400 (or 404 for an unknown method). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: 400 | 404,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const MAX_ROOT_BYTES = 512 * 1024;
+
+const proxyShape = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['enabled', 'host', 'port', 'username'],
+  properties: {
+    enabled: { type: 'boolean' },
+    host: { type: 'string', maxLength: 253 },
+    port: { type: 'integer' },
+    username: { type: 'string', maxLength: 256 },
+    password: { type: 'string', maxLength: 1024 },
+  },
+} as const;
+
+/** Shapes of each method's parameters; values are then checked by the settings' own rules. */
+const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
+  snapshot: { type: 'null' },
+  updateNow: { type: 'null' },
+  saveSettings: {
+    type: 'object',
+    required: ['section', 'value'],
+    additionalProperties: false,
+    properties: {
+      section: { enum: ['schedule', 'source', 'proxy', 'notifications', 'startAtLogin'] },
+      value: {},
+    },
+  },
+  importTrustedRoot: {
+    type: 'object',
+    required: ['fileName', 'contents'],
+    additionalProperties: false,
+    properties: { fileName: { type: 'string', maxLength: 255 }, contents: { type: 'string', maxLength: MAX_ROOT_BYTES } },
+  },
+  testConnection: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { url: { type: 'string', maxLength: 2048 }, proxy: proxyShape },
+  },
+};
+
+const ajv = new Ajv({ allErrors: false });
+const validators = Object.fromEntries(CONSOLE_METHODS.map((m) => [m, ajv.compile(PARAM_SCHEMAS[m])])) as Record<ConsoleMethod, ReturnType<Ajv['compile']>>;
+
+export interface ConsoleServiceOptions {
+  engine: Engine;
+  settings: Settings;
+  dataDir: string;
+  host: 'desktop' | 'browser';
+  /** The desktop shell applies "start at login" to the system when it is saved. */
+  applyStartAtLogin?: (enabled: boolean) => void;
+}
+
+type Listener = <E extends ConsoleEvent>(event: E, payload: ConsoleEvents[E]) => void;
+
+export class ConsoleService {
+  private readonly listeners = new Set<Listener>();
+
+  constructor(private readonly options: ConsoleServiceOptions) {
+    const { engine, settings } = options;
+    engine.on('state', (state) => this.emit('state', state));
+    engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
+    engine.on('run', (run) => this.emit('run', run));
+    settings.onChange((key) => this.emit('changed', { reason: `settings.${key}` }));
+  }
+
+  on(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit<E extends ConsoleEvent>(event: E, payload: ConsoleEvents[E]): void {
+    for (const listener of this.listeners) listener(event, payload);
+  }
+
+  /** Validate and run one call. Throws ApiError for calls the contract does not allow. */
+  async call(method: string, params: unknown): Promise<unknown> {
+    if (!(CONSOLE_METHODS as readonly string[]).includes(method)) throw new ApiError(404, `unknown method "${method}"`);
+    const m = method as ConsoleMethod;
+    const value = params === undefined ? null : params;
+    const validate = validators[m];
+    if (!validate(value)) {
+      const problem = validate.errors?.[0];
+      throw new ApiError(400, `invalid parameters for ${m}: ${problem?.instancePath || 'params'} ${problem?.message ?? ''}`.trim());
+    }
+    switch (m) {
+      case 'snapshot':
+        return this.snapshot();
+      case 'updateNow':
+        return this.updateNow();
+      case 'saveSettings':
+        return this.saveSettings(value as SettingsChange);
+      case 'importTrustedRoot':
+        return this.importTrustedRoot(value as ConsoleMethods['importTrustedRoot']['params']);
+      case 'testConnection':
+        return this.testConnection(value as ConsoleMethods['testConnection']['params']);
+    }
+  }
+
+  snapshot(): Snapshot {
+    const { engine } = this.options;
+    const status = engine.status();
+    const history = engine.history.recent(20);
+    const offered = new Map<string, number>();
+    for (const run of [...history].reverse()) for (const c of run.components) if (c.offeredVersion) offered.set(c.id, c.offeredVersion);
+    const installed = new Map(status.components.map((c) => [c.id, c]));
+    const ids = [...new Set([...installed.keys(), ...offered.keys()])].sort();
+    return {
+      state: status.state,
+      components: ids.map((id) => {
+        const c = installed.get(id);
+        return {
+          id,
+          name: componentInfo(id).name,
+          installedVersion: c?.version ?? null,
+          latestVersion: offered.get(id) ?? null,
+          installedAt: c?.installedAt ?? null,
+          method: c?.method ?? null,
+          sha256: c?.sha256 ?? null,
+        };
+      }),
+      lastRun: status.lastRun ?? null,
+      nextRun: status.nextRun,
+      history,
+      reminders: remindersFor({ settings: this.options.settings.data, lastRun: status.lastRun, state: status.state }),
+      settings: this.settingsView(),
+      scheduleChoices: { minutes: [...MINUTE_INTERVALS], hours: [...HOUR_INTERVALS] },
+    };
+  }
+
+  private updateNow(): { joined: boolean } {
+    const joined = this.options.engine.busy;
+    void this.options.engine.update('manual');
+    return { joined };
+  }
+
+  settingsView(): SettingsView {
+    const data = this.options.settings.data;
+    const { password, ...proxy } = data.proxy;
+    return {
+      schedule: data.schedule,
+      source: data.source,
+      proxy: { ...proxy, hasPassword: password !== '' },
+      notifications: data.notifications,
+      startAtLogin: data.startAtLogin,
+      host: this.options.host,
+    };
+  }
+
+  private saveSettings(change: SettingsChange): ConsoleMethods['saveSettings']['result'] {
+    const { settings } = this.options;
+    try {
+      switch (change.section) {
+        case 'proxy': {
+          const { password, ...rest } = change.value;
+          settings.set('proxy', { ...rest, password: password ?? settings.data.proxy.password } as SettingsData['proxy']);
+          break;
+        }
+        case 'startAtLogin':
+          if (this.options.host !== 'desktop') throw new SettingsError('start at login applies to the desktop app only');
+          if (typeof change.value !== 'boolean') throw new SettingsError('start at login must be true or false');
+          settings.set('startAtLogin', change.value);
+          this.options.applyStartAtLogin?.(change.value);
+          break;
+        default:
+          settings.set(change.section, change.value as never);
+      }
+    } catch (error) {
+      if (error instanceof SettingsError || (error as BulwarkError).code === 'ERR_USAGE') {
+        return { ok: false, field: change.section, message: describeError(error) };
+      }
+      throw error;
+    }
+    return { ok: true, settings: this.settingsView() };
+  }
+
+  /** Keep an imported root under the data directory, named by its hash. */
+  private importTrustedRoot({ contents }: { fileName: string; contents: string }): ConsoleMethods['importTrustedRoot']['result'] {
+    let root: { signed?: { _type?: string; version?: unknown } };
+    try {
+      root = JSON.parse(contents) as typeof root;
+    } catch {
+      return { ok: false, message: 'this file is not JSON; choose the root.json your update source publishes' };
+    }
+    if (root?.signed?._type !== 'root') return { ok: false, message: 'this JSON is not a TUF root (its signed._type is not "root")' };
+    const dir = path.join(this.options.dataDir, 'trusted-roots');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `${sha256(Buffer.from(contents)).slice(0, 16)}.root.json`);
+    writeFileAtomic(file, contents);
+    return { ok: true, path: file };
+  }
+
+  private async testConnection(params: ConsoleMethods['testConnection']['params']) {
+    const data = this.options.settings.data;
+    const proxy = params.proxy ? { ...params.proxy, password: params.proxy.password ?? data.proxy.password } : data.proxy;
+    return testConnection({ url: params.url || data.source.url, proxy });
+  }
+}
+
+function progressView(progress: RunProgress): ProgressView {
+  if (progress.stage === 'component-done') return { stage: progress.stage, component: progress.component.id, index: progress.index, total: progress.total };
+  return { ...progress };
+}

@@ -1,0 +1,33 @@
+// Upstream traffic through an HTTP proxy, with undici's ProxyAgent: absolute-form requests for http
+// sources, CONNECT tunnels for https, Basic credentials. In headless mode the standard
+// HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply when no proxy is set in the settings.
+import { EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from 'undici';
+import type { ProxySetting } from './settings.js';
+
+export function proxyUrl(proxy: Pick<ProxySetting, 'host' | 'port'>): string {
+  const host = proxy.host.includes(':') && !proxy.host.startsWith('[') ? `[${proxy.host}]` : proxy.host;
+  return `http://${host}:${proxy.port}`;
+}
+
+/** Proxy-Authorization for Basic credentials (RFC 7617). */
+export function basicToken(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+}
+
+/** The dispatcher for a proxy setting; undefined means connect directly (or per the environment). */
+export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = process.env): Dispatcher | undefined {
+  if (proxy.enabled && proxy.host) {
+    return new ProxyAgent({
+      uri: proxyUrl(proxy),
+      proxyTunnel: false,
+      ...(proxy.username ? { token: basicToken(proxy.username, proxy.password) } : {}),
+    });
+  }
+  const fromEnv = env.HTTPS_PROXY ?? env.https_proxy ?? env.HTTP_PROXY ?? env.http_proxy;
+  return fromEnv ? new EnvHttpProxyAgent() : undefined;
+}
+
+/** A proxy URL fit for logs: never the credentials. */
+export function describeProxy(proxy: ProxySetting): string {
+  return proxy.enabled && proxy.host ? `proxy ${proxyUrl(proxy)}${proxy.username ? ` as ${proxy.username}` : ''}` : 'direct connection';
+}
