@@ -9,6 +9,7 @@ import { Engine, readPersistedState, summarize } from '../engine/engine.js';
 import { BulwarkError, describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { publish } from '../engine/publisher.js';
+import { testConnection } from '../engine/connection-test.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { Settings, type SettingsData } from '../engine/settings.js';
 import type { RoleName } from '../engine/signing-keys.js';
@@ -162,6 +163,8 @@ Options:
         lastUpdate: last ? { at: last.finishedAt, trigger: last.trigger, result: last.result, bytes: last.bytes, ...(last.error ? { error: last.error } : {}) } : null,
         nextUpdate: running?.nextRun ?? null,
         schedule: describeSchedule(openSettings(dataDir).data.schedule),
+        network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
+        reminders: status.reminders,
       };
       if (values.json) {
         out(JSON.stringify(report));
@@ -170,6 +173,8 @@ Options:
       out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ' (no Bulwark server running on this data directory)'}`);
       out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
+      if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
+      for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);
       return 0;
@@ -210,6 +215,42 @@ Options:
     },
   },
 
+  'test-connection': {
+    summary: 'check that the update source can be reached, directly or through the proxy',
+    usage: `bulwark test-connection --data DIR [--source URL] [--proxy HOST:PORT | --no-proxy] [--proxy-user NAME]
+
+Fetches the source's signed timestamp the way an update would and says exactly what failed:
+proxy unreachable, proxy refused, authentication required or wrong (407), source unreachable,
+DNS, TLS or timeout — with what to do. Defaults come from the settings; the proxy password is
+read from the BULWARK_PROXY_PASSWORD environment variable when --proxy-user is given (never
+from the command line, where other users could see it). Exits 1 when the test fails.
+
+Options:
+  --data DIR            data directory (for the settings)
+  --source URL          source to test instead of the configured one
+  --proxy HOST:PORT     proxy to test instead of the configured one
+  --no-proxy            test a direct connection
+  --proxy-user NAME     proxy user name
+  --json                print the result as JSON`,
+    options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      const settings = openSettings(dataDir).data;
+      let proxy = settings.proxy;
+      if (values['no-proxy']) proxy = { ...proxy, enabled: false };
+      if (typeof values.proxy === 'string') {
+        const { host, port } = parseListen(values.proxy);
+        proxy = { enabled: true, host, port, username: '', password: '' };
+      }
+      if (typeof values['proxy-user'] === 'string') proxy = { ...proxy, username: values['proxy-user'], password: process.env.BULWARK_PROXY_PASSWORD ?? '' };
+      const url = typeof values.source === 'string' ? values.source : settings.source.url;
+      const result = await testConnection({ url, proxy });
+      if (values.json) out(JSON.stringify(result));
+      else out(result.ok ? `OK: ${result.message}` : `FAILED (${result.stage}): ${result.message}. What to do: ${result.action ?? 'check the settings'}`);
+      return result.ok ? 0 : 1;
+    },
+  },
+
   settings: {
     summary: 'show or change settings',
     usage: `bulwark settings --data DIR [get [KEY] | set KEY VALUE]
@@ -217,6 +258,8 @@ Options:
 Keys:
   schedule            "hourly", "every 15 minutes", "every 6 hours", "daily 03:30"
   source              "URL ROOT-FILE" (a custom update source and its trusted root.json)
+  proxy               "HOST:PORT [USER]" (password from BULWARK_PROXY_PASSWORD), or "off"
+  agents              agents' host names or addresses, separated by spaces or commas
   notifications.updateFailed, notifications.componentsInstalled, startAtLogin   true or false
 
 A refused value changes nothing; the message says why.`,
@@ -227,7 +270,7 @@ A refused value changes nothing; the message says why.`,
       const settings = openSettings(dataDir);
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
-        const data = settings.data as unknown as Record<string, unknown>;
+        const data = { ...settings.data, proxy: { ...settings.data.proxy, password: settings.data.proxy.password ? '(stored)' : '' } } as unknown as Record<string, unknown>;
         out(JSON.stringify(key ? lookup(data, key) : data, null, 2));
         return 0;
       }
@@ -296,6 +339,14 @@ function applySetting(settings: Settings, key: string, text: string): void {
     }
     case 'startAtLogin':
       return settings.set('startAtLogin', parseBoolean(key, text));
+    case 'proxy': {
+      if (text.trim() === 'off') return settings.set('proxy', { ...current.proxy, enabled: false });
+      const [address = '', user = ''] = text.trim().split(/\s+/);
+      const { host, port } = parseListen(address);
+      return settings.set('proxy', { enabled: true, host, port, username: user, password: user ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' });
+    }
+    case 'agents':
+      return settings.set('agents', text.split(/[\s,]+/).filter(Boolean));
     default:
       throw new UsageError(`no setting named ${key}`);
   }

@@ -12,7 +12,7 @@ import type { RunProgress } from '../engine/update-run.js';
 import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
-import { remindersFor } from './reminders.js';
+import { remindersFor } from '../engine/reminders.js';
 import {
   CONSOLE_METHODS,
   type ConsoleEvent,
@@ -160,7 +160,7 @@ export class ConsoleService {
       lastRun: status.lastRun ?? null,
       nextRun: status.nextRun,
       history,
-      reminders: remindersFor({ settings: this.options.settings.data, lastRun: status.lastRun, state: status.state }),
+      reminders: status.reminders,
       settings: this.settingsView(),
       scheduleChoices: { minutes: [...MINUTE_INTERVALS], hours: [...HOUR_INTERVALS] },
     };

@@ -12,6 +12,8 @@ import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock } from './lock.js';
 import { dispatcherFor } from './proxy.js';
+import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
+import { remindersFor, type Reminder } from './reminders.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
 import { UpdateSource } from './source.js';
@@ -36,6 +38,8 @@ export interface EngineStatus {
   lastRun: RunRecord | undefined;
   nextRun: string | null;
   source: SourceSetting;
+  network: NetworkReport | undefined;
+  reminders: Reminder[];
 }
 
 export interface PersistedState {
@@ -43,6 +47,15 @@ export interface PersistedState {
   state: EngineState;
   nextRun: string | null;
   updatedAt: string;
+}
+
+/** The last network check recorded in the data directory (by this or another process). */
+export function readNetworkReport(dataDir: string): NetworkReport | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dataDir, 'network.json'), 'utf8')) as NetworkReport;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What a running engine last published about itself, if that process is still alive. */
@@ -60,7 +73,12 @@ export interface EngineEvents {
   state: [EngineState];
   progress: [RunProgress];
   run: [RunRecord];
+  /** The network check changed (address families, source reachability). */
+  network: [NetworkReport];
 }
+
+/** How often the interfaces are compared to notice a network change. */
+const NETWORK_POLL_MS = 30_000;
 
 export class Engine extends EventEmitter<EngineEvents> {
   readonly store: ComponentStore;
@@ -70,6 +88,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly limits: Limits;
   private readonly log: (line: string) => void;
   private inFlight: Promise<RunRecord> | undefined;
+  private network: NetworkReport | undefined;
+  private networkTimer: NodeJS.Timeout | undefined;
   private releaseLock: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
 
@@ -114,6 +134,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.releaseLock = acquireLock(this.options.dataDir);
     this.scheduler.set(this.options.settings.data.schedule);
     this.persistState();
+    this.watchNetwork();
     this.unsubscribe = this.options.settings.onChange((key) => {
       if (key === 'schedule') {
         this.scheduler.set(this.options.settings.data.schedule);
@@ -126,6 +147,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   async stop(): Promise<void> {
     this.scheduler.stop();
+    clearInterval(this.networkTimer);
     this.unsubscribe?.();
     await this.inFlight?.catch(() => undefined);
     fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
@@ -149,13 +171,52 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   status(): EngineStatus {
+    const lastRun = this.history.last();
+    const network = this.network ?? readNetworkReport(this.options.dataDir);
     return {
       state: this.machine.state,
       components: this.store.list(),
-      lastRun: this.history.last(),
+      lastRun,
       nextRun: this.scheduler.next()?.toISOString() ?? null,
       source: this.source(),
+      network,
+      reminders: remindersFor({ settings: this.options.settings.data, lastRun, network }),
     };
+  }
+
+  /**
+   * Check the address families of this server, the source and the agents (TUF-independent, cheap:
+   * a DNS lookup and a TCP connect per family). Runs before each update and on network changes.
+   */
+  async checkNetwork(): Promise<NetworkReport> {
+    const { url } = this.source();
+    const settings = this.options.settings.data;
+    const report = await checkNetwork({
+      ...(url ? { sourceUrl: url } : {}),
+      agents: settings.agents,
+      probe: !settings.proxy.enabled,
+      timeoutMs: 3000,
+    });
+    this.network = report;
+    try {
+      writeFileAtomic(path.join(this.options.dataDir, 'network.json'), JSON.stringify(report) + '\n');
+    } catch (error) {
+      this.log(`cannot record the network check: ${describeError(error)}`);
+    }
+    this.emit('network', report);
+    return report;
+  }
+
+  private watchNetwork(): void {
+    let fingerprint = interfacesFingerprint();
+    this.networkTimer = setInterval(() => {
+      const now = interfacesFingerprint();
+      if (now === fingerprint) return;
+      fingerprint = now;
+      this.log('network interfaces changed; checking address families again');
+      void this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
+    }, NETWORK_POLL_MS);
+    this.networkTimer.unref();
   }
 
   /** Run an update; while one is running, callers join it instead of starting another. */
@@ -170,6 +231,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private async run(trigger: Trigger): Promise<RunRecord> {
     const started = new Date();
     this.machine.transition({ type: 'checking', trigger });
+    await this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
     let fetcher: HttpFetcher | undefined;
     let record: RunRecord;
     // Read per run, so a proxy saved in the settings applies to the next update without a restart.

@@ -1,7 +1,7 @@
 // Upstream traffic through an HTTP proxy, with undici's ProxyAgent: absolute-form requests for http
 // sources, CONNECT tunnels for https, Basic credentials. In headless mode the standard
 // HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply when no proxy is set in the settings.
-import { EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from 'undici';
 import type { ProxySetting } from './settings.js';
 
 export function proxyUrl(proxy: Pick<ProxySetting, 'host' | 'port'>): string {
@@ -14,8 +14,8 @@ export function basicToken(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
 }
 
-/** The dispatcher for a proxy setting; undefined means connect directly (or per the environment). */
-export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = process.env): Dispatcher | undefined {
+/** The dispatcher for a proxy setting: the proxy, else the environment's proxy, else direct. */
+export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = process.env): Dispatcher {
   if (proxy.enabled && proxy.host) {
     return new ProxyAgent({
       uri: proxyUrl(proxy),
@@ -24,8 +24,15 @@ export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = proc
     });
   }
   const fromEnv = env.HTTPS_PROXY ?? env.https_proxy ?? env.HTTP_PROXY ?? env.http_proxy;
-  return fromEnv ? new EnvHttpProxyAgent() : undefined;
+  if (fromEnv) return new EnvHttpProxyAgent({ connect: HAPPY_EYEBALLS });
+  return new Agent({ connect: HAPPY_EYEBALLS });
 }
+
+/**
+ * Happy Eyeballs (RFC 8305): race the source's addresses across families so a broken family costs
+ * a quarter second, not a connect timeout.
+ */
+export const HAPPY_EYEBALLS = { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 250 } as const;
 
 /** A proxy URL fit for logs: never the credentials. */
 export function describeProxy(proxy: ProxySetting): string {

@@ -27,6 +27,8 @@ export interface SettingsData {
   schedule: Schedule;
   source: SourceSetting;
   proxy: ProxySetting;
+  /** Agents' host names or addresses, to warn about ones this server cannot reach. */
+  agents: string[];
   notifications: { updateFailed: boolean; componentsInstalled: boolean };
   startAtLogin: boolean;
 }
@@ -35,6 +37,7 @@ export const DEFAULT_SETTINGS: SettingsData = {
   schedule: DEFAULT_SCHEDULE,
   source: { url: '', trustedRoot: '' },
   proxy: { enabled: false, host: '', port: 8080, username: '', password: '' },
+  agents: [],
   notifications: { updateFailed: true, componentsInstalled: true },
   startAtLogin: false,
 };
@@ -81,6 +84,7 @@ export const SETTINGS_SCHEMA = {
       password: { type: 'string', maxLength: 1024 },
     },
   },
+  agents: { type: 'array', maxItems: 10000, items: { type: 'string', minLength: 1, maxLength: 253 } },
   notifications: {
     type: 'object',
     additionalProperties: false,
@@ -162,6 +166,11 @@ export class Settings {
   set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void {
     if (key === 'schedule') cronFor(value as Schedule);
     if (key === 'proxy') checkProxy(value as ProxySetting);
+    if (key === 'agents') {
+      for (const agent of value as string[]) {
+        if (!HOST_PATTERN.test(agent)) throw new SettingsError(`invalid agents: "${agent}" is not a host name or IP address; the previous value is kept`);
+      }
+    }
     if (key === 'source') {
       const source = value as SourceSetting;
       if (source.url) {

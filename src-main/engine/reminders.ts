@@ -1,18 +1,27 @@
 // Reminders: plain-language cards about conditions the user should act on, derived from the
-// settings and the last run, so they clear by themselves once the condition is gone.
-import type { EngineState } from '../engine/state.js';
-import type { RunRecord } from '../engine/history.js';
-import type { SettingsData } from '../engine/settings.js';
-import type { Reminder } from './contract.js';
+// settings, the last run and the network check, so they clear by themselves once the condition is
+// gone. The console shows them as cards, the tray in its tooltip, `bulwark status` as lines.
+import type { RunRecord } from './history.js';
+import { networkReminders, type NetworkReport } from './network.js';
+import type { SettingsData } from './settings.js';
+
+export interface Reminder {
+  id: string;
+  severity: 'info' | 'warning' | 'error';
+  title: string;
+  body: string;
+  /** What to do, in one sentence. */
+  action: string;
+}
 
 export interface ReminderInputs {
   settings: SettingsData;
   lastRun: RunRecord | undefined;
-  state: EngineState;
+  network: NetworkReport | undefined;
 }
 
-export function remindersFor({ settings, lastRun }: ReminderInputs): Reminder[] {
-  const reminders: Reminder[] = [];
+export function remindersFor({ settings, lastRun, network }: ReminderInputs): Reminder[] {
+  const reminders: Reminder[] = networkReminders(network, { proxyEnabled: settings.proxy.enabled, lastRunOk: lastRun?.result === 'ok' });
   if (!settings.source.url) {
     reminders.push({
       id: 'no-source',
