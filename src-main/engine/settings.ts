@@ -81,7 +81,7 @@ export const SETTINGS_SCHEMA = {
       host: { type: 'string', maxLength: 253 },
       port: { type: 'integer', minimum: 1, maximum: 65535 },
       username: { type: 'string', maxLength: 256 },
-      password: { type: 'string', maxLength: 1024 },
+      password: { type: 'string', maxLength: 4096 },
     },
   },
   agents: { type: 'array', maxItems: 10000, items: { type: 'string', minLength: 1, maxLength: 253 } },
@@ -93,6 +93,17 @@ export const SETTINGS_SCHEMA = {
   },
   startAtLogin: { type: 'boolean' },
 } as const;
+
+/**
+ * Encrypts secrets at rest (the proxy password). The desktop app passes one over Electron's
+ * safeStorage; where none is available the password is stored as is, in a file only its owner reads.
+ */
+export interface SecretCodec {
+  encrypt(plain: string): string;
+  decrypt(stored: string): string;
+}
+
+const SECRET_PREFIX = 'enc:v1:';
 
 /** What stores the settings: conf in plain Node, electron-store in the app (both are conf). */
 export interface SettingsBackend {
@@ -122,12 +133,13 @@ export class Settings {
   private constructor(
     private readonly backend: SettingsBackend,
     recovered?: string,
+    private readonly secrets?: SecretCodec,
   ) {
     this.recovered = recovered;
   }
 
   /** Open (or create) settings.json in `dir` with conf. */
-  static open(dir: string): Settings {
+  static open(dir: string, secrets?: SecretCodec): Settings {
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, 'settings.json');
     const create = () =>
@@ -143,23 +155,33 @@ export class Settings {
         configFileMode: 0o600,
       });
     try {
-      return new Settings(create());
+      return new Settings(create(), undefined, secrets);
     } catch (error) {
       if (!fs.existsSync(file)) throw new SettingsError(`cannot create ${file}`, { cause: error });
       const backup = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       fs.renameSync(file, backup);
       const reason = (error as Error).message.split('\n')[0];
-      return new Settings(create(), `${file} could not be used (${reason}); it was saved as ${backup} and the defaults were restored`);
+      return new Settings(create(), `${file} could not be used (${reason}); it was saved as ${backup} and the defaults were restored`, secrets);
     }
   }
 
   /** Wrap an existing store (the desktop app passes its electron-store). */
-  static fromBackend(backend: SettingsBackend): Settings {
-    return new Settings(backend);
+  static fromBackend(backend: SettingsBackend, secrets?: SecretCodec): Settings {
+    return new Settings(backend, undefined, secrets);
   }
 
   get data(): SettingsData {
-    return structuredClone(this.backend.store);
+    const data = structuredClone(this.backend.store);
+    const stored = data.proxy.password;
+    if (stored.startsWith(SECRET_PREFIX)) {
+      try {
+        data.proxy.password = this.secrets ? this.secrets.decrypt(stored.slice(SECRET_PREFIX.length)) : '';
+      } catch {
+        // Encrypted by another user or machine: unusable here, so treat it as not set.
+        data.proxy.password = '';
+      }
+    }
+    return data;
   }
 
   /** Validate and save one setting; on refusal the old value stays and a SettingsError says why. */
@@ -183,8 +205,13 @@ export class Settings {
       if (source.url && !source.trustedRoot) throw new SettingsError('a custom update source needs its trusted root.json');
       if (source.trustedRoot && !fs.existsSync(source.trustedRoot)) throw new SettingsError(`trusted root ${source.trustedRoot} does not exist`);
     }
+    let stored: SettingsData[K] = value;
+    if (key === 'proxy' && this.secrets && (value as ProxySetting).password) {
+      const proxy = value as ProxySetting;
+      stored = { ...proxy, password: SECRET_PREFIX + this.secrets.encrypt(proxy.password) } as SettingsData[K];
+    }
     try {
-      this.backend.set(key, value);
+      this.backend.set(key, stored);
     } catch (error) {
       const message = (error as Error).message.replace(/^Config schema violation: /, '');
       throw new SettingsError(`invalid ${key}: ${message}; the previous value is kept`, { cause: error });
