@@ -165,6 +165,43 @@ describe('settings', () => {
   });
 });
 
+describe('command lines that are wrong change nothing', () => {
+  function rootIn(dir: string): string {
+    const file = path.join(dir, 'root.json');
+    fs.writeFileSync(file, JSON.stringify({ signed: { _type: 'root' }, signatures: [] }));
+    return file;
+  }
+
+  it('settings set source takes a trusted root path that contains spaces', async () => {
+    const data = scratch('bulwark-cli-space-');
+    const folder = path.join(data, 'Application Support');
+    fs.mkdirSync(folder);
+    const root = rootIn(folder);
+    const set = await runCli(['settings', '--data', data, 'set', 'source', 'http://127.0.0.1:8080/', root]);
+    expect(set.stderr).toBe('');
+    expect(set.code).toBe(0);
+    const get = await runCli(['settings', '--data', data, 'get', 'source']);
+    expect(JSON.parse(get.stdout)).toEqual({ url: 'http://127.0.0.1:8080/', trustedRoot: root });
+  });
+
+  it('serve with a refused --schedule exits 2 without saving its --source', async () => {
+    const data = scratch('bulwark-cli-serve-refused-');
+    const root = rootIn(data);
+    const serve = await runCli(['serve', '--data', data, '--source', 'http://127.0.0.1:8080/', '--trusted-root', root, '--schedule', 'every 7 minutes']);
+    expectOneLineError(serve, 2, /^bulwark serve: every 7 minutes is not offered/);
+    const get = await runCli(['settings', '--data', data, 'get']);
+    expect(JSON.parse(get.stdout)).toMatchObject({ source: { url: '', trustedRoot: '' }, schedule: { kind: 'interval', every: 1, unit: 'hours' } });
+  });
+
+  it('update with a --source that is not http(s) is a usage error (exit 2) and records no run', async () => {
+    const data = scratch('bulwark-cli-bad-source-');
+    const root = rootIn(data);
+    const update = await runCli(['update', '--data', data, '--source', 'ftp://x', '--trusted-root', root]);
+    expectOneLineError(update, 2, /^bulwark update: the update source must be an http or https URL, not ftp:$/);
+    expect(fs.existsSync(path.join(data, 'history.jsonl'))).toBe(false);
+  });
+});
+
 describe('against a real update source', () => {
   let source: TestSource;
   let data: string;
@@ -209,7 +246,9 @@ describe('against a real update source', () => {
     expect(run.bytes).toBeGreaterThan(0);
     expect(run.components.map((c) => c.id).sort()).toEqual(['scan-engine', 'virus-pattern']);
     for (const c of run.components) {
-      expect(Object.keys(c).sort()).toEqual(['bytes', 'id', 'method', 'previousVersion', 'reason', 'version']);
+      expect(Object.keys(c)).toEqual(expect.arrayContaining(['id', 'previousVersion', 'version', 'method', 'reason', 'bytes']));
+      expect(typeof c.reason).toBe('string');
+      expect(typeof c.bytes).toBe('number');
       expect(c.previousVersion).toBeNull();
       expect(c.method).toBe('full');
       expect(c.reason).toBe('no installed version');
@@ -257,7 +296,7 @@ describe('against a real update source', () => {
     expect(run2.result).toBe('ok');
     const byId2 = Object.fromEntries(run2.components.map((c) => [c.id, c]));
     expect(byId2['virus-pattern']).toMatchObject({ previousVersion: byId['virus-pattern']!.version, version: next, method: 'incremental' });
-    expect(byId2['scan-engine']).toEqual({ id: 'scan-engine', previousVersion: 12, version: 12, method: 'none', reason: 'up to date', bytes: 0 });
+    expect(byId2['scan-engine']).toMatchObject({ id: 'scan-engine', previousVersion: 12, version: 12, method: 'none', reason: 'up to date', bytes: 0 });
   });
 
   it('update exits 1 with the error when the source cannot be used', async () => {

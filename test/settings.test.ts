@@ -58,6 +58,7 @@ describe('Settings.open', () => {
     const reopened = Settings.open(dir);
     expect(reopened.recovered).toBeUndefined();
     expect(reopened.data).toEqual({
+      ...DEFAULT_SETTINGS,
       schedule: { kind: 'interval', every: 15, unit: 'minutes' },
       source: { url: 'https://updates.example.com/bulwark', trustedRoot: rootFile },
       notifications: { updateFailed: false, componentsInstalled: true },
@@ -73,6 +74,7 @@ describe('Settings.open', () => {
 
 describe('refused values', () => {
   const previous: SettingsData = {
+    ...DEFAULT_SETTINGS,
     schedule: { kind: 'interval', every: 15, unit: 'minutes' },
     source: { url: 'http://127.0.0.1:8080/source', trustedRoot: '' },
     notifications: { updateFailed: true, componentsInstalled: false },

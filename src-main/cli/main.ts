@@ -10,6 +10,7 @@ import { BulwarkError, describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { publish } from '../engine/publisher.js';
 import { testConnection } from '../engine/connection-test.js';
+import { checkSourceUrl } from '../engine/source.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { Settings, type SettingsData } from '../engine/settings.js';
 import type { RoleName } from '../engine/signing-keys.js';
@@ -52,6 +53,7 @@ function sourceFlags(values: Record<string, unknown>) {
   const root = values['trusted-root'] as string | undefined;
   if (!url && !root) return undefined;
   if (!url || !root) throw new UsageError('--source and --trusted-root go together');
+  checkSourceUrl(url);
   if (!fs.existsSync(root)) throw new UsageError(`trusted root ${root} does not exist`);
   return { url, trustedRoot: path.resolve(root) };
 }
@@ -205,12 +207,14 @@ Options:
     },
     async run(values) {
       const dataDir = required(values, 'data');
-      const settings = openSettings(dataDir);
+      // Check every flag before saving any, so a refused command line changes nothing.
       const source = sourceFlags(values);
-      if (source) settings.set('source', source);
-      if (typeof values.schedule === 'string') settings.set('schedule', parseSchedule(values.schedule));
+      const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = parseListen(typeof values.listen === 'string' ? values.listen : '127.0.0.1:0');
+      const settings = openSettings(dataDir);
+      if (source) settings.set('source', source);
+      if (schedule) settings.set('schedule', schedule);
       return serve(dataDir, settings, values.console ? { console: listen } : {});
     },
   },
@@ -329,7 +333,11 @@ function applySetting(settings: Settings, key: string, text: string): void {
     case 'schedule':
       return settings.set('schedule', parseSchedule(text));
     case 'source': {
-      const [url = '', root = ''] = text.split(/\s+/);
+      // The URL has no spaces; the rest is the root file's path, which may (Application Support).
+      const trimmed = text.trim();
+      const gap = trimmed.search(/\s/);
+      const url = gap < 0 ? trimmed : trimmed.slice(0, gap);
+      const root = gap < 0 ? '' : trimmed.slice(gap).trim();
       return settings.set('source', { url, trustedRoot: root ? path.resolve(root) : '' });
     }
     case 'notifications.updateFailed':

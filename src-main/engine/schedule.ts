@@ -36,8 +36,8 @@ export function parseSchedule(text: string): Schedule {
   const t = text.trim().toLowerCase();
   let parsed: Schedule | undefined;
   if (t === 'hourly') parsed = DEFAULT_SCHEDULE;
-  const every = /^every\s+(\d{1,3})\s*(minutes?|min|m|hours?|h)$/.exec(t);
-  if (every) parsed = { kind: 'interval', every: Number(every[1]), unit: every[2]!.startsWith('h') ? 'hours' : 'minutes' };
+  const every = /^every\s+(?:(\d{1,3})\s*)?(minutes?|min|m|hours?|h)$/.exec(t);
+  if (every) parsed = { kind: 'interval', every: every[1] ? Number(every[1]) : 1, unit: every[2]!.startsWith('h') ? 'hours' : 'minutes' };
   const daily = /^daily(?:\s+at)?\s+(\d{1,2}:\d{2})$/.exec(t);
   if (daily) parsed = { kind: 'daily', at: daily[1]!.padStart(5, '0') };
   if (!parsed) throw new SettingsError(`"${text}" is not a schedule; write "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"`);

@@ -157,7 +157,9 @@ export class Settings {
     try {
       return new Settings(create(), undefined, secrets);
     } catch (error) {
-      if (!fs.existsSync(file)) throw new SettingsError(`cannot create ${file}`, { cause: error });
+      // Only a damaged file is set aside; an unreadable one (permissions, disk) is the user's to fix.
+      const damaged = error instanceof SyntaxError || (error as Error).message.startsWith('Config schema violation');
+      if (!fs.existsSync(file) || !damaged) throw new SettingsError(`cannot open ${file}: ${(error as Error).message}`, { cause: error });
       const backup = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       fs.renameSync(file, backup);
       const reason = (error as Error).message.split('\n')[0];
@@ -197,7 +199,8 @@ export class Settings {
       const source = value as SourceSetting;
       if (source.url) {
         try {
-          checkSourceUrl(source.url);
+          // Normalized (scheme and host lower-cased) so the schema and later comparisons see one form.
+          value = { ...source, url: checkSourceUrl(source.url).href } as SettingsData[K];
         } catch (error) {
           throw new SettingsError(`invalid source: ${(error as Error).message}; the previous value is kept`);
         }

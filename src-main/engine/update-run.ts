@@ -141,7 +141,6 @@ async function updateComponent(
     return outcome({ method: 'none', reason: 'up to date', version: installed.version, result: 'ok' });
   }
   const install = (data: Buffer, method: InstallMethod) => {
-    ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
     ctx.store.write(entry.id, entry.latest, data);
     ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method });
   };
@@ -172,7 +171,7 @@ async function updateComponent(
       reason = `no incremental from ${installed.version}`;
     }
     ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
-    install(await downloadFull(ctx, entry), 'full');
+    install(await downloadFull(ctx, entry, () => ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total })), 'full');
     return outcome({ method: 'full', reason, version: entry.latest, result: 'ok' });
   } catch (error) {
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
@@ -211,7 +210,8 @@ async function rebuildFromIncremental(
   return verifyFull(rebuilt, entry, 'the file rebuilt from the incremental');
 }
 
-async function downloadFull(ctx: RunContext, entry: CatalogueComponent): Promise<Buffer> {
+async function downloadFull(ctx: RunContext, entry: CatalogueComponent, applying: () => void): Promise<Buffer> {
   const compressed = await downloadToMemory(ctx, entry.full.target);
+  applying();
   return verifyFull(decompressFull(compressed, ctx.limits), entry, 'the downloaded full file');
 }
