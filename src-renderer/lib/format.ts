@@ -1,0 +1,116 @@
+// Words and numbers as the console shows them. Pure functions: the components stay markup.
+import type { EngineStateView, InstallMethod, ScheduleView, Trigger } from '../../src-main/console/contract.js';
+
+const KB = 1000;
+
+/** 16.2 kB, 4.0 MB: decimal units, as the CLI prints them. */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < KB) return `${Math.max(0, Math.round(bytes || 0))} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let value = bytes / KB;
+  let unit = 0;
+  while (value >= KB && unit < units.length - 1) {
+    value /= KB;
+    unit += 1;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** "saved 97%" for a download that cost 3% of the full file; undefined when nothing was saved. */
+export function savedShare(bytes: number, fullBytes: number): string | undefined {
+  if (!(fullBytes > 0) || bytes >= fullBytes) return undefined;
+  const saved = (1 - bytes / fullBytes) * 100;
+  const shown = saved >= 99.95 ? '99.9' : saved >= 99 ? saved.toFixed(1) : String(Math.floor(saved));
+  return `saved ${shown}%`;
+}
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
+
+const STEPS: [Intl.RelativeTimeFormatUnit, number][] = [
+  ['second', 60],
+  ['minute', 60],
+  ['hour', 24],
+  ['day', 7],
+  ['week', 4.35],
+  ['month', 12],
+  ['year', Number.POSITIVE_INFINITY],
+];
+
+/** "3 minutes ago", "in 12 minutes", "just now". */
+export function formatRelative(iso: string, now: number): string {
+  const time = Date.parse(iso);
+  if (Number.isNaN(time)) return iso;
+  let value = (time - now) / 1000;
+  if (Math.abs(value) < 45) return value < 0 || Math.abs(value) < 5 ? 'just now' : 'in less than a minute';
+  for (const [unit, size] of STEPS) {
+    if (Math.abs(value) < size) return relative.format(Math.round(value), unit);
+    value /= size;
+  }
+  return relative.format(Math.round(value), 'year');
+}
+
+export function formatAbsolute(iso: string): string {
+  const time = Date.parse(iso);
+  return Number.isNaN(time) ? iso : absolute.format(time);
+}
+
+export function formatClock(iso: string): string {
+  const time = Date.parse(iso);
+  return Number.isNaN(time) ? iso : timeOnly.format(time);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes} min ${Math.round(seconds % 60)} s`;
+}
+
+export const TRIGGER_WORDS: Record<Trigger, string> = {
+  install: 'First run',
+  startup: 'At start',
+  schedule: 'Scheduled',
+  manual: 'Update now',
+};
+
+export function methodWord(method: InstallMethod): string {
+  return method === 'incremental' ? 'incremental' : 'full';
+}
+
+export function describeSchedule(schedule: ScheduleView): string {
+  if (schedule.kind === 'daily') return `daily at ${schedule.at}`;
+  if (schedule.every === 1) return schedule.unit === 'hours' ? 'every hour' : 'every minute';
+  return `every ${schedule.every} ${schedule.unit}`;
+}
+
+/**
+ * The engine state in words: "Up to date", "Checking for updates",
+ * "Updating 3 of 7: Virus Pattern (downloading, incremental)", "Failed: <reason>".
+ */
+export function describeState(state: EngineStateView, nameOf: (id: string) => string, neverUpdated = false): string {
+  switch (state.type) {
+    case 'idle':
+      return neverUpdated ? 'Not updated yet' : 'Up to date';
+    case 'checking':
+      return 'Checking for updates';
+    case 'downloading':
+      return `Updating ${state.index + 1} of ${state.total}: ${nameOf(state.component)} (downloading, ${methodWord(state.method)})`;
+    case 'applying':
+      return `Updating ${state.index + 1} of ${state.total}: ${nameOf(state.component)} (installing)`;
+    case 'distributing':
+      return 'Handing the new components to the agents';
+    case 'failed':
+      return `Failed: ${state.error}`;
+  }
+}
+
+/** A fallback display name for a component id the snapshot does not list yet. */
+export function titleCase(id: string): string {
+  return id
+    .split('-')
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .join(' ');
+}
