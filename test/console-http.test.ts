@@ -139,10 +139,10 @@ describe('calls', () => {
     const before = settings.data.schedule;
     const { status, json } = await call('saveSettings', { section: 'schedule', value: { kind: 'interval', every: 7, unit: 'minutes' } });
     expect(status).toBe(200);
-    expect(json).toEqual({ ok: false, field: 'schedule', message: expect.stringMatching(/every 7 minutes is not offered/) });
+    expect(json).toEqual({ ok: false, field: 'schedule.every', message: expect.stringMatching(/every 7 minutes is not offered/) });
     expect(settings.data.schedule).toEqual(before);
     const proxy = await call('saveSettings', { section: 'proxy', value: { enabled: true, host: '', port: 3128, username: '' } });
-    expect(proxy.json).toEqual({ ok: false, field: 'proxy', message: expect.stringMatching(/a host is needed/) });
+    expect(proxy.json).toEqual({ ok: false, field: 'proxy.host', message: expect.stringMatching(/a host is needed/) });
   });
 
   it('keeps the stored proxy password when the form leaves it out', async () => {

@@ -205,7 +205,7 @@ export class ConsoleService {
       }
     } catch (error) {
       if (error instanceof SettingsError || (error as BulwarkError).code === 'ERR_USAGE') {
-        return { ok: false, field: change.section, message: describeError(error) };
+        return { ok: false, field: (error instanceof SettingsError && error.field) || change.section, message: describeError(error) };
       }
       throw error;
     }

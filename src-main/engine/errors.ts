@@ -34,10 +34,13 @@ export class UsageError extends BulwarkError {
   }
 }
 
-/** A setting was invalid; the previous value is kept. */
+/** A setting was invalid; the previous value is kept. `field` names it, e.g. "proxy.port". */
 export class SettingsError extends BulwarkError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly field: string | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; field?: string }) {
     super('ERR_SETTINGS', message, options);
+    this.field = options?.field;
   }
 }
 

@@ -16,17 +16,17 @@ export const HOUR_INTERVALS = [1, 2, 3, 4, 6, 8, 12] as const;
 export function cronFor(s: Schedule): string {
   if (s.kind === 'daily') {
     const match = /^([01]\d|2[0-3]):([0-5]\d)$/.exec(s.at);
-    if (!match) throw new SettingsError(`daily time "${s.at}" must be HH:MM in 24-hour form, e.g. 03:30`);
+    if (!match) throw new SettingsError(`daily time "${s.at}" must be HH:MM in 24-hour form, e.g. 03:30`, { field: 'schedule.at' });
     return `${Number(match[2])} ${Number(match[1])} * * *`;
   }
   if (s.unit === 'minutes') {
     if (!(MINUTE_INTERVALS as readonly number[]).includes(s.every)) {
-      throw new SettingsError(`every ${s.every} minutes is not offered; choose one of ${MINUTE_INTERVALS.join(', ')} minutes`);
+      throw new SettingsError(`every ${s.every} minutes is not offered; choose one of ${MINUTE_INTERVALS.join(', ')} minutes`, { field: 'schedule.every' });
     }
     return s.every === 1 ? '* * * * *' : `*/${s.every} * * * *`;
   }
   if (!(HOUR_INTERVALS as readonly number[]).includes(s.every)) {
-    throw new SettingsError(`every ${s.every} hours is not offered; choose one of ${HOUR_INTERVALS.join(', ')} hours`);
+    throw new SettingsError(`every ${s.every} hours is not offered; choose one of ${HOUR_INTERVALS.join(', ')} hours`, { field: 'schedule.every' });
   }
   return s.every === 1 ? '0 * * * *' : `0 */${s.every} * * *`;
 }

@@ -115,14 +115,14 @@ export interface SettingsBackend {
 const HOST_PATTERN = /^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:]*:[0-9a-fA-F:.]+|[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*)$/;
 
 function checkProxy(proxy: ProxySetting): void {
-  const fail = (message: string) => {
-    throw new SettingsError(`invalid proxy: ${message}; the previous value is kept`);
+  const fail = (field: keyof ProxySetting, message: string) => {
+    throw new SettingsError(`invalid proxy: ${message}; the previous value is kept`, { field: `proxy.${field}` });
   };
-  if (!Number.isInteger(proxy.port) || proxy.port < 1 || proxy.port > 65535) fail(`port must be a number from 1 to 65535`);
-  if (proxy.host && !HOST_PATTERN.test(proxy.host)) fail(`"${proxy.host}" is not a host name or IP address`);
-  if (proxy.enabled && !proxy.host) fail('a host is needed to use a proxy');
-  if (/[:\r\n]/.test(proxy.username)) fail('the user name cannot contain ":" or line breaks');
-  if (proxy.password && !proxy.username) fail('a password needs a user name');
+  if (!Number.isInteger(proxy.port) || proxy.port < 1 || proxy.port > 65535) fail('port', `port must be a number from 1 to 65535`);
+  if (proxy.host && !HOST_PATTERN.test(proxy.host)) fail('host', `"${proxy.host}" is not a host name or IP address`);
+  if (proxy.enabled && !proxy.host) fail('host', 'a host is needed to use a proxy');
+  if (/[:\r\n]/.test(proxy.username)) fail('username', 'the user name cannot contain ":" or line breaks');
+  if (proxy.password && !proxy.username) fail('username', 'a password needs a user name');
 }
 
 export class Settings {
@@ -202,11 +202,11 @@ export class Settings {
           // Normalized (scheme and host lower-cased) so the schema and later comparisons see one form.
           value = { ...source, url: checkSourceUrl(source.url).href } as SettingsData[K];
         } catch (error) {
-          throw new SettingsError(`invalid source: ${(error as Error).message}; the previous value is kept`);
+          throw new SettingsError(`invalid source: ${(error as Error).message}; the previous value is kept`, { field: 'source.url' });
         }
       }
-      if (source.url && !source.trustedRoot) throw new SettingsError('a custom update source needs its trusted root.json');
-      if (source.trustedRoot && !fs.existsSync(source.trustedRoot)) throw new SettingsError(`trusted root ${source.trustedRoot} does not exist`);
+      if (source.url && !source.trustedRoot) throw new SettingsError('a custom update source needs its trusted root.json', { field: 'source.trustedRoot' });
+      if (source.trustedRoot && !fs.existsSync(source.trustedRoot)) throw new SettingsError(`trusted root ${source.trustedRoot} does not exist`, { field: 'source.trustedRoot' });
     }
     let stored: SettingsData[K] = value;
     if (key === 'proxy' && this.secrets && (value as ProxySetting).password) {
