@@ -1,15 +1,15 @@
 // The engine's state machine. The console and the tray only mirror it.
 //
-//                  update (startup, schedule, manual)
-//        ┌──────────────────────────────────────────────┐
-//        │                                              ▼
-//   ┌─ idle ◄──────────── distributing ◄──┐        checking
-//   │    ▲                                │           │
-//   │    │        ┌──► downloading ──► applying ──────┤ (next component)
-//   │    │        └──────────────────────────────────-┘
-//   │    └──────────── (nothing new) ─────────────────┘
-//   │
-//   └─► failed ◄── any stage that fails; failed ──► checking on the next update
+//            update (install, startup, schedule, manual)
+//   idle ─────────────────────────────► checking ──(nothing new)──► idle
+//    ▲                                     │
+//    │                                     ▼
+//    │                        ┌──► downloading ──► applying ──┐
+//    │                        └───────────(next component)────┘
+//    │                                     │
+//    └──────────── distributing ◄──────────┘
+//
+//   Any stage that fails ──► failed ──(next update)──► checking
 //
 // Every stage carries the trigger of the run in progress; downloading and applying carry which
 // component (index of total) and the bytes received so far.
