@@ -14,7 +14,7 @@ import { BulwarkError, describeError, DowngradeError, NetworkError, Verification
 import type { HttpFetcher } from './fetcher.js';
 import { sha256, sweepTempFiles, tempPathFor } from './files.js';
 import type { ComponentRun, RunRecord, Trigger } from './history.js';
-import type { Limits } from './limits.js';
+import { INCREMENTAL_WORTH_RATIO, type Limits } from './limits.js';
 import type { UpdateSource } from './source.js';
 import type { ComponentStore, InstalledComponent, InstallMethod } from './store.js';
 
@@ -153,7 +153,10 @@ async function updateComponent(
 
     let reason: string;
     const incremental = installed && entry.duplication ? entry.incrementals.find((i) => i.from === installed.version) : undefined;
-    if (incremental && installed) {
+    const unusable = incremental ? await whyIncrementalUnusable(ctx, incremental, entry) : undefined;
+    if (incremental && unusable) {
+      reason = `incremental v_${incremental.from}.${entry.latest} unusable (${unusable})`;
+    } else if (incremental && installed) {
       try {
         install(await rebuildFromIncremental(ctx, entry, installed, incremental, index, total), 'incremental');
         return outcome({ method: 'incremental', reason: `incremental from ${installed.version}`, version: entry.latest, result: 'ok' });
@@ -175,6 +178,21 @@ async function updateComponent(
     return outcome({ method: 'full', reason, version: entry.latest, result: 'ok' });
   } catch (error) {
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
+  }
+}
+
+/**
+ * Why an incremental should not be used, judged from the signed metadata before downloading it:
+ * not listed, or not clearly smaller than the compressed full file.
+ */
+async function whyIncrementalUnusable(ctx: RunContext, incremental: IncrementalEntry, entry: CatalogueComponent): Promise<string | undefined> {
+  try {
+    const [patch, full] = await Promise.all([ctx.source.targetInfo(incremental.target), ctx.source.targetInfo(entry.full.target)]);
+    if (patch.length > full.length * INCREMENTAL_WORTH_RATIO) return `${patch.length} bytes, not clearly smaller than the ${full.length}-byte full file`;
+    return undefined;
+  } catch (error) {
+    if (sourceUnreachable(error)) throw error;
+    return describeError(error);
   }
 }
 
