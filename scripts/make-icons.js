@@ -2,9 +2,17 @@
 // Draws Bulwark's icons (a shield with a check mark) procedurally and writes them into assets/:
 //   icon.png (512)               app icon (Linux, macOS; electron-builder converts it as needed)
 //   icon.ico (16, 32, 64, 256)   Windows app icon: an ICO container holding PNGs
-//   tray-16.png, tray-32.png     coloured tray icons (Linux, Windows)
-//   trayTemplate.png (16), trayTemplate@2x.png (32)
-//                                macOS menu-bar template: black on transparent, the system tints it
+// and, for each tray state (idle, updating, failed), a shield with a small badge saying the state
+// (green check, amber down arrow, red exclamation mark):
+//   tray-<state>-16.png, tray-<state>-32.png
+//                                Linux tray: coloured PNGs (1x and 2x representations)
+//   tray-<state>.ico (16, 24, 32, 48)
+//                                Windows notification area: an ICO, so every DPI gets a crisp size
+//   tray-<state>Template.png (16), tray-<state>Template@2x.png (32)
+//                                macOS menu-bar template: black on transparent, the system tints it;
+//                                idle is the plain shield with its check cut out, the other states
+//                                carry a black badge with the glyph cut out
+// src-main/electron/tray-icons.ts picks the file per platform and state; keep the names in step.
 // Only Node built-ins, so the icons can be regenerated anywhere: `node scripts/make-icons.js`.
 // The output is deterministic; re-running it changes no bytes.
 import fs from 'node:fs';
@@ -76,6 +84,62 @@ function colourShield(detailed) {
 /** macOS template: the shape is carried by alpha alone, the check cut out of the shield. */
 function templateShield(x, y) {
   return inShield(x, y) && !inCheck(x, y, 0.07) ? [0, 0, 0, 255] : CLEAR;
+}
+
+// ---- Tray badges: a disc at the shield's lower right, set off from it by a transparent ring ----
+
+const BADGE = { cx: 0.73, cy: 0.73, r: 0.26, gap: 0.075 };
+const TRAY_STATES = ['idle', 'updating', 'failed'];
+const BADGE_COLOUR = { idle: [22, 163, 74], updating: [217, 119, 6], failed: [220, 38, 38] };
+
+function inBadge(x, y, extra = 0) {
+  return Math.hypot(x - BADGE.cx, y - BADGE.cy) <= BADGE.r + extra;
+}
+
+/** Badge-local point (u, v in -1..1 across the disc) for drawing its glyph. */
+function badgeLocal(x, y) {
+  return [(x - BADGE.cx) / BADGE.r, (y - BADGE.cy) / BADGE.r];
+}
+
+/** The badge's glyph: a check (idle), a down arrow (updating), an exclamation mark (failed). */
+function inGlyph(state, x, y) {
+  const [u, v] = badgeLocal(x, y);
+  const stroke = 0.2;
+  switch (state) {
+    case 'idle':
+      return distanceToSegment(u, v, [-0.5, 0.02], [-0.15, 0.38]) <= stroke || distanceToSegment(u, v, [-0.15, 0.38], [0.5, -0.32]) <= stroke;
+    case 'updating':
+      return (
+        distanceToSegment(u, v, [0, -0.55], [0, 0.45]) <= stroke ||
+        distanceToSegment(u, v, [-0.42, 0.05], [0, 0.47]) <= stroke ||
+        distanceToSegment(u, v, [0.42, 0.05], [0, 0.47]) <= stroke
+      );
+    case 'failed':
+      return distanceToSegment(u, v, [0, -0.58], [0, 0.12]) <= stroke || Math.hypot(u, v - 0.5) <= stroke + 0.03;
+    default:
+      throw new Error(`unknown tray state ${state}`);
+  }
+}
+
+/** Coloured tray icon: the blue shield (no check: the badge carries the state) with a coloured badge. */
+function colourTray(state) {
+  const shield = colourShield(false);
+  return (x, y) => {
+    if (inBadge(x, y)) return inGlyph(state, x, y) ? [...WHITE, 255] : [...BADGE_COLOUR[state], 255];
+    if (inBadge(x, y, BADGE.gap)) return CLEAR;
+    if (!inShield(x, y)) return CLEAR;
+    return [...mix(FILL_TOP, FILL_BOTTOM, (y - SHIELD.top) / (SHIELD.tip - SHIELD.top)), 255];
+  };
+}
+
+/** macOS template per state: idle is the plain template shield; the others add a cut-out badge. */
+function templateTray(state) {
+  if (state === 'idle') return templateShield;
+  return (x, y) => {
+    if (inBadge(x, y)) return inGlyph(state, x, y) ? CLEAR : [0, 0, 0, 255];
+    if (inBadge(x, y, BADGE.gap)) return CLEAR;
+    return inShield(x, y) ? [0, 0, 0, 255] : CLEAR;
+  };
 }
 
 // ---- Rasterising (supersampled for smooth edges) ----
@@ -164,11 +228,15 @@ const appIcon = (size) => encodePng(size, render(size, colourShield(size >= 64),
 const outputs = {
   'icon.png': appIcon(512),
   'icon.ico': encodeIco([16, 32, 64, 256].map((size) => ({ size, png: appIcon(size) }))),
-  'tray-16.png': appIcon(16),
-  'tray-32.png': appIcon(32),
-  'trayTemplate.png': encodePng(16, render(16, templateShield)),
-  'trayTemplate@2x.png': encodePng(32, render(32, templateShield)),
 };
+for (const state of TRAY_STATES) {
+  const tray = (size) => encodePng(size, render(size, colourTray(state)));
+  outputs[`tray-${state}-16.png`] = tray(16);
+  outputs[`tray-${state}-32.png`] = tray(32);
+  outputs[`tray-${state}.ico`] = encodeIco([16, 24, 32, 48].map((size) => ({ size, png: tray(size) })));
+  outputs[`tray-${state}Template.png`] = encodePng(16, render(16, templateTray(state)));
+  outputs[`tray-${state}Template@2x.png`] = encodePng(32, render(32, templateTray(state)));
+}
 
 fs.mkdirSync(ASSETS_DIR, { recursive: true });
 for (const [name, bytes] of Object.entries(outputs)) {

@@ -99,6 +99,7 @@ export class ConsoleService {
     engine.on('state', (state) => this.emit('state', state));
     engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
     engine.on('run', (run) => this.emit('run', run));
+    engine.on('network', () => this.emit('changed', { reason: 'network' }));
     settings.onChange((key) => this.emit('changed', { reason: `settings.${key}` }));
   }
 
