@@ -290,18 +290,18 @@ A refused value changes nothing; the message says why.`,
     usage: `bulwark demo [--dir DIR] [--every SECONDS] [--port N] [--console [--listen ADDR:PORT]]
 
 Generates pattern files for every component, publishes them as a signed source on 127.0.0.1,
-publishes a new version every --every seconds (default 120) and runs the server against it with
+publishes a new version every --every seconds (default 60) and runs the server against it with
 a one-minute schedule, so incremental updates show as they happen. Ctrl+C stops it.
 
 Options:
   --dir DIR         where the demo keeps its source and data (default: a folder under the OS temp dir)
-  --every SECONDS   how often the demo source publishes new versions (10-3600, default 120)
+  --every SECONDS   how often the demo source publishes new versions (10-3600, default 60)
   --port N          port for the demo source (default: any free port)
   --console         also serve the console to a browser; prints its URL with an access token
   --listen ADDR:PORT  where the console listens (default 127.0.0.1:0)`,
     options: { dir: { type: 'string' }, every: { type: 'string' }, port: { type: 'string' }, console: { type: 'boolean' }, listen: { type: 'string' } },
     async run(values) {
-      const every = values.every === undefined ? 120 : Number(values.every);
+      const every = values.every === undefined ? 60 : Number(values.every);
       if (!(Number.isInteger(every) && every >= 10 && every <= 3600)) throw new UsageError('--every must be a whole number of seconds from 10 to 3600');
       const port = values.port === undefined ? 0 : Number(values.port);
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');

@@ -44,7 +44,7 @@ export function consolePaths(shellDir: string): ConsolePaths {
 /** The demo's files live here, apart from the CLI demo's (`bulwark demo`), so both can run. */
 export const DESKTOP_DEMO_DIR = path.join(os.tmpdir(), 'bulwark-desktop-demo');
 /** How often the demo source publishes new versions, in seconds. */
-export const DEMO_EVERY_SECONDS = 120;
+export const DEMO_EVERY_SECONDS = 60;
 
 export interface DesktopAppOptions extends ConsolePaths {
   log?: (line: string) => void;
