@@ -1,6 +1,7 @@
 // "Test Connection": fetch the source's timestamp.json the way an update would (same proxy, same
 // timeouts) and say exactly which step failed and what to do about it.
 import { request, type Dispatcher } from 'undici';
+import { interfaceFamilies, PROXY_REMEDY, resolveHost } from './network.js';
 import { dispatcherFor, proxyUrl } from './proxy.js';
 import type { ProxySetting } from './settings.js';
 
@@ -54,6 +55,10 @@ export async function testConnection(options: ConnectionTestOptions): Promise<Co
       signal: AbortSignal.timeout(timeoutMs),
     });
     await response.body.dump();
+    if (response.statusCode === 401 && viaProxy && options.proxy.username) {
+      // tinyproxy answers a wrong proxy password with 401 (and WWW-Authenticate) instead of 407.
+      return { ok: false, stage: 'auth', message: `the proxy ${proxyName} (or the update source behind it) refused the credentials (HTTP 401)`, action: 'Check the proxy user name and password.' };
+    }
     if (response.statusCode === 407) {
       return { ok: false, stage: 'auth', message: `the proxy ${proxyName} requires authentication (407)`, action: 'Enter the proxy user name and password.' };
     }
@@ -65,17 +70,35 @@ export async function testConnection(options: ConnectionTestOptions): Promise<Co
     }
     return { ok: true, stage: 'ok', message: `reached ${target.origin}${viaProxy ? ` through ${proxyName}` : ' directly'}` };
   } catch (error) {
-    return classify(error, { viaProxy: Boolean(viaProxy), proxyName, host: target.host });
+    const result = classify(error, { viaProxy: Boolean(viaProxy), proxyName, host: target.host, credentials: Boolean(viaProxy && options.proxy.username) });
+    if (!viaProxy && (result.stage === 'dns' || result.stage === 'connect')) return (await familyMismatch(target.hostname)) ?? result;
+    return result;
   } finally {
     await dispatcher?.close().catch(() => undefined);
   }
 }
 
-function classify(error: unknown, ctx: { viaProxy: boolean; proxyName: string; host: string }): ConnectionTestResult {
+/** A direct connection failed: is it because the source has addresses only in a family this server lacks? */
+async function familyMismatch(hostname: string): Promise<ConnectionTestResult | undefined> {
+  const resolved = await resolveHost(hostname);
+  const families = interfaceFamilies();
+  if (resolved.v4.length && !resolved.v6.length && !families.includes(4)) {
+    return { ok: false, stage: 'connect', message: `${resolved.host} has IPv4 addresses only (${resolved.v4.join(', ')}) and this server has no IPv4 address`, action: PROXY_REMEDY };
+  }
+  if (resolved.v6.length && !resolved.v4.length && !families.includes(6)) {
+    return { ok: false, stage: 'connect', message: `${resolved.host} has IPv6 addresses only (${resolved.v6.join(', ')}) and this server has no IPv6 address`, action: PROXY_REMEDY };
+  }
+  return undefined;
+}
+
+function classify(error: unknown, ctx: { viaProxy: boolean; proxyName: string; host: string; credentials: boolean }): ConnectionTestResult {
   const code = codeOf(error);
   const message = messageOf(error);
   if (/Proxy Authentication Required|\(407\)/.test(message)) {
-    return { ok: false, stage: 'auth', message: `the proxy ${ctx.proxyName} refused the credentials (407)`, action: 'Check the proxy user name and password.' };
+    // undici turns a 407 into an error, with or without credentials sent.
+    return ctx.credentials
+      ? { ok: false, stage: 'auth', message: `the proxy ${ctx.proxyName} refused the credentials (407)`, action: 'Check the proxy user name and password.' }
+      : { ok: false, stage: 'auth', message: `the proxy ${ctx.proxyName} requires authentication (407)`, action: 'Enter the proxy user name and password.' };
   }
   if (/Proxy response \((\d+)\)/.test(message)) {
     const status = /Proxy response \((\d+)\)/.exec(message)![1];

@@ -81,17 +81,23 @@ export class HttpFetcher extends BaseFetcher {
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
     const until = this.cooldownUntil(url);
     if (until) throw new CooldownError(until);
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await request(url, {
-        dispatcher: this.options.dispatcher,
-        headers: { 'user-agent': this.options.userAgent ?? 'Bulwark' },
-        headersTimeout: this.options.timeoutMs,
-        bodyTimeout: this.options.timeoutMs,
-        signal: AbortSignal.timeout(this.options.timeoutMs * 10),
-      });
-    } catch (cause) {
-      throw new NetworkError(`cannot reach ${new URL(url).origin}: ${networkReason(cause)}`, { cause });
+    let response!: Dispatcher.ResponseData;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        response = await request(url, {
+          dispatcher: this.options.dispatcher,
+          headers: { 'user-agent': this.options.userAgent ?? 'Bulwark' },
+          headersTimeout: this.options.timeoutMs,
+          bodyTimeout: this.options.timeoutMs,
+          signal: AbortSignal.timeout(this.options.timeoutMs * 10),
+        });
+        break;
+      } catch (cause) {
+        // A kept-alive connection closed under us as it was reused (tinyproxy closes after every
+        // response without "Connection: close"): a GET is safe to send again, once, on a new one.
+        if (attempt === 1 && staleConnection(cause)) continue;
+        throw new NetworkError(`cannot reach ${new URL(url).origin}: ${networkReason(cause)}`, { cause });
+      }
     }
     this.bytesReceived += headerBytes(response.statusCode, response.headers);
     if (response.statusCode !== 200) {
@@ -122,6 +128,12 @@ export class HttpFetcher extends BaseFetcher {
     }
     return Readable.toWeb(Readable.from(counted())) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
+}
+
+/** The connection closed or reset before any answer: what a reused keep-alive connection does when the peer had closed it. */
+function staleConnection(error: unknown): boolean {
+  const code = (error as { code?: string })?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /** A short, plain reason for a failed connection. */

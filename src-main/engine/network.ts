@@ -49,6 +49,8 @@ export async function resolveHost(host: string): Promise<HostFamilies> {
   const bare = host.replace(/^\[|\]$/g, '');
   const literal = net.isIP(bare);
   if (literal) return { host: bare, v4: literal === 4 ? [bare] : [], v6: literal === 6 ? [bare] : [] };
+  // RFC 6761 §6.3: localhost names are loopback; never ask DNS (which /etc/hosts without "::1 localhost" would).
+  if (/^(.+\.)?localhost\.?$/i.test(bare)) return { host: bare, v4: ['127.0.0.1'], v6: ['::1'] };
   const lookupFamily = async (family: 4 | 6) => {
     try {
       // hints: 0 — no AI_ADDRCONFIG, so a v6-only machine still learns about A records.
@@ -131,7 +133,7 @@ export interface NetworkReminder {
   action: string;
 }
 
-const PROXY_REMEDY =
+export const PROXY_REMEDY =
   'Set a dual-stack proxy that converts between IPv4 and IPv6 (such as squid or DeleGate, on a host with both) in Settings › Proxy.';
 
 /**

@@ -23,8 +23,13 @@ export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = proc
       ...(proxy.username ? { token: basicToken(proxy.username, proxy.password) } : {}),
     });
   }
-  const fromEnv = env.HTTPS_PROXY ?? env.https_proxy ?? env.HTTP_PROXY ?? env.http_proxy;
-  if (fromEnv) return new EnvHttpProxyAgent({ connect: HAPPY_EYEBALLS });
+  const httpProxy = env.HTTP_PROXY ?? env.http_proxy ?? '';
+  const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy ?? '';
+  if (httpProxy || httpsProxy) {
+    // From `env`, not process.env; and like a configured proxy, absolute-form for http sources
+    // (a stock squid refuses CONNECT to port 80), CONNECT only for https.
+    return new EnvHttpProxyAgent({ connect: HAPPY_EYEBALLS, proxyTunnel: false, httpProxy, httpsProxy, noProxy: env.NO_PROXY ?? env.no_proxy ?? '' });
+  }
   return new Agent({ connect: HAPPY_EYEBALLS });
 }
 

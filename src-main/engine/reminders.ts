@@ -33,7 +33,8 @@ export function remindersFor({ settings, lastRun, network }: ReminderInputs): Re
   }
   if (lastRun?.result === 'failed') {
     const proxy = settings.proxy.enabled;
-    if (/\b407\b/.test(lastRun.error ?? '')) {
+    const proxyRefused = /\b407\b/.test(lastRun.error ?? '') || (proxy && Boolean(settings.proxy.username) && /\bHTTP 401\b/.test(lastRun.error ?? ''));
+    if (proxyRefused) {
       reminders.push({
         id: 'proxy-auth',
         severity: 'error',
