@@ -222,7 +222,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   // ---- Engine events: the tray and notifications (attached before start, to see the first run) ----
   let tray: TrayHandle | undefined;
   let shownTray = '';
-  const currentTrayModel = () => trayModel(engine.state, { startAtLogin: settings.data.startAtLogin });
+  const currentTrayModel = () => trayModel(engine.state, { startAtLogin: settings.data.startAtLogin, reminders: engine.status().reminders });
   const refreshTray = () => {
     if (!tray) return;
     const model = currentTrayModel();
@@ -243,6 +243,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     };
   let previousRun = engine.history.last();
   engine.on('state', guarded('updating the tray', refreshTray));
+  engine.on('network', guarded('updating the tray', refreshTray));
   engine.on(
     'run',
     guarded('notifying', (run: RunRecord) => {

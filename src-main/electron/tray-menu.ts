@@ -54,12 +54,15 @@ export function statusLine(state: EngineState): string {
   }
 }
 
-export function trayModel(state: EngineState, options: { startAtLogin: boolean }): TrayModel {
+export function trayModel(state: EngineState, options: { startAtLogin: boolean; reminders?: readonly { title: string }[] }): TrayModel {
   const icon = trayIconState(state);
   const status = statusLine(state);
+  // The most pressing reminder (IPv4/IPv6, proxy...) rides along in the tooltip, where it is seen.
+  const reminder = options.reminders?.[0];
+  const head = `Bulwark: ${state.type === 'failed' ? `Failed: ${state.error}` : status}`;
   return {
     icon,
-    tooltip: truncate(`Bulwark: ${state.type === 'failed' ? `Failed: ${state.error}` : status}`, MAX_TOOLTIP_CHARS),
+    tooltip: reminder ? `${truncate(head, 60)}\n⚠ ${truncate(reminder.title, MAX_TOOLTIP_CHARS - 64)}` : truncate(head, MAX_TOOLTIP_CHARS),
     menu: [
       { type: 'normal', label: status, enabled: false },
       // While an update runs, another request would only join it.
