@@ -29,6 +29,8 @@ export interface EngineOptions {
   limits?: Limits;
   /** undici dispatcher for all upstream traffic (a proxy agent, for instance). */
   dispatcher?: Dispatcher;
+  /** How often to compare the network interfaces for changes (default 30 s). */
+  networkPollMs?: number;
   log?: (line: string) => void;
 }
 
@@ -215,7 +217,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       fingerprint = now;
       this.log('network interfaces changed; checking address families again');
       void this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
-    }, NETWORK_POLL_MS);
+    }, this.options.networkPollMs ?? NETWORK_POLL_MS);
     this.networkTimer.unref();
   }
 

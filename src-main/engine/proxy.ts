@@ -37,7 +37,7 @@ export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = proc
  * Happy Eyeballs (RFC 8305): race the source's addresses across families so a broken family costs
  * a quarter second, not a connect timeout.
  */
-export const HAPPY_EYEBALLS = { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 250 } as const;
+export const HAPPY_EYEBALLS = { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 250, timeout: 10_000 } as const;
 
 /** A proxy URL fit for logs: never the credentials. */
 export function describeProxy(proxy: ProxySetting): string {
