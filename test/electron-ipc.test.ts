@@ -156,7 +156,9 @@ describe('IPC handlers (fake ipcMain, real console service)', () => {
     desktop.tray.click('Update Now');
     await finished;
 
-    expect(consoleWindow!.sent.map((m) => m.channel)).toEqual([ipcChannel.event('state'), ipcChannel.event('state'), ipcChannel.event('run')]);
+    // checking, then the network check that precedes every run, then the outcome.
+    expect(consoleWindow!.sent.map((m) => m.channel)).toEqual([ipcChannel.event('state'), ipcChannel.event('changed'), ipcChannel.event('state'), ipcChannel.event('run')]);
+    expect(consoleWindow!.sent.find((m) => m.channel === ipcChannel.event('changed'))?.payload).toEqual({ reason: 'network' });
     expect(consoleWindow!.sent.find((m) => m.channel === ipcChannel.event('state'))?.payload).toEqual({ type: 'checking', trigger: 'manual' });
     expect(consoleWindow!.sent.find((m) => m.channel === ipcChannel.event('run'))?.payload).toMatchObject({ trigger: 'manual', result: 'failed' });
     expect(settingsWindow!.sent).toEqual([]);

@@ -217,9 +217,12 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
       new Promise<void>((resolve) => {
         clearInterval(heartbeat);
         unsubscribe();
-        for (const stream of streams) stream.end();
-        server.closeAllConnections();
-        server.close(() => resolve());
+        // End the event streams cleanly (browsers log a cut chunked stream), waiting half a second at most.
+        const ended = [...streams].map((stream) => new Promise<void>((done) => stream.end(done)));
+        void Promise.race([Promise.all(ended), new Promise((done) => setTimeout(done, 500))]).then(() => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        });
       }),
   };
 }

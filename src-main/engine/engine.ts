@@ -11,7 +11,7 @@ import { writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock } from './lock.js';
-import { dispatcherFor } from './proxy.js';
+import { describeProxy, dispatcherFor } from './proxy.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
 import { UpdateScheduler } from './schedule.js';
@@ -242,6 +242,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       fetcher = new HttpFetcher({
         timeoutMs: this.limits.requestTimeoutMs,
         cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
+        route: this.options.dispatcher ? 'configured dispatcher' : describeProxy(this.options.settings.data.proxy),
         ...(dispatcher ? { dispatcher } : {}),
       });
       const source = this.openSource(fetcher);

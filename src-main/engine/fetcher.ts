@@ -19,6 +19,8 @@ export interface FetcherOptions {
   cooldownFile?: string;
   userAgent?: string;
   now?: () => number;
+  /** How requests travel, for messages: "proxy http://…:3128" or "direct connection". */
+  route?: string;
 }
 
 /** The longest cool-down honoured, whatever the server asks: a day. */
@@ -96,7 +98,8 @@ export class HttpFetcher extends BaseFetcher {
         // A kept-alive connection closed under us as it was reused (tinyproxy closes after every
         // response without "Connection: close"): a GET is safe to send again, once, on a new one.
         if (attempt === 1 && staleConnection(cause)) continue;
-        throw new NetworkError(`cannot reach ${new URL(url).origin}: ${networkReason(cause)}`, { cause });
+        const via = this.options.route && this.options.route !== 'direct connection' ? ` through the ${this.options.route}` : '';
+        throw new NetworkError(`cannot reach ${new URL(url).origin}${via}: ${networkReason(cause)}`, { cause });
       }
     }
     this.bytesReceived += headerBytes(response.statusCode, response.headers);

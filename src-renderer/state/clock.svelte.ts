@@ -2,12 +2,15 @@
 // stays open. One timer for the whole page, started by the first reader.
 
 class Clock {
-  #now = $state(Date.now());
+  #tick = $state(0);
   #timer: ReturnType<typeof setInterval> | undefined;
 
   get now(): number {
-    this.#timer ??= setInterval(() => (this.#now = Date.now()), 15_000);
-    return this.#now;
+    this.#timer ??= setInterval(() => (this.#tick += 1), 15_000);
+    // Re-render every 15 s, but always compare with the current time: a stale "now" made a time
+    // that had just passed read "in less than a minute".
+    void this.#tick;
+    return Date.now();
   }
 }
 
