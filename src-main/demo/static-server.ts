@@ -46,7 +46,8 @@ export interface RunningServer {
 
 export async function listen(handler: RequestHandler, host = '127.0.0.1', port = 0): Promise<RunningServer> {
   const server = http.createServer(handler);
-  server.keepAliveTimeout = 1000;
+  // Longer than undici's 2 s idle threshold, so clients reuse connections as they would with a CDN.
+  server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

@@ -233,7 +233,9 @@ export class Engine extends EventEmitter<EngineEvents> {
   private async run(trigger: Trigger): Promise<RunRecord> {
     const started = new Date();
     this.machine.transition({ type: 'checking', trigger });
-    await this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
+    // Alongside the update, not before it: probing a black-holed family takes its full timeout, while
+    // the update's own connections race the families (Happy Eyeballs) anyway.
+    const networkChecked = this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
     let fetcher: HttpFetcher | undefined;
     let record: RunRecord;
     // Read per run, so a proxy saved in the settings applies to the next update without a restart.
@@ -280,6 +282,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
     }
     if (dispatcher !== this.options.dispatcher) await dispatcher?.close().catch(() => undefined);
+    await networkChecked; // so the reminders recorded with this run see the fresh report
     this.history.append(record);
     this.machine.transition(
       record.result === 'ok'
