@@ -9,6 +9,9 @@ import type { Engine } from '../engine/engine.js';
 import { describeError, SettingsError, type BulwarkError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunProgress } from '../engine/update-run.js';
+import type { EngineState } from '../engine/state.js';
+import type { RunRecord } from '../engine/history.js';
+import type { Reminder as EngineReminder } from '../engine/reminders.js';
 import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
@@ -19,11 +22,24 @@ import {
   type ConsoleEvents,
   type ConsoleMethod,
   type ConsoleMethods,
+  type EngineStateView,
   type ProgressView,
+  type Reminder,
+  type RunView,
   type SettingsChange,
   type SettingsView,
   type Snapshot,
 } from './contract.js';
+
+// The contract restates the engine's types for the renderer, which cannot import Node code. These
+// aliases stop compiling if the engine's types drift from what the contract promises.
+type Assignable<Contract, Engine extends Contract> = [Contract, Engine];
+export type ContractMatchesEngine = [
+  Assignable<EngineStateView, EngineState>,
+  Assignable<RunView, RunRecord>,
+  Assignable<Reminder, EngineReminder>,
+  Assignable<ProgressView, ReturnType<typeof progressView>>,
+];
 
 /** A refused call: the transport answers 400 (or 404 for an unknown method). */
 export class ApiError extends Error {
