@@ -330,7 +330,8 @@ describe('against a real update source', () => {
 
       const stopped = await serve.stop(signal);
       expect(stopped).toMatchObject({ code: 0, signal: null });
-      expect(stopped.ms).toBeLessThan(5_000);
+      // It stops promptly rather than waiting out a timer; the bound is loose (loaded CI machines are slow).
+      expect(stopped.ms).toBeLessThan(30_000);
       expect(serve.stdout).toContain(`${signal} received; stopping after the update in progress, if any`);
       expect(serve.stdout).toMatch(/ stopped\n$/);
       expect(serve.stderr).toBe('');
