@@ -73,7 +73,8 @@ Options:
   --input DIR               full component files, one directory per component
   --out DIR                 the update source to write or refresh
   --keys DIR                Ed25519 signing keys (created if missing; keep them private)
-  --level N                 zstd level for full files and incrementals (1-22, default 19)
+  --level N                 zstd level for full files (1-22, default 19)
+  --patch-level N           zstd level for incremental patterns (1-22, default 12)
   --expires-timestamp DAYS  timestamp lifetime (default 1)
   --expires-snapshot DAYS   snapshot lifetime (default 7)
   --expires-targets DAYS    targets lifetime (default 30)
@@ -84,6 +85,7 @@ Options:
       out: { type: 'string' },
       keys: { type: 'string' },
       level: { type: 'string' },
+      'patch-level': { type: 'string' },
       'expires-timestamp': { type: 'string' },
       'expires-snapshot': { type: 'string' },
       'expires-targets': { type: 'string' },
@@ -91,8 +93,13 @@ Options:
       json: { type: 'boolean' },
     },
     async run(values) {
-      const level = values.level === undefined ? undefined : Number(values.level);
-      if (level !== undefined && !(Number.isInteger(level) && level >= 1 && level <= 22)) throw new UsageError('--level must be an integer from 1 to 22');
+      const zstdLevel = (name: string) => {
+        const value = values[name] === undefined ? undefined : Number(values[name]);
+        if (value !== undefined && !(Number.isInteger(value) && value >= 1 && value <= 22)) throw new UsageError(`--${name} must be an integer from 1 to 22`);
+        return value;
+      };
+      const level = zstdLevel('level');
+      const patchLevel = zstdLevel('patch-level');
       const expiryDays: Partial<Record<RoleName, number>> = {};
       for (const role of ['timestamp', 'snapshot', 'targets', 'root'] as const) {
         const d = days(values, `expires-${role}`);
@@ -104,6 +111,7 @@ Options:
         keys: required(values, 'keys'),
         expiryDays,
         ...(level !== undefined ? { level } : {}),
+        ...(patchLevel !== undefined ? { patchLevel } : {}),
         log: values.json ? undefined : out,
       });
       if (values.json) out(JSON.stringify(result));

@@ -15,7 +15,6 @@ import type { Reminder as EngineReminder } from '../engine/reminders.js';
 import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
-import { remindersFor } from '../engine/reminders.js';
 import {
   CONSOLE_METHODS,
   type ConsoleEvent,

@@ -18,26 +18,45 @@ function windowLogFor(bytes: number): number {
   return Math.min(MAX_WINDOW_LOG, Math.max(20, Math.ceil(Math.log2(bytes + 1))));
 }
 
+/** Default zstd levels, chosen by measurement (docs/benchmarks.md): level 19 full files come within
+ * xz -9's size; level-12 patches come within 1.15x of the best delta tool at a fraction of level 19's time. */
+export const FULL_LEVEL = 19;
+export const PATCH_LEVEL = 12;
+
 /** Compress a full component file for publishing. */
-export function compressFull(content: Uint8Array, level = 19): Buffer {
+export function compressFull(content: Uint8Array, level = FULL_LEVEL): Buffer {
   const compressor = new Compressor();
   compressor.setParameters({
     compressionLevel: level,
     windowLog: windowLogFor(content.length),
-    enableLongDistanceMatching: true,
+    // Long-distance matching pays off at the high levels and costs size below 16 (measured on JSON).
+    enableLongDistanceMatching: level >= 16,
     checksumFlag: true,
   });
   return compressor.compress(content);
 }
 
-/** Build the incremental pattern that turns `base` into `target`. */
-export function createPatch(base: Uint8Array, target: Uint8Array, level = 19): Buffer {
+/**
+ * Build the incremental pattern that turns `base` into `target`.
+ *
+ * zstd-napi offers loadDictionary (a prepared dictionary) but not the prefix that `zstd --patch-from`
+ * uses. With a prepared dictionary the match finder reaches far back into a large base only when
+ * its tables are sized to the window, and long-distance matching never indexes the dictionary (it
+ * only made patches worse), so both are set here rather than left to the level's defaults.
+ */
+export function createPatch(base: Uint8Array, target: Uint8Array, level = PATCH_LEVEL): Buffer {
+  // The window must span the base and the target so matches can reach back into the base.
+  const windowLog = windowLogFor(base.length + target.length);
+  const tables =
+    level >= 13
+      ? { hashLog: Math.min(windowLog - 1, 26), chainLog: Math.min(windowLog + 1, 30) }
+      : { hashLog: Math.min(windowLog, 27), chainLog: Math.min(windowLog, 27) };
   const compressor = new Compressor();
   compressor.setParameters({
     compressionLevel: level,
-    // The window must span the base and the target so matches can reach back into the base.
-    windowLog: windowLogFor(base.length + target.length),
-    enableLongDistanceMatching: true,
+    windowLog,
+    ...tables,
+    enableLongDistanceMatching: false,
     checksumFlag: true,
   });
   compressor.loadDictionary(base);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from './catalogue.js';
-import { compressFull, createPatch } from './codec.js';
+import { compressFull, createPatch, FULL_LEVEL, PATCH_LEVEL } from './codec.js';
 import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from './components.js';
 import { PublishError } from './errors.js';
 import { sha256, writeFileAtomic } from './files.js';
@@ -37,8 +37,10 @@ export interface PublishOptions {
   out: string;
   keys: string;
   expiryDays?: Partial<Record<RoleName, number>>;
-  /** zstd level for full files and patches (19 by default; the demo and tests use less). */
+  /** zstd level for full files (FULL_LEVEL by default; the demo and tests use less). */
   level?: number;
+  /** zstd level for incremental patterns (PATCH_LEVEL by default). */
+  patchLevel?: number;
   now?: Date;
   log?: (line: string) => void;
 }
@@ -184,7 +186,8 @@ function currentRoot(
 export function publish(options: PublishOptions): PublishResult {
   const now = options.now ?? new Date();
   const log = options.log ?? (() => {});
-  const level = options.level ?? 19;
+  const level = options.level ?? FULL_LEVEL;
+  const patchLevel = options.patchLevel ?? PATCH_LEVEL;
   const expiryDays = { ...DEFAULT_EXPIRY_DAYS, ...options.expiryDays };
   for (const [role, days] of Object.entries(expiryDays)) {
     if (!(Number.isFinite(days) && days > 0 && days <= 3650)) throw new PublishError(`expiry for ${role} must be between 0 and 3650 days`);
@@ -247,16 +250,16 @@ export function publish(options: PublishOptions): PublishResult {
       for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY)) {
         const baseBytes = fs.readFileSync(path.join(component.dir, String(from)));
         const target = incrementalTarget(component.id, from, latest);
-        const key = `patch:${level}:${sha256(baseBytes)}:${latestHash}`;
+        const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latestHash}`;
         const cached = state.built[key];
         let patch: Buffer | undefined;
-        const patchLength = cached?.length ?? (patch = createPatch(baseBytes, latestBytes, level)).length;
+        const patchLength = cached?.length ?? (patch = createPatch(baseBytes, latestBytes, patchLevel)).length;
         if (patchLength > full.length * INCREMENTAL_WORTH_RATIO) {
           summary.skipped.push({ from, bytes: patchLength });
           state.built[key] = cached ?? { sha256: '', length: patchLength, name: target };
           continue;
         }
-        buildOnce(key, target, () => patch ?? createPatch(baseBytes, latestBytes, level));
+        buildOnce(key, target, () => patch ?? createPatch(baseBytes, latestBytes, patchLevel));
         entry.incrementals.push({ from, target });
         summary.incrementals.push({ from, bytes: patchLength });
       }

@@ -69,7 +69,7 @@ export class UpdateSource {
   private readonly limits: Limits;
   readonly metadataDir: string;
 
-  constructor(private readonly options: SourceOptions) {
+  constructor(options: SourceOptions) {
     this.limits = options.limits ?? DEFAULT_LIMITS;
     const base = checkSourceUrl(options.url).href.replace(/\/?$/, '/');
     let rootBytes: Buffer;

@@ -9,8 +9,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { COMPONENT_ID_PATTERN, isValidVersion } from './components.js';
-import { StoreError } from './errors.js';
-import { commitTemp, sha256, sweepTempFiles, writeFileAtomic, writeTempSynced } from './files.js';
+import { StoreError, VerificationError } from './errors.js';
+import { commitTemp, sha256, sweepTempFiles, tempPathFor, writeFileAtomic, writeTempSynced } from './files.js';
 import { KEEP_VERSIONS } from './limits.js';
 
 export type InstallMethod = 'incremental' | 'full';
@@ -115,6 +115,39 @@ export class ComponentStore {
     } catch (cause) {
       throw new StoreError(`cannot write ${target}`, { cause });
     }
+  }
+
+  /**
+   * Write a version that must match its signed hash: the durable write (on libuv's thread pool) and
+   * the SHA-256 (on this thread) run side by side, and the file is renamed into place only if the
+   * hash matched. Not yet active.
+   */
+  async writeVerified(id: string, version: number, data: Uint8Array, expected: { sha256: string; length: number }, what: string): Promise<void> {
+    const dir = this.componentDir(id);
+    fs.mkdirSync(dir, { recursive: true });
+    const target = this.pathOf(id, version);
+    const temp = tempPathFor(target);
+    const written = (async () => {
+      const file = await fs.promises.open(temp, 'wx', 0o644);
+      try {
+        await file.writeFile(data);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+    })();
+    const matches = data.length === expected.length && sha256(data) === expected.sha256;
+    try {
+      await written;
+    } catch (cause) {
+      fs.rmSync(temp, { force: true });
+      throw new StoreError(`cannot write ${target}`, { cause });
+    }
+    if (!matches) {
+      fs.rmSync(temp, { force: true });
+      throw new VerificationError(`${what} does not match the signed length and hash of ${id} ${version}`);
+    }
+    commitTemp(temp, target);
   }
 
   /** Make `version` the active one: the single atomic step of an install. */

@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Catalogue, CatalogueComponent, IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import { BulwarkError, describeError, DowngradeError, NetworkError, VerificationError, CooldownError } from './errors.js';
+import { BulwarkError, describeError, DowngradeError, NetworkError, CooldownError } from './errors.js';
 import type { HttpFetcher } from './fetcher.js';
-import { sha256, sweepTempFiles, tempPathFor } from './files.js';
+import { sweepTempFiles, tempPathFor } from './files.js';
 import type { ComponentRun, RunRecord, Trigger } from './history.js';
 import { INCREMENTAL_WORTH_RATIO, type Limits } from './limits.js';
 import type { UpdateSource } from './source.js';
@@ -140,8 +140,8 @@ async function updateComponent(
   if (installed?.version === entry.latest) {
     return outcome({ method: 'none', reason: 'up to date', version: installed.version, result: 'ok' });
   }
-  const install = (data: Buffer, method: InstallMethod) => {
-    ctx.store.write(entry.id, entry.latest, data);
+  const install = async (data: Buffer, method: InstallMethod, what: string) => {
+    await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, what);
     ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method });
   };
   try {
@@ -158,7 +158,7 @@ async function updateComponent(
       reason = `incremental v_${incremental.from}.${entry.latest} unusable (${unusable})`;
     } else if (incremental && installed) {
       try {
-        install(await rebuildFromIncremental(ctx, entry, installed, incremental, index, total), 'incremental');
+        await install(await rebuildFromIncremental(ctx, entry, installed, incremental, index, total), 'incremental', 'the file rebuilt from the incremental');
         return outcome({ method: 'incremental', reason: `incremental from ${installed.version}`, version: entry.latest, result: 'ok' });
       } catch (error) {
         if (sourceUnreachable(error)) throw error;
@@ -174,7 +174,7 @@ async function updateComponent(
       reason = `no incremental from ${installed.version}`;
     }
     ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
-    install(await downloadFull(ctx, entry, () => ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total })), 'full');
+    await install(await downloadFull(ctx, entry, () => ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total })), 'full', 'the downloaded full file');
     return outcome({ method: 'full', reason, version: entry.latest, result: 'ok' });
   } catch (error) {
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
@@ -194,13 +194,6 @@ async function whyIncrementalUnusable(ctx: RunContext, incremental: IncrementalE
     if (sourceUnreachable(error)) throw error;
     return describeError(error);
   }
-}
-
-function verifyFull(data: Buffer, entry: CatalogueComponent, what: string): Buffer {
-  if (data.length !== entry.full.length || sha256(data) !== entry.full.sha256) {
-    throw new VerificationError(`${what} does not match the signed length and hash of ${entry.id} ${entry.latest}`);
-  }
-  return data;
 }
 
 async function downloadToMemory(ctx: RunContext, target: string): Promise<Buffer> {
@@ -224,12 +217,13 @@ async function rebuildFromIncremental(
   ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'incremental' });
   const patch = await downloadToMemory(ctx, incremental.target);
   ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
-  const rebuilt = applyPatch(ctx.store.readVerified(installed), patch, ctx.limits);
-  return verifyFull(rebuilt, entry, 'the file rebuilt from the incremental');
+  // The base is not re-hashed here: a damaged base yields a result that fails the signed hash,
+  // checked as the result is written (ComponentStore.writeVerified), and the full file is taken.
+  return applyPatch(fs.readFileSync(installed.path), patch, ctx.limits);
 }
 
 async function downloadFull(ctx: RunContext, entry: CatalogueComponent, applying: () => void): Promise<Buffer> {
   const compressed = await downloadToMemory(ctx, entry.full.target);
   applying();
-  return verifyFull(decompressFull(compressed, ctx.limits), entry, 'the downloaded full file');
+  return decompressFull(compressed, ctx.limits);
 }
