@@ -18,7 +18,8 @@ import {
   type MenuItemConstructorOptions,
   type NativeImage,
 } from 'electron';
-import type { SecretCodec } from '../engine/settings.js';
+import ElectronStore from 'electron-store';
+import type { SecretCodec, SettingsData, SettingsStoreFactory } from '../engine/settings.js';
 import type { DesktopNotification } from './notifications.js';
 import type { IpcSenderInfo } from './security.js';
 import { trayIconImage } from './tray-icons.js';
@@ -100,6 +101,8 @@ export interface DesktopAdapter {
    * system offers none. Only after ready.
    */
   secretCodec(): SecretCodec | undefined;
+  /** The settings store: electron-store, with the same schema and options as conf in plain Node. */
+  settingsStore: SettingsStoreFactory;
   /** Session-wide defences (after ready): a CSP response header on everything, permission requests denied. */
   secureSession(policy: { contentSecurityPolicy: string }): void;
   createWindow(spec: WindowSpec): WindowHandle;
@@ -202,6 +205,7 @@ export function electronAdapter(options: ElectronAdapterOptions): DesktopAdapter
             decrypt: (stored) => safeStorage.decryptString(Buffer.from(stored, 'base64')),
           }
         : undefined,
+    settingsStore: (options) => new ElectronStore<SettingsData>({ ...options, name: 'settings' }),
 
     secureSession: ({ contentSecurityPolicy }) => {
       const ses = session.defaultSession;

@@ -177,7 +177,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   let engine: Engine;
   try {
     // The proxy password is stored encrypted with the OS account's key where the system has one.
-    settings = Settings.open(settingsDir, adapter.secretCodec());
+    settings = Settings.open(settingsDir, adapter.secretCodec(), adapter.settingsStore);
     if (settings.recovered) log(settings.recovered);
     if (demoSource) useDemoSource(settings, demoSource);
     // The engine's files get their own directory, apart from Chromium's caches in userData.

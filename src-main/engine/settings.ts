@@ -125,6 +125,24 @@ function checkProxy(proxy: ProxySetting): void {
   if (proxy.password && !proxy.username) fail('username', 'a password needs a user name');
 }
 
+/** The options every settings store gets: one file, one schema, validated before each write. */
+export function settingsStoreOptions(dir: string) {
+  return {
+    cwd: dir,
+    schema: SETTINGS_SCHEMA as never,
+    defaults: DEFAULT_SETTINGS,
+    clearInvalidConfig: false,
+    watch: false,
+    // The proxy password is in here: readable by its owner only.
+    configFileMode: 0o600,
+  } as const;
+}
+
+/** Makes the store behind Settings: conf here, electron-store in the desktop app (src-main/electron/adapter.ts). */
+export type SettingsStoreFactory = (options: ReturnType<typeof settingsStoreOptions>) => SettingsBackend;
+
+const confStore: SettingsStoreFactory = (options) => new Conf<SettingsData>({ ...options, configName: 'settings', projectName: 'bulwark' });
+
 export class Settings {
   /** Set when the file was damaged and replaced by defaults: say so to the user. */
   readonly recovered: string | undefined;
@@ -139,21 +157,10 @@ export class Settings {
   }
 
   /** Open (or create) settings.json in `dir` with conf. */
-  static open(dir: string, secrets?: SecretCodec): Settings {
+  static open(dir: string, secrets?: SecretCodec, createStore: SettingsStoreFactory = confStore): Settings {
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, 'settings.json');
-    const create = () =>
-      new Conf<SettingsData>({
-        cwd: dir,
-        configName: 'settings',
-        projectName: 'bulwark',
-        schema: SETTINGS_SCHEMA as never,
-        defaults: DEFAULT_SETTINGS,
-        clearInvalidConfig: false,
-        watch: false,
-        // The proxy password is in here: readable by its owner only.
-        configFileMode: 0o600,
-      });
+    const create = () => createStore(settingsStoreOptions(dir));
     try {
       return new Settings(create(), undefined, secrets);
     } catch (error) {
@@ -165,11 +172,6 @@ export class Settings {
       const reason = (error as Error).message.split('\n')[0];
       return new Settings(create(), `${file} could not be used (${reason}); it was saved as ${backup} and the defaults were restored`, secrets);
     }
-  }
-
-  /** Wrap an existing store (the desktop app passes its electron-store). */
-  static fromBackend(backend: SettingsBackend, secrets?: SecretCodec): Settings {
-    return new Settings(backend, undefined, secrets);
   }
 
   get data(): SettingsData {

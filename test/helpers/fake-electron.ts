@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { consolePaths, startDesktopApp, type DesktopApp, type DesktopAppOptions } from '../../src-main/electron/desktop-app.js';
 import type { AppEvent, CloseRequest, DesktopAdapter, TrayHandle, WindowHandle, WindowSpec } from '../../src-main/electron/adapter.js';
-import type { SecretCodec } from '../../src-main/engine/settings.js';
+import Conf from 'conf';
+import type { SecretCodec, SettingsData, SettingsStoreFactory } from '../../src-main/engine/settings.js';
 import type { DesktopNotification } from '../../src-main/electron/notifications.js';
 import type { IpcSenderInfo } from '../../src-main/electron/security.js';
 import type { TrayAction, TrayMenuItem, TrayModel } from '../../src-main/electron/tray-menu.js';
@@ -161,6 +162,8 @@ export class FakeDesktop implements DesktopAdapter {
   userDataDir(): string {
     return this.userData;
   }
+  /** electron-store's stand-in: electron-store is conf with Electron's paths, and it needs Electron to load. */
+  settingsStore: SettingsStoreFactory = (options) => new Conf<SettingsData>({ ...options, configName: 'settings', projectName: 'bulwark' });
   /** safeStorage's stand-in: reversible, and visibly not the plain text. */
   secretCodec(): SecretCodec | undefined {
     if (!this.options.encryption) return undefined;
