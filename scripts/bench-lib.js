@@ -1,12 +1,11 @@
-// Shared helpers for the benchmark (scripts/bench.js): timing, child processes, statistics, formatting,
-// and the "tuned" createPatch variant the benchmark measures as a candidate change to the codec.
+// Shared helpers for the benchmark (scripts/bench.js): timing, child processes, statistics, formatting.
+// The codec itself is always the shipped one (out/main/engine/codec.js); nothing here re-implements it.
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Compressor } from 'zstd-napi';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BENCH_DIR = path.join(ROOT, '.bench');
@@ -143,61 +142,4 @@ export async function pool(jobs, concurrency, onDone) {
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
   return results;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Candidate codec changes, measured next to the shipped codec.
-//
-// zstd-napi can only give the base to zstd through ZSTD_CCtx_loadDictionary. zstd turns that into a
-// CDict, and with a CDict (a) long-distance matching (LDM) never indexes the dictionary and (b) the
-// match-finder tables keep their level defaults (hashLog 22-23, chainLog 22-24), so matches into a
-// large base are mostly out of reach. `zstd --patch-from` uses ZSTD_CCtx_refPrefix instead, where LDM
-// does see the base; zstd-napi does not expose refPrefix. What zstd-napi's parameters can do: size the
-// match-finder tables to the window (base + target), and turn LDM off, which then only finds repeats
-// inside the target and, with the greedy/lazy strategies (levels 5-15), makes the patch much worse.
-// ---------------------------------------------------------------------------------------------------
-
-const MAX_WINDOW_LOG = 31;
-
-/** Same rule as codec.ts. */
-export function windowLogFor(bytes) {
-  return Math.min(MAX_WINDOW_LOG, Math.max(20, Math.ceil(Math.log2(bytes + 1))));
-}
-
-/**
- * Table sizes for a window of 2^windowLog bytes. Levels 5-12 (greedy/lazy row match finder): hashLog
- * covers the window. Levels 13+ (binary-tree finders, whose tree covers 2^(chainLog-1) positions):
- * chainLog = windowLog + 1. Levels 1-4 (fast/dfast) cannot be fixed: zstd truncates a CDict for those
- * strategies to its last 16 MB ("short cache" tagged indices).
- */
-export function tunedTables(level, windowLog) {
-  if (level >= 13) return { hashLog: Math.min(windowLog - 1, 26), chainLog: Math.min(windowLog + 1, 30) };
-  return { hashLog: Math.min(windowLog, 27), chainLog: Math.min(windowLog, 27) };
-}
-
-/** createPatch from codec.ts with the match-finder tables sized to the window and, unless `ldm`, LDM off. */
-export function createPatchTuned(base, target, level, { ldm = false } = {}) {
-  const windowLog = windowLogFor(base.length + target.length);
-  const compressor = new Compressor();
-  compressor.setParameters({
-    compressionLevel: level,
-    windowLog,
-    ...tunedTables(level, windowLog),
-    enableLongDistanceMatching: ldm,
-    checksumFlag: true,
-  });
-  compressor.loadDictionary(base);
-  return compressor.compress(target);
-}
-
-/** compressFull from codec.ts without long-distance matching. */
-export function compressFullNoLdm(content, level) {
-  const compressor = new Compressor();
-  compressor.setParameters({
-    compressionLevel: level,
-    windowLog: windowLogFor(content.length),
-    enableLongDistanceMatching: false,
-    checksumFlag: true,
-  });
-  return compressor.compress(content);
 }

@@ -1,4 +1,4 @@
-// Child process for scripts/bench.js: publish a small source (level 3), serve it on loopback, install it
+// Child process for scripts/bench.js: publish a small source (publisher defaults), serve it on loopback, install it
 // with Engine.update, then run Engine.update again several times with nothing new and print the
 // no-change runs' bytes on the wire and durations as one JSON line.
 //
@@ -28,7 +28,7 @@ for (let i = 0; i < 2; i++) {
 }
 fs.mkdirSync(path.join(input, 'scan-engine'), { recursive: true });
 fs.writeFileSync(path.join(input, 'scan-engine', '10'), Buffer.alloc(64 * 1024, 'engine '));
-const published = publish({ input, out, keys, level: 3 });
+const published = publish({ input, out, keys });
 
 const server = await listen(staticHandler(out), '127.0.0.1');
 const requests = [];
