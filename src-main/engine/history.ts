@@ -2,6 +2,7 @@
 // (crash mid-append) is skipped when reading.
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from './files.js';
 import type { InstallMethod } from './store.js';
 
 export type Trigger = 'install' | 'startup' | 'schedule' | 'manual';
@@ -37,8 +38,16 @@ export interface RunRecord {
   components: ComponentRun[];
 }
 
+/** Past this size the oldest runs are dropped, down to half of it (so trimming is rare). */
+const MAX_BYTES = 8 * 1024 * 1024;
+/** Generous bytes per run when reading only the end of the file. */
+const BYTES_PER_RUN = 8 * 1024;
+
 export class History {
   readonly file: string;
+  /** The newest run, kept in memory: status and the tray ask for it on every state change. */
+  private newest: RunRecord | undefined;
+  private newestLoaded = false;
 
   constructor(dataDir: string) {
     this.file = path.join(dataDir, 'history.jsonl');
@@ -46,18 +55,55 @@ export class History {
 
   append(run: RunRecord): void {
     const fd = fs.openSync(this.file, 'a', 0o644);
+    let size: number;
     try {
       fs.writeSync(fd, JSON.stringify(run) + '\n');
       fs.fsyncSync(fd);
+      size = fs.fstatSync(fd).size;
     } finally {
       fs.closeSync(fd);
     }
+    this.newest = run;
+    this.newestLoaded = true;
+    if (size > MAX_BYTES) this.trim();
   }
 
-  /** The most recent runs, newest first. */
+  /** Keep the newest half of MAX_BYTES worth of runs (atomically): years of hourly runs stay small. */
+  private trim(): void {
+    const size = fs.statSync(this.file).size;
+    const keep = MAX_BYTES / 2;
+    const fd = fs.openSync(this.file, 'r');
+    const tail = Buffer.alloc(keep);
+    try {
+      fs.readSync(fd, tail, 0, keep, size - keep);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // Start at the first whole line.
+    writeFileAtomic(this.file, tail.subarray(tail.indexOf(0x0a) + 1));
+  }
+
+  /** The most recent runs, newest first, read from the end of the file only. */
   recent(limit = 50): RunRecord[] {
-    if (!fs.existsSync(this.file)) return [];
-    const lines = fs.readFileSync(this.file, 'utf8').split('\n');
+    let text: string;
+    let fromStart: boolean;
+    try {
+      const fd = fs.openSync(this.file, 'r');
+      try {
+        const size = fs.fstatSync(fd).size;
+        const length = Math.min(size, limit * BYTES_PER_RUN);
+        const buffer = Buffer.alloc(length);
+        fs.readSync(fd, buffer, 0, length, size - length);
+        text = buffer.toString('utf8');
+        fromStart = length === size;
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      return [];
+    }
+    const lines = text.split('\n');
+    if (!fromStart) lines.shift(); // the first line read may be cut
     const runs: RunRecord[] = [];
     for (let i = lines.length - 1; i >= 0 && runs.length < limit; i--) {
       const line = lines[i]!.trim();
@@ -72,6 +118,10 @@ export class History {
   }
 
   last(): RunRecord | undefined {
-    return this.recent(1)[0];
+    if (!this.newestLoaded) {
+      this.newest = this.recent(1)[0];
+      this.newestLoaded = true;
+    }
+    return this.newest;
   }
 }
