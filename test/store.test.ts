@@ -14,29 +14,41 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function install(store: ComponentStore, version: number) {
+async function install(store: ComponentStore, version: number) {
   const data = Buffer.from(`pattern ${version}`);
-  store.write('virus-pattern', version, data);
+  await store.writeVerified('virus-pattern', version, data, { sha256: sha256(data), length: data.length }, 'test file');
   return store.activate('virus-pattern', version, { sha256: sha256(data), length: data.length, installedAt: new Date().toISOString(), method: 'full' });
 }
 
-it('keeps the last 15 versions per component, the active one always among them', () => {
+it('keeps the last 15 versions per component, the active one always among them', async () => {
   const store = new ComponentStore(dir);
-  for (let v = 1; v <= 20; v++) install(store, v);
+  for (let v = 1; v <= 20; v++) await install(store, v);
   expect(store.versions('virus-pattern')).toEqual([6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
   expect(store.active('virus-pattern')).toMatchObject({ version: 20, method: 'full' });
 });
 
-it('notices a stored file changed behind its back', () => {
+it('refuses to store data that does not match its signed hash, leaving nothing behind', async () => {
   const store = new ComponentStore(dir);
-  const installed = install(store, 1);
-  fs.writeFileSync(installed.path, 'tampered');
-  expect(() => store.readVerified(store.active('virus-pattern')!)).toThrow(/no longer matches its recorded SHA-256/);
+  await install(store, 1);
+  const good = Buffer.from('pattern 2');
+  await expect(store.writeVerified('virus-pattern', 2, Buffer.from('pattern X'), { sha256: sha256(good), length: good.length }, 'the rebuilt file')).rejects.toThrow(
+    /the rebuilt file does not match the signed length and hash of virus-pattern 2/,
+  );
+  expect(fs.readdirSync(path.join(dir, 'store', 'virus-pattern')).sort()).toEqual(['1', 'active.json']);
+  expect(store.active('virus-pattern')?.version).toBe(1);
 });
 
-it('sweeps temporary files left by an interrupted install', () => {
+it('recognises a stored version only while it still matches its hash', async () => {
   const store = new ComponentStore(dir);
-  install(store, 1);
+  const installed = await install(store, 1);
+  expect(store.hasVerified('virus-pattern', 1, installed.sha256)).toBe(true);
+  fs.writeFileSync(installed.path, 'tampered');
+  expect(store.hasVerified('virus-pattern', 1, installed.sha256)).toBe(false);
+});
+
+it('sweeps temporary files left by an interrupted install', async () => {
+  const store = new ComponentStore(dir);
+  await install(store, 1);
   const leftover = path.join(dir, 'store', 'virus-pattern', '.2.abcdef.tmp');
   fs.writeFileSync(leftover, 'half a file');
   expect(store.recover()).toBe(1);
@@ -44,7 +56,7 @@ it('sweeps temporary files left by an interrupted install', () => {
   expect(store.active('virus-pattern')?.version).toBe(1);
 });
 
-it('refuses component ids that could escape the store', () => {
+it('refuses component ids that could escape the store', async () => {
   const store = new ComponentStore(dir);
-  expect(() => store.write('../etc', 1, Buffer.from('x'))).toThrow(/invalid component id/);
+  await expect(store.writeVerified('../etc', 1, Buffer.from('x'), { sha256: sha256(Buffer.from('x')), length: 1 }, 'x')).rejects.toThrow(/invalid component id/);
 });

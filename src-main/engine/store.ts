@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { COMPONENT_ID_PATTERN, isValidVersion } from './components.js';
 import { StoreError, VerificationError } from './errors.js';
-import { commitTemp, sha256, sweepTempFiles, tempPathFor, writeFileAtomic, writeTempSynced } from './files.js';
+import { commitTemp, sha256, sweepTempFiles, tempPathFor, writeFileAtomic } from './files.js';
 import { KEEP_VERSIONS } from './limits.js';
 
 export type InstallMethod = 'incremental' | 'full';
@@ -89,32 +89,11 @@ export class ComponentStore {
       .sort((a, b) => a - b);
   }
 
-  /** Read the active file and check it still matches the hash it was installed with. */
-  readVerified(component: InstalledComponent): Buffer {
-    const data = fs.readFileSync(component.path);
-    if (sha256(data) !== component.sha256) {
-      throw new StoreError(`${component.path} no longer matches its recorded SHA-256; it was changed on disk`);
-    }
-    return data;
-  }
-
   /** Whether `version` is on disk with the expected hash (an install that stopped before activation). */
   hasVerified(id: string, version: number, expectedSha256: string): boolean {
     const file = this.pathOf(id, version);
     if (!fs.existsSync(file)) return false;
     return sha256(fs.readFileSync(file)) === expectedSha256;
-  }
-
-  /** Write a verified version into the store (not yet active). */
-  write(id: string, version: number, data: Uint8Array): void {
-    const dir = this.componentDir(id);
-    fs.mkdirSync(dir, { recursive: true });
-    const target = this.pathOf(id, version);
-    try {
-      commitTemp(writeTempSynced(target, data), target);
-    } catch (cause) {
-      throw new StoreError(`cannot write ${target}`, { cause });
-    }
   }
 
   /**
