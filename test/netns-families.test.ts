@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Settings } from '../src-main/engine/settings.js';
 import { BIN, ensureBuilt, ROOT, until } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
-import { cleanEnv, namespaceSupport, namespacesWithPrefix, NetnsLab, type CommandResult, type NsProcess } from './helpers/netns.js';
+import { cleanEnv, namespaceSupport, namespacesWithPrefix, NetnsLab, requestsSince, type CommandResult, type NsProcess } from './helpers/netns.js';
 
 /** Why this suite cannot run here ('' when it can): decided before collection, so the whole suite is SKIPPED with the reason. */
 const skipReason = ((): string => {
@@ -103,15 +103,6 @@ function parseJson<T>(raw: CommandResult, what: string): T {
   }
 }
 
-/** Requests a source server logged since `from` (a length of its stdout). */
-function requestsSince(server: NsProcess, from: number): { address: string; path: string }[] {
-  return server.stdout
-    .slice(from)
-    .split('\n')
-    .map((l) => /^request (\S+) GET (\S+)/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ address: m[1]!, path: m[2]! }));
-}
 
 function newDataDir(prefix: string): string {
   const dir = tempDir(prefix);

@@ -14,7 +14,7 @@ import { Engine } from '../src-main/engine/engine.js';
 import { Settings } from '../src-main/engine/settings.js';
 import { BIN, ensureBuilt, ROOT } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
-import { cleanEnv, namespaceSupport, namespacesWithPrefix, NetnsLab, type CommandResult, type NsProcess } from './helpers/netns.js';
+import { cleanEnv, namespaceSupport, namespacesWithPrefix, NetnsLab, requestsSince, type CommandResult, type NsProcess } from './helpers/netns.js';
 import { hasCommand, SQUID_AUTH_HELPER, startSquid, stopAllProxies, type RunningProxy } from './helpers/proxies.js';
 
 /** Why this suite cannot run here ('' when it can): decided before collection, so the whole suite is SKIPPED with the reason. */
@@ -110,15 +110,6 @@ function storedVersions(dataDir: string, id: string): string[] {
     .sort();
 }
 
-/** Requests a source server logged since `from` (a length of its stdout). */
-function requestsSince(server: NsProcess, from: number): { address: string; path: string }[] {
-  return server.stdout
-    .slice(from)
-    .split('\n')
-    .map((l) => /^request (\S+) GET (\S+)/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ address: m[1]!, path: m[2]! }));
-}
 
 /** A data directory with the source and trusted root in its settings (as a user would import them). */
 function dataDir(url: string, agents: string[] = []): string {

@@ -233,3 +233,13 @@ export function namespacesWithPrefix(prefix: string): string[] {
     return [];
   }
 }
+
+/** Requests a source server logged since `from` (a length of its stdout). */
+export function requestsSince(server: NsProcess, from: number): { address: string; path: string }[] {
+  return server.stdout
+    .slice(from)
+    .split('\n')
+    .map((l) => /^request (\S+) GET (\S+)/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ address: m[1]!, path: m[2]! }));
+}
