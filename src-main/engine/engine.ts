@@ -236,19 +236,17 @@ export class Engine extends EventEmitter<EngineEvents> {
     // Alongside the update, not before it: probing a black-holed family takes its full timeout, while
     // the update's own connections race the families (Happy Eyeballs) anyway.
     const networkChecked = this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
-    let fetcher: HttpFetcher | undefined;
-    let record: RunRecord;
     // Read per run, so a proxy saved in the settings applies to the next update without a restart.
     const dispatcher = this.options.dispatcher ?? dispatcherFor(this.options.settings.data.proxy);
+    const fetcher = new HttpFetcher({
+      timeoutMs: this.limits.requestTimeoutMs,
+      cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
+      route: this.options.dispatcher ? 'configured dispatcher' : describeProxy(this.options.settings.data.proxy),
+      dispatcher,
+    });
+    let record: RunRecord;
     try {
-      fetcher = new HttpFetcher({
-        timeoutMs: this.limits.requestTimeoutMs,
-        cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
-        route: this.options.dispatcher ? 'configured dispatcher' : describeProxy(this.options.settings.data.proxy),
-        ...(dispatcher ? { dispatcher } : {}),
-      });
       const source = this.openSource(fetcher);
-      const counter = fetcher;
       record = await runUpdate(
         {
           source,
@@ -256,7 +254,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           store: this.store,
           limits: this.limits,
           tempDir: path.join(this.options.dataDir, 'tmp'),
-          onProgress: (progress) => this.onProgress(trigger, progress, counter),
+          onProgress: (progress) => this.onProgress(trigger, progress, fetcher),
         },
         trigger,
       );
@@ -266,7 +264,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         startedAt: started.toISOString(),
         finishedAt: new Date().toISOString(),
         result: 'failed',
-        bytes: fetcher?.bytesReceived ?? 0,
+        bytes: fetcher.bytesReceived,
         error: describeError(error),
         ...(error instanceof BulwarkError ? { errorCode: error.code } : {}),
         components: [],
@@ -281,7 +279,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         record.error = `distribution failed: ${describeError(error)}`;
       }
     }
-    if (dispatcher !== this.options.dispatcher) await dispatcher?.close().catch(() => undefined);
+    if (dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
     await networkChecked; // so the reminders recorded with this run see the fresh report
     this.history.append(record);
     this.machine.transition(
