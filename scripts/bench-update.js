@@ -8,7 +8,7 @@ import path from 'node:path';
 import { PatternSeries } from '../out/main/demo/patterns.js';
 import { listen, staticHandler } from '../out/main/demo/static-server.js';
 import { Engine } from '../out/main/engine/engine.js';
-import { publish } from '../out/main/engine/publisher.js';
+import { publish } from '../out/main/publisher/publisher.js';
 import { Settings } from '../out/main/engine/settings.js';
 
 const [work, runsArg] = process.argv.slice(2);

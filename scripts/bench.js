@@ -78,7 +78,7 @@ const log = (line) => process.stderr.write(`[${((nowMs() - started) / 1000).toFi
 
 /** The publisher's defaults, read from the compiled publisher to check it really uses the codec's constants. */
 function publisherDefaults() {
-  const source = fs.readFileSync(path.join(ROOT, 'out/main/engine/publisher.js'), 'utf8');
+  const source = fs.readFileSync(path.join(ROOT, 'out/main/publisher/publisher.js'), 'utf8');
   return {
     full: /options\.level \?\? FULL_LEVEL/.test(source) ? FULL_LEVEL : NaN,
     patch: /options\.patchLevel \?\? PATCH_LEVEL/.test(source) ? PATCH_LEVEL : NaN,

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyPatch, decompressFull } from '../src-main/engine/codec.js';
 import { parseCatalogue, type Catalogue } from '../src-main/engine/catalogue.js';
 import { DEFAULT_LIMITS } from '../src-main/engine/limits.js';
-import { publish } from '../src-main/engine/publisher.js';
+import { publish } from '../src-main/publisher/publisher.js';
 import { TEST_LEVEL, TestSource } from './helpers/fixtures.js';
 
 let source: TestSource;

@@ -8,12 +8,12 @@ import { componentInfo } from '../engine/components.js';
 import { Engine, readPersistedState, summarize } from '../engine/engine.js';
 import { BulwarkError, describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
-import { publish } from '../engine/publisher.js';
+import { publish } from '../publisher/publisher.js';
 import { testConnection } from '../engine/connection-test.js';
 import { checkSourceUrl } from '../engine/source.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { Settings, type SettingsData } from '../engine/settings.js';
-import type { RoleName } from '../engine/signing-keys.js';
+import type { RoleName } from '../publisher/signing-keys.js';
 import { runDemo } from '../demo/demo.js';
 import { parseListen, serve } from './serve.js';
 

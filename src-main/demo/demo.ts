@@ -8,7 +8,7 @@ import path from 'node:path';
 import { serve, type ListenAddress } from '../cli/serve.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
 import { describeError } from '../engine/errors.js';
-import { publish } from '../engine/publisher.js';
+import { publish } from '../publisher/publisher.js';
 import { Settings } from '../engine/settings.js';
 import { listen, staticHandler } from './static-server.js';
 import { PatternSeries, prng } from './patterns.js';

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PatternSeries } from '../../src-main/demo/patterns.js';
 import { listen, staticHandler, type RequestHandler, type RunningServer } from '../../src-main/demo/static-server.js';
-import { publish, type PublishResult } from '../../src-main/engine/publisher.js';
+import { publish, type PublishResult } from '../../src-main/publisher/publisher.js';
 
 export function tempDir(prefix = 'bulwark-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

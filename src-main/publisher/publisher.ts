@@ -15,18 +15,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Ajv, type JSONSchemaType } from 'ajv';
-import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from './catalogue.js';
-import { compressFull, createPatch, FULL_LEVEL, PATCH_LEVEL } from './codec.js';
-import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from './components.js';
-import { PublishError } from './errors.js';
-import { sha256, writeFileAtomic } from './files.js';
+import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from '../engine/catalogue.js';
+import { compressFull, createPatch, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
+import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from '../engine/components.js';
+import { PublishError } from '../engine/errors.js';
+import { sha256, writeFileAtomic } from '../engine/files.js';
 import {
   DEFAULT_EXPIRY_DAYS,
   DEFAULT_LIMITS,
   INCREMENTAL_HISTORY,
   INCREMENTAL_WORTH_RATIO,
   TARGET_RETENTION_DAYS,
-} from './limits.js';
+} from '../engine/limits.js';
 import { loadOrCreateKeys, ROLES, type RoleName, type SigningKey } from './signing-keys.js';
 
 const SPEC_VERSION = '1.0.31';

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Signature } from '@tufjs/models';
-import { PublishError } from './errors.js';
+import { PublishError } from '../engine/errors.js';
 
 export const ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
 export type RoleName = (typeof ROLES)[number];
