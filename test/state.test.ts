@@ -40,8 +40,8 @@ const PATH_TO: Record<EngineStateType, EngineStateType[]> = {
 const DOCUMENTED: Record<EngineStateType, EngineStateType[]> = {
   idle: ['checking'],
   checking: ['downloading', 'applying', 'distributing', 'idle', 'failed'],
-  downloading: ['downloading', 'applying', 'distributing', 'failed'],
-  applying: ['downloading', 'applying', 'distributing', 'failed'],
+  downloading: ['downloading', 'applying', 'distributing', 'idle', 'failed'],
+  applying: ['downloading', 'applying', 'distributing', 'idle', 'failed'],
   distributing: ['idle', 'failed'],
   failed: ['checking'],
 };

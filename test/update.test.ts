@@ -269,6 +269,9 @@ describe('refusals', () => {
     };
     const first = await engine().runOnce();
     expect(first.result).toBe('failed');
+    // The very first refusal already says what happened and when the next try is.
+    expect(first.errorCode).toBe('ERR_COOLDOWN');
+    expect(first.error).toMatch(/answered HTTP 429 and asked Bulwark to wait; the next try is at \d{4}-\d\d-\d\dT/);
     source.requests.length = 0;
     const second = await engine().runOnce();
     expect(second.result).toBe('failed');

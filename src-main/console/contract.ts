@@ -5,7 +5,7 @@
 // Types only: this file is imported by src-main and by src-renderer alike, and must not import
 // anything that exists only in Node.
 
-export type Trigger = 'install' | 'startup' | 'schedule' | 'manual';
+export type Trigger = 'install' | 'startup' | 'schedule' | 'manual' | 'notification';
 export type InstallMethod = 'incremental' | 'full';
 
 /** Mirrors the engine's state machine (src-main/engine/state.ts). */

@@ -1,7 +1,7 @@
 // "Test Connection": fetch the source's timestamp.json the way an update would (same proxy, same
 // timeouts) and say exactly which step failed and what to do about it.
 import { request, type Dispatcher } from 'undici';
-import { interfaceFamilies, PROXY_REMEDY, resolveHost } from './network.js';
+import { explainUnreachable } from './network.js';
 import { dispatcherFor, proxyUrl } from './proxy.js';
 import type { ProxySetting } from './settings.js';
 
@@ -71,24 +71,12 @@ export async function testConnection(options: ConnectionTestOptions): Promise<Co
     return { ok: true, stage: 'ok', message: `reached ${target.origin}${viaProxy ? ` through ${proxyName}` : ' directly'}` };
   } catch (error) {
     const result = classify(error, { viaProxy: Boolean(viaProxy), proxyName, host: target.host, credentials: Boolean(viaProxy && options.proxy.username) });
-    if (!viaProxy && (result.stage === 'dns' || result.stage === 'connect')) return (await familyMismatch(target.hostname)) ?? result;
-    return result;
+    if (viaProxy || (result.stage !== 'dns' && result.stage !== 'connect' && result.stage !== 'timeout')) return result;
+    const mismatch = await explainUnreachable(target.hostname, error);
+    return mismatch ? { ok: false, stage: 'connect', ...mismatch } : result;
   } finally {
     await dispatcher?.close().catch(() => undefined);
   }
-}
-
-/** A direct connection failed: is it because the source has addresses only in a family this server lacks? */
-async function familyMismatch(hostname: string): Promise<ConnectionTestResult | undefined> {
-  const resolved = await resolveHost(hostname);
-  const families = interfaceFamilies();
-  if (resolved.v4.length && !resolved.v6.length && !families.includes(4)) {
-    return { ok: false, stage: 'connect', message: `${resolved.host} has IPv4 addresses only (${resolved.v4.join(', ')}) and this server has no IPv4 address`, action: PROXY_REMEDY };
-  }
-  if (resolved.v6.length && !resolved.v4.length && !families.includes(6)) {
-    return { ok: false, stage: 'connect', message: `${resolved.host} has IPv6 addresses only (${resolved.v6.join(', ')}) and this server has no IPv6 address`, action: PROXY_REMEDY };
-  }
-  return undefined;
 }
 
 function classify(error: unknown, ctx: { viaProxy: boolean; proxyName: string; host: string; credentials: boolean }): ConnectionTestResult {

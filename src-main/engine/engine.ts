@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { BulwarkError, describeError, UsageError } from './errors.js';
-import { HttpFetcher } from './fetcher.js';
+import { HttpFetcher, sweepDownloads } from './fetcher.js';
 import { writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
@@ -16,10 +16,10 @@ import { checkNetwork, interfacesFingerprint, type NetworkReport } from './netwo
 import { remindersFor, type Reminder } from './reminders.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
-import { UpdateSource } from './source.js';
+import { checkSourceUrl, UpdateSource } from './source.js';
 import { isBusy, StateMachine, type EngineState } from './state.js';
 import { ComponentStore, type InstalledComponent } from './store.js';
-import { runUpdate, type RunProgress } from './update-run.js';
+import { runUpdate, type RunProgress, type ServerOffers } from './update-run.js';
 
 export interface EngineOptions {
   dataDir: string;
@@ -31,7 +31,21 @@ export interface EngineOptions {
   dispatcher?: Dispatcher;
   /** How often to compare the network interfaces for changes (default 30 s). */
   networkPollMs?: number;
+  /** A server: hands each run's verified result to its agents. */
+  distributor?: Distributor;
+  /** An agent: its server's offers beside the signed targets (see update-run.ts). */
+  offers?: (fetcher: HttpFetcher) => Promise<ServerOffers | undefined>;
+  /** What to do about an address-family mismatch, when not the settings' Proxy tab (an agent's --proxy). */
+  familyRemedy?: string;
   log?: (line: string) => void;
+}
+
+/** The server's side of distribution, driven by the engine in its 'distributing' state. */
+export interface Distributor {
+  /** A signed target was downloaded and verified during a run: keep it for relaying. */
+  keepVerifiedTarget(target: string, file: string): void;
+  /** After a run whose signed metadata was refreshed: publish what was verified to the agents. */
+  distribute(run: RunRecord, source: UpdateSource): Promise<void>;
 }
 
 export interface EngineStatus {
@@ -132,13 +146,15 @@ export class Engine extends EventEmitter<EngineEvents> {
    * Start hosting: lock the data directory, run the start-up update (the first one after install is
    * recorded as such) and keep the schedule, following settings changes without a restart.
    */
-  start(): Promise<RunRecord> {
+  start(options: { schedule?: boolean } = {}): Promise<RunRecord> {
     this.releaseLock = acquireLock(this.options.dataDir);
-    this.scheduler.set(this.options.settings.data.schedule);
+    // An agent updates when its server says so (and on its own poll timer), not on the settings' schedule.
+    const scheduled = options.schedule ?? true;
+    if (scheduled) this.scheduler.set(this.options.settings.data.schedule);
     this.persistState();
     this.watchNetwork();
     this.unsubscribe = this.options.settings.onChange((key) => {
-      if (key === 'schedule') {
+      if (key === 'schedule' && scheduled) {
         this.scheduler.set(this.options.settings.data.schedule);
         this.persistState();
         this.log(`schedule changed; next update at ${this.scheduler.next()?.toISOString() ?? 'never'}`);
@@ -238,15 +254,25 @@ export class Engine extends EventEmitter<EngineEvents> {
     const networkChecked = this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
     // Read per run, so a proxy saved in the settings applies to the next update without a restart.
     const dispatcher = this.options.dispatcher ?? dispatcherFor(this.options.settings.data.proxy);
+    const downloads = path.join(this.options.dataDir, 'tmp', 'downloads');
+    sweepDownloads(downloads);
+    const targetsBase = this.source().url ? new URL('targets/', checkSourceUrl(this.source().url).href.replace(/\/?$/, '/')).href : undefined;
     const fetcher = new HttpFetcher({
       timeoutMs: this.limits.requestTimeoutMs,
+      tempDir: downloads,
       cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
+      // Targets have content-addressed names (consistent snapshots, or the server's own files), so a
+      // broken-off download of one can be resumed.
+      resumable: (url) => (targetsBase !== undefined && url.startsWith(targetsBase)) || /\/made\//.test(new URL(url).pathname),
       route: this.options.dispatcher ? 'configured dispatcher' : describeProxy(this.options.settings.data.proxy),
+      ...(this.options.familyRemedy ? { familyRemedy: this.options.familyRemedy } : {}),
       dispatcher,
     });
     let record: RunRecord;
+    let source: UpdateSource | undefined;
     try {
-      const source = this.openSource(fetcher);
+      source = this.openSource(fetcher);
+      const { distributor, offers } = this.options;
       record = await runUpdate(
         {
           source,
@@ -255,6 +281,8 @@ export class Engine extends EventEmitter<EngineEvents> {
           limits: this.limits,
           tempDir: path.join(this.options.dataDir, 'tmp'),
           onProgress: (progress) => this.onProgress(trigger, progress, fetcher),
+          ...(offers ? { offers: () => offers(fetcher) } : {}),
+          ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),
         },
         trigger,
       );
@@ -270,13 +298,18 @@ export class Engine extends EventEmitter<EngineEvents> {
         components: [],
       };
     }
-    if (record.components.some((c) => c.method !== 'none' || c.previousVersion !== c.version)) {
+    // Distribute after every run that refreshed the signed metadata: agents need the fresh timestamp
+    // even when no component changed. Only new components make it a 'distributing' stage (and make
+    // the distributor notify the agents); fresh metadata alone is published quietly.
+    if (this.options.distributor && source?.refreshed) {
       try {
-        if (isBusy(this.machine.state)) this.machine.transition({ type: 'distributing', trigger });
-        this.distribute();
+        const changed = record.components.some((c) => c.method !== 'none' || c.previousVersion !== c.version);
+        if (changed && isBusy(this.machine.state)) this.machine.transition({ type: 'distributing', trigger });
+        await this.options.distributor.distribute(record, source);
       } catch (error) {
         record.result = 'failed';
-        record.error = `distribution failed: ${describeError(error)}`;
+        record.error = `distribution to the agents failed: ${describeError(error)}`;
+        this.log(record.error);
       }
     }
     if (dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
@@ -313,26 +346,6 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
   }
 
-  /**
-   * Hand the components to the agents: a manifest of the active version of each component and the
-   * versions kept as bases for the agents' own incrementals, written atomically into distribution/.
-   */
-  private distribute(): void {
-    const dir = path.join(this.options.dataDir, 'distribution');
-    fs.mkdirSync(dir, { recursive: true });
-    const manifest = {
-      generatedAt: new Date().toISOString(),
-      components: this.store.list().map((c) => ({
-        id: c.id,
-        version: c.version,
-        sha256: c.sha256,
-        length: c.length,
-        path: path.relative(this.options.dataDir, c.path),
-        versions: this.store.versions(c.id),
-      })),
-    };
-    writeFileAtomic(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
-  }
 }
 
 /** Bytes for people: 1.2 MB, 16.2 kB, 754 B. */

@@ -7,6 +7,7 @@ export type BulwarkErrorCode =
   | 'ERR_SOURCE'
   | 'ERR_NETWORK'
   | 'ERR_HTTP'
+  | 'ERR_PROXY_AUTH'
   | 'ERR_COOLDOWN'
   | 'ERR_METADATA'
   | 'ERR_CORRUPT'
@@ -51,31 +52,57 @@ export class SourceError extends BulwarkError {
   }
 }
 
-/** The source could not be reached (DNS, connection, TLS, timeout). */
+/** The source could not be reached (DNS, connection, TLS, timeout); `familyMismatch` when IPv4 met IPv6-only or the reverse. */
 export class NetworkError extends BulwarkError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly familyMismatch: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; familyMismatch?: boolean }) {
     super('ERR_NETWORK', message, options);
+    this.familyMismatch = options?.familyMismatch ?? false;
   }
 }
 
-/** The source answered with an HTTP error status. */
+/** The source answered with an HTTP error status (through a proxy, `via` names it: a 5xx may be the proxy's own). */
 export class HttpStatusError extends BulwarkError {
   constructor(
     readonly status: number,
     readonly url: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; via?: string },
   ) {
-    super('ERR_HTTP', `HTTP ${status} for ${url}`, options);
+    super(
+      'ERR_HTTP',
+      options?.via && status >= 500 && status <= 504
+        ? `the ${options.via} could not fetch ${url} (HTTP ${status}): the proxy failed to reach the update source, or the source failed`
+        : `HTTP ${status} for ${url}`,
+      options,
+    );
   }
 }
 
-/** The source asked us to wait (403/429 with Retry-After) and the wait is not over. */
+/** The proxy refused our credentials (407, or the 401 some proxies such as tinyproxy send instead). */
+export class ProxyAuthError extends BulwarkError {
+  readonly status: number;
+
+  constructor(message: string, options: { cause?: unknown; status: number }) {
+    super('ERR_PROXY_AUTH', message, options);
+    this.status = options.status;
+  }
+}
+
+/** The source asked us to wait (403/429 with Retry-After): `status` is set on the answer that started it. */
 export class CooldownError extends BulwarkError {
   constructor(
     readonly until: Date,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; origin?: string; status?: number },
   ) {
-    super('ERR_COOLDOWN', `the update source asked to wait until ${until.toISOString()}`, options);
+    const who = options?.origin ?? 'the update source';
+    super(
+      'ERR_COOLDOWN',
+      options?.status
+        ? `${who} answered HTTP ${options.status} and asked Bulwark to wait; the next try is at ${until.toISOString()}`
+        : `${who} asked to wait until ${until.toISOString()}; no request is sent before then`,
+      options,
+    );
   }
 }
 

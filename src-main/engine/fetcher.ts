@@ -1,30 +1,46 @@
-// The one way Bulwark talks to an update source: a tuf-js fetcher over undici, so a proxy or
-// another transport plugs in as an undici Dispatcher. It counts every byte received (headers
-// included) and remembers server cool-downs: a 403 or 429 with Retry-After stops all requests to
-// that origin until the time given, across runs (like freshclam).
+// The one way Bulwark downloads from an update source (the vendor's, or for an agent its server): a
+// tuf-js Fetcher over undici (so a proxy plugs in as a Dispatcher). It
+//   - counts every byte received, headers included;
+//   - writes downloads into a temporary folder of the data directory (never the system's), streaming
+//     to disk without ever pausing the HTTP parser (see http.ts);
+//   - stops a body at the length the caller allows (an endless response costs that much, no more);
+//   - resumes interrupted downloads of immutable (content-addressed) files with a Range request;
+//   - remembers server cool-downs: a 403 or 429 with Retry-After stops all requests to that origin
+//     until the time given, across runs (like freshclam), capped at MAX_COOLDOWN_MS.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { STATUS_CODES } from 'node:http';
-import { Readable } from 'node:stream';
-import { BaseFetcher } from 'tuf-js';
-import { DownloadHTTPError } from 'tuf-js/dist/error.js';
-import { request, type Dispatcher } from 'undici';
-import { CooldownError, HttpStatusError, NetworkError } from './errors.js';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import path from 'node:path';
+import type { Fetcher } from 'tuf-js';
+import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
+import type { Dispatcher } from 'undici';
+import { CooldownError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
 import { writeFileAtomic } from './files.js';
+import { streamRequest } from './http.js';
+import { explainUnreachable } from './network.js';
 
 export interface FetcherOptions {
-  /** undici dispatcher (Agent, ProxyAgent...); undici's global dispatcher when absent. */
+  /** undici dispatcher (Agent, ProxyAgent...); a plain Agent when absent. */
   dispatcher?: Dispatcher;
   timeoutMs: number;
+  /** Where downloads are written while they arrive (inside the data directory). */
+  tempDir: string;
   /** File where cool-downs persist between runs; memory only when absent. */
   cooldownFile?: string;
+  /** Immutable URLs (content-addressed files) whose interrupted downloads may be resumed. */
+  resumable?: (url: string) => boolean;
+  /** Extra request headers (an agent's credential for its server). */
+  headers?: Record<string, string>;
   userAgent?: string;
   now?: () => number;
+  /** What to do about an address-family mismatch, where it is not the settings' Proxy tab (an agent's --proxy). */
+  familyRemedy?: string;
   /** How requests travel, for messages: "proxy http://…:3128" or "direct connection". */
   route?: string;
 }
 
-/** The longest cool-down honoured, whatever the server asks: a day. */
-const MAX_COOLDOWN_MS = 86_400_000;
+/** The longest cool-down honoured, whatever the server (or a hand-edited cooldown.json) asks: a day. */
+export const MAX_COOLDOWN_MS = 86_400_000;
 
 /** Parse Retry-After (seconds or an HTTP date) into an absolute time. */
 export function retryAfter(value: string | undefined, now: number): number | undefined {
@@ -34,7 +50,7 @@ export function retryAfter(value: string | undefined, now: number): number | und
   return now + Math.min(seconds, MAX_COOLDOWN_MS);
 }
 
-function headerBytes(statusCode: number, headers: Record<string, string | string[] | undefined>): number {
+function headerBytes(statusCode: number, headers: IncomingHttpHeaders): number {
   let bytes = `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\n\r\n`.length;
   for (const [name, value] of Object.entries(headers)) {
     for (const v of Array.isArray(value) ? value : [value ?? '']) bytes += name.length + 4 + Buffer.byteLength(v);
@@ -42,36 +58,62 @@ function headerBytes(statusCode: number, headers: Record<string, string | string
   return bytes;
 }
 
-export class HttpFetcher extends BaseFetcher {
-  /** Bytes received since creation: status line, headers and bodies. */
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Read the cool-downs file: only numbers, and none further ahead than MAX_COOLDOWN_MS (a hand-edit cannot block updates for years). */
+export function readCooldowns(file: string, now = Date.now()): Record<string, number> {
+  try {
+    const data = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    if (!data || typeof data !== 'object' || Array.isArray(data)) return {};
+    const cooldowns: Record<string, number> = {};
+    for (const [origin, until] of Object.entries(data)) {
+      if (typeof until === 'number' && Number.isFinite(until) && until > now) cooldowns[origin] = Math.min(until, now + MAX_COOLDOWN_MS);
+    }
+    return cooldowns;
+  } catch {
+    // Missing or damaged: only the cool-down is lost; the next 429 recreates it.
+    return {};
+  }
+}
+
+/** How long a partial download is kept for resuming. */
+const PARTIAL_MAX_AGE_MS = 86_400_000;
+
+/**
+ * Clean the download folder before a run: temporary files of runs that were killed, and partial
+ * downloads too old to be worth resuming.
+ */
+export function sweepDownloads(dir: string, now = Date.now()): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const file = path.join(dir, name);
+    try {
+      if (name.endsWith('.tmp') || (name.endsWith('.part') && now - fs.statSync(file).mtimeMs > PARTIAL_MAX_AGE_MS)) fs.rmSync(file, { force: true });
+    } catch {
+      // gone already
+    }
+  }
+}
+
+export class HttpFetcher implements Fetcher {
+  /** Bytes received since creation: status lines, headers and bodies. */
   bytesReceived = 0;
-  private cooldowns: Record<string, number>;
+  private readonly cooldowns: Record<string, number>;
 
   constructor(private readonly options: FetcherOptions) {
-    super();
-    this.cooldowns = this.loadCooldowns();
+    this.cooldowns = options.cooldownFile ? readCooldowns(options.cooldownFile, this.now()) : {};
   }
 
   private now(): number {
     return this.options.now?.() ?? Date.now();
-  }
-
-  private loadCooldowns(): Record<string, number> {
-    const file = this.options.cooldownFile;
-    if (!file || !fs.existsSync(file)) return {};
-    try {
-      const data = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-      if (data && typeof data === 'object') {
-        return Object.fromEntries(Object.entries(data).filter(([, v]) => typeof v === 'number')) as Record<string, number>;
-      }
-    } catch {
-      // A damaged cool-down file only loses the cool-down; the next 429 recreates it.
-    }
-    return {};
-  }
-
-  private saveCooldowns(): void {
-    if (this.options.cooldownFile) writeFileAtomic(this.options.cooldownFile, JSON.stringify(this.cooldowns));
   }
 
   /** When the source at `url` asked us to wait until, if that is still ahead. */
@@ -80,58 +122,150 @@ export class HttpFetcher extends BaseFetcher {
     return until && until > this.now() ? new Date(until) : undefined;
   }
 
-  override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+  async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+    return this.downloadFile(url, maxLength, async (file) => fs.promises.readFile(file));
+  }
+
+  /**
+   * Download `url` (at most `maxLength` body bytes) to a temporary file, hand it to `handler`, and
+   * delete it afterwards. A resumable download broken off by the network keeps its partial file for
+   * the next attempt, which asks only for the rest.
+   */
+  async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
     const until = this.cooldownUntil(url);
-    if (until) throw new CooldownError(until);
-    let response!: Dispatcher.ResponseData;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        response = await request(url, {
-          dispatcher: this.options.dispatcher,
-          headers: { 'user-agent': this.options.userAgent ?? 'Bulwark' },
-          headersTimeout: this.options.timeoutMs,
-          bodyTimeout: this.options.timeoutMs,
-          signal: AbortSignal.timeout(this.options.timeoutMs * 10),
-        });
-        break;
-      } catch (cause) {
-        // A kept-alive connection closed under us as it was reused (tinyproxy closes after every
-        // response without "Connection: close"): a GET is safe to send again, once, on a new one.
-        if (attempt === 1 && staleConnection(cause)) continue;
-        const via = this.options.route && this.options.route !== 'direct connection' ? ` through the ${this.options.route}` : '';
-        throw new NetworkError(`cannot reach ${new URL(url).origin}${via}: ${networkReason(cause)}`, { cause });
-      }
-    }
-    this.bytesReceived += headerBytes(response.statusCode, response.headers);
-    if (response.statusCode !== 200) {
-      // Drain (counting) so the connection can be reused; error bodies are small or cut short.
-      for await (const chunk of response.body) this.bytesReceived += (chunk as Buffer).length;
-      const header = response.headers['retry-after'];
-      const wait = retryAfter(Array.isArray(header) ? header[0] : header, this.now());
-      if ((response.statusCode === 429 || response.statusCode === 403) && wait) {
-        this.cooldowns[new URL(url).origin] = wait;
-        this.saveCooldowns();
-      }
-      // tuf-js needs its own error type: a 403/404 on the next root version ends the root walk (spec §5.3.3).
-      const error = new DownloadHTTPError(`HTTP ${response.statusCode} for ${url}`, response.statusCode);
-      error.cause = new HttpStatusError(response.statusCode, url);
+    if (until) throw new CooldownError(until, { origin: new URL(url).origin });
+    fs.mkdirSync(this.options.tempDir, { recursive: true });
+    const resumable = this.options.resumable?.(url) ?? false;
+    const file = resumable
+      ? path.join(this.options.tempDir, `${crypto.createHash('sha256').update(url).digest('hex').slice(0, 32)}.part`)
+      : path.join(this.options.tempDir, `.${crypto.randomBytes(8).toString('hex')}.tmp`);
+    let keepPartial = false;
+    try {
+      await this.receive(url, file, maxLength, resumable);
+      return await handler(file);
+    } catch (error) {
+      // Only a download the network broke off is worth resuming; anything that arrived whole and
+      // failed its check, or was refused, starts afresh.
+      keepPartial = resumable && error instanceof NetworkError;
       throw error;
+    } finally {
+      if (!keepPartial) fs.rmSync(file, { force: true });
     }
-    const body = response.body;
-    const counter = this;
-    async function* counted() {
-      try {
-        for await (const chunk of body) {
-          counter.bytesReceived += (chunk as Buffer).length;
-          yield new Uint8Array(chunk as Buffer);
+  }
+
+  private async receive(url: string, file: string, maxLength: number, resumable: boolean): Promise<void> {
+    let offset = resumable && fs.existsSync(file) ? fs.statSync(file).size : 0;
+    if (offset > maxLength) {
+      fs.rmSync(file, { force: true });
+      offset = 0;
+    }
+    const headers: Record<string, string> = { 'user-agent': this.options.userAgent ?? 'Bulwark', ...this.options.headers };
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    const fd = fs.openSync(file, offset > 0 ? 'r+' : 'w', 0o600);
+    let position = offset;
+    let refused: Error | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await streamRequest(
+            url,
+            {
+              headers,
+              timeoutMs: this.options.timeoutMs,
+              ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
+              signal: AbortSignal.timeout(this.options.timeoutMs * 10),
+            },
+            {
+              head: ({ status, headers: responseHeaders }) => {
+                this.bytesReceived += headerBytes(status, responseHeaders);
+                if (status === 206 && offset > 0 && new RegExp(`^bytes ${offset}-`).test(header(responseHeaders, 'content-range') ?? '')) return;
+                if (status === 200) {
+                  // No Range support (or a fresh download): start from the beginning.
+                  position = 0;
+                  fs.ftruncateSync(fd, 0);
+                  return;
+                }
+                if (status === 416 && offset > 0) throw (refused = new RangeRefused());
+                throw (refused = this.refusal(url, status, responseHeaders));
+              },
+              data: (chunk) => {
+                this.bytesReceived += chunk.length;
+                if (position + chunk.length > maxLength) {
+                  throw (refused = new DownloadLengthMismatchError(`${url} is longer than the ${maxLength} bytes allowed`));
+                }
+                fs.writeSync(fd, chunk, 0, chunk.length, position);
+                position += chunk.length;
+              },
+            },
+          );
+          break;
+        } catch (cause) {
+          if (refused instanceof RangeRefused) {
+            // The partial file no longer fits what the server has: download it whole.
+            delete headers.range;
+            offset = position = 0;
+            fs.ftruncateSync(fd, 0);
+            refused = undefined;
+            continue;
+          }
+          if (refused) throw refused;
+          // A kept-alive connection closed under us as it was reused (tinyproxy closes after every
+          // response without "Connection: close"): a GET is safe to send again, once, on a new one.
+          if (attempt === 1 && position === offset && staleConnection(cause)) continue;
+          throw await this.unreachable(url, cause, position > offset);
         }
-      } catch (cause) {
-        throw new NetworkError(`the download from ${new URL(url).origin} broke off: ${networkReason(cause)}`, { cause });
       }
+    } finally {
+      fs.closeSync(fd);
     }
-    return Readable.toWeb(Readable.from(counted())) as ReadableStream<Uint8Array<ArrayBuffer>>;
+  }
+
+  /** The error for an answer other than the file: an HTTP status, a proxy refusal, a cool-down. */
+  private refusal(url: string, status: number, headers: IncomingHttpHeaders): Error {
+    const origin = new URL(url).origin;
+    const viaProxy = this.viaProxy();
+    if (viaProxy && (status === 407 || (status === 401 && this.proxyAnswered(headers)))) {
+      return new ProxyAuthError(`the ${this.options.route} refused the credentials (HTTP ${status}) for ${origin}`, { status });
+    }
+    const wait = retryAfter(header(headers, 'retry-after'), this.now());
+    if ((status === 429 || status === 403) && wait) {
+      this.cooldowns[origin] = wait;
+      if (this.options.cooldownFile) writeFileAtomic(this.options.cooldownFile, JSON.stringify(this.cooldowns));
+      return new CooldownError(new Date(wait), { origin, status });
+    }
+    // tuf-js needs its own error type: a 403/404 on the next root version ends the root walk (spec §5.3.3).
+    const error = new DownloadHTTPError(`HTTP ${status} for ${url}`, status);
+    error.cause = new HttpStatusError(status, url, viaProxy && status >= 500 ? { via: this.options.route! } : {});
+    return error;
+  }
+
+  private viaProxy(): boolean {
+    return Boolean(this.options.route && this.options.route !== 'direct connection');
+  }
+
+  /**
+   * A 401 that the proxy wrote, not the source behind it: tinyproxy answers wrong proxy credentials
+   * with 401 (not 407). Such an answer names the proxy's realm or carries Proxy-Authenticate; update
+   * sources are static files and never ask for credentials of their own.
+   */
+  private proxyAnswered(headers: IncomingHttpHeaders): boolean {
+    return headers['proxy-authenticate'] !== undefined || /proxy/i.test(header(headers, 'www-authenticate') ?? '') || /proxy/i.test(header(headers, 'server') ?? '');
+  }
+
+  private async unreachable(url: string, cause: unknown, brokeOff: boolean): Promise<NetworkError> {
+    const origin = new URL(url).origin;
+    const via = this.viaProxy() ? ` through the ${this.options.route}` : '';
+    if (brokeOff) return new NetworkError(`the download from ${origin}${via} broke off: ${networkReason(cause)}`, { cause });
+    // A direct connection that failed may be an address-family mismatch: say so, the same way
+    // test-connection and the reminders do.
+    const mismatch = this.viaProxy() ? undefined : await explainUnreachable(new URL(url).hostname, cause, this.options.familyRemedy ? { remedy: this.options.familyRemedy } : {});
+    if (mismatch) return new NetworkError(`cannot reach ${origin}: ${mismatch.message}. ${mismatch.action}`, { cause, familyMismatch: true });
+    return new NetworkError(`cannot reach ${origin}${via}: ${networkReason(cause)}`, { cause });
   }
 }
+
+/** The server would not serve the rest of a partial download (416). */
+class RangeRefused extends Error {}
 
 /** The connection closed or reset before any answer: what a reused keep-alive connection does when the peer had closed it. */
 function staleConnection(error: unknown): boolean {
@@ -141,8 +275,9 @@ function staleConnection(error: unknown): boolean {
 
 /** A short, plain reason for a failed connection. */
 export function networkReason(error: unknown): string {
-  const err = error as { code?: string; message?: string; cause?: { code?: string } };
+  const err = error as { code?: string; message?: string; cause?: { code?: string }; name?: string };
   const code = err?.code ?? err?.cause?.code;
+  if (err?.name === 'TimeoutError') return 'timed out';
   switch (code) {
     case 'ECONNREFUSED':
       return 'connection refused';
@@ -151,6 +286,7 @@ export function networkReason(error: unknown): string {
       return 'host name not found (DNS)';
     case 'ENETUNREACH':
     case 'EHOSTUNREACH':
+    case 'EADDRNOTAVAIL':
       return 'network unreachable';
     case 'ECONNRESET':
       return 'connection reset';

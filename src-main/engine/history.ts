@@ -5,7 +5,8 @@ import path from 'node:path';
 import { writeFileAtomic } from './files.js';
 import type { InstallMethod } from './store.js';
 
-export type Trigger = 'install' | 'startup' | 'schedule' | 'manual';
+/** What started a run; 'notification' is an agent told of a new release by its server. */
+export type Trigger = 'install' | 'startup' | 'schedule' | 'manual' | 'notification';
 
 export interface ComponentRun {
   id: string;

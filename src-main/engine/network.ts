@@ -77,6 +77,48 @@ export function canConnect(address: string, port: number, timeoutMs = 3000): Pro
   });
 }
 
+/** Connection errors that an address-family mismatch produces (ENOTFOUND: getaddrinfo hides the other family's records). */
+const FAMILY_SYMPTOMS = new Set(['ENETUNREACH', 'EHOSTUNREACH', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+
+function errorCode(error: unknown): string | undefined {
+  for (let e = error as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code && e.code !== 'UND_ERR_SOCKET') return e.code;
+  }
+  return undefined;
+}
+
+export interface FamilyMismatch {
+  /** What is wrong, e.g. "updates.example has IPv4 addresses only (192.0.2.7) and this machine has no IPv4 address". */
+  message: string;
+  /** What to do about it. */
+  action: string;
+}
+
+/**
+ * Why a direct connection to `host` failed, when the reason is an address-family mismatch: the host
+ * has addresses only in a family this machine lacks (a pure IPv6 server and an IPv4-only source, a
+ * pure IPv4 agent and a pure IPv6 server...). One explanation for every path that connects (updates,
+ * agents, test-connection); undefined when the failure is something else.
+ */
+export async function explainUnreachable(
+  host: string,
+  error: unknown,
+  options: { remedy?: string; interfaces?: NodeJS.Dict<os.NetworkInterfaceInfo[]> } = {},
+): Promise<FamilyMismatch | undefined> {
+  const code = errorCode(error);
+  if (code && !FAMILY_SYMPTOMS.has(code)) return undefined;
+  const resolved = await resolveHost(host);
+  const families = interfaceFamilies(options.interfaces);
+  const action = options.remedy ?? PROXY_REMEDY;
+  if (resolved.v4.length && !resolved.v6.length && !families.includes(4) && !resolved.v4.some((a) => a.startsWith('127.'))) {
+    return { message: `${resolved.host} has IPv4 addresses only (${resolved.v4.join(', ')}) and this machine has no IPv4 address`, action };
+  }
+  if (resolved.v6.length && !resolved.v4.length && !families.includes(6) && !resolved.v6.includes('::1')) {
+    return { message: `${resolved.host} has IPv6 addresses only (${resolved.v6.join(', ')}) and this machine has no IPv6 address`, action };
+  }
+  return undefined;
+}
+
 export interface NetworkReport {
   checkedAt: string;
   /** Families from the interfaces, narrowed by what actually connected when that was tested. */
@@ -133,6 +175,7 @@ export interface NetworkReminder {
   action: string;
 }
 
+/** The remedy for an address-family mismatch, where the proxy is set in the settings (the server). */
 export const PROXY_REMEDY =
   'Set a dual-stack proxy that converts between IPv4 and IPv6 (such as squid or DeleGate, on a host with both) in Settings › Proxy.';
 

@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LengthOrHashMismatchError } from '@tufjs/models/dist/error.js';
-import { Updater, type TargetFile } from 'tuf-js';
+import { Updater, type Fetcher, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError, ExpiredMetadataError } from 'tuf-js/dist/error.js';
 import { CATALOGUE_TARGET, parseCatalogue, type Catalogue } from './catalogue.js';
 import { BulwarkError, HttpStatusError, MetadataError, SourceError, UsageError, VerificationError } from './errors.js';
@@ -68,6 +68,10 @@ export class UpdateSource {
   private readonly updater: Updater;
   private readonly limits: Limits;
   readonly metadataDir: string;
+  /** Set once refresh() has verified fresh metadata and the catalogue. */
+  refreshed = false;
+  /** Root versions downloaded (and, once refreshed, verified) by the last refresh, by version: a server relays them. */
+  readonly newRoots = new Map<number, Buffer>();
 
   constructor(options: SourceOptions) {
     this.limits = options.limits ?? DEFAULT_LIMITS;
@@ -94,7 +98,7 @@ export class UpdateSource {
       metadataBaseUrl: new URL('metadata/', base).href,
       targetBaseUrl: new URL('targets/', base).href,
       targetDir: path.join(this.metadataDir, 'targets'),
-      fetcher: options.fetcher,
+      fetcher: this.recordingRoots(options.fetcher),
       config: {
         rootMaxLength: this.limits.maxRootBytes,
         timestampMaxLength: this.limits.maxTimestampBytes,
@@ -104,8 +108,32 @@ export class UpdateSource {
     });
   }
 
+  /**
+   * The fetcher as tuf-js sees it, keeping the bytes of each new root version it downloads: tuf-js
+   * persists only the newest, and agents that trust an older root walk the whole chain (spec §5.3.3).
+   * A root is kept whatever happens; only a refresh that succeeds vouches for it.
+   */
+  private recordingRoots(fetcher: HttpFetcher): Fetcher {
+    return {
+      downloadFile: (url, maxLength, handler) => fetcher.downloadFile(url, maxLength, handler),
+      downloadBytes: async (url, maxLength) => {
+        const bytes = await fetcher.downloadBytes(url, maxLength);
+        const version = /\/(\d+)\.root\.json$/.exec(new URL(url).pathname)?.[1];
+        if (version) this.newRoots.set(Number(version), bytes);
+        return bytes;
+      },
+    };
+  }
+
+  /** The verified catalogue's file (after refresh()). */
+  get catalogueFile(): string {
+    return path.join(this.metadataDir, 'targets', CATALOGUE_TARGET);
+  }
+
   /** TUF spec §5.3–5.6: update root, timestamp, snapshot and targets, then read the catalogue. */
   async refresh(): Promise<Catalogue> {
+    this.refreshed = false;
+    this.newRoots.clear();
     try {
       await this.updater.refresh();
     } catch (error) {
@@ -120,7 +148,9 @@ export class UpdateSource {
     } catch (error) {
       throw translate(error, 'the catalogue');
     }
-    return parseCatalogue(fs.readFileSync(cached));
+    const catalogue = parseCatalogue(fs.readFileSync(cached));
+    this.refreshed = true;
+    return catalogue;
   }
 
   async targetInfo(targetPath: string): Promise<TargetFile> {

@@ -1,18 +1,21 @@
 // The engine's state machine. The console and the tray only mirror it.
 //
-//            update (install, startup, schedule, manual)
-//   idle ─────────────────────────────► checking ──(nothing new)──► idle
-//    ▲                                     │
-//    │                                     ▼
-//    │                        ┌──► downloading ──► applying ──┐
-//    │                        └───────────(next component)────┘
-//    │                                     │
-//    └──────────── distributing ◄──────────┘
+//            update (install, startup, schedule, manual, notification)
+//   idle ─────────────────────────────► checking ──(nothing new)──────────┐
+//    ▲                                     │                              │
+//    │                                     ▼                              │
+//    │                        ┌──► downloading ──► applying ──┐           │
+//    │                        └───────────(next component)────┘           │
+//    │                                     │                              │
+//    │                                     ├──(a server with agents)──────┤
+//    │                                     ▼                              ▼
+//    └───────────────────────────────── idle ◄──────────────────── distributing
 //
 //   Any stage that fails ──► failed ──(next update)──► checking
 //
-// Every stage carries the trigger of the run in progress; downloading and applying carry which
-// component (index of total) and the bytes received so far.
+// A server distributes after every run that refreshed the signed metadata; a one-off update and an
+// agent have no one to distribute to. Every stage carries the trigger of the run in progress;
+// downloading and applying carry which component (index of total) and the bytes received so far.
 import { EventEmitter } from 'node:events';
 import type { Trigger } from './history.js';
 import type { InstallMethod } from './store.js';
@@ -30,8 +33,8 @@ export type EngineStateType = EngineState['type'];
 const ALLOWED: Record<EngineStateType, readonly EngineStateType[]> = {
   idle: ['checking'],
   checking: ['downloading', 'applying', 'distributing', 'idle', 'failed'],
-  downloading: ['downloading', 'applying', 'distributing', 'failed'],
-  applying: ['downloading', 'applying', 'distributing', 'failed'],
+  downloading: ['downloading', 'applying', 'distributing', 'idle', 'failed'],
+  applying: ['downloading', 'applying', 'distributing', 'idle', 'failed'],
   distributing: ['idle', 'failed'],
   failed: ['checking'],
 };

@@ -6,11 +6,16 @@
 //      result against the signed hash of the full file;
 //   4. write it into the store and activate it (atomic rename).
 // Temp files go through one cleanup path: the run's temp directory is emptied when it ends.
+//
+// An agent updating from its Bulwark server also gets the server's offers (ServerOffers): files the
+// server made itself (an incremental from a version upstream published none for, or a full file it
+// compressed). They carry no signature of their own, so each is accepted only when the file rebuilt
+// from it matches the signed catalogue's length and hash, and is never downloaded beyond a bound.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Catalogue, CatalogueComponent, IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import { BulwarkError, describeError, DowngradeError, NetworkError, CooldownError } from './errors.js';
+import { BulwarkError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError } from './errors.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
 import type { ComponentRun, RunRecord, Trigger } from './history.js';
@@ -24,6 +29,16 @@ export type RunProgress =
   | { stage: 'applying'; component: string; index: number; total: number }
   | { stage: 'component-done'; component: ComponentRun; index: number; total: number };
 
+/** What a Bulwark server offers an agent beside the signed targets (read from its advisory index). */
+export interface ServerOffers {
+  /** Whether the server holds this signed target (it relays only what it verified). */
+  hasSigned(target: string): boolean;
+  /** URL of a server-made incremental from the installed version to the catalogue's latest. */
+  incremental(entry: CatalogueComponent, installed: InstalledComponent): string | undefined;
+  /** URL of a server-made full file (a zstd frame) of the catalogue's latest. */
+  full(entry: CatalogueComponent): string | undefined;
+}
+
 export interface RunContext {
   source: UpdateSource;
   fetcher: HttpFetcher;
@@ -31,12 +46,16 @@ export interface RunContext {
   limits: Limits;
   tempDir: string;
   onProgress?: (progress: RunProgress) => void;
+  /** Agents: the server's offers, read once the signed metadata is fresh. */
+  offers?: () => Promise<ServerOffers | undefined>;
+  /** Servers: a signed target was downloaded and verified (kept for relaying to agents). */
+  onVerifiedTarget?: (target: string, file: string) => void;
   now?: () => Date;
 }
 
 /** Errors after which another download from the same source is pointless in this run. */
 function sourceUnreachable(error: unknown): boolean {
-  return error instanceof NetworkError || error instanceof CooldownError;
+  return error instanceof NetworkError || error instanceof CooldownError || error instanceof ProxyAuthError;
 }
 
 export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunRecord> {
@@ -71,13 +90,21 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     return finish({ result: 'failed', components: [], error });
   }
 
+  let offers: ServerOffers | undefined;
+  try {
+    offers = await ctx.offers?.();
+  } catch (error) {
+    // Only advice: without it, the agent takes the signed files and reports any it cannot get.
+    if (sourceUnreachable(error)) return finish({ result: 'failed', components: [], error });
+  }
+
   const runs: ComponentRun[] = [];
   const total = catalogue.components.length;
   let unreachable: unknown;
   for (const [index, entry] of catalogue.components.entries()) {
     const { run, cause } = unreachable
       ? { run: skipped(ctx.store.active(entry.id), entry, unreachable), cause: undefined }
-      : await updateComponent(ctx, entry, index, total, now);
+      : await updateComponent(ctx, entry, index, total, now, offers);
     if (sourceUnreachable(cause)) unreachable = cause;
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
@@ -107,12 +134,25 @@ function skipped(installed: InstalledComponent | undefined, entry: CatalogueComp
   };
 }
 
+/** One way to the latest version of a component, in the order they are tried. */
+type Way =
+  | { method: 'incremental'; from: number; signed: true; target: string }
+  | { method: 'incremental'; from: number; signed: false; url: string }
+  | { method: 'full'; signed: true; target: string }
+  | { method: 'full'; signed: false; url: string };
+
+function describeWay(way: Way, latest: number): string {
+  if (way.method === 'full') return way.signed ? 'the full file' : "the server's full file";
+  return way.signed ? `incremental v_${way.from}.${latest}` : `the server's incremental from ${way.from}`;
+}
+
 async function updateComponent(
   ctx: RunContext,
   entry: CatalogueComponent,
   index: number,
   total: number,
   now: () => Date,
+  offers: ServerOffers | undefined,
 ): Promise<{ run: ComponentRun; cause?: unknown }> {
   const started = Date.now();
   const bytesBefore = ctx.fetcher.bytesReceived;
@@ -140,45 +180,65 @@ async function updateComponent(
   if (installed?.version === entry.latest) {
     return outcome({ method: 'none', reason: 'up to date', version: installed.version, result: 'ok' });
   }
-  const install = async (data: Buffer, method: InstallMethod, what: string) => {
-    await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, what);
-    ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method });
-  };
   try {
     // An earlier run was stopped after writing this verified version but before activating it.
     if (ctx.store.hasVerified(entry.id, entry.latest, entry.full.sha256)) {
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: 'full' });
       return outcome({ method: 'none', reason: 'completed an interrupted install (file already verified in the store)', version: entry.latest, result: 'ok' });
     }
-
-    let reason: string;
-    const incremental = installed && entry.duplication ? entry.incrementals.find((i) => i.from === installed.version) : undefined;
-    const unusable = incremental ? await whyIncrementalUnusable(ctx, incremental, entry) : undefined;
-    if (incremental && unusable) {
-      reason = `incremental v_${incremental.from}.${entry.latest} unusable (${unusable})`;
-    } else if (incremental && installed) {
-      try {
-        await install(await rebuildFromIncremental(ctx, entry, installed, incremental, index, total), 'incremental', 'the file rebuilt from the incremental');
-        return outcome({ method: 'incremental', reason: `incremental from ${installed.version}`, version: entry.latest, result: 'ok' });
-      } catch (error) {
-        if (sourceUnreachable(error)) throw error;
-        reason = `incremental v_${incremental.from}.${entry.latest} unusable (${describeError(error)})`;
-      }
-    } else if (!installed) {
-      reason = 'no installed version';
-    } else if (!entry.duplication) {
-      reason = 'full-only component';
-    } else if (entry.incrementals.length && installed.version < Math.min(...entry.incrementals.map((i) => i.from))) {
-      reason = `too far behind: installed ${installed.version}, incrementals start at ${Math.min(...entry.incrementals.map((i) => i.from))}`;
-    } else {
-      reason = `no incremental from ${installed.version}`;
-    }
-    ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
-    await install(await downloadFull(ctx, entry, () => ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total })), 'full', 'the downloaded full file');
-    return outcome({ method: 'full', reason, version: entry.latest, result: 'ok' });
   } catch (error) {
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
   }
+
+  // Choose: the incremental from the installed version (signed, then the server's), then the full file.
+  const { ways, whyNoIncremental } = await waysToLatest(ctx, entry, installed, offers);
+  const failures: string[] = whyNoIncremental ? [whyNoIncremental] : [];
+  let lastError: unknown;
+  for (const way of ways) {
+    try {
+      const data = way.method === 'incremental' ? await rebuild(ctx, entry, installed!, way, index, total) : await downloadFull(ctx, entry, way, index, total);
+      await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, `the file rebuilt from ${describeWay(way, entry.latest)}`);
+      ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
+      const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
+      const reason = [how, ...failures].filter(Boolean).join('; ') || 'full file';
+      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok' });
+    } catch (error) {
+      if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
+      failures.push(`${describeWay(way, entry.latest)} unusable (${describeError(error)})`);
+      lastError = error;
+    }
+  }
+  if (!ways.some((w) => w.method === 'full')) lastError = new SourceError(`the server does not have ${entry.id} ${entry.latest} yet`);
+  return outcome({ method: 'none', reason: failures.join('; ') || 'update failed', version: installed?.version ?? null, result: 'failed', cause: lastError });
+}
+
+/** The ways to the latest version, best first, and why there is no incremental when there is none. */
+async function waysToLatest(
+  ctx: RunContext,
+  entry: CatalogueComponent,
+  installed: InstalledComponent | undefined,
+  offers: ServerOffers | undefined,
+): Promise<{ ways: Way[]; whyNoIncremental?: string }> {
+  const ways: Way[] = [];
+  let whyNoIncremental: string | undefined;
+  if (!installed) whyNoIncremental = 'no installed version';
+  else if (!entry.duplication) whyNoIncremental = 'full-only component';
+  else {
+    const listed = entry.incrementals.find((i) => i.from === installed.version);
+    const unusable = listed && (!offers || offers.hasSigned(listed.target)) ? await whyIncrementalUnusable(ctx, listed, entry) : undefined;
+    if (listed && unusable) whyNoIncremental = `incremental v_${listed.from}.${entry.latest} unusable (${unusable})`;
+    else if (listed && (!offers || offers.hasSigned(listed.target))) ways.push({ method: 'incremental', from: installed.version, signed: true, target: listed.target });
+    const made = offers?.incremental(entry, installed);
+    if (made) ways.push({ method: 'incremental', from: installed.version, signed: false, url: made });
+    if (!ways.length && !whyNoIncremental) {
+      const oldest = entry.incrementals.length ? Math.min(...entry.incrementals.map((i) => i.from)) : undefined;
+      whyNoIncremental = oldest !== undefined && installed.version < oldest ? `too far behind: installed ${installed.version}, incrementals start at ${oldest}` : `no incremental from ${installed.version}`;
+    }
+  }
+  if (!offers || offers.hasSigned(entry.full.target)) ways.push({ method: 'full', signed: true, target: entry.full.target });
+  const madeFull = offers?.full(entry);
+  if (madeFull) ways.push({ method: 'full', signed: false, url: madeFull });
+  return { ways, ...(whyNoIncremental ? { whyNoIncremental } : {}) };
 }
 
 /**
@@ -196,34 +256,36 @@ async function whyIncrementalUnusable(ctx: RunContext, incremental: IncrementalE
   }
 }
 
-async function downloadToMemory(ctx: RunContext, target: string): Promise<Buffer> {
+/** A signed target, checked against its signed length and hash, in memory. */
+async function downloadSigned(ctx: RunContext, target: string): Promise<Buffer> {
   const temp = tempPathFor(path.join(ctx.tempDir, path.basename(target)));
   try {
     await ctx.source.download(target, temp, ctx.limits.maxFileBytes);
+    ctx.onVerifiedTarget?.(target, temp);
     return fs.readFileSync(temp);
   } finally {
     fs.rmSync(temp, { force: true });
   }
 }
 
-async function rebuildFromIncremental(
-  ctx: RunContext,
-  entry: CatalogueComponent,
-  installed: InstalledComponent,
-  incremental: IncrementalEntry,
-  index: number,
-  total: number,
-): Promise<Buffer> {
+/** zstd's worst case for a frame of `n` bytes (ZSTD_COMPRESSBOUND), plus room for the frame header. */
+function compressBound(n: number): number {
+  return n + (n >>> 8) + (n < 128 * 1024 ? (128 * 1024 - n) >>> 11 : 0) + 64;
+}
+
+async function rebuild(ctx: RunContext, entry: CatalogueComponent, installed: InstalledComponent, way: Extract<Way, { method: 'incremental' }>, index: number, total: number): Promise<Buffer> {
   ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'incremental' });
-  const patch = await downloadToMemory(ctx, incremental.target);
+  // A server-made incremental is never allowed to cost more than the full file it stands for.
+  const patch = way.signed ? await downloadSigned(ctx, way.target) : await ctx.fetcher.downloadBytes(way.url, entry.full.length);
   ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
   // The base is not re-hashed here: a damaged base yields a result that fails the signed hash,
   // checked as the result is written (ComponentStore.writeVerified), and the full file is taken.
-  return applyPatch(fs.readFileSync(installed.path), patch, ctx.limits);
+  return applyPatch(fs.readFileSync(installed.path), patch, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length) });
 }
 
-async function downloadFull(ctx: RunContext, entry: CatalogueComponent, applying: () => void): Promise<Buffer> {
-  const compressed = await downloadToMemory(ctx, entry.full.target);
-  applying();
-  return decompressFull(compressed, ctx.limits);
+async function downloadFull(ctx: RunContext, entry: CatalogueComponent, way: Extract<Way, { method: 'full' }>, index: number, total: number): Promise<Buffer> {
+  ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
+  const compressed = way.signed ? await downloadSigned(ctx, way.target) : await ctx.fetcher.downloadBytes(way.url, compressBound(entry.full.length));
+  ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
+  return decompressFull(compressed, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length) });
 }

@@ -74,6 +74,7 @@ export const TRIGGER_WORDS: Record<Trigger, string> = {
   startup: 'At start',
   schedule: 'Scheduled',
   manual: 'Update now',
+  notification: 'Told by the server',
 };
 
 export function methodWord(method: InstallMethod): string {
