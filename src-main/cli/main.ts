@@ -3,36 +3,25 @@
 // saying why.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { componentInfo } from '../engine/components.js';
 import { Engine, readPersistedState, summarize } from '../engine/engine.js';
-import { BulwarkError, describeError, UsageError } from '../engine/errors.js';
+import { BulwarkError, BusyError, describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { publish } from '../publisher/publisher.js';
 import { testConnection } from '../engine/connection-test.js';
 import { checkSourceUrl } from '../engine/source.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
-import { Settings, type SettingsData } from '../engine/settings.js';
+import { DEFAULT_AGENT_PORT, Settings, type SettingsData } from '../engine/settings.js';
+import { readEnrollment } from '../agent/agent.js';
+import { requestUpdate } from '../server/control.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import { runDemo } from '../demo/demo.js';
-import { parseListen, serve } from './serve.js';
+import { parseListen } from '../server/listen.js';
+import { agentCommands, serveFlags } from './agents.js';
+import { dataOption, err, out, required, type Command } from './command.js';
+import { serve } from './serve.js';
 
-interface Command {
-  summary: string;
-  usage: string;
-  options: NonNullable<ParseArgsConfig['options']>;
-  positionals?: boolean;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
-}
-
-const out = (line: string) => process.stdout.write(line + '\n');
-const err = (line: string) => process.stderr.write(line + '\n');
-
-function required(values: Record<string, unknown>, name: string): string {
-  const value = values[name];
-  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
-  return value;
-}
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
   const value = values[name];
@@ -58,7 +47,6 @@ function sourceFlags(values: Record<string, unknown>) {
   return { url, trustedRoot: path.resolve(root) };
 }
 
-const dataOption = { data: { type: 'string' } } as const;
 
 const commands: Record<string, Command> = {
   publish: {
@@ -125,7 +113,8 @@ Options:
 
 Refreshes the signed metadata, then installs each component's latest version by incremental
 pattern where possible and by full file otherwise. Without --source, uses the source in the
-settings. Exits 1 if any component failed.
+settings. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
+which then hands the result to the agents — and prints the result. Exits 1 if any component failed.
 
 Options:
   --data DIR            data directory (store, history, settings)
@@ -137,7 +126,16 @@ Options:
       const dataDir = required(values, 'data');
       const source = sourceFlags(values);
       const engine = new Engine({ dataDir, settings: openSettings(dataDir), ...(source ? { source } : {}) });
-      const record = await engine.runOnce();
+      let record: RunRecord;
+      try {
+        record = await engine.runOnce();
+      } catch (error) {
+        // A server (or agent) holds this data directory: ask it to update now, joining its run.
+        if (!(error instanceof BusyError) || source) throw error;
+        const joined = await requestUpdate(dataDir);
+        if (!joined) throw error;
+        record = joined;
+      }
       if (values.json) out(JSON.stringify(updateJson(record)));
       else out(summarize(record));
       return record.result === 'ok' ? 0 : 1;
@@ -159,7 +157,10 @@ Options:
       const status = engine.status();
       const running = readPersistedState(dataDir);
       const last = status.lastRun;
+      const enrollment = readEnrollment(dataDir);
       const report = {
+        role: enrollment ? ('agent' as const) : ('server' as const),
+        ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
         state: running ? running.state : { type: 'stopped' as const },
         components: status.components.map((c) => ({
           id: c.id,
@@ -180,8 +181,9 @@ Options:
         out(JSON.stringify(report));
         return 0;
       }
-      out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ' (no Bulwark server running on this data directory)'}`);
-      out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
+      if (enrollment) out(`Agent "${enrollment.name}" of ${enrollment.server}`);
+      out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ` (no Bulwark ${enrollment ? 'agent' : 'server'} running on this data directory)`}`);
+      if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
@@ -194,17 +196,23 @@ Options:
   serve: {
     summary: 'run the update server: start-up update, then on schedule, until stopped',
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
+              [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
-until SIGINT or SIGTERM. --source/--trusted-root and --schedule are saved in the settings.
+until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
+--source/--trusted-root, --schedule and the agent options are saved in the settings.
 
 Options:
-  --data DIR            data directory
-  --source URL          update source base URL (saved in the settings)
-  --trusted-root FILE   the source's root.json (saved in the settings)
-  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"
-  --console             serve the console to a browser; prints its URL with a fresh access token
-  --listen ADDR:PORT    where the console listens (default 127.0.0.1:0, any free port)`,
+  --data DIR                 data directory
+  --source URL               update source base URL (saved in the settings)
+  --trusted-root FILE        the source's root.json (saved in the settings)
+  --schedule TEXT            "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"
+  --console                  serve the console to a browser; prints its URL with a fresh access token
+  --listen ADDR:PORT         where the console listens (default 127.0.0.1:0, any free port)
+  --agents-listen ADDR:PORT  where agents connect (repeatable; default: every address family of
+                             this host, port ${DEFAULT_AGENT_PORT}); "off" serves no agents
+  --agent-poll SECONDS       how often agents poll and report (default 300)
+  --agent-spread SECONDS     longest random wait of an agent after a release is announced (default 30)`,
     options: {
       ...dataOption,
       source: { type: 'string' },
@@ -212,6 +220,7 @@ Options:
       schedule: { type: 'string' },
       console: { type: 'boolean' },
       listen: { type: 'string' },
+      ...serveFlags.options,
     },
     async run(values) {
       const dataDir = required(values, 'data');
@@ -221,11 +230,15 @@ Options:
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = parseListen(typeof values.listen === 'string' ? values.listen : '127.0.0.1:0');
       const settings = openSettings(dataDir);
+      const distribution = serveFlags.parse(values, settings.data.distribution);
       if (source) settings.set('source', source);
       if (schedule) settings.set('schedule', schedule);
+      if (distribution) settings.set('distribution', distribution);
       return serve(dataDir, settings, values.console ? { console: listen } : {});
     },
   },
+
+  ...agentCommands,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',
@@ -426,7 +439,7 @@ export async function main(argv: string[]): Promise<number> {
       out(command.usage);
       return 0;
     }
-    return await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals);
+    return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
     return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;

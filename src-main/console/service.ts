@@ -15,6 +15,9 @@ import type { Reminder as EngineReminder } from '../engine/reminders.js';
 import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
+import type { AgentServer } from '../distribution/agent-server.js';
+import type { AgentRegistry } from '../distribution/registry.js';
+import type { Distribution } from '../distribution/release.js';
 import {
   CONSOLE_METHODS,
   type ConsoleEvent,
@@ -102,6 +105,16 @@ export interface ConsoleServiceOptions {
   host: 'desktop' | 'browser';
   /** The desktop shell applies "start at login" to the system when it is saved. */
   applyStartAtLogin?: (enabled: boolean) => void;
+  /** The server's agents: registry, releases, and the agent service (absent when it could not start). */
+  agents?: AgentsAccess;
+}
+
+export interface AgentsAccess {
+  registry: AgentRegistry;
+  distribution: Distribution;
+  server?: AgentServer;
+  /** Why agents cannot be served, when they cannot. */
+  error?: string;
 }
 
 type Listener = <E extends ConsoleEvent>(event: E, payload: ConsoleEvents[E]) => void;

@@ -1,11 +1,15 @@
 // `bulwark demo`: a complete installation on one machine. It generates pattern files for every
 // component, publishes them as a signed update source served on 127.0.0.1, keeps publishing new
-// versions, and runs the server against that source with a one-minute schedule, so the log shows
-// first a full install and then incremental updates as they happen.
+// versions, runs the server against that source with a one-minute schedule, and two agents against
+// the server, so the log shows first a full install and then incremental updates as they happen,
+// on the server and then on its agents.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { serve, type ListenAddress } from '../cli/serve.js';
+import { Agent } from '../agent/agent.js';
+import { serve } from '../cli/serve.js';
+import type { ListenAddress } from '../server/listen.js';
+import type { BulwarkServer } from '../server/server.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
 import { describeError } from '../engine/errors.js';
 import { publish } from '../publisher/publisher.js';
@@ -140,10 +144,34 @@ export async function startDemoSource(options: { dir?: string; everySeconds: num
   };
 }
 
-/** Point a data directory's settings at the demo source, checking every minute. */
+/**
+ * Point a data directory's settings at the demo source, checking every minute, with agents served on
+ * loopback only (any free port) and told of each release within a few seconds.
+ */
 export function useDemoSource(settings: Settings, source: DemoSource): void {
   settings.set('source', { url: source.url, trustedRoot: source.rootFile });
   settings.set('schedule', { kind: 'interval', every: 1, unit: 'minutes' });
+  settings.set('distribution', { enabled: true, listen: ['127.0.0.1:0'], pollSeconds: 60, spreadSeconds: 5 });
+}
+
+/** The demo's agents: two, in this process, each with its own data directory under the demo's. */
+export const DEMO_AGENTS = ['demo-agent-1', 'demo-agent-2'];
+
+/** Start the demo's agents against the running server; resolves once each has enrolled and started. */
+export async function startDemoAgents(server: BulwarkServer, dir: string, log: (line: string) => void): Promise<Agent[]> {
+  const url = server.agentServer?.urls[0];
+  if (!url) {
+    log(`demo: no agents (${server.agentServiceError ?? 'agents are not served'})`);
+    return [];
+  }
+  const token = await server.registry.enrollmentToken();
+  const agents = DEMO_AGENTS.map(
+    (name) => new Agent({ server: url, token, name, dataDir: path.join(dir, 'agents', name), log: (line) => log(`[${name}] ${line}`), trustedRoot: path.join(dir, 'source', 'root.json') }),
+  );
+  // Not awaited as a whole: each runs its start-up update, which must not hold up the server.
+  for (const agent of agents) agent.start().catch((error: unknown) => log(`demo agent could not start: ${describeError(error)}`));
+  log(`demo: ${agents.length} agents (${DEMO_AGENTS.join(', ')}) follow the server at ${url}`);
+  return agents;
 }
 
 export async function runDemo(options: DemoOptions): Promise<number> {
@@ -155,9 +183,17 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const dataDir = path.join(source.dir, 'data');
   const settings = Settings.open(dataDir);
   useDemoSource(settings, source);
+  let agents: Agent[] = [];
   try {
-    return await serve(dataDir, settings, { log, ...(options.console ? { console: options.console } : {}) });
+    return await serve(dataDir, settings, {
+      log,
+      ...(options.console ? { console: options.console } : {}),
+      started: async (server) => {
+        agents = await startDemoAgents(server, source.dir, log);
+      },
+    });
   } finally {
+    await Promise.all(agents.map((agent) => agent.stop()));
     await source.stop();
   }
 }

@@ -107,23 +107,16 @@ export function streamRequest(url: string | URL, options: HttpRequestOptions, si
   });
 }
 
-/** A request whose body is small (JSON, an error page): collected up to `maxBytes`, cut off beyond. */
-export async function bufferedRequest(url: string | URL, options: HttpRequestOptions & { maxBytes: number }): Promise<HttpHead & { body: Buffer; truncated: boolean }> {
+/** A request whose body is small (JSON, an error page): collected in memory, refused beyond `maxBytes`. */
+export async function bufferedRequest(url: string | URL, options: HttpRequestOptions & { maxBytes: number }): Promise<HttpHead & { body: Buffer }> {
   const chunks: Buffer[] = [];
   let size = 0;
-  let truncated = false;
   const head = await streamRequest(url, options, {
     data(chunk) {
-      if (truncated) return;
-      if (size + chunk.length > options.maxBytes) {
-        chunks.push(chunk.subarray(0, options.maxBytes - size));
-        size = options.maxBytes;
-        truncated = true;
-        return;
-      }
-      chunks.push(chunk);
       size += chunk.length;
+      if (size > options.maxBytes) throw new Error(`the answer from ${new URL(url).origin} is larger than ${options.maxBytes} bytes`);
+      chunks.push(chunk);
     },
   });
-  return { ...head, body: Buffer.concat(chunks, size), truncated };
+  return { ...head, body: Buffer.concat(chunks, size) };
 }

@@ -23,6 +23,21 @@ export interface ProxySetting {
   password: string;
 }
 
+/** How the server serves its agents (src-main/distribution). */
+export interface DistributionSetting {
+  /** Serve agents at all. */
+  enabled: boolean;
+  /** "ADDRESS:PORT" to listen on; none means every address family the host has, on DEFAULT_AGENT_PORT. */
+  listen: string[];
+  /** Seconds between an agent's polls and reports (it counts as unreachable after twice this). */
+  pollSeconds: number;
+  /** Longest random wait of an agent between a release notification and its download. */
+  spreadSeconds: number;
+}
+
+/** The agents' port when none is set. */
+export const DEFAULT_AGENT_PORT = 8470;
+
 export interface SettingsData {
   schedule: Schedule;
   source: SourceSetting;
@@ -31,6 +46,7 @@ export interface SettingsData {
   agents: string[];
   notifications: { updateFailed: boolean; componentsInstalled: boolean };
   startAtLogin: boolean;
+  distribution: DistributionSetting;
 }
 
 export const DEFAULT_SETTINGS: SettingsData = {
@@ -40,6 +56,7 @@ export const DEFAULT_SETTINGS: SettingsData = {
   agents: [],
   notifications: { updateFailed: true, componentsInstalled: true },
   startAtLogin: false,
+  distribution: { enabled: true, listen: [], pollSeconds: 300, spreadSeconds: 30 },
 };
 
 /** The one schema for every settings store (conf and electron-store). */
@@ -92,6 +109,17 @@ export const SETTINGS_SCHEMA = {
     properties: { updateFailed: { type: 'boolean' }, componentsInstalled: { type: 'boolean' } },
   },
   startAtLogin: { type: 'boolean' },
+  distribution: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['enabled', 'listen', 'pollSeconds', 'spreadSeconds'],
+    properties: {
+      enabled: { type: 'boolean' },
+      listen: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$' } },
+      pollSeconds: { type: 'integer', minimum: 10, maximum: 86400 },
+      spreadSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
+    },
+  },
 } as const;
 
 /**

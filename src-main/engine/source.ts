@@ -68,6 +68,8 @@ export class UpdateSource {
   private readonly updater: Updater;
   private readonly limits: Limits;
   readonly metadataDir: string;
+  /** The root.json this source was imported with. */
+  readonly trustedRootBytes: Buffer;
   /** Set once refresh() has verified fresh metadata and the catalogue. */
   refreshed = false;
   /** Root versions downloaded (and, once refreshed, verified) by the last refresh, by version: a server relays them. */
@@ -86,6 +88,7 @@ export class UpdateSource {
     const key = crypto.createHash('sha256').update(base).update(rootBytes).digest('hex').slice(0, 16);
     this.metadataDir = path.join(options.cacheDir, key);
     fs.mkdirSync(path.join(this.metadataDir, 'targets'), { recursive: true });
+    this.trustedRootBytes = rootBytes;
     if (!isRoot(rootBytes)) {
       throw new UsageError(`${options.trustedRoot} is not a TUF root.json (import the root.json the source's publisher gives out)`);
     }

@@ -31,6 +31,8 @@ export type RunProgress =
 
 /** What a Bulwark server offers an agent beside the signed targets (read from its advisory index). */
 export interface ServerOffers {
+  /** Whether the server has installed the catalogue's latest version itself (if not, the agent waits for it). */
+  holdsLatest(entry: CatalogueComponent): boolean;
   /** Whether the server holds this signed target (it relays only what it verified). */
   hasSigned(target: string): boolean;
   /** URL of a server-made incremental from the installed version to the catalogue's latest. */
@@ -188,6 +190,11 @@ async function updateComponent(
     }
   } catch (error) {
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
+  }
+
+  if (offers && !offers.holdsLatest(entry)) {
+    // The server has not finished installing this version itself; nothing to take from it yet.
+    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok' });
   }
 
   // Choose: the incremental from the installed version (signed, then the server's), then the full file.

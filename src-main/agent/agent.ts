@@ -1,0 +1,397 @@
+// `bulwark agent`: an endpoint's updater. It runs the same engine as the server, pointed at its
+// server, and trusts only the vendor's signatures:
+//
+//   enroll (first contact, with the enrollment token) -> pinned trusted root + own credential
+//   start-up update -> follow the server's notification stream
+//     - "release": wait a random spread (no thundering herd), then update
+//     - a jittered poll timer as a fallback, and a poll after every reconnect
+//     - reconnect with capped exponential back-off and jitter
+//   after every run and on each poll: report to the server
+//
+// Files in the agent's data directory, beside the engine's own (store/, history.jsonl, tuf/...):
+//   agent.json         the server, this agent's id and credential (mode 0600)
+//   trusted-root.json  the root pinned at enrollment (from --trusted-root or, trust on first use, the server)
+//   settings.json      the server as update source, and the proxy
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import { Engine } from '../engine/engine.js';
+import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
+import { writeFileAtomic } from '../engine/files.js';
+import type { RunRecord } from '../engine/history.js';
+import { bufferedRequest } from '../engine/http.js';
+import { explainUnreachable } from '../engine/network.js';
+import { describeProxy, dispatcherFor } from '../engine/proxy.js';
+import type { ProxySetting } from '../engine/settings.js';
+import { Settings } from '../engine/settings.js';
+import { checkSourceUrl } from '../engine/source.js';
+import type { AgentReport } from '../distribution/registry.js';
+import { Backoff, followEvents } from './events.js';
+import { loadOffers } from './offers.js';
+
+export interface AgentOptions {
+  /** The server's agent URL, e.g. http://server.example:8470/ */
+  server: string;
+  /** The enrollment token: needed on first contact, and again if the server forgot this agent. */
+  token?: string;
+  dataDir: string;
+  /** How the agent is listed on the server (default: the host name). */
+  name?: string;
+  /** The vendor's root.json to trust, instead of the one the server hands out at enrollment. */
+  trustedRoot?: string;
+  /** Reach the server through this HTTP proxy (saved in the agent's settings). */
+  proxy?: ProxySetting;
+  log?: (line: string) => void;
+  /** For tests: the random source for spreads and jitter. */
+  random?: () => number;
+}
+
+/** What agent.json holds. */
+interface Enrollment {
+  server: string;
+  id: string;
+  credential: string;
+  name: string;
+  enrolledAt: string;
+}
+
+/** The server refused this agent's enrollment token (or forgot it and the token no longer works). */
+export class EnrollmentError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_USAGE', message, options);
+  }
+}
+
+export const AGENT_FAMILY_REMEDY = 'A dual-stack proxy (a host with both IPv4 and IPv6, running squid for instance) bridges the two: start the agent with --proxy HOST:PORT.';
+
+/** Seconds between polls and reports until the server says otherwise. */
+const DEFAULT_POLL_SECONDS = 300;
+/** Silence on the notification stream after which it is considered dead (the server pings every 15 s). */
+const STREAM_IDLE_MS = 45_000;
+
+export function enrollmentFile(dataDir: string): string {
+  return path.join(dataDir, 'agent.json');
+}
+
+/** The enrollment of an agent data directory, if it is one. */
+export function readEnrollment(dataDir: string): Enrollment | undefined {
+  try {
+    const data = JSON.parse(fs.readFileSync(enrollmentFile(dataDir), 'utf8')) as Enrollment;
+    return typeof data.id === 'string' && typeof data.credential === 'string' && typeof data.server === 'string' ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class Agent {
+  readonly engine: Engine;
+  readonly settings: Settings;
+  private readonly server: string;
+  private readonly log: (line: string) => void;
+  private readonly random: () => number;
+  private enrollment: Enrollment | undefined;
+  private pollSeconds = DEFAULT_POLL_SECONDS;
+  private spreadSeconds = 30;
+  private seenRelease = 0;
+  private stopping = false;
+  private readonly abort = new AbortController();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private spreadTimer: NodeJS.Timeout | undefined;
+  private streamLoop: Promise<void> | undefined;
+  private dispatcher: Dispatcher | undefined;
+  /** Why the agent gave up (a refused credential), for the command to report with exit code 1. */
+  fatal: Error | undefined;
+  private onFatal: ((error: Error) => void) | undefined;
+
+  constructor(private readonly options: AgentOptions) {
+    this.server = checkSourceUrl(options.server).href.replace(/\/?$/, '/');
+    this.log = options.log ?? (() => {});
+    this.random = options.random ?? Math.random;
+    this.settings = Settings.open(options.dataDir);
+    if (options.proxy) this.settings.set('proxy', options.proxy);
+    this.engine = new Engine({
+      dataDir: options.dataDir,
+      settings: this.settings,
+      offers: (fetcher) => loadOffers(this.server, fetcher),
+      familyRemedy: AGENT_FAMILY_REMEDY,
+      log: this.log,
+    });
+  }
+
+  /** Enroll if needed, run the start-up update and follow the server; resolves once started. */
+  async start(): Promise<void> {
+    this.dispatcher = dispatcherFor(this.settings.data.proxy);
+    this.enrollment = await this.enroll();
+    this.settings.set('source', { url: this.server, trustedRoot: path.join(this.options.dataDir, 'trusted-root.json') });
+    this.engine.on('run', (run) => void this.report(run));
+    this.engine.on('state', (state) => {
+      if (state.type === 'checking') void this.report();
+    });
+    const startup = this.engine.start({ schedule: false });
+    this.schedulePoll();
+    this.streamLoop = this.followServer();
+    await startup;
+  }
+
+  /** Resolves with the reason when the agent can go on no longer (its credential and token refused). */
+  failed(): Promise<Error> {
+    return new Promise((resolve) => {
+      if (this.fatal) resolve(this.fatal);
+      else this.onFatal = resolve;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.abort.abort();
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.spreadTimer);
+    await this.streamLoop?.catch(() => undefined);
+    await this.engine.stop();
+    await this.dispatcher?.close().catch(() => undefined);
+  }
+
+  private url(pathname: string): string {
+    return new URL(pathname, this.server).href;
+  }
+
+  /** A request to the server's agent API, with the failure explained (family mismatch, proxy...). */
+  private async call(pathname: string, body: unknown, credential?: string): Promise<{ status: number; json: unknown }> {
+    let response;
+    try {
+      response = await bufferedRequest(this.url(pathname), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
+        body: JSON.stringify(body),
+        timeoutMs: 30_000,
+        maxBytes: 1024 * 1024,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
+    } catch (cause) {
+      throw await this.unreachable(cause);
+    }
+    let json: unknown = null;
+    try {
+      json = JSON.parse(response.body.toString('utf8'));
+    } catch {
+      // an error page: the status says enough
+    }
+    return { status: response.status, json };
+  }
+
+  private async unreachable(cause: unknown): Promise<NetworkError> {
+    const proxy = this.settings.data.proxy;
+    const route = describeProxy(proxy);
+    if (!proxy.enabled) {
+      const mismatch = await explainUnreachable(new URL(this.server).hostname, cause, { remedy: AGENT_FAMILY_REMEDY });
+      if (mismatch) return new NetworkError(`cannot reach the server ${new URL(this.server).origin}: ${mismatch.message}. ${mismatch.action}`, { cause, familyMismatch: true });
+    }
+    return new NetworkError(`cannot reach the server ${new URL(this.server).origin}${route === 'direct connection' ? '' : ` through the ${route}`}: ${describeError(cause)}`, { cause });
+  }
+
+  /** The enrollment on disk, or a new one made with the token (retrying while the server is unreachable). */
+  private async enroll(): Promise<Enrollment> {
+    const existing = readEnrollment(this.options.dataDir);
+    if (existing && existing.server === this.server) return existing;
+    if (!this.options.token) {
+      throw new UsageError(existing ? `this agent was enrolled with ${existing.server}; to move it to ${this.server}, give --token` : 'first contact with the server needs the enrollment token: --token TOKEN (see `bulwark agents token` on the server)');
+    }
+    const backoff = new Backoff(1000, 30_000, this.random);
+    for (;;) {
+      try {
+        return await this.enrollOnce(this.options.token);
+      } catch (error) {
+        if (!(error instanceof NetworkError) || this.stopping) throw error;
+        const wait = backoff.next();
+        this.log(`${describeError(error)}; trying again in ${Math.round(wait / 1000)} s`);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  private async enrollOnce(token: string): Promise<Enrollment> {
+    const name = this.options.name ?? os.hostname();
+    const { status, json } = await this.call('agents/v1/enroll', { token, name, hostname: os.hostname() });
+    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current one with \`bulwark agents token\` on the server)`);
+    if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
+    const answer = json as { id?: unknown; credential?: unknown; root?: unknown; pollSeconds?: unknown; spreadSeconds?: unknown };
+    if (typeof answer.id !== 'string' || typeof answer.credential !== 'string') throw new EnrollmentError('the server answered the enrollment without a credential; is this a Bulwark server?');
+    this.pinTrustedRoot(typeof answer.root === 'string' ? answer.root : undefined);
+    const enrollment: Enrollment = { server: this.server, id: answer.id, credential: answer.credential, name, enrolledAt: new Date().toISOString() };
+    writeFileAtomic(enrollmentFile(this.options.dataDir), JSON.stringify(enrollment, null, 1) + '\n');
+    fs.chmodSync(enrollmentFile(this.options.dataDir), 0o600);
+    this.applyServerSettings(answer);
+    this.log(`enrolled with ${this.server} as "${name}"`);
+    return enrollment;
+  }
+
+  /** Pin the trusted root: --trusted-root if given, else the server's (trust on first use). Kept from then on. */
+  private pinTrustedRoot(fromServer: string | undefined): void {
+    const pinned = path.join(this.options.dataDir, 'trusted-root.json');
+    if (fs.existsSync(pinned)) return;
+    let root: Buffer;
+    if (this.options.trustedRoot) {
+      root = fs.readFileSync(this.options.trustedRoot);
+    } else if (fromServer) {
+      root = Buffer.from(fromServer, 'utf8');
+      this.log('pinned the trusted root the server handed out (pass --trusted-root to bring the vendor\'s own)');
+    } else {
+      throw new EnrollmentError('the server has no verified root to hand out yet (it has not completed an update); pass --trusted-root FILE or try again later');
+    }
+    writeFileAtomic(pinned, root);
+  }
+
+  private applyServerSettings(answer: { pollSeconds?: unknown; spreadSeconds?: unknown }): void {
+    if (typeof answer.pollSeconds === 'number' && answer.pollSeconds >= 1) this.pollSeconds = answer.pollSeconds;
+    if (typeof answer.spreadSeconds === 'number' && answer.spreadSeconds >= 0) this.spreadSeconds = answer.spreadSeconds;
+  }
+
+  /** The credential was refused: enroll again with the token if there is one, else give up. */
+  private async credentialRefused(): Promise<void> {
+    if (this.options.token) {
+      try {
+        this.enrollment = await this.enrollOnce(this.options.token);
+        return;
+      } catch (error) {
+        if (error instanceof NetworkError) return; // try again at the next reconnect
+        this.giveUp(error as Error);
+        return;
+      }
+    }
+    this.giveUp(new EnrollmentError('the server no longer knows this agent\'s credential; start it again with --token (see `bulwark agents token` on the server)'));
+  }
+
+  private giveUp(error: Error): void {
+    this.fatal = error;
+    this.log(`agent stopping: ${error.message}`);
+    this.onFatal?.(error);
+  }
+
+  /** Keep the notification stream open, reconnecting with back-off. */
+  private async followServer(): Promise<void> {
+    const backoff = new Backoff(1000, 60_000, this.random);
+    let connectedOnce = false;
+    while (!this.stopping && !this.fatal) {
+      const opened = Date.now();
+      try {
+        await followEvents(this.url('agents/v1/events'), { credential: this.enrollment!.credential, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}), idleMs: STREAM_IDLE_MS, signal: this.abort.signal }, (event) => {
+          if (event.event === 'hello') {
+            if (connectedOnce) this.log('reconnected to the server');
+            connectedOnce = true;
+            backoff.reset();
+            const hello = safeJson(event.data) as { release?: number; pollSeconds?: number; spreadSeconds?: number } | undefined;
+            this.applyServerSettings(hello ?? {});
+            // A poll after every (re)connect: releases announced while the stream was down are caught now.
+            this.afterSpread('schedule', hello?.release);
+          } else if (event.event === 'release') {
+            const release = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
+            this.applyServerSettings(release ?? {});
+            if (typeof release?.release === 'number' && release.release > this.seenRelease) {
+              this.log(`the server announced release ${release.release}`);
+              this.afterSpread('notification', release.release);
+            }
+          }
+        });
+      } catch (error) {
+        if (this.stopping) return;
+        if (error instanceof HttpStatusError && error.status === 401) {
+          await this.credentialRefused();
+          continue;
+        }
+        if (Date.now() - opened > 30_000) backoff.reset();
+        const wait = backoff.next();
+        this.log(`notification stream: ${describeError(await this.unreachable(error))}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
+        await sleep(wait, this.abort.signal);
+      }
+    }
+  }
+
+  /** Update after a random wait of up to the server's spread, once, however many triggers arrive meanwhile. */
+  private afterSpread(trigger: 'notification' | 'schedule', release: number | undefined): void {
+    if (release !== undefined) this.seenRelease = Math.max(this.seenRelease, release);
+    if (this.spreadTimer) return;
+    const wait = Math.round(this.random() * this.spreadSeconds * 1000);
+    this.spreadTimer = setTimeout(() => {
+      this.spreadTimer = undefined;
+      this.update(trigger);
+    }, wait);
+  }
+
+  private update(trigger: 'notification' | 'schedule'): void {
+    if (this.stopping) return;
+    this.engine.update(trigger).catch((error: unknown) => this.log(`update failed: ${describeError(error)}`));
+  }
+
+  /** The fallback: a poll (and so a report) every pollSeconds, ±20%. */
+  private schedulePoll(): void {
+    const wait = this.pollSeconds * 1000 * (0.8 + 0.4 * this.random());
+    this.pollTimer = setTimeout(() => {
+      this.update('schedule');
+      this.schedulePoll();
+    }, wait);
+    this.pollTimer.unref();
+  }
+
+  /** Tell the server where this agent stands; a failed report is only logged (the next one catches up). */
+  private async report(run?: RunRecord): Promise<void> {
+    if (!this.enrollment || this.stopping) return;
+    const last = run ?? this.engine.history.last();
+    const changed = last?.components.filter((c) => c.method !== 'none') ?? [];
+    const report: AgentReport = {
+      name: this.enrollment.name,
+      hostname: os.hostname(),
+      addresses: ownAddresses(),
+      components: this.engine.store.list().map((c) => ({ id: c.id, version: c.version, sha256: c.sha256, method: c.method })),
+      ...(last
+        ? {
+            lastRun: {
+              result: last.result,
+              at: last.finishedAt,
+              trigger: last.trigger,
+              method: changed.some((c) => c.method === 'full') ? 'full' : changed.length ? 'incremental' : 'none',
+              bytes: last.bytes,
+              ...(last.error ? { error: last.error.slice(0, 2000) } : {}),
+            },
+          }
+        : {}),
+      phase: run ? 'idle' : this.engine.busy ? 'updating' : 'idle',
+      pollSeconds: this.pollSeconds,
+    };
+    try {
+      const { status, json } = await this.call('agents/v1/report', report, this.enrollment.credential);
+      if (status === 401) await this.credentialRefused();
+      else if (status === 200) this.applyServerSettings((json ?? {}) as object);
+      else this.log(`the server refused the report (HTTP ${status})${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
+    } catch (error) {
+      this.log(`cannot report to the server: ${describeError(error)}`);
+    }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}
+
+/** This machine's own addresses (not loopback, not link-local), for the server's family checks. */
+export function ownAddresses(): { address: string; family: 4 | 6 }[] {
+  return Object.values(os.networkInterfaces())
+    .flatMap((list) => list ?? [])
+    .filter((nic) => !nic.internal && !nic.address.startsWith('169.254.') && !/^fe[89ab]/i.test(nic.address))
+    .map((nic) => ({ address: nic.address, family: nic.family === 'IPv6' ? (6 as const) : (4 as const) }))
+    .slice(0, 64);
+}

@@ -1,0 +1,31 @@
+// What every subcommand of `bulwark` is, and the small helpers they share.
+import type { ParseArgsConfig } from 'node:util';
+import { UsageError } from '../engine/errors.js';
+
+export interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<number>;
+}
+
+export const out = (line: string) => process.stdout.write(line + '\n');
+export const err = (line: string) => process.stderr.write(line + '\n');
+
+export function required(values: Record<string, unknown>, name: string): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+/** A whole number flag within bounds, or undefined when absent. */
+export function integerFlag(values: Record<string, unknown>, name: string, min: number, max: number): number | undefined {
+  const value = values[name];
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!(Number.isInteger(n) && n >= min && n <= max)) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+export const dataOption = { data: { type: 'string' } } as const;

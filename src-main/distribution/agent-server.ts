@@ -1,0 +1,421 @@
+// The server's face to its agents, over HTTP. Two kinds of routes:
+//
+// Files, public like a CDN (the content is the vendor's signed data, and agents verify it themselves),
+// cacheable by any HTTP cache (docs/mirror.md):
+//   GET|HEAD /metadata/timestamp.json        the upstream's timestamp, as verified (short-lived)
+//   GET|HEAD /metadata/<v>.<role>.json       root chain, snapshot, targets (immutable)
+//   GET|HEAD /targets/<dir>/<sha256>.<name>  relayed signed targets (immutable, Range)
+//   GET|HEAD /made/<id>/<name>               server-made incrementals and full files (immutable, Range)
+//   GET      /agents/v1/index.json           the advisory index of the current release
+//
+// Agent endpoints, each authenticated by the agent's own credential (Authorization: Bearer), except
+// enrollment, which takes the enrollment token:
+//   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
+//   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
+//   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release
+//
+// Agent credentials open nothing else: the console is a different server with its own token.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Ajv, type JSONSchemaType } from 'ajv';
+import { describeError } from '../engine/errors.js';
+import type { Distribution, Release } from './release.js';
+import { EnrollmentRefusedError, type AgentRegistry, type AgentReport } from './registry.js';
+
+export interface AgentServiceSettings {
+  /** Seconds between an agent's polls and heartbeats. */
+  pollSeconds: number;
+  /** Longest random wait of an agent between a release notification and its download. */
+  spreadSeconds: number;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface AgentServerOptions {
+  distribution: Distribution;
+  registry: AgentRegistry;
+  settings: () => AgentServiceSettings;
+  log?: (line: string) => void;
+}
+
+const MAX_BODY = 64 * 1024;
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** Metadata and the index change with each release: caches must ask again. */
+const SHORT_LIVED = 'no-cache';
+const PING_MS = 15_000;
+
+const reportSchema: JSONSchemaType<AgentReport> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'hostname', 'addresses', 'components', 'phase', 'pollSeconds'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 100 },
+    hostname: { type: 'string', maxLength: 253 },
+    addresses: {
+      type: 'array',
+      maxItems: 64,
+      items: { type: 'object', additionalProperties: false, required: ['address', 'family'], properties: { address: { type: 'string', maxLength: 64 }, family: { type: 'integer', enum: [4, 6] } } },
+    },
+    components: {
+      type: 'array',
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'version'],
+        properties: {
+          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+          version: { type: 'integer', minimum: 1 },
+          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', nullable: true },
+          method: { type: 'string', maxLength: 16, nullable: true },
+        },
+      },
+    },
+    lastRun: {
+      type: 'object',
+      nullable: true,
+      additionalProperties: false,
+      required: ['result', 'at', 'bytes'],
+      properties: {
+        result: { type: 'string', enum: ['ok', 'failed'] },
+        at: { type: 'string', maxLength: 40 },
+        trigger: { type: 'string', maxLength: 16, nullable: true },
+        method: { type: 'string', maxLength: 16, nullable: true },
+        bytes: { type: 'integer', minimum: 0 },
+        error: { type: 'string', maxLength: 2000, nullable: true },
+      },
+    },
+    phase: { type: 'string', enum: ['idle', 'updating'] },
+    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+  },
+};
+
+interface EnrollRequest {
+  token: string;
+  name: string;
+  hostname: string;
+  pollSeconds?: number;
+}
+const enrollSchema: JSONSchemaType<EnrollRequest> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['token', 'name', 'hostname'],
+  properties: {
+    token: { type: 'string', maxLength: 256 },
+    name: { type: 'string', minLength: 1, maxLength: 100 },
+    hostname: { type: 'string', maxLength: 253 },
+    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400, nullable: true },
+  },
+};
+const ajv = new Ajv({ allErrors: false });
+const validateReport = ajv.compile(reportSchema);
+const validateEnroll = ajv.compile(enrollSchema);
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, cache = 'no-store'): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': cache });
+  res.end(text);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON');
+  }
+}
+
+/** The peer's address without the IPv4-mapped prefix. */
+function peerAddress(req: http.IncomingMessage): string {
+  return (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+}
+
+/**
+ * Send a file with an ETag, conditional GET, HEAD and single-range support (RFC 9110 §14). Immutable
+ * files are named by their hash, which is their ETag.
+ */
+function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, etag: string, cacheControl: string, type = 'application/octet-stream'): void {
+  const size = fs.statSync(file).size;
+  const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
+  if (req.headers['if-none-match'] === `"${etag}"`) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  let start = 0;
+  let end = size - 1;
+  let status = 200;
+  const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+  if (range && (range[1] || range[2]) && (!req.headers['if-range'] || req.headers['if-range'] === `"${etag}"`)) {
+    if (range[1]) {
+      start = Number(range[1]);
+      if (range[2]) end = Math.min(Number(range[2]), size - 1);
+    } else start = Math.max(0, size - Number(range[2]));
+    if (start >= size || start > end) {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    status = 206;
+    headers['content-range'] = `bytes ${start}-${end}/${size}`;
+  }
+  headers['content-length'] = size === 0 ? 0 : end - start + 1;
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD' || size === 0) {
+    res.end();
+    return;
+  }
+  fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
+}
+
+/** Agents' notification streams, by agent id. */
+class Streams {
+  private readonly byAgent = new Map<string, Set<http.ServerResponse>>();
+
+  add(id: string, res: http.ServerResponse): () => void {
+    let set = this.byAgent.get(id);
+    if (!set) this.byAgent.set(id, (set = new Set()));
+    set.add(res);
+    return () => {
+      set.delete(res);
+      if (!set.size) this.byAgent.delete(id);
+    };
+  }
+
+  /** Send an event to every connected agent; returns their ids. */
+  broadcast(event: string, data: unknown): string[] {
+    const message = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const set of this.byAgent.values()) for (const res of set) res.write(message);
+    return [...this.byAgent.keys()];
+  }
+
+  ping(): void {
+    for (const set of this.byAgent.values()) for (const res of set) res.write(': ping\n\n');
+  }
+
+  connected(): number {
+    return this.byAgent.size;
+  }
+
+  endAll(): void {
+    for (const set of this.byAgent.values()) for (const res of set) res.end();
+    this.byAgent.clear();
+  }
+}
+
+export interface AgentServer {
+  /** Base URLs agents can use, one per listening address. */
+  urls: string[];
+  /** Agents with a notification stream open now. */
+  connected(): number;
+  close(): Promise<void>;
+}
+
+export async function startAgentServer(options: AgentServerOptions, listen: ListenAddress[]): Promise<AgentServer> {
+  const { distribution, registry } = options;
+  const log = options.log ?? (() => {});
+  const streams = new Streams();
+  /** ETags of metadata files (named by version, not hash), computed once each. */
+  const etags = new Map<string, string>();
+  const etagOf = (file: string) => {
+    let etag = etags.get(file);
+    if (!etag) etags.set(file, (etag = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')));
+    return etag;
+  };
+
+  const agentOf = async (req: http.IncomingMessage): Promise<string> => {
+    const credential = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const id = credential ? await registry.authenticate(credential) : undefined;
+    if (!id) throw new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
+    return id;
+  };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://agents');
+    const { pathname } = url;
+    const release = distribution.current();
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      if (pathname === '/metadata/timestamp.json') {
+        if (!release) throw new HttpError(404, 'the server has no release yet');
+        const etag = crypto.createHash('sha256').update(release.timestamp).digest('hex');
+        if (req.headers['if-none-match'] === `"${etag}"`) {
+          res.writeHead(304, { etag: `"${etag}"`, 'cache-control': SHORT_LIVED }).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': release.timestamp.length, etag: `"${etag}"`, 'cache-control': SHORT_LIVED });
+        res.end(req.method === 'HEAD' ? undefined : release.timestamp);
+        return;
+      }
+      const metadata = /^\/metadata\/([^/]+)$/.exec(pathname);
+      if (metadata) {
+        const file = distribution.metadataFile(metadata[1]!);
+        if (!file) throw new HttpError(404, 'no such metadata');
+        sendFile(req, res, file, etagOf(file), IMMUTABLE, 'application/json');
+        return;
+      }
+      if (pathname.startsWith('/targets/')) {
+        const target = pathname.slice('/targets/'.length);
+        const file = distribution.targetFile(target);
+        if (!file) throw new HttpError(404, 'the server does not hold this file');
+        sendFile(req, res, file, /([0-9a-f]{64})\.[^/]*$/.exec(target)![1]!, IMMUTABLE);
+        return;
+      }
+      const made = /^\/made\/([a-z0-9][a-z0-9-]{0,63})\/([^/]+)$/.exec(pathname);
+      if (made) {
+        const file = await distribution.made.get(made[1]!, made[2]!);
+        if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
+        sendFile(req, res, file.file, file.sha256, IMMUTABLE);
+        return;
+      }
+      if (pathname === '/agents/v1/index.json' && req.method === 'GET') {
+        if (!release) throw new HttpError(404, 'the server has no release yet');
+        sendJson(res, 200, release.index, SHORT_LIVED);
+        return;
+      }
+      if (pathname === '/agents/v1/events' && req.method === 'GET') {
+        const id = await agentOf(req);
+        await registry.seen(id, peerAddress(req));
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+        const { pollSeconds, spreadSeconds } = options.settings();
+        res.write(`event: hello\ndata: ${JSON.stringify({ release: release?.index.release ?? 0, pollSeconds, spreadSeconds })}\n\n`);
+        const remove = streams.add(id, res);
+        req.on('close', remove);
+        return;
+      }
+    }
+    if (req.method === 'POST') {
+      if (pathname === '/agents/v1/enroll') {
+        const body = await readJson(req);
+        if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
+        const { pollSeconds, spreadSeconds } = options.settings();
+        let enrolled: { id: string; credential: string };
+        try {
+          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address: peerAddress(req), pollSeconds: body.pollSeconds ?? pollSeconds });
+        } catch (error) {
+          if (error instanceof EnrollmentRefusedError) {
+            log(`refused an agent enrollment from ${peerAddress(req)} (name "${body.name}"): wrong or rotated enrollment token`);
+            throw new HttpError(401, 'the enrollment token is wrong or was rotated; get the current one with `bulwark agents token` on the server');
+          }
+          throw error;
+        }
+        log(`agent "${body.name}" enrolled from ${peerAddress(req)}`);
+        const root = distribution.newestRoot();
+        sendJson(res, 200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds });
+        return;
+      }
+      if (pathname === '/agents/v1/report') {
+        const id = await agentOf(req);
+        const body = await readJson(req);
+        if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
+        await registry.report(id, body, peerAddress(req));
+        const { pollSeconds, spreadSeconds } = options.settings();
+        sendJson(res, 200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
+        return;
+      }
+    }
+    if (!['GET', 'HEAD', 'POST'].includes(req.method ?? '')) {
+      res.writeHead(405, { allow: 'GET, HEAD, POST' }).end();
+      return;
+    }
+    throw new HttpError(404, 'not found');
+  };
+
+  const onRequest: http.RequestListener = (req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
+      else {
+        log(`agents: ${req.method} ${req.url} failed: ${describeError(error)}`);
+        sendJson(res, 500, { error: 'internal error; see the server log' });
+      }
+    });
+  };
+
+  const onRelease = (current: Release, { news }: { news: boolean }) => {
+    if (!news) return;
+    const ids = streams.broadcast('release', { release: current.index.release, spreadSeconds: options.settings().spreadSeconds });
+    registry.markNotified(ids, current.index.release).catch((error: unknown) => log(`agents: cannot record notifications: ${describeError(error)}`));
+    log(`distribution: ${ids.length} connected agent${ids.length === 1 ? '' : 's'} notified of release ${current.index.release}`);
+  };
+  distribution.on('release', onRelease);
+  const ping = setInterval(() => streams.ping(), PING_MS);
+  ping.unref();
+
+  const servers: http.Server[] = [];
+  const urls: string[] = [];
+  try {
+    for (const address of listen) {
+      const server = http.createServer(onRequest);
+      server.keepAliveTimeout = 65_000;
+      // Notification streams are long-lived by design; a request's head still has a deadline.
+      server.requestTimeout = 0;
+      server.headersTimeout = 30_000;
+      await listenOn(server, address);
+      servers.push(server);
+      const bound = server.address() as AddressInfo;
+      urls.push(`http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}/`);
+    }
+  } catch (error) {
+    distribution.off('release', onRelease);
+    clearInterval(ping);
+    for (const server of servers) server.close();
+    throw error;
+  }
+  return {
+    urls,
+    connected: () => streams.connected(),
+    close: async () => {
+      distribution.off('release', onRelease);
+      clearInterval(ping);
+      streams.endAll();
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.closeAllConnections();
+              s.close(() => resolve());
+            }),
+        ),
+      );
+    },
+  };
+}
+
+/** Listen on one address; "::" also takes IPv4 (dual stack), or falls back to 0.0.0.0 on a host without IPv6. */
+function listenOn(server: http.Server, address: ListenAddress): Promise<void> {
+  const attempt = (host: string) =>
+    new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      server.once('error', onError);
+      server.listen({ host, port: address.port, ipv6Only: false }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+  return attempt(address.host).catch((error: NodeJS.ErrnoException) => {
+    if (address.host === '::' && (error.code === 'EAFNOSUPPORT' || error.code === 'EADDRNOTAVAIL')) return attempt('0.0.0.0');
+    throw error;
+  });
+}

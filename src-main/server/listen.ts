@@ -1,0 +1,20 @@
+// Listening addresses as people write them: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0".
+import { UsageError } from '../engine/errors.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Parse ADDRESS:PORT; `what` names the flag or setting in the error ("--listen", "--agents-listen"). */
+export function parseListen(text: string, what = '--listen'): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());
+  const port = Number(match?.[3]);
+  if (!match || !(port >= 0 && port <= 65535)) throw new UsageError(`${what} "${text}" must be ADDRESS:PORT, e.g. 127.0.0.1:8080 or [::1]:8080`);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** The form parseListen reads. */
+export function formatListen({ host, port }: ListenAddress): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
