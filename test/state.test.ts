@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Distribution } from '../src-main/distribution/release.js';
 import { Engine } from '../src-main/engine/engine.js';
+import { ComponentStore } from '../src-main/engine/store.js';
 import type { RunRecord } from '../src-main/engine/history.js';
 import { Settings } from '../src-main/engine/settings.js';
 import { isBusy, StateMachine, type EngineState, type EngineStateType } from '../src-main/engine/state.js';
@@ -130,10 +132,11 @@ describe('Engine runs', () => {
 
   const timestampRequests = () => source.requests.filter((r) => r.endsWith('/timestamp.json')).length;
 
+  /** A server's engine: it distributes to agents, so new components pass through 'distributing'. */
   function engineFor(url = source.url): { engine: Engine; settings: Settings; states: EngineState[] } {
     const settings = Settings.open(dataDir);
     settings.set('source', { url, trustedRoot: source.rootFile });
-    engine = new Engine({ dataDir, settings });
+    engine = new Engine({ dataDir, settings, distributor: new Distribution(dataDir, new ComponentStore(dataDir)) });
     const states: EngineState[] = [];
     engine.on('state', (s) => states.push(s));
     return { engine, settings, states };
@@ -171,7 +174,7 @@ describe('Engine runs', () => {
     expect(states[1]).toMatchObject({ type: 'downloading', trigger: 'manual', component: 'virus-pattern', index: 0, total: 1, method: 'full' });
     expect(states[2]).toMatchObject({ type: 'applying', component: 'virus-pattern', index: 0, total: 1 });
     expect((states[2] as Extract<EngineState, { type: 'applying' }>).bytes).toBeGreaterThan(0);
-    expect(fs.existsSync(path.join(dataDir, 'distribution', 'manifest.json'))).toBe(true);
+    expect(JSON.parse(fs.readFileSync(path.join(dataDir, 'distribution', 'release.json'), 'utf8')).index.components).toMatchObject([{ id: 'virus-pattern', version: 171 }]);
     expect(engine.state).toEqual({ type: 'idle' });
 
     states.length = 0;
@@ -190,6 +193,17 @@ describe('Engine runs', () => {
     const collapsed = states.map((s) => s.type).filter((t, i, all) => t !== all[i - 1]);
     expect(collapsed).toEqual(['checking', 'downloading', 'applying', 'distributing', 'idle']);
     expect(states[1]).toMatchObject({ type: 'downloading', method: 'incremental' });
+  });
+
+  it('without agents to hand the result to (a one-off update, an agent) goes applying -> idle', async () => {
+    const settings = Settings.open(dataDir);
+    settings.set('source', { url: source.url, trustedRoot: source.rootFile });
+    engine = new Engine({ dataDir, settings });
+    const states: EngineStateType[] = [];
+    engine.on('state', (s) => states.push(s.type));
+    expect((await engine.update()).result).toBe('ok');
+    expect(states).toEqual(['checking', 'downloading', 'applying', 'idle']);
+    expect(fs.existsSync(path.join(dataDir, 'distribution'))).toBe(false);
   });
 
   it('ends in failed with the error when the source is unreachable, and the next update goes failed -> checking', async () => {

@@ -5,12 +5,13 @@
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConsoleService } from '../console/service.js';
-import { startDemoSource, useDemoSource, type DemoSource } from '../demo/demo.js';
-import { Engine } from '../engine/engine.js';
+import type { ConsoleService } from '../console/service.js';
+import { startDemoAgents, startDemoSource, useDemoSource, type DemoSource } from '../demo/demo.js';
+import type { Engine } from '../engine/engine.js';
 import { describeError, SettingsError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { Settings } from '../engine/settings.js';
+import { startServer, type BulwarkServer } from '../server/server.js';
 import type { DesktopAdapter, TrayHandle, WindowHandle, WindowSpec } from './adapter.js';
 import { serveConsoleOverIpc } from './ipc.js';
 import { loginItemFor } from './login-item.js';
@@ -174,14 +175,11 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   const settingsDir = demoSource ? path.join(demoSource.dir, 'desktop') : adapter.userDataDir();
   const dataDir = path.join(settingsDir, 'data');
   let settings: Settings;
-  let engine: Engine;
   try {
     // The proxy password is stored encrypted with the OS account's key where the system has one.
     settings = Settings.open(settingsDir, adapter.secretCodec(), adapter.settingsStore);
     if (settings.recovered) log(settings.recovered);
     if (demoSource) useDemoSource(settings, demoSource);
-    // The engine's files get their own directory, apart from Chromium's caches in userData.
-    engine = new Engine({ dataDir, settings, log });
   } catch (error) {
     return fail(error);
   }
@@ -219,10 +217,12 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     log(`cannot read whether Bulwark starts at login: ${describeError(error)}`);
   }
 
-  // ---- Engine events: the tray and notifications (attached before start, to see the first run) ----
+  // ---- Engine events: the tray and notifications (attached before the engine starts, to see the first run) ----
   let tray: TrayHandle | undefined;
   let shownTray = '';
-  const currentTrayModel = () => trayModel(engine.state, { startAtLogin: settings.data.startAtLogin, reminders: engine.status().reminders });
+  let currentEngine: Engine | undefined;
+  const currentTrayModel = () =>
+    trayModel(currentEngine?.state ?? { type: 'idle' }, { startAtLogin: settings.data.startAtLogin, reminders: currentEngine?.status().reminders ?? [] });
   const refreshTray = () => {
     if (!tray) return;
     const model = currentTrayModel();
@@ -241,37 +241,42 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
         log(`${what} failed: ${describeError(error)}`);
       }
     };
-  let previousRun = engine.history.last();
-  engine.on('state', guarded('updating the tray', refreshTray));
-  engine.on('network', guarded('updating the tray', refreshTray));
-  engine.on(
-    'run',
-    guarded('notifying', (run: RunRecord) => {
-      for (const notification of notificationsFor(run, previousRun, settings.data.notifications)) {
-        adapter.showNotification(notification, () => void openConsole());
-      }
-      previousRun = run;
-    }),
-  );
+  const followEngine = (engine: Engine) => {
+    currentEngine = engine;
+    let previousRun = engine.history.last();
+    engine.on('state', guarded('updating the tray', refreshTray));
+    engine.on('network', guarded('updating the tray', refreshTray));
+    engine.on(
+      'run',
+      guarded('notifying', (run: RunRecord) => {
+        for (const notification of notificationsFor(run, previousRun, settings.data.notifications)) {
+          adapter.showNotification(notification, () => void openConsole());
+        }
+        previousRun = run;
+      }),
+    );
+  };
   const stopTrayFollowingSettings = settings.onChange(guarded('updating the tray', refreshTray));
 
-  let startupRun: Promise<RunRecord | undefined>;
+  // ---- The server: engine, agents, control channel (the same assembly as `bulwark serve`) ----
+  let server: BulwarkServer;
   try {
-    // start() locks the data directory synchronously (a running `bulwark serve` makes it throw here)
-    // and then runs the start-up update, which is not awaited: the window should not wait for downloads.
-    startupRun = engine.start().catch((error: unknown) => {
-      log(`start-up update failed: ${describeError(error)}`);
-      return undefined;
-    });
+    // The engine locks the data directory as it starts (a running `bulwark serve` makes this fail)
+    // and runs the start-up update, which is not awaited: the window should not wait for downloads.
+    server = await startServer({ dataDir, settings, log, host: 'desktop', applyStartAtLogin, beforeStart: (engine) => followEngine(engine) });
   } catch (error) {
     stopTrayFollowingSettings();
     return fail(error);
   }
-  const runningEngine = engine;
+  const { engine, service } = server;
+  const startupRun: Promise<RunRecord | undefined> = server.startup.catch((error: unknown) => {
+    log(`start-up update failed: ${describeError(error)}`);
+    return undefined;
+  });
   const runningDemo = demoSource;
+  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : [];
 
   // ---- The console API over IPC, for our windows only ----
-  const service = new ConsoleService({ engine, settings, dataDir, host: 'desktop', applyStartAtLogin });
   const stopEvents = serveConsoleOverIpc(adapter, service, {
     windows: () => Object.values(windows).filter((window): window is WindowHandle => window !== undefined),
     appPageUrl: pathToFileURL(options.page).href,
@@ -292,7 +297,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   const onTrayAction = (action: TrayAction) => {
     switch (action) {
       case 'update-now':
-        runningEngine.update('manual').catch((error: unknown) => log(`update failed: ${describeError(error)}`));
+        engine.update('manual').catch((error: unknown) => log(`update failed: ${describeError(error)}`));
         return;
       case 'open-console':
         openConsole();
@@ -317,7 +322,8 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     stopTrayFollowingSettings();
     tray?.destroy();
     try {
-      await runningEngine.stop();
+      await Promise.all(demoAgents.map((agent) => agent.stop()));
+      await server.stop();
     } finally {
       await runningDemo?.stop();
     }

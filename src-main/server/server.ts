@@ -31,6 +31,8 @@ export interface ServerOptions {
   console?: ListenAddress & { rendererDir: string };
   /** The desktop shell applies "start at login" to the system when it is saved. */
   applyStartAtLogin?: (enabled: boolean) => void;
+  /** Called with the engine before it starts, so a host's listeners see the start-up run. */
+  beforeStart?: (engine: Engine) => void;
 }
 
 export interface BulwarkServer {
@@ -60,6 +62,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const engine = new Engine({ dataDir, settings, log, distributor: distribution });
   let startup: Promise<RunRecord>;
   try {
+    options.beforeStart?.(engine);
     startup = engine.start();
   } catch (error) {
     await registry.close();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { consolePaths, startDesktopApp, type DesktopApp, type DesktopAppOptions } from '../../src-main/electron/desktop-app.js';
 import type { AppEvent, CloseRequest, DesktopAdapter, TrayHandle, WindowHandle, WindowSpec } from '../../src-main/electron/adapter.js';
 import Conf from 'conf';
-import type { SecretCodec, SettingsData, SettingsStoreFactory } from '../../src-main/engine/settings.js';
+import { DEFAULT_SETTINGS, Settings, type SecretCodec, type SettingsData, type SettingsStoreFactory } from '../../src-main/engine/settings.js';
 import type { DesktopNotification } from '../../src-main/electron/notifications.js';
 import type { IpcSenderInfo } from '../../src-main/electron/security.js';
 import type { TrayAction, TrayMenuItem, TrayModel } from '../../src-main/electron/tray-menu.js';
@@ -272,6 +272,15 @@ export function tempDir(prefix = 'bulwark-shell-'): string {
   return dir;
 }
 
+/**
+ * A fresh userData whose settings serve agents on loopback (any free port), not on every address at
+ * the default port: test apps run side by side and must not be reachable from outside.
+ */
+function withAgentsOnLoopback(userData: string): string {
+  Settings.open(userData).set('distribution', { ...DEFAULT_SETTINGS.distribution, listen: ['127.0.0.1:0'] });
+  return userData;
+}
+
 /** Start the desktop app on a fake Electron; by default on Linux, with its own userData and XDG_CONFIG_HOME. */
 export async function startOnFake(
   options: { desktop?: FakeDesktop; userData?: string; configHome?: string; app?: Partial<DesktopAppOptions> } = {},
@@ -284,7 +293,7 @@ export async function startOnFake(
 export async function startOnFakeMaybe(
   options: { desktop?: FakeDesktop; userData?: string; configHome?: string; app?: Partial<DesktopAppOptions> } = {},
 ): Promise<Started> {
-  const userData = options.userData ?? tempDir();
+  const userData = options.userData ?? withAgentsOnLoopback(tempDir());
   const configHome = options.configHome ?? tempDir('bulwark-xdg-');
   const desktop = options.desktop ?? new FakeDesktop(userData);
   const logs: string[] = [];
