@@ -284,6 +284,12 @@ export class Agent {
             this.applyServerSettings(hello ?? {});
             // A poll after every (re)connect: releases announced while the stream was down are caught now.
             this.afterSpread('schedule', hello?.release);
+          } else if (event.event === 'update') {
+            // The server's operator asked its agents to update now.
+            const update = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
+            this.applyServerSettings(update ?? {});
+            this.log('the server asked for an update');
+            this.afterSpread('notification', update?.release);
           } else if (event.event === 'release') {
             const release = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
             this.applyServerSettings(release ?? {});

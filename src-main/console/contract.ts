@@ -85,6 +85,65 @@ export interface SettingsView {
   host: 'desktop' | 'browser';
 }
 
+export type AgentStateView = 'current' | 'outdated' | 'notified' | 'updating' | 'failed' | 'unreachable';
+
+export interface AgentCountsView {
+  total: number;
+  current: number;
+  /** Notified agents count here too: they have not started yet. */
+  outdated: number;
+  updating: number;
+  failed: number;
+  unreachable: number;
+}
+
+/** The agent service at a glance (in every snapshot). */
+export interface AgentsSummary {
+  /** Agents are served (the setting); false when turned off. */
+  enabled: boolean;
+  /** Where agents connect, when serving. */
+  urls: string[];
+  /** Why agents cannot be served, when enabled but not serving. */
+  error?: string;
+  counts: AgentCountsView;
+  /** The release agents are offered now. */
+  release: number | null;
+}
+
+export interface AgentView {
+  id: string;
+  name: string;
+  hostname: string;
+  /** The address its last request came from. */
+  address: string;
+  /** Address families of its own interfaces. */
+  families: (4 | 6)[];
+  versions: { id: string; version: number; method?: string }[];
+  state: AgentStateView;
+  lastSeen: string;
+  lastRun: { result: 'ok' | 'failed'; at: string; trigger?: string; method?: string; bytes: number; error?: string } | null;
+  ring: string;
+}
+
+export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
+
+export interface AgentsQuery {
+  /** Case-insensitive text matched against name, host name, address and error. */
+  filter?: string;
+  state?: AgentStateView;
+  sort?: AgentSort;
+  descending?: boolean;
+  /** At most this many rows (default 500). */
+  limit?: number;
+}
+
+export interface AgentsPage {
+  summary: AgentsSummary;
+  /** Agents matching the query (before the limit). */
+  matching: number;
+  agents: AgentView[];
+}
+
 export interface Snapshot {
   state: EngineStateView;
   components: ComponentView[];
@@ -93,6 +152,8 @@ export interface Snapshot {
   history: RunView[];
   reminders: Reminder[];
   settings: SettingsView;
+  /** The agents at a glance; null where this console has no agent service (never for a server). */
+  agents: AgentsSummary | null;
   /** Offered schedule intervals, for the settings form. */
   scheduleChoices: { minutes: number[]; hours: number[] };
 }
@@ -124,10 +185,15 @@ export interface ConsoleMethods {
   /** Import a trusted root.json given as text; returns where it was stored (use as source.trustedRoot). */
   importTrustedRoot: { params: { fileName: string; contents: string }; result: { ok: true; path: string } | { ok: false; message: string } };
   testConnection: { params: { url?: string; proxy?: { enabled: boolean; host: string; port: number; username: string; password?: string } }; result: ConnectionTestResult };
+  agents: { params: AgentsQuery; result: AgentsPage };
+  /** Ask every connected agent to update now. */
+  updateAgentsNow: { params: void; result: { asked: number } };
+  /** The token new agents enroll with; `rotate` replaces it first. */
+  enrollmentToken: { params: { rotate: boolean }; result: { token: string } };
 }
 
 export type ConsoleMethod = keyof ConsoleMethods;
-export const CONSOLE_METHODS: readonly ConsoleMethod[] = ['snapshot', 'updateNow', 'saveSettings', 'importTrustedRoot', 'testConnection'];
+export const CONSOLE_METHODS: readonly ConsoleMethod[] = ['snapshot', 'updateNow', 'saveSettings', 'importTrustedRoot', 'testConnection', 'agents', 'updateAgentsNow', 'enrollmentToken'];
 
 export interface ProgressView {
   stage: 'checking' | 'downloading' | 'applying' | 'component-done';
@@ -145,10 +211,12 @@ export interface ConsoleEvents {
   run: RunView;
   /** Something besides the engine state changed (settings, reminders): fetch a new snapshot. */
   changed: { reason: string };
+  /** The agents changed (a report, an enrollment, a stream opened or closed): the new counts. */
+  agents: AgentCountsView;
 }
 
 export type ConsoleEvent = keyof ConsoleEvents;
-export const CONSOLE_EVENTS: readonly ConsoleEvent[] = ['state', 'progress', 'run', 'changed'];
+export const CONSOLE_EVENTS: readonly ConsoleEvent[] = ['state', 'progress', 'run', 'changed', 'agents'];
 
 /** What the renderer holds: one implementation over IPC, one over HTTP. */
 export interface ConsoleApi {

@@ -16,10 +16,16 @@ import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
 import type { AgentServer } from '../distribution/agent-server.js';
+import type { AgentRow, AgentsOverview } from '../distribution/overview.js';
 import type { AgentRegistry } from '../distribution/registry.js';
 import type { Distribution } from '../distribution/release.js';
 import {
   CONSOLE_METHODS,
+  type AgentsPage,
+  type AgentsQuery,
+  type AgentsSummary,
+  type AgentStateView,
+  type AgentView,
   type ConsoleEvent,
   type ConsoleEvents,
   type ConsoleMethod,
@@ -93,6 +99,19 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
     additionalProperties: false,
     properties: { url: { type: 'string', maxLength: 2048 }, proxy: proxyShape },
   },
+  agents: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      filter: { type: 'string', maxLength: 200 },
+      state: { enum: ['current', 'outdated', 'notified', 'updating', 'failed', 'unreachable'] },
+      sort: { enum: ['name', 'state', 'address', 'lastSeen'] },
+      descending: { type: 'boolean' },
+      limit: { type: 'integer', minimum: 1, maximum: 5000 },
+    },
+  },
+  updateAgentsNow: { type: 'null' },
+  enrollmentToken: { type: 'object', required: ['rotate'], additionalProperties: false, properties: { rotate: { type: 'boolean' } } },
 };
 
 const ajv = new Ajv({ allErrors: false });
@@ -112,6 +131,7 @@ export interface ConsoleServiceOptions {
 export interface AgentsAccess {
   registry: AgentRegistry;
   distribution: Distribution;
+  overview: AgentsOverview;
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
@@ -128,6 +148,7 @@ export class ConsoleService {
     engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
     engine.on('run', (run) => this.emit('run', run));
     engine.on('network', () => this.emit('changed', { reason: 'network' }));
+    options.agents?.overview.on('change', () => this.emit('agents', options.agents!.overview.counts));
     settings.onChange((key) => this.emit('changed', { reason: `settings.${key}` }));
   }
 
@@ -161,7 +182,50 @@ export class ConsoleService {
         return this.importTrustedRoot(value as ConsoleMethods['importTrustedRoot']['params']);
       case 'testConnection':
         return this.testConnection(value as ConsoleMethods['testConnection']['params']);
+      case 'agents':
+        return this.agentsPage(value as AgentsQuery);
+      case 'updateAgentsNow':
+        return { asked: (await this.options.agents?.server?.askToUpdate()) ?? 0 };
+      case 'enrollmentToken': {
+        const registry = this.agentsAccess().registry;
+        return { token: (value as { rotate: boolean }).rotate ? await registry.rotateToken() : await registry.enrollmentToken() };
+      }
     }
+  }
+
+  private agentsAccess(): AgentsAccess {
+    if (!this.options.agents) throw new ApiError(404, 'this console has no agent service');
+    return this.options.agents;
+  }
+
+  agentsSummary(): AgentsSummary | null {
+    const agents = this.options.agents;
+    if (!agents) return null;
+    return {
+      enabled: this.options.settings.data.distribution.enabled,
+      urls: agents.server?.urls ?? [],
+      ...(agents.error ? { error: agents.error } : {}),
+      counts: agents.overview.counts,
+      release: agents.distribution.current()?.index.release ?? null,
+    };
+  }
+
+  private agentsPage(query: AgentsQuery): AgentsPage {
+    const { overview } = this.agentsAccess();
+    const text = query.filter?.trim().toLowerCase() ?? '';
+    const rows = overview.rows.filter(
+      (row) =>
+        (!query.state || row.state === query.state) &&
+        (!text || [row.name, row.hostname, row.address, row.lastRun?.error ?? ''].some((field) => field.toLowerCase().includes(text))),
+    );
+    const sort = query.sort ?? 'state';
+    const key = (row: AgentRow): string | number => (sort === 'lastSeen' ? Date.parse(row.lastSeen) : sort === 'state' ? STATE_ORDER[row.state] : row[sort].toLowerCase());
+    rows.sort((a, b) => {
+      const [x, y] = [key(a), key(b)];
+      const order = x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name);
+      return query.descending ? -order : order;
+    });
+    return { summary: this.agentsSummary()!, matching: rows.length, agents: rows.slice(0, query.limit ?? 500).map(agentView) };
   }
 
   snapshot(): Snapshot {
@@ -189,10 +253,29 @@ export class ConsoleService {
       lastRun: status.lastRun ?? null,
       nextRun: status.nextRun,
       history,
-      reminders: status.reminders,
+      reminders: [...status.reminders, ...this.agentReminders()],
       settings: this.settingsView(),
+      agents: this.agentsSummary(),
       scheduleChoices: { minutes: [...MINUTE_INTERVALS], hours: [...HOUR_INTERVALS] },
     };
+  }
+
+  /** Reminders about the agents: the service could not start, agents gone silent or on the other address family. */
+  agentReminders(): Reminder[] {
+    const agents = this.options.agents;
+    if (!agents) return [];
+    const reminders: Reminder[] = [];
+    if (agents.error) {
+      reminders.push({
+        id: 'agents-service',
+        severity: 'error',
+        title: 'Agents cannot connect to this server',
+        body: sentenceCase(agents.error) + '.',
+        action: 'Free that address or choose another with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
+      });
+    }
+    const network = this.options.engine.status().network;
+    return [...reminders, ...agents.overview.reminders({ stack: network?.stack.kind, url: agents.server?.urls[0] })];
   }
 
   private updateNow(): { joined: boolean } {
@@ -262,6 +345,28 @@ export class ConsoleService {
     const proxy = params.proxy ? { ...params.proxy, password: params.proxy.password ?? data.proxy.password } : data.proxy;
     return testConnection({ url: params.url || data.source.url, proxy });
   }
+}
+
+/** The state column sorts by urgency. */
+const STATE_ORDER: Record<AgentStateView, number> = { failed: 0, unreachable: 1, outdated: 2, notified: 3, updating: 4, current: 5 };
+
+function agentView(row: AgentRow): AgentView {
+  return {
+    id: row.id,
+    name: row.name,
+    hostname: row.hostname,
+    address: row.address,
+    families: row.families,
+    versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: c.method } : {}) })),
+    state: row.state,
+    lastSeen: row.lastSeen,
+    lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
+    ring: row.ring,
+  };
+}
+
+function sentenceCase(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 function progressView(progress: RunProgress): ProgressView {

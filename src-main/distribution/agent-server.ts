@@ -12,7 +12,8 @@
 // enrollment, which takes the enrollment token:
 //   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
 //   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
-//   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release
+//   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release,
+//                             "update" when asked to update now (the console's "Update agents now")
 //
 // Agent credentials open nothing else: the console is a different server with its own token.
 import crypto from 'node:crypto';
@@ -40,6 +41,8 @@ export interface AgentServerOptions {
   distribution: Distribution;
   registry: AgentRegistry;
   settings: () => AgentServiceSettings;
+  /** An agent enrolled, reported, connected or went away. */
+  onAgentsChanged?: () => void;
   log?: (line: string) => void;
 }
 
@@ -227,12 +230,15 @@ export interface AgentServer {
   urls: string[];
   /** Agents with a notification stream open now. */
   connected(): number;
+  /** Ask every connected agent to update now (each still waits its random spread); returns how many were asked. */
+  askToUpdate(): Promise<number>;
   close(): Promise<void>;
 }
 
 export async function startAgentServer(options: AgentServerOptions, listen: ListenAddress[]): Promise<AgentServer> {
   const { distribution, registry } = options;
   const log = options.log ?? (() => {});
+  const changed = options.onAgentsChanged ?? (() => {});
   const streams = new Streams();
   /** ETags of metadata files (named by version, not hash), computed once each. */
   const etags = new Map<string, string>();
@@ -298,7 +304,11 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         const { pollSeconds, spreadSeconds } = options.settings();
         res.write(`event: hello\ndata: ${JSON.stringify({ release: release?.index.release ?? 0, pollSeconds, spreadSeconds })}\n\n`);
         const remove = streams.add(id, res);
-        req.on('close', remove);
+        changed();
+        req.on('close', () => {
+          remove();
+          changed();
+        });
         return;
       }
     }
@@ -318,6 +328,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
           throw error;
         }
         log(`agent "${body.name}" enrolled from ${peerAddress(req)}`);
+        changed();
         const root = distribution.newestRoot();
         sendJson(res, 200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds });
         return;
@@ -327,6 +338,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         const body = await readJson(req);
         if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
         await registry.report(id, body, peerAddress(req));
+        changed();
         const { pollSeconds, spreadSeconds } = options.settings();
         sendJson(res, 200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
         return;
@@ -356,7 +368,9 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const onRelease = (current: Release, { news }: { news: boolean }) => {
     if (!news) return;
     const ids = streams.broadcast('release', { release: current.index.release, spreadSeconds: options.settings().spreadSeconds });
-    registry.markNotified(ids, current.index.release).catch((error: unknown) => log(`agents: cannot record notifications: ${describeError(error)}`));
+    registry
+      .markNotified(ids, current.index.release)
+      .then(changed, (error: unknown) => log(`agents: cannot record notifications: ${describeError(error)}`));
     log(`distribution: ${ids.length} connected agent${ids.length === 1 ? '' : 's'} notified of release ${current.index.release}`);
   };
   distribution.on('release', onRelease);
@@ -386,6 +400,13 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   return {
     urls,
     connected: () => streams.connected(),
+    askToUpdate: async () => {
+      const release = distribution.current()?.index.release ?? 0;
+      const ids = streams.broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds });
+      await registry.markNotified(ids, release);
+      changed();
+      return ids.length;
+    },
     close: async () => {
       distribution.off('release', onRelease);
       clearInterval(ping);

@@ -220,9 +220,13 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   // ---- Engine events: the tray and notifications (attached before the engine starts, to see the first run) ----
   let tray: TrayHandle | undefined;
   let shownTray = '';
-  let currentEngine: Engine | undefined;
+  let running: BulwarkServer | undefined;
   const currentTrayModel = () =>
-    trayModel(currentEngine?.state ?? { type: 'idle' }, { startAtLogin: settings.data.startAtLogin, reminders: currentEngine?.status().reminders ?? [] });
+    trayModel(running?.engine.state ?? { type: 'idle' }, {
+      startAtLogin: settings.data.startAtLogin,
+      reminders: running ? [...running.engine.status().reminders, ...running.service.agentReminders()] : [],
+      ...(running ? { agents: running.overview.counts } : {}),
+    });
   const refreshTray = () => {
     if (!tray) return;
     const model = currentTrayModel();
@@ -242,7 +246,6 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
       }
     };
   const followEngine = (engine: Engine) => {
-    currentEngine = engine;
     let previousRun = engine.history.last();
     engine.on('state', guarded('updating the tray', refreshTray));
     engine.on('network', guarded('updating the tray', refreshTray));
@@ -268,6 +271,8 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     stopTrayFollowingSettings();
     return fail(error);
   }
+  running = server;
+  server.overview.on('change', guarded('updating the tray', refreshTray));
   const { engine, service } = server;
   const startupRun: Promise<RunRecord | undefined> = server.startup.catch((error: unknown) => {
     log(`start-up update failed: ${describeError(error)}`);

@@ -54,7 +54,18 @@ export function statusLine(state: EngineState): string {
   }
 }
 
-export function trayModel(state: EngineState, options: { startAtLogin: boolean; reminders?: readonly { title: string }[] }): TrayModel {
+/** The agents line of the menu: how many are not current yet. */
+export function agentsLine(agents: { total: number; current: number }): string {
+  if (agents.total === 0) return 'No agents yet';
+  const behind = agents.total - agents.current;
+  if (behind === 0) return agents.total === 1 ? 'The agent is current' : `All ${agents.total} agents current`;
+  return `${behind} of ${agents.total} agent${agents.total === 1 ? '' : 's'} outdated`;
+}
+
+export function trayModel(
+  state: EngineState,
+  options: { startAtLogin: boolean; reminders?: readonly { title: string }[]; agents?: { total: number; current: number } },
+): TrayModel {
   const icon = trayIconState(state);
   const status = statusLine(state);
   // The most pressing reminder (IPv4/IPv6, proxy...) rides along in the tooltip, where it is seen.
@@ -65,6 +76,7 @@ export function trayModel(state: EngineState, options: { startAtLogin: boolean; 
     tooltip: reminder ? `${truncate(head, 60)}\n⚠ ${truncate(reminder.title, MAX_TOOLTIP_CHARS - 64)}` : truncate(head, MAX_TOOLTIP_CHARS),
     menu: [
       { type: 'normal', label: status, enabled: false },
+      ...(options.agents ? [{ type: 'normal', label: agentsLine(options.agents), enabled: true, action: 'open-console' } as const] : []),
       // While an update runs, another request would only join it.
       { type: 'normal', label: 'Update Now', enabled: icon !== 'updating', action: 'update-now' },
       { type: 'normal', label: 'Open Console', enabled: true, action: 'open-console' },

@@ -11,6 +11,7 @@ import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
 import { startAgentServer, type AgentServer } from '../distribution/agent-server.js';
+import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { Distribution } from '../distribution/release.js';
 import { Engine } from '../engine/engine.js';
@@ -40,6 +41,7 @@ export interface BulwarkServer {
   readonly service: ConsoleService;
   readonly distribution: Distribution;
   readonly registry: AgentRegistry;
+  readonly overview: AgentsOverview;
   /** Serving agents, unless turned off or its address could not be taken (see agentServiceError). */
   readonly agentServer: AgentServer | undefined;
   readonly agentServiceError: string | undefined;
@@ -69,13 +71,15 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     throw error;
   }
 
+  const overview = new AgentsOverview(registry, distribution, log);
+  await overview.start();
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined;
   const { distribution: serving } = settings.data;
   if (serving.enabled) {
     const listen = agentListenAddresses(settings);
     try {
-      agentServer = await startAgentServer({ distribution, registry, settings: () => settings.data.distribution, log }, listen);
+      agentServer = await startAgentServer({ distribution, registry, settings: () => settings.data.distribution, onAgentsChanged: () => overview.changed(), log }, listen);
       log(`serving agents at ${agentServer.urls.join(', ')}`);
     } catch (error) {
       // The server still updates itself; the console and status say why agents cannot connect.
@@ -94,7 +98,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
@@ -102,6 +106,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     await consoleServer?.close();
     await control?.close();
     await agentServer?.close();
+    overview.stop();
     await engine.stop();
     await registry.close();
   };
@@ -113,5 +118,5 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
       throw error;
     }
   }
-  return { engine, service, distribution, registry, agentServer, agentServiceError, consoleServer, startup, stop: stopAll };
+  return { engine, service, distribution, registry, overview, agentServer, agentServiceError, consoleServer, startup, stop: stopAll };
 }

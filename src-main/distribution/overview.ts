@@ -1,0 +1,123 @@
+// The server's running picture of its agents, for the console, the tray and the reminders: every
+// agent with its state against the current release (agent-status.ts), the counts, and the reminders
+// that follow. Reloaded from the registry shortly after agents report (a burst costs one reload) and
+// every half minute, since "unreachable" comes with the passing of time rather than with an event.
+import { EventEmitter } from 'node:events';
+import type { Reminder } from '../engine/reminders.js';
+import type { Family, StackKind } from '../engine/network.js';
+import { agentState, countAgents, type AgentCounts, type AgentState } from './agent-status.js';
+import type { AgentRecord, AgentRegistry } from './registry.js';
+import type { Distribution } from './release.js';
+
+export type AgentRow = AgentRecord & { state: AgentState; families: Family[] };
+
+/** Wait after a change before reloading, so a burst of reports costs one reload. */
+const SETTLE_MS = 500;
+/** Reload at least this often: agents become unreachable by silence. */
+const REFRESH_MS = 30_000;
+
+export class AgentsOverview extends EventEmitter<{ change: [] }> {
+  rows: AgentRow[] = [];
+  counts: AgentCounts = countAgents([]);
+  private timer: NodeJS.Timeout | undefined;
+  private settle: NodeJS.Timeout | undefined;
+  private loading: Promise<void> | undefined;
+  private again = false;
+
+  constructor(
+    private readonly registry: AgentRegistry,
+    private readonly distribution: Distribution,
+    private readonly log: (line: string) => void = () => {},
+  ) {
+    super();
+  }
+
+  /** Load now and keep reloading; resolves after the first load. */
+  async start(): Promise<void> {
+    this.timer = setInterval(() => this.changed(0), REFRESH_MS);
+    this.timer.unref();
+    this.distribution.on('release', this.onRelease);
+    await this.reload();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    clearTimeout(this.settle);
+    this.distribution.off('release', this.onRelease);
+  }
+
+  private readonly onRelease = () => this.changed();
+
+  /** Something about the agents changed: reload soon. */
+  changed(delayMs = SETTLE_MS): void {
+    if (this.settle) return;
+    this.settle = setTimeout(() => {
+      this.settle = undefined;
+      void this.reload();
+    }, delayMs);
+    this.settle.unref();
+  }
+
+  /** Reload from the registry; concurrent calls share the load in flight and one more after it. */
+  reload(): Promise<void> {
+    if (this.loading) {
+      this.again = true;
+      return this.loading;
+    }
+    this.loading = (async () => {
+      do {
+        this.again = false;
+        try {
+          const agents = await this.registry.list();
+          const release = this.distribution.current();
+          const now = Date.now();
+          const rows = agents.map((agent) => ({
+            ...agent,
+            state: agentState(agent, release, now),
+            families: [...new Set(agent.addresses.map((a) => a.family))].sort() as Family[],
+          }));
+          const counts = countAgents(rows.map((r) => r.state));
+          const before = JSON.stringify([this.counts, this.rows.map((r) => [r.id, r.state, r.lastSeen, r.lastRun?.at])]);
+          this.rows = rows;
+          this.counts = counts;
+          if (JSON.stringify([counts, rows.map((r) => [r.id, r.state, r.lastSeen, r.lastRun?.at])]) !== before) this.emit('change');
+        } catch (error) {
+          this.log(`cannot read the agent registry: ${(error as Error).message}`);
+        }
+      } while (this.again);
+      this.loading = undefined;
+    })();
+    return this.loading;
+  }
+
+  /** Cards for agents that need attention: gone silent, or on an address family this server lacks. */
+  reminders(server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
+    const reminders: Reminder[] = [];
+    const silent = this.rows.filter((r) => r.state === 'unreachable');
+    if (silent.length) {
+      const names = silent.slice(0, 5).map((r) => r.name).join(', ') + (silent.length > 5 ? ` and ${silent.length - 5} more` : '');
+      reminders.push({
+        id: 'agents-unreachable',
+        severity: 'warning',
+        title: `${silent.length} agent${silent.length === 1 ? ' has' : 's have'} not been heard from`,
+        body: `${names} did not report for more than twice ${silent.length === 1 ? 'its' : 'their'} poll interval, so ${silent.length === 1 ? 'it may be' : 'they may be'} missing updates.`,
+        action: `Check that \`bulwark agent\` runs there and can reach this server${server.url ? ` at ${server.url}` : ''}.`,
+      });
+    }
+    const kind = server.stack;
+    const strangers = (family: Family) => this.rows.filter((r) => r.families.length === 1 && r.families[0] === family);
+    const mismatch = kind === 'ipv6' ? strangers(4) : kind === 'ipv4' ? strangers(6) : [];
+    if (mismatch.length) {
+      const theirs = kind === 'ipv6' ? 'IPv4' : 'IPv6';
+      const ours = kind === 'ipv6' ? 'IPv6' : 'IPv4';
+      reminders.push({
+        id: 'agents-family',
+        severity: 'warning',
+        title: `${mismatch.length} agent${mismatch.length === 1 ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
+        body: `${mismatch.slice(0, 5).map((r) => r.name).join(', ')} cannot reach a pure ${ours} server directly; they get through only by way of a proxy.`,
+        action: `Run those agents with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
+      });
+    }
+    return reminders;
+  }
+}
