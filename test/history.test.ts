@@ -32,6 +32,29 @@ it('returns the newest runs first and skips a torn last line', () => {
   expect(fresh.last()?.bytes).toBe(5);
 });
 
+it('starts the next append on its own line after a torn last line, and reads both sides of it', () => {
+  const history = new History(dir);
+  history.append(run(1));
+  fs.appendFileSync(history.file, '{"trigger":"schedule","startedAt":"19'); // a crash mid-append
+  const after = new History(dir);
+  after.append(run(2));
+  expect(after.recent().map((r) => r.bytes)).toEqual([2, 1]);
+  expect(new History(dir).recent().map((r) => r.bytes)).toEqual([2, 1]);
+  expect(new History(dir).last()?.bytes).toBe(2);
+  // The fragment stays on a line of its own; every other line is a whole record.
+  const lines = fs.readFileSync(after.file, 'utf8').split('\n');
+  expect(lines).toEqual([JSON.stringify(run(1)), '{"trigger":"schedule","startedAt":"19', JSON.stringify(run(2)), '']);
+});
+
+it('recovers a run that an older version glued onto a torn line', () => {
+  const history = new History(dir);
+  history.append(run(1));
+  // What appending after a torn line used to leave: the next run on the same line as the fragment.
+  fs.appendFileSync(history.file, '{"trigger":"sched' + JSON.stringify(run(2)) + '\n');
+  history.append(run(3));
+  expect(new History(dir).recent().map((r) => r.bytes)).toEqual([3, 2, 1]);
+});
+
 it('reads only the end of a long history, and trims it past its size limit keeping the newest runs', () => {
   const history = new History(dir);
   // ~4 KB per run: the 8 MB limit is passed after about 2,000 runs, then trimmed to the newest 4 MB.

@@ -1,5 +1,5 @@
 // Update history: one JSON line per run in history.jsonl, appended and fsynced. A torn last line
-// (crash mid-append) is skipped when reading.
+// (crash mid-append) is left on a line of its own by the next append and skipped when reading.
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from './files.js';
@@ -43,6 +43,32 @@ const MAX_BYTES = 8 * 1024 * 1024;
 /** Generous bytes per run when reading only the end of the file. */
 const BYTES_PER_RUN = 8 * 1024;
 
+/** The file does not end in a newline: its last append was torn. */
+function endsMidLine(fd: number): boolean {
+  const size = fs.fstatSync(fd).size;
+  if (size === 0) return false;
+  const last = Buffer.alloc(1);
+  fs.readSync(fd, last, 0, 1, size - 1);
+  return last[0] !== 0x0a;
+}
+
+/**
+ * One line of the file, or undefined for a torn fragment. Versions before the torn-line fix glued
+ * the next run onto a fragment: the run is then the last `{"trigger":` of the line.
+ */
+function parseRun(line: string): RunRecord | undefined {
+  for (const start of [0, line.lastIndexOf('{"trigger":')]) {
+    if (start < 0) continue;
+    try {
+      const run = JSON.parse(line.slice(start)) as unknown;
+      if (run && typeof run === 'object' && !Array.isArray(run)) return run as RunRecord;
+    } catch {
+      // torn, or glued onto a torn fragment: try the last record start
+    }
+  }
+  return undefined;
+}
+
 export class History {
   readonly file: string;
   /** The newest run, kept in memory: status and the tray ask for it on every state change. */
@@ -54,10 +80,12 @@ export class History {
   }
 
   append(run: RunRecord): void {
-    const fd = fs.openSync(this.file, 'a', 0o644);
+    const fd = fs.openSync(this.file, 'a+', 0o644);
     let size: number;
     try {
-      fs.writeSync(fd, JSON.stringify(run) + '\n');
+      // After a torn last line, start a new one: gluing the run onto the fragment would lose it.
+      const prefix = endsMidLine(fd) ? '\n' : '';
+      fs.writeSync(fd, prefix + JSON.stringify(run) + '\n');
       fs.fsyncSync(fd);
       size = fs.fstatSync(fd).size;
     } finally {
@@ -108,11 +136,8 @@ export class History {
     for (let i = lines.length - 1; i >= 0 && runs.length < limit; i--) {
       const line = lines[i]!.trim();
       if (!line) continue;
-      try {
-        runs.push(JSON.parse(line) as RunRecord);
-      } catch {
-        // torn line from an interrupted append
-      }
+      const run = parseRun(line);
+      if (run) runs.push(run);
     }
     return runs;
   }
