@@ -356,6 +356,24 @@ describe('against a real update source', () => {
     expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
   });
 
+  it('serve keeps running when it cannot record its runs in history.jsonl (a directory there), and says why', async () => {
+    fs.mkdirSync(path.join(data, 'history.jsonl'));
+    const serve = await startServe();
+    await serve.waitFor(/cannot record the run in .*history\.jsonl: EISDIR: illegal operation on a directory/);
+    await serve.waitFor(/install update done, .* received/);
+    await serve.waitFor(/next update at /);
+    expect(serve.running).toBe(true);
+
+    const status = await runCli(['status', '--data', data, '--json']);
+    expect(status.code).toBe(0);
+    const report = JSON.parse(status.stdout) as { state: { type: string }; components: unknown[] };
+    expect(report.state.type).toBe('idle');
+    expect(report.components).toHaveLength(2);
+
+    expect((await serve.stop('SIGTERM')).code).toBe(0);
+    expect(serve.stderr).toBe('');
+  });
+
   it('a second process on the same data directory is refused while serve runs', async () => {
     const serve = await startServe();
     await serve.waitFor(/next update at /);

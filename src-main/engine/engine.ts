@@ -281,7 +281,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     if (dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
     await networkChecked; // so the reminders recorded with this run see the fresh report
-    this.history.append(record);
+    try {
+      this.history.append(record);
+    } catch (error) {
+      // The update itself is done; a history that cannot be written (disk full) must not stop the server.
+      this.log(describeError(error));
+    }
     this.machine.transition(
       record.result === 'ok'
         ? { type: 'idle' }

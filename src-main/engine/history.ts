@@ -2,6 +2,7 @@
 // (crash mid-append) is left on a line of its own by the next append and skipped when reading.
 import fs from 'node:fs';
 import path from 'node:path';
+import { FileError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import type { InstallMethod } from './store.js';
 
@@ -44,8 +45,7 @@ const MAX_BYTES = 8 * 1024 * 1024;
 const BYTES_PER_RUN = 8 * 1024;
 
 /** The file does not end in a newline: its last append was torn. */
-function endsMidLine(fd: number): boolean {
-  const size = fs.fstatSync(fd).size;
+function endsMidLine(fd: number, size: number): boolean {
   if (size === 0) return false;
   const last = Buffer.alloc(1);
   fs.readSync(fd, last, 0, 1, size - 1);
@@ -79,21 +79,47 @@ export class History {
     this.file = path.join(dataDir, 'history.jsonl');
   }
 
+  /** Record a run; a FileError says why it could not be written (the run is still the newest in memory). */
   append(run: RunRecord): void {
-    const fd = fs.openSync(this.file, 'a+', 0o644);
+    this.newest = run;
+    this.newestLoaded = true;
     let size: number;
     try {
+      size = this.write(run);
+    } catch (error) {
+      throw new FileError(this.file, `cannot record the run in ${this.file}`, { cause: error });
+    }
+    if (size <= MAX_BYTES) return;
+    try {
+      this.trim();
+    } catch (error) {
+      throw new FileError(this.file, `recorded the run but cannot trim ${this.file}`, { cause: error });
+    }
+  }
+
+  /** Append one line; returns the file's new size. */
+  private write(run: RunRecord): number {
+    const fd = fs.openSync(this.file, 'a+', 0o644);
+    try {
+      const sizeBefore = fs.fstatSync(fd).size;
       // After a torn last line, start a new one: gluing the run onto the fragment would lose it.
-      const prefix = endsMidLine(fd) ? '\n' : '';
-      fs.writeSync(fd, prefix + JSON.stringify(run) + '\n');
-      fs.fsyncSync(fd);
-      size = fs.fstatSync(fd).size;
+      const line = Buffer.from((endsMidLine(fd, sizeBefore) ? '\n' : '') + JSON.stringify(run) + '\n');
+      try {
+        // A full disk takes part of a write and refuses the rest: loop until it is all in or refused.
+        for (let written = 0; written < line.length; ) written += fs.writeSync(fd, line, written);
+        fs.fsyncSync(fd);
+      } catch (error) {
+        try {
+          fs.ftruncateSync(fd, sizeBefore); // take back the partial line
+        } catch {
+          // the next append starts a new line after it anyway
+        }
+        throw error;
+      }
+      return fs.fstatSync(fd).size;
     } finally {
       fs.closeSync(fd);
     }
-    this.newest = run;
-    this.newestLoaded = true;
-    if (size > MAX_BYTES) this.trim();
   }
 
   /** Keep the newest half of MAX_BYTES worth of runs (atomically): years of hourly runs stay small. */
