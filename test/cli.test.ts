@@ -165,6 +165,58 @@ describe('settings', () => {
   });
 });
 
+describe('read-only commands never write settings.json', () => {
+  /** settings.json with a valid source and a schedule written in words. */
+  function invalidSchedule(data: string): { file: string; bytes: Buffer; mtimeMs: number } {
+    const root = path.join(data, 'root.json');
+    fs.writeFileSync(root, JSON.stringify({ signed: { _type: 'root' }, signatures: [] }));
+    const file = path.join(data, 'settings.json');
+    fs.writeFileSync(file, JSON.stringify({ source: { url: 'http://127.0.0.1:9/updates/', trustedRoot: root }, schedule: 'every blue moon' }, null, 2), { mode: 0o600 });
+    // An mtime in the past, so a rewrite within the same clock tick would still show.
+    fs.utimesSync(file, new Date('2024-01-01T00:00:00Z'), new Date('2024-01-01T00:00:00Z'));
+    return { file, bytes: fs.readFileSync(file), mtimeMs: fs.statSync(file).mtimeMs };
+  }
+
+  const warning = /^bulwark: warning: .*settings\.json: "schedule" was invalid \("every blue moon"\); using the default hourly$/;
+
+  it('status, settings get and test-connection leave an invalid settings.json byte-identical and use its valid settings', async () => {
+    const data = scratch('bulwark-cli-readonly-');
+    const { file, bytes, mtimeMs } = invalidSchedule(data);
+    const unchanged = () => {
+      expect(fs.readFileSync(file)).toEqual(bytes);
+      expect(fs.statSync(file).mtimeMs).toBe(mtimeMs);
+      expect(fs.readdirSync(data).filter((name) => name.startsWith('settings.json'))).toEqual(['settings.json']);
+    };
+
+    const status = await runCli(['status', '--data', data]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/^Schedule: hourly; /m);
+    expect(status.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(warning)]);
+    unchanged();
+
+    const get = await runCli(['settings', '--data', data, 'get', 'source']);
+    expect(get.code).toBe(0);
+    expect((JSON.parse(get.stdout) as { url: string }).url).toBe('http://127.0.0.1:9/updates/');
+    expect(get.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(warning)]);
+    unchanged();
+
+    // Port 9 (discard) refuses on loopback: the test fails fast, through the source from the file.
+    const test = await runCli(['test-connection', '--data', data, '--json']);
+    expect(test.code).toBe(1);
+    expect(test.stdout).toMatch(/127\.0\.0\.1:9/);
+    expect(test.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(warning)]);
+    unchanged();
+  });
+
+  it('status, settings get and test-connection create no settings.json', async () => {
+    const data = scratch('bulwark-cli-readonly-none-');
+    expect((await runCli(['status', '--data', data])).code).toBe(0);
+    expect(JSON.parse((await runCli(['settings', '--data', data, 'get', 'schedule'])).stdout)).toEqual({ kind: 'interval', every: 1, unit: 'hours' });
+    expect((await runCli(['test-connection', '--data', data, '--json'])).code).toBe(1);
+    expect(fs.existsSync(path.join(data, 'settings.json'))).toBe(false);
+  });
+});
+
 describe('command lines that are wrong change nothing', () => {
   function rootIn(dir: string): string {
     const file = path.join(dir, 'root.json');

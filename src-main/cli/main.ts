@@ -42,11 +42,16 @@ function days(values: Record<string, unknown>, name: string): number | undefined
   return n;
 }
 
-function openSettings(dataDir: string): Settings {
-  const settings = Settings.open(dataDir);
+function warnIfRecovered(settings: Settings): Settings {
   if (settings.recovered) err(`bulwark: warning: ${settings.recovered}`);
   return settings;
 }
+
+/** For commands that may save settings: an invalid settings.json is repaired (its original kept). */
+const openSettings = (dataDir: string) => warnIfRecovered(Settings.open(dataDir));
+
+/** For commands that only look: settings.json is never written, renamed or created. */
+const readSettings = (dataDir: string) => warnIfRecovered(Settings.openReadOnly(dataDir));
 
 function sourceFlags(values: Record<string, unknown>) {
   const url = values.source as string | undefined;
@@ -155,7 +160,8 @@ Options:
     async run(values) {
       const dataDir = required(values, 'data');
       if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
-      const engine = new Engine({ dataDir, settings: openSettings(dataDir) });
+      const settings = readSettings(dataDir);
+      const engine = new Engine({ dataDir, settings });
       const status = engine.status();
       const running = readPersistedState(dataDir);
       const last = status.lastRun;
@@ -172,7 +178,7 @@ Options:
         })),
         lastUpdate: last ? { at: last.finishedAt, trigger: last.trigger, result: last.result, bytes: last.bytes, ...(last.error ? { error: last.error } : {}) } : null,
         nextUpdate: running?.nextRun ?? null,
-        schedule: describeSchedule(openSettings(dataDir).data.schedule),
+        schedule: describeSchedule(settings.data.schedule),
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         reminders: status.reminders,
       };
@@ -247,7 +253,7 @@ Options:
     options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
       const dataDir = required(values, 'data');
-      const settings = openSettings(dataDir).data;
+      const settings = readSettings(dataDir).data;
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
       if (typeof values.proxy === 'string') {
@@ -279,15 +285,15 @@ A refused value changes nothing; the message says why.`,
     positionals: true,
     async run(values, positionals) {
       const dataDir = required(values, 'data');
-      const settings = openSettings(dataDir);
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
+        const settings = readSettings(dataDir);
         const data = { ...settings.data, proxy: { ...settings.data.proxy, password: settings.data.proxy.password ? '(stored)' : '' } } as unknown as Record<string, unknown>;
         out(JSON.stringify(key ? lookup(data, key) : data, null, 2));
         return 0;
       }
       if (action !== 'set' || !key || rest.length === 0) throw new UsageError('use: bulwark settings --data DIR set KEY VALUE');
-      applySetting(settings, key, rest.join(' '));
+      applySetting(openSettings(dataDir), key, rest.join(' '));
       out(`${key} saved`);
       return 0;
     },
