@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -162,6 +163,53 @@ describe('settings', () => {
     );
     const get = await runCli(['settings', '--data', data, 'get', 'source']);
     expect(JSON.parse(get.stdout)).toEqual({ url: '', trustedRoot: '' });
+  });
+});
+
+describe('settings that cannot be written', () => {
+  it('exits 1 with the OS reason when settings.json is a directory', async () => {
+    const data = scratch('bulwark-cli-settings-dir-');
+    fs.mkdirSync(path.join(data, 'settings.json'));
+    const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
+    expectOneLineError(set, 1, /^bulwark settings: cannot read .*settings\.json: EISDIR: illegal operation on a directory/);
+    expect(fs.statSync(path.join(data, 'settings.json')).isDirectory()).toBe(true);
+  });
+
+  describe('in a read-only data directory', () => {
+    let data: string;
+    let mounted = false;
+    let cannotMount: string | undefined;
+
+    beforeAll(() => {
+      data = scratch('bulwark-cli-settings-ro-');
+      if (process.getuid?.() !== 0) return;
+      // root writes through file modes: only a read-only mount refuses it.
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', data], { stdio: 'pipe' });
+        mounted = true;
+      } catch (error) {
+        cannotMount = `running as root, and cannot mount a tmpfs to make read-only: ${(error as Error).message.split('\n')[0]}`;
+      }
+    });
+
+    afterAll(() => {
+      if (mounted) execFileSync('umount', [data], { stdio: 'pipe' });
+      else fs.chmodSync(data, 0o700);
+    });
+
+    it('settings set exits 1 with the OS reason, not as an invalid value, and keeps the file', async (ctx) => {
+      if (cannotMount) return ctx.skip(cannotMount);
+      // Saved once while writable, so opening it needs no write: the refusal comes from saving.
+      const opened = await runCli(['settings', '--data', data, 'set', 'startAtLogin', 'false']);
+      expect(opened.code).toBe(0);
+      const before = fs.readFileSync(path.join(data, 'settings.json'));
+      if (mounted) execFileSync('mount', ['-o', 'remount,ro', data], { stdio: 'pipe' });
+      else fs.chmodSync(data, 0o500);
+
+      const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
+      expectOneLineError(set, 1, mounted ? /^bulwark settings: cannot save schedule to .*settings\.json: EROFS: read-only file system/ : /^bulwark settings: cannot save schedule to .*settings\.json: EACCES: permission denied/);
+      expect(fs.readFileSync(path.join(data, 'settings.json'))).toEqual(before);
+    });
   });
 });
 

@@ -330,8 +330,12 @@ export class Settings {
     try {
       this.backend.set(key, stored);
     } catch (error) {
-      const message = (error as Error).message.replace(/^Config schema violation: /, '');
-      throw new SettingsError(`invalid ${key}: ${message}; the previous value is kept`, { cause: error });
+      const message = (error as Error).message;
+      if (message.startsWith('Config schema violation: ')) {
+        throw new SettingsError(`invalid ${key}: ${message.replace(/^Config schema violation: /, '')}; the previous value is kept`, { cause: error });
+      }
+      // Not the value: the file could not be written (read-only, full, a directory in its place).
+      throw new FileError(this.file, `cannot save ${key} to ${this.file}`, { cause: error });
     }
     for (const listener of this.listeners) listener(key);
   }
