@@ -166,6 +166,27 @@ describe('settings', () => {
   });
 });
 
+describe('settings and flags named in their messages', () => {
+  it('a junk proxy names the setting or the flag it came from', async () => {
+    const data = scratch('bulwark-cli-proxy-junk-');
+    expectOneLineError(await runCli(['settings', '--data', data, 'set', 'proxy', 'junk']), 2, /^bulwark settings: proxy "junk" must be HOST:PORT, e\.g\. proxy\.example\.com:3128 or \[2001:db8::1\]:3128$/);
+    expectOneLineError(await runCli(['test-connection', '--data', data, '--proxy', 'junk']), 2, /^bulwark test-connection: --proxy "junk" must be HOST:PORT, e\.g\. proxy\.example\.com:3128 or \[2001:db8::1\]:3128$/);
+    expectOneLineError(await runCli(['test-connection', '--data', data, '--proxy', 'proxy.example.com:0']), 2, /^bulwark test-connection: --proxy port must be from 1 to 65535$/);
+    expectOneLineError(await runCli(['settings', '--data', data, 'set', 'proxy', 'proxy.example.com:0']), 2, /^bulwark settings: proxy port must be from 1 to 65535$/);
+    const get = await runCli(['settings', '--data', data, 'get', 'proxy']);
+    expect(JSON.parse(get.stdout)).toMatchObject({ enabled: false, host: '' });
+  });
+
+  it('settings get refuses names that only exist on the object prototype', async () => {
+    const data = scratch('bulwark-cli-proto-');
+    const keys = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'proxy.constructor', 'source.__proto__', 'schedule.toString'];
+    const results = await Promise.all(keys.map((key) => runCli(['settings', '--data', data, 'get', key])));
+    results.forEach((result, i) => expectOneLineError(result, 2, new RegExp(`^bulwark settings: no setting named ${keys[i]!.replace(/\./g, '\\.')}$`)));
+    // Real nested keys still work.
+    expect(JSON.parse((await runCli(['settings', '--data', data, 'get', 'proxy.port'])).stdout)).toBe(8080);
+  });
+});
+
 describe('settings that cannot be written', () => {
   it('exits 1 with the OS reason when settings.json is a directory', async () => {
     const data = scratch('bulwark-cli-settings-dir-');
@@ -291,6 +312,25 @@ describe('command lines that are wrong change nothing', () => {
     expectOneLineError(serve, 2, /^bulwark serve: every 7 minutes is not offered/);
     const get = await runCli(['settings', '--data', data, 'get']);
     expect(JSON.parse(get.stdout)).toMatchObject({ source: { url: '', trustedRoot: '' }, schedule: { kind: 'interval', every: 1, unit: 'hours' } });
+  });
+
+  it('update and serve refuse a --trusted-root that is not a TUF root.json (exit 2) and save nothing', async () => {
+    const data = scratch('bulwark-cli-not-root-');
+    const notJson = path.join(data, 'passwd');
+    fs.writeFileSync(notJson, 'root:x:0:0:root:/root:/bin/bash\n');
+    const otherJson = path.join(data, 'targets.json');
+    fs.writeFileSync(otherJson, JSON.stringify({ signed: { _type: 'targets' }, signatures: [] }));
+    const source = ['--source', 'http://127.0.0.1:9/'];
+    const cases: [string[], RegExp][] = [
+      [['update', '--data', data, ...source, '--trusted-root', notJson], /^bulwark update: --trusted-root .*passwd is not a TUF root\.json \(not JSON\)/],
+      [['update', '--data', data, ...source, '--trusted-root', otherJson], /^bulwark update: --trusted-root .*targets\.json is not a TUF root\.json \(its signed\._type is "targets", not "root"\)/],
+      [['update', '--data', data, ...source, '--trusted-root', data], /^bulwark update: --trusted-root .* cannot be read: EISDIR/],
+      [['serve', '--data', data, ...source, '--trusted-root', notJson], /^bulwark serve: --trusted-root .*passwd is not a TUF root\.json/],
+      [['serve', '--data', data, ...source, '--trusted-root', otherJson, '--console'], /^bulwark serve: --trusted-root .*targets\.json is not a TUF root\.json/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((result, i) => expectOneLineError(result, 2, cases[i]![1]));
+    expect(fs.readdirSync(data).sort()).toEqual(['passwd', 'targets.json']);
   });
 
   it('update with a --source that is not http(s) is a usage error (exit 2) and records no run', async () => {

@@ -10,7 +10,7 @@ import { BulwarkError, describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { publish } from '../publisher/publisher.js';
 import { testConnection } from '../engine/connection-test.js';
-import { checkSourceUrl } from '../engine/source.js';
+import { checkSourceUrl, rootProblem } from '../engine/source.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { Settings, type SettingsData } from '../engine/settings.js';
 import type { RoleName } from '../publisher/signing-keys.js';
@@ -59,8 +59,33 @@ function sourceFlags(values: Record<string, unknown>) {
   if (!url && !root) return undefined;
   if (!url || !root) throw new UsageError('--source and --trusted-root go together');
   checkSourceUrl(url);
-  if (!fs.existsSync(root)) throw new UsageError(`trusted root ${root} does not exist`);
+  checkTrustedRoot(root, '--trusted-root');
   return { url, trustedRoot: path.resolve(root) };
+}
+
+/** Refuse a file that is not a TUF root.json up front, rather than at the first update. */
+function checkTrustedRoot(file: string, name: string): void {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`trusted root ${file} does not exist`);
+    throw new UsageError(`${name} ${file} cannot be read`, { cause: error });
+  }
+  const problem = rootProblem(bytes);
+  if (problem) throw new UsageError(`${name} ${file} is not a TUF root.json (${problem}); use the root.json the source's publisher gives out`);
+}
+
+/** A proxy's HOST:PORT, from the setting or flag `name` (named in the message). */
+function parseProxyAddress(text: string, name: string): { host: string; port: number } {
+  let address: { host: string; port: number };
+  try {
+    address = parseListen(text);
+  } catch {
+    throw new UsageError(`${name} "${text}" must be HOST:PORT, e.g. proxy.example.com:3128 or [2001:db8::1]:3128`);
+  }
+  if (address.port === 0) throw new UsageError(`${name} port must be from 1 to 65535`);
+  return address;
 }
 
 const dataOption = { data: { type: 'string' } } as const;
@@ -257,7 +282,7 @@ Options:
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
       if (typeof values.proxy === 'string') {
-        const { host, port } = parseListen(values.proxy);
+        const { host, port } = parseProxyAddress(values.proxy, '--proxy');
         proxy = { enabled: true, host, port, username: '', password: '' };
       }
       if (typeof values['proxy-user'] === 'string') proxy = { ...proxy, username: values['proxy-user'], password: process.env.BULWARK_PROXY_PASSWORD ?? '' };
@@ -329,7 +354,8 @@ Options:
 function lookup(data: Record<string, unknown>, key: string): unknown {
   let value: unknown = data;
   for (const part of key.split('.')) {
-    if (!value || typeof value !== 'object' || !(part in value)) throw new UsageError(`no setting named ${key}`);
+    // Own keys only: "constructor" or "__proto__" are the object's, not settings.
+    if (!value || typeof value !== 'object' || !Object.hasOwn(value, part)) throw new UsageError(`no setting named ${key}`);
     value = (value as Record<string, unknown>)[part];
   }
   return value;
@@ -364,7 +390,7 @@ function applySetting(settings: Settings, key: string, text: string): void {
     case 'proxy': {
       if (text.trim() === 'off') return settings.set('proxy', { ...current.proxy, enabled: false });
       const [address = '', user = ''] = text.trim().split(/\s+/);
-      const { host, port } = parseListen(address);
+      const { host, port } = parseProxyAddress(address, 'proxy');
       return settings.set('proxy', { enabled: true, host, port, username: user, password: user ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' });
     }
     case 'agents':
