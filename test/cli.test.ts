@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { readLockOwner } from '../src-main/engine/lock.js';
 import { CliProcess, ensureBuilt, killChildren, ROOT, runCli, type CliResult } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
 
@@ -466,7 +467,7 @@ describe('against a real update source', () => {
       await serve.waitFor(/next update at \d{4}-\d\d-\d\dT\d\d:00:00\.000Z/);
       expect(serve.stdout).toMatch(/downloading virus-pattern \(\d of 2, full\)/);
       expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(true);
-      expect(Number(fs.readFileSync(path.join(data, 'bulwark.lock'), 'utf8'))).toBe(serve.pid);
+      expect(readLockOwner(data)?.pid).toBe(serve.pid);
 
       const stopped = await serve.stop(signal);
       expect(stopped).toMatchObject({ code: 0, signal: null });
@@ -534,7 +535,7 @@ describe('against a real update source', () => {
     expect(report.components).toHaveLength(2);
 
     // The refused processes did not take the lock away from the server.
-    expect(Number(fs.readFileSync(path.join(data, 'bulwark.lock'), 'utf8'))).toBe(serve.pid);
+    expect(readLockOwner(data)?.pid).toBe(serve.pid);
     expect((await serve.stop('SIGTERM')).code).toBe(0);
     expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
 
