@@ -326,6 +326,7 @@ describe('command lines that are wrong change nothing', () => {
       [['update', '--data', data, ...source, '--trusted-root', notJson], /^bulwark update: --trusted-root .*passwd is not a TUF root\.json \(not JSON\)/],
       [['update', '--data', data, ...source, '--trusted-root', otherJson], /^bulwark update: --trusted-root .*targets\.json is not a TUF root\.json \(its signed\._type is "targets", not "root"\)/],
       [['update', '--data', data, ...source, '--trusted-root', data], /^bulwark update: --trusted-root .* cannot be read: EISDIR/],
+      [['update', '--data', data, ...source, '--trusted-root', path.join(data, 'missing.json')], /^bulwark update: --trusted-root .*missing\.json does not exist$/],
       [['serve', '--data', data, ...source, '--trusted-root', notJson], /^bulwark serve: --trusted-root .*passwd is not a TUF root\.json/],
       [['serve', '--data', data, ...source, '--trusted-root', otherJson, '--console'], /^bulwark serve: --trusted-root .*targets\.json is not a TUF root\.json/],
     ];

@@ -59,21 +59,21 @@ function sourceFlags(values: Record<string, unknown>) {
   if (!url && !root) return undefined;
   if (!url || !root) throw new UsageError('--source and --trusted-root go together');
   checkSourceUrl(url);
-  checkTrustedRoot(root, '--trusted-root');
+  checkTrustedRoot(root);
   return { url, trustedRoot: path.resolve(root) };
 }
 
-/** Refuse a file that is not a TUF root.json up front, rather than at the first update. */
-function checkTrustedRoot(file: string, name: string): void {
+/** Refuse a --trusted-root that is not a TUF root.json while parsing flags, not at the first update. */
+function checkTrustedRoot(file: string): void {
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`trusted root ${file} does not exist`);
-    throw new UsageError(`${name} ${file} cannot be read`, { cause: error });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`--trusted-root ${file} does not exist`);
+    throw new UsageError(`--trusted-root ${file} cannot be read`, { cause: error });
   }
   const problem = rootProblem(bytes);
-  if (problem) throw new UsageError(`${name} ${file} is not a TUF root.json (${problem}); use the root.json the source's publisher gives out`);
+  if (problem) throw new UsageError(`--trusted-root ${file} is not a TUF root.json (${problem}); use the root.json the source's publisher gives out`);
 }
 
 /** A proxy's HOST:PORT, from the setting or flag `name` (named in the message). */

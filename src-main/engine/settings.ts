@@ -254,7 +254,7 @@ export class Settings {
       try {
         // Copy, then replace atomically: at every moment a whole settings.json is in place.
         fs.copyFileSync(file, backup, fs.constants.COPYFILE_EXCL);
-        writeFileAtomic(file, JSON.stringify(found.contents, undefined, '\t'), SETTINGS_FILE_MODE);
+        writeFileAtomic(file, JSON.stringify({ ...DEFAULT_SETTINGS, ...found.contents }, undefined, '\t'), SETTINGS_FILE_MODE);
       } catch (error) {
         throw new FileError(file, `cannot repair ${file}`, { cause: error });
       }
@@ -299,7 +299,10 @@ export class Settings {
     return data;
   }
 
-  /** Validate and save one setting; on refusal the old value stays and a SettingsError says why. */
+  /**
+   * Validate and save one setting; on refusal the old value stays and a SettingsError says why. A
+   * FileError says the file could not be written (the value was fine).
+   */
   set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void {
     if (this.readOnly) throw new Error(`cannot change ${key}: ${this.file} was opened read-only`);
     if (key === 'schedule') cronFor(value as Schedule);
