@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { readLockOwner } from '../src-main/engine/lock.js';
 import { CliProcess, ensureBuilt, killChildren, ROOT, runCli, type CliResult } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
 
@@ -165,6 +167,126 @@ describe('settings', () => {
   });
 });
 
+describe('settings and flags named in their messages', () => {
+  it('a junk proxy names the setting or the flag it came from', async () => {
+    const data = scratch('bulwark-cli-proxy-junk-');
+    expectOneLineError(await runCli(['settings', '--data', data, 'set', 'proxy', 'junk']), 2, /^bulwark settings: proxy "junk" must be HOST:PORT, e\.g\. proxy\.example\.com:3128 or \[2001:db8::1\]:3128$/);
+    expectOneLineError(await runCli(['test-connection', '--data', data, '--proxy', 'junk']), 2, /^bulwark test-connection: --proxy "junk" must be HOST:PORT, e\.g\. proxy\.example\.com:3128 or \[2001:db8::1\]:3128$/);
+    expectOneLineError(await runCli(['test-connection', '--data', data, '--proxy', 'proxy.example.com:0']), 2, /^bulwark test-connection: --proxy port must be from 1 to 65535$/);
+    expectOneLineError(await runCli(['settings', '--data', data, 'set', 'proxy', 'proxy.example.com:0']), 2, /^bulwark settings: proxy port must be from 1 to 65535$/);
+    const get = await runCli(['settings', '--data', data, 'get', 'proxy']);
+    expect(JSON.parse(get.stdout)).toMatchObject({ enabled: false, host: '' });
+  });
+
+  it('settings get refuses names that only exist on the object prototype', async () => {
+    const data = scratch('bulwark-cli-proto-');
+    const keys = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'proxy.constructor', 'source.__proto__', 'schedule.toString'];
+    const results = await Promise.all(keys.map((key) => runCli(['settings', '--data', data, 'get', key])));
+    results.forEach((result, i) => expectOneLineError(result, 2, new RegExp(`^bulwark settings: no setting named ${keys[i]!.replace(/\./g, '\\.')}$`)));
+    // Real nested keys still work.
+    expect(JSON.parse((await runCli(['settings', '--data', data, 'get', 'proxy.port'])).stdout)).toBe(8080);
+  });
+});
+
+describe('settings that cannot be written', () => {
+  it('exits 1 with the OS reason when settings.json is a directory', async () => {
+    const data = scratch('bulwark-cli-settings-dir-');
+    fs.mkdirSync(path.join(data, 'settings.json'));
+    const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
+    expectOneLineError(set, 1, /^bulwark settings: cannot read .*settings\.json: EISDIR: illegal operation on a directory/);
+    expect(fs.statSync(path.join(data, 'settings.json')).isDirectory()).toBe(true);
+  });
+
+  describe('in a read-only data directory', () => {
+    let data: string;
+    let mounted = false;
+    let cannotMount: string | undefined;
+
+    beforeAll(() => {
+      data = scratch('bulwark-cli-settings-ro-');
+      if (process.getuid?.() !== 0) return;
+      // root writes through file modes: only a read-only mount refuses it.
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', data], { stdio: 'pipe' });
+        mounted = true;
+      } catch (error) {
+        cannotMount = `running as root, and cannot mount a tmpfs to make read-only: ${(error as Error).message.split('\n')[0]}`;
+      }
+    });
+
+    afterAll(() => {
+      if (mounted) execFileSync('umount', [data], { stdio: 'pipe' });
+      else fs.chmodSync(data, 0o700);
+    });
+
+    it('settings set exits 1 with the OS reason, not as an invalid value, and keeps the file', async (ctx) => {
+      if (cannotMount) return ctx.skip(cannotMount);
+      // Saved once while writable, so opening it needs no write: the refusal comes from saving.
+      const opened = await runCli(['settings', '--data', data, 'set', 'startAtLogin', 'false']);
+      expect(opened.code).toBe(0);
+      const before = fs.readFileSync(path.join(data, 'settings.json'));
+      if (mounted) execFileSync('mount', ['-o', 'remount,ro', data], { stdio: 'pipe' });
+      else fs.chmodSync(data, 0o500);
+
+      const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
+      expectOneLineError(set, 1, mounted ? /^bulwark settings: cannot save schedule to .*settings\.json: EROFS: read-only file system/ : /^bulwark settings: cannot save schedule to .*settings\.json: EACCES: permission denied/);
+      expect(fs.readFileSync(path.join(data, 'settings.json'))).toEqual(before);
+    });
+  });
+});
+
+describe('read-only commands never write settings.json', () => {
+  /** settings.json with a valid source and a schedule written in words. */
+  function invalidSchedule(data: string): { file: string; bytes: Buffer; mtimeMs: number } {
+    const root = path.join(data, 'root.json');
+    fs.writeFileSync(root, JSON.stringify({ signed: { _type: 'root' }, signatures: [] }));
+    const file = path.join(data, 'settings.json');
+    fs.writeFileSync(file, JSON.stringify({ source: { url: 'http://127.0.0.1:9/updates/', trustedRoot: root }, schedule: 'every blue moon' }, null, 2), { mode: 0o600 });
+    // An mtime in the past, so a rewrite within the same clock tick would still show.
+    fs.utimesSync(file, new Date('2024-01-01T00:00:00Z'), new Date('2024-01-01T00:00:00Z'));
+    return { file, bytes: fs.readFileSync(file), mtimeMs: fs.statSync(file).mtimeMs };
+  }
+
+  const warning = /^bulwark: warning: .*settings\.json: "schedule" was invalid \("every blue moon"\); using the default hourly$/;
+
+  it('status, settings get and test-connection leave an invalid settings.json byte-identical and use its valid settings', async () => {
+    const data = scratch('bulwark-cli-readonly-');
+    const { file, bytes, mtimeMs } = invalidSchedule(data);
+    const unchanged = () => {
+      expect(fs.readFileSync(file)).toEqual(bytes);
+      expect(fs.statSync(file).mtimeMs).toBe(mtimeMs);
+      expect(fs.readdirSync(data).filter((name) => name.startsWith('settings.json'))).toEqual(['settings.json']);
+    };
+
+    const status = await runCli(['status', '--data', data]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/^Schedule: hourly; /m);
+    expect(status.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(warning)]);
+    unchanged();
+
+    const get = await runCli(['settings', '--data', data, 'get', 'source']);
+    expect(get.code).toBe(0);
+    expect((JSON.parse(get.stdout) as { url: string }).url).toBe('http://127.0.0.1:9/updates/');
+    expect(get.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(warning)]);
+    unchanged();
+
+    // Port 9 (discard) refuses on loopback: the test fails fast, through the source from the file.
+    const test = await runCli(['test-connection', '--data', data, '--json']);
+    expect(test.code).toBe(1);
+    expect(test.stdout).toMatch(/127\.0\.0\.1:9/);
+    expect(test.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(warning)]);
+    unchanged();
+  });
+
+  it('status, settings get and test-connection create no settings.json', async () => {
+    const data = scratch('bulwark-cli-readonly-none-');
+    expect((await runCli(['status', '--data', data])).code).toBe(0);
+    expect(JSON.parse((await runCli(['settings', '--data', data, 'get', 'schedule'])).stdout)).toEqual({ kind: 'interval', every: 1, unit: 'hours' });
+    expect((await runCli(['test-connection', '--data', data, '--json'])).code).toBe(1);
+    expect(fs.existsSync(path.join(data, 'settings.json'))).toBe(false);
+  });
+});
+
 describe('command lines that are wrong change nothing', () => {
   function rootIn(dir: string): string {
     const file = path.join(dir, 'root.json');
@@ -191,6 +313,26 @@ describe('command lines that are wrong change nothing', () => {
     expectOneLineError(serve, 2, /^bulwark serve: every 7 minutes is not offered/);
     const get = await runCli(['settings', '--data', data, 'get']);
     expect(JSON.parse(get.stdout)).toMatchObject({ source: { url: '', trustedRoot: '' }, schedule: { kind: 'interval', every: 1, unit: 'hours' } });
+  });
+
+  it('update and serve refuse a --trusted-root that is not a TUF root.json (exit 2) and save nothing', async () => {
+    const data = scratch('bulwark-cli-not-root-');
+    const notJson = path.join(data, 'passwd');
+    fs.writeFileSync(notJson, 'root:x:0:0:root:/root:/bin/bash\n');
+    const otherJson = path.join(data, 'targets.json');
+    fs.writeFileSync(otherJson, JSON.stringify({ signed: { _type: 'targets' }, signatures: [] }));
+    const source = ['--source', 'http://127.0.0.1:9/'];
+    const cases: [string[], RegExp][] = [
+      [['update', '--data', data, ...source, '--trusted-root', notJson], /^bulwark update: --trusted-root .*passwd is not a TUF root\.json \(not JSON\)/],
+      [['update', '--data', data, ...source, '--trusted-root', otherJson], /^bulwark update: --trusted-root .*targets\.json is not a TUF root\.json \(its signed\._type is "targets", not "root"\)/],
+      [['update', '--data', data, ...source, '--trusted-root', data], /^bulwark update: --trusted-root .* cannot be read: EISDIR/],
+      [['update', '--data', data, ...source, '--trusted-root', path.join(data, 'missing.json')], /^bulwark update: --trusted-root .*missing\.json does not exist$/],
+      [['serve', '--data', data, ...source, '--trusted-root', notJson], /^bulwark serve: --trusted-root .*passwd is not a TUF root\.json/],
+      [['serve', '--data', data, ...source, '--trusted-root', otherJson, '--console'], /^bulwark serve: --trusted-root .*targets\.json is not a TUF root\.json/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((result, i) => expectOneLineError(result, 2, cases[i]![1]));
+    expect(fs.readdirSync(data).sort()).toEqual(['passwd', 'targets.json']);
   });
 
   it('update with a --source that is not http(s) is a usage error (exit 2) and records no run', async () => {
@@ -326,7 +468,7 @@ describe('against a real update source', () => {
       await serve.waitFor(/next update at \d{4}-\d\d-\d\dT\d\d:00:00\.000Z/);
       expect(serve.stdout).toMatch(/downloading virus-pattern \(\d of 2, full\)/);
       expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(true);
-      expect(Number(fs.readFileSync(path.join(data, 'bulwark.lock'), 'utf8'))).toBe(serve.pid);
+      expect(readLockOwner(data)?.pid).toBe(serve.pid);
 
       const stopped = await serve.stop(signal);
       expect(stopped).toMatchObject({ code: 0, signal: null });
@@ -356,6 +498,24 @@ describe('against a real update source', () => {
     expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
   });
 
+  it('serve keeps running when it cannot record its runs in history.jsonl (a directory there), and says why', async () => {
+    fs.mkdirSync(path.join(data, 'history.jsonl'));
+    const serve = await startServe();
+    await serve.waitFor(/cannot record the run in .*history\.jsonl: EISDIR: illegal operation on a directory/);
+    await serve.waitFor(/install update done, .* received/);
+    await serve.waitFor(/next update at /);
+    expect(serve.running).toBe(true);
+
+    const status = await runCli(['status', '--data', data, '--json']);
+    expect(status.code).toBe(0);
+    const report = JSON.parse(status.stdout) as { state: { type: string }; components: unknown[] };
+    expect(report.state.type).toBe('idle');
+    expect(report.components).toHaveLength(2);
+
+    expect((await serve.stop('SIGTERM')).code).toBe(0);
+    expect(serve.stderr).toBe('');
+  });
+
   it('a second process on the same data directory is refused while serve runs', async () => {
     const serve = await startServe();
     await serve.waitFor(/next update at /);
@@ -376,7 +536,7 @@ describe('against a real update source', () => {
     expect(report.components).toHaveLength(2);
 
     // The refused processes did not take the lock away from the server.
-    expect(Number(fs.readFileSync(path.join(data, 'bulwark.lock'), 'utf8'))).toBe(serve.pid);
+    expect(readLockOwner(data)?.pid).toBe(serve.pid);
     expect((await serve.stop('SIGTERM')).code).toBe(0);
     expect(fs.existsSync(path.join(data, 'bulwark.lock'))).toBe(false);
 

@@ -145,6 +145,21 @@ describe('calls', () => {
     expect(proxy.json).toEqual({ ok: false, field: 'proxy.host', message: expect.stringMatching(/a host is needed/) });
   });
 
+  it('says why in the form when settings.json cannot be written (a directory in its place)', async () => {
+    const file = path.join(dataDir, 'settings.json');
+    const saved = fs.readFileSync(file);
+    fs.rmSync(file);
+    fs.mkdirSync(file);
+    try {
+      const { status, json } = await call('saveSettings', { section: 'schedule', value: { kind: 'interval', every: 15, unit: 'minutes' } });
+      expect(status).toBe(200);
+      expect(json).toEqual({ ok: false, field: 'schedule', message: expect.stringMatching(/^cannot save schedule to .*settings\.json: EISDIR/) });
+    } finally {
+      fs.rmdirSync(file);
+      fs.writeFileSync(file, saved, { mode: 0o600 });
+    }
+  });
+
   it('keeps the stored proxy password when the form leaves it out', async () => {
     settings.set('proxy', { enabled: false, host: 'proxy.example', port: 3128, username: 'ops', password: 'kept' });
     const { json } = await call('saveSettings', { section: 'proxy', value: { enabled: false, host: 'proxy2.example', port: 8080, username: 'ops' } });

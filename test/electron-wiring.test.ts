@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ipcChannel } from '../src-main/console/contract.js';
 import { CONTENT_SECURITY_POLICY } from '../src-main/electron/security.js';
+import { readLockOwner } from '../src-main/engine/lock.js';
 import { cleanUp, FakeDesktop, paths, startOnFake, startOnFakeMaybe, tempDir } from './helpers/fake-electron.js';
 
 afterEach(cleanUp);
@@ -125,7 +126,7 @@ describe('desktop shell wiring', () => {
   it('quits for real: windows close instead of hiding, the tray goes, the engine releases its lock', async () => {
     const { desktop, app, userData } = await startOnFake();
     const lockFile = path.join(userData, 'data', 'bulwark.lock');
-    expect(fs.readFileSync(lockFile, 'utf8')).toBe(String(process.pid));
+    expect(readLockOwner(path.dirname(lockFile))?.pid).toBe(process.pid);
     await app.startupRun;
 
     desktop.tray.click('Quit');

@@ -195,7 +195,7 @@ describe('refused values', () => {
   });
 });
 
-describe('a damaged settings.json', () => {
+describe('a settings.json that is not JSON', () => {
   function expectRecovered(original: Buffer, reason: RegExp): void {
     const settings = Settings.open(dir);
     const found = backups();
@@ -204,6 +204,7 @@ describe('a damaged settings.json', () => {
     expect(fs.readFileSync(backup)).toEqual(original);
     expect(settings.data).toEqual(DEFAULT_SETTINGS);
     expect(JSON.parse(fs.readFileSync(settingsFile(), 'utf8'))).toEqual(DEFAULT_SETTINGS);
+    expect(fs.statSync(settingsFile()).mode & 0o777).toBe(0o600);
     expect(settings.recovered).toBeDefined();
     expect(settings.recovered).toContain(backup);
     expect(settings.recovered).toContain(settingsFile());
@@ -224,30 +225,114 @@ describe('a damaged settings.json', () => {
     expectRecovered(original, /JSON/i);
   });
 
-  it('backs up valid JSON that violates the schema and restores the defaults', () => {
-    const original = Buffer.from(JSON.stringify({ ...DEFAULT_SETTINGS, schedule: { kind: 'interval', every: 7, unit: 'minutes' } }, null, '\t'));
-    fs.writeFileSync(settingsFile(), original);
-    expectRecovered(original, /schema violation|schedule/);
-  });
-
-  it('backs up a file whose source URL is not http(s)', () => {
-    const original = Buffer.from(JSON.stringify({ ...DEFAULT_SETTINGS, source: { url: 'ftp://x', trustedRoot: '' } }));
-    fs.writeFileSync(settingsFile(), original);
-    expectRecovered(original, /source/);
-  });
-
   it('backs up an empty file', () => {
     fs.writeFileSync(settingsFile(), '');
     expectRecovered(Buffer.alloc(0), /JSON/i);
   });
 
-  it('warns about the recovery on the command line and still runs the command', async () => {
-    const original = Buffer.from('not json at all');
+  it('backs up JSON that is not an object', () => {
+    const original = Buffer.from('["schedule", "hourly"]');
     fs.writeFileSync(settingsFile(), original);
-    const result = await runMainInProcess(['settings', '--data', dir, 'get', 'schedule']);
-    expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual(DEFAULT_SCHEDULE);
-    expect(result.stderr).toMatch(/^bulwark: warning: .*settings\.json could not be used .*settings\.json\.damaged-.* the defaults were restored\n$/);
+    expectRecovered(original, /not hold a JSON object/);
+  });
+});
+
+describe('a settings.json with invalid settings', () => {
+  /** A file as a person might have edited it: a good source and proxy, and a schedule in words. */
+  function edited(changes: Record<string, unknown>): { original: Buffer; kept: SettingsData } {
+    const kept: SettingsData = {
+      ...DEFAULT_SETTINGS,
+      source: { url: 'https://updates.example.com/bulwark/', trustedRoot: rootFile },
+      proxy: { enabled: true, host: 'proxy.example.com', port: 3128, username: 'ops', password: 'hunter2' },
+      agents: ['agent-1.example.com'],
+      startAtLogin: true,
+    };
+    const original = Buffer.from(JSON.stringify({ ...kept, ...changes }, null, 2));
+    fs.writeFileSync(settingsFile(), original, { mode: 0o600 });
+    return { original, kept };
+  }
+
+  it('keeps every valid setting, resets only the invalid one and names it', () => {
+    const { original, kept } = edited({ schedule: 'every blue moon' });
+    const settings = Settings.open(dir);
+    expect(settings.data).toEqual({ ...kept, schedule: DEFAULT_SCHEDULE });
+    expect(settings.recovered).toBe(`${settingsFile()}: "schedule" was invalid ("every blue moon"); using the default hourly; the original was saved as ${path.join(dir, backups()[0]!)}`);
+
+    // Repaired on disk, the original kept beside it; the repaired file opens cleanly.
+    expect(backups()).toHaveLength(1);
     expect(fs.readFileSync(path.join(dir, backups()[0]!))).toEqual(original);
+    expect(JSON.parse(fs.readFileSync(settingsFile(), 'utf8'))).toEqual({ ...kept, schedule: DEFAULT_SCHEDULE });
+    expect(fs.statSync(settingsFile()).mode & 0o777).toBe(0o600);
+    const reopened = Settings.open(dir);
+    expect(reopened.recovered).toBeUndefined();
+    expect(reopened.data).toEqual({ ...kept, schedule: DEFAULT_SCHEDULE });
+    expect(backups()).toHaveLength(1);
+  });
+
+  it('names every invalid setting, never shows the proxy password, and keeps keys it does not know', () => {
+    const { kept } = edited({
+      schedule: { kind: 'interval', every: 7, unit: 'minutes' },
+      proxy: { enabled: true, host: 'proxy.example.com', port: 0, username: 'ops', password: 'hunter2' },
+      source: { url: 'ftp://x', trustedRoot: '' },
+      futureSetting: { kept: true },
+    });
+    const settings = Settings.open(dir);
+    expect(settings.data).toEqual({ ...kept, schedule: DEFAULT_SCHEDULE, proxy: DEFAULT_SETTINGS.proxy, source: DEFAULT_SETTINGS.source, futureSetting: { kept: true } });
+    expect(settings.recovered).toContain('"schedule" was invalid ({"kind":"interval","every":7,"unit":"minutes"}); using the default hourly');
+    expect(settings.recovered).toContain('"source" was invalid ({"url":"ftp://x","trustedRoot":""}); using the default (no update source)');
+    expect(settings.recovered).toContain('"proxy" was invalid ({"enabled":true,"host":"proxy.example.com","port":0,"username":"ops","password":"(hidden)"}); using the default (no proxy)');
+    expect(settings.recovered).not.toContain('hunter2');
+    expect(JSON.parse(fs.readFileSync(settingsFile(), 'utf8'))).toMatchObject({ agents: kept.agents, startAtLogin: true, futureSetting: { kept: true } });
+  });
+
+  describe('opened read-only', () => {
+    it('reads the valid settings and the defaults for the invalid one, and never touches the file', () => {
+      const { original, kept } = edited({ schedule: 'every blue moon' });
+      const before = fs.statSync(settingsFile());
+      const settings = Settings.openReadOnly(dir);
+      expect(settings.readOnly).toBe(true);
+      expect(settings.data).toEqual({ ...kept, schedule: DEFAULT_SCHEDULE });
+      expect(settings.recovered).toBe(`${settingsFile()}: "schedule" was invalid ("every blue moon"); using the default hourly`);
+      expect(() => settings.set('startAtLogin', false)).toThrow(/cannot change startAtLogin: .*settings\.json was opened read-only/);
+      expect(fs.readFileSync(settingsFile())).toEqual(original);
+      expect(fs.statSync(settingsFile()).mtimeMs).toBe(before.mtimeMs);
+      expect(fs.readdirSync(dir).sort()).toEqual(['root.json', 'settings.json']);
+    });
+
+    it('reads the defaults from a file that is not JSON and leaves it as it is', () => {
+      fs.writeFileSync(settingsFile(), 'not json at all');
+      const settings = Settings.openReadOnly(dir);
+      expect(settings.data).toEqual(DEFAULT_SETTINGS);
+      expect(settings.recovered).toMatch(/settings\.json could not be used \(.*JSON.*\); using the defaults$/);
+      expect(fs.readFileSync(settingsFile(), 'utf8')).toBe('not json at all');
+      expect(backups()).toEqual([]);
+    });
+
+    it('creates neither settings.json nor its directory', () => {
+      const missing = path.join(dir, 'nested', 'data');
+      const settings = Settings.openReadOnly(missing);
+      expect(settings.data).toEqual(DEFAULT_SETTINGS);
+      expect(settings.recovered).toBeUndefined();
+      expect(fs.existsSync(path.join(dir, 'nested'))).toBe(false);
+      Settings.openReadOnly(dir);
+      expect(fs.existsSync(settingsFile())).toBe(false);
+    });
+  });
+
+  it('warns on the command line: "settings get" leaves the file alone, "settings set" repairs it', async () => {
+    const { original, kept } = edited({ schedule: 'every blue moon' });
+    const warning = `bulwark: warning: ${settingsFile()}: "schedule" was invalid ("every blue moon"); using the default hourly`;
+
+    const get = await runMainInProcess(['settings', '--data', dir, 'get', 'source']);
+    expect(get.code).toBe(0);
+    expect(JSON.parse(get.stdout)).toEqual(kept.source);
+    expect(get.stderr).toBe(warning + '\n');
+    expect(fs.readFileSync(settingsFile())).toEqual(original);
+
+    const set = await runMainInProcess(['settings', '--data', dir, 'set', 'startAtLogin', 'false']);
+    expect(set.code).toBe(0);
+    expect(set.stderr).toBe(`${warning}; the original was saved as ${path.join(dir, backups()[0]!)}\n`);
+    expect(fs.readFileSync(path.join(dir, backups()[0]!))).toEqual(original);
+    expect(Settings.openReadOnly(dir).data).toEqual({ ...kept, schedule: DEFAULT_SCHEDULE, startAtLogin: false });
   });
 });

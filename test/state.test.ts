@@ -235,6 +235,33 @@ describe('Engine runs', () => {
     expect(engine.store.list().map((c) => c.id)).toEqual(['virus-pattern']);
   });
 
+  it('reports a run it cannot record in history.jsonl (a directory there), logs why, and goes on updating', async () => {
+    fs.mkdirSync(path.join(dataDir, 'history.jsonl'));
+    const settings = Settings.open(dataDir);
+    settings.set('source', { url: source.url, trustedRoot: source.rootFile });
+    const logged: string[] = [];
+    engine = new Engine({ dataDir, settings, log: (line) => logged.push(line) });
+    const runs: RunRecord[] = [];
+    engine.on('run', (run) => runs.push(run));
+
+    const first = await engine.update();
+    expect(first.result).toBe('ok');
+    expect(first.components.map((c) => c.method)).toEqual(['full']);
+    expect(runs).toEqual([first]);
+    expect(engine.state).toEqual({ type: 'idle' });
+    expect(engine.status().lastRun).toBe(first);
+    expect(logged.filter((line) => line.includes('history.jsonl'))).toEqual([
+      expect.stringMatching(/^cannot record the run in .*history\.jsonl: EISDIR: illegal operation on a directory/),
+    ]);
+
+    source.addPattern('virus-pattern');
+    source.publish();
+    const second = await engine.update('schedule');
+    expect(second.components.map((c) => c.method)).toEqual(['incremental']);
+    expect(runs).toEqual([first, second]);
+    expect(engine.store.list().map((c) => c.version)).toEqual([source.series.get('virus-pattern')!.version]);
+  });
+
   it('fails with a clear message when no source is configured', async () => {
     engine = new Engine({ dataDir, settings: Settings.open(dataDir) });
     const states: EngineStateType[] = [];

@@ -10,7 +10,7 @@ import { BulwarkError, BusyError, describeError, UsageError } from '../engine/er
 import type { RunRecord } from '../engine/history.js';
 import { publish } from '../publisher/publisher.js';
 import { testConnection } from '../engine/connection-test.js';
-import { checkSourceUrl } from '../engine/source.js';
+import { checkSourceUrl, rootProblem } from '../engine/source.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { DEFAULT_AGENT_PORT, Settings, type SettingsData } from '../engine/settings.js';
 import { readEnrollment } from '../agent/agent.js';
@@ -31,11 +31,16 @@ function days(values: Record<string, unknown>, name: string): number | undefined
   return n;
 }
 
-function openSettings(dataDir: string): Settings {
-  const settings = Settings.open(dataDir);
+function warnIfRecovered(settings: Settings): Settings {
   if (settings.recovered) err(`bulwark: warning: ${settings.recovered}`);
   return settings;
 }
+
+/** For commands that may save settings: an invalid settings.json is repaired (its original kept). */
+const openSettings = (dataDir: string) => warnIfRecovered(Settings.open(dataDir));
+
+/** For commands that only look: settings.json is never written, renamed or created. */
+const readSettings = (dataDir: string) => warnIfRecovered(Settings.openReadOnly(dataDir));
 
 function sourceFlags(values: Record<string, unknown>) {
   const url = values.source as string | undefined;
@@ -43,10 +48,34 @@ function sourceFlags(values: Record<string, unknown>) {
   if (!url && !root) return undefined;
   if (!url || !root) throw new UsageError('--source and --trusted-root go together');
   checkSourceUrl(url);
-  if (!fs.existsSync(root)) throw new UsageError(`trusted root ${root} does not exist`);
+  checkTrustedRoot(root);
   return { url, trustedRoot: path.resolve(root) };
 }
 
+/** Refuse a --trusted-root that is not a TUF root.json while parsing flags, not at the first update. */
+function checkTrustedRoot(file: string): void {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`--trusted-root ${file} does not exist`);
+    throw new UsageError(`--trusted-root ${file} cannot be read`, { cause: error });
+  }
+  const problem = rootProblem(bytes);
+  if (problem) throw new UsageError(`--trusted-root ${file} is not a TUF root.json (${problem}); use the root.json the source's publisher gives out`);
+}
+
+/** A proxy's HOST:PORT, from the setting or flag `name` (named in the message). */
+function parseProxyAddress(text: string, name: string): { host: string; port: number } {
+  let address: { host: string; port: number };
+  try {
+    address = parseListen(text);
+  } catch {
+    throw new UsageError(`${name} "${text}" must be HOST:PORT, e.g. proxy.example.com:3128 or [2001:db8::1]:3128`);
+  }
+  if (address.port === 0) throw new UsageError(`${name} port must be from 1 to 65535`);
+  return address;
+}
 
 const commands: Record<string, Command> = {
   publish: {
@@ -153,7 +182,8 @@ Options:
     async run(values) {
       const dataDir = required(values, 'data');
       if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
-      const engine = new Engine({ dataDir, settings: openSettings(dataDir) });
+      const settings = readSettings(dataDir);
+      const engine = new Engine({ dataDir, settings });
       const status = engine.status();
       const running = readPersistedState(dataDir);
       const last = status.lastRun;
@@ -173,7 +203,7 @@ Options:
         })),
         lastUpdate: last ? { at: last.finishedAt, trigger: last.trigger, result: last.result, bytes: last.bytes, ...(last.error ? { error: last.error } : {}) } : null,
         nextUpdate: running?.nextRun ?? null,
-        schedule: describeSchedule(openSettings(dataDir).data.schedule),
+        schedule: describeSchedule(settings.data.schedule),
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         reminders: status.reminders,
       };
@@ -260,11 +290,11 @@ Options:
     options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
       const dataDir = required(values, 'data');
-      const settings = openSettings(dataDir).data;
+      const settings = readSettings(dataDir).data;
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
       if (typeof values.proxy === 'string') {
-        const { host, port } = parseListen(values.proxy);
+        const { host, port } = parseProxyAddress(values.proxy, '--proxy');
         proxy = { enabled: true, host, port, username: '', password: '' };
       }
       if (typeof values['proxy-user'] === 'string') proxy = { ...proxy, username: values['proxy-user'], password: process.env.BULWARK_PROXY_PASSWORD ?? '' };
@@ -292,15 +322,15 @@ A refused value changes nothing; the message says why.`,
     positionals: true,
     async run(values, positionals) {
       const dataDir = required(values, 'data');
-      const settings = openSettings(dataDir);
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
+        const settings = readSettings(dataDir);
         const data = { ...settings.data, proxy: { ...settings.data.proxy, password: settings.data.proxy.password ? '(stored)' : '' } } as unknown as Record<string, unknown>;
         out(JSON.stringify(key ? lookup(data, key) : data, null, 2));
         return 0;
       }
       if (action !== 'set' || !key || rest.length === 0) throw new UsageError('use: bulwark settings --data DIR set KEY VALUE');
-      applySetting(settings, key, rest.join(' '));
+      applySetting(openSettings(dataDir), key, rest.join(' '));
       out(`${key} saved`);
       return 0;
     },
@@ -336,7 +366,8 @@ Options:
 function lookup(data: Record<string, unknown>, key: string): unknown {
   let value: unknown = data;
   for (const part of key.split('.')) {
-    if (!value || typeof value !== 'object' || !(part in value)) throw new UsageError(`no setting named ${key}`);
+    // Own keys only: "constructor" or "__proto__" are the object's, not settings.
+    if (!value || typeof value !== 'object' || !Object.hasOwn(value, part)) throw new UsageError(`no setting named ${key}`);
     value = (value as Record<string, unknown>)[part];
   }
   return value;
@@ -371,7 +402,7 @@ function applySetting(settings: Settings, key: string, text: string): void {
     case 'proxy': {
       if (text.trim() === 'off') return settings.set('proxy', { ...current.proxy, enabled: false });
       const [address = '', user = ''] = text.trim().split(/\s+/);
-      const { host, port } = parseListen(address);
+      const { host, port } = parseProxyAddress(address, 'proxy');
       return settings.set('proxy', { enabled: true, host, port, username: user, password: user ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' });
     }
     case 'agents':

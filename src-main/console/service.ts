@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import { componentInfo } from '../engine/components.js';
 import type { Engine } from '../engine/engine.js';
-import { describeError, SettingsError, type BulwarkError } from '../engine/errors.js';
+import { describeError, FileError, SettingsError, type BulwarkError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunProgress } from '../engine/update-run.js';
 import type { EngineState } from '../engine/state.js';
@@ -316,7 +316,8 @@ export class ConsoleService {
           settings.set(change.section, change.value as never);
       }
     } catch (error) {
-      if (error instanceof SettingsError || (error as BulwarkError).code === 'ERR_USAGE') {
+      // A settings.json that cannot be written is the user's to fix too: say why, in the form.
+      if (error instanceof SettingsError || error instanceof FileError || (error as BulwarkError).code === 'ERR_USAGE') {
         return { ok: false, field: (error instanceof SettingsError && error.field) || change.section, message: describeError(error) };
       }
       throw error;

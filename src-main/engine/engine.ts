@@ -10,7 +10,7 @@ import { HttpFetcher, sweepDownloads } from './fetcher.js';
 import { writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
 import { describeProxy, dispatcherFor } from './proxy.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
@@ -58,8 +58,8 @@ export interface EngineStatus {
   reminders: Reminder[];
 }
 
-export interface PersistedState {
-  pid: number;
+/** Who runs (PID and start time, so a reused PID is not taken for a server), and what it is doing. */
+export interface PersistedState extends ProcessIdentity {
   state: EngineState;
   nextRun: string | null;
   updatedAt: string;
@@ -78,8 +78,7 @@ export function readNetworkReport(dataDir: string): NetworkReport | undefined {
 export function readPersistedState(dataDir: string): PersistedState | undefined {
   try {
     const data = JSON.parse(fs.readFileSync(path.join(dataDir, 'state.json'), 'utf8')) as PersistedState;
-    process.kill(data.pid, 0);
-    return data;
+    return isRunning(data) ? data : undefined;
   } catch {
     return undefined;
   }
@@ -125,7 +124,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Published for `bulwark status` in another process: the state, the next run and who runs. */
   private persistState(): void {
-    const snapshot: PersistedState = { pid: process.pid, state: this.machine.state, nextRun: this.scheduler.next()?.toISOString() ?? null, updatedAt: new Date().toISOString() };
+    const snapshot: PersistedState = { ...processIdentity(process.pid), state: this.machine.state, nextRun: this.scheduler.next()?.toISOString() ?? null, updatedAt: new Date().toISOString() };
     try {
       writeFileAtomic(path.join(this.options.dataDir, 'state.json'), JSON.stringify(snapshot) + '\n');
     } catch (error) {
@@ -314,7 +313,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     if (dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
     await networkChecked; // so the reminders recorded with this run see the fresh report
-    this.history.append(record);
+    try {
+      this.history.append(record);
+    } catch (error) {
+      // The update itself is done; a history that cannot be written (disk full) must not stop the server.
+      this.log(describeError(error));
+    }
     this.machine.transition(
       record.result === 'ok'
         ? { type: 'idle' }

@@ -15,7 +15,8 @@ export type BulwarkErrorCode =
   | 'ERR_DOWNGRADE'
   | 'ERR_STORE'
   | 'ERR_PUBLISH'
-  | 'ERR_BUSY';
+  | 'ERR_BUSY'
+  | 'ERR_FILE';
 
 export class BulwarkError extends Error {
   constructor(
@@ -155,6 +156,17 @@ export class PublishError extends BulwarkError {
 export class BusyError extends BulwarkError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_BUSY', message, options);
+  }
+}
+
+/** A file in the data directory could not be read or written (permissions, disk full, not a file). */
+export class FileError extends BulwarkError {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('ERR_FILE', message, options);
   }
 }
 

@@ -19,9 +19,9 @@ export function tempPathFor(file: string): string {
 }
 
 /** Write `data` to a new temporary file and fsync it; returns its path. */
-export function writeTempSynced(file: string, data: Uint8Array | string): string {
+export function writeTempSynced(file: string, data: Uint8Array | string, mode = 0o644): string {
   const temp = tempPathFor(file);
-  const fd = fs.openSync(temp, 'wx', 0o644);
+  const fd = fs.openSync(temp, 'wx', mode);
   try {
     fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
@@ -40,8 +40,8 @@ export function commitTemp(temp: string, file: string): void {
   fsyncDir(path.dirname(file));
 }
 
-export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  commitTemp(writeTempSynced(file, data), file);
+export function writeFileAtomic(file: string, data: Uint8Array | string, mode = 0o644): void {
+  commitTemp(writeTempSynced(file, data, mode), file);
 }
 
 export function sha256(data: Uint8Array): string {

@@ -1,7 +1,8 @@
 // Update history: one JSON line per run in history.jsonl, appended and fsynced. A torn last line
-// (crash mid-append) is skipped when reading.
+// (crash mid-append) is left on a line of its own by the next append and skipped when reading.
 import fs from 'node:fs';
 import path from 'node:path';
+import { FileError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import type { InstallMethod } from './store.js';
 
@@ -44,6 +45,31 @@ const MAX_BYTES = 8 * 1024 * 1024;
 /** Generous bytes per run when reading only the end of the file. */
 const BYTES_PER_RUN = 8 * 1024;
 
+/** The file does not end in a newline: its last append was torn. */
+function endsMidLine(fd: number, size: number): boolean {
+  if (size === 0) return false;
+  const last = Buffer.alloc(1);
+  fs.readSync(fd, last, 0, 1, size - 1);
+  return last[0] !== 0x0a;
+}
+
+/**
+ * One line of the file, or undefined for a torn fragment. Versions before the torn-line fix glued
+ * the next run onto a fragment: the run is then the last `{"trigger":` of the line.
+ */
+function parseRun(line: string): RunRecord | undefined {
+  for (const start of [0, line.lastIndexOf('{"trigger":')]) {
+    if (start < 0) continue;
+    try {
+      const run = JSON.parse(line.slice(start)) as unknown;
+      if (run && typeof run === 'object' && !Array.isArray(run)) return run as RunRecord;
+    } catch {
+      // torn, or glued onto a torn fragment: try the last record start
+    }
+  }
+  return undefined;
+}
+
 export class History {
   readonly file: string;
   /** The newest run, kept in memory: status and the tray ask for it on every state change. */
@@ -54,19 +80,47 @@ export class History {
     this.file = path.join(dataDir, 'history.jsonl');
   }
 
+  /** Record a run; a FileError says why it could not be written (the run is still the newest in memory). */
   append(run: RunRecord): void {
-    const fd = fs.openSync(this.file, 'a', 0o644);
+    this.newest = run;
+    this.newestLoaded = true;
     let size: number;
     try {
-      fs.writeSync(fd, JSON.stringify(run) + '\n');
-      fs.fsyncSync(fd);
-      size = fs.fstatSync(fd).size;
+      size = this.write(run);
+    } catch (error) {
+      throw new FileError(this.file, `cannot record the run in ${this.file}`, { cause: error });
+    }
+    if (size <= MAX_BYTES) return;
+    try {
+      this.trim();
+    } catch (error) {
+      throw new FileError(this.file, `recorded the run but cannot trim ${this.file}`, { cause: error });
+    }
+  }
+
+  /** Append one line; returns the file's new size. */
+  private write(run: RunRecord): number {
+    const fd = fs.openSync(this.file, 'a+', 0o644);
+    try {
+      const sizeBefore = fs.fstatSync(fd).size;
+      // After a torn last line, start a new one: gluing the run onto the fragment would lose it.
+      const line = Buffer.from((endsMidLine(fd, sizeBefore) ? '\n' : '') + JSON.stringify(run) + '\n');
+      try {
+        // A full disk takes part of a write and refuses the rest: loop until it is all in or refused.
+        for (let written = 0; written < line.length; ) written += fs.writeSync(fd, line, written);
+        fs.fsyncSync(fd);
+      } catch (error) {
+        try {
+          fs.ftruncateSync(fd, sizeBefore); // take back the partial line
+        } catch {
+          // the next append starts a new line after it anyway
+        }
+        throw error;
+      }
+      return fs.fstatSync(fd).size;
     } finally {
       fs.closeSync(fd);
     }
-    this.newest = run;
-    this.newestLoaded = true;
-    if (size > MAX_BYTES) this.trim();
   }
 
   /** Keep the newest half of MAX_BYTES worth of runs (atomically): years of hourly runs stay small. */
@@ -109,11 +163,8 @@ export class History {
     for (let i = lines.length - 1; i >= 0 && runs.length < limit; i--) {
       const line = lines[i]!.trim();
       if (!line) continue;
-      try {
-        runs.push(JSON.parse(line) as RunRecord);
-      } catch {
-        // torn line from an interrupted append
-      }
+      const run = parseRun(line);
+      if (run) runs.push(run);
     }
     return runs;
   }

@@ -1,11 +1,15 @@
 // Settings, persisted with one JSON schema: conf here in plain Node, electron-store (conf's Electron
 // wrapper, same schema) in the desktop app. conf validates before it writes, so a refused value
-// leaves the file as it was. A damaged settings file is backed up and replaced by the defaults.
+// leaves the file as it was. In a settings file with invalid fields only those fields fall back to
+// their defaults; one that is not JSON at all falls back entirely. Opened to write, the file is then
+// repaired (the original kept beside it); opened read-only, it is never touched.
 import fs from 'node:fs';
 import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import Conf from 'conf';
-import { SettingsError } from './errors.js';
-import { cronFor, DEFAULT_SCHEDULE, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
+import { FileError, SettingsError } from './errors.js';
+import { writeFileAtomic } from './files.js';
+import { cronFor, DEFAULT_SCHEDULE, describeSchedule, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
 import { checkSourceUrl } from './source.js';
 
 export interface SourceSetting {
@@ -153,6 +157,9 @@ function checkProxy(proxy: ProxySetting): void {
   if (proxy.password && !proxy.username) fail('username', 'a password needs a user name');
 }
 
+/** The proxy password is in the settings file: readable by its owner only. */
+const SETTINGS_FILE_MODE = 0o600;
+
 /** The options every settings store gets: one file, one schema, validated before each write. */
 export function settingsStoreOptions(dir: string) {
   return {
@@ -161,9 +168,81 @@ export function settingsStoreOptions(dir: string) {
     defaults: DEFAULT_SETTINGS,
     clearInvalidConfig: false,
     watch: false,
-    // The proxy password is in here: readable by its owner only.
-    configFileMode: 0o600,
+    configFileMode: SETTINGS_FILE_MODE,
   } as const;
+}
+
+const SETTING_KEYS = Object.keys(SETTINGS_SCHEMA) as (keyof SettingsData)[];
+
+/** Each setting checked on its own, with the schema conf checks the whole file with (same draft too). */
+const validSetting = (() => {
+  const ajv = new Ajv2020();
+  const validators = new Map(SETTING_KEYS.map((key) => [key, ajv.compile(SETTINGS_SCHEMA[key])]));
+  return (key: keyof SettingsData, value: unknown) => validators.get(key)!(value);
+})();
+
+/** What a setting falls back to, in words. */
+const DEFAULT_DESCRIPTIONS: Record<keyof SettingsData, string> = {
+  schedule: describeSchedule(DEFAULT_SCHEDULE),
+  source: '(no update source)',
+  proxy: '(no proxy)',
+  agents: '(no agents)',
+  notifications: '(all notifications on)',
+  startAtLogin: '(off)',
+  distribution: `(agents served on port ${DEFAULT_AGENT_PORT} of every address family)`,
+};
+
+/** An invalid value, short and without the proxy password, to show in a message. */
+function excerpt(key: keyof SettingsData, value: unknown): string {
+  const shown = key === 'proxy' && value && typeof value === 'object' && 'password' in value ? { ...value, password: '(hidden)' } : value;
+  const text = JSON.stringify(shown);
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
+}
+
+/** settings.json as found on disk, checked setting by setting. */
+interface SettingsFile {
+  /** The file's contents with each invalid setting replaced by its default (unknown keys kept). */
+  contents: Record<string, unknown>;
+  /** One phrase per invalid setting, or the reason the whole file is unusable. */
+  problems: string[];
+  /** The file is not a JSON object at all: nothing in it was kept. */
+  unusable: boolean;
+}
+
+function readSettingsFile(file: string): SettingsFile {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { contents: {}, problems: [], unusable: false };
+    // Permissions, a directory in its place, the disk: the user's to fix, not ours to paper over.
+    throw new FileError(file, `cannot read ${file}`, { cause: error });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return { contents: {}, problems: [(error as Error).message.split('\n')[0]!], unusable: true };
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return { contents: {}, problems: ['it does not hold a JSON object'], unusable: true };
+  const contents = { ...(parsed as Record<string, unknown>) };
+  const problems: string[] = [];
+  for (const key of SETTING_KEYS) {
+    if (!Object.hasOwn(contents, key) || validSetting(key, contents[key])) continue;
+    problems.push(`"${key}" was invalid (${excerpt(key, contents[key])}); using the default ${DEFAULT_DESCRIPTIONS[key]}`);
+    contents[key] = structuredClone(DEFAULT_SETTINGS[key]);
+  }
+  return { contents, problems, unusable: false };
+}
+
+/** Settings opened read-only: a snapshot of the file that refuses changes. */
+function readOnlyBackend(store: SettingsData): SettingsBackend {
+  return {
+    store,
+    set() {
+      throw new Error('these settings were opened read-only');
+    },
+  };
 }
 
 /** Makes the store behind Settings: conf here, electron-store in the desktop app (src-main/electron/adapter.ts). */
@@ -172,34 +251,67 @@ export type SettingsStoreFactory = (options: ReturnType<typeof settingsStoreOpti
 const confStore: SettingsStoreFactory = (options) => new Conf<SettingsData>({ ...options, configName: 'settings', projectName: 'bulwark' });
 
 export class Settings {
-  /** Set when the file was damaged and replaced by defaults: say so to the user. */
+  /** Set when the file had invalid settings or was unusable: say so to the user. */
   readonly recovered: string | undefined;
   private readonly listeners = new Set<(key: keyof SettingsData) => void>();
 
   private constructor(
     private readonly backend: SettingsBackend,
+    readonly file: string,
+    readonly readOnly: boolean,
     recovered?: string,
     private readonly secrets?: SecretCodec,
   ) {
     this.recovered = recovered;
   }
 
-  /** Open (or create) settings.json in `dir` with conf. */
+  /**
+   * Open (or create) settings.json in `dir` to read and change it. Invalid settings in the file are
+   * reset to their defaults and the file is repaired, its original kept as settings.json.damaged-<time>.
+   */
   static open(dir: string, secrets?: SecretCodec, createStore: SettingsStoreFactory = confStore): Settings {
-    fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, 'settings.json');
-    const create = () => createStore(settingsStoreOptions(dir));
     try {
-      return new Settings(create(), undefined, secrets);
+      fs.mkdirSync(dir, { recursive: true });
     } catch (error) {
-      // Only a damaged file is set aside; an unreadable one (permissions, disk) is the user's to fix.
-      const damaged = error instanceof SyntaxError || (error as Error).message.startsWith('Config schema violation');
-      if (!fs.existsSync(file) || !damaged) throw new SettingsError(`cannot open ${file}: ${(error as Error).message}`, { cause: error });
-      const backup = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-      fs.renameSync(file, backup);
-      const reason = (error as Error).message.split('\n')[0];
-      return new Settings(create(), `${file} could not be used (${reason}); it was saved as ${backup} and the defaults were restored`, secrets);
+      throw new FileError(dir, `cannot create ${dir}`, { cause: error });
     }
+    const found = readSettingsFile(file);
+    let recovered: string | undefined;
+    if (found.problems.length) {
+      const backup = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      try {
+        // Copy, then replace atomically: at every moment a whole settings.json is in place.
+        fs.copyFileSync(file, backup, fs.constants.COPYFILE_EXCL);
+        writeFileAtomic(file, JSON.stringify({ ...DEFAULT_SETTINGS, ...found.contents }, undefined, '\t'), SETTINGS_FILE_MODE);
+      } catch (error) {
+        throw new FileError(file, `cannot repair ${file}`, { cause: error });
+      }
+      recovered = found.unusable
+        ? `${file} could not be used (${found.problems[0]}); it was saved as ${backup} and the defaults were restored`
+        : `${file}: ${found.problems.join('; ')}; the original was saved as ${backup}`;
+    }
+    try {
+      return new Settings(createStore(settingsStoreOptions(dir)), file, false, recovered, secrets);
+    } catch (error) {
+      // The contents were checked just above: what is left is the disk or permissions.
+      throw new FileError(file, `cannot open ${file}`, { cause: error });
+    }
+  }
+
+  /**
+   * Read settings.json in `dir` without ever writing it (nor creating it or `dir`): for commands that
+   * only look. Invalid settings read as their defaults, and `recovered` says which.
+   */
+  static openReadOnly(dir: string, secrets?: SecretCodec): Settings {
+    const file = path.join(dir, 'settings.json');
+    const found = readSettingsFile(file);
+    const store = { ...structuredClone(DEFAULT_SETTINGS), ...found.contents } as SettingsData;
+    let recovered: string | undefined;
+    if (found.problems.length) {
+      recovered = found.unusable ? `${file} could not be used (${found.problems[0]}); using the defaults` : `${file}: ${found.problems.join('; ')}`;
+    }
+    return new Settings(readOnlyBackend(store), file, true, recovered, secrets);
   }
 
   get data(): SettingsData {
@@ -216,8 +328,12 @@ export class Settings {
     return data;
   }
 
-  /** Validate and save one setting; on refusal the old value stays and a SettingsError says why. */
+  /**
+   * Validate and save one setting; on refusal the old value stays and a SettingsError says why. A
+   * FileError says the file could not be written (the value was fine).
+   */
   set<K extends keyof SettingsData>(key: K, value: SettingsData[K]): void {
+    if (this.readOnly) throw new Error(`cannot change ${key}: ${this.file} was opened read-only`);
     if (key === 'schedule') cronFor(value as Schedule);
     if (key === 'proxy') checkProxy(value as ProxySetting);
     if (key === 'agents') {
@@ -246,8 +362,12 @@ export class Settings {
     try {
       this.backend.set(key, stored);
     } catch (error) {
-      const message = (error as Error).message.replace(/^Config schema violation: /, '');
-      throw new SettingsError(`invalid ${key}: ${message}; the previous value is kept`, { cause: error });
+      const message = (error as Error).message;
+      if (message.startsWith('Config schema violation: ')) {
+        throw new SettingsError(`invalid ${key}: ${message.replace(/^Config schema violation: /, '')}; the previous value is kept`, { cause: error });
+      }
+      // Not the value: the file could not be written (read-only, full, a directory in its place).
+      throw new FileError(this.file, `cannot save ${key} to ${this.file}`, { cause: error });
     }
     for (const listener of this.listeners) listener(key);
   }

@@ -56,12 +56,21 @@ function translate(error: unknown, what: string): BulwarkError {
   return new MetadataError(`the source's metadata could not be verified: ${err?.message ?? String(error)}`, { cause: err });
 }
 
-function isRoot(bytes: Buffer): boolean {
+/** Why these bytes are not a TUF root.json, or undefined when they are one (the signatures are tuf-js's to check). */
+export function rootProblem(bytes: Buffer): string | undefined {
+  let parsed: { signed?: { _type?: unknown } } | null;
   try {
-    return (JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: string } }).signed?._type === 'root';
+    parsed = JSON.parse(bytes.toString('utf8')) as typeof parsed;
   } catch {
-    return false;
+    return 'not JSON';
   }
+  const type = parsed?.signed?._type;
+  if (type === 'root') return undefined;
+  return type === undefined ? 'it has no signed._type' : `its signed._type is ${JSON.stringify(type)}, not "root"`;
+}
+
+function isRoot(bytes: Buffer): boolean {
+  return rootProblem(bytes) === undefined;
 }
 
 export class UpdateSource {
