@@ -1,0 +1,115 @@
+// Agents, end to end, with real processes on loopback: a signed source, `bulwark serve`, and
+// `bulwark agent` children. Releases reach agents by themselves (notification, then incremental), an
+// agent far behind gets the full file, an agent some versions behind gets an incremental the server
+// made (and a damaged one is refused), and the registry and the credentials hold.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentsLab } from './helpers/agents-lab.js';
+import { ensureBuilt, runCli, until } from './helpers/cli.js';
+
+let lab: AgentsLab;
+
+beforeAll(() => ensureBuilt());
+afterEach(async () => {
+  await lab?.stop();
+});
+
+const sha256 = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
+describe('releases reach the agents', () => {
+  it('three agents follow a new release by incremental, unasked; one too far behind gets the full file', { timeout: 300_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 3 });
+    await lab.startServer();
+    const first = lab.latest;
+    expect(lab.active(lab.serverDir)?.version).toBe(first);
+    const agents = await Promise.all(['a1', 'a2', 'a3'].map((name) => lab.startAgent(name)));
+    for (const name of ['a1', 'a2', 'a3']) {
+      const held = await lab.waitForVersion(lab.agentDir(name), first);
+      expect(held.method).toBe('full'); // the first install
+    }
+
+    // A release: the server installs it when asked through `bulwark update` (which joins the running
+    // server), and a1 and a2 take it with no one asking them.
+    await agents[2]!.stop('SIGTERM');
+    let latest = lab.publish();
+    const { code, json } = await lab.update();
+    expect(code).toBe(0);
+    expect(json.components[0]).toMatchObject({ version: latest, method: 'incremental' });
+    for (const name of ['a1', 'a2']) {
+      const held = await lab.waitForVersion(lab.agentDir(name), latest, 30_000);
+      expect(held).toMatchObject({ version: latest, method: 'incremental' });
+      expect(held.sha256).toBe(sha256(path.join(lab.source.input, 'virus-pattern', String(latest))));
+      const run = lab.history(lab.agentDir(name)).at(-1)!;
+      expect(run.trigger).toBe('notification');
+      // Relayed as upstream published it: the incremental the vendor signed.
+      expect(run.components[0]!.reason).toBe(`incremental from ${first}`);
+    }
+
+    // 15 more releases while a3 is away (each installed by the server through the same control channel).
+    for (let i = 0; i < 15; i++) {
+      latest = lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+    }
+    for (const name of ['a1', 'a2']) expect(await lab.waitForVersion(lab.agentDir(name), latest, 30_000)).toMatchObject({ method: 'incremental' });
+
+    // a3 comes back holding the first version: upstream's incrementals reach back 14 versions and the
+    // server keeps 15, so there is no way from there but the full file.
+    await lab.startAgent('a3');
+    const a3 = await lab.waitForVersion(lab.agentDir('a3'), latest);
+    expect(a3.method).toBe('full');
+    const last = lab.history(lab.agentDir('a3')).at(-1)!.components[0]!;
+    expect(last.reason).toMatch(new RegExp(`too far behind: installed ${first}|no incremental from ${first}`));
+
+    const listed = await lab.agents();
+    expect(listed.agents.map((a) => a.name).sort()).toEqual(['a1', 'a2', 'a3']);
+    await until(async () => (await lab.agents()).counts.current === 3, 30_000, 'all three agents reported current').catch(async () => {
+      throw new Error(JSON.stringify(await lab.agents()));
+    });
+    for (const agent of (await lab.agents()).agents) expect(agent.components).toEqual([expect.objectContaining({ id: 'virus-pattern', version: latest })]);
+  });
+
+  it('an agent some versions behind gets an incremental the server made; a damaged one is refused and the full file taken', { timeout: 180_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    await lab.startServer();
+    const away = await Promise.all(['behind1', 'behind2'].map((name) => lab.startAgent(name)));
+    const base = lab.latest;
+    for (const name of ['behind1', 'behind2']) await lab.waitForVersion(lab.agentDir(name), base);
+    await Promise.all(away.map((agent) => agent.stop('SIGTERM')));
+
+    // Three releases while they are away; the server follows each, so it relays only the incrementals
+    // between consecutive releases — none from the agents' version to the latest.
+    for (let i = 0; i < 3; i++) {
+      lab.publish();
+      expect((await lab.update()).code).toBe(0);
+    }
+    const latest = lab.latest;
+    await lab.startAgent('behind1');
+    const held = await lab.waitForVersion(lab.agentDir('behind1'), latest);
+    expect(held.method).toBe('incremental');
+    expect(held.sha256).toBe(sha256(path.join(lab.source.input, 'virus-pattern', String(latest))));
+    const run = lab.history(lab.agentDir('behind1')).findLast((r) => r.components.some((c) => c.method === 'incremental'))!;
+    expect(run.components[0]!.reason).toBe(`incremental from ${base} (made by the server, verified against the signed hash)`);
+    // It cost a fraction of the full file, which is what the server made it for.
+    expect(run.components[0]!.bytes).toBeLessThan(run.components[0]!.fullBytes / 4);
+
+    // The server-made incremental is damaged on disk; the next agent at that base refuses it and takes the full file.
+    const madeDir = path.join(lab.serverDir, 'distribution', 'made', 'virus-pattern');
+    const patches = fs.readdirSync(madeDir).filter((n) => n.endsWith('.patch'));
+    expect(patches).toHaveLength(1);
+    const patch = path.join(madeDir, patches[0]!);
+    const bytes = fs.readFileSync(patch);
+    for (let i = 20; i < bytes.length; i += 97) bytes[i] = bytes[i]! ^ 0xff;
+    fs.writeFileSync(patch, bytes);
+
+    await lab.startAgent('behind2');
+    const second = await lab.waitForVersion(lab.agentDir('behind2'), latest);
+    expect(second.method).toBe('full');
+    expect(second.sha256).toBe(held.sha256);
+    const refused = lab.history(lab.agentDir('behind2')).at(-1)!.components[0]!;
+    expect(refused.reason).toMatch(new RegExp(`^the server's incremental from ${base} unusable \\(.+\\)$`));
+    // It never took more than the full file's length for the incremental.
+    expect(refused.bytes).toBeLessThan(refused.fullBytes * 2);
+  });
+});
