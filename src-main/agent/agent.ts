@@ -28,6 +28,7 @@ import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
 import type { AgentReport } from '../distribution/registry.js';
 import { Backoff, followEvents } from './events.js';
+import { startControl } from '../server/control.js';
 import { loadOffers } from './offers.js';
 
 export interface AgentOptions {
@@ -100,6 +101,7 @@ export class Agent {
   private spreadTimer: NodeJS.Timeout | undefined;
   private streamLoop: Promise<void> | undefined;
   private dispatcher: Dispatcher | undefined;
+  private control: { close(): Promise<void> } | undefined;
   /** Why the agent gave up (a refused credential), for the command to report with exit code 1. */
   fatal: Error | undefined;
   private onFatal: ((error: Error) => void) | undefined;
@@ -129,6 +131,11 @@ export class Agent {
       if (state.type === 'checking') void this.report();
     });
     const startup = this.engine.start({ schedule: false });
+    // `bulwark update --data DIR` on this agent's directory asks it to update now, like on a server.
+    this.control = await startControl(this.options.dataDir, { update: () => this.engine.update('manual') }, this.log).catch((error: unknown) => {
+      this.log(`the control channel is unavailable (\`bulwark update\` cannot reach this agent): ${describeError(error)}`);
+      return undefined;
+    });
     this.schedulePoll();
     this.streamLoop = this.followServer();
     await startup;
@@ -148,6 +155,7 @@ export class Agent {
     clearTimeout(this.pollTimer);
     clearTimeout(this.spreadTimer);
     await this.streamLoop?.catch(() => undefined);
+    await this.control?.close();
     await this.engine.stop();
     await this.dispatcher?.close().catch(() => undefined);
   }
