@@ -1,0 +1,201 @@
+// Agents when things go wrong, with real processes: killed mid-update, their server restarted, wrong
+// and rotated enrollment tokens, one agent's credential used against another's record, and agent
+// credentials tried on the console.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentsLab } from './helpers/agents-lab.js';
+import { closedPort, ensureBuilt, runCli, until } from './helpers/cli.js';
+
+let lab: AgentsLab;
+
+beforeAll(() => ensureBuilt());
+afterEach(async () => {
+  await lab?.stop();
+});
+
+/** A free loopback port (so a restarted server comes back at the same address). */
+async function freePort(): Promise<number> {
+  return closedPort();
+}
+
+async function post(url: string, body: unknown, credential?: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+function credentialOf(dir: string): string {
+  const enrollment = JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8')) as { credential: string };
+  return enrollment.credential;
+}
+
+describe('agents and faults', () => {
+  it('an agent killed mid-download keeps its version and finishes on restart', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2, bytes: 400_000 });
+    await lab.startServer();
+    // A slow road to the server: file downloads trickle, so the kill lands mid-download.
+    const slow = await trickleProxy(lab.agentsUrl);
+    try {
+      const agent = await lab.startAgent('victim', [], { server: slow.url });
+      const dir = lab.agentDir('victim');
+      const before = await lab.waitForVersion(dir, lab.latest);
+      const latest = lab.publish(3); // a jump: the agent needs a server-made file
+      slow.trickle = true;
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      await until(() => slow.fileRequests > 0 && fs.readdirSync(path.join(dir, 'tmp', 'downloads')).some((n) => n.endsWith('.part')), 30_000, 'a download in progress');
+      process.kill(agent.pid, 'SIGKILL');
+      await until(() => !agent.running, 5000, 'the agent to die');
+      expect(lab.active(dir)).toEqual(before);
+
+      slow.trickle = false;
+      await lab.startAgent('victim', [], { server: slow.url });
+      const after = await lab.waitForVersion(dir, latest);
+      expect(after.version).toBe(latest);
+      // The broken-off download was resumed, not started over.
+      expect(slow.ranges.some((r) => /^bytes=[1-9]\d*-$/.test(r))).toBe(true);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('after a server restart, agents reconnect with back-off and catch up', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    const port = await freePort();
+    const server = await lab.startServer([], `127.0.0.1:${port}`);
+    const agents = await Promise.all(['r1', 'r2'].map((name) => lab.startAgent(name)));
+    await Promise.all(['r1', 'r2'].map((name) => lab.waitForVersion(lab.agentDir(name), lab.latest)));
+
+    await server.stop('SIGTERM');
+    // While the server is down the agents keep trying, spread out and backing off.
+    await until(() => agents.every((a) => (a.stdout.match(/reconnecting in/g) ?? []).length >= 2), 30_000, 'agents retrying');
+    for (const agent of agents) {
+      const waits = [...agent.stdout.matchAll(/reconnecting in ([\d.]+) s/g)].map((m) => Number(m[1]));
+      expect(waits.every((w) => w >= 0 && w <= 60)).toBe(true);
+    }
+    const latest = lab.publish();
+    await lab.startServer([], `127.0.0.1:${port}`); // its start-up update installs the new release
+    for (const [i, name] of ['r1', 'r2'].entries()) {
+      await lab.waitForVersion(lab.agentDir(name), latest, 90_000);
+      expect(agents[i]!.stdout).toMatch(/reconnected to the server/);
+    }
+  });
+
+  it('wrong and rotated enrollment tokens are refused; enrolled agents keep working', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    const server = await lab.startServer();
+    const oldToken = await lab.token();
+    await lab.startAgent('early', [], { token: oldToken });
+
+    const wrong = await runCli(['agent', '--server', lab.agentsUrl, '--token', `${oldToken}x`, '--data', lab.agentDir('wrong'), '--name', 'wrong'], 60_000);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/refused the enrollment token: it is wrong or was rotated/);
+    await server.waitFor(/refused an agent enrollment from 127\.0\.0\.1 \(name "wrong"\): wrong or rotated enrollment token/);
+    expect(fs.existsSync(path.join(lab.agentDir('wrong'), 'agent.json'))).toBe(false);
+
+    const rotated = await runCli(['agents', 'token', '--data', lab.serverDir, '--rotate']);
+    expect(rotated.code).toBe(0);
+    const newToken = /Enrollment token: (\S+)/.exec(rotated.stdout)![1]!;
+    expect(newToken).not.toBe(oldToken);
+    const late = await runCli(['agent', '--server', lab.agentsUrl, '--token', oldToken, '--data', lab.agentDir('late'), '--name', 'late'], 60_000);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toMatch(/token/);
+
+    // The agent enrolled before the rotation still updates; a new one enrolls with the new token.
+    const latest = lab.publish();
+    expect((await lab.serverUpdate()).result).toBe('ok');
+    await lab.waitForVersion(lab.agentDir('early'), latest, 30_000);
+    await lab.startAgent('fresh', [], { token: newToken });
+    await lab.waitForVersion(lab.agentDir('fresh'), latest, 30_000);
+    const names = (await lab.agents()).agents.map((a) => a.name).sort();
+    expect(names).toEqual(['early', 'fresh']);
+  });
+
+  it("one agent's credential changes only its own record, and opens no console endpoint", { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    const server = await lab.startServer(['--console']);
+    const [, consoleUrl] = await server.waitFor(/^Console: (http:\/\/\S+)$/m);
+    await lab.startAgent('alpha');
+    await lab.startAgent('beta');
+    await until(async () => (await lab.agents()).counts.current === 2, 30_000, 'both agents reported');
+    const alpha = credentialOf(lab.agentDir('alpha'));
+    const betaId = JSON.parse(fs.readFileSync(path.join(lab.agentDir('beta'), 'agent.json'), 'utf8')).id as string;
+
+    const report = { name: 'beta', hostname: 'impostor', addresses: [], components: [{ id: 'virus-pattern', version: 1 }], phase: 'idle', pollSeconds: 60 };
+    // The record written is the credential's own: alpha cannot reach beta's row, whatever it claims.
+    expect((await post(new URL('agents/v1/report', lab.agentsUrl).href, { ...report, id: betaId }, alpha)).status).toBe(400);
+    expect((await post(new URL('agents/v1/report', lab.agentsUrl).href, report, alpha)).status).toBe(200);
+    const agents = (await lab.agents()).agents as unknown as { id: string; name: string; hostname: string; components: { version: number }[] }[];
+    const beta = agents.find((a) => a.id === betaId)!;
+    expect(beta.hostname).not.toBe('impostor');
+    expect(beta.components[0]!.version).toBe(lab.latest);
+    expect(agents.filter((a) => a.hostname === 'impostor')).toHaveLength(1);
+
+    // A forged or missing credential is refused.
+    expect((await post(new URL('agents/v1/report', lab.agentsUrl).href, report, `${betaId}.forged`)).status).toBe(401);
+    expect((await post(new URL('agents/v1/report', lab.agentsUrl).href, report)).status).toBe(401);
+
+    // The console does not know agent credentials: every endpoint answers 401.
+    const origin = new URL(consoleUrl!).origin;
+    for (const [method, pathname] of [['POST', '/api/call/snapshot'], ['POST', '/api/call/agents'], ['POST', '/api/call/enrollmentToken'], ['GET', '/api/events'], ['GET', '/']] as const) {
+      const response = await fetch(origin + pathname, {
+        method,
+        headers: { authorization: `Bearer ${alpha}`, 'content-type': 'application/json', 'x-bulwark-console': '1' },
+        ...(method === 'POST' ? { body: pathname.endsWith('enrollmentToken') ? '{"rotate":false}' : 'null' } : {}),
+      });
+      expect(response.status, `${method} ${pathname}`).toBe(401);
+      await response.body?.cancel();
+    }
+  });
+});
+
+/**
+ * A proxy to the server in this process that, while `trickle` is set, sends file bodies a few bytes at
+ * a time, and records the Range headers agents send.
+ */
+async function trickleProxy(upstream: string) {
+  const state = { trickle: false, fileRequests: 0, ranges: [] as string[] };
+  const server = http.createServer((req, res) => {
+    const files = /^\/(targets|made)\//.test(req.url ?? '');
+    if (files) {
+      if (state.trickle) state.fileRequests++;
+      if (req.headers.range) state.ranges.push(req.headers.range);
+    }
+    const forward = http.request(new URL(req.url ?? '/', upstream), { method: req.method, headers: { ...req.headers, host: new URL(upstream).host } }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      if (!files || !state.trickle) {
+        answer.pipe(res);
+        return;
+      }
+      answer.on('data', (chunk: Buffer) => {
+        answer.pause();
+        let offset = 0;
+        const drip = () => {
+          if (res.destroyed) return;
+          res.write(chunk.subarray(offset, offset + 512));
+          offset += 512;
+          if (offset < chunk.length) setTimeout(drip, 20);
+          else answer.resume();
+        };
+        drip();
+      });
+      answer.on('end', () => res.end());
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  });
+}
