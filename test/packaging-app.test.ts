@@ -87,6 +87,16 @@ function packagesIn(paths: string[]): Set<string> {
   return names;
 }
 
+/** Bytes in the files under `dir`. */
+function dirSize(dir: string): number {
+  let total = 0;
+  for (const f of fs.readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const st = fs.lstatSync(path.join(dir, f));
+    if (st.isFile()) total += st.size;
+  }
+  return total;
+}
+
 let appOutDir: string;
 let resources: string;
 let asar: string;
@@ -238,15 +248,6 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
     });
   });
 });
-
-function dirSize(dir: string): number {
-  let total = 0;
-  for (const f of fs.readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
-    const st = fs.lstatSync(path.join(dir, f));
-    if (st.isFile()) total += st.size;
-  }
-  return total;
-}
 
 describe('the deb and AppImage configuration, up to where their tools would be downloaded', () => {
   interface Fpm {
