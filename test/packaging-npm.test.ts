@@ -119,6 +119,8 @@ describe('the npm package, installed into a clean prefix', () => {
     ['publish', '--help'],
     ['update', '--help'],
     ['serve', '--help'],
+    ['agent', '--help'],
+    ['agents', '--help'],
   ];
 
   it.each(helps.map((args) => [args.join(' '), args] as const))('bulwark %s exits 0 with its usage', async (_, args) => {

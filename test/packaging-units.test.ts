@@ -104,11 +104,12 @@ describe.each(Object.entries(UNITS))('the unit for bulwark %s (assets/%s)', (com
   });
 
   if (command === 'agent') {
-    it('takes the server URL and the token from /etc/bulwark/agent.env, not from the unit', () => {
+    it('takes the server URL and the token from /etc/bulwark/agent.env, not from the unit, and keeps the token off the command line', () => {
       expect(one('EnvironmentFile')).toBe('/etc/bulwark/agent.env');
       const exec = one('ExecStart').split(/\s+/);
       expect(exec[exec.indexOf('--server') + 1]).toBe('${BULWARK_SERVER}');
-      expect(exec[exec.indexOf('--token') + 1]).toBe('${BULWARK_TOKEN}');
+      // `bulwark agent` reads BULWARK_TOKEN from its environment: no --token for `ps` to show.
+      expect(exec).not.toContain('--token');
       expect(service.has('Environment')).toBe(false);
     });
   }

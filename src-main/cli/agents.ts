@@ -67,7 +67,8 @@ token (wrong or rotated). \`bulwark status --data DIR\` shows what it holds.
 
 Options:
   --server URL          the server's agent address, e.g. http://server.example:8470/
-  --token TOKEN         the enrollment token (needed on first contact)
+  --token TOKEN         the enrollment token (needed on first contact); or set BULWARK_TOKEN,
+                        which keeps it off the command line where other users could see it
   --data DIR            the agent's data directory (components, history, credential)
   --name NAME           how the server lists this agent (default: the host name)
   --trusted-root FILE   the vendor's root.json to trust; by default the one the server hands out
@@ -97,7 +98,7 @@ Options:
         server,
         dataDir,
         log: stamp,
-        ...(typeof values.token === 'string' ? { token: values.token } : {}),
+        ...(typeof values.token === 'string' ? { token: values.token } : process.env.BULWARK_TOKEN ? { token: process.env.BULWARK_TOKEN } : {}),
         ...(name ? { name } : {}),
         ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
         ...(proxy ? { proxy } : {}),
