@@ -48,7 +48,9 @@ describe('agents and faults', () => {
       const latest = lab.publish(3); // a jump: the agent needs a server-made file
       slow.trickle = true;
       expect((await lab.serverUpdate()).result).toBe('ok');
-      await until(() => slow.fileRequests > 0 && fs.readdirSync(path.join(dir, 'tmp', 'downloads')).some((n) => n.endsWith('.part')), 30_000, 'a download in progress');
+      const downloads = path.join(dir, 'tmp', 'downloads');
+      const partial = () => fs.readdirSync(downloads).filter((n) => n.endsWith('.part')).some((n) => (fs.statSync(path.join(downloads, n), { throwIfNoEntry: false })?.size ?? 0) > 0);
+      await until(() => slow.fileRequests > 0 && fs.existsSync(downloads) && partial(), 30_000, 'a download in progress');
       process.kill(agent.pid, 'SIGKILL');
       await until(() => !agent.running, 5000, 'the agent to die');
       expect(lab.active(dir)).toEqual(before);
