@@ -213,7 +213,8 @@ export class Agent {
         if (!(error instanceof NetworkError) || this.stopping) throw error;
         const wait = backoff.next();
         this.log(`${describeError(error)}; trying again in ${Math.round(wait / 1000)} s`);
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await sleep(wait, this.abort.signal);
+        if (this.stopping) throw new UsageError('stopped before the agent could enroll');
       }
     }
   }

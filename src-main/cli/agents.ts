@@ -3,12 +3,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
-import { agentState, countAgents } from '../distribution/agent-status.js';
+import { countAgents, type AgentCounts } from '../distribution/agent-status.js';
+import { agentReminders, agentRows } from '../distribution/overview.js';
+import type { StackKind } from '../engine/network.js';
+import type { Reminder } from '../engine/reminders.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { Distribution } from '../distribution/release.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
-import { ComponentStore } from '../engine/store.js';
 import { parseListen } from '../server/listen.js';
 import { dataOption, err, integerFlag, out, required, type Command } from './command.js';
 import { untilSignal } from './serve.js';
@@ -41,6 +43,18 @@ export const serveFlags = {
     return next;
   },
 } as const;
+
+/** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
+export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
+  if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
+  const registry = await AgentRegistry.open(dataDir, { readOnly: true });
+  try {
+    const rows = agentRows(await registry.list(), Distribution.readCurrent(dataDir));
+    return { counts: countAgents(rows.map((r) => r.state)), reminders: agentReminders(rows, { stack, url: undefined }) };
+  } finally {
+    await registry.close();
+  }
+}
 
 function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
   if (typeof values.proxy !== 'string') {
@@ -103,12 +117,20 @@ Options:
         ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
         ...(proxy ? { proxy } : {}),
       });
-      const stopped = untilSignal(stamp, 'stopping');
+      const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
+      const failed = agent.failed();
       try {
-        await Promise.race([agent.start(), agent.failed().then((error) => Promise.reject(error))]);
-        stamp(`agent running in ${dataDir}; server ${server}`);
-        const fatal = await Promise.race([stopped.then(() => undefined), agent.failed()]);
-        if (fatal) throw fatal;
+        // A signal may come while the agent still waits for its server (enrollment retries).
+        const started = agent.start().then(() => 'started' as const);
+        const first = await Promise.race([started, stopped, failed]);
+        if (first instanceof Error) throw first;
+        if (first === 'started') {
+          stamp(`agent running in ${dataDir}; server ${server}`);
+          const fatal = await Promise.race([stopped, failed]);
+          if (fatal instanceof Error) throw fatal;
+        } else {
+          void started.catch(() => undefined); // it gives up once stop() below aborts it
+        }
       } finally {
         await agent.stop();
       }
@@ -158,9 +180,8 @@ Options:
       } finally {
         await registry.close();
       }
-      const release = new Distribution(dataDir, new ComponentStore(dataDir)).current();
-      const now = Date.now();
-      const rows = agents.map((agent) => ({ ...agent, state: agentState(agent, release, now) }));
+      const release = Distribution.readCurrent(dataDir);
+      const rows = agentRows(agents, release);
       if (values.json) {
         out(JSON.stringify({ release: release?.index.release ?? null, counts: countAgents(rows.map((r) => r.state)), agents: rows }));
         return 0;
@@ -168,7 +189,7 @@ Options:
       const counts = countAgents(rows.map((r) => r.state));
       out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
       for (const row of rows) {
-        const families = [...new Set(row.addresses.map((a) => `IPv${a.family}`))].join('+') || '—';
+        const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
         const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
         const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
         out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);

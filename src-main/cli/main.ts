@@ -18,7 +18,7 @@ import { requestUpdate } from '../server/control.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import { runDemo } from '../demo/demo.js';
 import { parseListen } from '../server/listen.js';
-import { agentCommands, serveFlags } from './agents.js';
+import { agentCommands, agentsAtAGlance, serveFlags } from './agents.js';
 import { dataOption, err, out, required, type Command } from './command.js';
 import { serve } from './serve.js';
 
@@ -188,6 +188,7 @@ Options:
       const running = readPersistedState(dataDir);
       const last = status.lastRun;
       const enrollment = readEnrollment(dataDir);
+      const agents = enrollment ? undefined : await agentsAtAGlance(dataDir, status.network?.stack.kind);
       const report = {
         role: enrollment ? ('agent' as const) : ('server' as const),
         ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
@@ -205,7 +206,8 @@ Options:
         nextUpdate: running?.nextRun ?? null,
         schedule: describeSchedule(settings.data.schedule),
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
-        reminders: status.reminders,
+        ...(agents ? { agents: agents.counts } : {}),
+        reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };
       if (values.json) {
         out(JSON.stringify(report));
@@ -216,6 +218,7 @@ Options:
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
+      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);

@@ -7,7 +7,7 @@ import type { Reminder } from '../engine/reminders.js';
 import type { Family, StackKind } from '../engine/network.js';
 import { agentState, countAgents, type AgentCounts, type AgentState } from './agent-status.js';
 import type { AgentRecord, AgentRegistry } from './registry.js';
-import type { Distribution } from './release.js';
+import type { Distribution, Release } from './release.js';
 
 export type AgentRow = AgentRecord & { state: AgentState; families: Family[] };
 
@@ -68,14 +68,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
       do {
         this.again = false;
         try {
-          const agents = await this.registry.list();
-          const release = this.distribution.current();
-          const now = Date.now();
-          const rows = agents.map((agent) => ({
-            ...agent,
-            state: agentState(agent, release, now),
-            families: [...new Set(agent.addresses.map((a) => a.family))].sort() as Family[],
-          }));
+          const rows = agentRows(await this.registry.list(), this.distribution.current());
           const counts = countAgents(rows.map((r) => r.state));
           const before = JSON.stringify([this.counts, this.rows.map((r) => [r.id, r.state, r.lastSeen, r.lastRun?.at])]);
           this.rows = rows;
@@ -90,34 +83,48 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     return this.loading;
   }
 
-  /** Cards for agents that need attention: gone silent, or on an address family this server lacks. */
+  /** Cards for agents that need attention (see agentReminders). */
   reminders(server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
-    const reminders: Reminder[] = [];
-    const silent = this.rows.filter((r) => r.state === 'unreachable');
-    if (silent.length) {
-      const names = silent.slice(0, 5).map((r) => r.name).join(', ') + (silent.length > 5 ? ` and ${silent.length - 5} more` : '');
-      reminders.push({
-        id: 'agents-unreachable',
-        severity: 'warning',
-        title: `${silent.length} agent${silent.length === 1 ? ' has' : 's have'} not been heard from`,
-        body: `${names} did not report for more than twice ${silent.length === 1 ? 'its' : 'their'} poll interval, so ${silent.length === 1 ? 'it may be' : 'they may be'} missing updates.`,
-        action: `Check that \`bulwark agent\` runs there and can reach this server${server.url ? ` at ${server.url}` : ''}.`,
-      });
-    }
-    const kind = server.stack;
-    const strangers = (family: Family) => this.rows.filter((r) => r.families.length === 1 && r.families[0] === family);
-    const mismatch = kind === 'ipv6' ? strangers(4) : kind === 'ipv4' ? strangers(6) : [];
-    if (mismatch.length) {
-      const theirs = kind === 'ipv6' ? 'IPv4' : 'IPv6';
-      const ours = kind === 'ipv6' ? 'IPv6' : 'IPv4';
-      reminders.push({
-        id: 'agents-family',
-        severity: 'warning',
-        title: `${mismatch.length} agent${mismatch.length === 1 ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
-        body: `${mismatch.slice(0, 5).map((r) => r.name).join(', ')} cannot reach a pure ${ours} server directly; they get through only by way of a proxy.`,
-        action: `Run those agents with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
-      });
-    }
-    return reminders;
+    return agentReminders(this.rows, server);
   }
+}
+
+/** Rows for the console and the CLI: each agent with its state and its address families. */
+export function agentRows(agents: readonly AgentRecord[], release: Release | undefined, now = Date.now()): AgentRow[] {
+  return agents.map((agent) => ({
+    ...agent,
+    state: agentState(agent, release, now),
+    families: [...new Set(agent.addresses.map((a) => a.family))].sort() as Family[],
+  }));
+}
+
+/** Cards for agents that need attention: gone silent, or on an address family this server lacks. */
+export function agentReminders(rows: readonly AgentRow[], server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
+  const reminders: Reminder[] = [];
+  const silent = rows.filter((r) => r.state === 'unreachable');
+  if (silent.length) {
+    const names = silent.slice(0, 5).map((r) => r.name).join(', ') + (silent.length > 5 ? ` and ${silent.length - 5} more` : '');
+    reminders.push({
+      id: 'agents-unreachable',
+      severity: 'warning',
+      title: `${silent.length} agent${silent.length === 1 ? ' has' : 's have'} not been heard from`,
+      body: `${names} did not report for more than twice ${silent.length === 1 ? 'its' : 'their'} poll interval, so ${silent.length === 1 ? 'it may be' : 'they may be'} missing updates.`,
+      action: `Check that \`bulwark agent\` runs there and can reach this server${server.url ? ` at ${server.url}` : ''}.`,
+    });
+  }
+  const kind = server.stack;
+  const strangers = (family: Family) => rows.filter((r) => r.families.length === 1 && r.families[0] === family);
+  const mismatch = kind === 'ipv6' ? strangers(4) : kind === 'ipv4' ? strangers(6) : [];
+  if (mismatch.length) {
+    const theirs = kind === 'ipv6' ? 'IPv4' : 'IPv6';
+    const ours = kind === 'ipv6' ? 'IPv6' : 'IPv4';
+    reminders.push({
+      id: 'agents-family',
+      severity: 'warning',
+      title: `${mismatch.length} agent${mismatch.length === 1 ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
+      body: `${mismatch.slice(0, 5).map((r) => r.name).join(', ')} cannot reach a pure ${ours} server directly; ${mismatch.length === 1 ? 'it gets' : 'they get'} through only by way of a proxy.`,
+      action: `Run ${mismatch.length === 1 ? 'that agent' : 'those agents'} with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
+    });
+  }
+  return reminders;
 }

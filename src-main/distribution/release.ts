@@ -100,6 +100,16 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
     return this.release;
   }
 
+  /** The last release a server made in `dataDir`, read without checking its files (for read-only commands). */
+  static readCurrent(dataDir: string): Release | undefined {
+    try {
+      const stored = JSON.parse(fs.readFileSync(path.join(dataDir, 'distribution', 'release.json'), 'utf8')) as StoredRelease;
+      return { index: stored.index, timestamp: Buffer.from(stored.timestamp, 'utf8'), relayed: stored.relayed, contentKey: stored.contentKey };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The server's newest verified root (what an enrolling agent pins when it brings none). */
   newestRoot(): Buffer | undefined {
     const dir = path.join(this.dir, 'metadata');
