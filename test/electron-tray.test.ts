@@ -153,7 +153,7 @@ describe('tray actions (fake Electron, real engine)', () => {
       ['failed', expect.stringMatching(/^Failed: no update source/)],
     ]);
     // While it ran, Update Now was greyed out.
-    expect(seen[0]?.menu[1]).toMatchObject({ label: 'Update Now', enabled: false });
+    expect(seen[0]?.menu.find((item) => item.type === 'normal' && item.label === 'Update Now')).toMatchObject({ enabled: false });
   });
 
   it('Open Console shows and focuses the hidden console window', async () => {

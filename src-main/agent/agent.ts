@@ -20,9 +20,10 @@ import { Engine } from '../engine/engine.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
 import { writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
+import { networkReason } from '../engine/fetcher.js';
 import { bufferedRequest } from '../engine/http.js';
-import { explainUnreachable } from '../engine/network.js';
-import { describeProxy, dispatcherFor } from '../engine/proxy.js';
+import { errorCode, explainUnreachable } from '../engine/network.js';
+import { dispatcherFor, routeFor } from '../engine/proxy.js';
 import type { ProxySetting } from '../engine/settings.js';
 import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
@@ -189,13 +190,12 @@ export class Agent {
   }
 
   private async unreachable(cause: unknown): Promise<NetworkError> {
-    const proxy = this.settings.data.proxy;
-    const route = describeProxy(proxy);
-    if (!proxy.enabled) {
+    const route = routeFor(this.settings.data.proxy, this.server);
+    if (!route.viaProxy) {
       const mismatch = await explainUnreachable(new URL(this.server).hostname, cause, { remedy: AGENT_FAMILY_REMEDY });
-      if (mismatch) return new NetworkError(`cannot reach the server ${new URL(this.server).origin}: ${mismatch.message}. ${mismatch.action}`, { cause, familyMismatch: true });
+      if (mismatch) return new NetworkError(`cannot reach the server ${new URL(this.server).origin}: ${mismatch.message} (${errorCode(cause) ?? networkReason(cause)}). ${mismatch.action}`, { familyMismatch: true });
     }
-    return new NetworkError(`cannot reach the server ${new URL(this.server).origin}${route === 'direct connection' ? '' : ` through the ${route}`}: ${describeError(cause)}`, { cause });
+    return new NetworkError(`cannot reach the server ${new URL(this.server).origin}${route.viaProxy ? ` through the ${route.description}` : ''}: ${networkReason(cause)}`, { cause });
   }
 
   /** The enrollment on disk, or a new one made with the token (retrying while the server is unreachable). */

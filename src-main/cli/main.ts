@@ -10,6 +10,7 @@ import { BulwarkError, BusyError, describeError, UsageError } from '../engine/er
 import type { RunRecord } from '../engine/history.js';
 import { publish } from '../publisher/publisher.js';
 import { testConnection } from '../engine/connection-test.js';
+import { cooldownFor } from '../engine/fetcher.js';
 import { checkSourceUrl, rootProblem } from '../engine/source.js';
 import { describeSchedule, parseSchedule } from '../engine/schedule.js';
 import { DEFAULT_AGENT_PORT, Settings, type SettingsData } from '../engine/settings.js';
@@ -206,6 +207,7 @@ Options:
         nextUpdate: running?.nextRun ?? null,
         schedule: describeSchedule(settings.data.schedule),
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
+        cooldownUntil: status.cooldownUntil,
         ...(agents ? { agents: agents.counts } : {}),
         reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };
@@ -261,7 +263,7 @@ Options:
       const source = sourceFlags(values);
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
-      const listen = parseListen(typeof values.listen === 'string' ? values.listen : '127.0.0.1:0');
+      const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
       const settings = openSettings(dataDir);
       const distribution = serveFlags.parse(values, settings.data.distribution);
       if (source) settings.set('source', source);
@@ -302,7 +304,8 @@ Options:
       }
       if (typeof values['proxy-user'] === 'string') proxy = { ...proxy, username: values['proxy-user'], password: process.env.BULWARK_PROXY_PASSWORD ?? '' };
       const url = typeof values.source === 'string' ? values.source : settings.source.url;
-      const result = await testConnection({ url, proxy });
+      const until = cooldownFor(dataDir, url);
+      const result = await testConnection({ url, proxy, ...(until ? { cooldownUntil: until } : {}) });
       if (values.json) out(JSON.stringify(result));
       else out(result.ok ? `OK: ${result.message}` : `FAILED (${result.stage}): ${result.message}. What to do: ${result.action ?? 'check the settings'}`);
       return result.ok ? 0 : 1;
@@ -360,7 +363,7 @@ Options:
       const port = values.port === undefined ? 0 : Number(values.port);
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
-      const listen = parseListen(typeof values.listen === 'string' ? values.listen : '127.0.0.1:0');
+      const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
       return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, ...(values.console ? { console: listen } : {}) });
     },
   },

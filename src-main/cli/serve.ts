@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { describeSchedule } from '../engine/schedule.js';
 import type { Settings } from '../engine/settings.js';
-import type { ListenAddress } from '../server/listen.js';
+import type { ConsoleListen } from '../server/listen.js';
 import { startServer, type BulwarkServer } from '../server/server.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
@@ -13,7 +13,7 @@ export const RENDERER_DIR = fileURLToPath(new URL('../../renderer', import.meta.
 export interface ServeOptions {
   log?: (line: string) => void;
   /** Serve the browser console on this address. */
-  console?: ListenAddress;
+  console?: ConsoleListen;
   /** Called once the server runs (the demo starts its agents here). */
   started?: (server: BulwarkServer) => Promise<void> | void;
 }

@@ -17,6 +17,7 @@ export interface ConsoleServerOptions {
   service: ConsoleService;
   /** The built renderer (out/renderer). */
   rendererDir: string;
+  /** Where to listen; loopback (127.0.0.1, else ::1) when absent. */
   host?: string;
   port?: number;
   /** Fixed token (tests); a random one by default. */
@@ -192,10 +193,22 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
   }, 25_000);
   heartbeat.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
+  const listenOn = (host: string) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  if (options.host) await listenOn(options.host);
+  else {
+    // Loopback by default: IPv4's, or on a host without IPv4 (a pure IPv6 server) IPv6's.
+    await listenOn('127.0.0.1').catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRNOTAVAIL' && error.code !== 'EAFNOSUPPORT') throw error;
+      return listenOn('::1');
+    });
+  }
   const address = server.address() as AddressInfo;
   const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const origin = `http://${hostPart}:${address.port}`;

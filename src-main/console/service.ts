@@ -15,6 +15,7 @@ import type { Reminder as EngineReminder } from '../engine/reminders.js';
 import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
+import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentRow, AgentsOverview } from '../distribution/overview.js';
 import type { AgentRegistry } from '../distribution/registry.js';
@@ -344,7 +345,9 @@ export class ConsoleService {
   private async testConnection(params: ConsoleMethods['testConnection']['params']) {
     const data = this.options.settings.data;
     const proxy = params.proxy ? { ...params.proxy, password: params.proxy.password ?? data.proxy.password } : data.proxy;
-    return testConnection({ url: params.url || data.source.url, proxy });
+    const url = params.url || data.source.url;
+    const until = cooldownFor(this.options.dataDir, url);
+    return testConnection({ url, proxy, ...(until ? { cooldownUntil: until } : {}) });
   }
 }
 

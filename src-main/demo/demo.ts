@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { serve } from '../cli/serve.js';
-import type { ListenAddress } from '../server/listen.js';
+import type { ConsoleListen } from '../server/listen.js';
 import type { BulwarkServer } from '../server/server.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
 import { describeError } from '../engine/errors.js';
@@ -23,7 +23,7 @@ export interface DemoOptions {
   port: number;
   log: (line: string) => void;
   /** Also serve the browser console. */
-  console?: ListenAddress;
+  console?: ConsoleListen;
 }
 
 /** Demo sizes: big enough to make incremental savings visible, small enough to generate in a blink. */

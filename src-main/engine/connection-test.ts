@@ -1,8 +1,9 @@
 // "Test Connection": fetch the source's timestamp.json the way an update would (same proxy, same
 // timeouts) and say exactly which step failed and what to do about it.
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { bufferedRequest } from './http.js';
 import { explainUnreachable } from './network.js';
-import { dispatcherFor, proxyUrl } from './proxy.js';
+import { dispatcherFor, routeFor } from './proxy.js';
 import type { ProxySetting } from './settings.js';
 
 export interface ConnectionTestOptions {
@@ -10,6 +11,8 @@ export interface ConnectionTestOptions {
   proxy: ProxySetting;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** A cool-down the source asked for (from the data directory's cooldown.json), if any. */
+  cooldownUntil?: Date;
 }
 
 export type ConnectionStage = 'proxy' | 'auth' | 'dns' | 'connect' | 'tls' | 'http' | 'timeout' | 'ok';
@@ -43,34 +46,35 @@ export async function testConnection(options: ConnectionTestOptions): Promise<Co
   } catch {
     return { ok: false, stage: 'http', message: options.url ? `"${options.url}" is not an http or https URL` : 'no update source is configured', action: 'Enter the update source URL first.' };
   }
-  const viaProxy = options.proxy.enabled && options.proxy.host;
-  const proxyName = viaProxy ? proxyUrl(options.proxy) : '';
+  // The same route an update takes: the proxy in the settings, else HTTP(S)_PROXY unless NO_PROXY exempts the source.
+  const route = routeFor(options.proxy, target.href, options.env);
+  const viaProxy = route.viaProxy;
+  const proxyName = `${route.proxy}${route.from === 'settings' || !viaProxy ? '' : ` (from ${route.from})`}`;
+  const until = options.cooldownUntil;
+  if (until && until > new Date()) {
+    return { ok: false, stage: 'http', message: `the update source ${target.origin} asked Bulwark to wait until ${until.toISOString()} (it answered 429 or 403 with Retry-After); updates resume then`, action: 'Nothing to do: Bulwark tries again at that time.' };
+  }
   let dispatcher: Dispatcher | undefined;
   try {
     dispatcher = dispatcherFor(options.proxy, options.env);
-    const response = await request(target, {
-      dispatcher,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    await response.body.dump();
-    if (response.statusCode === 401 && viaProxy && options.proxy.username) {
-      // tinyproxy answers a wrong proxy password with 401 (and WWW-Authenticate) instead of 407.
-      return { ok: false, stage: 'auth', message: `the proxy ${proxyName} (or the update source behind it) refused the credentials (HTTP 401)`, action: 'Check the proxy user name and password.' };
+    const response = await bufferedRequest(target, { dispatcher, timeoutMs, signal: AbortSignal.timeout(timeoutMs), maxBytes: 1024 * 1024 });
+    const status = response.status;
+    const proxyAuthenticate = response.headers['proxy-authenticate'] !== undefined || /proxy/i.test(String(response.headers['www-authenticate'] ?? ''));
+    if (viaProxy && (status === 407 || (status === 401 && (route.username || proxyAuthenticate)))) {
+      // tinyproxy answers a wrong proxy password with 401 (naming itself in WWW-Authenticate) instead of 407.
+      return route.username
+        ? { ok: false, stage: 'auth', message: `the proxy ${proxyName} refused the credentials (HTTP ${status})`, action: `Check the proxy user name and password${route.from === 'settings' ? '' : ` in ${route.from}`}.` }
+        : { ok: false, stage: 'auth', message: `the proxy ${proxyName} requires authentication (HTTP ${status})`, action: 'Enter the proxy user name and password.' };
     }
-    if (response.statusCode === 407) {
-      return { ok: false, stage: 'auth', message: `the proxy ${proxyName} requires authentication (407)`, action: 'Enter the proxy user name and password.' };
+    if (viaProxy && /^50[0234]$/.test(String(status))) {
+      return { ok: false, stage: 'connect', message: `the proxy ${proxyName} could not reach ${target.host} (HTTP ${status})`, action: 'Check that the proxy can reach the update source (address family, firewall, DNS on the proxy).' };
     }
-    if (response.statusCode >= 500 && viaProxy && /^50[234]$/.test(String(response.statusCode))) {
-      return { ok: false, stage: 'connect', message: `the proxy ${proxyName} could not reach ${target.host} (HTTP ${response.statusCode})`, action: 'Check that the proxy can reach the update source (address family, firewall, DNS on the proxy).' };
+    if (status !== 200) {
+      return { ok: false, stage: 'http', message: `the update source answered HTTP ${status} for ${target.pathname}`, action: 'Check the update source URL.' };
     }
-    if (response.statusCode !== 200) {
-      return { ok: false, stage: 'http', message: `the update source answered HTTP ${response.statusCode} for ${target.pathname}`, action: 'Check the update source URL.' };
-    }
-    return { ok: true, stage: 'ok', message: `reached ${target.origin}${viaProxy ? ` through ${proxyName}` : ' directly'}` };
+    return { ok: true, stage: 'ok', message: `reached ${target.origin}${viaProxy ? ` through ${route.proxy}${route.from === 'settings' ? '' : ` (from ${route.from})`}` : ' directly'}` };
   } catch (error) {
-    const result = classify(error, { viaProxy: Boolean(viaProxy), proxyName, host: target.host, credentials: Boolean(viaProxy && options.proxy.username) });
+    const result = classify(error, { viaProxy, proxyName, host: target.host, credentials: Boolean(route.username) });
     if (viaProxy || (result.stage !== 'dns' && result.stage !== 'connect' && result.stage !== 'timeout')) return result;
     const mismatch = await explainUnreachable(target.hostname, error);
     return mismatch ? { ok: false, stage: 'connect', ...mismatch } : result;

@@ -6,12 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { BulwarkError, describeError, UsageError } from './errors.js';
-import { HttpFetcher, sweepDownloads } from './fetcher.js';
+import { cooldownFor, HttpFetcher, sweepDownloads } from './fetcher.js';
 import { writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
-import { describeProxy, dispatcherFor } from './proxy.js';
+import { dispatcherFor, routeFor } from './proxy.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
 import { UpdateScheduler } from './schedule.js';
@@ -56,6 +56,8 @@ export interface EngineStatus {
   source: SourceSetting;
   network: NetworkReport | undefined;
   reminders: Reminder[];
+  /** A cool-down the source asked for, still running. */
+  cooldownUntil: string | null;
 }
 
 /** Who runs (PID and start time, so a reused PID is not taken for a server), and what it is doing. */
@@ -183,6 +185,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
   }
 
+  /** The cool-down the current source asked for, if it has not run out. */
+  cooldownUntil(): Date | undefined {
+    const { url } = this.source();
+    return url ? cooldownFor(this.options.dataDir, url) : undefined;
+  }
+
   nextRun(): Date | null {
     return this.scheduler.next();
   }
@@ -197,7 +205,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       nextRun: this.scheduler.next()?.toISOString() ?? null,
       source: this.source(),
       network,
-      reminders: remindersFor({ settings: this.options.settings.data, lastRun, network }),
+      reminders: remindersFor({ settings: this.options.settings.data, lastRun, network, cooldownUntil: this.cooldownUntil() }),
+      cooldownUntil: this.cooldownUntil()?.toISOString() ?? null,
     };
   }
 
@@ -251,25 +260,31 @@ export class Engine extends EventEmitter<EngineEvents> {
     // Alongside the update, not before it: probing a black-holed family takes its full timeout, while
     // the update's own connections race the families (Happy Eyeballs) anyway.
     const networkChecked = this.checkNetwork().catch((error: unknown) => this.log(`network check failed: ${describeError(error)}`));
-    // Read per run, so a proxy saved in the settings applies to the next update without a restart.
-    const dispatcher = this.options.dispatcher ?? dispatcherFor(this.options.settings.data.proxy);
-    const downloads = path.join(this.options.dataDir, 'tmp', 'downloads');
-    sweepDownloads(downloads);
-    const targetsBase = this.source().url ? new URL('targets/', checkSourceUrl(this.source().url).href.replace(/\/?$/, '/')).href : undefined;
-    const fetcher = new HttpFetcher({
-      timeoutMs: this.limits.requestTimeoutMs,
-      tempDir: downloads,
-      cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
-      // Targets have content-addressed names (consistent snapshots, or the server's own files), so a
-      // broken-off download of one can be resumed.
-      resumable: (url) => (targetsBase !== undefined && url.startsWith(targetsBase)) || /\/made\//.test(new URL(url).pathname),
-      route: this.options.dispatcher ? 'configured dispatcher' : describeProxy(this.options.settings.data.proxy),
-      ...(this.options.familyRemedy ? { familyRemedy: this.options.familyRemedy } : {}),
-      dispatcher,
-    });
     let record: RunRecord;
     let source: UpdateSource | undefined;
+    let fetcher: HttpFetcher | undefined;
+    let dispatcher: Dispatcher | undefined;
+    let url: string | undefined;
     try {
+      url = this.source().url || undefined;
+      // Read per run, so a proxy saved in the settings applies to the next update without a restart.
+      const { proxy } = this.options.settings.data;
+      dispatcher = this.options.dispatcher ?? dispatcherFor(proxy);
+      const downloads = path.join(this.options.dataDir, 'tmp', 'downloads');
+      sweepDownloads(downloads);
+      const base = url ? checkSourceUrl(url).href.replace(/\/?$/, '/') : undefined;
+      fetcher = new HttpFetcher({
+        timeoutMs: this.limits.requestTimeoutMs,
+        tempDir: downloads,
+        cooldownFile: path.join(this.options.dataDir, 'cooldown.json'),
+        // Targets have content-addressed names (consistent snapshots, or the server's own files), so a
+        // broken-off download of one can be resumed.
+        resumable: (target) => (base !== undefined && target.startsWith(new URL('targets/', base).href)) || /\/made\//.test(new URL(target).pathname),
+        route: this.options.dispatcher || !url ? 'configured dispatcher' : routeFor(proxy, url).description,
+        ...(this.options.familyRemedy ? { familyRemedy: this.options.familyRemedy } : {}),
+        dispatcher,
+      });
+      const runFetcher = fetcher;
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
       record = await runUpdate(
@@ -279,24 +294,27 @@ export class Engine extends EventEmitter<EngineEvents> {
           store: this.store,
           limits: this.limits,
           tempDir: path.join(this.options.dataDir, 'tmp'),
-          onProgress: (progress) => this.onProgress(trigger, progress, fetcher),
-          ...(offers ? { offers: () => offers(fetcher) } : {}),
+          onProgress: (progress) => this.onProgress(trigger, progress, runFetcher),
+          ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),
         },
         trigger,
       );
     } catch (error) {
+      // Whatever went wrong before or around the run (a settings file broken by hand, a full disk):
+      // a failed run, recorded like any other.
       record = {
         trigger,
         startedAt: started.toISOString(),
         finishedAt: new Date().toISOString(),
         result: 'failed',
-        bytes: fetcher.bytesReceived,
+        bytes: fetcher?.bytesReceived ?? 0,
         error: describeError(error),
         ...(error instanceof BulwarkError ? { errorCode: error.code } : {}),
         components: [],
       };
     }
+    if (url) record.source = url;
     // Distribute after every run that refreshed the signed metadata: agents need the fresh timestamp
     // even when no component changed. Only new components make it a 'distributing' stage (and make
     // the distributor notify the agents); fresh metadata alone is published quietly.
@@ -311,7 +329,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.log(record.error);
       }
     }
-    if (dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
+    if (dispatcher && dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
     await networkChecked; // so the reminders recorded with this run see the fresh report
     try {
       this.history.append(record);

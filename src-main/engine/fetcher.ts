@@ -17,7 +17,7 @@ import type { Dispatcher } from 'undici';
 import { CooldownError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import { streamRequest } from './http.js';
-import { explainUnreachable } from './network.js';
+import { errorCode, explainUnreachable } from './network.js';
 
 export interface FetcherOptions {
   /** undici dispatcher (Agent, ProxyAgent...); a plain Agent when absent. */
@@ -101,6 +101,18 @@ export function sweepDownloads(dir: string, now = Date.now()): void {
       // gone already
     }
   }
+}
+
+/** The cool-down the source at `url` asked for, as recorded in a data directory (status, test-connection, the console). */
+export function cooldownFor(dataDir: string, url: string, now = Date.now()): Date | undefined {
+  let origin: string;
+  try {
+    origin = new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+  const until = readCooldowns(path.join(dataDir, 'cooldown.json'), now)[origin];
+  return until ? new Date(until) : undefined;
 }
 
 export class HttpFetcher implements Fetcher {
@@ -252,16 +264,31 @@ export class HttpFetcher implements Fetcher {
     return headers['proxy-authenticate'] !== undefined || /proxy/i.test(header(headers, 'www-authenticate') ?? '') || /proxy/i.test(header(headers, 'server') ?? '');
   }
 
-  private async unreachable(url: string, cause: unknown, brokeOff: boolean): Promise<NetworkError> {
+  private async unreachable(url: string, cause: unknown, brokeOff: boolean): Promise<NetworkError | ProxyAuthError> {
     const origin = new URL(url).origin;
     const via = this.viaProxy() ? ` through the ${this.options.route}` : '';
+    // undici's ProxyAgent turns the proxy's own refusals into errors: a 407, or a tunnel it would not open.
+    const refused = /Proxy Authentication Required \((\d{3})\)|Proxy response \((\d{3})\)/.exec(messageChain(cause));
+    if (refused && this.viaProxy()) {
+      const status = Number(refused[1] ?? refused[2]);
+      if (status === 407) return new ProxyAuthError(`the ${this.options.route} refused the request for ${origin}: it wants valid credentials (HTTP 407)`, { status, cause });
+      return new NetworkError(`the ${this.options.route} would not connect to ${origin} (HTTP ${status})`, { cause });
+    }
     if (brokeOff) return new NetworkError(`the download from ${origin}${via} broke off: ${networkReason(cause)}`, { cause });
     // A direct connection that failed may be an address-family mismatch: say so, the same way
     // test-connection and the reminders do.
     const mismatch = this.viaProxy() ? undefined : await explainUnreachable(new URL(url).hostname, cause, this.options.familyRemedy ? { remedy: this.options.familyRemedy } : {});
-    if (mismatch) return new NetworkError(`cannot reach ${origin}: ${mismatch.message}. ${mismatch.action}`, { cause, familyMismatch: true });
+    // The mismatch is the explanation; the system's own words (getaddrinfo EAI_AGAIN…) only in parentheses.
+    if (mismatch) return new NetworkError(`cannot reach ${origin}: ${mismatch.message} (${errorCode(cause) ?? networkReason(cause)}). ${mismatch.action}`, { familyMismatch: true });
     return new NetworkError(`cannot reach ${origin}${via}: ${networkReason(cause)}`, { cause });
   }
+}
+
+/** The messages of an error and its causes, joined. */
+function messageChain(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) if (e.message) parts.push(e.message);
+  return parts.join(': ');
 }
 
 /** The server would not serve the rest of a partial download (416). */

@@ -30,6 +30,8 @@ export interface ComponentRun {
 
 export interface RunRecord {
   trigger: Trigger;
+  /** The update source's URL for this run (the settings', or a one-off --source). */
+  source?: string;
   startedAt: string;
   finishedAt: string;
   result: 'ok' | 'failed';

@@ -80,7 +80,8 @@ export function canConnect(address: string, port: number, timeoutMs = 3000): Pro
 /** Connection errors that an address-family mismatch produces (ENOTFOUND: getaddrinfo hides the other family's records). */
 const FAMILY_SYMPTOMS = new Set(['ENETUNREACH', 'EHOSTUNREACH', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
-function errorCode(error: unknown): string | undefined {
+/** The first system error code in an error's cause chain (ENETUNREACH, EAI_AGAIN…). */
+export function errorCode(error: unknown): string | undefined {
   for (let e = error as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
     if (e.code && e.code !== 'UND_ERR_SOCKET') return e.code;
   }

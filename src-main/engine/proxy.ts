@@ -39,7 +39,51 @@ export function dispatcherFor(proxy: ProxySetting, env: NodeJS.ProcessEnv = proc
  */
 export const HAPPY_EYEBALLS = { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 250, timeout: 10_000 } as const;
 
-/** A proxy URL fit for logs: never the credentials. */
-export function describeProxy(proxy: ProxySetting): string {
-  return proxy.enabled && proxy.host ? `proxy ${proxyUrl(proxy)}${proxy.username ? ` as ${proxy.username}` : ''}` : 'direct connection';
+/** How requests to a URL travel: through which proxy (named without its password), or directly. */
+export interface Route {
+  viaProxy: boolean;
+  /** "http://proxy.example:3128", or "" when direct. */
+  proxy: string;
+  /** The proxy user name, when credentials are sent. */
+  username: string;
+  /** Where the proxy comes from. */
+  from: 'settings' | 'HTTP_PROXY' | 'HTTPS_PROXY' | 'direct';
+  /** For messages: "proxy http://proxy.example:3128 as alice (from HTTP_PROXY)" or "direct connection". */
+  description: string;
+}
+
+/** Whether NO_PROXY exempts `url` (entries: "*", host names with their subdomains, optional ":port"). */
+export function exemptFromProxy(url: URL, noProxy: string): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  return noProxy
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .some((entry) => {
+      if (entry === '*') return true;
+      const match = /^(.*?)(?::(\d+))?$/.exec(entry.toLowerCase())!;
+      const name = match[1]!.replace(/^\*?\./, '').replace(/^\[|\]$/g, '');
+      return (!match[2] || match[2] === port) && (host === name || host.endsWith(`.${name}`));
+    });
+}
+
+/** The route dispatcherFor() gives requests to `target`: the same choice, described. */
+export function routeFor(proxy: ProxySetting, target: string, env: NodeJS.ProcessEnv = process.env): Route {
+  if (proxy.enabled && proxy.host) {
+    const url = proxyUrl(proxy);
+    return { viaProxy: true, proxy: url, username: proxy.username, from: 'settings', description: `proxy ${url}${proxy.username ? ` as ${proxy.username}` : ''}` };
+  }
+  const url = new URL(target);
+  const from = url.protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY';
+  const value = url.protocol === 'https:' ? (env.HTTPS_PROXY ?? env.https_proxy) : (env.HTTP_PROXY ?? env.http_proxy);
+  if (!value || exemptFromProxy(url, env.NO_PROXY ?? env.no_proxy ?? '')) return { viaProxy: false, proxy: '', username: '', from: 'direct', description: 'direct connection' };
+  let parsed: URL;
+  try {
+    parsed = new URL(value.includes('://') ? value : `http://${value}`);
+  } catch {
+    return { viaProxy: true, proxy: value, username: '', from, description: `proxy ${value} (from ${from}, not a URL)` };
+  }
+  const username = decodeURIComponent(parsed.username);
+  const name = `${parsed.protocol}//${parsed.host}`;
+  return { viaProxy: true, proxy: name, username, from, description: `proxy ${name}${username ? ` as ${username}` : ''} (from ${from})` };
 }

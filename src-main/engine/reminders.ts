@@ -18,11 +18,14 @@ export interface ReminderInputs {
   settings: SettingsData;
   lastRun: RunRecord | undefined;
   network: NetworkReport | undefined;
+  /** A cool-down the source asked for that is still running. */
+  cooldownUntil?: Date | undefined;
 }
 
-export function remindersFor({ settings, lastRun, network }: ReminderInputs): Reminder[] {
+export function remindersFor({ settings, lastRun, network, cooldownUntil }: ReminderInputs): Reminder[] {
   const reminders: Reminder[] = networkReminders(network, { proxyEnabled: settings.proxy.enabled, lastRunOk: lastRun?.result === 'ok' });
-  if (!settings.source.url) {
+  // A one-off `bulwark update --source …` has a source even where the settings have none.
+  if (!settings.source.url && !lastRun?.source) {
     reminders.push({
       id: 'no-source',
       severity: 'warning',
@@ -31,16 +34,26 @@ export function remindersFor({ settings, lastRun, network }: ReminderInputs): Re
       action: 'Open Settings › Update source and enter the source URL with its trusted root.json.',
     });
   }
+  if (cooldownUntil) {
+    reminders.push({
+      id: 'cooldown',
+      severity: 'info',
+      title: 'The update source asked Bulwark to wait',
+      body: `It answered 429 or 403 with Retry-After; no request goes to it before ${cooldownUntil.toISOString()}.`,
+      action: 'Nothing to do: Bulwark tries again after the time the source gave.',
+    });
+  }
   if (lastRun?.result === 'failed') {
     const proxy = settings.proxy.enabled;
-    const proxyRefused = /\b407\b/.test(lastRun.error ?? '') || (proxy && Boolean(settings.proxy.username) && /\bHTTP 401\b/.test(lastRun.error ?? ''));
-    if (proxyRefused) {
+    if (lastRun.errorCode === 'ERR_PROXY_AUTH') {
       reminders.push({
         id: 'proxy-auth',
         severity: 'error',
         title: 'The proxy wants a valid user name and password',
-        body: 'The proxy refused the update with "407 Proxy Authentication Required".',
-        action: 'Enter the proxy credentials in Settings › Proxy and use Test connection.',
+        body: `The last update failed: ${lastRun.error ?? 'the proxy refused the credentials'}.`,
+        action: proxy
+          ? 'Enter the proxy credentials in Settings › Proxy and use Test connection.'
+          : 'Correct the credentials in HTTP_PROXY / HTTPS_PROXY, or set the proxy in Settings › Proxy, and use Test connection.',
       });
       return reminders;
     }
@@ -63,15 +76,6 @@ export function remindersFor({ settings, lastRun, network }: ReminderInputs): Re
           title: "The update source's signatures could not be verified",
           body: lastRun.error ?? 'The signed metadata was rejected.',
           action: 'If the source was re-keyed, import its new root.json in Settings › Update source; otherwise contact its publisher.',
-        });
-        break;
-      case 'ERR_COOLDOWN':
-        reminders.push({
-          id: 'cooldown',
-          severity: 'info',
-          title: 'The update source asked Bulwark to wait',
-          body: lastRun.error ?? 'The source is rate-limiting requests.',
-          action: 'Nothing to do: Bulwark tries again after the time the source gave.',
         });
         break;
     }

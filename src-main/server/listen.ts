@@ -6,6 +6,9 @@ export interface ListenAddress {
   port: number;
 }
 
+/** Where the console listens: loopback (IPv4's, else IPv6's) when no host is given. */
+export type ConsoleListen = { host?: string; port: number };
+
 /** Parse ADDRESS:PORT; `what` names the flag or setting in the error ("--listen", "--agents-listen"). */
 export function parseListen(text: string, what = '--listen'): ListenAddress {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());

@@ -20,7 +20,7 @@ import type { RunRecord } from '../engine/history.js';
 import { DEFAULT_AGENT_PORT, type Settings } from '../engine/settings.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from './control.js';
-import { formatListen, parseListen, type ListenAddress } from './listen.js';
+import { formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -29,7 +29,7 @@ export interface ServerOptions {
   /** Where the console runs: the desktop app (over IPC, wired by the shell) or a browser. */
   host: 'desktop' | 'browser';
   /** Serve the browser console on this address. */
-  console?: ListenAddress & { rendererDir: string };
+  console?: ConsoleListen & { rendererDir: string };
   /** The desktop shell applies "start at login" to the system when it is saved. */
   applyStartAtLogin?: (enabled: boolean) => void;
   /** Called with the engine before it starts, so a host's listeners see the start-up run. */
@@ -112,7 +112,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   };
   if (options.console) {
     try {
-      consoleServer = await startConsoleServer({ service, rendererDir: options.console.rendererDir, host: options.console.host, port: options.console.port, log });
+      consoleServer = await startConsoleServer({ service, rendererDir: options.console.rendererDir, ...(options.console.host ? { host: options.console.host } : {}), port: options.console.port, log });
     } catch (error) {
       await stopAll();
       throw error;
