@@ -1,8 +1,11 @@
 // Shared set-up for the browser console's end-to-end tests: a real signed update source on
 // 127.0.0.1 (TestSource), a temporary data directory, and a real `bulwark serve --console` child
 // process pointed at both. Each test gets its own of each, so no test sees another's state.
+// Every server serves its agents on loopback at a free port (--agents-listen 127.0.0.1:0): tests run
+// side by side and none may take the default agent port on every address.
 //
 //   test('…', async ({ page, bulwark, source }) => { await openConsole(page, bulwark); … });
+//   test('…', async ({ bulwark, agents }) => { const a = await agents.start('alpha'); … });
 //
 // Options (test.use): `withSource: false` starts the server without --source/--trusted-root;
 // `schedule` replaces the default (a daily time 11-12 hours away, so no scheduled update starts
@@ -47,12 +50,15 @@ export interface Bulwark {
   dataDir: string;
   /** The URL the server printed, token included. */
   url: string;
+  /** Where agents connect, as the server logged it (http://127.0.0.1:PORT/). */
+  agentsUrl: string;
   origin: string;
   token: string;
   process: CliProcess;
   /**
    * Stop the server (if running) and start it again on the same address and data directory; it
-   * prints a new token. Updates url, token and process; the old token no longer works.
+   * prints a new token. Updates url, token, agentsUrl (a new free port) and process; the old token
+   * no longer works.
    */
   restart(): Promise<void>;
   /** `bulwark <args…>` as a separate process (the data directory is not added). */
@@ -88,9 +94,30 @@ interface Options {
   serveArgs: string[];
 }
 
+/** A real `bulwark agent` child process with its own temporary data directory. */
+export interface AgentProcess {
+  name: string;
+  dataDir: string;
+  process: CliProcess;
+}
+
+export interface Agents {
+  /** `bulwark agents token --data <server's data>` (with --rotate if asked): the enrollment token. */
+  token(options?: { rotate?: boolean }): Promise<string>;
+  /**
+   * `bulwark agent --server <bulwark.agentsUrl> --token T --data <temp> --name NAME`, resolved once it
+   * runs (enrolled, start-up update done). The token is the server's current one unless given.
+   */
+  start(name: string, token?: string): Promise<AgentProcess>;
+  /** The same, without waiting for anything: for an agent expected to be refused. */
+  spawn(name: string, token: string): AgentProcess;
+}
+
 interface Fixtures {
   source: TestSource;
   bulwark: Bulwark;
+  /** Agents of the test's server, stopped (by PID) and their data removed after the test. */
+  agents: Agents;
   /** Uncaught exceptions, console errors and warnings of the page: a test fails on any it did not allow. */
   browserErrors: { allow(pattern: RegExp): void };
 }
@@ -136,7 +163,7 @@ export const test = base.extend<Fixtures & Options>({
   bulwark: async ({ source, withSource, schedule, serveArgs }, use) => {
     const dataDir = tempDir('bulwark-e2e-data-');
     const args = (listen: string) => [
-      'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule,
+      'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule, '--agents-listen', '127.0.0.1:0',
       ...(withSource ? ['--source', source.url, '--trusted-root', source.rootFile] : []),
       ...serveArgs,
     ];
@@ -144,10 +171,11 @@ export const test = base.extend<Fixtures & Options>({
     const start = async (listen: string) => {
       const child = new CliProcess(args(listen));
       children.push(child);
+      const [, agentsUrl] = await child.waitFor(/ serving agents at (http:\/\/[^\s,]+)/, 20_000);
       const [, url] = await child.waitFor(/^Console: (http:\/\/\S+)$/m, 20_000);
       // The start-up update has finished (successfully or not) once the next run is announced.
       await child.waitFor(/next update at /, 30_000);
-      return { child, url: new URL(url!) };
+      return { child, url: new URL(url!), agentsUrl: agentsUrl! };
     };
     const json = async (more: string[]) => {
       const result = await runCli(more);
@@ -159,13 +187,14 @@ export const test = base.extend<Fixtures & Options>({
       const bulwark: Bulwark = {
         dataDir,
         url: first.url.href,
+        agentsUrl: first.agentsUrl,
         origin: first.url.origin,
         token: first.url.searchParams.get('token')!,
         process: first.child,
         async restart() {
           if (bulwark.process.running) await bulwark.process.stop('SIGTERM');
           const next = await start(new URL(bulwark.origin).host);
-          Object.assign(bulwark, { url: next.url.href, token: next.url.searchParams.get('token')!, process: next.child });
+          Object.assign(bulwark, { url: next.url.href, agentsUrl: next.agentsUrl, token: next.url.searchParams.get('token')!, process: next.child });
         },
         cli: (more) => runCli(more),
         settingsFile: () => fs.readFileSync(path.join(dataDir, 'settings.json'), 'utf8'),
@@ -184,6 +213,43 @@ export const test = base.extend<Fixtures & Options>({
         });
       }
       fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  },
+
+  agents: async ({ bulwark }, use) => {
+    const started: AgentProcess[] = [];
+    const token = async ({ rotate = false } = {}) => {
+      const result = await runCli(['agents', 'token', '--data', bulwark.dataDir, ...(rotate ? ['--rotate'] : [])]);
+      const match = /^Enrollment token: (\S+)$/m.exec(result.stdout);
+      if (result.code !== 0 || !match) throw new Error(`bulwark agents token exited ${result.code}: ${result.stdout}${result.stderr}`);
+      return match[1]!;
+    };
+    const spawn = (name: string, enrollment: string): AgentProcess => {
+      const dataDir = tempDir(`bulwark-e2e-agent-${name}-`);
+      const child = new CliProcess(['agent', '--server', bulwark.agentsUrl, '--token', enrollment, '--data', dataDir, '--name', name]);
+      const agent = { name, dataDir, process: child };
+      started.push(agent);
+      return agent;
+    };
+    try {
+      await use({
+        token,
+        spawn,
+        async start(name, enrollment) {
+          const agent = spawn(name, enrollment ?? (await token()));
+          await agent.process.waitFor(/ agent running in /, 30_000);
+          return agent;
+        },
+      });
+    } finally {
+      for (const { process: child, dataDir } of started) {
+        if (child.running) {
+          await child.stop('SIGTERM', 10_000).catch(() => {
+            if (child.running) process.kill(child.pid, 'SIGKILL');
+          });
+        }
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
     }
   },
 });
