@@ -260,6 +260,7 @@ export async function openConsole(page: Page, bulwark: Bulwark, hash = ''): Prom
   // The server swapped the token for a cookie and redirected: the address no longer carries it.
   await expect(page).toHaveURL(`${bulwark.origin}/${hash}`);
   if (hash.startsWith('#settings')) await expect(page.getByRole('heading', { name: 'Settings', level: 1 })).toBeVisible();
+  else if (hash === '#agents') await expect(page.getByRole('heading', { name: 'Agents', level: 1 })).toBeVisible();
   else await expect(page.getByTestId('engine-state')).toBeVisible();
 }
 
