@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, test as base, type Page } from '@playwright/test';
+import { expect, test as base, type Locator, type Page } from '@playwright/test';
 import { staticHandler } from '../../src-main/demo/static-server.js';
 import { CliProcess, runCli, type CliResult } from '../helpers/cli.js';
 import { tempDir, TestSource } from '../helpers/fixtures.js';
@@ -99,6 +99,8 @@ export interface AgentProcess {
   name: string;
   dataDir: string;
   process: CliProcess;
+  /** Resolves when the process has exited and its output is read. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export interface Agents {
@@ -227,7 +229,11 @@ export const test = base.extend<Fixtures & Options>({
     const spawn = (name: string, enrollment: string): AgentProcess => {
       const dataDir = tempDir(`bulwark-e2e-agent-${name}-`);
       const child = new CliProcess(['agent', '--server', bulwark.agentsUrl, '--token', enrollment, '--data', dataDir, '--name', name]);
-      const agent = { name, dataDir, process: child };
+      // Listened for at once: the process cannot have closed before this turn of the event loop ends.
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.child.once('close', (code, signal) => resolve({ code, signal })),
+      );
+      const agent = { name, dataDir, process: child, exited };
       started.push(agent);
       return agent;
     };
@@ -294,13 +300,15 @@ export function holdRequests(source: TestSource, pattern: RegExp) {
 }
 
 /**
- * A screenshot for the README: the viewport (1280×800), into docs/screenshots/. The page is reloaded
- * first, so the "just now"s are computed afresh (see the clock bug in the e2e report) and the picture
- * shows exactly what a newly opened console shows.
+ * A screenshot for the README: the viewport (1280×800), into docs/screenshots/, once `ready` (if
+ * given) is visible. The page is reloaded first, so the "just now"s are computed afresh (see the
+ * clock bug in the e2e report) and the picture shows exactly what a newly opened console shows.
  */
-export async function screenshot(page: Page, name: string): Promise<void> {
+export async function screenshot(page: Page, name: string, ready?: Locator): Promise<void> {
   await page.reload();
   await expect(page.locator('#view-heading')).toBeAttached();
+  // Views that load more after the snapshot (the agents) say what shows they are done.
+  if (ready) await expect(ready).toBeVisible();
   await page.mouse.move(0, 0);
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
   // Nothing blinking or half-drawn: no caret, animations finished.
