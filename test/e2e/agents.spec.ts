@@ -2,6 +2,7 @@
 // children (each with its own data directory) that enroll, follow the server's releases and report.
 // The server tells its agents to fetch a release at once (--agent-spread 0) and to poll and report
 // every 10 s (--agent-poll 10, the least it takes), so an agent is unreachable after 20 s of silence.
+import net from 'node:net';
 import type { Page } from '@playwright/test';
 import { expect, holdRequests, NAMES, openConsole, PUBLISHED, screenshot, test, type Agents, type ComponentId } from './fixtures.js';
 
@@ -227,4 +228,45 @@ test('an agent killed outright turns unreachable after twice its poll interval, 
   await expect(card).toBeVisible();
   await expect(card).toContainText('alpha did not report for more than twice its poll interval');
   await expect(card).toContainText(`What to do: Check that \`bulwark agent\` runs there and can reach this server at ${bulwark.agentsUrl}.`);
+});
+
+test.describe('with agents turned off', () => {
+  test.use({ agentsListen: 'off' });
+
+  test('the overview and the Agents view say so, and nobody can be asked to update', async ({ page, bulwark }) => {
+    await openConsole(page, bulwark);
+    await expect(page.getByTestId('agents-summary')).toHaveText('turned off');
+    await page.getByTestId('agents-summary').click();
+    await expect(page.getByTestId('agents-notice')).toContainText('Agents are turned off on this server.');
+    await expect(page.getByTestId('agents-notice')).toContainText('bulwark serve --agents-listen ADDRESS:PORT');
+    await expect(page.getByRole('button', { name: 'Update agents now' })).toBeDisabled();
+    await expect(page.getByTestId('agents-empty')).toContainText('No agents yet.');
+  });
+});
+
+test.describe('with the agent address taken', () => {
+  // Something else holds the address the server is told to serve agents on.
+  test.use({
+    agentsListen: async ({}, use) => {
+      const squatter = net.createServer();
+      await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+      await use(`127.0.0.1:${(squatter.address() as net.AddressInfo).port}`);
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    },
+  });
+
+  test('the overview and the Agents view say why agents cannot connect, and what to do', async ({ page, bulwark, agentsListen }) => {
+    await openConsole(page, bulwark);
+    const card = page.getByRole('alert').filter({ has: page.getByRole('heading', { name: 'Agents cannot connect to this server' }) });
+    await expect(card).toContainText(`Cannot serve agents on ${agentsListen}`);
+    await expect(page.getByTestId('agents-summary')).toHaveText('cannot be served');
+
+    await page.getByRole('link', { name: 'Agents', exact: true }).click();
+    const notice = page.getByTestId('agents-notice');
+    await expect(notice).toHaveRole('alert');
+    await expect(notice).toContainText('Agents cannot connect to this server.');
+    await expect(notice).toContainText(`Cannot serve agents on ${agentsListen}`);
+    await expect(notice).toContainText('bulwark serve --agents-listen ADDRESS:PORT');
+    await expect(page.getByRole('button', { name: 'Update agents now' })).toBeDisabled();
+  });
 });

@@ -2,7 +2,8 @@
 // 127.0.0.1 (TestSource), a temporary data directory, and a real `bulwark serve --console` child
 // process pointed at both. Each test gets its own of each, so no test sees another's state.
 // Every server serves its agents on loopback at a free port (--agents-listen 127.0.0.1:0): tests run
-// side by side and none may take the default agent port on every address.
+// side by side and none may take the default agent port on every address. The `agentsListen` option
+// changes that address ("off" serves no agents).
 //
 //   test('…', async ({ page, bulwark, source }) => { await openConsole(page, bulwark); … });
 //   test('…', async ({ bulwark, agents }) => { const a = await agents.start('alpha'); … });
@@ -50,7 +51,7 @@ export interface Bulwark {
   dataDir: string;
   /** The URL the server printed, token included. */
   url: string;
-  /** Where agents connect, as the server logged it (http://127.0.0.1:PORT/). */
+  /** Where agents connect, as the server logged it (http://127.0.0.1:PORT/); "" when it serves none. */
   agentsUrl: string;
   origin: string;
   token: string;
@@ -92,6 +93,8 @@ interface Options {
   /** --schedule for the server (a daily time far from now unless a test says otherwise). */
   schedule: string;
   serveArgs: string[];
+  /** --agents-listen for the server: 127.0.0.1:0 unless a test says otherwise ("off": no agents). */
+  agentsListen: string;
 }
 
 /** A real `bulwark agent` child process with its own temporary data directory. */
@@ -128,6 +131,7 @@ export const test = base.extend<Fixtures & Options>({
   withSource: [true, { option: true }],
   schedule: [farDailySchedule(), { option: true }],
   serveArgs: [[], { option: true }],
+  agentsListen: ['127.0.0.1:0', { option: true }],
 
   // Every screenshot and assertion at the size and theme the README shows.
   viewport: async ({}, use) => use({ width: 1280, height: 800 }),
@@ -162,10 +166,10 @@ export const test = base.extend<Fixtures & Options>({
     fs.rmSync(source.dir, { recursive: true, force: true });
   },
 
-  bulwark: async ({ source, withSource, schedule, serveArgs }, use) => {
+  bulwark: async ({ source, withSource, schedule, serveArgs, agentsListen }, use) => {
     const dataDir = tempDir('bulwark-e2e-data-');
     const args = (listen: string) => [
-      'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule, '--agents-listen', '127.0.0.1:0',
+      'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule, '--agents-listen', agentsListen,
       ...(withSource ? ['--source', source.url, '--trusted-root', source.rootFile] : []),
       ...serveArgs,
     ];
@@ -173,11 +177,12 @@ export const test = base.extend<Fixtures & Options>({
     const start = async (listen: string) => {
       const child = new CliProcess(args(listen));
       children.push(child);
-      const [, agentsUrl] = await child.waitFor(/ serving agents at (http:\/\/[^\s,]+)/, 20_000);
+      // Serving agents, or saying why it cannot (the console shows that too); nothing when turned off.
+      const [, agentsUrl = ''] = agentsListen === 'off' ? [] : await child.waitFor(/ (?:serving agents at (http:\/\/[^\s,]+)|cannot serve agents on )/, 20_000);
       const [, url] = await child.waitFor(/^Console: (http:\/\/\S+)$/m, 20_000);
       // The start-up update has finished (successfully or not) once the next run is announced.
       await child.waitFor(/next update at /, 30_000);
-      return { child, url: new URL(url!), agentsUrl: agentsUrl! };
+      return { child, url: new URL(url!), agentsUrl };
     };
     const json = async (more: string[]) => {
       const result = await runCli(more);
