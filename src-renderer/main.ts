@@ -3,6 +3,7 @@ import { mount } from 'svelte';
 import App from './App.svelte';
 import { chooseConsoleApi } from './api/index.js';
 import { Router } from './lib/route.svelte.js';
+import { AgentsState } from './state/agents.svelte.js';
 import { ConsoleState } from './state/console.svelte.js';
 
 const target = document.getElementById('app');
@@ -10,8 +11,10 @@ if (!target) throw new Error('index.html has no #app element to mount into');
 
 const transport = chooseConsoleApi();
 const consoleState = new ConsoleState(transport.api, transport.connection);
+const agentsState = new AgentsState(transport.api, transport.connection);
 const router = new Router();
 const { loaded } = consoleState.start();
+agentsState.start();
 
 if (transport.kind === 'browser') {
   // The server turned ?token=… into a cookie when it served this page. Once a call has worked with
@@ -25,4 +28,4 @@ if (transport.kind === 'browser') {
   });
 }
 
-mount(App, { target, props: { consoleState, router } });
+mount(App, { target, props: { consoleState, agentsState, router } });

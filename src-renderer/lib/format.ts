@@ -1,5 +1,5 @@
 // Words and numbers as the console shows them. Pure functions: the components stay markup.
-import type { EngineStateView, InstallMethod, ScheduleView, Trigger } from '../../src-main/console/contract.js';
+import type { AgentCountsView, AgentsSummary, AgentStateView, EngineStateView, InstallMethod, ScheduleView, Trigger } from '../../src-main/console/contract.js';
 
 const KB = 1000;
 
@@ -114,4 +114,67 @@ export function titleCase(id: string): string {
     .split('-')
     .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
     .join(' ');
+}
+
+/** An agent's state as the table's badge says it, with the badge's tone. */
+export const AGENT_STATES: Record<AgentStateView, { word: string; tone: 'ok' | 'warning' | 'info' | 'failed' }> = {
+  current: { word: 'current', tone: 'ok' },
+  outdated: { word: 'outdated', tone: 'warning' },
+  notified: { word: 'notified', tone: 'warning' },
+  updating: { word: 'updating', tone: 'info' },
+  failed: { word: 'failed', tone: 'failed' },
+  unreachable: { word: 'unreachable', tone: 'failed' },
+};
+
+/** "1,234": counts as the console shows them. */
+export function formatCount(count: number): string {
+  return count.toLocaleString('en-US');
+}
+
+export function plural(count: number, one: string, many = `${one}s`): string {
+  return `${formatCount(count)} ${count === 1 ? one : many}`;
+}
+
+/** "VP" for Virus Pattern: a short label for a component in a narrow column. */
+export function initials(name: string): string {
+  return name
+    .split(/[\s-]+/)
+    .filter(Boolean)
+    .map((word) => word.charAt(0).toUpperCase())
+    .join('');
+}
+
+/**
+ * The agents in a few words, for the overview: "2 of 2 current", "1 of 3 current · 1 unreachable ·
+ * 1 failed", "none yet", "turned off", "cannot be served".
+ */
+export function describeAgents(summary: AgentsSummary): string {
+  if (summary.error) return 'cannot be served';
+  const { counts } = summary;
+  if (!summary.enabled) return counts.total ? `turned off (${plural(counts.total, 'agent')} enrolled)` : 'turned off';
+  if (counts.total === 0) return 'none yet';
+  const problems = (['unreachable', 'failed', 'outdated', 'updating'] as const satisfies readonly (keyof AgentCountsView)[])
+    .filter((key) => counts[key] > 0)
+    .map((key) => `${formatCount(counts[key])} ${key}`);
+  return [`${formatCount(counts.current)} of ${formatCount(counts.total)} current`, ...problems].join(' · ');
+}
+
+/**
+ * An agent address the server reported, fit to hand to an agent: a server listening on every address
+ * reports "[::]" or "0.0.0.0", which no agent can connect to, so the console's own host stands in for
+ * it where there is one (the browser console is usually opened by the name agents know the server by),
+ * "this-server" where there is none.
+ */
+export function agentServerUrl(url: string, consoleHost: string | undefined): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url;
+  }
+  if (parsed.hostname !== '[::]' && parsed.hostname !== '0.0.0.0') return url;
+  // A loopback console host would only serve an agent on this very machine: a placeholder is clearer.
+  const loopback = !consoleHost || consoleHost === 'localhost' || consoleHost === '[::1]' || consoleHost.startsWith('127.');
+  parsed.hostname = loopback ? 'this-server' : consoleHost;
+  return parsed.href;
 }

@@ -5,9 +5,12 @@
 // - 'state' and 'progress' are applied as they come (they are small and frequent).
 // - 'run' and 'changed' mean the snapshot is stale: it is loaded again (coalesced, so a burst of
 //   events costs one or two loads, never one per event).
+// - 'agents' carries the new agent counts: they are applied at once, and when they changed the
+//   snapshot is loaded again for the reminders that follow from them (agents gone silent...).
 // - After the browser console reconnects, the snapshot is loaded again: events sent while the
 //   connection was down are lost, the snapshot is not.
 import type {
+  AgentCountsView,
   ConnectionTestResult,
   ConsoleApi,
   ConsoleMethods,
@@ -78,6 +81,7 @@ export class ConsoleState {
       this.#api.on('progress', (progress) => this.applyProgress(progress)),
       this.#api.on('run', () => void this.reload()),
       this.#api.on('changed', () => void this.reload()),
+      this.#api.on('agents', (counts) => this.applyAgentCounts(counts)),
       this.#connection.onStatus((status) => {
         this.connection = status;
         if (status.kind === 'connected' && this.status !== 'loading') void this.reload();
@@ -99,6 +103,15 @@ export class ConsoleState {
 
   applyProgress(progress: ProgressView): void {
     this.progress = progress;
+  }
+
+  applyAgentCounts(counts: AgentCountsView): void {
+    const snapshot = this.snapshot;
+    if (!snapshot?.agents) return;
+    const before = snapshot.agents.counts;
+    if ((Object.keys(counts) as (keyof AgentCountsView)[]).every((key) => before[key] === counts[key])) return;
+    this.snapshot = { ...snapshot, agents: { ...snapshot.agents, counts } };
+    void this.reload();
   }
 
   /** Load the snapshot; concurrent requests share the load in flight and one more after it. */

@@ -1,8 +1,12 @@
 // Shared set-up for the browser console's end-to-end tests: a real signed update source on
 // 127.0.0.1 (TestSource), a temporary data directory, and a real `bulwark serve --console` child
 // process pointed at both. Each test gets its own of each, so no test sees another's state.
+// Every server serves its agents on loopback at a free port (--agents-listen 127.0.0.1:0): tests run
+// side by side and none may take the default agent port on every address. The `agentsListen` option
+// changes that address ("off" serves no agents).
 //
 //   test('…', async ({ page, bulwark, source }) => { await openConsole(page, bulwark); … });
+//   test('…', async ({ bulwark, agents }) => { const a = await agents.start('alpha'); … });
 //
 // Options (test.use): `withSource: false` starts the server without --source/--trusted-root;
 // `schedule` replaces the default (a daily time 11-12 hours away, so no scheduled update starts
@@ -10,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, test as base, type Page } from '@playwright/test';
+import { expect, test as base, type Locator, type Page } from '@playwright/test';
 import { staticHandler } from '../../src-main/demo/static-server.js';
 import { CliProcess, runCli, type CliResult } from '../helpers/cli.js';
 import { tempDir, TestSource } from '../helpers/fixtures.js';
@@ -47,12 +51,15 @@ export interface Bulwark {
   dataDir: string;
   /** The URL the server printed, token included. */
   url: string;
+  /** Where agents connect, as the server logged it (http://127.0.0.1:PORT/); "" when it serves none. */
+  agentsUrl: string;
   origin: string;
   token: string;
   process: CliProcess;
   /**
    * Stop the server (if running) and start it again on the same address and data directory; it
-   * prints a new token. Updates url, token and process; the old token no longer works.
+   * prints a new token. Updates url, token, agentsUrl (a new free port) and process; the old token
+   * no longer works.
    */
   restart(): Promise<void>;
   /** `bulwark <args…>` as a separate process (the data directory is not added). */
@@ -86,11 +93,36 @@ interface Options {
   /** --schedule for the server (a daily time far from now unless a test says otherwise). */
   schedule: string;
   serveArgs: string[];
+  /** --agents-listen for the server: 127.0.0.1:0 unless a test says otherwise ("off": no agents). */
+  agentsListen: string;
+}
+
+/** A real `bulwark agent` child process with its own temporary data directory. */
+export interface AgentProcess {
+  name: string;
+  dataDir: string;
+  process: CliProcess;
+  /** Resolves when the process has exited and its output is read. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface Agents {
+  /** `bulwark agents token --data <server's data>` (with --rotate if asked): the enrollment token. */
+  token(options?: { rotate?: boolean }): Promise<string>;
+  /**
+   * `bulwark agent --server <bulwark.agentsUrl> --token T --data <temp> --name NAME`, resolved once it
+   * runs (enrolled, start-up update done). The token is the server's current one unless given.
+   */
+  start(name: string, token?: string): Promise<AgentProcess>;
+  /** The same, without waiting for anything: for an agent expected to be refused. */
+  spawn(name: string, token: string): AgentProcess;
 }
 
 interface Fixtures {
   source: TestSource;
   bulwark: Bulwark;
+  /** Agents of the test's server, stopped (by PID) and their data removed after the test. */
+  agents: Agents;
   /** Uncaught exceptions, console errors and warnings of the page: a test fails on any it did not allow. */
   browserErrors: { allow(pattern: RegExp): void };
 }
@@ -99,6 +131,7 @@ export const test = base.extend<Fixtures & Options>({
   withSource: [true, { option: true }],
   schedule: [farDailySchedule(), { option: true }],
   serveArgs: [[], { option: true }],
+  agentsListen: ['127.0.0.1:0', { option: true }],
 
   // Every screenshot and assertion at the size and theme the README shows.
   viewport: async ({}, use) => use({ width: 1280, height: 800 }),
@@ -133,10 +166,10 @@ export const test = base.extend<Fixtures & Options>({
     fs.rmSync(source.dir, { recursive: true, force: true });
   },
 
-  bulwark: async ({ source, withSource, schedule, serveArgs }, use) => {
+  bulwark: async ({ source, withSource, schedule, serveArgs, agentsListen }, use) => {
     const dataDir = tempDir('bulwark-e2e-data-');
     const args = (listen: string) => [
-      'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule,
+      'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule, '--agents-listen', agentsListen,
       ...(withSource ? ['--source', source.url, '--trusted-root', source.rootFile] : []),
       ...serveArgs,
     ];
@@ -144,10 +177,12 @@ export const test = base.extend<Fixtures & Options>({
     const start = async (listen: string) => {
       const child = new CliProcess(args(listen));
       children.push(child);
+      // Serving agents, or saying why it cannot (the console shows that too); nothing when turned off.
+      const [, agentsUrl = ''] = agentsListen === 'off' ? [] : await child.waitFor(/ (?:serving agents at (http:\/\/[^\s,]+)|cannot serve agents on )/, 20_000);
       const [, url] = await child.waitFor(/^Console: (http:\/\/\S+)$/m, 20_000);
       // The start-up update has finished (successfully or not) once the next run is announced.
       await child.waitFor(/next update at /, 30_000);
-      return { child, url: new URL(url!) };
+      return { child, url: new URL(url!), agentsUrl };
     };
     const json = async (more: string[]) => {
       const result = await runCli(more);
@@ -159,13 +194,14 @@ export const test = base.extend<Fixtures & Options>({
       const bulwark: Bulwark = {
         dataDir,
         url: first.url.href,
+        agentsUrl: first.agentsUrl,
         origin: first.url.origin,
         token: first.url.searchParams.get('token')!,
         process: first.child,
         async restart() {
           if (bulwark.process.running) await bulwark.process.stop('SIGTERM');
           const next = await start(new URL(bulwark.origin).host);
-          Object.assign(bulwark, { url: next.url.href, token: next.url.searchParams.get('token')!, process: next.child });
+          Object.assign(bulwark, { url: next.url.href, agentsUrl: next.agentsUrl, token: next.url.searchParams.get('token')!, process: next.child });
         },
         cli: (more) => runCli(more),
         settingsFile: () => fs.readFileSync(path.join(dataDir, 'settings.json'), 'utf8'),
@@ -186,6 +222,47 @@ export const test = base.extend<Fixtures & Options>({
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
   },
+
+  agents: async ({ bulwark }, use) => {
+    const started: AgentProcess[] = [];
+    const token = async ({ rotate = false } = {}) => {
+      const result = await runCli(['agents', 'token', '--data', bulwark.dataDir, ...(rotate ? ['--rotate'] : [])]);
+      const match = /^Enrollment token: (\S+)$/m.exec(result.stdout);
+      if (result.code !== 0 || !match) throw new Error(`bulwark agents token exited ${result.code}: ${result.stdout}${result.stderr}`);
+      return match[1]!;
+    };
+    const spawn = (name: string, enrollment: string): AgentProcess => {
+      const dataDir = tempDir(`bulwark-e2e-agent-${name}-`);
+      const child = new CliProcess(['agent', '--server', bulwark.agentsUrl, '--token', enrollment, '--data', dataDir, '--name', name]);
+      // Listened for at once: the process cannot have closed before this turn of the event loop ends.
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.child.once('close', (code, signal) => resolve({ code, signal })),
+      );
+      const agent = { name, dataDir, process: child, exited };
+      started.push(agent);
+      return agent;
+    };
+    try {
+      await use({
+        token,
+        spawn,
+        async start(name, enrollment) {
+          const agent = spawn(name, enrollment ?? (await token()));
+          await agent.process.waitFor(/ agent running in /, 30_000);
+          return agent;
+        },
+      });
+    } finally {
+      for (const { process: child, dataDir } of started) {
+        if (child.running) {
+          await child.stop('SIGTERM', 10_000).catch(() => {
+            if (child.running) process.kill(child.pid, 'SIGKILL');
+          });
+        }
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
+    }
+  },
 });
 
 /** Open the console the way a user does (the printed URL) and wait until it shows the snapshot. */
@@ -194,6 +271,7 @@ export async function openConsole(page: Page, bulwark: Bulwark, hash = ''): Prom
   // The server swapped the token for a cookie and redirected: the address no longer carries it.
   await expect(page).toHaveURL(`${bulwark.origin}/${hash}`);
   if (hash.startsWith('#settings')) await expect(page.getByRole('heading', { name: 'Settings', level: 1 })).toBeVisible();
+  else if (hash === '#agents') await expect(page.getByRole('heading', { name: 'Agents', level: 1 })).toBeVisible();
   else await expect(page.getByTestId('engine-state')).toBeVisible();
 }
 
@@ -227,13 +305,15 @@ export function holdRequests(source: TestSource, pattern: RegExp) {
 }
 
 /**
- * A screenshot for the README: the viewport (1280×800), into docs/screenshots/. The page is reloaded
- * first, so the "just now"s are computed afresh (see the clock bug in the e2e report) and the picture
- * shows exactly what a newly opened console shows.
+ * A screenshot for the README: the viewport (1280×800), into docs/screenshots/, once `ready` (if
+ * given) is visible. The page is reloaded first, so the "just now"s are computed afresh (see the
+ * clock bug in the e2e report) and the picture shows exactly what a newly opened console shows.
  */
-export async function screenshot(page: Page, name: string): Promise<void> {
+export async function screenshot(page: Page, name: string, ready?: Locator): Promise<void> {
   await page.reload();
   await expect(page.locator('#view-heading')).toBeAttached();
+  // Views that load more after the snapshot (the agents) say what shows they are done.
+  if (ready) await expect(ready).toBeVisible();
   await page.mouse.move(0, 0);
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
   // Nothing blinking or half-drawn: no caret, animations finished.

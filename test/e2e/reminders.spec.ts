@@ -66,7 +66,7 @@ test.describe('without an update source', () => {
     expect(saved.url).toBe(source.url);
     expect(saved.trustedRoot.startsWith(bulwark.dataDir)).toBe(true);
 
-    await page.getByRole('button', { name: '← Overview' }).click();
+    await page.getByRole('link', { name: 'Overview' }).click();
     await expect(page.getByRole('heading', { name: 'No update source is set' })).toHaveCount(0);
     await page.getByRole('button', { name: 'Update now' }).click();
     await expect(page.getByTestId('component-row-virus-pattern').getByRole('cell').nth(0)).toHaveText('1873');

@@ -14,7 +14,7 @@ test.describe('schedule', () => {
     const before = await nextUpdate.getAttribute('datetime');
     expect(new Date(before!).getMinutes()).toBe(7);
 
-    await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Settings' }).click();
     await expect(page).toHaveURL(/#settings(\/schedule)?$/);
     await page.getByRole('tab', { name: 'Schedule' }).click();
     const panel = page.getByRole('tabpanel', { name: 'Schedule' });
@@ -28,7 +28,7 @@ test.describe('schedule', () => {
     await expect(panel).toContainText('Currently: updates run every 15 minutes.');
     const savedBefore = Date.now();
 
-    await page.getByRole('button', { name: '← Overview' }).click();
+    await page.getByRole('link', { name: 'Overview' }).click();
     await expect(page.getByText('· every 15 minutes')).toBeVisible();
     await expect(nextUpdate).not.toHaveAttribute('datetime', before!);
     const shown = new Date((await nextUpdate.getAttribute('datetime'))!);

@@ -1,0 +1,252 @@
+// The Agents view's state: the query (filter text, state, sort), the page of agents the server
+// answered, the "Update agents now" request and the enrollment token. It is the only thing that
+// calls the agents methods; the components read it and call its methods.
+//
+// - The page is loaded while the view watches it (watch(), from the view's $effect). Whatever
+//   happens meanwhile ('agents' and 'run' events, a reconnect) only marks it stale, so the overview
+//   costs the server nothing; the next watch() loads it again.
+// - While watched, it is loaded again on every 'agents' event (an agent enrolled, reported,
+//   connected or went away), on 'run' events (a new release changes who is current) and after the
+//   browser console reconnects (events sent while it was down are lost). Loads are coalesced like
+//   ConsoleState's: a burst of events costs one or two loads, never one per event.
+// - A change of the query loads at once; the filter text waits until typing pauses (~200 ms).
+import type { AgentSort, AgentsPage, AgentsQuery, AgentStateView, AgentView, ConsoleApi } from '../../src-main/console/contract.js';
+import type { ConnectionMonitor } from '../api/connection.js';
+import { errorMessage } from '../api/errors.js';
+import type { LoadStatus } from './console.svelte.js';
+
+/**
+ * The state filter as the console offers it: '' is every state, and 'outdated' includes the
+ * notified agents, as the counts do (the server's query matches one state exactly).
+ */
+export type AgentStateFilter = AgentStateView | '';
+
+export type AgentsUpdateRequest = { kind: 'idle' } | { kind: 'sending' } | { kind: 'asked'; asked: number } | { kind: 'failed'; message: string };
+
+/** The enrollment token as last fetched (the view decides whether to show it). */
+export type TokenStatus = { kind: 'unknown' } | { kind: 'loading' } | { kind: 'loaded'; token: string } | { kind: 'failed'; message: string };
+
+export type RotateStatus = { kind: 'idle' } | { kind: 'sending' } | { kind: 'rotated' } | { kind: 'failed'; message: string };
+
+/** How long typing must pause before the filter text is sent. */
+export const FILTER_DEBOUNCE_MS = 200;
+/** Rows asked for: the view says "showing N of M" when more agents match. */
+export const PAGE_LIMIT = 500;
+
+export class AgentsState {
+  /** The filter text as typed (bound to the input); the query takes it once typing pauses. */
+  filterText = $state('');
+  stateFilter = $state<AgentStateFilter>('');
+  sort = $state<AgentSort>('state');
+  descending = $state(false);
+
+  /** The last page the server sent (null until the first one arrives). */
+  page = $state.raw<AgentsPage | null>(null);
+  status = $state<LoadStatus>('loading');
+  loadError = $state<string | null>(null);
+  updateRequest = $state.raw<AgentsUpdateRequest>({ kind: 'idle' });
+  token = $state.raw<TokenStatus>({ kind: 'unknown' });
+  rotation = $state.raw<RotateStatus>({ kind: 'idle' });
+
+  /** The filter text the query uses now (filterText, once typing has paused). */
+  #filter = $state('');
+  readonly filtered = $derived(this.#filter.trim() !== '' || this.stateFilter !== '');
+
+  readonly #api: ConsoleApi;
+  readonly #connection: ConnectionMonitor;
+  readonly #limit: number;
+  #watchers = 0;
+  #stale = true;
+  #loading: Promise<void> | undefined;
+  #loadAgain = false;
+  #filterTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(api: ConsoleApi, connection: ConnectionMonitor, options: { limit?: number } = {}) {
+    this.#api = api;
+    this.#connection = connection;
+    this.#limit = options.limit ?? PAGE_LIMIT;
+  }
+
+  /** Subscribe to the events that make the page stale. Returns stop(). */
+  start(): () => void {
+    const stops = [
+      this.#api.on('agents', () => this.#changed()),
+      this.#api.on('run', () => this.#changed()),
+      // (Re)connected: what happened while the event stream was down is only in a new page.
+      this.#connection.onStatus((status) => {
+        if (status.kind === 'connected') this.#changed();
+      }),
+    ];
+    return () => {
+      clearTimeout(this.#filterTimer);
+      stops.forEach((stop) => stop());
+    };
+  }
+
+  /** The view shows the page: keep it current until the returned function is called. */
+  watch(): () => void {
+    this.#watchers += 1;
+    if (this.#stale) void this.reload();
+    let watching = true;
+    return () => {
+      if (watching) this.#watchers -= 1;
+      watching = false;
+    };
+  }
+
+  #changed(): void {
+    this.#stale = true;
+    if (this.#watchers > 0) void this.reload();
+  }
+
+  /** The query as it is now. */
+  get query(): AgentsQuery {
+    const filter = this.#filter.trim();
+    return {
+      ...(filter ? { filter } : {}),
+      ...(this.stateFilter ? { state: this.stateFilter } : {}),
+      sort: this.sort,
+      descending: this.descending,
+      limit: this.#limit,
+    };
+  }
+
+  /** Type into the filter: the query follows once typing pauses (or at once with `now`). */
+  setFilter(text: string, now = false): void {
+    this.filterText = text;
+    clearTimeout(this.#filterTimer);
+    const apply = () => {
+      this.#filterTimer = undefined;
+      if (this.#filter === text) return;
+      this.#filter = text;
+      void this.reload();
+    };
+    if (now) apply();
+    else this.#filterTimer = setTimeout(apply, FILTER_DEBOUNCE_MS);
+  }
+
+  setStateFilter(state: AgentStateFilter): void {
+    if (this.stateFilter === state) return;
+    this.stateFilter = state;
+    void this.reload();
+  }
+
+  /** Sort by a column; the sorted column again reverses the order. Last seen starts with the newest. */
+  sortBy(column: AgentSort): void {
+    if (this.sort === column) this.descending = !this.descending;
+    else {
+      this.sort = column;
+      this.descending = column === 'lastSeen';
+    }
+    void this.reload();
+  }
+
+  clearFilters(): void {
+    clearTimeout(this.#filterTimer);
+    this.filterText = '';
+    this.#filter = '';
+    this.stateFilter = '';
+    void this.reload();
+  }
+
+  /** Load the page; concurrent requests share the load in flight and one more after it. */
+  reload(): Promise<void> {
+    this.#stale = false;
+    if (this.#loading) {
+      this.#loadAgain = true;
+      return this.#loading;
+    }
+    this.#loading = (async () => {
+      do {
+        this.#loadAgain = false;
+        await this.#loadOnce();
+      } while (this.#loadAgain);
+      this.#loading = undefined;
+    })();
+    return this.#loading;
+  }
+
+  async #loadOnce(): Promise<void> {
+    const query = this.query;
+    const key = JSON.stringify(query);
+    try {
+      const page = query.state === 'outdated' ? await this.#outdatedPage(query) : await this.#api.call('agents', query);
+      // The query changed while this one was answered: a load with the new one follows, and showing
+      // this answer until then would flash rows the user has just filtered away.
+      if (key !== JSON.stringify(this.query)) return;
+      this.page = page;
+      this.loadError = null;
+      this.status = 'ready';
+    } catch (error) {
+      this.#stale = true;
+      this.loadError = errorMessage(error);
+      // A view that has shown agents keeps showing them, with the error above.
+      if (!this.page) this.status = 'failed';
+    }
+  }
+
+  /**
+   * "Outdated" as the counts mean it: outdated and notified agents. The server's query matches one
+   * state, so ask for both and merge them the way the server sorts.
+   */
+  async #outdatedPage(query: AgentsQuery): Promise<AgentsPage> {
+    const [outdated, notified] = await Promise.all([
+      this.#api.call('agents', { ...query, state: 'outdated' }),
+      this.#api.call('agents', { ...query, state: 'notified' }),
+    ]);
+    const agents = [...outdated.agents, ...notified.agents].sort((a, b) => compareAgents(a, b, query.sort ?? 'state', query.descending ?? false));
+    return { summary: notified.summary, matching: outdated.matching + notified.matching, agents: agents.slice(0, query.limit ?? PAGE_LIMIT) };
+  }
+
+  /** Ask every connected agent to update now. */
+  async updateAgentsNow(): Promise<void> {
+    if (this.updateRequest.kind === 'sending') return;
+    this.updateRequest = { kind: 'sending' };
+    try {
+      const { asked } = await this.#api.call('updateAgentsNow', undefined);
+      this.updateRequest = { kind: 'asked', asked };
+    } catch (error) {
+      this.updateRequest = { kind: 'failed', message: errorMessage(error) };
+    }
+  }
+
+  /** Fetch the enrollment token (anew each time: it may have been rotated elsewhere). Resolves with it, or undefined. */
+  async loadToken(): Promise<string | undefined> {
+    this.token = { kind: 'loading' };
+    try {
+      const { token } = await this.#api.call('enrollmentToken', { rotate: false });
+      this.token = { kind: 'loaded', token };
+      return token;
+    } catch (error) {
+      this.token = { kind: 'failed', message: errorMessage(error) };
+      return undefined;
+    }
+  }
+
+  /** Replace the token with a new one (which is then the loaded one). Resolves true when it was rotated. */
+  async rotateToken(): Promise<boolean> {
+    if (this.rotation.kind === 'sending') return false;
+    this.rotation = { kind: 'sending' };
+    try {
+      const { token } = await this.#api.call('enrollmentToken', { rotate: true });
+      this.token = { kind: 'loaded', token };
+      this.rotation = { kind: 'rotated' };
+      return true;
+    } catch (error) {
+      this.rotation = { kind: 'failed', message: errorMessage(error) };
+      return false;
+    }
+  }
+}
+
+/** The state column sorts by urgency, as the server does (src-main/console/service.ts). */
+const STATE_ORDER: Record<AgentStateView, number> = { failed: 0, unreachable: 1, outdated: 2, notified: 3, updating: 4, current: 5 };
+
+/** The server's order of agents: by the sort key, then by name. */
+export function compareAgents(a: AgentView, b: AgentView, sort: AgentSort, descending: boolean): number {
+  const key = (agent: AgentView): string | number =>
+    sort === 'lastSeen' ? Date.parse(agent.lastSeen) : sort === 'state' ? STATE_ORDER[agent.state] : agent[sort].toLowerCase();
+  const [x, y] = [key(a), key(b)];
+  const order = x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name);
+  return descending ? -order : order;
+}
