@@ -130,6 +130,7 @@ export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
 export interface AgentsQuery {
   /** Case-insensitive text matched against name, host name, address and error. */
   filter?: string;
+  /** Agents in this state ('outdated' includes the notified ones, as the counts do). */
   state?: AgentStateView;
   sort?: AgentSort;
   descending?: boolean;

@@ -149,7 +149,16 @@ export class ConsoleService {
     engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
     engine.on('run', (run) => this.emit('run', run));
     engine.on('network', () => this.emit('changed', { reason: 'network' }));
-    options.agents?.overview.on('change', () => this.emit('agents', options.agents!.overview.counts));
+    let agentReminders = '';
+    options.agents?.overview.on('change', () => {
+      this.emit('agents', options.agents!.overview.counts);
+      // Reminders about agents can change while the counts stay (one agent recovers as another goes silent).
+      const now = JSON.stringify(this.agentReminders());
+      if (now !== agentReminders) {
+        agentReminders = now;
+        this.emit('changed', { reason: 'agents.reminders' });
+      }
+    });
     settings.onChange((key) => this.emit('changed', { reason: `settings.${key}` }));
   }
 
@@ -216,7 +225,8 @@ export class ConsoleService {
     const text = query.filter?.trim().toLowerCase() ?? '';
     const rows = overview.rows.filter(
       (row) =>
-        (!query.state || row.state === query.state) &&
+        // "Outdated" as the counts mean it: notified agents have not started yet either.
+        (!query.state || row.state === query.state || (query.state === 'outdated' && row.state === 'notified')) &&
         (!text || [row.name, row.hostname, row.address, row.lastRun?.error ?? ''].some((field) => field.toLowerCase().includes(text))),
     );
     const sort = query.sort ?? 'state';

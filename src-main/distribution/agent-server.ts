@@ -19,6 +19,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
@@ -388,8 +389,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       server.headersTimeout = 30_000;
       await listenOn(server, address);
       servers.push(server);
-      const bound = server.address() as AddressInfo;
-      urls.push(`http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}/`);
+      urls.push(agentUrl(server.address() as AddressInfo));
     }
   } catch (error) {
     distribution.off('release', onRelease);
@@ -422,6 +422,16 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       );
     },
   };
+}
+
+/**
+ * The URL agents can use for a bound address: a server listening on every address ("::", "0.0.0.0")
+ * is reached by this host's name, which is what an agent needs to be given.
+ */
+function agentUrl(bound: AddressInfo): string {
+  const unspecified = bound.address === '::' || bound.address === '0.0.0.0';
+  const host = unspecified ? os.hostname() : bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+  return `http://${host}:${bound.port}/`;
 }
 
 /** Listen on one address; "::" also takes IPv4 (dual stack), or falls back to 0.0.0.0 on a host without IPv6. */

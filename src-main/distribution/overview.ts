@@ -13,14 +13,20 @@ export type AgentRow = AgentRecord & { state: AgentState; families: Family[] };
 
 /** Wait after a change before reloading, so a burst of reports costs one reload. */
 const SETTLE_MS = 500;
-/** Reload at least this often: agents become unreachable by silence. */
+/** Reload at least this often (the registry may be written by another process: enrollment from the CLI). */
 const REFRESH_MS = 30_000;
+/** Heartbeats alone make news at most this often. */
+const SEEN_EVERY_MS = 5_000;
 
 export class AgentsOverview extends EventEmitter<{ change: [] }> {
   rows: AgentRow[] = [];
   counts: AgentCounts = countAgents([]);
   private timer: NodeJS.Timeout | undefined;
   private settle: NodeJS.Timeout | undefined;
+  private silenceTimer: NodeJS.Timeout | undefined;
+  private stateKey = '';
+  private seenKey = '';
+  private emittedAt = 0;
   private loading: Promise<void> | undefined;
   private again = false;
 
@@ -43,6 +49,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
   stop(): void {
     clearInterval(this.timer);
     clearTimeout(this.settle);
+    clearTimeout(this.silenceTimer);
     this.distribution.off('release', this.onRelease);
   }
 
@@ -68,12 +75,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
       do {
         this.again = false;
         try {
-          const rows = agentRows(await this.registry.list(), this.distribution.current());
-          const counts = countAgents(rows.map((r) => r.state));
-          const before = JSON.stringify([this.counts, this.rows.map((r) => [r.id, r.state, r.lastSeen, r.lastRun?.at])]);
-          this.rows = rows;
-          this.counts = counts;
-          if (JSON.stringify([counts, rows.map((r) => [r.id, r.state, r.lastSeen, r.lastRun?.at])]) !== before) this.emit('change');
+          this.apply(agentRows(await this.registry.list(), this.distribution.current()));
         } catch (error) {
           this.log(`cannot read the agent registry: ${(error as Error).message}`);
         }
@@ -81,6 +83,34 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
       this.loading = undefined;
     })();
     return this.loading;
+  }
+
+  /**
+   * Take new rows. A change of state (or a new run) is news at once; agents merely heard from again
+   * (their heartbeats) are news at most every SEEN_EVERY_MS, so a large fleet does not flood the console.
+   */
+  private apply(rows: AgentRow[]): void {
+    const stateKey = JSON.stringify(rows.map((r) => [r.id, r.state, r.lastRun?.at, r.families, r.name]));
+    const seenKey = JSON.stringify(rows.map((r) => r.lastSeen));
+    this.rows = rows;
+    this.counts = countAgents(rows.map((r) => r.state));
+    const now = Date.now();
+    if (stateKey !== this.stateKey || (seenKey !== this.seenKey && now - this.emittedAt >= SEEN_EVERY_MS)) {
+      this.stateKey = stateKey;
+      this.seenKey = seenKey;
+      this.emittedAt = now;
+      this.emit('change');
+    }
+    this.wakeForSilence(rows, now);
+  }
+
+  /** Reload when the next agent would pass twice its poll interval unheard, so "unreachable" shows on time. */
+  private wakeForSilence(rows: AgentRow[], now: number): void {
+    clearTimeout(this.silenceTimer);
+    const next = Math.min(...rows.filter((r) => r.state !== 'unreachable').map((r) => Date.parse(r.lastSeen) + 2 * r.pollSeconds * 1000));
+    if (!Number.isFinite(next)) return;
+    this.silenceTimer = setTimeout(() => this.changed(0), Math.max(0, next - now) + 100);
+    this.silenceTimer.unref();
   }
 
   /** Cards for agents that need attention (see agentReminders). */

@@ -159,22 +159,3 @@ export function describeAgents(summary: AgentsSummary): string {
   return [`${formatCount(counts.current)} of ${formatCount(counts.total)} current`, ...problems].join(' · ');
 }
 
-/**
- * An agent address the server reported, fit to hand to an agent: a server listening on every address
- * reports "[::]" or "0.0.0.0", which no agent can connect to, so the console's own host stands in for
- * it where there is one (the browser console is usually opened by the name agents know the server by),
- * "this-server" where there is none.
- */
-export function agentServerUrl(url: string, consoleHost: string | undefined): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return url;
-  }
-  if (parsed.hostname !== '[::]' && parsed.hostname !== '0.0.0.0') return url;
-  // A loopback console host would only serve an agent on this very machine: a placeholder is clearer.
-  const loopback = !consoleHost || consoleHost === 'localhost' || consoleHost === '[::1]' || consoleHost.startsWith('127.');
-  parsed.hostname = loopback ? 'this-server' : consoleHost;
-  return parsed.href;
-}

@@ -10,15 +10,12 @@
 //   browser console reconnects (events sent while it was down are lost). Loads are coalesced like
 //   ConsoleState's: a burst of events costs one or two loads, never one per event.
 // - A change of the query loads at once; the filter text waits until typing pauses (~200 ms).
-import type { AgentSort, AgentsPage, AgentsQuery, AgentStateView, AgentView, ConsoleApi } from '../../src-main/console/contract.js';
+import type { AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi } from '../../src-main/console/contract.js';
 import type { ConnectionMonitor } from '../api/connection.js';
 import { errorMessage } from '../api/errors.js';
 import type { LoadStatus } from './console.svelte.js';
 
-/**
- * The state filter as the console offers it: '' is every state, and 'outdated' includes the
- * notified agents, as the counts do (the server's query matches one state exactly).
- */
+/** The state filter as the console offers it: '' is every state ('outdated' includes the notified agents, as the counts do). */
 export type AgentStateFilter = AgentStateView | '';
 
 export type AgentsUpdateRequest = { kind: 'idle' } | { kind: 'sending' } | { kind: 'asked'; asked: number } | { kind: 'failed'; message: string };
@@ -170,7 +167,7 @@ export class AgentsState {
     const query = this.query;
     const key = JSON.stringify(query);
     try {
-      const page = query.state === 'outdated' ? await this.#outdatedPage(query) : await this.#api.call('agents', query);
+      const page = await this.#api.call('agents', query);
       // The query changed while this one was answered: a load with the new one follows, and showing
       // this answer until then would flash rows the user has just filtered away.
       if (key !== JSON.stringify(this.query)) return;
@@ -183,19 +180,6 @@ export class AgentsState {
       // A view that has shown agents keeps showing them, with the error above.
       if (!this.page) this.status = 'failed';
     }
-  }
-
-  /**
-   * "Outdated" as the counts mean it: outdated and notified agents. The server's query matches one
-   * state, so ask for both and merge them the way the server sorts.
-   */
-  async #outdatedPage(query: AgentsQuery): Promise<AgentsPage> {
-    const [outdated, notified] = await Promise.all([
-      this.#api.call('agents', { ...query, state: 'outdated' }),
-      this.#api.call('agents', { ...query, state: 'notified' }),
-    ]);
-    const agents = [...outdated.agents, ...notified.agents].sort((a, b) => compareAgents(a, b, query.sort ?? 'state', query.descending ?? false));
-    return { summary: notified.summary, matching: outdated.matching + notified.matching, agents: agents.slice(0, query.limit ?? PAGE_LIMIT) };
   }
 
   /** Ask every connected agent to update now. */
@@ -237,16 +221,4 @@ export class AgentsState {
       return false;
     }
   }
-}
-
-/** The state column sorts by urgency, as the server does (src-main/console/service.ts). */
-const STATE_ORDER: Record<AgentStateView, number> = { failed: 0, unreachable: 1, outdated: 2, notified: 3, updating: 4, current: 5 };
-
-/** The server's order of agents: by the sort key, then by name. */
-export function compareAgents(a: AgentView, b: AgentView, sort: AgentSort, descending: boolean): number {
-  const key = (agent: AgentView): string | number =>
-    sort === 'lastSeen' ? Date.parse(agent.lastSeen) : sort === 'state' ? STATE_ORDER[agent.state] : agent[sort].toLowerCase();
-  const [x, y] = [key(a), key(b)];
-  const order = x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name);
-  return descending ? -order : order;
 }
