@@ -147,15 +147,19 @@ describe('component duplication', () => {
   it('falls back to the full file when the rebuilt file does not match (damaged local base)', async () => {
     source.addPattern('virus-pattern');
     source.publish();
-    await engine().runOnce();
+    // One process throughout: only its first run checks the store by hash, later ones by size and time.
+    const running = engine();
+    await running.runOnce();
     source.addPattern('virus-pattern');
     source.publish();
-    // Damage the installed base behind the store's back: the rebuild must not be trusted.
+    // Damage the installed base behind the store's back, time put back: the rebuild must not be trusted.
     const base = path.join(dataDir, 'store', 'virus-pattern', '171');
+    const { mtimeMs } = fs.statSync(base);
     const bytes = fs.readFileSync(base);
     bytes[100]! ^= 0x01;
     fs.writeFileSync(base, bytes);
-    const run = await engine().runOnce();
+    fs.utimesSync(base, mtimeMs / 1000, mtimeMs / 1000);
+    const run = await running.runOnce();
     const virus = component(run, 'virus-pattern');
     expect(virus).toMatchObject({ version: 173, method: 'full', result: 'ok' });
     expect(virus.reason).toMatch(/incremental v_171\.173 unusable/);
@@ -278,5 +282,70 @@ describe('refusals', () => {
     expect(second.errorCode).toBe('ERR_COOLDOWN');
     expect(second.error).toMatch(/asked to wait until/);
     expect(source.requests).toEqual([]);
+  });
+});
+
+describe('a damaged store', () => {
+  async function installed(): Promise<Buffer> {
+    source.addPattern('virus-pattern');
+    source.addPattern('virus-pattern'); // 173
+    source.publish();
+    expect((await engine().runOnce()).result).toBe('ok');
+    return fs.readFileSync(path.join(source.input, 'virus-pattern', '173'));
+  }
+
+  it('a byte changed in the active file is found at start, reported, and the file re-downloaded in full', async () => {
+    const original = await installed();
+    const file = path.join(dataDir, 'store', 'virus-pattern', '173');
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([original[100]! ^ 0xff]), 0, 1, 100);
+    fs.closeSync(fd);
+    // Status looks at size and modification time only: it sees the change...
+    const fresh = engine();
+    expect(fresh.status().problems).toMatchObject([{ id: 'virus-pattern', problem: 'file-damaged' }]);
+    // ...but not once the time is put back; a process that starts checks every active file by its hash.
+    const { mtimeMs } = JSON.parse(fs.readFileSync(path.join(dataDir, 'store', 'virus-pattern', 'active.json'), 'utf8')) as { mtimeMs: number };
+    fs.utimesSync(file, mtimeMs / 1000, mtimeMs / 1000);
+    expect(fresh.status().problems).toEqual([]);
+    const run = await fresh.runOnce();
+    expect(run.result).toBe('ok');
+    expect(component(run, 'virus-pattern')).toMatchObject({ previousVersion: 173, version: 173, method: 'full', problem: 'the active file of virus-pattern 173 does not match its recorded length and SHA-256' });
+    expect(component(run, 'virus-pattern').reason).toMatch(/reinstalled in full/);
+    expect(fs.readFileSync(file).equals(original)).toBe(true);
+    expect(fresh.status().problems).toEqual([]);
+  });
+
+  it('a truncated active file is noticed by size, shown in status, and repaired by the next update of the same process', async () => {
+    const original = await installed();
+    const running = engine();
+    expect((await running.runOnce()).components[0]!.reason).toBe('up to date');
+    const file = path.join(dataDir, 'store', 'virus-pattern', '173');
+    fs.truncateSync(file, 1000);
+    expect(running.status().problems).toMatchObject([{ id: 'virus-pattern', version: 173, problem: 'file-damaged' }]);
+    expect(running.status().reminders.map((r) => r.id)).toContain('store-damaged');
+    const run = await running.runOnce();
+    expect(component(run, 'virus-pattern')).toMatchObject({ method: 'full', version: 173 });
+    expect(fs.readFileSync(file).equals(original)).toBe(true);
+    expect(running.status().reminders.map((r) => r.id)).not.toContain('store-damaged');
+  });
+
+  it('a damaged active.json does not hide the component: it is reported, repaired, and never lets a lower version in', async () => {
+    await installed();
+    fs.writeFileSync(path.join(dataDir, 'store', 'virus-pattern', 'active.json'), '{"version": 1');
+    const fresh = engine();
+    expect(fresh.status().problems).toMatchObject([{ id: 'virus-pattern', problem: 'record-damaged' }]);
+    expect(fresh.status().reminders.find((r) => r.id === 'store-damaged')?.body).toMatch(/virus-pattern's active version \(active\.json\) is damaged/);
+    const run = await fresh.runOnce();
+    // The file itself is intact (it matches the signed hash): no download, only a new record.
+    expect(component(run, 'virus-pattern')).toMatchObject({ method: 'none', version: 173, result: 'ok', problem: expect.stringMatching(/active\.json/) });
+    expect(component(run, 'virus-pattern').reason).toMatch(/matches the signed hash: re-activated it$/);
+    expect(activeVersion('virus-pattern')).toBe(173);
+
+    // The record damaged again, and the source now offering less than the store holds: refused.
+    fs.writeFileSync(path.join(dataDir, 'store', 'virus-pattern', 'active.json'), 'garbage');
+    source.removeVersion('virus-pattern', 173);
+    source.publish();
+    const lower = await engine().runOnce();
+    expect(component(lower, 'virus-pattern')).toMatchObject({ result: 'failed', errorCode: 'ERR_DOWNGRADE' });
   });
 });

@@ -208,6 +208,7 @@ Options:
         schedule: describeSchedule(settings.data.schedule),
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         cooldownUntil: status.cooldownUntil,
+        problems: status.problems,
         ...(agents ? { agents: agents.counts } : {}),
         reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };

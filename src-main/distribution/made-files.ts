@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
+import { writeFileAtomic } from '../engine/files.js';
 import type { BuildJob, BuildResult } from './codec-worker.js';
 
 /** A version the server keeps, by content. */
@@ -66,10 +67,15 @@ export class MadeFiles {
     const known = this.known.get(file);
     if (known && fs.existsSync(file)) return known;
     if (fs.existsSync(file)) {
+      // Made by an earlier run of the server: served only if it still matches the hash recorded when it was made.
       const data = fs.readFileSync(file);
       const made = { file, sha256: crypto.createHash('sha256').update(data).digest('hex'), length: data.length };
-      this.known.set(file, made);
-      return made;
+      if (readIfExists(`${file}.sha256`) === made.sha256) {
+        this.known.set(file, made);
+        return made;
+      }
+      fs.rmSync(file, { force: true });
+      fs.rmSync(`${file}.sha256`, { force: true });
     }
     let pending = this.building.get(file);
     if (!pending) {
@@ -80,6 +86,7 @@ export class MadeFiles {
         ? { kind: 'patch', base: base.file, target: target.file, out: file, level: this.levels.patch }
         : { kind: 'full', target: target.file, out: file, level: this.levels.full };
       pending = this.enqueue(job).then((result) => {
+        writeFileAtomic(`${file}.sha256`, result.sha256);
         const made = { file, ...result };
         this.known.set(file, made);
         return made;
@@ -95,7 +102,7 @@ export class MadeFiles {
     if (!fs.existsSync(this.dir)) return;
     for (const id of fs.readdirSync(this.dir)) {
       for (const name of fs.readdirSync(path.join(this.dir, id))) {
-        const target = NAME.exec(name)?.[2];
+        const target = NAME.exec(name.replace(/\.sha256$/, ''))?.[2];
         if (target && keep.has(target)) continue;
         const file = path.join(this.dir, id, name);
         if (this.building.has(file)) continue;
@@ -110,6 +117,14 @@ export class MadeFiles {
     const run = this.queue.then(() => build(job));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+}
+
+function readIfExists(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 

@@ -18,7 +18,7 @@ import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
 import { checkSourceUrl, UpdateSource } from './source.js';
 import { isBusy, StateMachine, type EngineState } from './state.js';
-import { ComponentStore, type InstalledComponent } from './store.js';
+import { ComponentStore, type InstalledComponent, type StoreProblem } from './store.js';
 import { runUpdate, type RunProgress, type ServerOffers } from './update-run.js';
 
 export interface EngineOptions {
@@ -58,6 +58,8 @@ export interface EngineStatus {
   reminders: Reminder[];
   /** A cool-down the source asked for, still running. */
   cooldownUntil: string | null;
+  /** Installed components whose file or record is damaged (the next update repairs them). */
+  problems: StoreProblem[];
 }
 
 /** Who runs (PID and start time, so a reused PID is not taken for a server), and what it is doing. */
@@ -105,6 +107,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly limits: Limits;
   private readonly log: (line: string) => void;
   private inFlight: Promise<RunRecord> | undefined;
+  /** The first run of this process checks every active file by its hash; later ones by size and time. */
+  private storeVerified = false;
   private network: NetworkReport | undefined;
   private networkTimer: NodeJS.Timeout | undefined;
   private releaseLock: (() => void) | undefined;
@@ -197,6 +201,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   status(): EngineStatus {
     const lastRun = this.history.last();
+    const problems = this.store.problems(false);
     const network = this.network ?? readNetworkReport(this.options.dataDir);
     return {
       state: this.machine.state,
@@ -205,7 +210,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       nextRun: this.scheduler.next()?.toISOString() ?? null,
       source: this.source(),
       network,
-      reminders: remindersFor({ settings: this.options.settings.data, lastRun, network, cooldownUntil: this.cooldownUntil() }),
+      reminders: remindersFor({ settings: this.options.settings.data, lastRun, network, cooldownUntil: this.cooldownUntil(), storeProblems: problems }),
+      problems,
       cooldownUntil: this.cooldownUntil()?.toISOString() ?? null,
     };
   }
@@ -295,11 +301,13 @@ export class Engine extends EventEmitter<EngineEvents> {
           limits: this.limits,
           tempDir: path.join(this.options.dataDir, 'tmp'),
           onProgress: (progress) => this.onProgress(trigger, progress, runFetcher),
+          verifyStore: !this.storeVerified,
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),
         },
         trigger,
       );
+      if (source.refreshed) this.storeVerified = true;
     } catch (error) {
       // Whatever went wrong before or around the run (a settings file broken by hand, a full disk):
       // a failed run, recorded like any other.

@@ -26,6 +26,8 @@ export interface ComponentRun {
   result: 'ok' | 'failed';
   error?: string;
   errorCode?: string;
+  /** What was wrong with the installed copy before this run (a damaged file, or its record), which it repaired. */
+  problem?: string;
 }
 
 export interface RunRecord {

@@ -4,6 +4,7 @@
 import type { RunRecord } from './history.js';
 import { networkReminders, type NetworkReport } from './network.js';
 import type { SettingsData } from './settings.js';
+import type { StoreProblem } from './store.js';
 
 export interface Reminder {
   id: string;
@@ -20,10 +21,21 @@ export interface ReminderInputs {
   network: NetworkReport | undefined;
   /** A cool-down the source asked for that is still running. */
   cooldownUntil?: Date | undefined;
+  /** Installed components whose file or record is damaged. */
+  storeProblems?: readonly StoreProblem[];
 }
 
-export function remindersFor({ settings, lastRun, network, cooldownUntil }: ReminderInputs): Reminder[] {
+export function remindersFor({ settings, lastRun, network, cooldownUntil, storeProblems = [] }: ReminderInputs): Reminder[] {
   const reminders: Reminder[] = networkReminders(network, { proxyEnabled: settings.proxy.enabled, lastRunOk: lastRun?.result === 'ok' });
+  if (storeProblems.length) {
+    reminders.push({
+      id: 'store-damaged',
+      severity: 'error',
+      title: `${storeProblems.length === 1 ? 'An installed component is' : `${storeProblems.length} installed components are`} damaged`,
+      body: `${storeProblems.map((p) => p.message).join('; ')}.`,
+      action: 'The next update downloads a verified copy in full: use Update now, or wait for the schedule.',
+    });
+  }
   // A one-off `bulwark update --source …` has a source even where the settings have none.
   if (!settings.source.url && !lastRun?.source) {
     reminders.push({

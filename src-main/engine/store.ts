@@ -23,9 +23,21 @@ export interface InstalledComponent {
   installedAt: string;
   method: InstallMethod;
   path: string;
+  /** The stored file's modification time when it was activated: a cheap sign that it changed since. */
+  mtimeMs?: number;
 }
 
 type ActiveRecord = Omit<InstalledComponent, 'id' | 'path'>;
+
+/** What is wrong with a component in the store, when something is. */
+export interface StoreProblem {
+  id: string;
+  /** The version the record names, when it could be read. */
+  version?: number;
+  problem: 'record-damaged' | 'file-missing' | 'file-damaged';
+  /** For people: "the active file of virus-pattern 175 does not match its recorded SHA-256". */
+  message: string;
+}
 
 export class ComponentStore {
   readonly dir: string;
@@ -59,19 +71,57 @@ export class ComponentStore {
       .sort();
   }
 
-  /** The active version of a component, or undefined if none is installed (or its record is unreadable). */
+  /** The active version of a component, or undefined if none is installed (or its record or file is unusable: see problem()). */
   active(id: string): InstalledComponent | undefined {
+    const read = this.readActive(id);
+    return 'component' in read ? read.component : undefined;
+  }
+
+  private readActive(id: string): { component: InstalledComponent } | { problem: StoreProblem } | { none: true } {
     const file = path.join(this.componentDir(id), 'active.json');
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      return { none: true };
+    }
     let record: ActiveRecord;
     try {
-      record = JSON.parse(fs.readFileSync(file, 'utf8')) as ActiveRecord;
+      record = JSON.parse(text) as ActiveRecord;
     } catch {
-      return undefined;
+      return { problem: { id, problem: 'record-damaged', message: `the record of ${id}'s active version (active.json) is damaged` } };
     }
-    if (!isValidVersion(record.version) || typeof record.sha256 !== 'string') return undefined;
+    if (!isValidVersion(record?.version) || typeof record.sha256 !== 'string' || !Number.isSafeInteger(record.length)) {
+      return { problem: { id, problem: 'record-damaged', message: `the record of ${id}'s active version (active.json) is damaged` } };
+    }
     const filePath = this.pathOf(id, record.version);
-    if (!fs.existsSync(filePath)) return undefined;
-    return { id, ...record, path: filePath };
+    if (!fs.existsSync(filePath)) {
+      return { problem: { id, version: record.version, problem: 'file-missing', message: `the active file of ${id} ${record.version} is missing` } };
+    }
+    return { component: { id, ...record, path: filePath } };
+  }
+
+  /**
+   * Check a component's active file against its record: by size and modification time (cheap), or
+   * by SHA-256 when `deep` (at start, and whenever the cheap check finds a change). Undefined when
+   * the component is fine or not installed.
+   */
+  problem(id: string, deep: boolean): StoreProblem | undefined {
+    const read = this.readActive(id);
+    if ('problem' in read) return read.problem;
+    if ('none' in read) return undefined;
+    const { component } = read;
+    const stat = fs.statSync(component.path);
+    // (Within a millisecond: setting a time back through utimes() rounds.)
+    const changed = stat.size !== component.length || (component.mtimeMs !== undefined && Math.abs(stat.mtimeMs - component.mtimeMs) > 1);
+    if (!deep && !changed) return undefined;
+    if (stat.size === component.length && sha256(fs.readFileSync(component.path)) === component.sha256) return undefined;
+    return { id, version: component.version, problem: 'file-damaged', message: `the active file of ${id} ${component.version} does not match its recorded length and SHA-256` };
+  }
+
+  /** Problems of every component in the store. */
+  problems(deep: boolean): StoreProblem[] {
+    return this.ids().flatMap((id) => this.problem(id, deep) ?? []);
   }
 
   list(): InstalledComponent[] {
@@ -130,9 +180,10 @@ export class ComponentStore {
   }
 
   /** Make `version` the active one: the single atomic step of an install. */
-  activate(id: string, version: number, record: Omit<ActiveRecord, 'version'>): InstalledComponent {
+  activate(id: string, version: number, record: Omit<ActiveRecord, 'version' | 'mtimeMs'>): InstalledComponent {
     const file = path.join(this.componentDir(id), 'active.json');
-    const active: ActiveRecord = { version, ...record };
+    // Whole milliseconds: what every file system and utimes() keep exactly.
+    const active: ActiveRecord = { version, ...record, mtimeMs: Math.floor(fs.statSync(this.pathOf(id, version)).mtimeMs) };
     try {
       writeFileAtomic(file, JSON.stringify(active, null, 1) + '\n');
     } catch (cause) {

@@ -21,7 +21,7 @@ import { sweepTempFiles, tempPathFor } from './files.js';
 import type { ComponentRun, RunRecord, Trigger } from './history.js';
 import { INCREMENTAL_WORTH_RATIO, type Limits } from './limits.js';
 import type { UpdateSource } from './source.js';
-import type { ComponentStore, InstalledComponent, InstallMethod } from './store.js';
+import type { ComponentStore, InstalledComponent, InstallMethod, StoreProblem } from './store.js';
 
 export type RunProgress =
   | { stage: 'checking' }
@@ -52,6 +52,8 @@ export interface RunContext {
   offers?: () => Promise<ServerOffers | undefined>;
   /** Servers: a signed target was downloaded and verified (kept for relaying to agents). */
   onVerifiedTarget?: (target: string, file: string) => void;
+  /** Check every active file by its SHA-256 before the run (a process's first run); by size and time otherwise. */
+  verifyStore?: boolean;
   now?: () => Date;
 }
 
@@ -100,13 +102,16 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     if (sourceUnreachable(error)) return finish({ result: 'failed', components: [], error });
   }
 
+  // A damaged or missing active file, or a damaged record of it, is repaired by this run (in full) and said.
+  const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false).map((p) => [p.id, p]));
+
   const runs: ComponentRun[] = [];
   const total = catalogue.components.length;
   let unreachable: unknown;
   for (const [index, entry] of catalogue.components.entries()) {
     const { run, cause } = unreachable
       ? { run: skipped(ctx.store.active(entry.id), entry, unreachable), cause: undefined }
-      : await updateComponent(ctx, entry, index, total, now, offers);
+      : await updateComponent(ctx, entry, index, total, now, offers, problems.get(entry.id));
     if (sourceUnreachable(cause)) unreachable = cause;
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
@@ -155,15 +160,20 @@ async function updateComponent(
   total: number,
   now: () => Date,
   offers: ServerOffers | undefined,
+  problem: StoreProblem | undefined,
 ): Promise<{ run: ComponentRun; cause?: unknown }> {
   const started = Date.now();
   const bytesBefore = ctx.fetcher.bytesReceived;
-  const installed = ctx.store.active(entry.id);
+  // A damaged active file is no base for an incremental, and not "up to date" either.
+  const installed = problem ? undefined : ctx.store.active(entry.id);
+  // Never below what this store holds, even when the record of it is damaged.
+  const floor = installed?.version ?? problem?.version ?? ctx.store.versions(entry.id).at(-1);
   const outcome = ({ cause, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown }) => {
     const run: ComponentRun = {
       id: entry.id,
-      previousVersion: installed?.version ?? null,
+      previousVersion: installed?.version ?? problem?.version ?? null,
       offeredVersion: entry.latest,
+      ...(problem ? { problem: problem.message } : {}),
       bytes: ctx.fetcher.bytesReceived - bytesBefore,
       fullBytes: entry.full.length,
       durationMs: Date.now() - started,
@@ -176,8 +186,8 @@ async function updateComponent(
     return { run, cause };
   };
 
-  if (installed && entry.latest < installed.version) {
-    return outcome({ method: 'none', reason: 'the source offers an older version', version: installed.version, result: 'failed', cause: new DowngradeError(installed.version, entry.latest) });
+  if (floor !== undefined && entry.latest < floor) {
+    return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
   }
   if (installed?.version === entry.latest) {
     return outcome({ method: 'none', reason: 'up to date', version: installed.version, result: 'ok' });
@@ -186,7 +196,8 @@ async function updateComponent(
     // An earlier run was stopped after writing this verified version but before activating it.
     if (ctx.store.hasVerified(entry.id, entry.latest, entry.full.sha256)) {
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: 'full' });
-      return outcome({ method: 'none', reason: 'completed an interrupted install (file already verified in the store)', version: entry.latest, result: 'ok' });
+      const why = problem ? `${problem.message}; the stored file matches the signed hash: re-activated it` : 'completed an interrupted install (file already verified in the store)';
+      return outcome({ method: 'none', reason: why, version: entry.latest, result: 'ok' });
     }
   } catch (error) {
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
@@ -199,7 +210,7 @@ async function updateComponent(
 
   // Choose: the incremental from the installed version (signed, then the server's), then the full file.
   const { ways, whyNoIncremental } = await waysToLatest(ctx, entry, installed, offers);
-  const failures: string[] = whyNoIncremental ? [whyNoIncremental] : [];
+  const failures: string[] = problem ? [`${problem.message}: reinstalled in full`] : whyNoIncremental ? [whyNoIncremental] : [];
   let lastError: unknown;
   for (const way of ways) {
     try {
