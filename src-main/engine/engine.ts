@@ -12,6 +12,7 @@ import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
 import { dispatcherFor, routeFor } from './proxy.js';
+import { collectGarbage } from './memory.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
 import { UpdateScheduler } from './schedule.js';
@@ -352,6 +353,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     );
     this.log(summarize(record));
     this.emit('run', record);
+    // The run's buffers and parsed metadata are garbage now: give the memory back while idle.
+    setImmediate(collectGarbage).unref();
     return record;
   }
 

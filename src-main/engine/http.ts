@@ -7,7 +7,7 @@
 // consumer here writes a chunk to a file or a small buffer at once, so there is never a reason to
 // pause, and the parser never is.
 import type { IncomingHttpHeaders } from 'node:http';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from './undici.js';
 
 export interface HttpRequestOptions {
   method?: 'GET' | 'HEAD' | 'POST';

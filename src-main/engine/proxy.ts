@@ -1,7 +1,7 @@
 // Upstream traffic through an HTTP proxy, with undici's ProxyAgent: absolute-form requests for http
 // sources, CONNECT tunnels for https, Basic credentials. In headless mode the standard
 // HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply when no proxy is set in the settings.
-import { Agent, EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from './undici.js';
 import type { ProxySetting } from './settings.js';
 
 export function proxyUrl(proxy: Pick<ProxySetting, 'host' | 'port'>): string {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { RunRecord } from '../engine/history.js';
 import { bufferedRequest } from '../engine/http.js';
-import { Agent } from 'undici';
+import { Agent } from '../engine/undici.js';
 
 /** Unix socket paths are limited to about 100 bytes: long data directories get one in the temp dir. */
 export function controlPath(dataDir: string): string {
