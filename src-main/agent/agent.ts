@@ -16,7 +16,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
-import { Engine } from '../engine/engine.js';
+import { Engine, pinnedVersions } from '../engine/engine.js';
+import { isValidVersion } from '../engine/components.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
 import { writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
@@ -117,6 +118,8 @@ export class Agent {
       dataDir: options.dataDir,
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
+      // The agent follows its server's pins (a rollback there is a rollback here), and its own.
+      pins: async () => new Map([...(await this.serverPins()), ...pinnedVersions(options.dataDir)]),
       familyRemedy: AGENT_FAMILY_REMEDY,
       log: this.log,
     });
@@ -133,13 +136,32 @@ export class Agent {
     });
     const startup = this.engine.start({ schedule: false });
     // `bulwark update --data DIR` on this agent's directory asks it to update now, like on a server.
-    this.control = await startControl(this.options.dataDir, { update: () => this.engine.update('manual') }, this.log).catch((error: unknown) => {
+    this.control = await startControl(this.options.dataDir, { update: () => this.engine.update('manual'), change: (request) => this.engine.change(request) }, this.log).catch((error: unknown) => {
       this.log(`the control channel is unavailable (\`bulwark update\` cannot reach this agent): ${describeError(error)}`);
       return undefined;
     });
     this.schedulePoll();
     this.streamLoop = this.followServer();
     await startup;
+  }
+
+  /** The server's pins, for this agent (GET /agents/v1/policy); none when it cannot say. */
+  private async serverPins(): Promise<Map<string, number>> {
+    if (!this.enrollment) return new Map();
+    try {
+      const response = await bufferedRequest(this.url('agents/v1/policy'), {
+        headers: { authorization: `Bearer ${this.enrollment.credential}` },
+        timeoutMs: 30_000,
+        maxBytes: 64 * 1024,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
+      if (response.status !== 200) return new Map();
+      const pins = (JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown> }).pins ?? {};
+      return new Map(Object.entries(pins).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
+    } catch {
+      // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back.
+      return new Map();
+    }
   }
 
   /** Resolves with the reason when the agent can go on no longer (its credential and token refused). */

@@ -20,6 +20,7 @@ import type { RoleName } from '../publisher/signing-keys.js';
 import { runDemo } from '../demo/demo.js';
 import { parseListen } from '../server/listen.js';
 import { agentCommands, agentsAtAGlance, serveFlags } from './agents.js';
+import { componentCommand } from './component.js';
 import { dataOption, err, out, required, type Command } from './command.js';
 import { serve } from './serve.js';
 
@@ -275,6 +276,7 @@ Options:
   },
 
   ...agentCommands,
+  component: componentCommand,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',

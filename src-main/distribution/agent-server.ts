@@ -12,6 +12,7 @@
 // enrollment, which takes the enrollment token:
 //   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
 //   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
+//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}} (the server's pins)
 //   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release,
 //                             "update" when asked to update now (the console's "Update agents now")
 //
@@ -44,6 +45,8 @@ export interface AgentServerOptions {
   settings: () => AgentServiceSettings;
   /** An agent enrolled, reported, connected or went away. */
   onAgentsChanged?: () => void;
+  /** The server's pinned components and their versions: every agent follows them. */
+  pins?: () => Record<string, number>;
   log?: (line: string) => void;
 }
 
@@ -296,6 +299,11 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       if (pathname === '/agents/v1/index.json' && req.method === 'GET') {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         sendJson(res, 200, release.index, SHORT_LIVED);
+        return;
+      }
+      if (pathname === '/agents/v1/policy' && req.method === 'GET') {
+        await agentOf(req);
+        sendJson(res, 200, { pins: options.pins?.() ?? {} });
         return;
       }
       if (pathname === '/agents/v1/events' && req.method === 'GET') {

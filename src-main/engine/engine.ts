@@ -6,8 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { BulwarkError, describeError, UsageError } from './errors.js';
+import { Evidence } from './evidence.js';
+import { readPins, writePins, type Pins } from './pins.js';
 import { cooldownFor, HttpFetcher, sweepDownloads } from './fetcher.js';
-import { writeFileAtomic } from './files.js';
+import { sha256, writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
@@ -36,6 +38,8 @@ export interface EngineOptions {
   distributor?: Distributor;
   /** An agent: its server's offers beside the signed targets (see update-run.ts). */
   offers?: (fetcher: HttpFetcher) => Promise<ServerOffers | undefined>;
+  /** Pinned components; this data directory's own pins (pins.json) by default. An agent adds its server's. */
+  pins?: () => Promise<ReadonlyMap<string, number>>;
   /** What to do about an address-family mismatch, when not the settings' Proxy tab (an agent's --proxy). */
   familyRemedy?: string;
   log?: (line: string) => void;
@@ -89,7 +93,15 @@ export function readPersistedState(dataDir: string): PersistedState | undefined 
   }
 }
 
+/** An operator's change to a component (see Engine.change). */
+export type ComponentChange =
+  | { action: 'pin'; id: string; reason?: string }
+  | { action: 'unpin'; id: string; reason?: string }
+  | { action: 'rollback'; id: string; version: number; reason?: string };
+
 export interface EngineEvents {
+  /** Pins changed (an operator's pin, unpin or rollback). */
+  pins: [Pins];
   state: [EngineState];
   progress: [RunProgress];
   run: [RunRecord];
@@ -103,6 +115,7 @@ const NETWORK_POLL_MS = 30_000;
 export class Engine extends EventEmitter<EngineEvents> {
   readonly store: ComponentStore;
   readonly history: History;
+  readonly evidence: Evidence;
   private readonly machine = new StateMachine();
   private readonly scheduler: UpdateScheduler;
   private readonly limits: Limits;
@@ -120,6 +133,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     fs.mkdirSync(options.dataDir, { recursive: true });
     this.store = new ComponentStore(options.dataDir);
     this.history = new History(options.dataDir);
+    this.evidence = new Evidence(options.dataDir);
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.log = options.log ?? (() => {});
     this.scheduler = new UpdateScheduler(() => void this.update('schedule'));
@@ -188,6 +202,97 @@ export class Engine extends EventEmitter<EngineEvents> {
       fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
       release();
     }
+  }
+
+  /** Run `work` on this data directory without a process holding it (the CLI on a stopped server): lock, work, unlock. */
+  async withLock<T>(work: () => Promise<T>): Promise<T> {
+    const release = acquireLock(this.options.dataDir);
+    try {
+      return await work();
+    } finally {
+      fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
+      release();
+    }
+  }
+
+  /**
+   * An operator's change to a component, recorded in the history like a run and handed to the agents:
+   *   pin       keep the active version through every update until unpinned
+   *   unpin     let updates move it again (from the next one)
+   *   rollback  re-activate a version the store keeps, after checking the vendor's signed metadata kept
+   *             with it (the one time a lower version is installed), and pin it there
+   * Waits for a run in progress; an update asked for meanwhile joins this change.
+   */
+  change(request: ComponentChange): Promise<RunRecord> {
+    const previous = this.inFlight?.catch(() => undefined);
+    const work: Promise<RunRecord> = (async () => {
+      await previous;
+      return this.applyChange(request);
+    })().finally(() => {
+      if (this.inFlight === work) this.inFlight = undefined;
+    });
+    this.inFlight = work;
+    return work;
+  }
+
+  private async applyChange(request: ComponentChange): Promise<RunRecord> {
+    const started = new Date().toISOString();
+    const { id } = request;
+    const installed = this.store.active(id);
+    const pins = readPins(this.options.dataDir);
+    let reason: string;
+    let version = installed?.version ?? null;
+    if (request.action === 'unpin') {
+      if (!pins[id]) throw new UsageError(`${id} is not pinned`);
+      delete pins[id];
+      reason = 'unpinned: updates move it again';
+    } else if (request.action === 'pin') {
+      if (!installed) throw new UsageError(`${id} is not installed: there is nothing to pin`);
+      pins[id] = { version: installed.version, at: started, reason: request.reason ?? 'pinned by the operator' };
+      reason = `pinned at ${installed.version}`;
+    } else {
+      const target = request.version;
+      const file = this.store.versions(id).includes(target) ? this.store.pathOf(id, target) : undefined;
+      if (!file) throw new UsageError(`${id} ${target} is not kept here (kept: ${this.store.versions(id).join(', ') || 'none'})`);
+      const data = fs.readFileSync(file);
+      // The vendor's word, not the store's: the metadata kept with the version must verify against the trusted root.
+      this.evidence.verify(id, target, sha256(data));
+      this.machine.transition({ type: 'checking', trigger: 'manual' });
+      this.machine.transition({ type: 'applying', trigger: 'manual', component: id, index: 0, total: 1, bytes: 0 });
+      this.store.activate(id, target, { sha256: sha256(data), length: data.length, installedAt: started, method: installed?.version === target ? installed.method : 'full' });
+      reason = installed && installed.version > target ? `rolled back from ${installed.version} to ${target}, and pinned there` : `moved to ${target}, and pinned there`;
+      pins[id] = { version: target, at: started, reason: request.reason ?? reason };
+      version = target;
+    }
+    writePins(this.options.dataDir, pins);
+    const record: RunRecord = {
+      trigger: 'manual',
+      startedAt: started,
+      finishedAt: new Date().toISOString(),
+      result: 'ok',
+      bytes: 0,
+      components: [{ id, previousVersion: installed?.version ?? null, version, method: 'none', reason: request.reason ? `${reason} (${request.reason})` : reason, bytes: 0, fullBytes: 0, durationMs: 0, result: 'ok' }],
+    };
+    // The agents follow the server's pins: publish and tell them.
+    if (this.options.distributor && request.action === 'rollback' && this.source().url) {
+      try {
+        this.machine.transition({ type: 'distributing', trigger: 'manual' });
+        await this.options.distributor.distribute(record, this.openSource(new HttpFetcher({ timeoutMs: 1, tempDir: path.join(this.options.dataDir, 'tmp', 'downloads') })));
+      } catch (error) {
+        record.result = 'failed';
+        record.error = `distribution to the agents failed: ${describeError(error)}`;
+      }
+    }
+    if (this.machine.state.type !== 'idle' && this.machine.state.type !== 'failed') this.machine.transition({ type: 'idle' });
+    try {
+      this.history.append(record);
+    } catch (error) {
+      this.log(describeError(error));
+    }
+    this.log(summarize(record));
+    this.emit('run', record);
+    this.emit('pins', readPins(this.options.dataDir));
+    return record;
   }
 
   /** The cool-down the current source asked for, if it has not run out. */
@@ -292,6 +397,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
+      const pins = this.options.pins ? await this.options.pins() : pinnedVersions(this.options.dataDir);
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
       record = await runUpdate(
@@ -303,6 +409,8 @@ export class Engine extends EventEmitter<EngineEvents> {
           tempDir: path.join(this.options.dataDir, 'tmp'),
           onProgress: (progress) => this.onProgress(trigger, progress, runFetcher),
           verifyStore: !this.storeVerified,
+          pins,
+          evidence: this.evidence,
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),
         },
@@ -379,6 +487,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
   }
 
+}
+
+/** The versions this data directory's pins hold components at. */
+export function pinnedVersions(dataDir: string): Map<string, number> {
+  return new Map(Object.entries(readPins(dataDir)).map(([id, pin]) => [id, pin.version]));
 }
 
 /** Bytes for people: 1.2 MB, 16.2 kB, 754 B. */

@@ -137,6 +137,11 @@ export class UpdateSource {
     };
   }
 
+  /** The signed targets metadata and the catalogue, as verified by the last refresh: what vouches for an install. */
+  signedEvidence(): { targets: Buffer; catalogue: Buffer; metadataDir: string } {
+    return { targets: fs.readFileSync(path.join(this.metadataDir, 'targets.json')), catalogue: fs.readFileSync(this.catalogueFile), metadataDir: this.metadataDir };
+  }
+
   /** The verified catalogue's file (after refresh()). */
   get catalogueFile(): string {
     return path.join(this.metadataDir, 'targets', CATALOGUE_TARGET);

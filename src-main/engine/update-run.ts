@@ -13,9 +13,10 @@
 // from it matches the signed catalogue's length and hash, and is never downloaded beyond a bound.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Catalogue, CatalogueComponent, IncrementalEntry } from './catalogue.js';
+import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import { BulwarkError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError } from './errors.js';
+import { BulwarkError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
+import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
 import type { ComponentRun, RunRecord, Trigger } from './history.js';
@@ -39,6 +40,8 @@ export interface ServerOffers {
   incremental(entry: CatalogueComponent, installed: InstalledComponent): string | undefined;
   /** URL of a server-made full file (a zstd frame) of the catalogue's latest. */
   full(entry: CatalogueComponent): string | undefined;
+  /** URL of a server-made full file of an older version the server keeps, by content (for a rollback). */
+  fullOf(id: string, sha256: string): string | undefined;
 }
 
 export interface RunContext {
@@ -54,6 +57,10 @@ export interface RunContext {
   onVerifiedTarget?: (target: string, file: string) => void;
   /** Check every active file by its SHA-256 before the run (a process's first run); by size and time otherwise. */
   verifyStore?: boolean;
+  /** Pinned components and the version each stays at (this store's own pins, or an agent's server's). */
+  pins?: ReadonlyMap<string, number>;
+  /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
+  evidence?: Evidence;
   now?: () => Date;
 }
 
@@ -186,6 +193,14 @@ async function updateComponent(
     return { run, cause };
   };
 
+  const pin = ctx.pins?.get(entry.id);
+  if (pin !== undefined && pin !== entry.latest) {
+    try {
+      return outcome(await followPin(ctx, entry, installed, pin, offers, now, index, total));
+    } catch (error) {
+      return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error });
+    }
+  }
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
   }
@@ -195,6 +210,7 @@ async function updateComponent(
   try {
     // An earlier run was stopped after writing this verified version but before activating it.
     if (ctx.store.hasVerified(entry.id, entry.latest, entry.full.sha256)) {
+      if (!ctx.evidence?.has(entry.id, entry.latest)) ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence());
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: 'full' });
       const why = problem ? `${problem.message}; the stored file matches the signed hash: re-activated it` : 'completed an interrupted install (file already verified in the store)';
       return outcome({ method: 'none', reason: why, version: entry.latest, result: 'ok' });
@@ -216,6 +232,7 @@ async function updateComponent(
     try {
       const data = way.method === 'incremental' ? await rebuild(ctx, entry, installed!, way, index, total) : await downloadFull(ctx, entry, way, index, total);
       await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, `the file rebuilt from ${describeWay(way, entry.latest)}`);
+      ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence());
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
       const reason = [how, ...failures].filter(Boolean).join('; ') || 'full file';
@@ -306,4 +323,40 @@ async function downloadFull(ctx: RunContext, entry: CatalogueComponent, way: Ext
   const compressed = way.signed ? await downloadSigned(ctx, way.target) : await ctx.fetcher.downloadBytes(way.url, compressBound(entry.full.length));
   ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
   return decompressFull(compressed, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length) });
+}
+
+/**
+ * A pinned component whose pin is not the catalogue's latest: stay there, or go back there — the one
+ * time a lower version is installed, and only one the vendor vouched for when it was installed here
+ * (evidence.ts). Its file comes from the store, or, if no longer kept there, from the agent's server.
+ */
+async function followPin(
+  ctx: RunContext,
+  entry: CatalogueComponent,
+  installed: InstalledComponent | undefined,
+  pin: number,
+  offers: ServerOffers | undefined,
+  now: () => Date,
+  index: number,
+  total: number,
+): Promise<Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'>> {
+  if (installed?.version === pin) return { method: 'none', reason: `pinned at ${pin}`, version: pin, result: 'ok' };
+  const evidence = ctx.evidence?.read(entry.id, pin);
+  if (!ctx.evidence || !evidence) throw new VerificationError(`no signed metadata is kept here for ${entry.id} ${pin}, so it cannot be verified: refused`);
+  const vouched = parseCatalogue(evidence.catalogue).components.find((c) => c.id === entry.id);
+  if (!vouched || vouched.latest !== pin) throw new VerificationError(`the signed metadata kept for ${entry.id} ${pin} does not name that version`);
+  const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;
+  if (!ctx.store.hasVerified(entry.id, pin, vouched.full.sha256)) {
+    // Not kept here any more: the server makes the full file of any version it keeps.
+    const url = offers?.fullOf(entry.id, vouched.full.sha256);
+    if (!url) throw new SourceError(`${entry.id} ${pin} is no longer kept here${offers ? ' nor on the server' : ''}`);
+    ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
+    const frame = await ctx.fetcher.downloadBytes(url, compressBound(vouched.full.length));
+    ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
+    const data = decompressFull(frame, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, vouched.full.length) });
+    await ctx.store.writeVerified(entry.id, pin, data, vouched.full, `the server's file of ${entry.id} ${pin}`);
+  }
+  ctx.evidence.verify(entry.id, pin, vouched.full.sha256, evidence);
+  ctx.store.activate(entry.id, pin, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: 'full' });
+  return { method: 'none', reason, version: pin, result: 'ok' };
 }

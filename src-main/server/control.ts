@@ -3,11 +3,14 @@
 // HTTP over a Unix socket (a named pipe on Windows) that only the data directory's owner can open:
 //   POST /update   joins or starts a run; answers with its record once the run (and, on a server,
 //                  its distribution) is done
+//   POST /change   an operator's pin, unpin or rollback (Engine.change); answers with its record
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import type { ComponentChange } from '../engine/engine.js';
+import { BulwarkError, describeError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { bufferedRequest } from '../engine/http.js';
 import { Agent } from '../engine/undici.js';
@@ -22,27 +25,44 @@ export function controlPath(dataDir: string): string {
 
 export interface ControlHandlers {
   update(): Promise<RunRecord>;
+  change(request: ComponentChange): Promise<RunRecord>;
 }
 
 export async function startControl(dataDir: string, handlers: ControlHandlers, log: (line: string) => void = () => {}): Promise<{ close(): Promise<void> }> {
   const socket = controlPath(dataDir);
   // The caller holds the data directory's lock, so a socket file here is a dead process's.
   if (process.platform !== 'win32') fs.rmSync(socket, { force: true });
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'POST' || req.url !== '/update') {
-      res.writeHead(404).end();
-      return;
-    }
-    handlers.update().then(
+  const answer = (res: http.ServerResponse, work: Promise<RunRecord>) =>
+    work.then(
       (record) => {
         const body = JSON.stringify(record);
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       },
       (error: unknown) => {
-        log(`control: update failed: ${(error as Error).message}`);
-        res.writeHead(500).end();
+        // Refusals (a version not kept, metadata that does not verify) go back to the command that asked.
+        const body = JSON.stringify({ error: describeError(error), ...(error instanceof BulwarkError ? { code: error.code } : {}) });
+        res.writeHead(error instanceof BulwarkError ? 409 : 500, { 'content-type': 'application/json' }).end(body);
+        if (!(error instanceof BulwarkError)) log(`control: ${describeError(error)}`);
       },
     );
+  const server = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/update') return void answer(res, handlers.update());
+    if (req.method === 'POST' && req.url === '/change') {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        let request: ComponentChange;
+        try {
+          request = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ComponentChange;
+        } catch {
+          res.writeHead(400).end();
+          return;
+        }
+        void answer(res, handlers.change(request));
+      });
+      return;
+    }
+    res.writeHead(404).end();
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -59,6 +79,26 @@ export async function startControl(dataDir: string, handlers: ControlHandlers, l
         });
       }),
   };
+}
+
+/** What the process holding a data directory answered: a record, or a refusal with its reason. */
+export type ControlAnswer = { record: RunRecord } | { refused: string; code?: string };
+
+/** Ask the process holding `dataDir` to make an operator's change; undefined when none answers. */
+export async function requestChange(dataDir: string, request: ComponentChange): Promise<ControlAnswer | undefined> {
+  const socket = controlPath(dataDir);
+  if (process.platform !== 'win32' && !fs.existsSync(socket)) return undefined;
+  const dispatcher = new Agent({ connect: { socketPath: socket } });
+  try {
+    const response = await bufferedRequest('http://bulwark/change', { method: 'POST', body: JSON.stringify(request), headers: { 'content-type': 'application/json' }, dispatcher, timeoutMs: 30 * 60_000, maxBytes: 16 * 1024 * 1024 });
+    const json = JSON.parse(response.body.toString('utf8')) as RunRecord & { error?: string; code?: string };
+    if (response.status === 200) return { record: json };
+    return response.status === 409 ? { refused: json.error ?? 'refused', ...(json.code ? { code: json.code } : {}) } : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await dispatcher.close().catch(() => undefined);
+  }
 }
 
 /** Ask the process holding `dataDir` to update; undefined when none answers. */

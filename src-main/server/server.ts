@@ -14,7 +14,7 @@ import { startAgentServer, type AgentServer } from '../distribution/agent-server
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { Distribution } from '../distribution/release.js';
-import { Engine } from '../engine/engine.js';
+import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { DEFAULT_AGENT_PORT, type Settings } from '../engine/settings.js';
@@ -79,7 +79,10 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   if (serving.enabled) {
     const listen = agentListenAddresses(settings);
     try {
-      agentServer = await startAgentServer({ distribution, registry, settings: () => settings.data.distribution, onAgentsChanged: () => overview.changed(), log }, listen);
+      agentServer = await startAgentServer(
+        { distribution, registry, settings: () => settings.data.distribution, onAgentsChanged: () => overview.changed(), pins: () => Object.fromEntries(pinnedVersions(dataDir)), log },
+        listen,
+      );
       log(`serving agents at ${agentServer.urls.join(', ')}`);
     } catch (error) {
       // The server still updates itself; the console and status say why agents cannot connect.
@@ -88,7 +91,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     }
   }
 
-  const control = await startControl(dataDir, { update: () => engine.update('manual') }, log).catch((error: unknown) => {
+  const control = await startControl(dataDir, { update: () => engine.update('manual'), change: (request) => engine.change(request) }, log).catch((error: unknown) => {
     log(`the control channel is unavailable (\`bulwark update\` cannot reach this server): ${describeError(error)}`);
     return undefined;
   });
