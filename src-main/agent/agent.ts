@@ -31,6 +31,7 @@ import { checkSourceUrl } from '../engine/source.js';
 import type { AgentReport } from '../distribution/registry.js';
 import { Backoff, followEvents } from './events.js';
 import { startControl } from '../server/control.js';
+import { followBroker, type BrokerAddress } from '../distribution/broker.js';
 import { loadOffers } from './offers.js';
 
 export interface AgentOptions {
@@ -45,6 +46,10 @@ export interface AgentOptions {
   trustedRoot?: string;
   /** Reach the server through this HTTP proxy (saved in the agent's settings). */
   proxy?: ProxySetting;
+  /** Learn of releases from this MQTT broker instead of a stream held open to the server. */
+  notify?: BrokerAddress;
+  /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
+  mirrors?: string[];
   log?: (line: string) => void;
   /** For tests: the random source for spreads and jitter. */
   random?: () => number;
@@ -118,6 +123,7 @@ export class Agent {
       dataDir: options.dataDir,
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
+      ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
       // The agent follows its server's pins (a rollback there is a rollback here), and its own.
       pins: async () => new Map([...(await this.serverPins()), ...pinnedVersions(options.dataDir)]),
       familyRemedy: AGENT_FAMILY_REMEDY,
@@ -141,7 +147,7 @@ export class Agent {
       return undefined;
     });
     this.schedulePoll();
-    this.streamLoop = this.followServer();
+    this.streamLoop = this.options.notify ? this.followBroker(this.options.notify) : this.followServer();
     await startup;
   }
 
@@ -342,6 +348,27 @@ export class Agent {
         await sleep(wait, this.abort.signal);
       }
     }
+  }
+
+  /** Follow releases announced through an MQTT broker (the retained message counts as a poll, like a hello). */
+  private async followBroker(address: BrokerAddress): Promise<void> {
+    let first = true;
+    let updateAsked: string | undefined;
+    await followBroker(address, { clientId: `bulwark-agent-${this.enrollment!.id}`, signal: this.abort.signal, random: this.random, log: this.log }, (message) => {
+      this.applyServerSettings(message);
+      if (first) {
+        first = false;
+        updateAsked = message.updateAsked;
+        this.afterSpread('schedule', message.release);
+      } else if (message.updateAsked && message.updateAsked !== updateAsked) {
+        updateAsked = message.updateAsked;
+        this.log('the server asked for an update');
+        this.afterSpread('notification', message.release);
+      } else if (message.release > this.seenRelease) {
+        this.log(`the server announced release ${message.release}`);
+        this.afterSpread('notification', message.release);
+      }
+    });
   }
 
   /** Update after a random wait of up to the server's spread, once, however many triggers arrive meanwhile. */

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { countAgents, type AgentCounts } from '../distribution/agent-status.js';
+import { parseBrokerUrl } from '../distribution/broker.js';
+import { checkSourceUrl } from '../engine/source.js';
 import { agentReminders, agentRows } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
@@ -21,12 +23,15 @@ export const serveFlags = {
     'agents-listen': { type: 'string', multiple: true },
     'agent-poll': { type: 'string' },
     'agent-spread': { type: 'string' },
+    notify: { type: 'string' },
   },
   parse(values: Record<string, unknown>, current: DistributionSetting): DistributionSetting | undefined {
     const listen = values['agents-listen'] as string[] | undefined;
     const poll = integerFlag(values, 'agent-poll', 10, 86_400);
     const spread = integerFlag(values, 'agent-spread', 0, 3600);
-    if (!listen && poll === undefined && spread === undefined) return undefined;
+    const notify = typeof values.notify === 'string' ? values.notify : undefined;
+    if (notify && notify !== 'off') parseBrokerUrl(notify);
+    if (!listen && poll === undefined && spread === undefined && notify === undefined) return undefined;
     const next = { ...current };
     if (listen) {
       if (listen.includes('off')) {
@@ -40,6 +45,7 @@ export const serveFlags = {
     }
     if (poll !== undefined) next.pollSeconds = poll;
     if (spread !== undefined) next.spreadSeconds = spread;
+    if (notify !== undefined) next.notify = notify === 'off' ? '' : notify;
     return next;
   },
 } as const;
@@ -89,7 +95,11 @@ Options:
                         at enrollment is pinned (trust on first use); signed root rotations follow
   --proxy HOST:PORT     reach the server through this HTTP proxy (a dual-stack proxy bridges an
                         IPv4-only agent and an IPv6-only server); saved for later starts
-  --proxy-user NAME     proxy user name; the password is read from BULWARK_PROXY_PASSWORD`,
+  --proxy-user NAME     proxy user name; the password is read from BULWARK_PROXY_PASSWORD
+  --notify URL          learn of releases from this MQTT broker (mqtt://HOST:PORT/TOPIC, the same as
+                        the server's --notify) instead of a stream held open to the server
+  --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
+                        in order, then the server itself); reports still go to the server`,
     options: {
       ...dataOption,
       server: { type: 'string' },
@@ -98,6 +108,8 @@ Options:
       'trusted-root': { type: 'string' },
       proxy: { type: 'string' },
       'proxy-user': { type: 'string' },
+      notify: { type: 'string' },
+      mirror: { type: 'string', multiple: true },
     },
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
@@ -107,6 +119,8 @@ Options:
       const name = typeof values.name === 'string' ? values.name.trim() : undefined;
       if (name !== undefined && !(name.length >= 1 && name.length <= 100)) throw new UsageError('--name must be 1 to 100 characters');
       const proxy = proxyFlag(values);
+      const notify = typeof values.notify === 'string' ? parseBrokerUrl(values.notify) : undefined;
+      const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
       const agent = new Agent({
         server,
@@ -116,6 +130,8 @@ Options:
         ...(name ? { name } : {}),
         ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
         ...(proxy ? { proxy } : {}),
+        ...(notify ? { notify } : {}),
+        ...(mirrors.length ? { mirrors } : {}),
       });
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();

@@ -234,6 +234,7 @@ Options:
     summary: 'run the update server: start-up update, then on schedule, until stopped',
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
+              [--notify mqtt://HOST:PORT/TOPIC]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -249,7 +250,9 @@ Options:
   --agents-listen ADDR:PORT  where agents connect (repeatable; default: every address family of
                              this host, port ${DEFAULT_AGENT_PORT}); "off" serves no agents
   --agent-poll SECONDS       how often agents poll and report (default 300)
-  --agent-spread SECONDS     longest random wait of an agent after a release is announced (default 30)`,
+  --agent-spread SECONDS     longest random wait of an agent after a release is announced (default 30)
+  --notify URL               also announce releases through an MQTT broker: mqtt://HOST:PORT/TOPIC
+                             (agents given the same --notify subscribe there); "off" to stop`,
     options: {
       ...dataOption,
       source: { type: 'string' },

@@ -133,6 +133,8 @@ export interface AgentsAccess {
   registry: AgentRegistry;
   distribution: Distribution;
   overview: AgentsOverview;
+  /** Ask every agent to update now (over their streams, and the broker if there is one); resolves with how many were reached directly. */
+  askToUpdate(): Promise<number>;
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
@@ -195,7 +197,7 @@ export class ConsoleService {
       case 'agents':
         return this.agentsPage(value as AgentsQuery);
       case 'updateAgentsNow':
-        return { asked: (await this.options.agents?.server?.askToUpdate()) ?? 0 };
+        return { asked: (await this.options.agents?.askToUpdate()) ?? 0 };
       case 'enrollmentToken': {
         const registry = this.agentsAccess().registry;
         return { token: (value as { rotate: boolean }).rotate ? await registry.rotateToken() : await registry.enrollmentToken() };

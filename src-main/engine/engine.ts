@@ -38,6 +38,8 @@ export interface EngineOptions {
   distributor?: Distributor;
   /** An agent: its server's offers beside the signed targets (see update-run.ts). */
   offers?: (fetcher: HttpFetcher) => Promise<ServerOffers | undefined>;
+  /** An agent: HTTP caches of its server, tried in order for metadata and files before the server itself. */
+  mirrors?: string[];
   /** Pinned components; this data directory's own pins (pins.json) by default. An agent adds its server's. */
   pins?: () => Promise<ReadonlyMap<string, number>>;
   /** What to do about an address-family mismatch, when not the settings' Proxy tab (an agent's --proxy). */
@@ -394,6 +396,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         resumable: (target) => (base !== undefined && target.startsWith(new URL('targets/', base).href)) || /\/made\//.test(new URL(target).pathname),
         route: this.options.dispatcher || !url ? 'configured dispatcher' : routeFor(proxy, url).description,
         ...(this.options.familyRemedy ? { familyRemedy: this.options.familyRemedy } : {}),
+        ...(base && this.options.mirrors?.length ? { mirrors: { of: base, bases: this.options.mirrors } } : {}),
         dispatcher,
       });
       const runFetcher = fetcher;

@@ -33,6 +33,11 @@ export interface FetcherOptions {
   headers?: Record<string, string>;
   userAgent?: string;
   now?: () => number;
+  /**
+   * HTTP caches of a source (an agent's mirrors of its server): a URL under `of` is tried at each of
+   * `bases` in turn, then at the source itself. Whatever a mirror serves is verified like the rest.
+   */
+  mirrors?: { of: string; bases: string[] };
   /** What to do about an address-family mismatch, where it is not the settings' Proxy tab (an agent's --proxy). */
   familyRemedy?: string;
   /** How requests travel, for messages: "proxy http://…:3128" or "direct connection". */
@@ -144,6 +149,21 @@ export class HttpFetcher implements Fetcher {
    * the next attempt, which asks only for the rest.
    */
   async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+    const { mirrors } = this.options;
+    const candidates = mirrors && url.startsWith(mirrors.of) ? [...mirrors.bases.map((base) => base + url.slice(mirrors.of.length)), url] : [url];
+    for (const [index, candidate] of candidates.entries()) {
+      try {
+        return await this.downloadOne(candidate, maxLength, handler);
+      } catch (error) {
+        // A mirror that fails in any way (unreachable, an error status, a file that does not verify)
+        // hands over to the next, and the last to the source itself, whose answer stands.
+        if (index === candidates.length - 1) throw error;
+      }
+    }
+    throw new Error('unreachable');
+  }
+
+  private async downloadOne<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
     const until = this.cooldownUntil(url);
     if (until) throw new CooldownError(until, { origin: new URL(url).origin });
     fs.mkdirSync(this.options.tempDir, { recursive: true });

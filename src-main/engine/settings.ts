@@ -37,6 +37,8 @@ export interface DistributionSetting {
   pollSeconds: number;
   /** Longest random wait of an agent between a release notification and its download. */
   spreadSeconds: number;
+  /** Also announce releases through this MQTT broker ("mqtt://host:port/topic"); absent or "" for none. */
+  notify?: string;
 }
 
 /** The agents' port when none is set. */
@@ -60,7 +62,7 @@ export const DEFAULT_SETTINGS: SettingsData = {
   agents: [],
   notifications: { updateFailed: true, componentsInstalled: true },
   startAtLogin: false,
-  distribution: { enabled: true, listen: [], pollSeconds: 300, spreadSeconds: 30 },
+  distribution: { enabled: true, listen: [], pollSeconds: 300, spreadSeconds: 30, notify: '' },
 };
 
 /** The one schema for every settings store (conf and electron-store). */
@@ -122,6 +124,7 @@ export const SETTINGS_SCHEMA = {
       listen: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$' } },
       pollSeconds: { type: 'integer', minimum: 10, maximum: 86400 },
       spreadSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
+      notify: { type: 'string', maxLength: 2048, pattern: '^(|mqtts?://.+)$' },
     },
   },
 } as const;

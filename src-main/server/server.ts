@@ -13,7 +13,8 @@ import { ConsoleService } from '../console/service.js';
 import { startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
-import { Distribution } from '../distribution/release.js';
+import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
+import { Distribution, type Release } from '../distribution/release.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
@@ -91,6 +92,26 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     }
   }
 
+  // Releases also go through an MQTT broker when one is set (agents given --notify follow it there).
+  let broker: ReleasePublisher | undefined;
+  const notify = settings.data.distribution.notify;
+  if (serving.enabled && notify) {
+    broker = await ReleasePublisher.connect(parseBrokerUrl(notify, 'distribution.notify'), log);
+    const announce = (release: Release, extra: { updateAsked?: string } = {}) =>
+      broker!.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, ...extra });
+    const current = distribution.current();
+    if (current) announce(current);
+    distribution.on('release', (release, { news }) => {
+      if (news) announce(release);
+    });
+    log(`announcing releases through the broker ${notify}`);
+  }
+  const askToUpdate = async () => {
+    const release = distribution.current();
+    if (broker && release) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
+    return (await agentServer?.askToUpdate()) ?? 0;
+  };
+
   const control = await startControl(dataDir, { update: () => engine.update('manual'), change: (request) => engine.change(request) }, log).catch((error: unknown) => {
     log(`the control channel is unavailable (\`bulwark update\` cannot reach this server): ${describeError(error)}`);
     return undefined;
@@ -101,7 +122,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, overview, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, askToUpdate, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
@@ -109,6 +130,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     await consoleServer?.close();
     await control?.close();
     await agentServer?.close();
+    await broker?.close();
     overview.stop();
     await engine.stop();
     await registry.close();
