@@ -32,6 +32,7 @@ import type { AgentReport } from '../distribution/registry.js';
 import { Backoff, followEvents } from './events.js';
 import { startControl } from '../server/control.js';
 import { followBroker, type BrokerAddress } from '../distribution/broker.js';
+import type { Ring } from '../distribution/rollout.js';
 import { loadOffers } from './offers.js';
 
 export interface AgentOptions {
@@ -46,6 +47,8 @@ export interface AgentOptions {
   trustedRoot?: string;
   /** Reach the server through this HTTP proxy (saved in the agent's settings). */
   proxy?: ProxySetting;
+  /** The rollout ring to enroll in (canary, early or broad; the server's default is broad). */
+  ring?: Ring;
   /** Learn of releases from this MQTT broker instead of a stream held open to the server. */
   notify?: BrokerAddress;
   /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
@@ -124,8 +127,12 @@ export class Agent {
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
       ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
-      // The agent follows its server's pins (a rollback there is a rollback here), and its own.
-      pins: async () => new Map([...(await this.serverPins()), ...pinnedVersions(options.dataDir)]),
+      // The agent follows its server's policy (its pins: a rollback there is a rollback here; its
+      // rollout: hold until the agent's ring is reached), and its own pins.
+      policy: async () => {
+        const server = await this.serverPolicy();
+        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold };
+      },
       familyRemedy: AGENT_FAMILY_REMEDY,
       log: this.log,
     });
@@ -151,9 +158,10 @@ export class Agent {
     await startup;
   }
 
-  /** The server's pins, for this agent (GET /agents/v1/policy); none when it cannot say. */
-  private async serverPins(): Promise<Map<string, number>> {
-    if (!this.enrollment) return new Map();
+  /** The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. */
+  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean }> {
+    const none = { pins: new Map<string, number>(), hold: false };
+    if (!this.enrollment) return none;
     try {
       const response = await bufferedRequest(this.url('agents/v1/policy'), {
         headers: { authorization: `Bearer ${this.enrollment.credential}` },
@@ -161,12 +169,13 @@ export class Agent {
         maxBytes: 64 * 1024,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
-      if (response.status !== 200) return new Map();
-      const pins = (JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown> }).pins ?? {};
-      return new Map(Object.entries(pins).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
+      if (response.status !== 200) return none;
+      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown };
+      const pins = Object.entries(policy.pins ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1]));
+      return { pins: new Map(pins), hold: policy.hold === true };
     } catch {
-      // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back.
-      return new Map();
+      // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back or held.
+      return none;
     }
   }
 
@@ -249,7 +258,7 @@ export class Agent {
 
   private async enrollOnce(token: string): Promise<Enrollment> {
     const name = this.options.name ?? os.hostname();
-    const { status, json } = await this.call('agents/v1/enroll', { token, name, hostname: os.hostname() });
+    const { status, json } = await this.call('agents/v1/enroll', { token, name, hostname: os.hostname(), ...(this.options.ring ? { ring: this.options.ring } : {}) });
     if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current one with \`bulwark agents token\` on the server)`);
     if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
     const answer = json as { id?: unknown; credential?: unknown; root?: unknown; pollSeconds?: unknown; spreadSeconds?: unknown };

@@ -5,8 +5,12 @@ import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { countAgents, type AgentCounts } from '../distribution/agent-status.js';
 import { parseBrokerUrl } from '../distribution/broker.js';
+import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
+import { Settings } from '../engine/settings.js';
+import type { RolloutView } from '../console/contract.js';
+import { callControl } from '../server/control.js';
 import { checkSourceUrl } from '../engine/source.js';
-import { agentReminders, agentRows } from '../distribution/overview.js';
+import { agentReminders, agentRows, type AgentRow } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
 import { AgentRegistry } from '../distribution/registry.js';
@@ -24,6 +28,8 @@ export const serveFlags = {
     'agent-poll': { type: 'string' },
     'agent-spread': { type: 'string' },
     notify: { type: 'string' },
+    rollout: { type: 'string' },
+    'rollout-soak': { type: 'string' },
   },
   parse(values: Record<string, unknown>, current: DistributionSetting): DistributionSetting | undefined {
     const listen = values['agents-listen'] as string[] | undefined;
@@ -31,7 +37,10 @@ export const serveFlags = {
     const spread = integerFlag(values, 'agent-spread', 0, 3600);
     const notify = typeof values.notify === 'string' ? values.notify : undefined;
     if (notify && notify !== 'off') parseBrokerUrl(notify);
-    if (!listen && poll === undefined && spread === undefined && notify === undefined) return undefined;
+    const rollout = values.rollout as string | undefined;
+    if (rollout !== undefined && rollout !== 'on' && rollout !== 'off') throw new UsageError('--rollout is on or off');
+    const soak = integerFlag(values, 'rollout-soak', 0, 7 * 86_400);
+    if (!listen && poll === undefined && spread === undefined && notify === undefined && rollout === undefined && soak === undefined) return undefined;
     const next = { ...current };
     if (listen) {
       if (listen.includes('off')) {
@@ -46,6 +55,9 @@ export const serveFlags = {
     if (poll !== undefined) next.pollSeconds = poll;
     if (spread !== undefined) next.spreadSeconds = spread;
     if (notify !== undefined) next.notify = notify === 'off' ? '' : notify;
+    if (rollout !== undefined || soak !== undefined) {
+      next.rollout = { ...DEFAULT_ROLLOUT, ...current.rollout, ...(rollout !== undefined ? { enabled: rollout === 'on' } : {}), ...(soak !== undefined ? { soakSeconds: soak } : {}) };
+    }
     return next;
   },
 } as const;
@@ -99,7 +111,8 @@ Options:
   --notify URL          learn of releases from this MQTT broker (mqtt://HOST:PORT/TOPIC, the same as
                         the server's --notify) instead of a stream held open to the server
   --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
-                        in order, then the server itself); reports still go to the server`,
+                        in order, then the server itself); reports still go to the server
+  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)`,
     options: {
       ...dataOption,
       server: { type: 'string' },
@@ -110,6 +123,7 @@ Options:
       'proxy-user': { type: 'string' },
       notify: { type: 'string' },
       mirror: { type: 'string', multiple: true },
+      ring: { type: 'string' },
     },
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
@@ -120,6 +134,8 @@ Options:
       if (name !== undefined && !(name.length >= 1 && name.length <= 100)) throw new UsageError('--name must be 1 to 100 characters');
       const proxy = proxyFlag(values);
       const notify = typeof values.notify === 'string' ? parseBrokerUrl(values.notify) : undefined;
+      const ring = values.ring as string | undefined;
+      if (ring !== undefined && !isRing(ring)) throw new UsageError('--ring is canary, early or broad');
       const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
       const agent = new Agent({
@@ -132,6 +148,7 @@ Options:
         ...(proxy ? { proxy } : {}),
         ...(notify ? { notify } : {}),
         ...(mirrors.length ? { mirrors } : {}),
+        ...(ring ? { ring } : {}),
       });
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
@@ -159,11 +176,13 @@ Options:
     summary: "list the server's agents, or show or rotate their enrollment token",
     usage: `bulwark agents list --data DIR [--json]
 bulwark agents token --data DIR [--rotate]
+bulwark agents ring NAME|ID RING --data DIR
 
 Works while the server runs. \`list\` shows each agent's name, address and family, component
 versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
 seen and its last result. \`token\` prints the enrollment token new agents need; --rotate replaces
-it (enrolled agents keep working, new ones need the new token).
+it (enrolled agents keep working, new ones need the new token). \`ring\` moves an agent to a rollout
+ring: canary (gets each release first), early, or broad (after the others; the default).
 
 Options:
   --data DIR   the server's data directory
@@ -174,7 +193,26 @@ Options:
     async run(values, positionals) {
       const dataDir = required(values, 'data');
       const [action, ...extra] = positionals;
-      if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token --data DIR');
+      if (action === 'ring') {
+        const [agent, ring, ...more] = extra;
+        if (!agent || !ring || more.length) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
+        if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
+        let moved = await callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
+          throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
+        });
+        if (!moved) {
+          const registry = await AgentRegistry.open(dataDir);
+          try {
+            moved = await registry.setRing(agent, ring);
+          } finally {
+            await registry.close();
+          }
+          if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
+        }
+        out(`${moved.length} agent${moved.length === 1 ? '' : 's'} now in ${ring}`);
+        return 0;
+      }
+      if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token|ring --data DIR');
       if (action === 'token') {
         if (values.json) throw new UsageError('--json goes with list');
         if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
@@ -213,5 +251,63 @@ Options:
       }
       return 0;
     },
+  },
+};
+
+export const rolloutCommand: Command = {
+  summary: 'show the rollout of the latest release ring by ring, or promote, halt or resume it',
+  usage: `bulwark rollout status --data DIR [--json]
+bulwark rollout promote|halt|resume --data DIR
+
+A new release reaches the agents ring by ring: canary first, then early, then broad, each after
+the ring before it ran it for the soak time (bulwark serve --rollout-soak, default 15 minutes)
+without failures. Failures over the threshold (any in canary, more than 5% in the others) halt
+it. promote releases the next ring now; halt stops the rollout; resume goes on after a halt.
+The actions need the server running on DIR.
+
+Options:
+  --data DIR   the server's data directory
+  --json       (status) print JSON`,
+  options: { ...dataOption, json: { type: 'boolean' } },
+  positionals: true,
+  async run(values, positionals) {
+    const dataDir = required(values, 'data');
+    const [action, ...extra] = positionals;
+    if (extra.length || !['status', 'promote', 'halt', 'resume'].includes(action ?? '')) throw new UsageError('use: bulwark rollout status|promote|halt|resume --data DIR');
+    if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+    if (action !== 'status') {
+      const state = await callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
+        throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
+      });
+      if (!state) throw new UsageError(`no Bulwark server runs on ${dataDir}: start it (bulwark serve) to ${action} its rollout`);
+      out(`rollout of release ${state.release}: ${state.halted ? `halted at ${state.stage} (${state.halted.reason})` : `${state.stage} released`}`);
+      return 0;
+    }
+    const settings = { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout };
+    const state = Rollout.read(dataDir);
+    let rows: AgentRow[] = [];
+    if (fs.existsSync(path.join(dataDir, 'agents.sqlite'))) {
+      const registry = await AgentRegistry.open(dataDir, { readOnly: true });
+      try {
+        rows = agentRows(await registry.list(), Distribution.readCurrent(dataDir));
+      } finally {
+        await registry.close();
+      }
+    }
+    const stageIndex = state ? RINGS.indexOf(state.stage) : RINGS.length - 1;
+    const rings = RINGS.map((ring, i) => {
+      const members = rows.filter((r) => r.ring === ring);
+      return { ring, agents: members.length, current: members.filter((r) => r.state === 'current').length, failed: members.filter((r) => r.state === 'failed').length, released: !settings.enabled || !state || i <= stageIndex };
+    });
+    if (values.json) {
+      out(JSON.stringify({ enabled: settings.enabled, soakSeconds: settings.soakSeconds, ...(state ?? {}), rings }));
+      return 0;
+    }
+    if (!settings.enabled) out('Rollout rings are off: every agent gets each release at once (bulwark serve --rollout on).');
+    else if (!state) out('No release has been rolled out yet.');
+    else out(`Release ${state.release}: ${state.halted ? `HALTED at ${state.stage} since ${state.halted.at} — ${state.halted.reason}` : `${state.stage} released since ${state.stageSince}`}; soak ${settings.soakSeconds} s`);
+    for (const r of rings) out(`  ${r.ring.padEnd(7)} ${r.released ? 'released' : 'held    '}  ${r.current}/${r.agents} current${r.failed ? `, ${r.failed} failed` : ''}`);
+    for (const f of state?.halted?.failing ?? []) out(`  failing: ${f.name}: ${f.error}`);
+    return 0;
   },
 };

@@ -8,11 +8,8 @@ import { BulwarkError, BusyError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { readPins } from '../engine/pins.js';
 import { Settings } from '../engine/settings.js';
-import { requestChange } from '../server/control.js';
+import { callControl } from '../server/control.js';
 import { dataOption, out, required, type Command } from './command.js';
-
-/** A refusal the running server sent back, as the error it was there. */
-class RefusedError extends BulwarkError {}
 
 async function change(dataDir: string, request: ComponentChange): Promise<RunRecord> {
   const engine = new Engine({ dataDir, settings: Settings.openReadOnly(dataDir) });
@@ -20,13 +17,12 @@ async function change(dataDir: string, request: ComponentChange): Promise<RunRec
     return await engine.withLock(() => engine.change(request));
   } catch (error) {
     if (!(error instanceof BusyError)) throw error;
-    const answer = await requestChange(dataDir, request);
-    if (!answer) throw error;
-    if ('refused' in answer) {
-      if (answer.code === 'ERR_USAGE') throw new UsageError(answer.refused);
-      throw new RefusedError((answer.code as BulwarkError['code'] | undefined) ?? 'ERR_STORE', answer.refused);
-    }
-    return answer.record;
+    // A server (or agent) holds the directory: it makes the change, between its updates.
+    const record = await callControl<RunRecord>(dataDir, 'change', request).catch((refusal: unknown) => {
+      throw refusal instanceof BulwarkError && refusal.code === 'ERR_USAGE' ? new UsageError(refusal.message) : refusal;
+    });
+    if (!record) throw error;
+    return record;
   }
 }
 

@@ -19,7 +19,7 @@ import { requestUpdate } from '../server/control.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import { runDemo } from '../demo/demo.js';
 import { parseListen } from '../server/listen.js';
-import { agentCommands, agentsAtAGlance, serveFlags } from './agents.js';
+import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
 import { dataOption, err, out, required, type Command } from './command.js';
 import { serve } from './serve.js';
@@ -234,7 +234,7 @@ Options:
     summary: 'run the update server: start-up update, then on schedule, until stopped',
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
-              [--notify mqtt://HOST:PORT/TOPIC]
+              [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -252,7 +252,10 @@ Options:
   --agent-poll SECONDS       how often agents poll and report (default 300)
   --agent-spread SECONDS     longest random wait of an agent after a release is announced (default 30)
   --notify URL               also announce releases through an MQTT broker: mqtt://HOST:PORT/TOPIC
-                             (agents given the same --notify subscribe there); "off" to stop`,
+                             (agents given the same --notify subscribe there); "off" to stop
+  --rollout on|off           roll each release out ring by ring: canary, early, broad (default on)
+  --rollout-soak SECONDS     how long a ring runs a release without failures before the next gets it
+                             (default 900)`,
     options: {
       ...dataOption,
       source: { type: 'string' },
@@ -280,6 +283,7 @@ Options:
 
   ...agentCommands,
   component: componentCommand,
+  rollout: rolloutCommand,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',

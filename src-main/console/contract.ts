@@ -27,6 +27,10 @@ export interface ComponentView {
   /** How the installed version arrived. */
   method: InstallMethod | null;
   sha256: string | null;
+  /** Pinned at this version (updates leave it), and why; null when not pinned. */
+  pinned: { version: number; reason: string; at: string } | null;
+  /** Versions kept in the store that can be rolled back to (the vendor's signed metadata kept with them). */
+  rollbackTo: number[];
 }
 
 export interface ComponentRunView {
@@ -97,6 +101,22 @@ export interface AgentCountsView {
   unreachable: number;
 }
 
+export type RingView = 'canary' | 'early' | 'broad';
+
+/** Where a release is in its ring-by-ring rollout. */
+export interface RolloutView {
+  /** Off: every agent gets each release at once. */
+  enabled: boolean;
+  /** The release being rolled out (null before the first). */
+  release: number | null;
+  /** The ring that got it last: it and the rings before it are released. */
+  stage: RingView | null;
+  stageSince: string | null;
+  soakSeconds: number;
+  halted: { at: string; reason: string; failing: { name: string; error: string }[] } | null;
+  rings: { ring: RingView; agents: number; current: number; failed: number; released: boolean }[];
+}
+
 /** The agent service at a glance (in every snapshot). */
 export interface AgentsSummary {
   /** Agents are served (the setting); false when turned off. */
@@ -108,6 +128,7 @@ export interface AgentsSummary {
   counts: AgentCountsView;
   /** The release agents are offered now. */
   release: number | null;
+  rollout: RolloutView;
 }
 
 export interface AgentView {
@@ -122,7 +143,7 @@ export interface AgentView {
   state: AgentStateView;
   lastSeen: string;
   lastRun: { result: 'ok' | 'failed'; at: string; trigger?: string; method?: string; bytes: number; error?: string } | null;
-  ring: string;
+  ring: RingView;
 }
 
 export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
@@ -191,10 +212,28 @@ export interface ConsoleMethods {
   updateAgentsNow: { params: void; result: { asked: number } };
   /** The token new agents enroll with; `rotate` replaces it first. */
   enrollmentToken: { params: { rotate: boolean }; result: { token: string } };
+  /** Promote the rollout to the next ring now, halt it, or resume it after a halt. */
+  rollout: { params: { action: 'promote' | 'halt' | 'resume' }; result: RolloutView };
+  /** Move an agent to a ring. */
+  setAgentRing: { params: { id: string; ring: RingView }; result: { ok: true } };
+  /** Pin a component at its version, unpin it, or roll it back to a kept version (pinning it there). */
+  changeComponent: { params: { action: 'pin' | 'unpin'; id: string } | { action: 'rollback'; id: string; version: number }; result: { ok: true; reason: string } | { ok: false; message: string } };
 }
 
 export type ConsoleMethod = keyof ConsoleMethods;
-export const CONSOLE_METHODS: readonly ConsoleMethod[] = ['snapshot', 'updateNow', 'saveSettings', 'importTrustedRoot', 'testConnection', 'agents', 'updateAgentsNow', 'enrollmentToken'];
+export const CONSOLE_METHODS: readonly ConsoleMethod[] = [
+  'snapshot',
+  'updateNow',
+  'saveSettings',
+  'importTrustedRoot',
+  'testConnection',
+  'agents',
+  'updateAgentsNow',
+  'enrollmentToken',
+  'rollout',
+  'setAgentRing',
+  'changeComponent',
+];
 
 export interface ProgressView {
   stage: 'checking' | 'downloading' | 'applying' | 'component-done';

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import { componentInfo } from '../engine/components.js';
 import type { Engine } from '../engine/engine.js';
-import { describeError, FileError, SettingsError, type BulwarkError } from '../engine/errors.js';
+import { BulwarkError, describeError, FileError, SettingsError } from '../engine/errors.js';
+import { readPins } from '../engine/pins.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunProgress } from '../engine/update-run.js';
 import type { EngineState } from '../engine/state.js';
@@ -19,6 +20,8 @@ import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentRow, AgentsOverview } from '../distribution/overview.js';
 import type { AgentRegistry } from '../distribution/registry.js';
+import { DEFAULT_ROLLOUT, isRing, type Ring, type Rollout } from '../distribution/rollout.js';
+import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
 import {
   CONSOLE_METHODS,
@@ -27,6 +30,7 @@ import {
   type AgentsSummary,
   type AgentStateView,
   type AgentView,
+  type RolloutView,
   type ConsoleEvent,
   type ConsoleEvents,
   type ConsoleMethod,
@@ -113,6 +117,24 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
   },
   updateAgentsNow: { type: 'null' },
   enrollmentToken: { type: 'object', required: ['rotate'], additionalProperties: false, properties: { rotate: { type: 'boolean' } } },
+  rollout: { type: 'object', required: ['action'], additionalProperties: false, properties: { action: { enum: ['promote', 'halt', 'resume'] } } },
+  setAgentRing: {
+    type: 'object',
+    required: ['id', 'ring'],
+    additionalProperties: false,
+    properties: { id: { type: 'string', maxLength: 64 }, ring: { enum: ['canary', 'early', 'broad'] } },
+  },
+  changeComponent: {
+    oneOf: [
+      { type: 'object', required: ['action', 'id'], additionalProperties: false, properties: { action: { enum: ['pin', 'unpin'] }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } },
+      {
+        type: 'object',
+        required: ['action', 'id', 'version'],
+        additionalProperties: false,
+        properties: { action: { const: 'rollback' }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }, version: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+      },
+    ],
+  },
 };
 
 const ajv = new Ajv({ allErrors: false });
@@ -133,6 +155,7 @@ export interface AgentsAccess {
   registry: AgentRegistry;
   distribution: Distribution;
   overview: AgentsOverview;
+  rollout: Rollout;
   /** Ask every agent to update now (over their streams, and the broker if there is one); resolves with how many were reached directly. */
   askToUpdate(): Promise<number>;
   server?: AgentServer;
@@ -151,6 +174,8 @@ export class ConsoleService {
     engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
     engine.on('run', (run) => this.emit('run', run));
     engine.on('network', () => this.emit('changed', { reason: 'network' }));
+    engine.on('pins', () => this.emit('changed', { reason: 'pins' }));
+    options.agents?.rollout.on('change', () => this.emit('changed', { reason: 'rollout' }));
     let agentReminders = '';
     options.agents?.overview.on('change', () => {
       this.emit('agents', options.agents!.overview.counts);
@@ -202,7 +227,54 @@ export class ConsoleService {
         const registry = this.agentsAccess().registry;
         return { token: (value as { rotate: boolean }).rotate ? await registry.rotateToken() : await registry.enrollmentToken() };
       }
+      case 'rollout':
+        return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action);
+      case 'setAgentRing': {
+        const { id, ring } = value as { id: string; ring: Ring };
+        const moved = await this.agentsAccess().registry.setRing(id, ring);
+        if (!moved.length) throw new ApiError(400, `no agent ${id}`);
+        this.agentsAccess().overview.changed(0);
+        return { ok: true };
+      }
+      case 'changeComponent':
+        return this.changeComponent(value as ComponentChange);
     }
+  }
+
+  /** Promote, halt or resume the rollout (the console's buttons, and `bulwark rollout` through the control channel). */
+  changeRollout(action: 'promote' | 'halt' | 'resume'): RolloutView {
+    const { rollout, overview } = this.agentsAccess();
+    if (!rollout.current()) throw new ApiError(400, 'no release is being rolled out yet');
+    if (action === 'promote') rollout.promote(overview.rows);
+    else if (action === 'halt') rollout.halt('halted by the operator');
+    else rollout.resume();
+    this.emit('changed', { reason: 'rollout' });
+    return this.rolloutView();
+  }
+
+  private async changeComponent(request: ComponentChange): Promise<ConsoleMethods['changeComponent']['result']> {
+    try {
+      const record = await this.options.engine.change(request);
+      return record.result === 'ok' ? { ok: true, reason: record.components[0]?.reason ?? 'done' } : { ok: false, message: record.error ?? 'failed' };
+    } catch (error) {
+      if (error instanceof BulwarkError) return { ok: false, message: describeError(error) };
+      throw error;
+    }
+  }
+
+  rolloutView(): RolloutView {
+    const { rollout, overview } = this.agentsAccess();
+    const state = rollout.current();
+    const settings = { ...DEFAULT_ROLLOUT, ...this.options.settings.data.distribution.rollout };
+    return {
+      enabled: settings.enabled,
+      release: state?.release ?? null,
+      stage: state?.stage ?? null,
+      stageSince: state?.stageSince ?? null,
+      soakSeconds: settings.soakSeconds,
+      halted: state?.halted ?? null,
+      rings: rollout.progress(overview.rows),
+    };
   }
 
   private agentsAccess(): AgentsAccess {
@@ -219,6 +291,7 @@ export class ConsoleService {
       ...(agents.error ? { error: agents.error } : {}),
       counts: agents.overview.counts,
       release: agents.distribution.current()?.index.release ?? null,
+      rollout: this.rolloutView(),
     };
   }
 
@@ -249,6 +322,7 @@ export class ConsoleService {
     for (const run of [...history].reverse()) for (const c of run.components) if (c.offeredVersion) offered.set(c.id, c.offeredVersion);
     const installed = new Map(status.components.map((c) => [c.id, c]));
     const ids = [...new Set([...installed.keys(), ...offered.keys()])].sort();
+    const pins = readPins(this.options.dataDir);
     return {
       state: status.state,
       components: ids.map((id) => {
@@ -261,6 +335,8 @@ export class ConsoleService {
           installedAt: c?.installedAt ?? null,
           method: c?.method ?? null,
           sha256: c?.sha256 ?? null,
+          pinned: pins[id] ?? null,
+          rollbackTo: engine.store.versions(id).filter((v) => v !== c?.version && engine.evidence.has(id, v)).reverse(),
         };
       }),
       lastRun: status.lastRun ?? null,
@@ -285,6 +361,17 @@ export class ConsoleService {
         title: 'Agents cannot connect to this server',
         body: sentenceCase(agents.error) + '.',
         action: 'Free that address or choose another with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
+      });
+    }
+    const halted = agents.rollout.current()?.halted;
+    if (halted) {
+      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('; ');
+      reminders.push({
+        id: 'rollout-halted',
+        severity: 'error',
+        title: `The rollout of release ${agents.rollout.current()!.release} is halted`,
+        body: `${sentenceCase(halted.reason)}.${failing ? ` ${failing}.` : ''}`,
+        action: 'Look at the failing agents in the Agents view; then Resume the rollout, or roll the component back.',
       });
     }
     const network = this.options.engine.status().network;
@@ -377,7 +464,7 @@ function agentView(row: AgentRow): AgentView {
     state: row.state,
     lastSeen: row.lastSeen,
     lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
-    ring: row.ring,
+    ring: isRing(row.ring) ? row.ring : 'broad',
   };
 }
 

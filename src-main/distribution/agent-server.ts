@@ -12,7 +12,8 @@
 // enrollment, which takes the enrollment token:
 //   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
 //   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
-//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}} (the server's pins)
+//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}, ring, hold} — the
+//                             server's pins, and whether the rollout has reached the agent's ring
 //   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release,
 //                             "update" when asked to update now (the console's "Update agents now")
 //
@@ -26,6 +27,7 @@ import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
 import type { Distribution, Release } from './release.js';
 import { EnrollmentRefusedError, type AgentRegistry, type AgentReport } from './registry.js';
+import { isRing, RINGS, type Ring } from './rollout.js';
 
 export interface AgentServiceSettings {
   /** Seconds between an agent's polls and heartbeats. */
@@ -47,6 +49,8 @@ export interface AgentServerOptions {
   onAgentsChanged?: () => void;
   /** The server's pinned components and their versions: every agent follows them. */
   pins?: () => Record<string, number>;
+  /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
+  released?: (ring: Ring) => boolean;
   log?: (line: string) => void;
 }
 
@@ -107,6 +111,7 @@ interface EnrollRequest {
   name: string;
   hostname: string;
   pollSeconds?: number;
+  ring?: Ring;
 }
 const enrollSchema: JSONSchemaType<EnrollRequest> = {
   type: 'object',
@@ -117,6 +122,7 @@ const enrollSchema: JSONSchemaType<EnrollRequest> = {
     name: { type: 'string', minLength: 1, maxLength: 100 },
     hostname: { type: 'string', maxLength: 253 },
     pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400, nullable: true },
+    ring: { type: 'string', enum: [...RINGS], nullable: true },
   },
 };
 const ajv = new Ajv({ allErrors: false });
@@ -302,8 +308,9 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         return;
       }
       if (pathname === '/agents/v1/policy' && req.method === 'GET') {
-        await agentOf(req);
-        sendJson(res, 200, { pins: options.pins?.() ?? {} });
+        const ring = await registry.ringOf(await agentOf(req));
+        const hold = isRing(ring) && options.released ? !options.released(ring) : false;
+        sendJson(res, 200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold });
         return;
       }
       if (pathname === '/agents/v1/events' && req.method === 'GET') {
@@ -328,7 +335,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         const { pollSeconds, spreadSeconds } = options.settings();
         let enrolled: { id: string; credential: string };
         try {
-          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address: peerAddress(req), pollSeconds: body.pollSeconds ?? pollSeconds });
+          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address: peerAddress(req), pollSeconds: body.pollSeconds ?? pollSeconds, ...(body.ring ? { ring: body.ring } : {}) });
         } catch (error) {
           if (error instanceof EnrollmentRefusedError) {
             log(`refused an agent enrollment from ${peerAddress(req)} (name "${body.name}"): wrong or rotated enrollment token`);

@@ -170,7 +170,7 @@ export class AgentRegistry {
   }
 
   /** Enroll a new agent with the token; its credential is returned once and stored only as a hash. */
-  async enroll(token: string, who: { name: string; hostname: string; address: string; pollSeconds: number }): Promise<{ id: string; credential: string }> {
+  async enroll(token: string, who: { name: string; hostname: string; address: string; pollSeconds: number; ring?: string }): Promise<{ id: string; credential: string }> {
     const expected = Buffer.from(await this.enrollmentToken());
     const given = Buffer.from(token);
     if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) throw new EnrollmentRefusedError();
@@ -178,8 +178,8 @@ export class AgentRegistry {
     const secret = crypto.randomBytes(32).toString('base64url');
     const now = Date.now();
     await this.run(
-      `INSERT INTO agents (id, secret_hash, name, hostname, enrolled_at, last_seen, address, poll_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [id, hash(secret), who.name, who.hostname, now, now, who.address, who.pollSeconds],
+      `INSERT INTO agents (id, secret_hash, name, hostname, ring, enrolled_at, last_seen, address, poll_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [id, hash(secret), who.name, who.hostname, who.ring ?? 'broad', now, now, who.address, who.pollSeconds],
     );
     this.secrets.set(id, hash(secret));
     return { id, credential: `${id}.${secret}` };
@@ -217,6 +217,18 @@ export class AgentRegistry {
         id,
       ],
     );
+  }
+
+  /** An agent's ring. */
+  async ringOf(id: string): Promise<string | undefined> {
+    return (await this.get<{ ring: string }>(`SELECT ring FROM agents WHERE id = ?`, [id]))?.ring;
+  }
+
+  /** Move agents to `ring`, by id or by name; returns the ids moved. */
+  async setRing(idOrName: string, ring: string): Promise<string[]> {
+    const rows = await this.all<{ id: string }>(`SELECT id FROM agents WHERE id = ? OR name = ?`, [idOrName, idOrName]);
+    for (const { id } of rows) await this.run(`UPDATE agents SET ring = ? WHERE id = ?`, [ring, id]);
+    return rows.map((r) => r.id);
   }
 
   /** The agent was heard from (its notification stream opened or is alive). */

@@ -40,8 +40,8 @@ export interface EngineOptions {
   offers?: (fetcher: HttpFetcher) => Promise<ServerOffers | undefined>;
   /** An agent: HTTP caches of its server, tried in order for metadata and files before the server itself. */
   mirrors?: string[];
-  /** Pinned components; this data directory's own pins (pins.json) by default. An agent adds its server's. */
-  pins?: () => Promise<ReadonlyMap<string, number>>;
+  /** What to hold: pinned components, and whether to hold every installed one (an agent whose ring the rollout has not reached). This data directory's own pins by default; an agent adds its server's policy. */
+  policy?: () => Promise<Policy>;
   /** What to do about an address-family mismatch, when not the settings' Proxy tab (an agent's --proxy). */
   familyRemedy?: string;
   log?: (line: string) => void;
@@ -93,6 +93,14 @@ export function readPersistedState(dataDir: string): PersistedState | undefined 
   } catch {
     return undefined;
   }
+}
+
+/** What a run must leave where it is. */
+export interface Policy {
+  /** Components held at a version (pinned here, or by the agent's server). */
+  pins: ReadonlyMap<string, number>;
+  /** Hold every installed component at its version (the rollout has not reached this agent's ring). */
+  hold: boolean;
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -400,7 +408,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const pins = this.options.pins ? await this.options.pins() : pinnedVersions(this.options.dataDir);
+      const { pins, hold } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false };
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
       record = await runUpdate(
@@ -413,6 +421,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           onProgress: (progress) => this.onProgress(trigger, progress, runFetcher),
           verifyStore: !this.storeVerified,
           pins,
+          hold,
           evidence: this.evidence,
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),

@@ -39,6 +39,8 @@ export interface DistributionSetting {
   spreadSeconds: number;
   /** Also announce releases through this MQTT broker ("mqtt://host:port/topic"); absent or "" for none. */
   notify?: string;
+  /** Ring by ring: canary, then early, then broad (src-main/distribution/rollout.ts); the defaults when absent. */
+  rollout?: { enabled: boolean; soakSeconds: number; canaryFailures: number; failurePercent: number };
 }
 
 /** The agents' port when none is set. */
@@ -125,6 +127,17 @@ export const SETTINGS_SCHEMA = {
       pollSeconds: { type: 'integer', minimum: 10, maximum: 86400 },
       spreadSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
       notify: { type: 'string', maxLength: 2048, pattern: '^(|mqtts?://.+)$' },
+      rollout: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['enabled', 'soakSeconds', 'canaryFailures', 'failurePercent'],
+        properties: {
+          enabled: { type: 'boolean' },
+          soakSeconds: { type: 'integer', minimum: 0, maximum: 7 * 86400 },
+          canaryFailures: { type: 'integer', minimum: 0, maximum: 100000 },
+          failurePercent: { type: 'number', minimum: 0, maximum: 100 },
+        },
+      },
     },
   },
 } as const;

@@ -59,6 +59,8 @@ export interface RunContext {
   verifyStore?: boolean;
   /** Pinned components and the version each stays at (this store's own pins, or an agent's server's). */
   pins?: ReadonlyMap<string, number>;
+  /** Leave every installed component where it is (the rollout has not reached this agent's ring yet). */
+  hold?: boolean;
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
   now?: () => Date;
@@ -200,6 +202,9 @@ async function updateComponent(
     } catch (error) {
       return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error });
     }
+  }
+  if (ctx.hold && installed && installed.version < entry.latest) {
+    return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
   }
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });

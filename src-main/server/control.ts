@@ -1,16 +1,21 @@
 // A local control channel to the process that holds a data directory (a server or an agent), so that
-// `bulwark update --data DIR` asks the running process to update now instead of failing on its lock.
-// HTTP over a Unix socket (a named pipe on Windows) that only the data directory's owner can open:
-//   POST /update   joins or starts a run; answers with its record once the run (and, on a server,
-//                  its distribution) is done
-//   POST /change   an operator's pin, unpin or rollback (Engine.change); answers with its record
+// commands run on that directory (`bulwark update`, `component`, `rollout`, `agents ring`) ask the
+// running process instead of failing on its lock — and never race its updates. HTTP over a Unix socket
+// (a named pipe on Windows) that only the data directory's owner can open:
+//   POST /update    joins or starts a run; answers with its record once the run (and, on a server, its
+//                   distribution) is done
+//   POST /change    an operator's pin, unpin or rollback (Engine.change); answers with its record
+//   POST /rollout   {action: promote|halt|resume} (servers); answers with the rollout's state
+//   POST /ring      {agent, ring} (servers); answers with the ids of the agents moved
+// A refusal (a version not kept, metadata that does not verify, an unknown agent) answers 409 with
+// {error, code}, for the command to report as its own.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { ComponentChange } from '../engine/engine.js';
-import { BulwarkError, describeError } from '../engine/errors.js';
+import { BulwarkError, describeError, type BulwarkErrorCode } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { bufferedRequest } from '../engine/http.js';
 import { Agent } from '../engine/undici.js';
@@ -23,46 +28,55 @@ export function controlPath(dataDir: string): string {
   return Buffer.byteLength(inside) < 100 ? inside : path.join(os.tmpdir(), `bulwark-${hash}.sock`);
 }
 
+/** The calls a process answers, by name; what each takes and gives is JSON. */
 export interface ControlHandlers {
   update(): Promise<RunRecord>;
   change(request: ComponentChange): Promise<RunRecord>;
+  rollout?(request: { action: 'promote' | 'halt' | 'resume' }): Promise<unknown>;
+  ring?(request: { agent: string; ring: string }): Promise<unknown>;
 }
+
+const MAX_REQUEST = 64 * 1024;
 
 export async function startControl(dataDir: string, handlers: ControlHandlers, log: (line: string) => void = () => {}): Promise<{ close(): Promise<void> }> {
   const socket = controlPath(dataDir);
   // The caller holds the data directory's lock, so a socket file here is a dead process's.
   if (process.platform !== 'win32') fs.rmSync(socket, { force: true });
-  const answer = (res: http.ServerResponse, work: Promise<RunRecord>) =>
-    work.then(
-      (record) => {
-        const body = JSON.stringify(record);
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
-      },
-      (error: unknown) => {
-        // Refusals (a version not kept, metadata that does not verify) go back to the command that asked.
-        const body = JSON.stringify({ error: describeError(error), ...(error instanceof BulwarkError ? { code: error.code } : {}) });
-        res.writeHead(error instanceof BulwarkError ? 409 : 500, { 'content-type': 'application/json' }).end(body);
-        if (!(error instanceof BulwarkError)) log(`control: ${describeError(error)}`);
-      },
-    );
+  const calls = handlers as unknown as Record<string, ((body: unknown) => Promise<unknown>) | undefined>;
   const server = http.createServer((req, res) => {
-    if (req.method === 'POST' && req.url === '/update') return void answer(res, handlers.update());
-    if (req.method === 'POST' && req.url === '/change') {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        let request: ComponentChange;
-        try {
-          request = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ComponentChange;
-        } catch {
-          res.writeHead(400).end();
-          return;
-        }
-        void answer(res, handlers.change(request));
-      });
+    const name = /^\/([a-z]+)$/.exec(req.url ?? '')?.[1];
+    const handler = req.method === 'POST' && name ? calls[name] : undefined;
+    if (!handler) {
+      res.writeHead(404).end();
       return;
     }
-    res.writeHead(404).end();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_REQUEST) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      let body: unknown = null;
+      try {
+        if (size > MAX_REQUEST) throw new Error('too large');
+        if (size) body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        res.writeHead(400).end();
+        return;
+      }
+      handler.call(handlers, body).then(
+        (result) => {
+          const text = JSON.stringify(result ?? null);
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+        },
+        (error: unknown) => {
+          const text = JSON.stringify({ error: describeError(error), ...(error instanceof BulwarkError ? { code: error.code } : {}) });
+          res.writeHead(error instanceof BulwarkError ? 409 : 500, { 'content-type': 'application/json' }).end(text);
+          if (!(error instanceof BulwarkError)) log(`control: ${name}: ${describeError(error)}`);
+        },
+      );
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -81,37 +95,40 @@ export async function startControl(dataDir: string, handlers: ControlHandlers, l
   };
 }
 
-/** What the process holding a data directory answered: a record, or a refusal with its reason. */
-export type ControlAnswer = { record: RunRecord } | { refused: string; code?: string };
+/** A refusal the running process sent back, as the error it was there. */
+export class RefusedError extends BulwarkError {}
 
-/** Ask the process holding `dataDir` to make an operator's change; undefined when none answers. */
-export async function requestChange(dataDir: string, request: ComponentChange): Promise<ControlAnswer | undefined> {
+/**
+ * Call `name` on the process holding `dataDir`: its answer, undefined when no process answers (none
+ * runs, or an older one without that call), or the refusal thrown as a RefusedError.
+ */
+export async function callControl<T>(dataDir: string, name: keyof ControlHandlers, body?: unknown, timeoutMs = 30 * 60_000): Promise<T | undefined> {
   const socket = controlPath(dataDir);
   if (process.platform !== 'win32' && !fs.existsSync(socket)) return undefined;
   const dispatcher = new Agent({ connect: { socketPath: socket } });
+  let response;
   try {
-    const response = await bufferedRequest('http://bulwark/change', { method: 'POST', body: JSON.stringify(request), headers: { 'content-type': 'application/json' }, dispatcher, timeoutMs: 30 * 60_000, maxBytes: 16 * 1024 * 1024 });
-    const json = JSON.parse(response.body.toString('utf8')) as RunRecord & { error?: string; code?: string };
-    if (response.status === 200) return { record: json };
-    return response.status === 409 ? { refused: json.error ?? 'refused', ...(json.code ? { code: json.code } : {}) } : undefined;
+    response = await bufferedRequest(`http://bulwark/${name}`, {
+      method: 'POST',
+      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      dispatcher,
+      timeoutMs,
+      maxBytes: 16 * 1024 * 1024,
+    });
   } catch {
     return undefined;
   } finally {
     await dispatcher.close().catch(() => undefined);
   }
+  if (response.status === 200) return JSON.parse(response.body.toString('utf8')) as T;
+  if (response.status === 409) {
+    const refusal = JSON.parse(response.body.toString('utf8')) as { error: string; code?: BulwarkErrorCode };
+    throw new RefusedError(refusal.code ?? 'ERR_USAGE', refusal.error);
+  }
+  return undefined;
 }
 
 /** Ask the process holding `dataDir` to update; undefined when none answers. */
 export async function requestUpdate(dataDir: string, timeoutMs = 30 * 60_000): Promise<RunRecord | undefined> {
-  const socket = controlPath(dataDir);
-  if (process.platform !== 'win32' && !fs.existsSync(socket)) return undefined;
-  const dispatcher = new Agent({ connect: { socketPath: socket } });
-  try {
-    const response = await bufferedRequest('http://bulwark/update', { method: 'POST', dispatcher, timeoutMs, maxBytes: 16 * 1024 * 1024 });
-    return response.status === 200 ? (JSON.parse(response.body.toString('utf8')) as RunRecord) : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    await dispatcher.close().catch(() => undefined);
-  }
+  return callControl<RunRecord>(dataDir, 'update', undefined, timeoutMs);
 }

@@ -15,8 +15,9 @@ import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
+import { DEFAULT_ROLLOUT, isRing, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
-import { describeError } from '../engine/errors.js';
+import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { DEFAULT_AGENT_PORT, type Settings } from '../engine/settings.js';
 import { ComponentStore } from '../engine/store.js';
@@ -43,6 +44,7 @@ export interface BulwarkServer {
   readonly distribution: Distribution;
   readonly registry: AgentRegistry;
   readonly overview: AgentsOverview;
+  readonly rollout: Rollout;
   /** Serving agents, unless turned off or its address could not be taken (see agentServiceError). */
   readonly agentServer: AgentServer | undefined;
   readonly agentServiceError: string | undefined;
@@ -62,18 +64,25 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const { dataDir, settings, log } = options;
   const registry = await AgentRegistry.open(dataDir);
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
+  const overview = new AgentsOverview(registry, distribution, log);
+  await overview.start();
+  // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
+  // reached sees the release unheld.
+  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  distribution.on('release', (release, { news }) => {
+    if (news) rollout.start(release.index.release, overview.rows);
+  });
   const engine = new Engine({ dataDir, settings, log, distributor: distribution });
   let startup: Promise<RunRecord>;
   try {
     options.beforeStart?.(engine);
     startup = engine.start();
   } catch (error) {
+    overview.stop();
     await registry.close();
     throw error;
   }
 
-  const overview = new AgentsOverview(registry, distribution, log);
-  await overview.start();
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined;
   const { distribution: serving } = settings.data;
@@ -81,7 +90,15 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     const listen = agentListenAddresses(settings);
     try {
       agentServer = await startAgentServer(
-        { distribution, registry, settings: () => settings.data.distribution, onAgentsChanged: () => overview.changed(), pins: () => Object.fromEntries(pinnedVersions(dataDir)), log },
+        {
+          distribution,
+          registry,
+          settings: () => settings.data.distribution,
+          onAgentsChanged: () => overview.changed(),
+          pins: () => Object.fromEntries(pinnedVersions(dataDir)),
+          released: (ring) => rollout.released(ring),
+          log,
+        },
         listen,
       );
       log(`serving agents at ${agentServer.urls.join(', ')}`);
@@ -112,7 +129,33 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     return (await agentServer?.askToUpdate()) ?? 0;
   };
 
-  const control = await startControl(dataDir, { update: () => engine.update('manual'), change: (request) => engine.change(request) }, log).catch((error: unknown) => {
+  // The rollout moves on (or halts) as agents report, and as soak times run out.
+  const evaluate = () => rollout.evaluate(overview.rows);
+  overview.on('change', evaluate);
+  const rolloutTimer = setInterval(evaluate, 5_000);
+  rolloutTimer.unref();
+  // A ring just reached updates now (the release was announced before; its agents held it then).
+  rollout.on('released', () => void askToUpdate().catch((error: unknown) => log(`cannot ask the agents to update: ${describeError(error)}`)));
+
+  const control = await startControl(
+    dataDir,
+    {
+      update: () => engine.update('manual'),
+      change: (request) => engine.change(request),
+      rollout: async ({ action }) => {
+        if (!rollout.current()) throw new UsageError('no release is being rolled out yet');
+        return service.changeRollout(action);
+      },
+      ring: async ({ agent, ring }) => {
+        if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
+        const moved = await registry.setRing(agent, ring);
+        if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
+        overview.changed(0);
+        return moved;
+      },
+    },
+    log,
+  ).catch((error: unknown) => {
     log(`the control channel is unavailable (\`bulwark update\` cannot reach this server): ${describeError(error)}`);
     return undefined;
   });
@@ -122,7 +165,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, overview, askToUpdate, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, rollout, askToUpdate, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
@@ -131,6 +174,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     await control?.close();
     await agentServer?.close();
     await broker?.close();
+    clearInterval(rolloutTimer);
     overview.stop();
     await engine.stop();
     await registry.close();
@@ -143,5 +187,5 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
       throw error;
     }
   }
-  return { engine, service, distribution, registry, overview, agentServer, agentServiceError, consoleServer, startup, stop: stopAll };
+  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, stop: stopAll };
 }
