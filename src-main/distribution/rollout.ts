@@ -54,6 +54,7 @@ export interface RingProgress {
   released: boolean;
 }
 
+/** 'released': a later ring was reached (its agents, told of the release before, must update now). */
 export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; released: [Ring] }> {
   private state: RolloutState | undefined;
   private readonly file: string;
@@ -93,8 +94,8 @@ export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; 
     if (!this.settings().enabled) return;
     const stage = this.firstWithAgents(0, rows);
     this.save({ release, startedAt: now.toISOString(), stage, stageSince: now.toISOString() });
+    // No 'released' here: the release itself is being announced to every agent right now.
     this.log(`rollout of release ${release}: ${stage}${stage === 'canary' ? ' first' : ' (no agents in the rings before it)'}`);
-    this.emit('released', stage);
   }
 
   /** Look at the agents' reports: halt on failures over the threshold, or move on after a clean soak. */

@@ -183,11 +183,11 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-/** Poll `check` (with real timers) until it returns a truthy value; throw after `timeoutMs`. */
-export async function until<T>(check: () => T | undefined | null | false, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+/** Poll `check` (with real timers; it may be async) until it returns a truthy value; throw after `timeoutMs`. */
+export async function until<T>(check: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value) return value;
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
