@@ -1,0 +1,1438 @@
+// The fault suite: every way an update can go wrong that Bulwark promises to survive, in one table
+// over one harness (test/helpers/faults.ts). Each scenario starts from a data directory where the
+// previous version of every component is installed, does one thing to Bulwark (a network fault, a
+// hostile source, local damage, a proxy, a malformed console call), runs it, and checks the same
+// three things: the previous version is still active and matches its signed hash (or, where the
+// fault is survivable, the new one came a verified way); nothing is lost; and the messages say
+// what happened, in words. docs/reliability.md lists the scenarios; the last test keeps the two
+// in step. Run with: npx vitest run test/faults.test.ts
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Catalogue, CatalogueComponent } from '../src-main/engine/catalogue.js';
+import { DEFAULT_LIMITS } from '../src-main/engine/limits.js';
+import { processIdentity } from '../src-main/engine/lock.js';
+import { DEFAULT_SCHEDULE } from '../src-main/engine/schedule.js';
+import { DEFAULT_SETTINGS, Settings } from '../src-main/engine/settings.js';
+import { CliProcess, closedPort, ensureBuilt, killChildren, ROOT, until, type CliResult } from './helpers/cli.js';
+import {
+  assertOutcome,
+  endless,
+  FaultLab,
+  filesUnder,
+  lastRun,
+  neverAnswer,
+  reminderText,
+  runsOf,
+  serveWithRange,
+  snapshot,
+  type ComponentId,
+  type Outcome,
+  type Said,
+} from './helpers/faults.js';
+import { freePort, hasCommand, startTinyproxy, stopAllProxies, type RunningProxy } from './helpers/proxies.js';
+import { resign } from './helpers/sign.js';
+
+export interface Scenario {
+  /** Stable name: docs/reliability.md has one row per id. */
+  id: string;
+  group: 'network' | 'hostile source' | 'local' | 'proxy' | 'console';
+  /** What is done to Bulwark. */
+  title: string;
+  /** What the scenario proves, in words (the assertion). */
+  proves: string;
+  /** Where else the same fault is tested, if anywhere. */
+  alsoIn?: string;
+  /** A product bug this scenario exposes: the test is marked it.fails until it is fixed. */
+  bug?: string;
+  run(lab: FaultLab): Promise<Outcome>;
+}
+
+/** A scenario that cannot run here (not root, a binary missing): skipped with the reason. */
+class Skip extends Error {}
+
+const esc = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const UPDATED: ComponentId[] = ['scan-engine', 'virus-pattern'];
+const FULL_TARGET = /^\/targets\/scan-engine\/[0-9a-f]{64}\.2\.zst$/;
+const INCREMENTAL_TARGET = /^\/targets\/virus-pattern\/[0-9a-f]{64}\.v_171\.173$/;
+const VIRUS_FULL_TARGET = /^\/targets\/virus-pattern\/[0-9a-f]{64}\.173\.zst$/;
+
+interface UpdateJson {
+  result: string;
+  error?: string;
+  components: { id: string; previousVersion: number | null; version: number | null; method: string; reason: string; bytes: number; error?: string }[];
+}
+
+function updateJson(result: CliResult): UpdateJson {
+  try {
+    return JSON.parse(result.stdout) as UpdateJson;
+  } catch {
+    throw new Error(`bulwark update printed no JSON (exit ${result.code})\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  }
+}
+
+function component<T extends { id: string }>(components: T[], id: string): T {
+  const found = components.find((c) => c.id === id);
+  if (!found) throw new Error(`${id} is not in ${JSON.stringify(components)}`);
+  return found;
+}
+
+const exited = (result: CliResult, code: number): Said => ({ where: `exit code (stderr: ${result.stderr.trim()})`, text: String(result.code), says: new RegExp(`^${code}$`) });
+
+/** `bulwark update --data DIR --json [extra]`. */
+function cliUpdate(lab: FaultLab, dataDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<CliResult> {
+  return lab.cli(['update', '--data', dataDir, '--json', ...extra], { env, timeoutMs: 60_000 });
+}
+
+/** A copy of the published file with one byte changed. */
+function flipped(bytes: Buffer, at = bytes.length >> 1): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[at]! ^= 0x55;
+  return copy;
+}
+
+/** Serve new metadata signed with `keys` listing `catalogue`, in front of the source. */
+function serveResigned(lab: FaultLab, options: { catalogue?: Buffer | object; keys?: string; expires?: Parameters<typeof resign>[0]['expires'] } = {}): void {
+  const into = lab.scratch('resigned');
+  resign({ out: lab.source.out, keys: options.keys ?? lab.source.keys, into, ...(options.catalogue ? { catalogue: options.catalogue } : {}), ...(options.expires ? { expires: options.expires } : {}) });
+  lab.source.intercept = lab.serveFrom(into);
+}
+
+/** A catalogue component that is valid in every field but those `fields` change. */
+function entry(fields: Partial<CatalogueComponent>): CatalogueComponent {
+  return { id: 'extra', name: 'Extra', duplication: false, latest: 1, full: { target: 'extra/1.zst', length: 10, sha256: '0'.repeat(64) }, incrementals: [], ...fields };
+}
+
+/**
+ * A validly signed catalogue, changed by `edit`: refused as a whole, with nothing written anywhere but
+ * the metadata cache and the history, and little downloaded or held in memory.
+ */
+async function hostileCatalogue(lab: FaultLab, name: string, edit: (catalogue: Catalogue) => void, says: RegExp): Promise<Outcome> {
+  const dataDir = lab.dataDir(name);
+  const catalogue = lab.publishedCatalogue();
+  edit(catalogue);
+  serveResigned(lab, { catalogue });
+  const before = snapshot(dataDir);
+  const everywhere = new Set(filesUnder(lab.dir));
+  const heapBefore = process.memoryUsage().heapUsed;
+  const run = await lab.engine(dataDir).runOnce();
+  const written = filesUnder(lab.dir).filter((f) => !everywhere.has(f));
+  const own = path.relative(lab.dir, dataDir);
+  expect(written.filter((f) => !f.startsWith(`${own}/tuf/`) && f !== `${own}/network.json` && f !== `${own}/history.jsonl`), 'files written outside the metadata cache').toEqual([]);
+  expect(fs.readdirSync(path.join(dataDir, 'store')).sort(), 'the store holds the same components').toEqual(['outbreak-defense-policy', 'scan-engine', 'virus-pattern']);
+  expect(run.bytes, 'the catalogue is small or was never downloaded').toBeLessThan(2 * 1024 * 1024);
+  expect(process.memoryUsage().heapUsed - heapBefore, 'heap growth').toBeLessThan(256 * 1024 * 1024);
+  return { dataDir, before, said: [{ where: 'run record', text: lastRun(dataDir).error, says }, { where: 'run record code', text: run.errorCode, says: /^ERR_SOURCE$/ }] };
+}
+
+const isRoot = process.getuid?.() === 0;
+const tinyproxyMissing = hasCommand('tinyproxy') ? undefined : 'needs tinyproxy (apt-get install tinyproxy)';
+let tinyproxy: RunningProxy | undefined;
+const PROXY_USER = 'alice';
+const PROXY_PASSWORD = `pw${crypto.randomBytes(8).toString('hex')}`;
+
+async function proxy(lab: FaultLab): Promise<RunningProxy> {
+  if (tinyproxyMissing) throw new Skip(tinyproxyMissing);
+  tinyproxy ??= await startTinyproxy({ dir: lab.scratch('tinyproxy'), hosts: ['127.0.0.1'], port: await freePort(), auth: { username: PROXY_USER, password: PROXY_PASSWORD } });
+  return tinyproxy;
+}
+
+/** One `bulwark serve --console` for the console scenarios, started on first use. */
+let consoleServer: { process: CliProcess; origin: string; token: string; dataDir: string } | undefined;
+
+async function theConsole(lab: FaultLab) {
+  if (consoleServer?.process.running) return consoleServer;
+  if (!fs.existsSync(path.join(ROOT, 'out', 'renderer', 'index.html'))) {
+    // The console serves the renderer build: make it as `npm run build` would.
+    execFileSync('npx', ['vite', 'build', '--logLevel', 'error'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
+  }
+  const dataDir = lab.dataDir('console');
+  const serve = new CliProcess(['serve', '--data', dataDir, '--console', '--agents-listen', 'off']);
+  const [, url] = await serve.waitFor(/^Console: (http:\/\/\S+)$/m, 30_000);
+  await serve.waitFor(/next update at /, 30_000);
+  const parsed = new URL(url!);
+  consoleServer = { process: serve, origin: parsed.origin, token: parsed.searchParams.get('token')!, dataDir };
+  return consoleServer;
+}
+
+/**
+ * A console call over real HTTP with the given body (raw, so malformed bodies go out as they are), on
+ * a connection of its own unless an agent is given (a keep-alive one reuses connections, as browsers do).
+ */
+function consoleCall(server: { origin: string; token: string }, method: string, body: string | Buffer, agent?: http.Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(`/api/call/${method}`, server.origin), {
+      method: 'POST',
+      agent: agent ?? false,
+      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json', 'x-bulwark-console': '1', 'content-length': Buffer.byteLength(body) },
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+    });
+    // The answer is what counts; a connection reset before it arrives is a failure.
+    req.on('error', (error) => reject(new Error(`no answer to ${method}: ${error.message}`)));
+    req.end(body);
+  });
+}
+
+/** After bad calls: the server still runs and answers a good one. */
+async function consoleStillServes(server: { process: CliProcess; origin: string; token: string }): Promise<Said> {
+  const good = await consoleCall(server, 'snapshot', 'null');
+  expect(server.process.running, 'the server keeps running').toBe(true);
+  // Any state: a scheduled update may be running.
+  return { where: 'a good call afterwards', text: `${good.status} ${(JSON.parse(good.body) as { state?: { type: string } }).state?.type}`, says: /^200 [a-z]+$/ };
+}
+
+/**
+ * Run `body` on a copy of the baseline on a 2 MB tmpfs filled up to its last 64 kB (as root; skipped
+ * otherwise). The outcome is checked on a copy taken before the tmpfs goes away.
+ */
+async function onFullDisk(lab: FaultLab, body: (dataDir: string, filler: string) => Promise<Outcome>): Promise<Outcome> {
+  if (!isRoot) throw new Skip('mounting a tmpfs needs root');
+  const mountPoint = lab.scratch('tmpfs');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mountPoint], { stdio: 'pipe' });
+  } catch (error) {
+    throw new Skip(`cannot mount a tmpfs here: ${(error as Error).message.split('\n')[0]}`);
+  }
+  try {
+    const dataDir = path.join(mountPoint, 'data');
+    fs.cpSync(lab.baseline, dataDir, { recursive: true });
+    const filler = path.join(mountPoint, 'filler');
+    const fd = fs.openSync(filler, 'w');
+    try {
+      for (const chunk = Buffer.alloc(16 * 1024, 0x78); ; ) fs.writeSync(fd, chunk);
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.truncateSync(filler, fs.statSync(filler).size - 64 * 1024);
+    const outcome = await body(dataDir, filler);
+    const copy = lab.scratch('full-disk-copy');
+    fs.cpSync(dataDir, copy, { recursive: true });
+    return { ...outcome, dataDir: copy };
+  } finally {
+    execFileSync('umount', [mountPoint], { stdio: 'pipe' });
+  }
+}
+
+/** An importTrustedRoot call of 2 MB: over the console's 1 MB limit. */
+const TWO_MB_CALL = JSON.stringify({ fileName: 'root.json', contents: 'x'.repeat(2 * 1024 * 1024) });
+
+const ENGINE_MODULE = pathToFileURL(path.join(ROOT, 'out', 'main', 'engine', 'engine.js')).href;
+const SETTINGS_MODULE = pathToFileURL(path.join(ROOT, 'out', 'main', 'engine', 'settings.js')).href;
+const LOCK_MODULE = pathToFileURL(path.join(ROOT, 'out', 'main', 'engine', 'lock.js')).href;
+
+export const SCENARIOS: Scenario[] = [
+  // ── network ─────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'source-refused',
+    group: 'network',
+    title: 'the source refuses connections (nothing listens on its port)',
+    proves: '`bulwark update` exits 1 saying "cannot reach … connection refused"; status shows "The update source cannot be reached"',
+    alsoIn: 'update.test.ts (in-process)',
+    async run(lab) {
+      const dataDir = lab.dataDir('refused');
+      const before = snapshot(dataDir);
+      const url = `http://127.0.0.1:${await closedPort()}/`;
+      const update = await cliUpdate(lab, dataDir, ['--source', url, '--trusted-root', lab.trustedRoot]);
+      const status = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          { where: 'update --json', text: updateJson(update).error, says: new RegExp(`^cannot reach ${esc(new URL(url).origin)}: connection refused\\b`) },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[source-unreachable\] The update source cannot be reached\. The last update failed: cannot reach .*: connection refused/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'unknown-host',
+    group: 'network',
+    title: "the source's host name does not resolve (bulwark-faults.invalid)",
+    proves: 'the update fails at once saying the host name was not found (DNS), and status shows the source cannot be reached',
+    async run(lab) {
+      const dataDir = lab.dataDir('unknown-host');
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir, ['--source', 'http://bulwark-faults.invalid/', '--trusted-root', lab.trustedRoot]);
+      const status = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          { where: 'update --json', text: updateJson(update).error, says: /^cannot reach http:\/\/bulwark-faults\.invalid: host name not found \(DNS\)/ },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[source-unreachable\] The update source cannot be reached\. The last update failed: cannot reach http:\/\/bulwark-faults\.invalid/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'no-answer',
+    group: 'network',
+    title: 'the source accepts connections and never answers (request timeout 500 ms)',
+    proves: 'the run ends within seconds with "timed out" instead of hanging; the reminder says the source cannot be reached',
+    async run(lab) {
+      const dataDir = lab.dataDir('no-answer');
+      const before = snapshot(dataDir);
+      lab.source.intercept = (_req, res) => (neverAnswer(res), true);
+      const engine = lab.engine(dataDir, { limits: { ...DEFAULT_LIMITS, requestTimeoutMs: 500 } });
+      const started = performance.now();
+      const run = await engine.runOnce();
+      expect(performance.now() - started, 'milliseconds the run took').toBeLessThan(10_000);
+      return {
+        dataDir,
+        before,
+        said: [
+          { where: 'run record', text: lastRun(dataDir).error, says: /^cannot reach http:\/\/127\.0\.0\.1:\d+: timed out\b/ },
+          { where: 'run record code', text: run.errorCode, says: /^ERR_NETWORK$/ },
+          { where: 'reminders', text: engine.status().reminders.map((r) => r.title).join('; '), says: /The update source cannot be reached/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'http-500',
+    group: 'network',
+    title: 'the source answers HTTP 500 for timestamp.json',
+    proves: 'the update exits 1 naming the status and the URL; status shows the same error as the last update',
+    async run(lab) {
+      const dataDir = lab.dataDir('http-500');
+      const before = snapshot(dataDir);
+      lab.source.intercept = (req, res) => req.url === '/metadata/timestamp.json' && (res.writeHead(500).end('oops'), true);
+      const update = await cliUpdate(lab, dataDir);
+      const status = await lab.status(dataDir);
+      const says = new RegExp(`^HTTP 500 for ${esc(lab.source.url)}metadata/timestamp\\.json$`);
+      return { dataDir, before, said: [exited(update, 1), { where: 'update --json', text: updateJson(update).error, says }, { where: 'status lastUpdate', text: status.json.lastUpdate?.error, says }] };
+    },
+  },
+  {
+    id: 'target-404',
+    group: 'network',
+    title: "the source answers 404 for the scan engine's full file",
+    proves: 'the scan engine stays at its previous version with "the full file unusable (HTTP 404 …)"; the virus pattern, unaffected, is updated by its incremental',
+    alsoIn: 'update.test.ts (a missing incremental falls back to the full file)',
+    async run(lab) {
+      const dataDir = lab.dataDir('target-404');
+      const before = snapshot(dataDir);
+      lab.source.intercept = (req, res) => FULL_TARGET.test(req.url ?? '') && (res.writeHead(404).end(), true);
+      const run = await lab.engine(dataDir).runOnce();
+      const scan = component(run.components, 'scan-engine');
+      expect(component(run.components, 'virus-pattern')).toMatchObject({ method: 'incremental', result: 'ok' });
+      return {
+        dataDir,
+        before,
+        updated: ['virus-pattern'],
+        said: [
+          { where: 'run record', text: lastRun(dataDir).error, says: /^scan-engine failed: HTTP 404 for http:\/\/127\.0\.0\.1:\d+\/targets\/scan-engine\/[0-9a-f]{64}\.2\.zst$/ },
+          { where: 'scan-engine reason', text: scan.reason, says: /^full-only component; the full file unusable \(HTTP 404 for .*\.2\.zst\)$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'cooldown-429',
+    group: 'network',
+    title: 'the source answers 429 with Retry-After: 3600, then `bulwark update` runs again',
+    proves: 'the first refusal already says when the next try is; the second run sends no request at all; status shows the cool-down',
+    alsoIn: 'update.test.ts, fetcher.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('cooldown-429');
+      const before = snapshot(dataDir);
+      lab.source.intercept = (req, res) => req.url === '/metadata/timestamp.json' && (res.writeHead(429, { 'retry-after': '3600' }).end(), true);
+      const first = await cliUpdate(lab, dataDir);
+      const firstError = updateJson(first).error ?? '';
+      const next = /the next try is at (\S+)$/.exec(firstError)?.[1] ?? '';
+      expect(Math.abs(Date.parse(next) - Date.now() - 3_600_000), 'the next try is an hour away').toBeLessThan(120_000);
+      lab.source.requests.length = 0;
+      const second = await cliUpdate(lab, dataDir);
+      expect(lab.source.requests, 'requests sent during the cool-down').toEqual([]);
+      const status = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(first, 1),
+          { where: 'first update', text: firstError, says: new RegExp(`^${esc(new URL(lab.source.url).origin)} answered HTTP 429 and asked Bulwark to wait; the next try is at \\d{4}-`) },
+          exited(second, 1),
+          { where: 'second update', text: updateJson(second).error, says: new RegExp(`asked to wait until ${esc(next)}; no request is sent before then$`) },
+          { where: 'status cooldownUntil', text: status.json.cooldownUntil ?? '', says: new RegExp(`^${esc(next)}$`) },
+          { where: 'status reminder', text: reminderText(status.json), says: new RegExp(`\\[cooldown\\] The update source asked Bulwark to wait\\. .*no request goes to it before ${esc(next)}`) },
+        ],
+      };
+    },
+  },
+  {
+    id: 'cooldown-capped',
+    group: 'network',
+    title: 'cooldown.json hand-edited to wait until 2286',
+    proves: 'the wait is capped at a day: the update sends no request and says until when (within 24 h); status shows a cool-down within a day',
+    alsoIn: 'fetcher.test.ts (readCooldowns)',
+    async run(lab) {
+      const dataDir = lab.dataDir('cooldown-capped');
+      fs.writeFileSync(path.join(dataDir, 'cooldown.json'), JSON.stringify({ [new URL(lab.source.url).origin]: Date.parse('2286-11-20T17:46:39Z') }));
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      expect(lab.source.requests, 'requests sent').toEqual([]);
+      const until = /asked to wait until (\S+); no request is sent before then$/.exec(updateJson(update).error ?? '')?.[1] ?? '';
+      expect(Date.parse(until) - Date.now(), 'the wait, capped').toBeLessThanOrEqual(86_400_000);
+      const status = await lab.status(dataDir);
+      expect(Date.parse(status.json.cooldownUntil ?? '') - Date.now(), 'the wait status shows').toBeLessThanOrEqual(86_400_000);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          { where: 'update --json', text: updateJson(update).error, says: /asked to wait until \d{4}-\d\d-\d\dT[\d:.]+Z; no request is sent before then$/ },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[cooldown\] The update source asked Bulwark to wait/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'cooldown-capped-ends',
+    group: 'network',
+    title: 'the same hand-edited cooldown.json, a day and an hour later (clock moved forward)',
+    proves: 'once the capped day is over, the source is contacted again and the update goes through',
+    // BUG: readCooldowns() caps the stored time at "now + a day" on every read and never writes the
+    // cap back, so an "until 2286" in cooldown.json blocks updates until 2286, a day at a time.
+    bug: 'fetcher.ts readCooldowns(): the cap is recomputed from the current time on every read and never stored, so a far-future cool-down never ends',
+    async run(lab) {
+      const dataDir = lab.dataDir('cooldown-capped-ends');
+      fs.writeFileSync(path.join(dataDir, 'cooldown.json'), JSON.stringify({ [new URL(lab.source.url).origin]: Date.parse('2286-11-20T17:46:39Z') }));
+      const before = snapshot(dataDir);
+      // The first run sees the cool-down, capped at a day...
+      const first = await lab.engine(dataDir).runOnce();
+      expect(first.errorCode).toBe('ERR_COOLDOWN');
+      // ...and a day and an hour later the source is asked again. Metadata signed a week ahead, so
+      // it is still valid on the moved clock.
+      serveResigned(lab);
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 25 * 3_600_000 });
+      let run;
+      try {
+        run = await lab.engine(dataDir).runOnce();
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(lab.source.requests, 'the source is contacted again').toContain('/metadata/timestamp.json');
+      return { dataDir, before, updated: UPDATED, said: [{ where: 'run record', text: `${run.result} ${run.error ?? ''}`, says: /^ok $/ }] };
+    },
+  },
+
+  // ── hostile source ──────────────────────────────────────────────────────────────────────────
+  {
+    id: 'tampered-full',
+    group: 'hostile source',
+    title: "one byte of the scan engine's full file changed on the source",
+    proves: 'the file is refused ("does not match its signed length and hash"), nothing of it enters the store; the other components update',
+    alsoIn: 'update.test.ts, agents-trust.test.ts (through a rogue server)',
+    async run(lab) {
+      const dataDir = lab.dataDir('tampered-full');
+      const before = snapshot(dataDir);
+      const bytes = flipped(lab.target('scan-engine/2.zst'));
+      lab.source.intercept = (req, res) => FULL_TARGET.test(req.url ?? '') && (res.writeHead(200, { 'content-length': bytes.length }).end(bytes), true);
+      const update = await cliUpdate(lab, dataDir);
+      const json = updateJson(update);
+      expect(fs.existsSync(path.join(dataDir, 'store', 'scan-engine', '2')), 'the refused version is not in the store').toBe(false);
+      return {
+        dataDir,
+        before,
+        updated: ['virus-pattern'],
+        said: [
+          exited(update, 1),
+          { where: 'scan-engine error', text: component(json.components, 'scan-engine').error, says: /^scan-engine\/2\.zst does not match its signed length and hash/ },
+          { where: 'update --json', text: json.error, says: /^scan-engine failed: scan-engine\/2\.zst does not match its signed length and hash/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'tampered-incremental',
+    group: 'hostile source',
+    title: "one byte of the virus pattern's incremental changed on the source",
+    proves: 'survivable: the incremental is refused and the full file taken instead, and the run says why; the new file matches the published one',
+    alsoIn: 'update.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('tampered-incremental');
+      const before = snapshot(dataDir);
+      const bytes = flipped(lab.target('virus-pattern/v_171.173'));
+      lab.source.intercept = (req, res) => INCREMENTAL_TARGET.test(req.url ?? '') && (res.writeHead(200, { 'content-length': bytes.length }).end(bytes), true);
+      const run = await lab.engine(dataDir).runOnce();
+      const virus = component(run.components, 'virus-pattern');
+      expect(virus).toMatchObject({ method: 'full', result: 'ok' });
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'run record', text: lastRun(dataDir).result, says: /^ok$/ },
+          { where: 'virus-pattern reason', text: virus.reason, says: /^incremental v_171\.173 unusable \(virus-pattern\/v_171\.173 does not match its signed length and hash/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'foreign-key',
+    group: 'hostile source',
+    title: 'new metadata signed by keys the trusted root does not list (an impostor source)',
+    proves: 'the metadata is refused ("could not be verified"), nothing is installed; the reminder says the signatures could not be verified',
+    alsoIn: 'update.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('foreign-key');
+      const before = snapshot(dataDir);
+      serveResigned(lab, { keys: lab.scratch('impostor-keys') });
+      const update = await cliUpdate(lab, dataDir);
+      const status = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          { where: 'update --json', text: updateJson(update).error, says: /^the source's metadata could not be verified: .*timestamp/ },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[metadata\] The update source's signatures could not be verified\./ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'metadata-tampered',
+    group: 'hostile source',
+    title: 'one signed field of timestamp.json changed (its expiry a year later) without re-signing',
+    proves: 'the signature no longer covers it and the metadata is refused as unverifiable',
+    alsoIn: 'agents-trust.test.ts (through a rogue server)',
+    async run(lab) {
+      const dataDir = lab.dataDir('metadata-tampered');
+      const before = snapshot(dataDir);
+      const real = fs.readFileSync(path.join(lab.source.out, 'metadata', 'timestamp.json'), 'utf8');
+      const forged = Buffer.from(real.replace(/"expires":"(\d{4})/, (_m, year: string) => `"expires":"${Number(year) + 1}`));
+      expect(forged.toString()).not.toBe(real);
+      lab.source.intercept = (req, res) => req.url === '/metadata/timestamp.json' && (res.writeHead(200, { 'content-length': forged.length }).end(forged), true);
+      const run = await lab.engine(dataDir).runOnce();
+      return {
+        dataDir,
+        before,
+        said: [
+          { where: 'run record', text: lastRun(dataDir).error, says: /^the source's metadata could not be verified: .*timestamp/ },
+          { where: 'run record code', text: run.errorCode, says: /^ERR_METADATA$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'expired',
+    group: 'hostile source',
+    title: 'validly signed metadata whose timestamp expired yesterday (a frozen source)',
+    proves: 'refused with "the source\'s signed metadata has expired … its publisher must re-sign it"; the reminder says so',
+    async run(lab) {
+      const dataDir = lab.dataDir('expired');
+      const before = snapshot(dataDir);
+      serveResigned(lab, { expires: { timestamp: new Date(Date.now() - 86_400_000) } });
+      const engine = lab.engine(dataDir);
+      const run = await engine.runOnce();
+      return {
+        dataDir,
+        before,
+        said: [
+          { where: 'run record', text: lastRun(dataDir).error, says: /^the source's signed metadata has expired \(.*\); its publisher must re-sign it$/ },
+          { where: 'run record code', text: run.errorCode, says: /^ERR_METADATA$/ },
+          { where: 'reminders', text: engine.status().reminders.map((r) => `${r.title} ${r.body}`).join('\n'), says: /signatures could not be verified.*has expired/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'rollback',
+    group: 'hostile source',
+    title: "an older, validly signed timestamp.json replayed (version 1, the client trusts version 2)",
+    proves: 'the rollback is refused, naming the versions; nothing is installed',
+    alsoIn: 'agents-trust.test.ts (replayed by a rogue server)',
+    async run(lab) {
+      const dataDir = lab.dataDir('rollback');
+      const before = snapshot(dataDir);
+      const old = lab.oldTimestamp;
+      lab.source.intercept = (req, res) => req.url === '/metadata/timestamp.json' && (res.writeHead(200, { 'content-length': old.length }).end(old), true);
+      const update = await cliUpdate(lab, dataDir);
+      return {
+        dataDir,
+        before,
+        said: [exited(update, 1), { where: 'update --json', text: updateJson(update).error, says: /^the source's metadata could not be verified: New timestamp version 1 is less than current version 2$/ }],
+      };
+    },
+  },
+  {
+    id: 'downgrade',
+    group: 'hostile source',
+    title: 'a validly signed catalogue offering virus pattern 169, below the installed 171',
+    proves: 'refused with ERR_DOWNGRADE ("lower than the installed 171; refused"); the scan engine, offered normally, still updates',
+    alsoIn: 'update.test.ts (also with a damaged active.json)',
+    async run(lab) {
+      const dataDir = lab.dataDir('downgrade');
+      const before = snapshot(dataDir);
+      const catalogue = lab.publishedCatalogue();
+      const virus = component(catalogue.components, 'virus-pattern');
+      Object.assign(virus, { latest: 169, incrementals: [], full: { ...virus.full, target: 'virus-pattern/169.zst' } });
+      serveResigned(lab, { catalogue });
+      const run = await lab.engine(dataDir).runOnce();
+      const result = component(run.components, 'virus-pattern');
+      return {
+        dataDir,
+        before,
+        updated: ['scan-engine'],
+        said: [
+          { where: 'virus-pattern error', text: result.error, says: /^the source offers version 169, lower than the installed 171; refused$/ },
+          { where: 'virus-pattern code', text: result.errorCode, says: /^ERR_DOWNGRADE$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'huge-timestamp',
+    group: 'hostile source',
+    title: 'a 3 MB timestamp.json',
+    proves: 'the download stops at the 16 KB limit (well under 3 MB received) and the run ends with an error instead of hanging',
+    async run(lab) {
+      const dataDir = lab.dataDir('huge-timestamp');
+      const before = snapshot(dataDir);
+      const huge = Buffer.from(`{"signed":{"_type":"timestamp","padding":"${'x'.repeat(3 * 1024 * 1024)}"}}`);
+      lab.source.intercept = (req, res) => req.url === '/metadata/timestamp.json' && (res.writeHead(200, { 'content-length': huge.length }).end(huge), true);
+      const started = performance.now();
+      const run = await lab.engine(dataDir).runOnce();
+      expect(performance.now() - started, 'milliseconds').toBeLessThan(15_000);
+      expect(run.bytes, 'bytes received').toBeLessThan(200_000);
+      return { dataDir, before, said: [{ where: 'run record', text: lastRun(dataDir).error, says: /timestamp\.json is longer than the 16384 bytes allowed/ }] };
+    },
+  },
+  {
+    id: 'endless-target',
+    group: 'hostile source',
+    title: "the scan engine's full file answered with a body that never ends",
+    proves: 'the download is cut at the signed length (the bytes received stay near it) and refused; the run ends',
+    alsoIn: 'fetcher.test.ts, agents-trust.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('endless-target');
+      const before = snapshot(dataDir);
+      const signedLength = lab.target('scan-engine/2.zst').length;
+      lab.source.intercept = (req, res) => FULL_TARGET.test(req.url ?? '') && (endless(res), true);
+      const run = await lab.engine(dataDir).runOnce();
+      const scan = component(run.components, 'scan-engine');
+      expect(scan.bytes, 'bytes received for the scan engine').toBeLessThan(signedLength + 256 * 1024);
+      return {
+        dataDir,
+        before,
+        updated: ['virus-pattern'],
+        said: [{ where: 'scan-engine error', text: scan.error, says: new RegExp(`^scan-engine/2\\.zst does not match its signed length and hash: .* is longer than the ${signedLength} bytes allowed$`) }],
+      };
+    },
+  },
+  {
+    id: 'catalogue-id-dotdot',
+    group: 'hostile source',
+    title: "a validly signed catalogue with a component id '../x'",
+    proves: 'the whole catalogue is refused before anything is written; no file appears outside the store',
+    alsoIn: "store.test.ts (the store itself refuses '../etc')",
+    run: (lab) => hostileCatalogue(lab, 'id-dotdot', (c) => c.components.unshift(entry({ id: '../x', full: { target: 'x/1.zst', length: 10, sha256: '0'.repeat(64) } })), /^the catalogue is malformed: \/components\/0\/id must match pattern/),
+  },
+  {
+    id: 'catalogue-id-absolute',
+    group: 'hostile source',
+    title: "a validly signed catalogue with a component id '/etc'",
+    proves: 'refused as malformed; nothing is written under /etc or anywhere else',
+    run: (lab) => hostileCatalogue(lab, 'id-absolute', (c) => c.components.unshift(entry({ id: '/etc' })), /^the catalogue is malformed: \/components\/0\/id must match pattern/),
+  },
+  {
+    id: 'catalogue-id-slash',
+    group: 'hostile source',
+    title: "a validly signed catalogue with a component id 'a/b'",
+    proves: 'refused as malformed; no directory a/ appears in the store',
+    run: (lab) => hostileCatalogue(lab, 'id-slash', (c) => c.components.unshift(entry({ id: 'a/b' })), /^the catalogue is malformed: \/components\/0\/id must match pattern/),
+  },
+  {
+    id: 'catalogue-version-2^53',
+    group: 'hostile source',
+    title: 'a validly signed catalogue offering virus pattern version 2^53',
+    proves: 'refused as malformed (versions stop at 2^31 - 1); the installed version stays',
+    run: (lab) =>
+      hostileCatalogue(
+        lab,
+        'version-2-53',
+        (c) => Object.assign(component(c.components, 'virus-pattern'), { latest: 2 ** 53 }),
+        /^the catalogue is malformed: \/components\/\d+\/latest must be <= 2147483647$/,
+      ),
+  },
+  {
+    id: 'catalogue-10000-components',
+    group: 'hostile source',
+    title: 'a validly signed catalogue listing 10,000 components',
+    proves: 'refused by its signed size before it is downloaded: no memory or disk spent on it',
+    run: (lab) =>
+      hostileCatalogue(
+        lab,
+        'ten-thousand',
+        (c) => c.components.push(...Array.from({ length: 10_000 }, (_, i) => entry({ id: `extra-${i}`, full: { target: `extra-${i}/1.zst`, length: 10, sha256: '0'.repeat(64) } }))),
+        /^the catalogue is larger than 1048576 bytes$/,
+      ),
+  },
+  {
+    id: 'catalogue-not-json',
+    group: 'hostile source',
+    title: 'a validly signed catalogue that is not JSON',
+    proves: 'refused with "the catalogue is not valid JSON"; nothing changes',
+    async run(lab) {
+      // Not through hostileCatalogue's edit: these bytes are no catalogue at all.
+      const dataDir = lab.dataDir('catalogue-not-json');
+      const before = snapshot(dataDir);
+      serveResigned(lab, { catalogue: Buffer.from('{"schema":1,"published":') });
+      const run = await lab.engine(dataDir).runOnce();
+      return { dataDir, before, said: [{ where: 'run record', text: run.error, says: /^the catalogue is not valid JSON/ }] };
+    },
+  },
+  {
+    id: 'file-over-limit',
+    group: 'hostile source',
+    title: "limits.maxFileBytes 100 kB; the scan engine's compressed full file is about 150 kB",
+    proves: 'the file is refused from its signed length, before any byte of it is requested, naming the limit',
+    async run(lab) {
+      const dataDir = lab.dataDir('file-over-limit');
+      const before = snapshot(dataDir);
+      const run = await lab.engine(dataDir, { limits: { ...DEFAULT_LIMITS, maxFileBytes: 100_000 } }).runOnce();
+      expect(lab.source.requests.filter((r) => FULL_TARGET.test(r)), "requests for the scan engine's file").toEqual([]);
+      return { dataDir, before, said: [{ where: 'scan-engine error', text: component(run.components, 'scan-engine').error, says: /^scan-engine\S* (2 )?is \d+ bytes, over the 100000-byte limit$/ }] };
+    },
+  },
+  {
+    id: 'file-over-limit-uncompressed',
+    group: 'hostile source',
+    title: 'limits.maxFileBytes 180 kB; virus pattern 173 is 200 kB, though its incremental and compressed full file are smaller',
+    proves: 'a version whose signed (uncompressed) length is over the limit is refused before anything of it is downloaded',
+    // BUG: updateComponent() never compares the catalogue's signed full.length with maxFileBytes; it
+    // downloads the incremental and then the compressed full file, and only the decoder refuses them.
+    bug: 'update-run.ts updateComponent(): the signed length of the full file is not checked against limits.maxFileBytes before downloading',
+    async run(lab) {
+      const dataDir = lab.dataDir('file-over-limit-uncompressed');
+      const before = snapshot(dataDir);
+      expect(lab.latest['virus-pattern'].length).toBeGreaterThan(180_000);
+      const run = await lab.engine(dataDir, { limits: { ...DEFAULT_LIMITS, maxFileBytes: 180_000 } }).runOnce();
+      const virus = component(run.components, 'virus-pattern');
+      expect(lab.source.requests.filter((r) => INCREMENTAL_TARGET.test(r) || VIRUS_FULL_TARGET.test(r)), "requests for the virus pattern's files").toEqual([]);
+      return { dataDir, before, updated: ['scan-engine'], said: [{ where: 'virus-pattern error', text: virus.error, says: /over the 180000-byte limit/ }] };
+    },
+  },
+
+  // ── local faults ────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'disk-full',
+    group: 'local',
+    title: 'the data directory on a small tmpfs with 64 kB left: the new files do not fit',
+    proves: 'the update fails saying there is no space left on the device, with no temporary file left; after space is freed the next update works',
+    alsoIn: 'history.test.ts (a history append on a full disk)',
+    run: (lab) =>
+      onFullDisk(lab, async (dataDir, filler) => {
+        const before = snapshot(dataDir);
+        const full = await cliUpdate(lab, dataDir);
+        const json = updateJson(full);
+        expect(filesUnder(dataDir).filter((f) => f.endsWith('.tmp')), 'temporary files left').toEqual([]);
+        const failed: Outcome = { dataDir, before, said: [exited(full, 1), { where: 'update --json', text: json.error, says: /no space left on device/ }] };
+        assertOutcome(lab, failed);
+        // Space freed: the next update goes through.
+        fs.rmSync(filler);
+        const after = snapshot(dataDir);
+        const next = await cliUpdate(lab, dataDir);
+        return { dataDir, before: after, updated: UPDATED, said: [...failed.said, exited(next, 0), { where: 'next update', text: updateJson(next).result, says: /^ok$/ }] };
+      }),
+  },
+  {
+    id: 'disk-full-blamed-on-disk',
+    group: 'local',
+    title: 'the same full disk: what the messages blame',
+    proves: 'the failure is put down to the disk (no space left on device), not to the source: no "download broke off", no ERR_NETWORK, the other component not skipped as if the source were gone',
+    // BUG: HttpFetcher.receive() catches the ENOSPC thrown by fs.writeSync in its data callback like
+    // a network failure and returns NetworkError "the download from … broke off: ENOSPC…"; the run
+    // then skips the other components as "skipped: the source became unreachable earlier in this run".
+    bug: 'fetcher.ts HttpFetcher.receive(): a local write error (ENOSPC) while saving a download is reported as a network failure of the source',
+    run: (lab) =>
+      onFullDisk(lab, async (dataDir) => {
+        const before = snapshot(dataDir);
+        const full = await cliUpdate(lab, dataDir);
+        const json = updateJson(full);
+        const recorded = lastRun(dataDir).components;
+        return {
+          dataDir,
+          before,
+          said: [
+            exited(full, 1),
+            { where: 'update --json', text: json.error, says: /^(?!.*(broke off|cannot reach)).*no space left on device/ },
+            { where: 'scan-engine code', text: component(recorded, 'scan-engine').errorCode, says: /^(?!ERR_NETWORK$)ERR_[A-Z]+$/ },
+            { where: 'virus-pattern reason', text: component(recorded, 'virus-pattern').reason, says: /^(?!skipped: the source became unreachable)/ },
+          ],
+        };
+      }),
+  },
+  {
+    id: 'history-dir',
+    group: 'local',
+    title: 'history.jsonl replaced by a directory',
+    proves: 'the update itself goes through, and `bulwark update` says the run could not be recorded in history.jsonl',
+    alsoIn: 'history.test.ts (the FileError itself)',
+    // BUG: `bulwark update` builds its Engine without a log, so the FileError of History.append
+    // ("cannot record the run in …/history.jsonl") goes nowhere: exit 0, nothing on stderr.
+    bug: "cli/main.ts update: the engine's log is dropped, so a history that cannot be written is never reported",
+    async run(lab) {
+      const dataDir = lab.dataDir('history-dir');
+      const history = path.join(dataDir, 'history.jsonl');
+      fs.rmSync(history);
+      fs.mkdirSync(history);
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        history: (runs) => {
+          expect(runs, 'nothing readable where the history was').toEqual([]);
+          expect(fs.statSync(history).isDirectory(), 'the directory is left as it is').toBe(true);
+        },
+        said: [exited(update, 0), { where: 'update --json', text: updateJson(update).result, says: /^ok$/ }, { where: 'update stderr', text: update.stderr, says: /cannot record the run in .*history\.jsonl/ }],
+      };
+    },
+  },
+  {
+    id: 'torn-history',
+    group: 'local',
+    title: 'the last line of history.jsonl torn (a crash mid-append)',
+    proves: 'every earlier run is still read, the new run is recorded on a line of its own, and status shows it as the last update',
+    alsoIn: 'history.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('torn-history');
+      fs.appendFileSync(path.join(dataDir, 'history.jsonl'), '{"trigger":"schedule","startedAt":"20');
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      const status = await lab.status(dataDir);
+      const runs = runsOf(dataDir);
+      expect(runs, 'the two earlier runs and this one').toHaveLength(3);
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [exited(update, 0), { where: 'status lastUpdate', text: `${status.json.lastUpdate?.result} at ${runs[0]!.finishedAt}`, says: /^ok at \d{4}-/ }],
+      };
+    },
+  },
+  {
+    id: 'settings-invalid-field',
+    group: 'local',
+    title: 'settings.json hand-edited with one invalid field (a schedule of every 7 minutes)',
+    proves: 'read-only commands (status, settings get) warn and write nothing; update repairs that field alone, keeps the others and the original file',
+    alsoIn: 'settings.test.ts, cli.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('settings-invalid-field');
+      const file = path.join(dataDir, 'settings.json');
+      const data = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+      fs.writeFileSync(file, JSON.stringify({ ...data, schedule: { kind: 'interval', every: 7, unit: 'minutes' } }, null, '\t'));
+      const original = fs.readFileSync(file);
+      const before = snapshot(dataDir);
+      const status = await lab.status(dataDir);
+      const get = await lab.cli(['settings', '--data', dataDir, 'get']);
+      expect(fs.readFileSync(file).equals(original), 'read-only commands leave settings.json byte for byte').toBe(true);
+      expect(fs.readdirSync(dataDir).filter((n) => n.startsWith('settings.json.')), 'backups made by read-only commands').toEqual([]);
+      const update = await cliUpdate(lab, dataDir);
+      const backups = fs.readdirSync(dataDir).filter((n) => n.startsWith('settings.json.damaged-'));
+      const warning = /^bulwark: warning: .*settings\.json: "schedule" was invalid \({"kind":"interval","every":7,"unit":"minutes"}\); using the default hourly/m;
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        settings: (now) => {
+          expect(now, 'every other setting kept').toEqual({ ...(before.settings as object), schedule: DEFAULT_SCHEDULE });
+          expect(backups).toHaveLength(1);
+          expect(fs.readFileSync(path.join(dataDir, backups[0]!)).equals(original), 'the original kept byte for byte').toBe(true);
+        },
+        said: [
+          { where: 'status stderr', text: status.stderr, says: warning },
+          { where: 'settings get stderr', text: get.stderr, says: warning },
+          { where: 'update stderr', text: update.stderr, says: /"schedule" was invalid .*; the original was saved as .*settings\.json\.damaged-/ },
+          exited(update, 0),
+        ],
+      };
+    },
+  },
+  {
+    id: 'settings-not-json',
+    group: 'local',
+    title: 'settings.json that is not JSON (torn mid-write by another tool)',
+    proves: 'status writes nothing; update keeps the original beside it, restores the defaults, and fails saying no source is configured; nothing is installed',
+    alsoIn: 'settings.test.ts, cli.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('settings-not-json');
+      const file = path.join(dataDir, 'settings.json');
+      const original = Buffer.from(fs.readFileSync(file, 'utf8').slice(0, 40));
+      fs.writeFileSync(file, original);
+      const before = snapshot(dataDir);
+      const status = await lab.status(dataDir);
+      expect(fs.readFileSync(file).equals(original), 'status leaves settings.json byte for byte').toBe(true);
+      const update = await cliUpdate(lab, dataDir);
+      const backups = fs.readdirSync(dataDir).filter((n) => n.startsWith('settings.json.damaged-'));
+      const after = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        settings: (now) => {
+          expect(now, 'the defaults restored').toEqual(DEFAULT_SETTINGS);
+          expect(backups).toHaveLength(1);
+          expect(fs.readFileSync(path.join(dataDir, backups[0]!)).equals(original), 'the original kept byte for byte').toBe(true);
+        },
+        said: [
+          { where: 'status stderr', text: status.stderr, says: /^bulwark: warning: .*settings\.json could not be used \(.*\); using the defaults$/m },
+          { where: 'update stderr', text: update.stderr, says: /settings\.json could not be used \(.*\); it was saved as .*settings\.json\.damaged-\S+ and the defaults were restored/ },
+          exited(update, 1),
+          { where: 'update --json', text: updateJson(update).error, says: /^no update source is configured/ },
+          { where: 'status reminder', text: reminderText(after.json), says: /\[no-source\] No update source is set/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'stale-lock',
+    group: 'local',
+    title: 'bulwark.lock naming a PID that now belongs to another, unrelated process',
+    proves: 'the lock is recognised as stale (the start time differs) and taken over; the update goes through and the other process is left alone',
+    alsoIn: 'lock.test.ts',
+    async run(lab) {
+      if (!fs.existsSync('/proc/self/stat')) throw new Skip('process start times come from /proc (Linux)');
+      const dataDir = lab.dataDir('stale-lock');
+      const unrelated = lab.track(spawn('sleep', ['60'], { stdio: 'ignore' }));
+      fs.writeFileSync(path.join(dataDir, 'bulwark.lock'), JSON.stringify({ pid: unrelated.pid, startTime: `${processIdentity(unrelated.pid!).startTime}0` }));
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      expect(unrelated.exitCode, 'the unrelated process still runs').toBeNull();
+      expect(fs.existsSync(path.join(dataDir, 'bulwark.lock')), 'the lock released').toBe(false);
+      return { dataDir, before, updated: UPDATED, said: [exited(update, 0), { where: 'update --json', text: updateJson(update).result, says: /^ok$/ }] };
+    },
+  },
+  {
+    id: 'live-lock',
+    group: 'local',
+    title: 'another live Bulwark process holds the data directory',
+    proves: '`bulwark update` refuses, naming that process\'s PID, and touches nothing',
+    alsoIn: 'lock.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('live-lock');
+      const script = `import { acquireLock } from ${JSON.stringify(LOCK_MODULE)}; acquireLock(${JSON.stringify(dataDir)}); console.log('locked'); setInterval(() => {}, 1000);`;
+      const holder = lab.track(spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }));
+      let out = '';
+      holder.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      await until(() => out.includes('locked') || holder.exitCode !== null, 15_000, 'the other process to take the lock');
+      const before = snapshot(dataDir);
+      const update = await lab.cli(['update', '--data', dataDir]);
+      return {
+        dataDir,
+        before,
+        said: [exited(update, 1), { where: 'update stderr', text: update.stderr, says: new RegExp(`^bulwark update: another Bulwark process \\(PID ${holder.pid}\\) is using ${esc(dataDir)}$`, 'm') }],
+      };
+    },
+  },
+  {
+    id: 'active-byte-changed',
+    group: 'local',
+    title: 'one byte changed in the active virus pattern file',
+    proves: 'status reports the damage as a reminder; the next update reinstalls in full, saying why, and the result matches the signed hash',
+    alsoIn: 'update.test.ts (a damaged store)',
+    async run(lab) {
+      const dataDir = lab.dataDir('active-byte-changed');
+      const file = path.join(dataDir, 'store', 'virus-pattern', '171');
+      fs.writeFileSync(file, flipped(fs.readFileSync(file), 100));
+      const before = snapshot(dataDir);
+      const status = await lab.status(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      const virus = component(updateJson(update).components, 'virus-pattern');
+      expect(virus.method).toBe('full');
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'status reminder', text: reminderText(status.json), says: /\[store-damaged\] An installed component is damaged\. the active file of virus-pattern 171 does not match its recorded length and SHA-256\./ },
+          { where: 'virus-pattern reason', text: virus.reason, says: /^the active file of virus-pattern 171 does not match its recorded length and SHA-256: reinstalled in full$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'active-truncated',
+    group: 'local',
+    title: 'the active scan engine file truncated to 1,000 bytes',
+    proves: 'found by its size, shown in status, reinstalled in full by the next update, which says why',
+    alsoIn: 'update.test.ts (a damaged store)',
+    async run(lab) {
+      const dataDir = lab.dataDir('active-truncated');
+      fs.truncateSync(path.join(dataDir, 'store', 'scan-engine', '1'), 1000);
+      const before = snapshot(dataDir);
+      const engine = lab.engine(dataDir);
+      const problems = engine.status().problems;
+      const run = await engine.runOnce();
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'status problems', text: problems.map((p) => `${p.id} ${p.problem}`).join(', '), says: /^scan-engine file-damaged$/ },
+          { where: 'scan-engine reason', text: component(run.components, 'scan-engine').reason, says: /^the active file of scan-engine 1 does not match its recorded length and SHA-256: reinstalled in full$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'active-missing',
+    group: 'local',
+    title: 'the active outbreak defense policy file deleted (its version is still the latest)',
+    proves: 'reported as missing, and the same version reinstalled from the source and verified',
+    async run(lab) {
+      const dataDir = lab.dataDir('active-missing');
+      fs.rmSync(path.join(dataDir, 'store', 'outbreak-defense-policy', '3'));
+      const before = snapshot(dataDir);
+      const engine = lab.engine(dataDir);
+      const reminders = engine.status().reminders;
+      const run = await engine.runOnce();
+      const policy = component(run.components, 'outbreak-defense-policy');
+      expect(policy).toMatchObject({ method: 'full', version: 3, result: 'ok' });
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'reminder', text: reminders.map((r) => `${r.title}. ${r.body}`).join('\n'), says: /An installed component is damaged\. the active file of outbreak-defense-policy 3 is missing\./ },
+          { where: 'policy reason', text: policy.reason, says: /^the active file of outbreak-defense-policy 3 is missing: reinstalled in full$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'active-json-damaged',
+    group: 'local',
+    title: "the virus pattern's active.json damaged",
+    proves: 'reported as a damaged record, never taken as "nothing installed": the update reinstalls in full and keeps the floor against downgrades',
+    alsoIn: 'update.test.ts (a damaged store)',
+    async run(lab) {
+      const dataDir = lab.dataDir('active-json-damaged');
+      fs.writeFileSync(path.join(dataDir, 'store', 'virus-pattern', 'active.json'), '{"version": 17');
+      const before = snapshot(dataDir);
+      const engine = lab.engine(dataDir);
+      const problems = engine.status().problems;
+      const run = await engine.runOnce();
+      const virus = component(run.components, 'virus-pattern');
+      expect(virus).toMatchObject({ previousVersion: null, method: 'full', version: 173 });
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'status problems', text: problems.map((p) => p.message).join(', '), says: /^the record of virus-pattern's active version \(active\.json\) is damaged$/ },
+          { where: 'virus-pattern reason', text: virus.reason, says: /^the record of virus-pattern's active version \(active\.json\) is damaged: reinstalled in full$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'broken-off',
+    group: 'local',
+    title: "the connection drops halfway through the scan engine's full file",
+    proves: 'the run stops contacting the source, says the download broke off, skips the rest saying why, and keeps the partial file for resuming',
+    alsoIn: 'fetcher.test.ts, soak.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('broken-off');
+      const before = snapshot(dataDir);
+      const bytes = lab.target('scan-engine/2.zst');
+      lab.source.intercept = (req, res) => {
+        if (!FULL_TARGET.test(req.url ?? '')) return false;
+        res.writeHead(200, { 'content-length': bytes.length });
+        res.write(bytes.subarray(0, bytes.length >> 1), () => req.socket.destroy());
+        return true;
+      };
+      const run = await lab.engine(dataDir).runOnce();
+      const parts = fs.readdirSync(path.join(dataDir, 'tmp', 'downloads')).filter((n) => n.endsWith('.part'));
+      expect(parts, 'the partial download kept for resuming').toHaveLength(1);
+      return {
+        dataDir,
+        before,
+        said: [
+          { where: 'scan-engine error', text: component(run.components, 'scan-engine').error, says: /^the download from http:\/\/127\.0\.0\.1:\d+ broke off: / },
+          { where: 'virus-pattern reason', text: component(run.components, 'virus-pattern').reason, says: /^skipped: the source became unreachable earlier in this run$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'kill-mid-download',
+    group: 'local',
+    title: "`bulwark update` killed with SIGKILL halfway through the scan engine's full file",
+    proves: 'the previous version stays active; the next run resumes with a Range request for the rest only and installs the verified file',
+    alsoIn: 'crash.test.ts, agents-faults.test.ts (an agent)',
+    async run(lab) {
+      const dataDir = lab.dataDir('kill-mid-download');
+      const before = snapshot(dataDir);
+      const bytes = lab.target('scan-engine/2.zst');
+      const half = bytes.length >> 1;
+      const ranges: string[] = [];
+      let resume = false;
+      lab.source.intercept = (req, res) => {
+        if (!FULL_TARGET.test(req.url ?? '')) return false;
+        if (resume) {
+          ranges.push(req.headers.range ?? '(none)');
+          serveWithRange(req, res, bytes);
+        } else {
+          res.writeHead(200, { 'content-length': bytes.length });
+          res.write(bytes.subarray(0, half));
+          neverAnswer(res); // the rest never comes
+        }
+        return true;
+      };
+      const child = lab.spawn(['update', '--data', dataDir, '--json']);
+      const downloads = path.join(dataDir, 'tmp', 'downloads');
+      const partSize = () => (fs.existsSync(downloads) ? fs.readdirSync(downloads).filter((n) => n.endsWith('.part')).map((n) => fs.statSync(path.join(downloads, n), { throwIfNoEntry: false })?.size ?? 0)[0] : undefined);
+      await until(() => partSize() === half, 30_000, 'half the file on disk');
+      const died = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+      process.kill(child.pid!, 'SIGKILL');
+      expect(await died).toBe('SIGKILL');
+      // Still the previous version, right after the kill.
+      expect(JSON.parse(fs.readFileSync(path.join(dataDir, 'store', 'scan-engine', 'active.json'), 'utf8')).version).toBe(1);
+      resume = true;
+      const run = await lab.engine(dataDir).runOnce();
+      const scan = component(run.components, 'scan-engine');
+      expect(scan.bytes, 'bytes received for the scan engine: the rest, not the whole').toBeLessThan(bytes.length - half + 4096);
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'Range request of the next run', text: ranges.join(', '), says: new RegExp(`^bytes=${half}-$`) },
+          { where: 'next run', text: `${run.result} ${scan.method}`, says: /^ok full$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'kill-before-activate',
+    group: 'local',
+    title: 'the update killed with SIGKILL right after the verified scan engine file was written, before it was activated',
+    proves: 'the previous version stays active; the next run activates the stored file without downloading it again, and says so',
+    alsoIn: 'crash.test.ts (every commit point)',
+    async run(lab) {
+      const dataDir = lab.dataDir('kill-before-activate');
+      const before = snapshot(dataDir);
+      const script = `
+        import fs from 'node:fs';
+        const { Engine } = await import(${JSON.stringify(ENGINE_MODULE)});
+        const { Settings } = await import(${JSON.stringify(SETTINGS_MODULE)});
+        const rename = fs.renameSync;
+        fs.renameSync = function (from, to) {
+          const result = rename.call(this, from, to);
+          if (String(to).endsWith('/store/scan-engine/2')) process.kill(process.pid, 'SIGKILL');
+          return result;
+        };
+        await new Engine({ dataDir: ${JSON.stringify(dataDir)}, settings: Settings.open(${JSON.stringify(dataDir)}) }).runOnce();`;
+      const child = lab.track(spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' }));
+      const signal = await new Promise((resolve) => child.once('exit', (_code, s) => resolve(s)));
+      expect(signal).toBe('SIGKILL');
+      expect(fs.existsSync(path.join(dataDir, 'store', 'scan-engine', '2')), 'the verified file was written').toBe(true);
+      expect(JSON.parse(fs.readFileSync(path.join(dataDir, 'store', 'scan-engine', 'active.json'), 'utf8')).version, 'not yet active').toBe(1);
+      lab.source.requests.length = 0;
+      const update = await cliUpdate(lab, dataDir);
+      expect(lab.source.requests.filter((r) => FULL_TARGET.test(r)), 'the scan engine downloaded again').toEqual([]);
+      return {
+        dataDir,
+        before: { ...before, storeFiles: [...before.storeFiles, 'scan-engine/2'] },
+        updated: UPDATED,
+        said: [exited(update, 0), { where: 'scan-engine reason', text: component(updateJson(update).components, 'scan-engine').reason, says: /^completed an interrupted install \(file already verified in the store\)$/ }],
+      };
+    },
+  },
+  {
+    id: 'temp-swept',
+    group: 'local',
+    title: 'temporary files a killed run leaves in the store, tmp/ and tmp/downloads/ (and an old partial download)',
+    proves: 'the next run sweeps them all, and writes nothing to the system temporary directory',
+    alsoIn: 'crash.test.ts, fetcher.test.ts (sweepDownloads)',
+    async run(lab) {
+      const dataDir = lab.dataDir('temp-swept');
+      const planted = [
+        path.join(dataDir, 'store', 'virus-pattern', '.171.0123456789ab.tmp'),
+        path.join(dataDir, 'store', 'scan-engine', '.active.json.0123456789ab.tmp'),
+        path.join(dataDir, 'tmp', '.catalogue.json.0123456789ab.tmp'),
+        path.join(dataDir, 'tmp', 'downloads', '.0123456789abcdef.tmp'),
+        path.join(dataDir, 'tmp', 'downloads', `${'a'.repeat(32)}.part`),
+      ];
+      for (const file of planted) {
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        fs.writeFileSync(file, 'left by a killed run');
+      }
+      const twoDaysAgo = (Date.now() - 2 * 86_400_000) / 1000;
+      fs.utimesSync(planted.at(-1)!, twoDaysAgo, twoDaysAgo);
+      const systemTemp = lab.scratch('system-tmp');
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir, [], { TMPDIR: systemTemp });
+      expect(planted.filter((f) => fs.existsSync(f)), 'left behind').toEqual([]);
+      expect(filesUnder(dataDir).filter((f) => f.endsWith('.tmp') || f.endsWith('.part')), 'temporary files in the data directory').toEqual([]);
+      expect(fs.readdirSync(systemTemp), 'written to the system temporary directory').toEqual([]);
+      return { dataDir, before, updated: UPDATED, said: [exited(update, 0), { where: 'update --json', text: updateJson(update).result, says: /^ok$/ }] };
+    },
+  },
+  {
+    id: 'temp-swept-data-dir',
+    group: 'local',
+    title: "temporary files a killed run leaves beside state.json, network.json, cooldown.json and the lock, and in the metadata cache",
+    proves: 'the next run sweeps those too',
+    // BUG: writeFileAtomic() leaves ".<name>.<hex>.tmp" beside its target when killed before the
+    // rename, and acquireLock() its ".bulwark.lock.<hex>.tmp"; runs sweep only tmp/, tmp/downloads/
+    // and store/<id>/, so these stay in the data directory (and tuf/<key>/) for good.
+    bug: 'engine.ts / update-run.ts: temporary files in the data directory itself and in tuf/<key>/ are never swept',
+    async run(lab) {
+      const dataDir = lab.dataDir('temp-swept-data-dir');
+      const cache = fs.readdirSync(path.join(dataDir, 'tuf'))[0]!;
+      const planted = [
+        path.join(dataDir, '.state.json.0123456789ab.tmp'),
+        path.join(dataDir, '.network.json.0123456789ab.tmp'),
+        path.join(dataDir, '.cooldown.json.0123456789ab.tmp'),
+        path.join(dataDir, '.bulwark.lock.0123456789ab.tmp'),
+        path.join(dataDir, 'tuf', cache, '.root.json.0123456789ab.tmp'),
+      ];
+      for (const file of planted) fs.writeFileSync(file, 'left by a killed run');
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      expect(planted.filter((f) => fs.existsSync(f)).map((f) => path.relative(dataDir, f)), 'left behind').toEqual([]);
+      return { dataDir, before, updated: UPDATED, said: [exited(update, 0)] };
+    },
+  },
+
+  // ── proxies ─────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'proxy-401',
+    group: 'proxy',
+    title: 'tinyproxy with BasicAuth, a wrong password in the settings (tinyproxy answers 401, not 407)',
+    proves: 'the update fails blaming the proxy\'s credentials, not the source; status shows "The proxy wants a valid user name and password"',
+    alsoIn: 'proxy.test.ts',
+    async run(lab) {
+      const tiny = await proxy(lab);
+      const dataDir = lab.dataDir('proxy-401');
+      Settings.open(dataDir).set('proxy', { enabled: true, host: '127.0.0.1', port: tiny.port, username: PROXY_USER, password: `wrong${PROXY_PASSWORD}` });
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir);
+      const status = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          { where: 'update --json', text: updateJson(update).error, says: new RegExp(`^the proxy http://127\\.0\\.0\\.1:${tiny.port} as ${PROXY_USER} refused the credentials \\(HTTP 401\\) for ${esc(new URL(lab.source.url).origin)}$`) },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[proxy-auth\] The proxy wants a valid user name and password\./ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'proxy-5xx',
+    group: 'proxy',
+    title: 'tinyproxy (right credentials) that cannot reach the source: nothing listens there',
+    proves: 'the update fails saying the proxy could not fetch the URL (its HTTP 5xx) and that the proxy or the source failed',
+    alsoIn: 'proxy.test.ts',
+    async run(lab) {
+      const tiny = await proxy(lab);
+      const dataDir = lab.dataDir('proxy-5xx');
+      Settings.open(dataDir).set('proxy', { enabled: true, host: '127.0.0.1', port: tiny.port, username: PROXY_USER, password: PROXY_PASSWORD });
+      const before = snapshot(dataDir);
+      const dead = `http://127.0.0.1:${await closedPort()}/`;
+      const update = await cliUpdate(lab, dataDir, ['--source', dead, '--trusted-root', lab.trustedRoot]);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          {
+            where: 'update --json',
+            text: updateJson(update).error,
+            says: new RegExp(`^the proxy http://127\\.0\\.0\\.1:${tiny.port} as ${PROXY_USER} could not fetch ${esc(dead)}metadata/\\S+\\.json \\(HTTP 50\\d\\): the proxy failed to reach the update source, or the source failed$`),
+          },
+        ],
+      };
+    },
+  },
+
+  // ── the console API ─────────────────────────────────────────────────────────────────────────
+  {
+    id: 'console-bad-json',
+    group: 'console',
+    title: '`bulwark serve --console`: a call whose body is not JSON',
+    proves: '400 "request body is not valid JSON", never 500; the server keeps running and changes nothing',
+    alsoIn: 'console-http.test.ts (in-process)',
+    async run(lab) {
+      const server = await theConsole(lab);
+      const before = snapshot(server.dataDir);
+      const answer = await consoleCall(server, 'saveSettings', '{"section": "schedule", "value": ');
+      return {
+        dataDir: server.dataDir,
+        before,
+        updated: UPDATED,
+        said: [{ where: 'HTTP answer', text: `${answer.status} ${answer.body}`, says: /^400 {"error":"request body is not valid JSON","code":"bad-request"}$/ }, await consoleStillServes(server)],
+      };
+    },
+  },
+  {
+    id: 'console-2mb-body',
+    group: 'console',
+    title: '`bulwark serve --console`: a 2 MB call body',
+    proves: '400 naming the 1 MB limit, never 500; nothing is imported; the server keeps running',
+    async run(lab) {
+      const server = await theConsole(lab);
+      const before = snapshot(server.dataDir);
+      const answer = await consoleCall(server, 'importTrustedRoot', TWO_MB_CALL);
+      expect(fs.existsSync(path.join(server.dataDir, 'trusted-roots')), 'nothing imported').toBe(false);
+      return {
+        dataDir: server.dataDir,
+        before,
+        updated: UPDATED,
+        said: [{ where: 'HTTP answer', text: `${answer.status} ${answer.body}`, says: /^400 {"error":"request body over 1048576 bytes","code":"bad-request"}$/ }, await consoleStillServes(server)],
+      };
+    },
+  },
+  {
+    id: 'console-2mb-body-keepalive',
+    group: 'console',
+    title: '`bulwark serve --console`: a 2 MB call body, then the next call on the same kept-alive connection (as a browser sends it)',
+    proves: 'the connection stays usable (or the 400 says Connection: close), so the next call is answered instead of reset',
+    // BUG: readJson() stops reading at 1 MB and the 400 goes out with "Connection: keep-alive"; the
+    // rest of the body is never read, so the next request on that connection is never answered and
+    // the connection is reset (ECONNRESET) when the keep-alive timeout ends.
+    bug: 'console/http-server.ts: the 400 for an over-long body keeps the connection alive without reading the rest of the body, so the next call on it is reset',
+    async run(lab) {
+      const server = await theConsole(lab);
+      const before = snapshot(server.dataDir);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const big = await consoleCall(server, 'importTrustedRoot', TWO_MB_CALL, agent);
+        const next = await consoleCall(server, 'snapshot', 'null', agent).catch((error: Error) => ({ status: 0, body: error.message }));
+        return {
+          dataDir: server.dataDir,
+          before,
+          updated: UPDATED,
+          said: [
+            { where: 'HTTP answer to the 2 MB call', text: `${big.status} ${big.body}`, says: /^400 .*request body over 1048576 bytes/ },
+            { where: 'the next call on the same connection', text: `${next.status} ${next.body.slice(0, 80)}`, says: /^200 / },
+          ],
+        };
+      } finally {
+        agent.destroy();
+      }
+    },
+  },
+  {
+    id: 'console-wrong-types',
+    group: 'console',
+    title: '`bulwark serve --console`: calls with parameters of the wrong types',
+    proves: 'each gets 400 naming the parameter and what it must be, never 500; settings unchanged; the server keeps running',
+    alsoIn: 'console-http.test.ts (missing and extra parameters)',
+    async run(lab) {
+      const server = await theConsole(lab);
+      const before = snapshot(server.dataDir);
+      const calls: [string, unknown, RegExp][] = [
+        ['saveSettings', { section: 5, value: true }, /^invalid parameters for saveSettings: \/section must be equal to one of the allowed values$/],
+        ['agents', { limit: 'ten' }, /^invalid parameters for agents: \/limit must be integer$/],
+        ['testConnection', { url: 42 }, /^invalid parameters for testConnection: \/url must be string$/],
+        ['enrollmentToken', { rotate: 'yes' }, /^invalid parameters for enrollmentToken: \/rotate must be boolean$/],
+        ['updateNow', [1, 2], /^invalid parameters for updateNow: params must be null$/],
+      ];
+      const said: Said[] = [];
+      for (const [method, params, says] of calls) {
+        const answer = await consoleCall(server, method, JSON.stringify(params));
+        const parsed = JSON.parse(answer.body) as { ok?: boolean; error?: string; message?: string };
+        said.push({ where: `${method} ${JSON.stringify(params)}: status`, text: String(answer.status), says: parsed.ok === false ? /^200$/ : /^400$/ });
+        said.push({ where: `${method} ${JSON.stringify(params)}: reason`, text: parsed.error ?? parsed.message, says });
+      }
+      said.push(await consoleStillServes(server));
+      return { dataDir: server.dataDir, before, updated: UPDATED, said };
+    },
+  },
+  {
+    id: 'console-settings-value-types',
+    group: 'console',
+    title: '`bulwark serve --console`: saveSettings with a value of the wrong type (null for proxy, source, schedule; a string for schedule)',
+    proves: 'each is refused with a reason naming the value (400, or the form\'s ok:false), never 500; settings unchanged; the server keeps running',
+    // BUG: the saveSettings schema lets `value` be anything ({}), and saveSettings()/Settings.set()
+    // read fields of it unchecked: null throws a TypeError (HTTP 500 "internal error"), and the
+    // string "every 7 minutes" is refused as "every undefined hours is not offered".
+    bug: "console/service.ts saveSettings: `value` is not checked against the section's shape before use",
+    async run(lab) {
+      const server = await theConsole(lab);
+      const before = snapshot(server.dataDir);
+      const calls: [string, unknown, RegExp][] = [
+        // The reason names the section or the value, and never reads fields that are not there.
+        ['proxy', null, /^(?!.*undefined).*(proxy|value)/],
+        ['source', null, /^(?!.*undefined).*(source|value)/],
+        ['schedule', null, /^(?!.*undefined).*(schedule|value)/],
+        ['schedule', 'every 7 minutes', /^(?!.*undefined).*(schedule|value)/],
+      ];
+      const said: Said[] = [];
+      for (const [section, value, says] of calls) {
+        const answer = await consoleCall(server, 'saveSettings', JSON.stringify({ section, value }));
+        const parsed = JSON.parse(answer.body) as { ok?: boolean; error?: string; message?: string };
+        const where = `saveSettings ${section} ${JSON.stringify(value)}`;
+        said.push({ where: `${where}: status`, text: `${answer.status} ${answer.body}`, says: /^(400 |200 {"ok":false)/ });
+        said.push({ where: `${where}: reason`, text: parsed.error ?? parsed.message, says });
+      }
+      said.push(await consoleStillServes(server));
+      return { dataDir: server.dataDir, before, updated: UPDATED, said };
+    },
+  },
+];
+
+let lab: FaultLab;
+
+beforeAll(async () => {
+  ensureBuilt();
+  lab = await new FaultLab().start();
+}, 180_000);
+
+afterEach(() => lab?.reset());
+
+afterAll(async () => {
+  killChildren();
+  await stopAllProxies();
+  await lab?.stop();
+});
+
+describe('faults: the previous version stays active, nothing is lost, the message says what happened', () => {
+  for (const scenario of SCENARIOS) {
+    const test = scenario.bug ? it.fails : it;
+    test(`${scenario.id} (${scenario.group}): ${scenario.title}`, async (ctx) => {
+      let outcome: Outcome;
+      try {
+        outcome = await scenario.run(lab);
+      } catch (error) {
+        if (error instanceof Skip) return ctx.skip(error.message);
+        throw error;
+      }
+      assertOutcome(lab, outcome);
+    });
+  }
+});
+
+describe('the scenario table', () => {
+  it('has at least 30 scenarios with unique ids', () => {
+    expect(SCENARIOS.length).toBeGreaterThanOrEqual(30);
+    expect(new Set(SCENARIOS.map((s) => s.id)).size).toBe(SCENARIOS.length);
+  });
+
+  it('docs/reliability.md has a row for every scenario and none for a scenario that is gone', () => {
+    const doc = fs.readFileSync(path.join(ROOT, 'docs', 'reliability.md'), 'utf8');
+    const rows = [...doc.matchAll(/^\|\s*`([^`]+)`\s*\|/gm)].map((m) => m[1]!);
+    expect([...rows].sort()).toEqual(SCENARIOS.map((s) => s.id).sort());
+    expect(new Set(rows).size, 'rows listed twice').toBe(rows.length);
+  });
+});
