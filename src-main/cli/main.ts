@@ -167,6 +167,7 @@ Options:
         if (!joined) throw error;
         record = joined;
       }
+      if (record.warning) err(`bulwark update: warning: ${record.warning}`);
       if (values.json) out(JSON.stringify(updateJson(record)));
       else out(summarize(record));
       return record.result === 'ok' ? 0 : 1;

@@ -70,12 +70,19 @@ function fail(res: http.ServerResponse, status: number, code: ApiErrorBody['code
   send(res, status, { error, code } satisfies ApiErrorBody);
 }
 
+/** A request body over MAX_BODY: refused (400) and the connection closed after the answer. */
+class BodyTooLarge extends ApiError {
+  constructor(message: string) {
+    super(400, message);
+  }
+}
+
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new ApiError(400, `request body over ${MAX_BODY} bytes`);
+    if (size > MAX_BODY) throw new BodyTooLarge(`request body over ${MAX_BODY} bytes`);
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8');
@@ -166,6 +173,8 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
           const result = await options.service.call(call[1]!, await readJson(req));
           send(res, 200, result ?? null);
         } catch (error) {
+          // The rest of an over-long body is never read: the connection cannot carry another request.
+          if (error instanceof BodyTooLarge) res.setHeader('connection', 'close');
           if (error instanceof ApiError) fail(res, error.status, error.status === 404 ? 'not-found' : 'bad-request', error.message);
           else {
             log(`console call ${call[1]} failed: ${(error as Error).message}`);

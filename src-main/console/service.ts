@@ -14,7 +14,7 @@ import type { EngineState } from '../engine/state.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Reminder as EngineReminder } from '../engine/reminders.js';
 import { HOUR_INTERVALS, MINUTE_INTERVALS } from '../engine/schedule.js';
-import type { Settings, SettingsData } from '../engine/settings.js';
+import { SETTINGS_SCHEMA, type Settings, type SettingsData } from '../engine/settings.js';
 import { testConnection } from '../engine/connection-test.js';
 import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
@@ -92,6 +92,17 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
       section: { enum: ['schedule', 'source', 'proxy', 'notifications', 'startAtLogin'] },
       value: {},
     },
+    // Each section's value has its own shape; its values are then checked by the settings' own rules.
+    allOf: [
+      { if: { properties: { section: { const: 'schedule' } } }, then: { properties: { value: SETTINGS_SCHEMA.schedule } } },
+      {
+        if: { properties: { section: { const: 'source' } } },
+        then: { properties: { value: { type: 'object', additionalProperties: false, required: ['url', 'trustedRoot'], properties: { url: { type: 'string', maxLength: 2048 }, trustedRoot: { type: 'string', maxLength: 4096 } } } } },
+      },
+      { if: { properties: { section: { const: 'proxy' } } }, then: { properties: { value: proxyShape } } },
+      { if: { properties: { section: { const: 'notifications' } } }, then: { properties: { value: SETTINGS_SCHEMA.notifications } } },
+      { if: { properties: { section: { const: 'startAtLogin' } } }, then: { properties: { value: { type: 'boolean' } } } },
+    ],
   },
   importTrustedRoot: {
     type: 'object',

@@ -9,7 +9,7 @@ import { BulwarkError, describeError, UsageError } from './errors.js';
 import { Evidence } from './evidence.js';
 import { readPins, writePins, type Pins } from './pins.js';
 import { cooldownFor, HttpFetcher, sweepDownloads } from './fetcher.js';
-import { sha256, writeFileAtomic } from './files.js';
+import { sha256, sweepTempFiles, writeFileAtomic } from './files.js';
 import { History, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
@@ -178,6 +178,7 @@ export class Engine extends EventEmitter<EngineEvents> {
    */
   start(options: { schedule?: boolean } = {}): Promise<RunRecord> {
     this.releaseLock = acquireLock(this.options.dataDir);
+    this.sweepLeftovers();
     // An agent updates when its server says so (and on its own poll timer), not on the settings' schedule.
     const scheduled = options.schedule ?? true;
     if (scheduled) this.scheduler.set(this.options.settings.data.schedule);
@@ -206,6 +207,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** A single update without hosting (the `bulwark update` command): lock, update, unlock. */
   async runOnce(trigger: Trigger = 'manual'): Promise<RunRecord> {
     const release = acquireLock(this.options.dataDir);
+    this.sweepLeftovers();
     try {
       return await this.update(trigger);
     } finally {
@@ -217,6 +219,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Run `work` on this data directory without a process holding it (the CLI on a stopped server): lock, work, unlock. */
   async withLock<T>(work: () => Promise<T>): Promise<T> {
     const release = acquireLock(this.options.dataDir);
+    this.sweepLeftovers();
     try {
       return await work();
     } finally {
@@ -294,15 +297,36 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
     }
     if (this.machine.state.type !== 'idle' && this.machine.state.type !== 'failed') this.machine.transition({ type: 'idle' });
-    try {
-      this.history.append(record);
-    } catch (error) {
-      this.log(describeError(error));
-    }
+    this.record(record);
     this.log(summarize(record));
     this.emit('run', record);
     this.emit('pins', readPins(this.options.dataDir));
     return record;
+  }
+
+  /**
+   * Remove what a process killed mid-write left behind (atomic writes' temporary files: state,
+   * network, cool-downs, the lock, TUF metadata, releases, evidence). Only the lock holder may.
+   */
+  private sweepLeftovers(): void {
+    const { dataDir } = this.options;
+    const dirs = [dataDir, path.join(dataDir, 'distribution'), path.join(dataDir, 'distribution', 'metadata'), path.join(dataDir, 'evidence')];
+    const tuf = path.join(dataDir, 'tuf');
+    if (fs.existsSync(tuf)) for (const name of fs.readdirSync(tuf)) dirs.push(path.join(tuf, name), path.join(tuf, name, 'targets'));
+    for (const dir of dirs) sweepTempFiles(dir);
+  }
+
+  /**
+   * Append a run to the history. The work itself is done: a history that cannot be written (a full
+   * disk, a directory in its place) must not stop the server; it is logged and said in the record.
+   */
+  private record(record: RunRecord): void {
+    try {
+      this.history.append(record);
+    } catch (error) {
+      record.warning = describeError(error);
+      this.log(record.warning);
+    }
   }
 
   /** The cool-down the current source asked for, if it has not run out. */
@@ -460,12 +484,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     if (dispatcher && dispatcher !== this.options.dispatcher) await dispatcher.close().catch(() => undefined);
     await networkChecked; // so the reminders recorded with this run see the fresh report
-    try {
-      this.history.append(record);
-    } catch (error) {
-      // The update itself is done; a history that cannot be written (disk full) must not stop the server.
-      this.log(describeError(error));
-    }
+    this.record(record);
     this.machine.transition(
       record.result === 'ok'
         ? { type: 'idle' }

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import type { Dispatcher } from 'undici';
-import { CooldownError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
+import { CooldownError, FileError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import { streamRequest } from './http.js';
 import { errorCode, explainUnreachable } from './network.js';
@@ -68,14 +68,21 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Read the cool-downs file: only numbers, and none further ahead than MAX_COOLDOWN_MS (a hand-edit cannot block updates for years). */
+/**
+ * Read the cool-downs file: only numbers, and none further ahead than MAX_COOLDOWN_MS after the file
+ * was written (a hand-edit cannot block updates for years; measured from the write, not from now, so
+ * the cap does not move on with every read and a capped cool-down does end).
+ */
 export function readCooldowns(file: string, now = Date.now()): Record<string, number> {
   try {
+    const written = Math.min(fs.statSync(file).mtimeMs, now);
     const data = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
     if (!data || typeof data !== 'object' || Array.isArray(data)) return {};
     const cooldowns: Record<string, number> = {};
-    for (const [origin, until] of Object.entries(data)) {
-      if (typeof until === 'number' && Number.isFinite(until) && until > now) cooldowns[origin] = Math.min(until, now + MAX_COOLDOWN_MS);
+    for (const [origin, value] of Object.entries(data)) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) continue;
+      const until = Math.min(value, written + MAX_COOLDOWN_MS);
+      if (until > now) cooldowns[origin] = until;
     }
     return cooldowns;
   } catch {
@@ -225,7 +232,12 @@ export class HttpFetcher implements Fetcher {
                 if (position + chunk.length > maxLength) {
                   throw (refused = new DownloadLengthMismatchError(`${url} is longer than the ${maxLength} bytes allowed`));
                 }
-                fs.writeSync(fd, chunk, 0, chunk.length, position);
+                try {
+                  fs.writeSync(fd, chunk, 0, chunk.length, position);
+                } catch (cause) {
+                  // This machine's disk, not the source: a full disk must not read as an unreachable source.
+                  throw (refused = new FileError(file, `cannot save the download of ${url} in ${this.options.tempDir}: ${(cause as Error).message}`, { cause }));
+                }
                 position += chunk.length;
               },
             },

@@ -41,6 +41,8 @@ export interface RunRecord {
   bytes: number;
   error?: string;
   errorCode?: string;
+  /** Something went wrong around the run that did not fail it (its history could not be written). */
+  warning?: string;
   components: ComponentRun[];
 }
 

@@ -7,7 +7,7 @@ import { LengthOrHashMismatchError } from '@tufjs/models/dist/error.js';
 import { Updater, type Fetcher, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError, ExpiredMetadataError } from 'tuf-js/dist/error.js';
 import { CATALOGUE_TARGET, parseCatalogue, type Catalogue } from './catalogue.js';
-import { BulwarkError, HttpStatusError, MetadataError, SourceError, UsageError, VerificationError } from './errors.js';
+import { BulwarkError, FileError, HttpStatusError, MetadataError, SourceError, UsageError, VerificationError } from './errors.js';
 import type { HttpFetcher } from './fetcher.js';
 import { writeFileAtomic } from './files.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
@@ -46,6 +46,11 @@ function translate(error: unknown, what: string): BulwarkError {
   }
   for (let inner: unknown = err; inner instanceof Error; inner = inner.cause) {
     if (inner instanceof BulwarkError) return inner;
+  }
+  // A file system error (the disk full while a verified target is copied into place) is this machine's.
+  const fsError = err as NodeJS.ErrnoException;
+  if (typeof fsError?.code === 'string' && typeof fsError.syscall === 'string') {
+    return new FileError(fsError.path ?? '', `cannot write ${what} to disk: ${fsError.message}`, { cause: err });
   }
   if (err instanceof DownloadLengthMismatchError || err instanceof LengthOrHashMismatchError) {
     return new VerificationError(`${what} does not match its signed length and hash`, { cause: err });

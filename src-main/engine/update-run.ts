@@ -195,6 +195,9 @@ async function updateComponent(
     return { run, cause };
   };
 
+  if (entry.full.length > ctx.limits.maxFileBytes) {
+    return outcome({ method: 'none', reason: 'over the size limit', version: installed?.version ?? null, result: 'failed', cause: new SourceError(`${entry.id} ${entry.latest} is ${entry.full.length} bytes, over the ${ctx.limits.maxFileBytes}-byte limit`) });
+  }
   const pin = ctx.pins?.get(entry.id);
   if (pin !== undefined && pin !== entry.latest) {
     try {
