@@ -94,7 +94,20 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
     },
     // Each section's value has its own shape; its values are then checked by the settings' own rules.
     allOf: [
-      { if: { properties: { section: { const: 'schedule' } } }, then: { properties: { value: SETTINGS_SCHEMA.schedule } } },
+      {
+        // The shape only: which intervals are offered is the settings' rule, refused at the field.
+        if: { properties: { section: { const: 'schedule' } } },
+        then: {
+          properties: {
+            value: {
+              oneOf: [
+                { type: 'object', additionalProperties: false, required: ['kind', 'every', 'unit'], properties: { kind: { const: 'interval' }, every: { type: 'integer' }, unit: { enum: ['minutes', 'hours'] } } },
+                { type: 'object', additionalProperties: false, required: ['kind', 'at'], properties: { kind: { const: 'daily' }, at: { type: 'string', maxLength: 5 } } },
+              ],
+            },
+          },
+        },
+      },
       {
         if: { properties: { section: { const: 'source' } } },
         then: { properties: { value: { type: 'object', additionalProperties: false, required: ['url', 'trustedRoot'], properties: { url: { type: 'string', maxLength: 2048 }, trustedRoot: { type: 'string', maxLength: 4096 } } } } },
