@@ -16,7 +16,7 @@ import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from '../engine/catalogue.js';
-import { compressFull, createPatch, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
+import { Encoder, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
 import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from '../engine/components.js';
 import { PublishError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
@@ -183,6 +183,32 @@ function currentRoot(
   return { root: metadata, changed: true };
 }
 
+/**
+ * Reads files into one buffer, grown with headroom as needed (pattern files grow a little with every
+ * version). A publish reads up to 14 bases per component; a new buffer for each would stay in memory
+ * until a garbage collection, next to zstd's tables.
+ */
+class ReusableReader {
+  private buffer = Buffer.alloc(0);
+
+  read(file: string): Buffer {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size > this.buffer.length) this.buffer = Buffer.allocUnsafe(Math.ceil(size * 1.25));
+      let length = 0;
+      while (length < size) {
+        const n = fs.readSync(fd, this.buffer, length, size - length, length);
+        if (n === 0) break;
+        length += n;
+      }
+      return this.buffer.subarray(0, length);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
 export function publish(options: PublishOptions): PublishResult {
   const now = options.now ?? new Date();
   const log = options.log ?? (() => {});
@@ -199,6 +225,9 @@ export function publish(options: PublishOptions): PublishResult {
   fs.mkdirSync(metadataDir, { recursive: true });
   fs.mkdirSync(targetsDir, { recursive: true });
   const state = readState(options.out);
+  // One compression context for the whole publish: see Encoder for why not one per file.
+  const encoder = new Encoder();
+  const bases = new ReusableReader();
 
   const targetFiles: Record<string, TargetFile> = {};
   const referenced = new Set<string>();
@@ -236,7 +265,7 @@ export function publish(options: PublishOptions): PublishResult {
     const latestBytes = fs.readFileSync(path.join(component.dir, String(latest)));
     if (latestBytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
     const latestHash = sha256(latestBytes);
-    const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => compressFull(latestBytes, level));
+    const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => encoder.compressFull(latestBytes, level));
     const entry: CatalogueComponent = {
       id: component.id,
       name: info.name,
@@ -247,22 +276,25 @@ export function publish(options: PublishOptions): PublishResult {
     };
     const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, incrementals: [], skipped: [] };
     if (info.duplication) {
-      for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY)) {
-        const baseBytes = fs.readFileSync(path.join(component.dir, String(from)));
+      // Newest base first: bases grow with the versions, so zstd's largest tables are allocated first and
+      // the smaller ones fit where they were (oldest first left the allocator's heap 20-40 MB larger).
+      for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY).reverse()) {
+        const baseBytes = bases.read(path.join(component.dir, String(from)));
         const target = incrementalTarget(component.id, from, latest);
         const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latestHash}`;
         const cached = state.built[key];
         let patch: Buffer | undefined;
-        const patchLength = cached?.length ?? (patch = createPatch(baseBytes, latestBytes, patchLevel)).length;
+        const patchLength = cached?.length ?? (patch = encoder.createPatch(baseBytes, latestBytes, patchLevel)).length;
         if (patchLength > full.length * INCREMENTAL_WORTH_RATIO) {
           summary.skipped.push({ from, bytes: patchLength });
           state.built[key] = cached ?? { sha256: '', length: patchLength, name: target };
           continue;
         }
-        buildOnce(key, target, () => patch ?? createPatch(baseBytes, latestBytes, patchLevel));
+        buildOnce(key, target, () => patch ?? encoder.createPatch(baseBytes, latestBytes, patchLevel));
         entry.incrementals.push({ from, target });
         summary.incrementals.push({ from, bytes: patchLength });
       }
+      for (const list of [entry.incrementals, summary.incrementals, summary.skipped]) list.reverse();
     }
     log(
       `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B` +
