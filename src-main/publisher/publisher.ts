@@ -17,7 +17,7 @@ import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } fr
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from '../engine/catalogue.js';
 import { Encoder, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
-import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from '../engine/components.js';
+import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion, type ComponentDeclaration, type ComponentInfo } from '../engine/components.js';
 import { PublishError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import {
@@ -90,9 +90,45 @@ interface InputComponent {
   id: string;
   versions: number[];
   dir: string;
+  info: ComponentInfo;
 }
 
-/** Read DIR/<component-id>/<version>; refuse anything that does not fit that layout. */
+/** Optional DIR/<component-id>/component.json: what the source declares about its component. */
+export const COMPONENT_FILE = 'component.json';
+
+const declarationSchema: JSONSchemaType<ComponentDeclaration> = {
+  type: 'object',
+  required: [],
+  additionalProperties: false,
+  properties: {
+    // Bounds as in the catalogue's schema, which clients check.
+    name: { type: 'string', minLength: 1, maxLength: 100, nullable: true },
+    duplication: { type: 'boolean', nullable: true },
+  },
+};
+const validateDeclaration = new Ajv().compile(declarationSchema);
+
+function readDeclaration(file: string): ComponentDeclaration {
+  const expected = 'expected {"name": "...", "duplication": true or false}, both optional';
+  let data: unknown;
+  try {
+    data = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new PublishError(`${file} is not valid JSON (${(cause as Error).message}); ${expected}`, { cause });
+  }
+  if (!validateDeclaration(data)) {
+    const problem = validateDeclaration.errors?.[0];
+    const where = problem?.instancePath ? `"${problem.instancePath.slice(1)}" ` : '';
+    const extra = problem?.keyword === 'additionalProperties' ? ` ("${String(problem.params.additionalProperty)}")` : '';
+    throw new PublishError(`${file}: ${where}${problem?.message ?? 'is not valid'}${extra}; ${expected}`);
+  }
+  return data;
+}
+
+/**
+ * Read DIR/<component-id>/<version> and the optional DIR/<component-id>/component.json; refuse anything
+ * that does not fit that layout.
+ */
 export function readInput(input: string): InputComponent[] {
   if (!fs.existsSync(input) || !fs.statSync(input).isDirectory()) {
     throw new PublishError(`input directory ${input} does not exist`);
@@ -106,15 +142,20 @@ export function readInput(input: string): InputComponent[] {
       throw new PublishError(`${dir}: component ids use lower-case letters, digits and dashes (e.g. virus-pattern)`);
     }
     const versions: number[] = [];
+    let declared: ComponentDeclaration = {};
     for (const name of fs.readdirSync(dir)) {
       if (name.startsWith('.')) continue;
+      if (name === COMPONENT_FILE) {
+        declared = readDeclaration(path.join(dir, name));
+        continue;
+      }
       const version = /^[1-9][0-9]*$/.test(name) ? Number(name) : NaN;
-      if (!isValidVersion(version)) throw new PublishError(`${path.join(dir, name)}: file names must be integer versions (e.g. 175)`);
+      if (!isValidVersion(version)) throw new PublishError(`${path.join(dir, name)}: file names must be integer versions (e.g. 175) or ${COMPONENT_FILE}`);
       if (!fs.statSync(path.join(dir, name)).isFile()) throw new PublishError(`${path.join(dir, name)} is not a file`);
       versions.push(version);
     }
     if (versions.length === 0) throw new PublishError(`${dir} holds no versions`);
-    components.push({ id, versions: versions.sort((a, b) => a - b), dir });
+    components.push({ id, versions: versions.sort((a, b) => a - b), dir, info: componentInfo(id, declared) });
   }
   if (components.length === 0) throw new PublishError(`input directory ${input} holds no components`);
   return components;
@@ -260,7 +301,7 @@ export function publish(options: PublishOptions): PublishResult {
   const catalogue: Catalogue = { schema: 1, published: now.toISOString(), components: [] };
   const published: PublishedComponent[] = [];
   for (const component of components) {
-    const info = componentInfo(component.id);
+    const { info } = component;
     const latest = component.versions.at(-1)!;
     const latestBytes = fs.readFileSync(path.join(component.dir, String(latest)));
     if (latestBytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
