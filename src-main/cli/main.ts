@@ -77,7 +77,7 @@ Options:
   --input DIR               full component files, one directory per component
   --out DIR                 the update source to write or refresh
   --keys DIR                Ed25519 signing keys (created if missing; keep them private)
-  --level N                 zstd level for full files (1-22, default 19)
+  --level N                 zstd level for full files (1-22, default 20)
   --patch-level N           zstd level for incremental patterns (1-22, default 12)
   --expires-timestamp DAYS  timestamp lifetime (default 1)
   --expires-snapshot DAYS   snapshot lifetime (default 7)

@@ -17,9 +17,12 @@ function windowLogFor(bytes: number): number {
   return Math.min(MAX_WINDOW_LOG, Math.max(20, Math.ceil(Math.log2(bytes + 1))));
 }
 
-/** Default zstd levels, chosen by measurement (docs/benchmarks.md): level 19 full files come within
- * xz -9's size; level-12 patches come within 1.15x of the best delta tool at a fraction of level 19's time. */
-export const FULL_LEVEL = 19;
+/** Default zstd levels, chosen by measurement (docs/benchmarks.md). Level 20 full files come within xz -9's
+ * size on text and closest to it on a binary database among the levels whose memory fits the publisher
+ * (21 and 22 gain under 1% more, with 1.5-2.5x the memory, which the publisher's shared context would then
+ * keep through the incrementals); a decoder's window stays the file's size. Level-12 patches come within
+ * 1.15x of the best delta tool at a fraction of level 19's time. */
+export const FULL_LEVEL = 20;
 export const PATCH_LEVEL = 12;
 
 /**

@@ -287,7 +287,7 @@ export function publish(options: PublishOptions): PublishResult {
     targetFiles[targetPath] = new TargetFile({ path: targetPath, length, hashes: { sha256: hash } });
     return { sha256: hash, length };
   };
-  /** Build once per distinct input: compressing 50 MB at level 19 takes a while. */
+  /** Build once per distinct input: compressing 50 MB at FULL_LEVEL takes minutes. */
   const buildOnce = (cacheKey: string, targetPath: string, build: () => Buffer) => {
     const cached = state.built[cacheKey];
     if (cached && fs.existsSync(path.join(targetsDir, path.posix.dirname(targetPath), `${cached.sha256}.${path.posix.basename(targetPath)}`))) {
