@@ -150,7 +150,7 @@ export function readInput(input: string): InputComponent[] {
         continue;
       }
       const version = /^[1-9][0-9]*$/.test(name) ? Number(name) : NaN;
-      if (!isValidVersion(version)) throw new PublishError(`${path.join(dir, name)}: file names must be integer versions (e.g. 175) or ${COMPONENT_FILE}`);
+      if (!isValidVersion(version)) throw new PublishError(`${path.join(dir, name)}: file names must be integer versions (e.g. 175)`);
       if (!fs.statSync(path.join(dir, name)).isFile()) throw new PublishError(`${path.join(dir, name)} is not a file`);
       versions.push(version);
     }
