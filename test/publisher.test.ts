@@ -93,6 +93,9 @@ describe('publish', () => {
     expect(spyware.incrementals).toEqual([]);
     expect(spyware.skipped.map((s) => s.from)).toEqual([1]);
     expect(catalogue().components[0]!.incrementals).toEqual([]);
+    // Built before the full file was, then removed again: nothing of it is left on the source.
+    expect(fs.readdirSync(path.join(source.out, 'targets', 'spyware-pattern')).filter((n) => n.includes('.v_'))).toEqual([]);
+    expect(source.publish().components[0]!.skipped).toEqual(spyware.skipped);
   });
 
   it('re-publishes incrementally: versions go up, built files are reused, older targets stay for a while', () => {

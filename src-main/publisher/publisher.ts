@@ -226,8 +226,9 @@ function currentRoot(
 
 /**
  * Reads files into one buffer, grown with headroom as needed (pattern files grow a little with every
- * version). A publish reads up to 14 bases per component; a new buffer for each would stay in memory
- * until a garbage collection, next to zstd's tables.
+ * version); what it returns is valid until the next read. A publish reads up to 14 bases per component
+ * and every latest version twice; a new buffer for each would stay in memory until a garbage collection,
+ * next to zstd's tables.
  */
 class ReusableReader {
   private buffer = Buffer.alloc(0);
@@ -269,44 +270,76 @@ export function publish(options: PublishOptions): PublishResult {
   // One compression context for the whole publish: see Encoder for why not one per file.
   const encoder = new Encoder();
   const bases = new ReusableReader();
+  const latests = new ReusableReader();
 
   const targetFiles: Record<string, TargetFile> = {};
   const referenced = new Set<string>();
-  /** Store a target under its hashed name (TUF spec §5.7.3 consistent snapshots) and list it. */
-  const addTarget = (targetPath: string, data: Buffer | undefined, built?: { sha256: string; length: number }) => {
-    const hash = built?.sha256 ?? sha256(data!);
-    const length = built?.length ?? data!.length;
-    const hashedName = `${path.posix.dirname(targetPath)}/${hash}.${path.posix.basename(targetPath)}`.replace(/^\.\//, '');
-    const file = path.join(targetsDir, hashedName);
-    if (!fs.existsSync(file)) {
-      if (!data) throw new PublishError(`${file} went missing; delete publish-state.json to rebuild`);
+  /** Where a target is stored: under its hashed name (TUF spec §5.7.3 consistent snapshots). */
+  const hashedName = (targetPath: string, hash: string) => `${path.posix.dirname(targetPath)}/${hash}.${path.posix.basename(targetPath)}`.replace(/^\.\//, '');
+  const storedFile = (targetPath: string, hash: string) => path.join(targetsDir, hashedName(targetPath, hash));
+  /** Store a target's bytes; `created` says whether this run wrote the file. */
+  const store = (targetPath: string, data: Buffer) => {
+    const built = { sha256: sha256(data), length: data.length };
+    const file = storedFile(targetPath, built.sha256);
+    const created = !fs.existsSync(file);
+    if (created) {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       writeFileAtomic(file, data);
     }
-    referenced.add(path.join('targets', hashedName));
-    targetFiles[targetPath] = new TargetFile({ path: targetPath, length, hashes: { sha256: hash } });
-    return { sha256: hash, length };
+    return { ...built, created };
+  };
+  /** List a stored target in the targets metadata. */
+  const addTarget = (targetPath: string, built: { sha256: string; length: number }) => {
+    if (!fs.existsSync(storedFile(targetPath, built.sha256))) {
+      throw new PublishError(`${storedFile(targetPath, built.sha256)} went missing; delete publish-state.json to rebuild`);
+    }
+    referenced.add(path.join('targets', hashedName(targetPath, built.sha256)));
+    targetFiles[targetPath] = new TargetFile({ path: targetPath, length: built.length, hashes: { sha256: built.sha256 } });
   };
   /** Build once per distinct input: compressing 50 MB at FULL_LEVEL takes minutes. */
   const buildOnce = (cacheKey: string, targetPath: string, build: () => Buffer) => {
     const cached = state.built[cacheKey];
-    if (cached && fs.existsSync(path.join(targetsDir, path.posix.dirname(targetPath), `${cached.sha256}.${path.posix.basename(targetPath)}`))) {
-      return addTarget(targetPath, undefined, cached);
-    }
-    const result = addTarget(targetPath, build());
-    state.built[cacheKey] = { ...result, name: targetPath };
-    return result;
+    if (cached?.sha256 && fs.existsSync(storedFile(targetPath, cached.sha256))) return { ...cached, created: false };
+    const built = store(targetPath, build());
+    state.built[cacheKey] = { sha256: built.sha256, length: built.length, name: targetPath };
+    return built;
   };
+  const readLatest = (component: InputComponent) => {
+    const latest = component.versions.at(-1)!;
+    const bytes = latests.read(path.join(component.dir, String(latest)));
+    if (bytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
+    return { latest, bytes, hash: sha256(bytes) };
+  };
+
+  // Incrementals of every component first, full files after: the context keeps the largest workspace it
+  // has needed, and a full file's (at FULL_LEVEL, tables for the whole file) is larger than an incremental's
+  // for files up to about 30 MB, so building it first would leave it under every incremental's tables.
+  // Whether an incremental is worth publishing is only known once its full file is: a new one is stored
+  // now and removed again if it is not.
+  const patches = new Map<string, { from: number; key: string; length: number; created: boolean }[]>();
+  for (const component of components.filter((c) => c.info.duplication)) {
+    const latest = readLatest(component);
+    const built: { from: number; key: string; length: number; created: boolean }[] = [];
+    // Newest base first: bases grow with the versions, so zstd's largest tables are allocated first and
+    // the smaller ones fit where they were (oldest first left the allocator's heap 20-40 MB larger).
+    for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY).reverse()) {
+      const baseBytes = bases.read(path.join(component.dir, String(from)));
+      const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latest.hash}`;
+      const cached = state.built[key];
+      // Known from an earlier run (published, or measured as not worth it): nothing to build.
+      if (cached) built.push({ from, key, length: cached.length, created: false });
+      else built.push({ from, key, ...buildOnce(key, incrementalTarget(component.id, from, latest.latest), () => encoder.createPatch(baseBytes, latest.bytes, patchLevel)) });
+    }
+    patches.set(component.id, built.reverse());
+  }
 
   const catalogue: Catalogue = { schema: 1, published: now.toISOString(), components: [] };
   const published: PublishedComponent[] = [];
   for (const component of components) {
     const { info } = component;
-    const latest = component.versions.at(-1)!;
-    const latestBytes = fs.readFileSync(path.join(component.dir, String(latest)));
-    if (latestBytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
-    const latestHash = sha256(latestBytes);
+    const { latest, bytes: latestBytes, hash: latestHash } = readLatest(component);
     const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => encoder.compressFull(latestBytes, level));
+    addTarget(fullTarget(component.id, latest), full);
     const entry: CatalogueComponent = {
       id: component.id,
       name: info.name,
@@ -316,26 +349,20 @@ export function publish(options: PublishOptions): PublishResult {
       incrementals: [],
     };
     const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, incrementals: [], skipped: [] };
-    if (info.duplication) {
-      // Newest base first: bases grow with the versions, so zstd's largest tables are allocated first and
-      // the smaller ones fit where they were (oldest first left the allocator's heap 20-40 MB larger).
-      for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY).reverse()) {
-        const baseBytes = bases.read(path.join(component.dir, String(from)));
-        const target = incrementalTarget(component.id, from, latest);
-        const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latestHash}`;
-        const cached = state.built[key];
-        let patch: Buffer | undefined;
-        const patchLength = cached?.length ?? (patch = encoder.createPatch(baseBytes, latestBytes, patchLevel)).length;
-        if (patchLength > full.length * INCREMENTAL_WORTH_RATIO) {
-          summary.skipped.push({ from, bytes: patchLength });
-          state.built[key] = cached ?? { sha256: '', length: patchLength, name: target };
-          continue;
+    for (const { from, key, length, created } of patches.get(component.id) ?? []) {
+      const target = incrementalTarget(component.id, from, latest);
+      if (length > full.length * INCREMENTAL_WORTH_RATIO) {
+        summary.skipped.push({ from, bytes: length });
+        if (created) {
+          fs.rmSync(storedFile(target, state.built[key]!.sha256), { force: true });
+          state.built[key] = { sha256: '', length, name: target }; // its length is remembered: not built again
         }
-        buildOnce(key, target, () => patch ?? encoder.createPatch(baseBytes, latestBytes, patchLevel));
-        entry.incrementals.push({ from, target });
-        summary.incrementals.push({ from, bytes: patchLength });
+        continue;
       }
-      for (const list of [entry.incrementals, summary.incrementals, summary.skipped]) list.reverse();
+      // Built in an earlier run but its file went missing, or measured then as not worth it: build it now.
+      addTarget(target, buildOnce(key, target, () => encoder.createPatch(bases.read(path.join(component.dir, String(from))), latestBytes, patchLevel)));
+      entry.incrementals.push({ from, target });
+      summary.incrementals.push({ from, bytes: length });
     }
     log(
       `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B` +
@@ -345,7 +372,7 @@ export function publish(options: PublishOptions): PublishResult {
     catalogue.components.push(entry);
     published.push(summary);
   }
-  addTarget(CATALOGUE_TARGET, Buffer.from(JSON.stringify(catalogue, null, 1)));
+  addTarget(CATALOGUE_TARGET, store(CATALOGUE_TARGET, Buffer.from(JSON.stringify(catalogue, null, 1))));
 
   // Metadata, signed bottom-up: root (if new), targets, snapshot, then timestamp as the commit point.
   const { root, changed: rootChanged } = currentRoot(metadataDir, keys, expiryDays, now);
