@@ -765,7 +765,7 @@ function report(results) {
     p(`| ${pub.title} | ${versionsCell} | ${incCell} | ${fmtBytes(s.last.compressedBytes)} | ${peakCell} | ${targetCell} | ${timeCell} |`);
   }
   p();
-  p(`Why it is bounded: the publisher builds every file with one zstd context (\`Encoder\` in codec.ts) and resets it after each file, which frees zstd's copy of the base and the CDict at once; the context's workspace is reused. zstd-napi frees a context only after a garbage collection and a turn of the event loop, so the earlier one-context-per-file publisher held every context of a publish at once. An incremental's peak is the base, its copy inside zstd, the target, and the match-finder tables twice (the CDict and the context's copy): 2^(W−1) entries of 5 bytes, at most 2^26.`);
+  p(`Why it is bounded: the publisher builds every file with one zstd context (\`Encoder\` in codec.ts) and resets it after each file, which frees zstd's copy of the base and the CDict at once; the context's workspace is reused, and since it keeps the largest one it has needed, every incremental is built before the (larger-tabled) full files. zstd-napi frees a context only after a garbage collection and a turn of the event loop, so the earlier one-context-per-file publisher held every context of a publish at once. An incremental's peak is the base, its copy inside zstd, the target, and the match-finder tables twice (the CDict and the context's copy): 2^(W−1) entries of 5 bytes, at most 2^26.`);
   p();
   p(findings(results));
   return out.join('\n') + '\n';
