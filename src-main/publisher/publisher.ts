@@ -16,8 +16,8 @@ import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from '../engine/catalogue.js';
-import { compressFull, createPatch, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
-import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion } from '../engine/components.js';
+import { Encoder, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
+import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion, type ComponentDeclaration, type ComponentInfo } from '../engine/components.js';
 import { PublishError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import {
@@ -90,9 +90,45 @@ interface InputComponent {
   id: string;
   versions: number[];
   dir: string;
+  info: ComponentInfo;
 }
 
-/** Read DIR/<component-id>/<version>; refuse anything that does not fit that layout. */
+/** Optional DIR/<component-id>/component.json: what the source declares about its component. */
+export const COMPONENT_FILE = 'component.json';
+
+const declarationSchema: JSONSchemaType<ComponentDeclaration> = {
+  type: 'object',
+  required: [],
+  additionalProperties: false,
+  properties: {
+    // Bounds as in the catalogue's schema, which clients check.
+    name: { type: 'string', minLength: 1, maxLength: 100, nullable: true },
+    duplication: { type: 'boolean', nullable: true },
+  },
+};
+const validateDeclaration = new Ajv().compile(declarationSchema);
+
+function readDeclaration(file: string): ComponentDeclaration {
+  const expected = 'expected {"name": "...", "duplication": true or false}, both optional';
+  let data: unknown;
+  try {
+    data = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new PublishError(`${file} is not valid JSON (${(cause as Error).message}); ${expected}`, { cause });
+  }
+  if (!validateDeclaration(data)) {
+    const problem = validateDeclaration.errors?.[0];
+    const where = problem?.instancePath ? `"${problem.instancePath.slice(1)}" ` : '';
+    const extra = problem?.keyword === 'additionalProperties' ? ` ("${String(problem.params.additionalProperty)}")` : '';
+    throw new PublishError(`${file}: ${where}${problem?.message ?? 'is not valid'}${extra}; ${expected}`);
+  }
+  return data;
+}
+
+/**
+ * Read DIR/<component-id>/<version> and the optional DIR/<component-id>/component.json; refuse anything
+ * that does not fit that layout.
+ */
 export function readInput(input: string): InputComponent[] {
   if (!fs.existsSync(input) || !fs.statSync(input).isDirectory()) {
     throw new PublishError(`input directory ${input} does not exist`);
@@ -106,15 +142,20 @@ export function readInput(input: string): InputComponent[] {
       throw new PublishError(`${dir}: component ids use lower-case letters, digits and dashes (e.g. virus-pattern)`);
     }
     const versions: number[] = [];
+    let declared: ComponentDeclaration = {};
     for (const name of fs.readdirSync(dir)) {
       if (name.startsWith('.')) continue;
+      if (name === COMPONENT_FILE) {
+        declared = readDeclaration(path.join(dir, name));
+        continue;
+      }
       const version = /^[1-9][0-9]*$/.test(name) ? Number(name) : NaN;
       if (!isValidVersion(version)) throw new PublishError(`${path.join(dir, name)}: file names must be integer versions (e.g. 175)`);
       if (!fs.statSync(path.join(dir, name)).isFile()) throw new PublishError(`${path.join(dir, name)} is not a file`);
       versions.push(version);
     }
     if (versions.length === 0) throw new PublishError(`${dir} holds no versions`);
-    components.push({ id, versions: versions.sort((a, b) => a - b), dir });
+    components.push({ id, versions: versions.sort((a, b) => a - b), dir, info: componentInfo(id, declared) });
   }
   if (components.length === 0) throw new PublishError(`input directory ${input} holds no components`);
   return components;
@@ -183,6 +224,33 @@ function currentRoot(
   return { root: metadata, changed: true };
 }
 
+/**
+ * Reads files into one buffer, grown with headroom as needed (pattern files grow a little with every
+ * version); what it returns is valid until the next read. A publish reads up to 14 bases per component
+ * and every latest version twice; a new buffer for each would stay in memory until a garbage collection,
+ * next to zstd's tables.
+ */
+class ReusableReader {
+  private buffer = Buffer.alloc(0);
+
+  read(file: string): Buffer {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size > this.buffer.length) this.buffer = Buffer.allocUnsafe(Math.ceil(size * 1.25));
+      let length = 0;
+      while (length < size) {
+        const n = fs.readSync(fd, this.buffer, length, size - length, length);
+        if (n === 0) break;
+        length += n;
+      }
+      return this.buffer.subarray(0, length);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
 export function publish(options: PublishOptions): PublishResult {
   const now = options.now ?? new Date();
   const log = options.log ?? (() => {});
@@ -199,44 +267,79 @@ export function publish(options: PublishOptions): PublishResult {
   fs.mkdirSync(metadataDir, { recursive: true });
   fs.mkdirSync(targetsDir, { recursive: true });
   const state = readState(options.out);
+  // One compression context for the whole publish: see Encoder for why not one per file.
+  const encoder = new Encoder();
+  const bases = new ReusableReader();
+  const latests = new ReusableReader();
 
   const targetFiles: Record<string, TargetFile> = {};
   const referenced = new Set<string>();
-  /** Store a target under its hashed name (TUF spec §5.7.3 consistent snapshots) and list it. */
-  const addTarget = (targetPath: string, data: Buffer | undefined, built?: { sha256: string; length: number }) => {
-    const hash = built?.sha256 ?? sha256(data!);
-    const length = built?.length ?? data!.length;
-    const hashedName = `${path.posix.dirname(targetPath)}/${hash}.${path.posix.basename(targetPath)}`.replace(/^\.\//, '');
-    const file = path.join(targetsDir, hashedName);
-    if (!fs.existsSync(file)) {
-      if (!data) throw new PublishError(`${file} went missing; delete publish-state.json to rebuild`);
+  /** Where a target is stored: under its hashed name (TUF spec §5.7.3 consistent snapshots). */
+  const hashedName = (targetPath: string, hash: string) => `${path.posix.dirname(targetPath)}/${hash}.${path.posix.basename(targetPath)}`.replace(/^\.\//, '');
+  const storedFile = (targetPath: string, hash: string) => path.join(targetsDir, hashedName(targetPath, hash));
+  /** Store a target's bytes; `created` says whether this run wrote the file. */
+  const store = (targetPath: string, data: Buffer) => {
+    const built = { sha256: sha256(data), length: data.length };
+    const file = storedFile(targetPath, built.sha256);
+    const created = !fs.existsSync(file);
+    if (created) {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       writeFileAtomic(file, data);
     }
-    referenced.add(path.join('targets', hashedName));
-    targetFiles[targetPath] = new TargetFile({ path: targetPath, length, hashes: { sha256: hash } });
-    return { sha256: hash, length };
+    return { ...built, created };
   };
-  /** Build once per distinct input: compressing 50 MB at level 19 takes a while. */
+  /** List a stored target in the targets metadata. */
+  const addTarget = (targetPath: string, built: { sha256: string; length: number }) => {
+    if (!fs.existsSync(storedFile(targetPath, built.sha256))) {
+      throw new PublishError(`${storedFile(targetPath, built.sha256)} went missing; delete publish-state.json to rebuild`);
+    }
+    referenced.add(path.join('targets', hashedName(targetPath, built.sha256)));
+    targetFiles[targetPath] = new TargetFile({ path: targetPath, length: built.length, hashes: { sha256: built.sha256 } });
+  };
+  /** Build once per distinct input: compressing 50 MB at FULL_LEVEL takes minutes. */
   const buildOnce = (cacheKey: string, targetPath: string, build: () => Buffer) => {
     const cached = state.built[cacheKey];
-    if (cached && fs.existsSync(path.join(targetsDir, path.posix.dirname(targetPath), `${cached.sha256}.${path.posix.basename(targetPath)}`))) {
-      return addTarget(targetPath, undefined, cached);
-    }
-    const result = addTarget(targetPath, build());
-    state.built[cacheKey] = { ...result, name: targetPath };
-    return result;
+    if (cached?.sha256 && fs.existsSync(storedFile(targetPath, cached.sha256))) return { ...cached, created: false };
+    const built = store(targetPath, build());
+    state.built[cacheKey] = { sha256: built.sha256, length: built.length, name: targetPath };
+    return built;
   };
+  const readLatest = (component: InputComponent) => {
+    const latest = component.versions.at(-1)!;
+    const bytes = latests.read(path.join(component.dir, String(latest)));
+    if (bytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
+    return { latest, bytes, hash: sha256(bytes) };
+  };
+
+  // Incrementals of every component first, full files after: the context keeps the largest workspace it
+  // has needed, and a full file's (at FULL_LEVEL, tables for the whole file) is larger than an incremental's
+  // for files up to about 30 MB, so building it first would leave it under every incremental's tables.
+  // Whether an incremental is worth publishing is only known once its full file is: a new one is stored
+  // now and removed again if it is not.
+  const patches = new Map<string, { from: number; key: string; length: number; created: boolean }[]>();
+  for (const component of components.filter((c) => c.info.duplication)) {
+    const latest = readLatest(component);
+    const built: { from: number; key: string; length: number; created: boolean }[] = [];
+    // Newest base first: bases grow with the versions, so zstd's largest tables are allocated first and
+    // the smaller ones fit where they were (oldest first left the allocator's heap 20-40 MB larger).
+    for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY).reverse()) {
+      const baseBytes = bases.read(path.join(component.dir, String(from)));
+      const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latest.hash}`;
+      const cached = state.built[key];
+      // Known from an earlier run (published, or measured as not worth it): nothing to build.
+      if (cached) built.push({ from, key, length: cached.length, created: false });
+      else built.push({ from, key, ...buildOnce(key, incrementalTarget(component.id, from, latest.latest), () => encoder.createPatch(baseBytes, latest.bytes, patchLevel)) });
+    }
+    patches.set(component.id, built.reverse());
+  }
 
   const catalogue: Catalogue = { schema: 1, published: now.toISOString(), components: [] };
   const published: PublishedComponent[] = [];
   for (const component of components) {
-    const info = componentInfo(component.id);
-    const latest = component.versions.at(-1)!;
-    const latestBytes = fs.readFileSync(path.join(component.dir, String(latest)));
-    if (latestBytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
-    const latestHash = sha256(latestBytes);
-    const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => compressFull(latestBytes, level));
+    const { info } = component;
+    const { latest, bytes: latestBytes, hash: latestHash } = readLatest(component);
+    const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => encoder.compressFull(latestBytes, level));
+    addTarget(fullTarget(component.id, latest), full);
     const entry: CatalogueComponent = {
       id: component.id,
       name: info.name,
@@ -246,23 +349,20 @@ export function publish(options: PublishOptions): PublishResult {
       incrementals: [],
     };
     const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, incrementals: [], skipped: [] };
-    if (info.duplication) {
-      for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY)) {
-        const baseBytes = fs.readFileSync(path.join(component.dir, String(from)));
-        const target = incrementalTarget(component.id, from, latest);
-        const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latestHash}`;
-        const cached = state.built[key];
-        let patch: Buffer | undefined;
-        const patchLength = cached?.length ?? (patch = createPatch(baseBytes, latestBytes, patchLevel)).length;
-        if (patchLength > full.length * INCREMENTAL_WORTH_RATIO) {
-          summary.skipped.push({ from, bytes: patchLength });
-          state.built[key] = cached ?? { sha256: '', length: patchLength, name: target };
-          continue;
+    for (const { from, key, length, created } of patches.get(component.id) ?? []) {
+      const target = incrementalTarget(component.id, from, latest);
+      if (length > full.length * INCREMENTAL_WORTH_RATIO) {
+        summary.skipped.push({ from, bytes: length });
+        if (created) {
+          fs.rmSync(storedFile(target, state.built[key]!.sha256), { force: true });
+          state.built[key] = { sha256: '', length, name: target }; // its length is remembered: not built again
         }
-        buildOnce(key, target, () => patch ?? createPatch(baseBytes, latestBytes, patchLevel));
-        entry.incrementals.push({ from, target });
-        summary.incrementals.push({ from, bytes: patchLength });
+        continue;
       }
+      // Built in an earlier run but its file went missing, or measured then as not worth it: build it now.
+      addTarget(target, buildOnce(key, target, () => encoder.createPatch(bases.read(path.join(component.dir, String(from))), latestBytes, patchLevel)));
+      entry.incrementals.push({ from, target });
+      summary.incrementals.push({ from, bytes: length });
     }
     log(
       `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B` +
@@ -272,7 +372,7 @@ export function publish(options: PublishOptions): PublishResult {
     catalogue.components.push(entry);
     published.push(summary);
   }
-  addTarget(CATALOGUE_TARGET, Buffer.from(JSON.stringify(catalogue, null, 1)));
+  addTarget(CATALOGUE_TARGET, store(CATALOGUE_TARGET, Buffer.from(JSON.stringify(catalogue, null, 1))));
 
   // Metadata, signed bottom-up: root (if new), targets, snapshot, then timestamp as the commit point.
   const { root, changed: rootChanged } = currentRoot(metadataDir, keys, expiryDays, now);
