@@ -82,14 +82,17 @@ describe.skipIf(Boolean(skipReason))(`a caching mirror (nginx, as docs/mirror.md
   }, 90_000);
 
   afterAll(async () => {
-    await Promise.all(agents.map((agent) => agent.stop()));
-    if (nginx?.pid) {
-      process.kill(nginx.pid, 'SIGQUIT');
-      await until(() => nginx!.exitCode !== null || nginx!.signalCode !== null, 10_000, 'nginx to stop').catch(() => process.kill(nginx!.pid!, 'SIGKILL'));
+    try {
+      await Promise.all(agents.map((agent) => agent.stop()));
+      if (nginx?.pid && nginx.exitCode === null && nginx.signalCode === null) {
+        process.kill(nginx.pid, 'SIGQUIT');
+        await until(() => nginx!.exitCode !== null || nginx!.signalCode !== null, 10_000, 'nginx to stop').catch(() => process.kill(nginx!.pid!, 'SIGKILL'));
+      }
+      counter?.closeAllConnections();
+      await new Promise((resolve) => counter?.close(resolve));
+    } finally {
+      await lab?.stop();
     }
-    counter?.closeAllConnections();
-    await new Promise((resolve) => counter?.close(resolve));
-    await lab?.stop();
   }, 60_000);
 
   it('20 agents update through the mirror; the server sees one download per file', { timeout: 180_000 }, async () => {
