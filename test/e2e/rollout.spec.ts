@@ -168,3 +168,16 @@ test('a canary agent that cannot install halts the rollout: the overview says so
   // The broad agent holds its version.
   expect(versionIn(await delta.status())).toBe(BEFORE);
 });
+
+test.describe('with rollout rings turned off', () => {
+  test.use({ serveArgs: ['--agent-spread', '0', '--agent-poll', '10', '--rollout', 'off'] });
+
+  test('the Rollout card says so in one line, with the flag that turns them on, and offers no buttons', async ({ page, bulwark }) => {
+    await openConsole(page, bulwark, '#agents');
+    await expect(card(page).getByTestId('rollout-off')).toHaveText(
+      'Rollout rings are off: every agent gets each release at once. To go ring by ring (canary, early, broad), start the server with bulwark serve --rollout on.',
+    );
+    await expect(card(page).getByRole('button')).toHaveCount(0);
+    await expect(card(page).getByTestId('rollout-ring-canary')).toHaveCount(0);
+  });
+});
