@@ -1,5 +1,5 @@
 // Words and numbers as the console shows them. Pure functions: the components stay markup.
-import type { AgentCountsView, AgentsSummary, AgentStateView, EngineStateView, InstallMethod, ScheduleView, Trigger } from '../../src-main/console/contract.js';
+import type { AgentCountsView, AgentsSummary, AgentStateView, EngineStateView, InstallMethod, RingView, ScheduleView, Trigger } from '../../src-main/console/contract.js';
 
 const KB = 1000;
 
@@ -159,3 +159,27 @@ export function describeAgents(summary: AgentsSummary): string {
   return [`${formatCount(counts.current)} of ${formatCount(counts.total)} current`, ...problems].join(' · ');
 }
 
+
+/** "45 seconds", "15 minutes", "1 hour 30 minutes", "2 days": a length of time such as a soak. */
+export function formatSpan(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return plural(s, 'second');
+  const parts: [number, string][] = [
+    [Math.floor(s / 86_400), 'day'],
+    [Math.floor((s % 86_400) / 3_600), 'hour'],
+    [Math.floor((s % 3_600) / 60), 'minute'],
+  ];
+  const shown = parts.filter(([count]) => count > 0).slice(0, 2);
+  return shown.map(([count, unit]) => plural(count, unit)).join(' ');
+}
+
+/** The rollout rings in order, with what each means. */
+export const RINGS: readonly { ring: RingView; label: string; help: string }[] = [
+  { ring: 'canary', label: 'Canary', help: 'Gets each release first' },
+  { ring: 'early', label: 'Early', help: 'Gets it once canary ran it without failures' },
+  { ring: 'broad', label: 'Broad', help: 'Everyone else, last (new agents join it)' },
+];
+
+export function ringLabel(ring: RingView): string {
+  return RINGS.find((r) => r.ring === ring)?.label ?? ring;
+}

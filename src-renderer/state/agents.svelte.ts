@@ -1,6 +1,7 @@
 // The Agents view's state: the query (filter text, state, sort), the page of agents the server
-// answered, the "Update agents now" request and the enrollment token. It is the only thing that
-// calls the agents methods; the components read it and call its methods.
+// answered, the "Update agents now" request, the enrollment token, the rollout's buttons (promote,
+// halt, resume) and moving agents between rings. It is the only thing that calls the agents
+// methods; the components read it and call its methods.
 //
 // - The page is loaded while the view watches it (watch(), from the view's $effect). Whatever
 //   happens meanwhile ('agents' and 'run' events, a reconnect) only marks it stale, so the overview
@@ -10,7 +11,13 @@
 //   browser console reconnects (events sent while it was down are lost). Loads are coalesced like
 //   ConsoleState's: a burst of events costs one or two loads, never one per event.
 // - A change of the query loads at once; the filter text waits until typing pauses (~200 ms).
-import type { AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi } from '../../src-main/console/contract.js';
+// - The page's summary carries the rollout: it is loaded again on 'changed' events about the rollout
+//   (the server's own promotions and halts too), the pins and the agent settings. A rollout button
+//   shows the server's answer at once.
+// - A ring move shows at once once the server has taken it: the server reads its agents again a
+//   moment after a move, and a page answered before that would still show the old ring. The move
+//   is kept over such pages (for a few seconds, until a page agrees) and the page is loaded again.
+import type { AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi, RingView, RolloutView } from '../../src-main/console/contract.js';
 import type { ConnectionMonitor } from '../api/connection.js';
 import { errorMessage } from '../api/errors.js';
 import type { LoadStatus } from './console.svelte.js';
@@ -24,6 +31,29 @@ export type AgentsUpdateRequest = { kind: 'idle' } | { kind: 'sending' } | { kin
 export type TokenStatus = { kind: 'unknown' } | { kind: 'loading' } | { kind: 'loaded'; token: string } | { kind: 'failed'; message: string };
 
 export type RotateStatus = { kind: 'idle' } | { kind: 'sending' } | { kind: 'rotated' } | { kind: 'failed'; message: string };
+
+export type RolloutAction = 'promote' | 'halt' | 'resume';
+
+/** The last rollout button pressed: being sent, done (with the rollout as the server answered), or refused. */
+export type RolloutRequest =
+  | { kind: 'idle' }
+  | { kind: 'sending'; action: RolloutAction }
+  | { kind: 'done'; action: RolloutAction; rollout: RolloutView }
+  | { kind: 'failed'; action: RolloutAction; message: string };
+
+/** The last ring move: which agent (by name, as the table shows it), to which ring, and how it went. */
+export type RingMove =
+  | { kind: 'idle' }
+  | { kind: 'sending' | 'moved'; id: string; name: string; ring: RingView }
+  | { kind: 'failed'; id: string; name: string; ring: RingView; message: string };
+
+/** 'changed' reasons that change the rollout card (the rollout itself, pins, the agent settings). */
+const ROLLOUT_REASONS = /^(?:rollout|pins|settings\.distribution)/;
+
+/** How long a ring move the server took is shown over pages that do not show it yet. */
+const MOVE_GRACE_MS = 5_000;
+/** The server reads its agents again this soon after a move (its settle time, and a margin). */
+const MOVE_RELOAD_MS = 700;
 
 /** How long typing must pause before the filter text is sent. */
 export const FILTER_DEBOUNCE_MS = 200;
@@ -44,6 +74,8 @@ export class AgentsState {
   updateRequest = $state.raw<AgentsUpdateRequest>({ kind: 'idle' });
   token = $state.raw<TokenStatus>({ kind: 'unknown' });
   rotation = $state.raw<RotateStatus>({ kind: 'idle' });
+  rolloutRequest = $state.raw<RolloutRequest>({ kind: 'idle' });
+  ringMove = $state.raw<RingMove>({ kind: 'idle' });
 
   /** The filter text the query uses now (filterText, once typing has paused). */
   #filter = $state('');
@@ -57,6 +89,9 @@ export class AgentsState {
   #loading: Promise<void> | undefined;
   #loadAgain = false;
   #filterTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Ring moves the server took, by agent id, until a page shows them (or the grace runs out). */
+  readonly #moves = new Map<string, { ring: RingView; until: number }>();
+  #moveTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(api: ConsoleApi, connection: ConnectionMonitor, options: { limit?: number } = {}) {
     this.#api = api;
@@ -69,6 +104,9 @@ export class AgentsState {
     const stops = [
       this.#api.on('agents', () => this.#changed()),
       this.#api.on('run', () => this.#changed()),
+      this.#api.on('changed', ({ reason }) => {
+        if (ROLLOUT_REASONS.test(reason)) this.#changed();
+      }),
       // (Re)connected: what happened while the event stream was down is only in a new page.
       this.#connection.onStatus((status) => {
         if (status.kind === 'connected') this.#changed();
@@ -76,6 +114,7 @@ export class AgentsState {
     ];
     return () => {
       clearTimeout(this.#filterTimer);
+      clearTimeout(this.#moveTimer);
       stops.forEach((stop) => stop());
     };
   }
@@ -171,7 +210,7 @@ export class AgentsState {
       // The query changed while this one was answered: a load with the new one follows, and showing
       // this answer until then would flash rows the user has just filtered away.
       if (key !== JSON.stringify(this.query)) return;
-      this.page = page;
+      this.page = this.#withMoves(page);
       this.loadError = null;
       this.status = 'ready';
     } catch (error) {
@@ -179,6 +218,67 @@ export class AgentsState {
       this.loadError = errorMessage(error);
       // A view that has shown agents keeps showing them, with the error above.
       if (!this.page) this.status = 'failed';
+    }
+  }
+
+  /** The page with the ring moves the server took but did not show yet; loads again soon while there are any. */
+  #withMoves(page: AgentsPage): AgentsPage {
+    if (this.#moves.size === 0) return page;
+    const now = Date.now();
+    let pending = false;
+    const agents = page.agents.map((agent) => {
+      const move = this.#moves.get(agent.id);
+      if (!move) return agent;
+      if (agent.ring === move.ring || now > move.until) {
+        this.#moves.delete(agent.id);
+        return agent;
+      }
+      pending = true;
+      return { ...agent, ring: move.ring };
+    });
+    for (const [id, move] of this.#moves) if (now > move.until) this.#moves.delete(id);
+    if (pending) this.#reloadSoon();
+    return { ...page, agents };
+  }
+
+  #reloadSoon(): void {
+    clearTimeout(this.#moveTimer);
+    this.#moveTimer = setTimeout(() => {
+      this.#moveTimer = undefined;
+      void this.reload();
+    }, MOVE_RELOAD_MS);
+  }
+
+  /** Promote the rollout to the next ring now, halt it, or resume it after a halt. */
+  async changeRollout(action: RolloutAction): Promise<void> {
+    if (this.rolloutRequest.kind === 'sending') return;
+    this.rolloutRequest = { kind: 'sending', action };
+    try {
+      const rollout = await this.#api.call('rollout', { action });
+      this.rolloutRequest = { kind: 'done', action, rollout };
+      // The answer is the rollout as it is now: show it at once (the ring counts come with the page).
+      if (this.page) this.page = { ...this.page, summary: { ...this.page.summary, rollout } };
+      void this.reload();
+    } catch (error) {
+      this.rolloutRequest = { kind: 'failed', action, message: errorMessage(error) };
+    }
+  }
+
+  /** Move an agent to another ring. Resolves true when the server took it. */
+  async setAgentRing(agent: { id: string; name: string }, ring: RingView): Promise<boolean> {
+    if (this.ringMove.kind === 'sending') return false;
+    const { id, name } = agent;
+    this.ringMove = { kind: 'sending', id, name, ring };
+    try {
+      await this.#api.call('setAgentRing', { id, ring });
+      this.#moves.set(id, { ring, until: Date.now() + MOVE_GRACE_MS });
+      this.ringMove = { kind: 'moved', id, name, ring };
+      if (this.page) this.page = this.#withMoves(this.page);
+      void this.reload();
+      return true;
+    } catch (error) {
+      this.ringMove = { kind: 'failed', id, name, ring, message: errorMessage(error) };
+      return false;
     }
   }
 

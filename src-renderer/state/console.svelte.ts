@@ -9,6 +9,8 @@
 //   snapshot is loaded again for the reminders that follow from them (agents gone silent...).
 // - After the browser console reconnects, the snapshot is loaded again: events sent while the
 //   connection was down are lost, the snapshot is not.
+// - A component's pin, unpin or roll-back (changeComponent) keeps its last result for the table to
+//   show; the server's 'changed' event (reason 'pins') and 'run' event bring the new snapshot.
 import type {
   AgentCountsView,
   ConnectionTestResult,
@@ -44,6 +46,20 @@ export type UpdateRequest = { kind: 'idle' } | { kind: 'sending' } | { kind: 'jo
 
 export type TestConnectionParams = ConsoleMethods['testConnection']['params'];
 
+/** An operator's change to a component: pin, unpin, or roll back to a kept version (pinned there). */
+export type ComponentChange = ConsoleMethods['changeComponent']['params'];
+
+/**
+ * The last component change: being sent (the server waits for an update in progress first), done
+ * (the server's reason), refused by the server (its message), or not delivered at all.
+ */
+export type ComponentChangeStatus =
+  | { kind: 'idle' }
+  | { kind: 'sending'; change: ComponentChange }
+  | { kind: 'done'; change: ComponentChange; reason: string }
+  | { kind: 'refused'; change: ComponentChange; message: string }
+  | { kind: 'failed'; change: ComponentChange; message: string };
+
 export class ConsoleState {
   /** The last snapshot the server sent (null until the first one arrives). */
   snapshot = $state.raw<Snapshot | null>(null);
@@ -55,6 +71,7 @@ export class ConsoleState {
   loadError = $state<string | null>(null);
   connection = $state.raw<ConnectionStatus>({ kind: 'connecting' });
   updateRequest = $state.raw<UpdateRequest>({ kind: 'idle' });
+  componentChange = $state.raw<ComponentChangeStatus>({ kind: 'idle' });
 
   readonly busy = $derived(this.engine.type !== 'idle' && this.engine.type !== 'failed');
   readonly activity = $derived.by(() => activityOf(this.engine, this.progress, (id) => this.componentName(id)));
@@ -160,6 +177,29 @@ export class ConsoleState {
       if (joined) this.#joinedTimer = setTimeout(() => (this.updateRequest = { kind: 'idle' }), 5_000);
     } catch (error) {
       this.updateRequest = { kind: 'failed', message: errorMessage(error) };
+    }
+  }
+
+  /**
+   * Pin, unpin or roll back a component. Resolves true when the server did it; the outcome stays in
+   * componentChange either way. One change at a time: a second while one is sent is ignored.
+   */
+  async changeComponent(change: ComponentChange): Promise<boolean> {
+    if (this.componentChange.kind === 'sending') return false;
+    this.componentChange = { kind: 'sending', change };
+    try {
+      const result = await this.#api.call('changeComponent', change);
+      if (!result.ok) {
+        this.componentChange = { kind: 'refused', change, message: sentence(result.message) };
+        return false;
+      }
+      this.componentChange = { kind: 'done', change, reason: result.reason };
+      // The server's events bring the new snapshot too; this makes sure the table shows it at once.
+      void this.reload();
+      return true;
+    } catch (error) {
+      this.componentChange = { kind: 'failed', change, message: errorMessage(error) };
+      return false;
     }
   }
 

@@ -104,6 +104,20 @@ export interface AgentProcess {
   process: CliProcess;
   /** Resolves when the process has exited and its output is read. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** `bulwark status --data <its data> --json`, parsed: what it holds. */
+  status(): Promise<StatusJson>;
+}
+
+/** How to start an agent besides its name: its token, its rollout ring, a data directory to use, more flags. */
+export interface AgentOptions {
+  /** The enrollment token (the server's current one unless given). */
+  token?: string;
+  /** --ring: the rollout ring to enroll in (the server's default, broad, unless given). */
+  ring?: 'canary' | 'early' | 'broad';
+  /** The agent's data directory, made beforehand (to put something in it first); a new temporary one unless given. */
+  dataDir?: string;
+  /** More flags for `bulwark agent`. */
+  args?: string[];
 }
 
 export interface Agents {
@@ -111,11 +125,12 @@ export interface Agents {
   token(options?: { rotate?: boolean }): Promise<string>;
   /**
    * `bulwark agent --server <bulwark.agentsUrl> --token T --data <temp> --name NAME`, resolved once it
-   * runs (enrolled, start-up update done). The token is the server's current one unless given.
+   * runs (enrolled, start-up update done). The token is the server's current one unless given (as
+   * the second argument, or in the options with the ring and more flags).
    */
-  start(name: string, token?: string): Promise<AgentProcess>;
+  start(name: string, options?: string | AgentOptions): Promise<AgentProcess>;
   /** The same, without waiting for anything: for an agent expected to be refused. */
-  spawn(name: string, token: string): AgentProcess;
+  spawn(name: string, token: string, options?: Omit<AgentOptions, 'token'>): AgentProcess;
 }
 
 interface Fixtures {
@@ -231,14 +246,23 @@ export const test = base.extend<Fixtures & Options>({
       if (result.code !== 0 || !match) throw new Error(`bulwark agents token exited ${result.code}: ${result.stdout}${result.stderr}`);
       return match[1]!;
     };
-    const spawn = (name: string, enrollment: string): AgentProcess => {
-      const dataDir = tempDir(`bulwark-e2e-agent-${name}-`);
-      const child = new CliProcess(['agent', '--server', bulwark.agentsUrl, '--token', enrollment, '--data', dataDir, '--name', name]);
+    const spawn = (name: string, enrollment: string, options: Omit<AgentOptions, 'token'> = {}): AgentProcess => {
+      const dataDir = options.dataDir ?? tempDir(`bulwark-e2e-agent-${name}-`);
+      const child = new CliProcess([
+        'agent', '--server', bulwark.agentsUrl, '--token', enrollment, '--data', dataDir, '--name', name,
+        ...(options.ring ? ['--ring', options.ring] : []),
+        ...(options.args ?? []),
+      ]);
       // Listened for at once: the process cannot have closed before this turn of the event loop ends.
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
         child.child.once('close', (code, signal) => resolve({ code, signal })),
       );
-      const agent = { name, dataDir, process: child, exited };
+      const status = async () => {
+        const result = await runCli(['status', '--data', dataDir, '--json']);
+        if (result.code !== 0) throw new Error(`bulwark status --data ${dataDir} exited ${result.code}: ${result.stderr}`);
+        return JSON.parse(result.stdout) as StatusJson;
+      };
+      const agent = { name, dataDir, process: child, exited, status };
       started.push(agent);
       return agent;
     };
@@ -246,8 +270,9 @@ export const test = base.extend<Fixtures & Options>({
       await use({
         token,
         spawn,
-        async start(name, enrollment) {
-          const agent = spawn(name, enrollment ?? (await token()));
+        async start(name, options = {}) {
+          const { token: enrollment, ...rest } = typeof options === 'string' ? { token: options } : options;
+          const agent = spawn(name, enrollment ?? (await token()), rest);
           await agent.process.waitFor(/ agent running in /, 30_000);
           return agent;
         },
@@ -307,14 +332,17 @@ export function holdRequests(source: TestSource, pattern: RegExp) {
 /**
  * A screenshot for the README: the viewport (1280×800), into docs/screenshots/, once `ready` (if
  * given) is visible. The page is reloaded first, so the "just now"s are computed afresh (see the
- * clock bug in the e2e report) and the picture shows exactly what a newly opened console shows.
+ * clock bug in the e2e report) and the picture shows exactly what a newly opened console shows;
+ * `prepare` then does what the picture is to show beyond that (open a dialog, say).
  */
-export async function screenshot(page: Page, name: string, ready?: Locator): Promise<void> {
+export async function screenshot(page: Page, name: string, ready?: Locator, prepare?: () => Promise<void>): Promise<void> {
   await page.reload();
   await expect(page.locator('#view-heading')).toBeAttached();
   // Views that load more after the snapshot (the agents) say what shows they are done.
   if (ready) await expect(ready).toBeVisible();
   await page.mouse.move(0, 0);
+  // What the picture shows beyond the newly opened page (a dialog opened, say).
+  await prepare?.();
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
   // Nothing blinking or half-drawn: no caret, animations finished.
   await page.screenshot({ path: path.join(SCREENSHOTS, name), animations: 'disabled', caret: 'hide' });

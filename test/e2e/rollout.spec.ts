@@ -1,0 +1,183 @@
+// Rolling releases out ring by ring, against real processes: the fixture's server and source, and real
+// `bulwark agent` children enrolled in canary (--ring canary) or broad. The soak is ten minutes
+// (--rollout-soak 600), far longer than a test: a ring after canary is released only by the console's
+// Promote now. Agents fetch a release at once (--agent-spread 0) and report every 10 s (--agent-poll 10).
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Page } from '@playwright/test';
+import { tempDir } from '../helpers/fixtures.js';
+import { expect, openConsole, PUBLISHED, screenshot, test, type AgentProcess, type StatusJson } from './fixtures.js';
+
+test.use({ serveArgs: ['--agent-spread', '0', '--agent-poll', '10', '--rollout-soak', '600'] });
+
+const ID = 'virus-pattern';
+/** The latest virus pattern the source publishes before the server starts (versions go up by 2). */
+const BEFORE = PUBLISHED[ID].first + 2 * (PUBLISHED[ID].versions - 1);
+
+const versionIn = (status: StatusJson) => status.components.find((c) => c.id === ID)?.version;
+const card = (page: Page) => page.getByRole('region', { name: /^Rollout/ });
+const ring = (page: Page, name: 'canary' | 'early' | 'broad') => card(page).getByTestId(`rollout-ring-${name}`);
+const row = (page: Page, name: string) => page.getByTestId(`agent-row-${name}`);
+
+interface RolloutJson {
+  release?: number;
+  stage?: string;
+  halted?: { reason: string };
+}
+
+async function agentHolds(agent: AgentProcess, version: number): Promise<void> {
+  await expect.poll(async () => versionIn(await agent.status()), { timeout: 30_000, message: `${agent.name} holds ${ID} ${version}` }).toBe(version);
+}
+
+/** Publish the next virus pattern and install it on the server with Update now (on the overview); resolves with its version. */
+async function releaseNext(page: Page, source: { addPattern(id: string): number; publish(): unknown }): Promise<number> {
+  const next = source.addPattern(ID);
+  source.publish();
+  await page.getByRole('button', { name: 'Update now' }).click();
+  await expect(page.getByTestId(`component-row-${ID}`).getByRole('cell').nth(0)).toHaveText(String(next));
+  await expect(page.getByTestId('engine-state')).toHaveText('Up to date');
+  return next;
+}
+
+test('a release goes to canary first and broad holds; Halt and Resume change the card; Promote now releases broad; an agent moved to another ring shows it after a reload and in the CLI', async ({
+  page,
+  bulwark,
+  source,
+  agents,
+}) => {
+  test.slow();
+  const [alpha, bravo] = await Promise.all([agents.start('alpha', { ring: 'canary' }), agents.start('bravo', { ring: 'broad' })]);
+  const rolloutStatus = async () => {
+    const result = await bulwark.cli(['rollout', 'status', '--data', bulwark.dataDir, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    return JSON.parse(result.stdout) as RolloutJson;
+  };
+  await openConsole(page, bulwark);
+  const mark = bravo.process.stdout.length;
+  const next = await releaseNext(page, source);
+  const { release, stage } = await rolloutStatus();
+  expect(stage).toBe('canary');
+
+  // Canary gets it; broad holds its version (its agent was told of the release, and ran an update that held it).
+  await agentHolds(alpha, next);
+  await expect.poll(() => bravo.process.stdout.slice(mark), { timeout: 20_000 }).toMatch(new RegExp(`the server announced release ${release}\\b[\\s\\S]*update done`));
+  expect(versionIn(await bravo.status())).toBe(BEFORE);
+
+  await page.getByRole('link', { name: 'Agents', exact: true }).click();
+  await expect(card(page).getByRole('heading', { name: `Rollout release ${release}` })).toBeVisible();
+  await expect(card(page).getByTestId('rollout-stage')).toContainText('Canary got it');
+  await expect(card(page).getByTestId('rollout-stage')).toContainText('broad follows after a soak of 10 minutes without failures (in 10 minutes)');
+  await expect(ring(page, 'canary').getByTestId('ring-state')).toHaveText('released');
+  await expect(ring(page, 'canary').getByTestId('ring-counts')).toHaveText('1 of 1 current');
+  await expect(ring(page, 'early').getByTestId('ring-state')).toHaveText('held');
+  await expect(ring(page, 'early').getByTestId('ring-counts')).toHaveText('no agents');
+  await expect(ring(page, 'broad').getByTestId('ring-state')).toHaveText('held');
+  await expect(ring(page, 'broad').getByTestId('ring-counts')).toHaveText('0 of 1 current');
+  await expect(ring(page, 'broad').getByRole('progressbar', { name: 'Broad: 0 of 1 current' })).toBeVisible();
+  await expect(row(page, 'alpha').getByTestId(`agent-version-${ID}`)).toHaveText(String(next));
+  await expect(row(page, 'bravo').getByTestId(`agent-version-${ID}`)).toHaveText(String(BEFORE));
+  await expect(row(page, 'alpha').getByRole('combobox', { name: 'Ring of alpha' })).toHaveValue('canary');
+  await expect(row(page, 'bravo').getByRole('combobox', { name: 'Ring of bravo' })).toHaveValue('broad');
+
+  // The README's picture of the Agents view: a release in canary, broad held.
+  await screenshot(page, 'agents.png', ring(page, 'broad').getByText('held'));
+
+  // Halt: the card says so and offers Resume; the server agrees.
+  await card(page).getByRole('button', { name: 'Halt' }).click();
+  await expect(card(page).getByTestId('rollout-result')).toHaveText('Halted: no further ring gets the release until you resume or promote it.');
+  await expect(card(page).getByTestId('rollout-stage')).toContainText(`Halted at canary just now: no further ring gets release ${release} until you resume.`);
+  await expect(card(page).getByTestId('rollout-halted')).toContainText('Halted by the operator.');
+  await expect(card(page).getByRole('button', { name: 'Halt' })).toHaveCount(0);
+  expect((await rolloutStatus()).halted?.reason).toBe('halted by the operator');
+
+  // Resume: running again, canary's soak starts over.
+  await card(page).getByRole('button', { name: 'Resume' }).click();
+  await expect(card(page).getByTestId('rollout-result')).toHaveText("Resumed: canary's soak starts again.");
+  await expect(card(page).getByTestId('rollout-stage')).toContainText('Canary got it just now');
+  await expect(card(page).getByTestId('rollout-halted')).toHaveCount(0);
+  await expect(card(page).getByRole('button', { name: 'Resume' })).toHaveCount(0);
+  expect((await rolloutStatus()).halted).toBeUndefined();
+  // Still held: neither a halt nor a resume releases broad.
+  expect(versionIn(await bravo.status())).toBe(BEFORE);
+
+  // Promote now (to broad: early has no agents, so the server passes it): broad gets the release.
+  await card(page).getByRole('button', { name: 'Promote to broad now' }).click();
+  await expect(card(page).getByTestId('rollout-result')).toHaveText(`Promoted: broad has release ${release} now.`);
+  await expect(ring(page, 'broad').getByTestId('ring-state')).toHaveText('released');
+  await expect(card(page).getByTestId('rollout-stage')).toContainText(`Every ring has release ${release}: broad got it just now.`);
+  await expect(card(page).getByRole('button', { name: /^Promote/ })).toHaveCount(0);
+  await expect(card(page).getByRole('button', { name: 'Halt' })).toHaveCount(0);
+  await agentHolds(bravo, next);
+  await expect(row(page, 'bravo').getByTestId(`agent-version-${ID}`)).toHaveText(String(next));
+  await expect(ring(page, 'broad').getByTestId('ring-counts')).toHaveText('1 of 1 current');
+  expect((await rolloutStatus()).stage).toBe('broad');
+
+  // Move bravo to early from the table.
+  await row(page, 'bravo').getByRole('combobox', { name: 'Ring of bravo' }).selectOption('early');
+  await expect(page.getByTestId('ring-move-result')).toHaveText('bravo is in early now.');
+  await expect(ring(page, 'early').getByTestId('ring-counts')).toHaveText('1 of 1 current');
+  await expect(ring(page, 'broad').getByTestId('ring-counts')).toHaveText('no agents');
+  // A new page shows it too, and so does the CLI.
+  await page.reload();
+  await expect(row(page, 'bravo').getByRole('combobox', { name: 'Ring of bravo' })).toHaveValue('early');
+  await expect(row(page, 'alpha').getByRole('combobox', { name: 'Ring of alpha' })).toHaveValue('canary');
+  await expect(ring(page, 'early').getByTestId('ring-counts')).toHaveText('1 of 1 current');
+  const listed = await bulwark.cli(['agents', 'list', '--data', bulwark.dataDir, '--json']);
+  expect(listed.code, listed.stderr).toBe(0);
+  const rings = Object.fromEntries((JSON.parse(listed.stdout) as { agents: { name: string; ring: string }[] }).agents.map((a) => [a.name, a.ring]));
+  expect(rings).toEqual({ alpha: 'canary', bravo: 'early' });
+});
+
+test('a canary agent that cannot install halts the rollout: the overview says so naming it, and the Rollout card lists it with its error', async ({ page, bulwark, source, agents }) => {
+  test.slow();
+  // The canary agent cannot install the next version: a directory holds the place of its file.
+  const next = BEFORE + 2;
+  const dataDir = tempDir('bulwark-e2e-agent-charlie-');
+  const blocker = path.join(dataDir, 'store', ID, String(next));
+  fs.mkdirSync(blocker, { recursive: true });
+  fs.writeFileSync(path.join(blocker, 'in-the-way'), 'not a pattern');
+  const [charlie, delta] = await Promise.all([agents.start('charlie', { ring: 'canary', dataDir }), agents.start('delta', { ring: 'broad' })]);
+
+  await openConsole(page, bulwark);
+  expect(await releaseNext(page, source)).toBe(next);
+  await charlie.process.waitFor(/FAILED/);
+
+  // The overview's reminder names the agent and leads to the Agents view.
+  const reminder = page.getByRole('alert').filter({ has: page.getByRole('heading', { name: /^The rollout of release \d+ is halted$/ }) });
+  await expect(reminder).toBeVisible({ timeout: 20_000 });
+  await expect(reminder).toContainText('1 of 1 canary agent failed with release');
+  await expect(reminder).toContainText('charlie: ');
+  await expect(reminder).toContainText('What to do: Look at the failing agents in the Agents view; then Resume the rollout, or roll the component back.');
+  await reminder.getByRole('button', { name: 'Open the Agents view' }).click();
+  await expect(page.getByRole('heading', { name: 'Agents', level: 1 })).toBeFocused();
+
+  // The card: halted at canary, why, and the failing agent with its error; broad still held.
+  await expect(card(page).getByTestId('rollout-stage')).toContainText('Halted at canary');
+  const halted = card(page).getByTestId('rollout-halted');
+  await expect(halted).toContainText('1 of 1 canary agent failed with release');
+  const failing = halted.getByRole('list', { name: 'Failing agents' }).getByRole('listitem');
+  await expect(failing).toHaveCount(1);
+  await expect(failing).toContainText('charlie: ');
+  const error = (await row(page, 'charlie').getByTestId('agent-error').textContent())!;
+  expect(error.length).toBeGreaterThan(0);
+  await expect(failing).toContainText(error);
+  await expect(ring(page, 'canary').getByTestId('ring-counts')).toHaveText('0 of 1 current · 1 failed');
+  await expect(ring(page, 'broad').getByTestId('ring-state')).toHaveText('held');
+  await expect(card(page).getByRole('button', { name: 'Resume' })).toBeVisible();
+  await expect(card(page).getByRole('button', { name: 'Halt' })).toHaveCount(0);
+  // The broad agent holds its version.
+  expect(versionIn(await delta.status())).toBe(BEFORE);
+});
+
+test.describe('with rollout rings turned off', () => {
+  test.use({ serveArgs: ['--agent-spread', '0', '--agent-poll', '10', '--rollout', 'off'] });
+
+  test('the Rollout card says so in one line, with the flag that turns them on, and offers no buttons', async ({ page, bulwark }) => {
+    await openConsole(page, bulwark, '#agents');
+    await expect(card(page).getByTestId('rollout-off')).toHaveText(
+      'Rollout rings are off: every agent gets each release at once. To go ring by ring (canary, early, broad), start the server with bulwark serve --rollout on.',
+    );
+    await expect(card(page).getByRole('button')).toHaveCount(0);
+    await expect(card(page).getByTestId('rollout-ring-canary')).toHaveCount(0);
+  });
+});
