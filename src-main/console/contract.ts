@@ -144,6 +144,8 @@ export interface AgentView {
   lastSeen: string;
   lastRun: { result: 'ok' | 'failed'; at: string; trigger?: string; method?: string; bytes: number; error?: string } | null;
   ring: RingView;
+  /** Not current because the rollout has not reached its ring yet (on purpose, not a problem). */
+  held: boolean;
 }
 
 export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
@@ -153,6 +155,7 @@ export interface AgentsQuery {
   filter?: string;
   /** Agents in this state ('outdated' includes the notified ones, as the counts do). */
   state?: AgentStateView;
+  ring?: RingView;
   sort?: AgentSort;
   descending?: boolean;
   /** At most this many rows (default 500). */

@@ -134,6 +134,7 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
     properties: {
       filter: { type: 'string', maxLength: 200 },
       state: { enum: ['current', 'outdated', 'notified', 'updating', 'failed', 'unreachable'] },
+      ring: { enum: ['canary', 'early', 'broad'] },
       sort: { enum: ['name', 'state', 'address', 'lastSeen'] },
       descending: { type: 'boolean' },
       limit: { type: 'integer', minimum: 1, maximum: 5000 },
@@ -257,7 +258,7 @@ export class ConsoleService {
         const { id, ring } = value as { id: string; ring: Ring };
         const moved = await this.agentsAccess().registry.setRing(id, ring);
         if (!moved.length) throw new ApiError(400, `no agent ${id}`);
-        this.agentsAccess().overview.changed(0);
+        await this.agentsAccess().overview.reload();
         return { ok: true };
       }
       case 'changeComponent':
@@ -279,7 +280,9 @@ export class ConsoleService {
   private async changeComponent(request: ComponentChange): Promise<ConsoleMethods['changeComponent']['result']> {
     try {
       const record = await this.options.engine.change(request);
-      return record.result === 'ok' ? { ok: true, reason: record.components[0]?.reason ?? 'done' } : { ok: false, message: record.error ?? 'failed' };
+      if (record.result !== 'ok') return { ok: false, message: record.error ?? 'failed' };
+      const reason = record.components[0]?.reason ?? 'done';
+      return { ok: true, reason: record.warning ? `${reason} (but ${record.warning})` : reason };
     } catch (error) {
       if (error instanceof BulwarkError) return { ok: false, message: describeError(error) };
       throw error;
@@ -326,6 +329,7 @@ export class ConsoleService {
       (row) =>
         // "Outdated" as the counts mean it: notified agents have not started yet either.
         (!query.state || row.state === query.state || (query.state === 'outdated' && row.state === 'notified')) &&
+        (!query.ring || row.ring === query.ring) &&
         (!text || [row.name, row.hostname, row.address, row.lastRun?.error ?? ''].some((field) => field.toLowerCase().includes(text))),
     );
     const sort = query.sort ?? 'state';
@@ -335,7 +339,9 @@ export class ConsoleService {
       const order = x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name);
       return query.descending ? -order : order;
     });
-    return { summary: this.agentsSummary()!, matching: rows.length, agents: rows.slice(0, query.limit ?? 500).map(agentView) };
+    const { rollout } = this.agentsAccess();
+    const held = (row: AgentRow) => row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
+    return { summary: this.agentsSummary()!, matching: rows.length, agents: rows.slice(0, query.limit ?? 500).map((row) => agentView(row, held(row))) };
   }
 
   snapshot(): Snapshot {
@@ -477,7 +483,7 @@ export class ConsoleService {
 /** The state column sorts by urgency. */
 const STATE_ORDER: Record<AgentStateView, number> = { failed: 0, unreachable: 1, outdated: 2, notified: 3, updating: 4, current: 5 };
 
-function agentView(row: AgentRow): AgentView {
+function agentView(row: AgentRow, held: boolean): AgentView {
   return {
     id: row.id,
     name: row.name,
@@ -489,6 +495,7 @@ function agentView(row: AgentRow): AgentView {
     lastSeen: row.lastSeen,
     lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
+    held,
   };
 }
 

@@ -45,8 +45,10 @@ export interface AgentServerOptions {
   distribution: Distribution;
   registry: AgentRegistry;
   settings: () => AgentServiceSettings;
-  /** An agent enrolled, reported, connected or went away. */
+  /** An agent enrolled. */
   onAgentsChanged?: () => void;
+  /** An agent reported (its row in the registry already written). */
+  onReport?: (id: string, report: AgentReport, address: string) => void;
   /** The server's pinned components and their versions: every agent follows them. */
   pins?: () => Record<string, number>;
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
@@ -168,9 +170,11 @@ function peerAddress(req: http.IncomingMessage): string {
  * Send a file with an ETag, conditional GET, HEAD and single-range support (RFC 9110 §14). Immutable
  * files are named by their hash, which is their ETag.
  */
-function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, etag: string, cacheControl: string, type = 'application/octet-stream'): void {
+function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, etag: string, cacheControl: string, type = 'application/octet-stream', cache?: ResponseCache): void {
   const size = fs.statSync(file).size;
   const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
+  // Small immutable files are answered from memory from the second request on.
+  if (cache && size <= cache.maxEntryBytes) cache.put(req.url ?? '', fs.readFileSync(file), headers, etag);
   if (req.headers['if-none-match'] === `"${etag}"`) {
     res.writeHead(304, headers).end();
     return;
@@ -198,6 +202,55 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
     return;
   }
   fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
+}
+
+/**
+ * Whole answers to the requests agents make most — the timestamp, the index, versioned metadata and
+ * the small content-addressed files — kept in memory with their headers, so that a release announced
+ * to thousands of agents costs no file I/O and no hashing per request. Immutable entries stay until
+ * the budget evicts them (oldest first); the timestamp and the index are replaced with each release.
+ */
+class ResponseCache {
+  private readonly entries = new Map<string, { body: Buffer; headers: http.OutgoingHttpHeaders; etag: string }>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxBytes = 64 * 1024 * 1024,
+    readonly maxEntryBytes = 1024 * 1024,
+  ) {}
+
+  /** Answer `req` from memory if its whole answer is here (no Range asked); true when answered. */
+  answer(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || req.headers.range !== undefined) return false;
+    const hit = this.entries.get(req.url ?? '');
+    if (!hit) return false;
+    if (req.headers['if-none-match'] === hit.etag) {
+      res.writeHead(304, { etag: hit.etag, 'cache-control': hit.headers['cache-control'] }).end();
+      return true;
+    }
+    res.writeHead(200, hit.headers);
+    res.end(req.method === 'HEAD' ? undefined : hit.body);
+    return true;
+  }
+
+  put(url: string, body: Buffer, headers: http.OutgoingHttpHeaders, etag: string): void {
+    if (body.length > this.maxEntryBytes) return;
+    this.remove(url);
+    this.entries.set(url, { body, headers: { ...headers, etag: `"${etag}"`, 'content-length': body.length }, etag: `"${etag}"` });
+    this.bytes += body.length;
+    for (const [key, entry] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(key);
+      this.bytes -= entry.body.length;
+    }
+  }
+
+  remove(url: string): void {
+    const entry = this.entries.get(url);
+    if (!entry) return;
+    this.entries.delete(url);
+    this.bytes -= entry.body.length;
+  }
 }
 
 /** Agents' notification streams, by agent id. */
@@ -250,6 +303,18 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const log = options.log ?? (() => {});
   const changed = options.onAgentsChanged ?? (() => {});
   const streams = new Streams();
+  const cache = new ResponseCache();
+  /** The timestamp and the index of the release served now, answered from memory. */
+  const cacheRelease = (release: Release | undefined) => {
+    if (!release) return;
+    const etag = crypto.createHash('sha256').update(release.timestamp).digest('hex');
+    cache.put('/metadata/timestamp.json', release.timestamp, { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, etag);
+    const index = Buffer.from(JSON.stringify(release.index));
+    cache.put('/agents/v1/index.json', index, { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, crypto.createHash('sha256').update(index).digest('hex'));
+  };
+  cacheRelease(distribution.current());
+  const onAnyRelease = (release: Release) => cacheRelease(release);
+  distribution.on('release', onAnyRelease);
   /** ETags of metadata files (named by version, not hash), computed once each. */
   const etags = new Map<string, string>();
   const etagOf = (file: string) => {
@@ -285,21 +350,21 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       if (metadata) {
         const file = distribution.metadataFile(metadata[1]!);
         if (!file) throw new HttpError(404, 'no such metadata');
-        sendFile(req, res, file, etagOf(file), IMMUTABLE, 'application/json');
+        sendFile(req, res, file, etagOf(file), IMMUTABLE, 'application/json', cache);
         return;
       }
       if (pathname.startsWith('/targets/')) {
         const target = pathname.slice('/targets/'.length);
         const file = distribution.targetFile(target);
         if (!file) throw new HttpError(404, 'the server does not hold this file');
-        sendFile(req, res, file, /([0-9a-f]{64})\.[^/]*$/.exec(target)![1]!, IMMUTABLE);
+        sendFile(req, res, file, /([0-9a-f]{64})\.[^/]*$/.exec(target)![1]!, IMMUTABLE, 'application/octet-stream', cache);
         return;
       }
       const made = /^\/made\/([a-z0-9][a-z0-9-]{0,63})\/([^/]+)$/.exec(pathname);
       if (made) {
         const file = await distribution.made.get(made[1]!, made[2]!);
         if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
-        sendFile(req, res, file.file, file.sha256, IMMUTABLE);
+        sendFile(req, res, file.file, file.sha256, IMMUTABLE, 'application/octet-stream', cache);
         return;
       }
       if (pathname === '/agents/v1/index.json' && req.method === 'GET') {
@@ -320,11 +385,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         const { pollSeconds, spreadSeconds } = options.settings();
         res.write(`event: hello\ndata: ${JSON.stringify({ release: release?.index.release ?? 0, pollSeconds, spreadSeconds })}\n\n`);
         const remove = streams.add(id, res);
-        changed();
-        req.on('close', () => {
-          remove();
-          changed();
-        });
+        req.on('close', remove);
         return;
       }
     }
@@ -354,7 +415,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         const body = await readJson(req);
         if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
         await registry.report(id, body, peerAddress(req));
-        changed();
+        options.onReport?.(id, body, peerAddress(req));
         const { pollSeconds, spreadSeconds } = options.settings();
         sendJson(res, 200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
         return;
@@ -368,6 +429,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   };
 
   const onRequest: http.RequestListener = (req, res) => {
+    if (cache.answer(req, res)) return;
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -408,6 +470,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     }
   } catch (error) {
     distribution.off('release', onRelease);
+    distribution.off('release', onAnyRelease);
     clearInterval(ping);
     for (const server of servers) server.close();
     throw error;
@@ -424,6 +487,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     },
     close: async () => {
       distribution.off('release', onRelease);
+      distribution.off('release', onAnyRelease);
       clearInterval(ping);
       streams.endAll();
       await Promise.all(

@@ -1,31 +1,36 @@
-// The server's running picture of its agents, for the console, the tray and the reminders: every
-// agent with its state against the current release (agent-status.ts), the counts, and the reminders
-// that follow. Reloaded from the registry shortly after agents report (a burst costs one reload) and
-// every half minute, since "unreachable" comes with the passing of time rather than with an event.
+// The server's running picture of its agents, for the console, the tray, the rollout and the
+// reminders: every agent with its state against the current release (agent-status.ts), the counts,
+// and the reminders that follow. A report updates its agent's row in place (a fleet reporting
+// thousands of times a second must not reread the registry each time); the whole registry is reread
+// when agents enroll or move, on a new release, every half minute (another process may have written
+// it), and when the next agent would turn unreachable by silence.
 import { EventEmitter } from 'node:events';
 import type { Reminder } from '../engine/reminders.js';
 import type { Family, StackKind } from '../engine/network.js';
 import { agentState, countAgents, type AgentCounts, type AgentState } from './agent-status.js';
-import type { AgentRecord, AgentRegistry } from './registry.js';
+import type { AgentRecord, AgentRegistry, AgentReport } from './registry.js';
 import type { Distribution, Release } from './release.js';
 
 export type AgentRow = AgentRecord & { state: AgentState; families: Family[] };
 
-/** Wait after a change before reloading, so a burst of reports costs one reload. */
+/** Wait after a change before rereading, so a burst of changes costs one reread. */
 const SETTLE_MS = 500;
-/** Reload at least this often (the registry may be written by another process: enrollment from the CLI). */
+/** Reread at least this often (the registry may be written by another process: enrollment from the CLI). */
 const REFRESH_MS = 30_000;
-/** Heartbeats alone make news at most this often. */
+/** Changes of state are news at most this often; heartbeats alone at most every SEEN_EVERY_MS. */
+const NEWS_EVERY_MS = 250;
 const SEEN_EVERY_MS = 5_000;
 
 export class AgentsOverview extends EventEmitter<{ change: [] }> {
-  rows: AgentRow[] = [];
   counts: AgentCounts = countAgents([]);
+  private readonly byId = new Map<string, AgentRow>();
+  private list: AgentRow[] | undefined = [];
   private timer: NodeJS.Timeout | undefined;
   private settle: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
-  private stateKey = '';
-  private seenKey = '';
+  private newsTimer: NodeJS.Timeout | undefined;
+  /** What is waiting to be told: a change of state, or only agents heard from again. */
+  private pending: 'state' | 'seen' | undefined;
   private emittedAt = 0;
   private loading: Promise<void> | undefined;
   private again = false;
@@ -38,7 +43,12 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     super();
   }
 
-  /** Load now and keep reloading; resolves after the first load. */
+  /** Every agent, as of the last report or reread. */
+  get rows(): AgentRow[] {
+    return (this.list ??= [...this.byId.values()]);
+  }
+
+  /** Load now and keep rereading; resolves after the first load. */
   async start(): Promise<void> {
     this.timer = setInterval(() => this.changed(0), REFRESH_MS);
     this.timer.unref();
@@ -50,12 +60,13 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     clearInterval(this.timer);
     clearTimeout(this.settle);
     clearTimeout(this.silenceTimer);
+    clearTimeout(this.newsTimer);
     this.distribution.off('release', this.onRelease);
   }
 
   private readonly onRelease = () => this.changed();
 
-  /** Something about the agents changed: reload soon. */
+  /** Something about the agents changed (an enrollment, a ring moved): reread soon. */
   changed(delayMs = SETTLE_MS): void {
     if (this.settle) return;
     this.settle = setTimeout(() => {
@@ -65,7 +76,32 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     this.settle.unref();
   }
 
-  /** Reload from the registry; concurrent calls share the load in flight and one more after it. */
+  /** An agent reported (and the registry has its row): update that row in place. */
+  reported(id: string, report: AgentReport, address: string, at = Date.now()): void {
+    const row = this.byId.get(id);
+    if (!row) {
+      this.changed(0); // enrolled since the last reread
+      return;
+    }
+    const before = [row.state, row.name, row.lastRun?.at, row.families.join()].join('|');
+    Object.assign(row, {
+      name: report.name,
+      hostname: report.hostname,
+      addresses: report.addresses,
+      components: report.components,
+      phase: report.phase,
+      pollSeconds: report.pollSeconds,
+      address,
+      lastSeen: new Date(at).toISOString(),
+      ...(report.lastRun ? { lastRun: report.lastRun } : {}),
+    });
+    row.families = familiesOf(row);
+    row.state = agentState(row, this.distribution.current(), at);
+    this.list = undefined;
+    this.tell([row.state, row.name, row.lastRun?.at, row.families.join()].join('|') === before ? 'seen' : 'state');
+  }
+
+  /** Reread the registry; concurrent calls share the read in flight and one more after it. */
   reload(): Promise<void> {
     if (this.loading) {
       this.again = true;
@@ -75,7 +111,12 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
       do {
         this.again = false;
         try {
-          this.apply(agentRows(await this.registry.list(), this.distribution.current()));
+          const rows = agentRows(await this.registry.list(), this.distribution.current());
+          this.byId.clear();
+          for (const row of rows) this.byId.set(row.id, row);
+          this.list = rows;
+          this.tell('state');
+          this.wakeForSilence(rows, Date.now());
         } catch (error) {
           this.log(`cannot read the agent registry: ${(error as Error).message}`);
         }
@@ -86,28 +127,28 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
   }
 
   /**
-   * Take new rows. A change of state (or a new run) is news at once; agents merely heard from again
-   * (their heartbeats) are news at most every SEEN_EVERY_MS, so a large fleet does not flood the console.
+   * Tell listeners (console, tray, rollout), throttled: a change of state within NEWS_EVERY_MS, agents
+   * merely heard from again within SEEN_EVERY_MS, so a large fleet does not flood them.
    */
-  private apply(rows: AgentRow[]): void {
-    const stateKey = JSON.stringify(rows.map((r) => [r.id, r.state, r.lastRun?.at, r.families, r.name]));
-    const seenKey = JSON.stringify(rows.map((r) => r.lastSeen));
-    this.rows = rows;
-    this.counts = countAgents(rows.map((r) => r.state));
-    const now = Date.now();
-    if (stateKey !== this.stateKey || (seenKey !== this.seenKey && now - this.emittedAt >= SEEN_EVERY_MS)) {
-      this.stateKey = stateKey;
-      this.seenKey = seenKey;
-      this.emittedAt = now;
+  private tell(kind: 'state' | 'seen'): void {
+    this.counts = countAgents(this.rows.map((r) => r.state));
+    if (kind === 'state' || !this.pending) this.pending = kind;
+    if (this.newsTimer) return;
+    const wait = Math.max(0, this.emittedAt + (this.pending === 'state' ? NEWS_EVERY_MS : SEEN_EVERY_MS) - Date.now());
+    this.newsTimer = setTimeout(() => {
+      this.newsTimer = undefined;
+      this.pending = undefined;
+      this.emittedAt = Date.now();
       this.emit('change');
-    }
-    this.wakeForSilence(rows, now);
+    }, wait);
+    this.newsTimer.unref();
   }
 
-  /** Reload when the next agent would pass twice its poll interval unheard, so "unreachable" shows on time. */
+  /** Reread when the next agent would pass twice its poll interval unheard, so "unreachable" shows on time. */
   private wakeForSilence(rows: AgentRow[], now: number): void {
     clearTimeout(this.silenceTimer);
-    const next = Math.min(...rows.filter((r) => r.state !== 'unreachable').map((r) => Date.parse(r.lastSeen) + 2 * r.pollSeconds * 1000));
+    let next = Infinity;
+    for (const r of rows) if (r.state !== 'unreachable') next = Math.min(next, Date.parse(r.lastSeen) + 2 * r.pollSeconds * 1000);
     if (!Number.isFinite(next)) return;
     this.silenceTimer = setTimeout(() => this.changed(0), Math.max(0, next - now) + 100);
     this.silenceTimer.unref();
@@ -119,12 +160,16 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
   }
 }
 
+function familiesOf(agent: Pick<AgentRecord, 'addresses'>): Family[] {
+  return [...new Set(agent.addresses.map((a) => a.family))].sort() as Family[];
+}
+
 /** Rows for the console and the CLI: each agent with its state and its address families. */
 export function agentRows(agents: readonly AgentRecord[], release: Release | undefined, now = Date.now()): AgentRow[] {
   return agents.map((agent) => ({
     ...agent,
     state: agentState(agent, release, now),
-    families: [...new Set(agent.addresses.map((a) => a.family))].sort() as Family[],
+    families: familiesOf(agent),
   }));
 }
 

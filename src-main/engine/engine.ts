@@ -272,7 +272,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.evidence.verify(id, target, sha256(data));
       this.machine.transition({ type: 'checking', trigger: 'manual' });
       this.machine.transition({ type: 'applying', trigger: 'manual', component: id, index: 0, total: 1, bytes: 0 });
-      this.store.activate(id, target, { sha256: sha256(data), length: data.length, installedAt: started, method: installed?.version === target ? installed.method : 'full' });
+      this.store.activate(id, target, { sha256: sha256(data), length: data.length, installedAt: started, method: this.evidence.method(id, target) ?? 'full' });
       reason = installed && installed.version > target ? `rolled back from ${installed.version} to ${target}, and pinned there` : `moved to ${target}, and pinned there`;
       pins[id] = { version: target, at: started, reason: request.reason ?? reason };
       version = target;
@@ -292,8 +292,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.machine.transition({ type: 'distributing', trigger: 'manual' });
         await this.options.distributor.distribute(record, this.openSource(new HttpFetcher({ timeoutMs: 1, tempDir: path.join(this.options.dataDir, 'tmp', 'downloads') })));
       } catch (error) {
-        record.result = 'failed';
-        record.error = `distribution to the agents failed: ${describeError(error)}`;
+        // The rollback itself is done (and pinned); the agents learn of it at the next release.
+        record.warning = `the agents could not be told yet: ${describeError(error)}`;
+        this.log(record.warning);
       }
     }
     if (this.machine.state.type !== 'idle' && this.machine.state.type !== 'failed') this.machine.transition({ type: 'idle' });
@@ -532,13 +533,15 @@ export function formatBytes(bytes: number): string {
   return `${(bytes / 1_000_000).toFixed(1)} MB`;
 }
 
-/** A run for the log: a head line, then one line per component that changed or failed. */
+/** A run for the log: a head line, then one line per component that changed, failed, or was left behind on purpose. */
 export function summarize(run: RunRecord): string {
   const lines = run.components
-    .filter((c) => c.method !== 'none' || c.result === 'failed' || c.previousVersion !== c.version)
+    // Changed, failed, or left behind on purpose (pinned, held by a rollout, waiting for the server).
+    .filter((c) => c.method !== 'none' || c.result === 'failed' || c.previousVersion !== c.version || (c.reason !== 'up to date' && c.offeredVersion !== c.version))
     .map((c) => {
       const versions = `${c.id} ${c.previousVersion ?? '(none)'} → ${c.result === 'ok' ? c.version : c.previousVersion ?? '(none)'}`;
       if (c.result === 'failed') return `    ${versions}  FAILED: ${c.error}`;
+      if (c.method === 'none' && c.previousVersion === c.version) return `    ${c.id} stays at ${c.version ?? '(none)'} (${c.offeredVersion ?? '?'} offered) — ${c.reason}`;
       const saved = c.fullBytes > 0 ? `, saved ${Math.max(0, 100 * (1 - c.bytes / c.fullBytes)).toFixed(1)}%` : '';
       return `    ${versions}  ${c.method}: ${formatBytes(c.bytes)} of ${formatBytes(c.fullBytes)}${saved} — ${c.reason}`;
     });

@@ -15,6 +15,7 @@ import { Metadata, MetadataKind, type Root, type Targets } from '@tufjs/models';
 import { CATALOGUE_TARGET, parseCatalogue } from './catalogue.js';
 import { MetadataError, VerificationError } from './errors.js';
 import { sha256, writeFileAtomic } from './files.js';
+import type { InstallMethod } from './store.js';
 
 /** Versions per component whose evidence is kept (longer than their files: a pruned version can be fetched again). */
 export const KEEP_EVIDENCE = 50;
@@ -24,6 +25,8 @@ interface Pointer {
   catalogue: string;
   /** The source's metadata cache (under DATA/tuf): its root.json is the newest root verified for it. */
   source: string;
+  /** How the version arrived (it arrived the same way when it is re-activated by a rollback). */
+  method?: InstallMethod;
 }
 
 export class Evidence {
@@ -41,16 +44,25 @@ export class Evidence {
   }
 
   /** Keep the signed metadata and catalogue that vouched for `id` `version` (as just verified from the source cached in `metadataDir`). */
-  keep(id: string, version: number, signed: { targets: Buffer; catalogue: Buffer; metadataDir: string }): void {
+  keep(id: string, version: number, signed: { targets: Buffer; catalogue: Buffer; metadataDir: string }, method?: InstallMethod): void {
     fs.mkdirSync(this.dir, { recursive: true });
     const names = { targets: `${sha256(signed.targets)}.targets.json`, catalogue: `${sha256(signed.catalogue)}.catalogue.json` };
     for (const [kind, name] of Object.entries(names) as ['targets' | 'catalogue', string][]) {
       const file = path.join(this.dir, name);
       if (!fs.existsSync(file)) writeFileAtomic(file, signed[kind]);
     }
-    const pointer: Pointer = { ...names, source: path.basename(signed.metadataDir) };
+    const pointer: Pointer = { ...names, source: path.basename(signed.metadataDir), ...(method ? { method } : {}) };
     writeFileAtomic(this.pointerFile(id, version), JSON.stringify(pointer) + '\n');
     this.prune(id, version);
+  }
+
+  /** How a version arrived, as recorded when it was installed. */
+  method(id: string, version: number): InstallMethod | undefined {
+    try {
+      return (JSON.parse(fs.readFileSync(this.pointerFile(id, version), 'utf8')) as Pointer).method;
+    } catch {
+      return undefined;
+    }
   }
 
   has(id: string, version: number): boolean {

@@ -240,7 +240,7 @@ async function updateComponent(
     try {
       const data = way.method === 'incremental' ? await rebuild(ctx, entry, installed!, way, index, total) : await downloadFull(ctx, entry, way, index, total);
       await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, `the file rebuilt from ${describeWay(way, entry.latest)}`);
-      ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence());
+      ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence(), way.method);
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
       const reason = [how, ...failures].filter(Boolean).join('; ') || 'full file';
@@ -365,6 +365,6 @@ async function followPin(
     await ctx.store.writeVerified(entry.id, pin, data, vouched.full, `the server's file of ${entry.id} ${pin}`);
   }
   ctx.evidence.verify(entry.id, pin, vouched.full.sha256, evidence);
-  ctx.store.activate(entry.id, pin, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: 'full' });
+  ctx.store.activate(entry.id, pin, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence.method(entry.id, pin) ?? 'full' });
   return { method: 'none', reason, version: pin, result: 'ok' };
 }

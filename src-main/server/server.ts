@@ -95,6 +95,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           registry,
           settings: () => settings.data.distribution,
           onAgentsChanged: () => overview.changed(),
+          onReport: (id, report, address) => overview.reported(id, report, address),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
           log,
@@ -150,7 +151,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
         const moved = await registry.setRing(agent, ring);
         if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
-        overview.changed(0);
+        await overview.reload();
         return moved;
       },
     },
