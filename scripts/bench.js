@@ -884,7 +884,10 @@ async function main() {
   const markdown = report(results);
   if (WRITE_REPORT) {
     fs.mkdirSync(path.dirname(REPORT_FILE), { recursive: true });
-    fs.writeFileSync(REPORT_FILE, markdown);
+    // The server benchmark (scripts/bench-server.js) keeps its own section in the same report.
+    const previous = fs.existsSync(REPORT_FILE) ? fs.readFileSync(REPORT_FILE, 'utf8') : '';
+    const server = /<!-- server-bench:start -->[\s\S]*<!-- server-bench:end -->\n?/.exec(previous)?.[0] ?? '';
+    fs.writeFileSync(REPORT_FILE, server ? `${markdown.trimEnd()}\n\n${server}` : markdown);
     log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
   } else {
     const preview = path.join(BENCH_DIR, 'benchmarks.preview.md');

@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
 import type { Distribution, Release } from './release.js';
-import { EnrollmentRefusedError, type AgentRegistry, type AgentReport } from './registry.js';
+import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry, type AgentReport } from './registry.js';
 import { isRing, RINGS, type Ring } from './rollout.js';
 
 export interface AgentServiceSettings {
@@ -323,10 +323,11 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     return etag;
   };
 
+  const refused = () => new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
   const agentOf = async (req: http.IncomingMessage): Promise<string> => {
     const credential = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
     const id = credential ? await registry.authenticate(credential) : undefined;
-    if (!id) throw new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
+    if (!id) throw refused();
     return id;
   };
 
@@ -374,13 +375,16 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       }
       if (pathname === '/agents/v1/policy' && req.method === 'GET') {
         const ring = await registry.ringOf(await agentOf(req));
+        if (ring === undefined) throw refused();
         const hold = isRing(ring) && options.released ? !options.released(ring) : false;
         sendJson(res, 200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold });
         return;
       }
       if (pathname === '/agents/v1/events' && req.method === 'GET') {
         const id = await agentOf(req);
-        await registry.seen(id, peerAddress(req));
+        await registry.seen(id, peerAddress(req)).catch((error: unknown) => {
+          throw error instanceof UnknownAgentError ? refused() : error;
+        });
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
         const { pollSeconds, spreadSeconds } = options.settings();
         res.write(`event: hello\ndata: ${JSON.stringify({ release: release?.index.release ?? 0, pollSeconds, spreadSeconds })}\n\n`);
@@ -414,7 +418,9 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
         const id = await agentOf(req);
         const body = await readJson(req);
         if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
-        await registry.report(id, body, peerAddress(req));
+        await registry.report(id, body, peerAddress(req)).catch((error: unknown) => {
+          throw error instanceof UnknownAgentError ? refused() : error;
+        });
         options.onReport?.(id, body, peerAddress(req));
         const { pollSeconds, spreadSeconds } = options.settings();
         sendJson(res, 200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });

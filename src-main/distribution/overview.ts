@@ -84,6 +84,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
       return;
     }
     const before = [row.state, row.name, row.lastRun?.at, row.families.join()].join('|');
+    const stateBefore = row.state;
     Object.assign(row, {
       name: report.name,
       hostname: report.hostname,
@@ -97,7 +98,11 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     });
     row.families = familiesOf(row);
     row.state = agentState(row, this.distribution.current(), at);
-    this.list = undefined;
+    if (row.state !== stateBefore) {
+      // The counts follow one row, not the whole fleet.
+      this.counts = { ...this.counts, [countOf(stateBefore)]: this.counts[countOf(stateBefore)] - 1 };
+      this.counts[countOf(row.state)]++;
+    }
     this.tell([row.state, row.name, row.lastRun?.at, row.families.join()].join('|') === before ? 'seen' : 'state');
   }
 
@@ -115,6 +120,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
           this.byId.clear();
           for (const row of rows) this.byId.set(row.id, row);
           this.list = rows;
+          this.counts = countAgents(rows.map((r) => r.state));
           this.tell('state');
           this.wakeForSilence(rows, Date.now());
         } catch (error) {
@@ -131,7 +137,6 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
    * merely heard from again within SEEN_EVERY_MS, so a large fleet does not flood them.
    */
   private tell(kind: 'state' | 'seen'): void {
-    this.counts = countAgents(this.rows.map((r) => r.state));
     if (kind === 'state' || !this.pending) this.pending = kind;
     if (this.newsTimer) return;
     const wait = Math.max(0, this.emittedAt + (this.pending === 'state' ? NEWS_EVERY_MS : SEEN_EVERY_MS) - Date.now());
@@ -158,6 +163,11 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
   reminders(server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
     return agentReminders(this.rows, server);
   }
+}
+
+/** The count an agent's state falls under (a notified agent is still outdated). */
+function countOf(state: AgentState): Exclude<keyof AgentCounts, 'total'> {
+  return state === 'notified' ? 'outdated' : state;
 }
 
 function familiesOf(agent: Pick<AgentRecord, 'addresses'>): Family[] {

@@ -3,9 +3,14 @@
 // WAL journal: readers (`bulwark agents list` while the server runs) never block the writer, and a
 // report is one row written. Survives restarts and kill -9 (SQLite's journal).
 //
-// Credentials: an agent holds "<id>.<secret>"; the registry keeps only the secret's SHA-256. The
-// enrollment token (shared by all new agents) lives in the meta table, so `bulwark agents token
+// Credentials: an agent holds "<id>.<secret>", where the secret is an HMAC of its id under a key only
+// this registry holds (in its meta table), so checking one costs no lookup — a fleet of 100,000 agents
+// reporting is not a fleet of lookups; the row's existence is checked by the write itself. The
+// enrollment token (shared by all new agents) lives in the meta table too, so `bulwark agents token
 // --rotate` in another process takes effect at the next enrollment.
+//
+// Reports are written in groups: each is one row, but the rows that arrive together share one
+// transaction (group commit), so thousands of reports a second cost a few commits.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -102,9 +107,29 @@ CREATE TABLE IF NOT EXISTS agents (
 const hash = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
 const randomToken = () => crypto.randomBytes(24).toString('base64url');
 
+/** An agent's row is not in the registry (its credential names an agent the server does not know). */
+export class UnknownAgentError extends BulwarkError {
+  constructor() {
+    super('ERR_USAGE', 'unknown agent');
+  }
+}
+
+/** Reports waiting for their group's commit. */
+interface PendingReport {
+  params: unknown[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** Most reports committed together. */
+const GROUP_MAX = 1000;
+
 export class AgentRegistry {
-  /** Secret hashes by agent id: every report and stream is authenticated, so keep them at hand. */
-  private readonly secrets = new Map<string, string>();
+  private credentialKey: Buffer | undefined;
+  private pending: PendingReport[] = [];
+  private flushing = false;
+  /** Transactions one after the other (SQLite has one writer; so does this connection). */
+  private writing: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly db: sqlite3.Database,
@@ -169,54 +194,106 @@ export class AgentRegistry {
     return token;
   }
 
-  /** Enroll a new agent with the token; its credential is returned once and stored only as a hash. */
+  /** The key agents' secrets are HMACs under; made on first use. */
+  private async key(): Promise<Buffer> {
+    if (this.credentialKey) return this.credentialKey;
+    await this.run(`INSERT OR IGNORE INTO meta (key, value) VALUES ('credential_key', ?)`, [crypto.randomBytes(32).toString('base64')]);
+    const row = await this.get<{ value: string }>(`SELECT value FROM meta WHERE key = 'credential_key'`, []);
+    return (this.credentialKey = Buffer.from(row!.value, 'base64'));
+  }
+
+  private secretFor(key: Buffer, id: string): string {
+    return crypto.createHmac('sha256', key).update(id).digest('base64url');
+  }
+
+  /** Enroll a new agent with the token; its credential is returned once (the registry keeps its hash). */
   async enroll(token: string, who: { name: string; hostname: string; address: string; pollSeconds: number; ring?: string }): Promise<{ id: string; credential: string }> {
     const expected = Buffer.from(await this.enrollmentToken());
     const given = Buffer.from(token);
     if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) throw new EnrollmentRefusedError();
     const id = crypto.randomUUID();
-    const secret = crypto.randomBytes(32).toString('base64url');
+    const secret = this.secretFor(await this.key(), id);
     const now = Date.now();
     await this.run(
       `INSERT INTO agents (id, secret_hash, name, hostname, ring, enrolled_at, last_seen, address, poll_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [id, hash(secret), who.name, who.hostname, who.ring ?? 'broad', now, now, who.address, who.pollSeconds],
     );
-    this.secrets.set(id, hash(secret));
     return { id, credential: `${id}.${secret}` };
   }
 
-  /** The agent id a credential belongs to, or undefined (unknown agent or wrong secret). */
+  /**
+   * The agent id a credential names, if its secret is right (whether the agent still exists is for
+   * the write or read that follows to find out: UnknownAgentError).
+   */
   async authenticate(credential: string): Promise<string | undefined> {
     const dot = credential.indexOf('.');
-    if (dot <= 0) return undefined;
+    if (dot <= 0 || dot > 64) return undefined;
     const id = credential.slice(0, dot);
-    let expected = this.secrets.get(id);
-    if (expected === undefined) {
-      expected = (await this.get<{ secret_hash: string }>(`SELECT secret_hash FROM agents WHERE id = ?`, [id]))?.secret_hash;
-      if (expected === undefined) return undefined;
-      this.secrets.set(id, expected);
-    }
-    const given = Buffer.from(hash(credential.slice(dot + 1)));
-    return crypto.timingSafeEqual(given, Buffer.from(expected)) ? id : undefined;
+    const given = Buffer.from(credential.slice(dot + 1));
+    const expected = Buffer.from(this.secretFor(await this.key(), id));
+    return given.length === expected.length && crypto.timingSafeEqual(given, expected) ? id : undefined;
   }
 
-  /** Record a report: one row, the reporting agent's own (the id comes from its credential, never from the report). */
-  async report(id: string, report: AgentReport, address: string): Promise<void> {
-    await this.run(
-      `UPDATE agents SET name = ?, hostname = ?, last_seen = ?, address = ?, addresses = ?, components = ?, last_run = COALESCE(?, last_run), phase = ?, poll_seconds = ? WHERE id = ?`,
-      [
-        report.name,
-        report.hostname,
-        Date.now(),
-        address,
-        JSON.stringify(report.addresses),
-        JSON.stringify(report.components),
-        report.lastRun ? JSON.stringify(report.lastRun) : null,
-        report.phase,
-        report.pollSeconds,
-        id,
-      ],
-    );
+  /**
+   * Record a report: one row, the reporting agent's own (the id comes from its credential, never
+   * from the report), committed with the others that arrived meanwhile.
+   */
+  report(id: string, report: AgentReport, address: string): Promise<void> {
+    const params = [
+      report.name,
+      report.hostname,
+      Date.now(),
+      address,
+      JSON.stringify(report.addresses),
+      JSON.stringify(report.components),
+      report.lastRun ? JSON.stringify(report.lastRun) : null,
+      report.phase,
+      report.pollSeconds,
+      id,
+    ];
+    return new Promise((resolve, reject) => {
+      this.pending.push({ params, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length) {
+      const group = this.pending.splice(0, GROUP_MAX);
+      try {
+        const changes = await this.transaction(async () => {
+          const done: number[] = [];
+          for (const { params } of group) {
+            done.push(await this.run(`UPDATE agents SET name = ?, hostname = ?, last_seen = ?, address = ?, addresses = ?, components = ?, last_run = COALESCE(?, last_run), phase = ?, poll_seconds = ? WHERE id = ?`, params));
+          }
+          return done;
+        });
+        group.forEach((report, i) => (changes[i] ? report.resolve() : report.reject(new UnknownAgentError())));
+      } catch (error) {
+        for (const report of group) report.reject(error);
+      }
+    }
+    this.flushing = false;
+  }
+
+  /** Run `work` in a transaction, after the ones before it. */
+  private transaction<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.writing.then(async () => {
+      await this.exec('BEGIN');
+      try {
+        const result = await work();
+        await this.exec('COMMIT');
+        return result;
+      } catch (error) {
+        await this.exec('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
+    this.writing = next.catch(() => undefined);
+    return next;
   }
 
   /** An agent's ring. */
@@ -233,20 +310,15 @@ export class AgentRegistry {
 
   /** The agent was heard from (its notification stream opened or is alive). */
   async seen(id: string, address: string): Promise<void> {
-    await this.run(`UPDATE agents SET last_seen = ?, address = ? WHERE id = ?`, [Date.now(), address, id]);
+    if (!(await this.run(`UPDATE agents SET last_seen = ?, address = ? WHERE id = ?`, [Date.now(), address, id]))) throw new UnknownAgentError();
   }
 
   /** These agents were told of `release`: they are 'notified' until they report. */
   async markNotified(ids: readonly string[], release: number): Promise<void> {
     if (!ids.length) return;
-    await this.exec('BEGIN');
-    try {
+    await this.transaction(async () => {
       for (const id of ids) await this.run(`UPDATE agents SET phase = 'notified', notified_release = ? WHERE id = ? AND phase != 'updating'`, [release, id]);
-      await this.exec('COMMIT');
-    } catch (error) {
-      await this.exec('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
+    });
   }
 
   async list(): Promise<AgentRecord[]> {

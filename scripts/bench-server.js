@@ -1,0 +1,557 @@
+#!/usr/bin/env node
+// `npm run bench:server` (part of `npm run bench`): Bulwark as a server under load, on loopback, with
+// the shipped build (out/), and nginx serving the same files in the same run for comparison. Writes its
+// section of docs/benchmarks.md (between the server-bench markers) and .bench/server/results.json.
+//
+//   1. Fan-out: 500, 2,000 and 5,000 simulated agents, each holding its notification stream and, when
+//      the release is announced, making an agent's real request sequence (root check, timestamp,
+//      snapshot, targets, catalogue, index, policy, incremental, report). Time until all are current,
+//      requests per second, latencies, the server's CPU seconds and peak RSS. Then the same file
+//      requests, at the same concurrency, against Bulwark and against nginx: the throughput ratio.
+//   2. Memory: `bulwark serve` idle, and across 100 updates; with 5,000 notification streams held.
+//   3. Registry: reports from 100,000 agents over HTTP, and `bulwark agents list --json` with them.
+//   4. The demo's peak RSS (source, server and two agents) over a minute with a publish every 20 s.
+// Machine-dependent: the load generator shares the two cores with the server it measures.
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { Pool } from 'undici';
+import sqlite3 from 'sqlite3';
+import { BENCH_DIR, fmtInt, fmtMs, median, nowMs, ROOT } from './bench-lib.js';
+import { PatternSeries } from '../out/main/demo/patterns.js';
+import { listen, staticHandler } from '../out/main/demo/static-server.js';
+import { publish } from '../out/main/publisher/publisher.js';
+import { requestUpdate } from '../out/main/server/control.js';
+
+const AGENTS = (process.env.BENCH_AGENTS ?? '500,2000,5000').split(',').map(Number);
+const REGISTRY_AGENTS = Number(process.env.BENCH_REGISTRY_AGENTS ?? 100_000);
+const WORK = path.join(BENCH_DIR, 'server');
+const REPORT_FILE = path.join(ROOT, 'docs', 'benchmarks.md');
+const BULWARK = path.join(ROOT, 'bin', 'bulwark.js');
+const CONNECTIONS = 256; // the load generator's connections per server
+const TARGETS = { throughputRatio: 0.5, rssWithStreamsMB: 200, reportsPerSecond: 2000, listSeconds: 2, idleMB: 100, demoPeakMB: 300 };
+
+const started = nowMs();
+const log = (line) => process.stderr.write(`[${((nowMs() - started) / 1000).toFixed(0).padStart(5)} s] ${line}\n`);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Processes and their costs
+// ---------------------------------------------------------------------------------------------
+
+function rssKb(pid) {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** The RSS of a process and its children (nginx's workers, the demo's own). */
+function treeRssKb(pid) {
+  let total = rssKb(pid);
+  for (const child of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (Number(fs.readFileSync(`/proc/${child}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === pid) total += treeRssKb(Number(child));
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+
+/** CPU seconds (user + system) of a process and its children so far. */
+function cpuSeconds(pid) {
+  let total = 0;
+  const visit = (p) => {
+    try {
+      const fields = fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+      for (const child of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+        try {
+          if (Number(fs.readFileSync(`/proc/${child}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === p) visit(Number(child));
+        } catch {
+          // gone
+        }
+      }
+    } catch {
+      // gone
+    }
+  };
+  visit(pid);
+  return total;
+}
+
+/** Sample a process tree's RSS every 50 ms until stopped; returns the peak in KB. */
+function peakSampler(pid) {
+  let peak = 0;
+  const timer = setInterval(() => (peak = Math.max(peak, treeRssKb(pid))), 50);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, treeRssKb(pid));
+  };
+}
+
+function startProcess(args, logFile) {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, [BULWARK, ...args], { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  return child;
+}
+
+async function waitForLine(file, pattern, timeoutMs = 60_000) {
+  const deadline = nowMs() + timeoutMs;
+  for (;;) {
+    const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const match = pattern.exec(text);
+    if (match) return match;
+    if (nowMs() > deadline) throw new Error(`no ${pattern} in ${file} within ${timeoutMs} ms:\n${text.slice(-2000)}`);
+    await sleep(100);
+  }
+}
+
+async function stop(child) {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  const deadline = nowMs() + 15_000;
+  while (child.exitCode === null && nowMs() < deadline) await sleep(50);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source and the server
+// ---------------------------------------------------------------------------------------------
+
+function percentile(values, p) {
+  if (!values.length) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+class Source {
+  constructor(dir) {
+    this.dir = dir;
+    this.series = new PatternSeries('virus-pattern', 171, 1_000_000, 42);
+    fs.mkdirSync(path.join(dir, 'input', 'virus-pattern'), { recursive: true });
+    this.write(this.series.content());
+  }
+  write(content) {
+    fs.writeFileSync(path.join(this.dir, 'input', 'virus-pattern', String(this.series.version)), content);
+  }
+  next() {
+    this.write(this.series.next());
+    this.publish();
+    return this.series.version;
+  }
+  publish() {
+    publish({ input: path.join(this.dir, 'input'), out: path.join(this.dir, 'out'), keys: path.join(this.dir, 'keys'), level: 9 });
+  }
+  async serve() {
+    this.server = await listen(staticHandler(path.join(this.dir, 'out')), '127.0.0.1', 0);
+    return this.server.url;
+  }
+}
+
+async function freePort() {
+  const server = http.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function startServer(dataDir, source, extra = []) {
+  const port = await freePort();
+  const logFile = path.join(WORK, `serve-${path.basename(dataDir)}.log`);
+  fs.rmSync(logFile, { force: true });
+  const child = startProcess(
+    ['serve', '--data', dataDir, '--source', source.url, '--trusted-root', path.join(source.dir, 'out', 'root.json'), '--schedule', 'daily 03:00',
+      '--agents-listen', `127.0.0.1:${port}`, '--agent-spread', '0', '--agent-poll', '3600', '--rollout', 'off', ...extra],
+    logFile,
+  );
+  await waitForLine(logFile, /next update at /);
+  return { child, url: `http://127.0.0.1:${port}/`, dataDir, logFile };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated agents
+// ---------------------------------------------------------------------------------------------
+
+async function inBatches(items, concurrency, work) {
+  const results = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await work(items[i], i);
+      }
+    }),
+  );
+  return results;
+}
+
+async function enroll(server, count) {
+  const token = /Enrollment token: (\S+)/.exec(spawnSync(process.execPath, [BULWARK, 'agents', 'token', '--data', server.dataDir], { encoding: 'utf8' }).stdout)[1];
+  const pool = new Pool(server.url, { connections: 32 });
+  const credentials = await inBatches([...Array(count).keys()], 32, async (i) => {
+    const { body, statusCode } = await pool.request({ method: 'POST', path: '/agents/v1/enroll', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, name: `sim-${i}`, hostname: `sim-${i}` }) });
+    const json = await body.json();
+    if (statusCode !== 200) throw new Error(`enrollment ${statusCode}: ${JSON.stringify(json)}`);
+    return json.credential;
+  });
+  await pool.close();
+  return credentials;
+}
+
+/** The paths an agent asks for after the release: read from the server's own release, as a client would resolve them. */
+function agentPaths(dataDir) {
+  const dist = path.join(dataDir, 'distribution');
+  const release = JSON.parse(fs.readFileSync(path.join(dist, 'release.json'), 'utf8'));
+  const roots = fs.readdirSync(path.join(dist, 'metadata')).flatMap((n) => /^(\d+)\.root\.json$/.exec(n)?.[1] ?? []).map(Number);
+  const targets = JSON.parse(fs.readFileSync(path.join(dist, 'metadata', `${release.index.snapshotVersion}.snapshot.json`), 'utf8')).signed.meta['targets.json'].version;
+  const incremental = release.relayed.find((r) => /\.v_\d+\.\d+$/.test(r));
+  const catalogue = release.relayed.find((r) => r.endsWith('.catalogue.json'));
+  return {
+    files: [
+      `/metadata/timestamp.json`,
+      `/metadata/${release.index.snapshotVersion}.snapshot.json`,
+      `/metadata/${targets}.targets.json`,
+      `/targets/${catalogue}`,
+      `/agents/v1/index.json`,
+      `/targets/${incremental}`,
+    ],
+    rootCheck: `/metadata/${Math.max(...roots) + 1}.root.json`,
+  };
+}
+
+/** Hold `credentials.length` notification streams; resolves once each has said hello. */
+async function openStreams(server, credentials, onRelease) {
+  const url = new URL('agents/v1/events', server.url);
+  const streams = [];
+  await inBatches(credentials, 64, (credential, i) =>
+    new Promise((resolve, reject) => {
+      const req = http.get(url, { agent: false, headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' } }, (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`stream ${res.statusCode}`));
+        let buffer = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => {
+          buffer += chunk;
+          let end;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const event = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (event.startsWith('event: hello')) resolve();
+            else if (event.startsWith('event: release')) onRelease(i);
+          }
+        });
+      });
+      req.on('error', reject);
+      streams.push(req);
+    }),
+  );
+  return { close: () => streams.forEach((req) => req.destroy()) };
+}
+
+/** One agent's requests after a release, timed; `withAgentCalls` adds the policy and the report. */
+async function agentSequence(pool, paths, credential, latencies, withAgentCalls) {
+  const get = async (p, expect = 200, headers = {}) => {
+    const t = nowMs();
+    const { statusCode, body } = await pool.request({ method: 'GET', path: p, headers });
+    await body.dump();
+    latencies.push(nowMs() - t);
+    if (statusCode !== expect) throw new Error(`${p}: HTTP ${statusCode}`);
+  };
+  await get(paths.rootCheck, 404);
+  for (const p of paths.files.slice(0, 5)) await get(p);
+  if (withAgentCalls) await get('/agents/v1/policy', 200, { authorization: `Bearer ${credential}` });
+  await get(paths.files[5]);
+  if (withAgentCalls) {
+    const t = nowMs();
+    const { statusCode, body } = await pool.request({
+      method: 'POST',
+      path: '/agents/v1/report',
+      headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'sim', hostname: 'sim', addresses: [{ address: '127.0.0.1', family: 4 }], components: [{ id: 'virus-pattern', version: 1 }], lastRun: { result: 'ok', at: new Date().toISOString(), bytes: 1 }, phase: 'idle', pollSeconds: 3600 }),
+    });
+    await body.dump();
+    latencies.push(nowMs() - t);
+    if (statusCode !== 200) throw new Error(`report: HTTP ${statusCode}`);
+  }
+}
+
+/** n agents announced a release at once: the time until all are done, and what it cost the server. */
+async function fanOut(server, source, credentials, n) {
+  const releases = [];
+  let allHeard;
+  const heard = new Promise((resolve) => (allHeard = resolve));
+  const streams = await openStreams(server, credentials.slice(0, n), (i) => {
+    releases.push({ i, at: nowMs() });
+    if (releases.length === n) allHeard();
+  });
+  await sleep(1000);
+  const rssWithStreams = rssKb(server.child.pid);
+  source.next();
+  const pool = new Pool(server.url, { connections: CONNECTIONS, pipelining: 1 });
+  const latencies = [];
+  const cpu0 = cpuSeconds(server.child.pid);
+  const peak = peakSampler(server.child.pid);
+  const update = requestUpdate(server.dataDir);
+  await heard;
+  const first = Math.min(...releases.map((r) => r.at));
+  const paths = agentPaths(server.dataDir);
+  const t0 = nowMs();
+  let failures = 0;
+  await Promise.all(releases.map(({ i }) => agentSequence(pool, paths, credentials[i], latencies, true).catch(() => failures++)));
+  const done = nowMs();
+  await update;
+  const peakKb = peak();
+  const cpu = cpuSeconds(server.child.pid) - cpu0;
+  await pool.close();
+  streams.close();
+  await sleep(500);
+  return { n, allCurrentMs: done - first, requests: latencies.length, rps: latencies.length / ((done - t0) / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99), cpu, peakMB: peakKb / 1024, rssWithStreamsMB: rssWithStreams / 1024, failures };
+}
+
+/** The same file requests from n agents at once, against any server: requests per second. */
+async function filesOnly(url, paths, n) {
+  const pool = new Pool(url, { connections: CONNECTIONS, pipelining: 1 });
+  const latencies = [];
+  // Warm up (first reads from disk, connections opened).
+  await inBatches([...Array(Math.min(n, 256)).keys()], 256, () => agentSequence(pool, paths, '', [], false));
+  const t0 = nowMs();
+  await Promise.all([...Array(n).keys()].map(() => agentSequence(pool, paths, '', latencies, false)));
+  const seconds = (nowMs() - t0) / 1000;
+  await pool.close();
+  return { rps: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), seconds };
+}
+
+/** nginx serving a server's release directory, and its timestamp and index as files (what Bulwark answers from memory). */
+async function startNginx(dataDir) {
+  const root = path.join(dataDir, 'distribution');
+  const dir = path.join(WORK, 'nginx');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, 'logs'), { recursive: true });
+  const port = await freePort();
+  fs.writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `daemon off; worker_processes auto; user root; pid ${dir}/nginx.pid; error_log ${dir}/logs/error.log;
+events { worker_connections 16384; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; open_file_cache max=1000;
+  client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/pt; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
+  server { listen 127.0.0.1:${port}; root ${root};
+    location = /metadata/timestamp.json { alias ${dir}/timestamp.json; }
+    location = /agents/v1/index.json { alias ${dir}/index.json; } } }\n`,
+  );
+  const child = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
+  await sleep(500);
+  /** Give nginx the current release's timestamp and index, as files. */
+  const refresh = () => {
+    const release = JSON.parse(fs.readFileSync(path.join(root, 'release.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'timestamp.json'), release.timestamp);
+    fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify(release.index));
+  };
+  return { child, url: `http://127.0.0.1:${port}/`, refresh };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry, memory, demo
+// ---------------------------------------------------------------------------------------------
+
+async function registryBench(server, source) {
+  // 100,000 agents written straight into the registry (setting up is not what is measured)...
+  await stop(server.child);
+  const db = new sqlite3.Database(path.join(server.dataDir, 'agents.sqlite'));
+  const run = (sql, params = []) => new Promise((resolve, reject) => db.run(sql, params, (error) => (error ? reject(error) : resolve())));
+  // Credentials as the registry makes them: an HMAC of the id under its key.
+  const key = await new Promise((resolve, reject) => db.get(`SELECT value FROM meta WHERE key = 'credential_key'`, (error, row) => (error ? reject(error) : resolve(Buffer.from(row.value, 'base64')))));
+  const credentials = [];
+  await run('BEGIN');
+  const now = Date.now();
+  for (let i = 0; i < REGISTRY_AGENTS; i++) {
+    const id = crypto.randomUUID();
+    const secret = crypto.createHmac('sha256', key).update(id).digest('base64url');
+    credentials.push(`${id}.${secret}`);
+    await run(`INSERT INTO agents (id, secret_hash, name, hostname, enrolled_at, last_seen, address, poll_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [id, crypto.createHash('sha256').update(secret).digest('hex'), `fleet-${i}`, `fleet-${i}`, now, now, '127.0.0.1', 3600]);
+  }
+  await run('COMMIT');
+  await new Promise((resolve) => db.close(resolve));
+  // ...then each reports once, over HTTP, as agents do.
+  const restarted = await startServer(server.dataDir, source);
+  const pool = new Pool(restarted.url, { connections: 64 });
+  const report = JSON.stringify({ name: 'fleet', hostname: 'fleet', addresses: [{ address: '10.0.0.1', family: 4 }], components: [{ id: 'virus-pattern', version: 173, method: 'incremental' }], lastRun: { result: 'ok', at: new Date().toISOString(), bytes: 4000 }, phase: 'idle', pollSeconds: 3600 });
+  const t0 = nowMs();
+  let failures = 0;
+  await inBatches(credentials, 64, async (credential) => {
+    const { statusCode, body } = await pool.request({ method: 'POST', path: '/agents/v1/report', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: report });
+    await body.dump();
+    if (statusCode !== 200) failures++;
+  });
+  const reportsPerSecond = REGISTRY_AGENTS / ((nowMs() - t0) / 1000);
+  await pool.close();
+  const rssAfter = rssKb(restarted.child.pid) / 1024;
+  const listTimes = [];
+  for (let i = 0; i < 3; i++) {
+    const t = nowMs();
+    const result = spawnSync(process.execPath, [BULWARK, 'agents', 'list', '--data', server.dataDir, '--json'], { maxBuffer: 1 << 30 });
+    listTimes.push(nowMs() - t);
+    if (result.status !== 0) throw new Error(`agents list failed: ${result.stderr}`);
+    if (i === 0 && JSON.parse(result.stdout).agents.length < REGISTRY_AGENTS) throw new Error('agents list did not list every agent');
+  }
+  await stop(restarted.child);
+  return { agents: REGISTRY_AGENTS, reportsPerSecond, failures, listMs: median(listTimes), rssAfterMB: rssAfter };
+}
+
+async function memoryBench(source) {
+  const server = await startServer(path.join(WORK, 'memory'), source);
+  const idle = [];
+  for (let i = 0; i < 10; i++) {
+    await sleep(1000);
+    idle.push(rssKb(server.child.pid) / 1024);
+  }
+  const after = [];
+  for (let i = 0; i < 100; i++) {
+    if (i % 10 === 0) log(`memory: update ${i + 1} of 100`);
+    source.next();
+    const record = await requestUpdate(server.dataDir);
+    if (record?.result !== 'ok') throw new Error(`update ${i + 1}: ${record?.error}`);
+    after.push(rssKb(server.child.pid) / 1024);
+  }
+  await sleep(5000);
+  const settled = rssKb(server.child.pid) / 1024;
+  await stop(server.child);
+  return { idleMB: median(idle), afterFirst10MB: median(after.slice(0, 10)), afterLast10MB: median(after.slice(-10)), maxMB: Math.max(...after), settledMB: settled };
+}
+
+async function demoBench() {
+  const dir = path.join(WORK, 'demo');
+  fs.rmSync(dir, { recursive: true, force: true });
+  const logFile = path.join(WORK, 'demo.log');
+  fs.rmSync(logFile, { force: true });
+  const child = startProcess(['demo', '--dir', dir, '--every', '20'], logFile);
+  const peak = peakSampler(child.pid);
+  await sleep(60_000);
+  const peakKb = peak();
+  const published = (fs.readFileSync(logFile, 'utf8').match(/demo source published/g) ?? []).length;
+  const agentUpdates = (fs.readFileSync(logFile, 'utf8').match(/\[demo-agent-\d\] \S+ (notification|schedule|startup|install) update done/g) ?? []).length;
+  await stop(child);
+  return { peakMB: peakKb / 1024, published, agentUpdates };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+const mark = (ok) => (ok ? '✅' : '❌');
+
+function report(results) {
+  const lines = [];
+  const p = (line = '') => lines.push(line);
+  const { fanout, throughput, memory, registry, demo } = results;
+  p('<!-- server-bench:start -->');
+  p('## Server: agents, fan-out against nginx, memory, registry');
+  p();
+  p(`Measured by \`scripts/bench-server.js\` on ${results.machine}, ${results.date}, in one run of ${fmtMs(results.durationMs)}. Everything on loopback: the load generator (Node, undici, ${CONNECTIONS} connections) shares the two cores with the server it measures, so absolute rates are this machine's; ratios compare like with like in the same run.`);
+  p();
+  p('### Fan-out: a release announced to every agent at once (spread 0, the worst case)');
+  p();
+  p('Each simulated agent holds its notification stream; on the announcement it makes an agent\'s request sequence (root check, timestamp, snapshot, targets, catalogue, index, policy, the 3 kB incremental, report).');
+  p();
+  p('| Agents | All current after | Requests | Requests/s | p50 | p99 | Server CPU | Server peak RSS | RSS with the streams held | Failed |');
+  p('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of fanout) p(`| ${fmtInt(r.n)} | ${fmtMs(r.allCurrentMs)} | ${fmtInt(r.requests)} | ${fmtInt(r.rps)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${r.cpu.toFixed(1)} s | ${r.peakMB.toFixed(0)} MB | ${r.rssWithStreamsMB.toFixed(0)} MB ${mark(r.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)} | ${r.failures} |`);
+  p();
+  p(`Goal: server RSS at most ${TARGETS.rssWithStreamsMB} MB with 5,000 notification streams held.`);
+  p();
+  p('### Throughput against nginx (the same file requests, same concurrency, same run)');
+  p();
+  p('The file part of the sequence (root check, timestamp, snapshot, targets, catalogue, index, incremental), from the same number of agents at once, against Bulwark\'s agent port and against nginx (`worker_processes auto`, sendfile, open_file_cache) serving the same release directory.');
+  p();
+  p('| Agents | Bulwark requests/s | nginx requests/s | Ratio to nginx | Bulwark p50 / p99 | nginx p50 / p99 |');
+  p('|---:|---:|---:|---:|---:|---:|');
+  for (const t of throughput) p(`| ${fmtInt(t.n)} | ${fmtInt(t.bulwark.rps)} | ${fmtInt(t.nginx.rps)} | ${(t.bulwark.rps / t.nginx.rps).toFixed(2)}× nginx ${mark(t.bulwark.rps / t.nginx.rps >= TARGETS.throughputRatio)} | ${fmtMs(t.bulwark.p50)} / ${fmtMs(t.bulwark.p99)} | ${fmtMs(t.nginx.p50)} / ${fmtMs(t.nginx.p99)} |`);
+  p();
+  p(`Goal: at least ${TARGETS.throughputRatio}× nginx's throughput.`);
+  p();
+  p('### Memory of `bulwark serve`');
+  p();
+  p('| Measure | RSS | Goal |');
+  p('|---|---:|---|');
+  p(`| Idle after start (median of 10 s) | ${memory.idleMB.toFixed(0)} MB | ≤ ${TARGETS.idleMB} MB ${mark(memory.idleMB <= TARGETS.idleMB)} |`);
+  p(`| After updates 1–10 (median) | ${memory.afterFirst10MB.toFixed(0)} MB | |`);
+  p(`| After updates 91–100 (median) | ${memory.afterLast10MB.toFixed(0)} MB | flat ${mark(memory.afterLast10MB - memory.afterFirst10MB <= 10)} |`);
+  p(`| Highest after any of the 100 updates | ${memory.maxMB.toFixed(0)} MB | |`);
+  p(`| 5 s after the last | ${memory.settledMB.toFixed(0)} MB | |`);
+  p();
+  p('Each of the 100 updates installs a new version (an incremental) of a 1 MB pattern.');
+  p();
+  p('### Registry: 100,000 agents');
+  p();
+  p('| Measure | Result | Goal |');
+  p('|---|---:|---|');
+  p(`| Reports over HTTP (one per agent, 64 at a time) | ${fmtInt(registry.reportsPerSecond)} per second (${registry.failures} failed) | ≥ ${fmtInt(TARGETS.reportsPerSecond)}/s ${mark(registry.reportsPerSecond >= TARGETS.reportsPerSecond)} |`);
+  p(`| \`bulwark agents list --json\` with ${fmtInt(registry.agents)} agents (median of 3) | ${fmtMs(registry.listMs)} | < ${TARGETS.listSeconds} s ${mark(registry.listMs < TARGETS.listSeconds * 1000)} |`);
+  p(`| Server RSS after the reports | ${registry.rssAfterMB.toFixed(0)} MB | |`);
+  p();
+  p('### The demo');
+  p();
+  p(`\`bulwark demo --every 20\` (the demo source, the server and its two agents in one process) for 60 s: peak RSS ${demo.peakMB.toFixed(0)} MB (goal ≤ ${TARGETS.demoPeakMB} MB ${mark(demo.peakMB <= TARGETS.demoPeakMB)}), over ${demo.published} publishes and ${demo.agentUpdates} agent updates.`);
+  p('<!-- server-bench:end -->');
+  return lines.join('\n') + '\n';
+}
+
+function writeReport(section) {
+  const previous = fs.existsSync(REPORT_FILE) ? fs.readFileSync(REPORT_FILE, 'utf8') : '# Benchmarks\n';
+  const kept = previous.replace(/<!-- server-bench:start -->[\s\S]*<!-- server-bench:end -->\n?/, '').trimEnd();
+  fs.writeFileSync(REPORT_FILE, `${kept}\n\n${section}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  if (process.argv.includes('--report-only')) {
+    writeReport(report(JSON.parse(fs.readFileSync(path.join(WORK, 'results.json'), 'utf8'))));
+    return;
+  }
+  fs.rmSync(WORK, { recursive: true, force: true });
+  fs.mkdirSync(WORK, { recursive: true });
+  const source = new Source(path.join(WORK, 'source'));
+  source.next();
+  source.url = await source.serve();
+
+  log('fan-out: starting the server and enrolling agents');
+  const server = await startServer(path.join(WORK, 'fanout'), source);
+  const credentials = await enroll(server, Math.max(...AGENTS));
+  const fanout = [];
+  const throughput = [];
+  const nginx = await startNginx(server.dataDir);
+  for (const n of AGENTS) {
+    log(`fan-out: ${n} agents`);
+    fanout.push(await fanOut(server, source, credentials, n));
+    const paths = agentPaths(server.dataDir);
+    nginx.refresh();
+    const bulwarkRun = await filesOnly(server.url, paths, n);
+    const nginxRun = await filesOnly(nginx.url, paths, n);
+    throughput.push({ n, bulwark: bulwarkRun, nginx: nginxRun });
+    log(`  ${fmtInt(bulwarkRun.rps)} vs nginx ${fmtInt(nginxRun.rps)} requests/s`);
+  }
+  nginx.child.kill('SIGTERM');
+
+  log('registry: 100,000 agents');
+  const registry = await registryBench(server, source);
+  log('memory: serve idle and across 100 updates');
+  const memory = await memoryBench(source);
+  log('demo: 60 s');
+  const demo = await demoBench();
+  await source.server.close();
+
+  const results = { date: new Date().toISOString().slice(0, 10), machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`, durationMs: nowMs() - started, fanout, throughput, memory, registry, demo };
+  fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify(results, null, 1));
+  writeReport(report(results));
+  log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
+}
+
+await main();
