@@ -3,17 +3,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
-import { countAgents, type AgentCounts } from '../distribution/agent-status.js';
+import type { AgentCounts } from '../distribution/agent-status.js';
 import { parseBrokerUrl } from '../distribution/broker.js';
 import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
 import { Settings } from '../engine/settings.js';
 import type { RolloutView } from '../console/contract.js';
 import { callControl } from '../server/control.js';
 import { checkSourceUrl } from '../engine/source.js';
-import { agentReminders, agentRows, type AgentRow } from '../distribution/overview.js';
+import { agentReminders, pictureOf, type RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
-import { AgentRegistry } from '../distribution/registry.js';
+import { AgentRegistry, type AgentListed } from '../distribution/registry.js';
 import { Distribution } from '../distribution/release.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
@@ -67,8 +67,9 @@ export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefi
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const registry = await AgentRegistry.open(dataDir, { readOnly: true });
   try {
-    const rows = agentRows(await registry.list(), Distribution.readCurrent(dataDir));
-    return { counts: countAgents(rows.map((r) => r.state)), reminders: agentReminders(rows, { stack, url: undefined }) };
+    const now = Date.now();
+    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
+    return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
   }
@@ -228,28 +229,37 @@ Options:
       }
       if (values.rotate) throw new UsageError('--rotate goes with token');
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
-      let agents;
       try {
-        agents = await registry.list();
+        const release = Distribution.readCurrent(dataDir);
+        // One moment for the counts and the rows, so they agree.
+        const basis = { release, now: Date.now() };
+        const { counts } = pictureOf(await registry.tally(basis));
+        if (values.json) {
+          // Streamed: 100,000 agents are written as SQLite makes their JSON, never held all at once.
+          process.stdout.write(`{"release":${release?.index.release ?? null},"counts":${JSON.stringify(counts)},"agents":[`);
+          let first = true;
+          await registry.eachListed(basis, (rows) => {
+            process.stdout.write((first ? '' : ',') + rows.join(','));
+            first = false;
+          });
+          out(']}');
+          return 0;
+        }
+        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
+        await registry.eachListed(basis, (rows) => {
+          for (const json of rows) {
+            const row = JSON.parse(json) as AgentListed;
+            const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
+            const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
+            const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
+            out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
+            out(`  ${''.padEnd(20)} ${versions}`);
+          }
+        });
+        return 0;
       } finally {
         await registry.close();
       }
-      const release = Distribution.readCurrent(dataDir);
-      const rows = agentRows(agents, release);
-      if (values.json) {
-        out(JSON.stringify({ release: release?.index.release ?? null, counts: countAgents(rows.map((r) => r.state)), agents: rows }));
-        return 0;
-      }
-      const counts = countAgents(rows.map((r) => r.state));
-      out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
-      for (const row of rows) {
-        const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
-        const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
-        const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
-        out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
-        out(`  ${''.padEnd(20)} ${versions}`);
-      }
-      return 0;
     },
   },
 };
@@ -285,20 +295,17 @@ Options:
     }
     const settings = { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout };
     const state = Rollout.read(dataDir);
-    let rows: AgentRow[] = [];
+    let counted: Record<string, RingCounts> = {};
     if (fs.existsSync(path.join(dataDir, 'agents.sqlite'))) {
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
-        rows = agentRows(await registry.list(), Distribution.readCurrent(dataDir));
+        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now() })).rings;
       } finally {
         await registry.close();
       }
     }
     const stageIndex = state ? RINGS.indexOf(state.stage) : RINGS.length - 1;
-    const rings = RINGS.map((ring, i) => {
-      const members = rows.filter((r) => r.ring === ring);
-      return { ring, agents: members.length, current: members.filter((r) => r.state === 'current').length, failed: members.filter((r) => r.state === 'failed').length, released: !settings.enabled || !state || i <= stageIndex };
-    });
+    const rings = RINGS.map((ring, i) => ({ ring, ...(counted[ring] ?? { agents: 0, current: 0, failed: 0 }), released: !settings.enabled || !state || i <= stageIndex }));
     if (values.json) {
       out(JSON.stringify({ enabled: settings.enabled, soakSeconds: settings.soakSeconds, ...(state ?? {}), rings }));
       return 0;

@@ -18,8 +18,8 @@ import { SETTINGS_SCHEMA, type Settings, type SettingsData } from '../engine/set
 import { testConnection } from '../engine/connection-test.js';
 import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
-import type { AgentRow, AgentsOverview } from '../distribution/overview.js';
-import type { AgentRegistry } from '../distribution/registry.js';
+import type { AgentsOverview } from '../distribution/overview.js';
+import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { DEFAULT_ROLLOUT, isRing, type Ring, type Rollout } from '../distribution/rollout.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
@@ -162,8 +162,16 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
   },
 };
 
-const ajv = new Ajv({ allErrors: false });
-const validators = Object.fromEntries(CONSOLE_METHODS.map((m) => [m, ajv.compile(PARAM_SCHEMAS[m])])) as Record<ConsoleMethod, ReturnType<Ajv['compile']>>;
+/** Each method's parameter check, compiled on first call (not at import: every CLI command imports this). */
+const validators = (() => {
+  let ajv: Ajv | undefined;
+  const compiled = new Map<ConsoleMethod, ReturnType<Ajv['compile']>>();
+  return (method: ConsoleMethod) => {
+    let validate = compiled.get(method);
+    if (!validate) compiled.set(method, (validate = (ajv ??= new Ajv({ allErrors: false })).compile(PARAM_SCHEMAS[method])));
+    return validate;
+  };
+})();
 
 export interface ConsoleServiceOptions {
   engine: Engine;
@@ -228,7 +236,7 @@ export class ConsoleService {
     if (!(CONSOLE_METHODS as readonly string[]).includes(method)) throw new ApiError(404, `unknown method "${method}"`);
     const m = method as ConsoleMethod;
     const value = params === undefined ? null : params;
-    const validate = validators[m];
+    const validate = validators(m);
     if (!validate(value)) {
       const problem = validate.errors?.[0];
       throw new ApiError(400, `invalid parameters for ${m}: ${problem?.instancePath || 'params'} ${problem?.message ?? ''}`.trim());
@@ -258,7 +266,7 @@ export class ConsoleService {
         const { id, ring } = value as { id: string; ring: Ring };
         const moved = await this.agentsAccess().registry.setRing(id, ring);
         if (!moved.length) throw new ApiError(400, `no agent ${id}`);
-        await this.agentsAccess().overview.reload();
+        await this.agentsAccess().overview.recount();
         return { ok: true };
       }
       case 'changeComponent':
@@ -270,7 +278,7 @@ export class ConsoleService {
   changeRollout(action: 'promote' | 'halt' | 'resume'): RolloutView {
     const { rollout, overview } = this.agentsAccess();
     if (!rollout.current()) throw new ApiError(400, 'no release is being rolled out yet');
-    if (action === 'promote') rollout.promote(overview.rows);
+    if (action === 'promote') rollout.promote((ring) => overview.ring(ring).agents);
     else if (action === 'halt') rollout.halt('halted by the operator');
     else rollout.resume();
     this.emit('changed', { reason: 'rollout' });
@@ -300,7 +308,7 @@ export class ConsoleService {
       stageSince: state?.stageSince ?? null,
       soakSeconds: settings.soakSeconds,
       halted: state?.halted ?? null,
-      rings: rollout.progress(overview.rows),
+      rings: rollout.progress((ring) => overview.ring(ring)),
     };
   }
 
@@ -322,26 +330,23 @@ export class ConsoleService {
     };
   }
 
-  private agentsPage(query: AgentsQuery): AgentsPage {
-    const { overview } = this.agentsAccess();
-    const text = query.filter?.trim().toLowerCase() ?? '';
-    const rows = overview.rows.filter(
-      (row) =>
+  private async agentsPage(query: AgentsQuery): Promise<AgentsPage> {
+    const { registry, distribution, rollout } = this.agentsAccess();
+    const text = query.filter?.trim() ?? '';
+    const page = await registry.page(
+      { release: distribution.current(), now: Date.now() },
+      {
         // "Outdated" as the counts mean it: notified agents have not started yet either.
-        (!query.state || row.state === query.state || (query.state === 'outdated' && row.state === 'notified')) &&
-        (!query.ring || row.ring === query.ring) &&
-        (!text || [row.name, row.hostname, row.address, row.lastRun?.error ?? ''].some((field) => field.toLowerCase().includes(text))),
+        ...(query.state ? { states: query.state === 'outdated' ? ['outdated', 'notified'] : [query.state] } : {}),
+        ...(query.ring ? { ring: query.ring } : {}),
+        ...(text ? { text } : {}),
+        sort: query.sort ?? 'state',
+        descending: query.descending ?? false,
+        limit: query.limit ?? 500,
+      },
     );
-    const sort = query.sort ?? 'state';
-    const key = (row: AgentRow): string | number => (sort === 'lastSeen' ? Date.parse(row.lastSeen) : sort === 'state' ? STATE_ORDER[row.state] : row[sort].toLowerCase());
-    rows.sort((a, b) => {
-      const [x, y] = [key(a), key(b)];
-      const order = x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name);
-      return query.descending ? -order : order;
-    });
-    const { rollout } = this.agentsAccess();
-    const held = (row: AgentRow) => row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
-    return { summary: this.agentsSummary()!, matching: rows.length, agents: rows.slice(0, query.limit ?? 500).map((row) => agentView(row, held(row))) };
+    const held = (row: AgentListed) => row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
+    return { summary: this.agentsSummary()!, matching: page.matching, agents: page.agents.map((row) => agentView(row, held(row))) };
   }
 
   snapshot(): Snapshot {
@@ -480,10 +485,7 @@ export class ConsoleService {
   }
 }
 
-/** The state column sorts by urgency. */
-const STATE_ORDER: Record<AgentStateView, number> = { failed: 0, unreachable: 1, outdated: 2, notified: 3, updating: 4, current: 5 };
-
-function agentView(row: AgentRow, held: boolean): AgentView {
+function agentView(row: AgentListed, held: boolean): AgentView {
   return {
     id: row.id,
     name: row.name,

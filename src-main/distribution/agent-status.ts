@@ -1,16 +1,20 @@
 // Where each agent stands against the server's current release, derived from what it last reported
-// (so nothing here is stored, and nothing can drift):
+// (so nothing here is stored, and nothing can drift). The first that applies:
 //
 //   unreachable   not heard from for twice its poll interval
 //   updating      it said it started a run
 //   failed        its last run failed
-//   current       it holds every component at the version the server serves
+//   current       it holds every component at (at least) the version the server serves
 //   notified      told of the release, not started yet
 //   outdated      anything else
-import type { AgentRecord } from './registry.js';
+//
+// This is one SQL expression over the registry's columns, so counting, filtering and sorting 100,000
+// agents happens in SQLite and the server keeps no row per agent in memory.
 import type { Release } from './release.js';
 
 export type AgentState = 'current' | 'outdated' | 'notified' | 'updating' | 'failed' | 'unreachable';
+
+export const AGENT_STATES: readonly AgentState[] = ['current', 'outdated', 'notified', 'updating', 'failed', 'unreachable'];
 
 /** The counts the console shows: a notified agent is still outdated. */
 export interface AgentCounts {
@@ -22,24 +26,45 @@ export interface AgentCounts {
   unreachable: number;
 }
 
-/** Whether the agent holds every component of the release at (at least) the version the server serves. */
-export function isCurrent(agent: Pick<AgentRecord, 'components'>, release: Release | undefined): boolean {
-  if (!release) return true;
-  const held = new Map(agent.components.map((c) => [c.id, c.version]));
-  return release.index.components.every((c) => (held.get(c.id) ?? 0) >= c.version);
+/** Named parameters of a statement (node-sqlite3 binds `$name` from an object). */
+export type SqlParams = Record<`$${string}`, string | number | null>;
+
+/** The moment and release an agent's state is judged against. */
+export interface StateBasis {
+  release: Release | undefined;
+  now: number;
 }
 
-export function agentState(agent: AgentRecord, release: Release | undefined, now = Date.now()): AgentState {
-  if (now - Date.parse(agent.lastSeen) > 2 * agent.pollSeconds * 1000) return 'unreachable';
-  if (agent.phase === 'updating') return 'updating';
-  if (agent.lastRun?.result === 'failed') return 'failed';
-  if (isCurrent(agent, release)) return 'current';
-  if (agent.phase === 'notified' && release && agent.notifiedRelease >= release.index.release) return 'notified';
-  return 'outdated';
+/** SQL that holds for an agent not heard from for twice its poll interval. */
+export const SILENT_SQL = `($now - last_seen > 2 * poll_seconds * 1000)`;
+
+/**
+ * The agent's state as an SQL expression over the agents table, and the parameters it binds. `versions`
+ * is the JSON object of the versions it reported (component id → version).
+ */
+export function stateSql({ release, now }: StateBasis): { sql: string; params: SqlParams } {
+  const params: SqlParams = { $now: now, $release: release?.index.release ?? 0 };
+  const held = (release?.index.components ?? []).map((component, i) => {
+    params[`$path${i}`] = `$.${JSON.stringify(component.id)}`;
+    params[`$version${i}`] = component.version;
+    return `COALESCE(json_extract(versions, $path${i}), 0) >= $version${i}`;
+  });
+  const current = held.length ? held.join(' AND ') : '1';
+  const sql = `(CASE
+    WHEN ${SILENT_SQL} THEN 'unreachable'
+    WHEN phase = 'updating' THEN 'updating'
+    WHEN last_result = 'failed' THEN 'failed'
+    WHEN ${current} THEN 'current'
+    WHEN phase = 'notified' AND $release > 0 AND notified_release >= $release THEN 'notified'
+    ELSE 'outdated' END)`;
+  return { sql, params };
 }
 
-export function countAgents(states: readonly AgentState[]): AgentCounts {
-  const counts: AgentCounts = { total: states.length, current: 0, outdated: 0, updating: 0, failed: 0, unreachable: 0 };
-  for (const state of states) counts[state === 'notified' ? 'outdated' : state]++;
-  return counts;
+/** The count an agent's state falls under (a notified agent is still outdated). */
+export function countOf(state: AgentState): Exclude<keyof AgentCounts, 'total'> {
+  return state === 'notified' ? 'outdated' : state;
+}
+
+export function emptyCounts(): AgentCounts {
+  return { total: 0, current: 0, outdated: 0, updating: 0, failed: 0, unreachable: 0 };
 }

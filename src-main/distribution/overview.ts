@@ -1,39 +1,56 @@
 // The server's running picture of its agents, for the console, the tray, the rollout and the
-// reminders: every agent with its state against the current release (agent-status.ts), the counts,
-// and the reminders that follow. A report updates its agent's row in place (a fleet reporting
-// thousands of times a second must not reread the registry each time); the whole registry is reread
-// when agents enroll or move, on a new release, every half minute (another process may have written
-// it), and when the next agent would turn unreachable by silence.
+// reminders: how many are in each state (agent-status.ts), ring by ring, and the reminders that
+// follow. All of it is counted by SQLite from the registry, so the server holds a few numbers, not a
+// row per agent: 100,000 agents cost no more memory than ten.
+//
+// It is recounted after news (reports, enrollments, ring moves, a new release) — at most every
+// NEWS_EVERY_MS, and never more than a quarter of the time (a count over a large fleet takes a while)
+// — every half minute (another process may have written the registry), and when the next agent
+// would turn unreachable by silence. Listeners hear of a recount that changed something, and of
+// agents merely heard from again at most every SEEN_EVERY_MS (the console's list shows when each was seen).
 import { EventEmitter } from 'node:events';
 import type { Reminder } from '../engine/reminders.js';
 import type { Family, StackKind } from '../engine/network.js';
-import { agentState, countAgents, type AgentCounts, type AgentState } from './agent-status.js';
-import type { AgentRecord, AgentRegistry, AgentReport } from './registry.js';
-import type { Distribution, Release } from './release.js';
+import { AGENT_STATES, countOf, emptyCounts, type AgentCounts } from './agent-status.js';
+import type { AgentRegistry, AgentTally } from './registry.js';
+import type { Distribution } from './release.js';
 
-export type AgentRow = AgentRecord & { state: AgentState; families: Family[] };
+/** A ring's agents, and how many of them are current and failed. */
+export interface RingCounts {
+  agents: number;
+  current: number;
+  failed: number;
+}
 
-/** Wait after a change before rereading, so a burst of changes costs one reread. */
-const SETTLE_MS = 500;
-/** Reread at least this often (the registry may be written by another process: enrollment from the CLI). */
-const REFRESH_MS = 30_000;
-/** Changes of state are news at most this often; heartbeats alone at most every SEEN_EVERY_MS. */
+/** What the overview knows: the counts, the rings, and the agents the reminders name. */
+export interface AgentsPicture {
+  counts: AgentCounts;
+  rings: Record<string, RingCounts>;
+  silent: { agents: number; names: string[] };
+  only4: { agents: number; names: string[] };
+  only6: { agents: number; names: string[] };
+}
+
+/** Recount at most this often, and wait this long after news so a burst costs one recount. */
 const NEWS_EVERY_MS = 250;
+/** Recount at least this often (the registry may be written by another process: enrollment from the CLI). */
+const REFRESH_MS = 30_000;
+/** Agents merely heard from again are news at most this often. */
 const SEEN_EVERY_MS = 5_000;
 
 export class AgentsOverview extends EventEmitter<{ change: [] }> {
-  counts: AgentCounts = countAgents([]);
-  private readonly byId = new Map<string, AgentRow>();
-  private list: AgentRow[] | undefined = [];
+  picture: AgentsPicture = emptyPicture();
   private timer: NodeJS.Timeout | undefined;
-  private settle: NodeJS.Timeout | undefined;
+  private recountTimer: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
-  private newsTimer: NodeJS.Timeout | undefined;
-  /** What is waiting to be told: a change of state, or only agents heard from again. */
-  private pending: 'state' | 'seen' | undefined;
-  private emittedAt = 0;
-  private loading: Promise<void> | undefined;
+  private counting: Promise<void> | undefined;
   private again = false;
+  /** Reports arrived since the last recount (so listeners hear of them even if no count moved). */
+  private heard = false;
+  private countedAt = 0;
+  private countTook = 0;
+  private emittedAt = 0;
+  private stopped = false;
 
   constructor(
     private readonly registry: AgentRegistry,
@@ -43,172 +60,147 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     super();
   }
 
-  /** Every agent, as of the last report or reread. */
-  get rows(): AgentRow[] {
-    return (this.list ??= [...this.byId.values()]);
+  get counts(): AgentCounts {
+    return this.picture.counts;
   }
 
-  /** Load now and keep rereading; resolves after the first load. */
+  /** Ring by ring (a ring with no agents is absent). */
+  ring(name: string): RingCounts {
+    return this.picture.rings[name] ?? { agents: 0, current: 0, failed: 0 };
+  }
+
+  /** Count now and keep counting; resolves after the first count. */
   async start(): Promise<void> {
-    this.timer = setInterval(() => this.changed(0), REFRESH_MS);
+    this.timer = setInterval(() => this.changed(), REFRESH_MS);
     this.timer.unref();
     this.distribution.on('release', this.onRelease);
-    await this.reload();
+    await this.recount();
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
-    clearTimeout(this.settle);
+    clearTimeout(this.recountTimer);
     clearTimeout(this.silenceTimer);
-    clearTimeout(this.newsTimer);
     this.distribution.off('release', this.onRelease);
   }
 
   private readonly onRelease = () => this.changed();
 
-  /** Something about the agents changed (an enrollment, a ring moved): reread soon. */
-  changed(delayMs = SETTLE_MS): void {
-    if (this.settle) return;
-    this.settle = setTimeout(() => {
-      this.settle = undefined;
-      void this.reload();
-    }, delayMs);
-    this.settle.unref();
+  /** Something about the agents changed (an enrollment, a ring moved, a report): recount soon. */
+  changed(): void {
+    if (this.recountTimer || this.stopped) return;
+    const wait = Math.max(NEWS_EVERY_MS, 4 * this.countTook) - (Date.now() - this.countedAt);
+    this.recountTimer = setTimeout(() => {
+      this.recountTimer = undefined;
+      void this.recount();
+    }, Math.max(wait, 0));
+    this.recountTimer.unref();
   }
 
-  /** An agent reported (and the registry has its row): update that row in place. */
-  reported(id: string, report: AgentReport, address: string, at = Date.now()): void {
-    const row = this.byId.get(id);
-    if (!row) {
-      this.changed(0); // enrolled since the last reread
-      return;
-    }
-    const before = [row.state, row.name, row.lastRun?.at, row.families.join()].join('|');
-    const stateBefore = row.state;
-    Object.assign(row, {
-      name: report.name,
-      hostname: report.hostname,
-      addresses: report.addresses,
-      components: report.components,
-      phase: report.phase,
-      pollSeconds: report.pollSeconds,
-      address,
-      lastSeen: new Date(at).toISOString(),
-      ...(report.lastRun ? { lastRun: report.lastRun } : {}),
-    });
-    row.families = familiesOf(row);
-    row.state = agentState(row, this.distribution.current(), at);
-    if (row.state !== stateBefore) {
-      // The counts follow one row, not the whole fleet.
-      this.counts = { ...this.counts, [countOf(stateBefore)]: this.counts[countOf(stateBefore)] - 1 };
-      this.counts[countOf(row.state)]++;
-    }
-    this.tell([row.state, row.name, row.lastRun?.at, row.families.join()].join('|') === before ? 'seen' : 'state');
+  /** An agent reported (the registry has its row). */
+  reported(): void {
+    this.heard = true;
+    this.changed();
   }
 
-  /** Reread the registry; concurrent calls share the read in flight and one more after it. */
-  reload(): Promise<void> {
-    if (this.loading) {
+  /** Count again; concurrent calls share the count in flight and one more after it. */
+  recount(): Promise<void> {
+    if (this.counting) {
       this.again = true;
-      return this.loading;
+      return this.counting;
     }
-    this.loading = (async () => {
+    this.counting = (async () => {
       do {
         this.again = false;
+        const started = Date.now();
+        const heard = this.heard;
+        this.heard = false;
         try {
-          const rows = agentRows(await this.registry.list(), this.distribution.current());
-          this.byId.clear();
-          for (const row of rows) this.byId.set(row.id, row);
-          this.list = rows;
-          this.counts = countAgents(rows.map((r) => r.state));
-          this.tell('state');
-          this.wakeForSilence(rows, Date.now());
+          const basis = { release: this.distribution.current(), now: started };
+          const [tallies, strangers, nextSilence] = await Promise.all([this.registry.tally(basis), this.registry.strangers(started), this.registry.nextSilence(started)]);
+          const before = JSON.stringify(this.picture);
+          this.picture = { ...pictureOf(tallies), ...strangers };
+          const moved = JSON.stringify(this.picture) !== before;
+          if (moved || (heard && Date.now() - this.emittedAt >= SEEN_EVERY_MS)) {
+            this.emittedAt = Date.now();
+            this.emit('change');
+          } else if (heard) {
+            this.heard = true; // told at the next recount after SEEN_EVERY_MS
+          }
+          this.wakeForSilence(nextSilence);
         } catch (error) {
           this.log(`cannot read the agent registry: ${(error as Error).message}`);
         }
-      } while (this.again);
-      this.loading = undefined;
+        this.countedAt = Date.now();
+        this.countTook = this.countedAt - started;
+      } while (this.again && !this.stopped);
+      this.counting = undefined;
     })();
-    return this.loading;
+    return this.counting;
   }
 
-  /**
-   * Tell listeners (console, tray, rollout), throttled: a change of state within NEWS_EVERY_MS, agents
-   * merely heard from again within SEEN_EVERY_MS, so a large fleet does not flood them.
-   */
-  private tell(kind: 'state' | 'seen'): void {
-    if (kind === 'state' || !this.pending) this.pending = kind;
-    if (this.newsTimer) return;
-    const wait = Math.max(0, this.emittedAt + (this.pending === 'state' ? NEWS_EVERY_MS : SEEN_EVERY_MS) - Date.now());
-    this.newsTimer = setTimeout(() => {
-      this.newsTimer = undefined;
-      this.pending = undefined;
-      this.emittedAt = Date.now();
-      this.emit('change');
-    }, wait);
-    this.newsTimer.unref();
-  }
-
-  /** Reread when the next agent would pass twice its poll interval unheard, so "unreachable" shows on time. */
-  private wakeForSilence(rows: AgentRow[], now: number): void {
+  /** Recount when the next agent would pass twice its poll interval unheard, so "unreachable" shows on time. */
+  private wakeForSilence(at: number | undefined): void {
     clearTimeout(this.silenceTimer);
-    let next = Infinity;
-    for (const r of rows) if (r.state !== 'unreachable') next = Math.min(next, Date.parse(r.lastSeen) + 2 * r.pollSeconds * 1000);
-    if (!Number.isFinite(next)) return;
-    this.silenceTimer = setTimeout(() => this.changed(0), Math.max(0, next - now) + 100);
+    if (at === undefined || this.stopped) return;
+    this.silenceTimer = setTimeout(() => this.changed(), Math.max(0, at - Date.now()) + 100);
     this.silenceTimer.unref();
   }
 
   /** Cards for agents that need attention (see agentReminders). */
   reminders(server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
-    return agentReminders(this.rows, server);
+    return agentReminders(this.picture, server);
   }
 }
 
-/** The count an agent's state falls under (a notified agent is still outdated). */
-function countOf(state: AgentState): Exclude<keyof AgentCounts, 'total'> {
-  return state === 'notified' ? 'outdated' : state;
+function emptyPicture(): AgentsPicture {
+  return { counts: emptyCounts(), rings: {}, silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } };
 }
 
-function familiesOf(agent: Pick<AgentRecord, 'addresses'>): Family[] {
-  return [...new Set(agent.addresses.map((a) => a.family))].sort() as Family[];
-}
-
-/** Rows for the console and the CLI: each agent with its state and its address families. */
-export function agentRows(agents: readonly AgentRecord[], release: Release | undefined, now = Date.now()): AgentRow[] {
-  return agents.map((agent) => ({
-    ...agent,
-    state: agentState(agent, release, now),
-    families: familiesOf(agent),
-  }));
+/** The counts and the rings from the registry's tally. */
+export function pictureOf(tallies: readonly AgentTally[]): Pick<AgentsPicture, 'counts' | 'rings'> {
+  const counts = emptyCounts();
+  const rings: Record<string, RingCounts> = {};
+  for (const { state, ring, agents } of tallies) {
+    if (!AGENT_STATES.includes(state)) continue;
+    counts.total += agents;
+    counts[countOf(state)] += agents;
+    const counted = (rings[ring] ??= { agents: 0, current: 0, failed: 0 });
+    counted.agents += agents;
+    if (state === 'current' || state === 'failed') counted[state] += agents;
+  }
+  return { counts, rings };
 }
 
 /** Cards for agents that need attention: gone silent, or on an address family this server lacks. */
-export function agentReminders(rows: readonly AgentRow[], server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
+export function agentReminders(picture: Pick<AgentsPicture, 'silent' | 'only4' | 'only6'>, server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
   const reminders: Reminder[] = [];
-  const silent = rows.filter((r) => r.state === 'unreachable');
-  if (silent.length) {
-    const names = silent.slice(0, 5).map((r) => r.name).join(', ') + (silent.length > 5 ? ` and ${silent.length - 5} more` : '');
+  const more = (group: { agents: number; names: string[] }) => group.names.join(', ') + (group.agents > group.names.length ? ` and ${group.agents - group.names.length} more` : '');
+  const { silent } = picture;
+  if (silent.agents) {
+    const one = silent.agents === 1;
     reminders.push({
       id: 'agents-unreachable',
       severity: 'warning',
-      title: `${silent.length} agent${silent.length === 1 ? ' has' : 's have'} not been heard from`,
-      body: `${names} did not report for more than twice ${silent.length === 1 ? 'its' : 'their'} poll interval, so ${silent.length === 1 ? 'it may be' : 'they may be'} missing updates.`,
+      title: `${silent.agents} agent${one ? ' has' : 's have'} not been heard from`,
+      body: `${more(silent)} did not report for more than twice ${one ? 'its' : 'their'} poll interval, so ${one ? 'it may be' : 'they may be'} missing updates.`,
       action: `Check that \`bulwark agent\` runs there and can reach this server${server.url ? ` at ${server.url}` : ''}.`,
     });
   }
   const kind = server.stack;
-  const strangers = (family: Family) => rows.filter((r) => r.families.length === 1 && r.families[0] === family);
-  const mismatch = kind === 'ipv6' ? strangers(4) : kind === 'ipv4' ? strangers(6) : [];
-  if (mismatch.length) {
-    const theirs = kind === 'ipv6' ? 'IPv4' : 'IPv6';
-    const ours = kind === 'ipv6' ? 'IPv6' : 'IPv4';
+  const theirFamily: Family | undefined = kind === 'ipv6' ? 4 : kind === 'ipv4' ? 6 : undefined;
+  const mismatch = theirFamily === 4 ? picture.only4 : theirFamily === 6 ? picture.only6 : undefined;
+  if (mismatch?.agents) {
+    const one = mismatch.agents === 1;
+    const theirs = `IPv${theirFamily}`;
+    const ours = theirFamily === 4 ? 'IPv6' : 'IPv4';
     reminders.push({
       id: 'agents-family',
       severity: 'warning',
-      title: `${mismatch.length} agent${mismatch.length === 1 ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
-      body: `${mismatch.slice(0, 5).map((r) => r.name).join(', ')} cannot reach a pure ${ours} server directly; ${mismatch.length === 1 ? 'it gets' : 'they get'} through only by way of a proxy.`,
-      action: `Run ${mismatch.length === 1 ? 'that agent' : 'those agents'} with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
+      title: `${mismatch.agents} agent${one ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
+      body: `${more(mismatch)} cannot reach a pure ${ours} server directly; ${one ? 'it gets' : 'they get'} through only by way of a proxy.`,
+      action: `Run ${one ? 'that agent' : 'those agents'} with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
     });
   }
   return reminders;

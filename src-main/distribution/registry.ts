@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { BulwarkError, StoreError } from '../engine/errors.js';
+import { SILENT_SQL, stateSql, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
 export type Family = 4 | 6;
 export type AgentPhase = 'idle' | 'notified' | 'updating';
@@ -61,6 +62,32 @@ export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase'> {
   notifiedRelease: number;
 }
 
+/** An agent as `bulwark agents list` and the console show it: its record, its state and its address families. */
+export type AgentListed = AgentRecord & { state: AgentState; families: Family[] };
+
+/** How many agents of a ring are in a state. */
+export interface AgentTally {
+  state: AgentState;
+  ring: string;
+  agents: number;
+}
+
+export type AgentSort = 'state' | 'name' | 'hostname' | 'address' | 'lastSeen';
+
+export interface AgentPageQuery {
+  /** Agents in any of these states (all when absent). */
+  states?: AgentState[];
+  ring?: string;
+  /** Text found (ignoring case) in the name, host name, address or last error. */
+  text?: string;
+  sort: AgentSort;
+  descending: boolean;
+  limit: number;
+}
+
+/** The state column sorts by urgency. */
+const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'current'];
+
 /** The enrollment token was wrong or has been rotated. */
 export class EnrollmentRefusedError extends BulwarkError {
   constructor() {
@@ -69,6 +96,7 @@ export class EnrollmentRefusedError extends BulwarkError {
 }
 
 interface Row {
+  families: string;
   id: string;
   secret_hash: string;
   name: string;
@@ -84,6 +112,15 @@ interface Row {
   notified_release: number;
   poll_seconds: number;
 }
+
+/** Columns derived from a report at write time, so the queries over a whole fleet never parse JSON per row. */
+const DERIVED_COLUMNS = {
+  versions: `TEXT NOT NULL DEFAULT '{}'`, // {"virus-pattern": 175, ...}: what "current" is checked against
+  families: `TEXT NOT NULL DEFAULT ''`, // '4', '6' or '4,6': the address families of its own interfaces
+  last_result: 'TEXT', // 'ok' | 'failed' (last_run.result)
+  last_run_at: 'INTEGER', // ms (last_run.at)
+  last_error: 'TEXT', // last_run.error
+} as const;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,8 +138,10 @@ CREATE TABLE IF NOT EXISTS agents (
   last_run TEXT,
   phase TEXT NOT NULL DEFAULT 'idle',
   notified_release INTEGER NOT NULL DEFAULT 0,
-  poll_seconds INTEGER NOT NULL DEFAULT 300
-);`;
+  poll_seconds INTEGER NOT NULL DEFAULT 300,
+${Object.entries(DERIVED_COLUMNS).map(([column, type]) => `  ${column} ${type}`).join(',\n')}
+);
+CREATE INDEX IF NOT EXISTS agents_by_name ON agents (name, id);`;
 
 const hash = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
 const randomToken = () => crypto.randomBytes(24).toString('base64url');
@@ -131,31 +170,60 @@ export class AgentRegistry {
   /** Transactions one after the other (SQLite has one writer; so does this connection). */
   private writing: Promise<unknown> = Promise.resolve();
 
+  /** Queries over the whole fleet go through their own connection, so they never hold up reports (WAL: readers do not block the writer). */
+  private reader: sqlite3.Database;
+
   private constructor(
     private readonly db: sqlite3.Database,
     readonly file: string,
-  ) {}
+  ) {
+    this.reader = db;
+  }
 
   /** Open (or create) DATA/agents.sqlite; read-only opens fail when there is none. */
   static async open(dataDir: string, options: { readOnly?: boolean } = {}): Promise<AgentRegistry> {
     const file = path.join(dataDir, 'agents.sqlite');
     if (options.readOnly && !fs.existsSync(file)) throw new StoreError(`no agent registry in ${dataDir} (no agent has enrolled with a server there)`);
     fs.mkdirSync(dataDir, { recursive: true });
-    const db = await new Promise<sqlite3.Database>((resolve, reject) => {
-      const opened: sqlite3.Database = new sqlite3.Database(file, options.readOnly ? sqlite3.OPEN_READONLY : sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, (error) =>
-        error ? reject(new StoreError(`cannot open the agent registry ${file}`, { cause: error })) : resolve(opened),
-      );
-    });
+    const connect = (mode: number) =>
+      new Promise<sqlite3.Database>((resolve, reject) => {
+        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(new StoreError(`cannot open the agent registry ${file}`, { cause: error })) : resolve(opened)));
+      });
+    const db = await connect(options.readOnly ? sqlite3.OPEN_READONLY : sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE);
     const registry = new AgentRegistry(db, file);
-    await registry.exec('PRAGMA busy_timeout = 5000');
-    if (!options.readOnly) {
-      await registry.exec('PRAGMA journal_mode = WAL');
-      // NORMAL in WAL mode: a kill -9 loses nothing committed; only a power cut can cost the last reports.
-      await registry.exec('PRAGMA synchronous = NORMAL');
-      await registry.exec(SCHEMA);
-      fs.chmodSync(file, 0o600);
+    try {
+      await registry.exec('PRAGMA busy_timeout = 5000');
+      if (!options.readOnly) {
+        await registry.exec('PRAGMA journal_mode = WAL');
+        // NORMAL in WAL mode: a kill -9 loses nothing committed; only a power cut can cost the last reports.
+        await registry.exec('PRAGMA synchronous = NORMAL');
+        await registry.exec(SCHEMA);
+        await registry.addDerivedColumns();
+        fs.chmodSync(file, 0o600);
+        registry.reader = await connect(sqlite3.OPEN_READONLY);
+        await new Promise<void>((resolve) => registry.reader.exec('PRAGMA busy_timeout = 5000', () => resolve()));
+      }
+    } catch (error) {
+      await registry.close();
+      throw error;
     }
     return registry;
+  }
+
+  /** A registry written before the derived columns existed gets them, filled in from the reports' JSON. */
+  private async addDerivedColumns(): Promise<void> {
+    const have = new Set((await this.all<{ name: string }>(`PRAGMA table_info(agents)`, [])).map((c) => c.name));
+    const missing = Object.entries(DERIVED_COLUMNS).filter(([column]) => !have.has(column));
+    if (!missing.length) return;
+    await this.transaction(async () => {
+      for (const [column, type] of missing) await this.exec(`ALTER TABLE agents ADD COLUMN ${column} ${type}`);
+      await this.exec(`UPDATE agents SET
+        versions = COALESCE((SELECT json_group_object(json_extract(value, '$.id'), json_extract(value, '$.version')) FROM json_each(components)), '{}'),
+        families = COALESCE((SELECT group_concat(family, ',') FROM (SELECT DISTINCT json_extract(value, '$.family') AS family FROM json_each(addresses) ORDER BY 1)), ''),
+        last_result = json_extract(last_run, '$.result'),
+        last_run_at = CAST(ROUND((julianday(json_extract(last_run, '$.at')) - 2440587.5) * 86400000) AS INTEGER),
+        last_error = json_extract(last_run, '$.error')`);
+    });
   }
 
   private exec(sql: string): Promise<void> {
@@ -177,6 +245,13 @@ export class AgentRegistry {
 
   private all<T>(sql: string, params: unknown[]): Promise<T[]> {
     return new Promise((resolve, reject) => this.db.all<T>(sql, params, (error, rows) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(rows))));
+  }
+
+  /** A read over the fleet, on the reader connection. */
+  private read<T>(sql: string, params: SqlParams): Promise<T[]> {
+    return new Promise((resolve, reject) =>
+      this.reader.all<T>(sql, usedIn(sql, params), (error, rows) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(rows))),
+    );
   }
 
   /** The enrollment token new agents present; made on first use. */
@@ -239,6 +314,7 @@ export class AgentRegistry {
    * from the report), committed with the others that arrived meanwhile.
    */
   report(id: string, report: AgentReport, address: string): Promise<void> {
+    const lastRunAt = report.lastRun ? Date.parse(report.lastRun.at) : NaN;
     const params = [
       report.name,
       report.hostname,
@@ -246,7 +322,12 @@ export class AgentRegistry {
       address,
       JSON.stringify(report.addresses),
       JSON.stringify(report.components),
+      JSON.stringify(Object.fromEntries(report.components.map((c) => [c.id, c.version]))),
+      [...new Set(report.addresses.map((a) => a.family))].sort().join(','),
       report.lastRun ? JSON.stringify(report.lastRun) : null,
+      report.lastRun?.result ?? null,
+      Number.isFinite(lastRunAt) ? lastRunAt : null,
+      report.lastRun?.error ?? null,
       report.phase,
       report.pollSeconds,
       id,
@@ -267,7 +348,9 @@ export class AgentRegistry {
         const changes = await this.transaction(async () => {
           const done: number[] = [];
           for (const { params } of group) {
-            done.push(await this.run(`UPDATE agents SET name = ?, hostname = ?, last_seen = ?, address = ?, addresses = ?, components = ?, last_run = COALESCE(?, last_run), phase = ?, poll_seconds = ? WHERE id = ?`, params));
+            done.push(await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
+              last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
+              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params));
           }
           return done;
         });
@@ -321,17 +404,119 @@ export class AgentRegistry {
     });
   }
 
-  async list(): Promise<AgentRecord[]> {
-    const rows = await this.all<Row>(`SELECT * FROM agents ORDER BY name, id`, []);
-    return rows.map(toRecord);
+  /** How many agents are in each state, ring by ring. */
+  async tally(basis: StateBasis): Promise<AgentTally[]> {
+    const state = stateSql(basis);
+    return this.read<AgentTally>(`SELECT ${state.sql} AS state, ring, COUNT(*) AS agents FROM agents GROUP BY 1, 2`, state.params);
+  }
+
+  /** Agents gone silent, and agents with only IPv4 or only IPv6: how many, and the first few names. */
+  async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
+    const group = async (where: string, params: SqlParams) => {
+      const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
+      const names = count!.n ? await this.read<{ name: string }>(`SELECT name FROM agents WHERE ${where} ORDER BY name, id LIMIT ${examples}`, params) : [];
+      return { agents: count!.n, names: names.map((r) => r.name) };
+    };
+    return {
+      silent: await group(SILENT_SQL, { $now: now }),
+      only4: await group(`families = '4'`, {}),
+      only6: await group(`families = '6'`, {}),
+    };
+  }
+
+  /** When the next agent heard from now would pass twice its poll interval unheard (ms), if any. */
+  async nextSilence(now: number): Promise<number | undefined> {
+    const [row] = await this.read<{ at: number | null }>(`SELECT MIN(last_seen + 2 * poll_seconds * 1000) AS at FROM agents WHERE NOT ${SILENT_SQL}`, { $now: now });
+    return row?.at ?? undefined;
+  }
+
+  /** Ring by ring: its agents, and those whose last run failed at or after `since` (ms). */
+  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number }[]> {
+    return this.read(`SELECT ring, COUNT(*) AS agents, COALESCE(SUM(last_result = 'failed' AND last_run_at >= $since), 0) AS failing FROM agents GROUP BY ring`, { $since: since });
+  }
+
+  /** The first few agents of `ring` whose last run failed at or after `since`, with their errors. */
+  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string }[]> {
+    return this.read(`SELECT name, COALESCE(last_error, 'failed') AS error FROM agents WHERE ring = $ring AND last_result = 'failed' AND last_run_at >= $since ORDER BY name, id LIMIT ${Math.trunc(limit)}`, {
+      $ring: ring,
+      $since: since,
+    });
+  }
+
+  /** One page of agents, filtered and sorted in SQLite, and how many match in all. */
+  async page(basis: StateBasis, query: AgentPageQuery): Promise<{ matching: number; agents: AgentListed[] }> {
+    const state = stateSql(basis);
+    const params: SqlParams = { ...state.params };
+    const where: string[] = [];
+    if (query.states?.length) {
+      where.push(`${state.sql} IN (${query.states.map((_, i) => `$state${i}`).join(', ')})`);
+      query.states.forEach((s, i) => (params[`$state${i}`] = s));
+    }
+    if (query.ring) {
+      where.push('ring = $ring');
+      params.$ring = query.ring;
+    }
+    if (query.text) {
+      // LIKE ignores ASCII case; the text's own % and _ are literal.
+      where.push(`(name LIKE $text ESCAPE '\\' OR hostname LIKE $text ESCAPE '\\' OR address LIKE $text ESCAPE '\\' OR COALESCE(last_error, '') LIKE $text ESCAPE '\\')`);
+      params.$text = `%${query.text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    }
+    const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const direction = query.descending ? 'DESC' : 'ASC';
+    const key = { state: `CASE ${state.sql} ${STATE_ORDER.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} END`, lastSeen: 'last_seen', name: 'lower(name)', hostname: 'lower(hostname)', address: 'lower(address)' }[query.sort];
+    const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents ${filter}`, params);
+    const rows = await this.read<Row & { state: AgentState }>(
+      `SELECT *, ${state.sql} AS state FROM agents ${filter} ORDER BY ${key} ${direction}, name ${direction}, id LIMIT ${Math.trunc(query.limit)}`,
+      params,
+    );
+    return { matching: count!.n, agents: rows.map((row) => ({ ...toRecord(row), state: row.state, families: familiesOf(row.families) })) };
+  }
+
+  /**
+   * Every agent, in name order, each as the JSON of an AgentListed made by SQLite itself (a fleet of
+   * 100,000 is listed without building 100,000 objects), handed over a thousand at a time.
+   */
+  async eachListed(basis: StateBasis, take: (json: string[]) => void, chunkRows = 1000): Promise<number> {
+    const state = stateSql(basis);
+    const iso = (column: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${column} / 1000.0, 'unixepoch')`;
+    let chunk: string[] = [];
+    let listed = 0;
+    await new Promise<void>((resolve, reject) =>
+      this.reader.each<{ j: string }>(
+        // Spliced as text: the JSON columns hold JSON.stringify's output (report()), so nothing is parsed again.
+        `SELECT '{"id":' || json_quote(id) || ',"name":' || json_quote(name) || ',"hostname":' || json_quote(hostname) || ',"ring":' || json_quote(ring)
+           || ',"enrolledAt":"' || ${iso('enrolled_at')} || '","lastSeen":"' || ${iso('last_seen')} || '","address":' || json_quote(address)
+           || ',"addresses":' || addresses || ',"components":' || components || ',"lastRun":' || COALESCE(last_run, 'null') || ',"phase":' || json_quote(phase)
+           || ',"notifiedRelease":' || notified_release || ',"pollSeconds":' || poll_seconds || ',"state":"' || ${state.sql} || '","families":[' || families || ']}' AS j
+         FROM agents ORDER BY name, id`,
+        usedIn(`${state.sql}`, state.params),
+        (error, row) => {
+          if (error) return;
+          chunk.push(row.j);
+          if (chunk.length >= chunkRows) {
+            take(chunk);
+            listed += chunk.length;
+            chunk = [];
+          }
+        },
+        (error) => {
+          if (error) return reject(new StoreError(`agent registry: ${error.message}`, { cause: error }));
+          if (chunk.length) take(chunk);
+          listed += chunk.length;
+          resolve();
+        },
+      ),
+    );
+    return listed;
   }
 
   async count(): Promise<number> {
     return (await this.get<{ n: number }>(`SELECT COUNT(*) AS n FROM agents`, []))!.n;
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => this.db.close(() => resolve()));
+  async close(): Promise<void> {
+    if (this.reader !== this.db) await new Promise<void>((resolve) => this.reader.close(() => resolve()));
+    await new Promise<void>((resolve) => this.db.close(() => resolve()));
   }
 }
 
@@ -351,4 +536,13 @@ function toRecord(row: Row): AgentRecord {
     notifiedRelease: row.notified_release,
     pollSeconds: row.poll_seconds,
   };
+}
+
+/** The parameters `sql` names (SQLite refuses a statement given a name it does not have). */
+function usedIn(sql: string, params: SqlParams): SqlParams {
+  return Object.fromEntries(Object.entries(params).filter(([name]) => new RegExp(`\\${name}(?![\\w])`).test(sql)));
+}
+
+function familiesOf(column: string): Family[] {
+  return column ? (column.split(',').map(Number) as Family[]) : [];
 }

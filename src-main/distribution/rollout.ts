@@ -13,7 +13,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../engine/files.js';
-import type { AgentRow } from './overview.js';
+import type { RingCounts } from './overview.js';
+import type { AgentRegistry } from './registry.js';
 
 export const RINGS = ['canary', 'early', 'broad'] as const;
 export type Ring = (typeof RINGS)[number];
@@ -54,6 +55,12 @@ export interface RingProgress {
   released: boolean;
 }
 
+/** How many agents a ring has. */
+export type RingSizes = (ring: Ring) => number;
+
+/** Where failures are counted: the registry. */
+export type FailureSource = Pick<AgentRegistry, 'ringFailures' | 'failing'>;
+
 /** 'released': a later ring was reached (its agents, told of the release before, must update now). */
 export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; released: [Ring] }> {
   private state: RolloutState | undefined;
@@ -90,37 +97,42 @@ export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; 
   }
 
   /** A new release: it starts at the first ring that has agents. */
-  start(release: number, rows: readonly AgentRow[], now = new Date()): void {
+  start(release: number, sizes: RingSizes, now = new Date()): void {
     if (!this.settings().enabled) return;
-    const stage = this.firstWithAgents(0, rows);
+    const stage = this.firstWithAgents(0, sizes);
     this.save({ release, startedAt: now.toISOString(), stage, stageSince: now.toISOString() });
     // No 'released' here: the release itself is being announced to every agent right now.
     this.log(`rollout of release ${release}: ${stage}${stage === 'canary' ? ' first' : ' (no agents in the rings before it)'}`);
   }
 
-  /** Look at the agents' reports: halt on failures over the threshold, or move on after a clean soak. */
-  evaluate(rows: readonly AgentRow[], now = new Date()): void {
+  /** Count the failures since the rollout started: halt when over the threshold, or move on after a clean soak. */
+  async evaluate(source: FailureSource, sizes: RingSizes, now = new Date()): Promise<void> {
     const state = this.state;
     if (!this.settings().enabled || !state || state.halted) return;
     const settings = this.settings();
+    const since = Date.parse(state.startedAt);
+    const tallies = new Map((await source.ringFailures(since)).map((t) => [t.ring, t]));
+    // The operator may have halted, resumed or promoted meanwhile: judge only the state the counts are for.
+    if (this.state !== state) return;
     for (const ring of RINGS.slice(0, RINGS.indexOf(state.stage) + 1)) {
-      const members = rows.filter((r) => r.ring === ring);
-      const failing = members.filter((r) => r.lastRun?.result === 'failed' && Date.parse(r.lastRun.at) >= Date.parse(state.startedAt));
-      const over = ring === 'canary' ? failing.length > settings.canaryFailures : members.length > 0 && (failing.length / members.length) * 100 > settings.failurePercent;
+      const { agents, failing } = tallies.get(ring) ?? { agents: 0, failing: 0 };
+      const over = ring === 'canary' ? failing > settings.canaryFailures : agents > 0 && (failing / agents) * 100 > settings.failurePercent;
       if (over) {
-        this.halt(`${failing.length} of ${members.length} ${ring} agent${members.length === 1 ? '' : 's'} failed with release ${state.release}`, failing, now);
+        const examples = await source.failing(ring, since, 20);
+        if (this.state !== state) return;
+        this.halt(`${failing} of ${agents} ${ring} agent${agents === 1 ? '' : 's'} failed with release ${state.release}`, examples, now);
         return;
       }
     }
-    if (state.stage !== 'broad' && now.getTime() - Date.parse(state.stageSince) >= settings.soakSeconds * 1000) this.promote(rows, now);
+    if (state.stage !== 'broad' && now.getTime() - Date.parse(state.stageSince) >= settings.soakSeconds * 1000) this.promote(sizes, now);
   }
 
   /** Release the next ring now (the operator's "Promote now", or a clean soak). */
-  promote(rows: readonly AgentRow[], now = new Date()): RolloutState | undefined {
+  promote(sizes: RingSizes, now = new Date()): RolloutState | undefined {
     const state = this.state;
     if (!state) return undefined;
     if (state.stage === 'broad') return state;
-    const stage = this.firstWithAgents(RINGS.indexOf(state.stage) + 1, rows);
+    const stage = this.firstWithAgents(RINGS.indexOf(state.stage) + 1, sizes);
     const { halted: _, ...rest } = state;
     this.save({ ...rest, stage, stageSince: now.toISOString() });
     this.log(`rollout of release ${state.release}: ${stage} released`);
@@ -128,10 +140,10 @@ export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; 
     return this.state;
   }
 
-  halt(reason: string, failing: readonly AgentRow[] = [], now = new Date()): RolloutState | undefined {
+  halt(reason: string, failing: readonly { name: string; error: string }[] = [], now = new Date()): RolloutState | undefined {
     const state = this.state;
     if (!state) return undefined;
-    this.save({ ...state, halted: { at: now.toISOString(), reason, failing: failing.slice(0, 20).map((r) => ({ name: r.name, error: r.lastRun?.error ?? 'failed' })) } });
+    this.save({ ...state, halted: { at: now.toISOString(), reason, failing: failing.slice(0, 20).map(({ name, error }) => ({ name, error })) } });
     this.log(`rollout of release ${state.release} HALTED at ${state.stage}: ${reason}`);
     return this.state;
   }
@@ -146,15 +158,12 @@ export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; 
     return this.state;
   }
 
-  progress(rows: readonly AgentRow[]): RingProgress[] {
-    return RINGS.map((ring) => {
-      const members = rows.filter((r) => r.ring === ring);
-      return { ring, agents: members.length, current: members.filter((r) => r.state === 'current').length, failed: members.filter((r) => r.state === 'failed').length, released: this.released(ring) };
-    });
+  progress(counts: (ring: Ring) => RingCounts): RingProgress[] {
+    return RINGS.map((ring) => ({ ring, ...counts(ring), released: this.released(ring) }));
   }
 
-  private firstWithAgents(from: number, rows: readonly AgentRow[]): Ring {
-    for (const ring of RINGS.slice(from)) if (ring === 'broad' || rows.some((r) => r.ring === ring)) return ring;
+  private firstWithAgents(from: number, sizes: RingSizes): Ring {
+    for (const ring of RINGS.slice(from)) if (ring === 'broad' || sizes(ring) > 0) return ring;
     return 'broad';
   }
 

@@ -66,11 +66,12 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
   const overview = new AgentsOverview(registry, distribution, log);
   await overview.start();
+  const ringSizes = (ring: string) => overview.ring(ring).agents;
   // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
   // reached sees the release unheld.
   const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
   distribution.on('release', (release, { news }) => {
-    if (news) rollout.start(release.index.release, overview.rows);
+    if (news) rollout.start(release.index.release, ringSizes);
   });
   const engine = new Engine({ dataDir, settings, log, distributor: distribution });
   let startup: Promise<RunRecord>;
@@ -95,7 +96,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           registry,
           settings: () => settings.data.distribution,
           onAgentsChanged: () => overview.changed(),
-          onReport: (id, report, address) => overview.reported(id, report, address),
+          onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
           log,
@@ -131,7 +132,15 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   };
 
   // The rollout moves on (or halts) as agents report, and as soak times run out.
-  const evaluate = () => rollout.evaluate(overview.rows);
+  let evaluating = false;
+  const evaluate = () => {
+    if (evaluating) return;
+    evaluating = true;
+    rollout
+      .evaluate(registry, ringSizes)
+      .catch((error: unknown) => log(`cannot evaluate the rollout: ${describeError(error)}`))
+      .finally(() => (evaluating = false));
+  };
   overview.on('change', evaluate);
   const rolloutTimer = setInterval(evaluate, 5_000);
   rolloutTimer.unref();
@@ -151,7 +160,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
         const moved = await registry.setRing(agent, ring);
         if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
-        await overview.reload();
+        await overview.recount();
         return moved;
       },
     },
