@@ -127,9 +127,13 @@ const enrollSchema: JSONSchemaType<EnrollRequest> = {
     ring: { type: 'string', enum: [...RINGS], nullable: true },
   },
 };
-const ajv = new Ajv({ allErrors: false });
-const validateReport = ajv.compile(reportSchema);
-const validateEnroll = ajv.compile(enrollSchema);
+const compileSchemas = () => {
+  const ajv = new Ajv({ allErrors: false });
+  return { report: ajv.compile(reportSchema), enroll: ajv.compile(enrollSchema) };
+};
+/** Compiled on first use, not at import (every CLI command imports this module). */
+let compiled: ReturnType<typeof compileSchemas> | undefined;
+const schemas = () => (compiled ??= compileSchemas());
 
 class HttpError extends Error {
   constructor(
@@ -396,6 +400,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     if (req.method === 'POST') {
       if (pathname === '/agents/v1/enroll') {
         const body = await readJson(req);
+        const validateEnroll = schemas().enroll;
         if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
         const { pollSeconds, spreadSeconds } = options.settings();
         let enrolled: { id: string; credential: string };
@@ -417,6 +422,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       if (pathname === '/agents/v1/report') {
         const id = await agentOf(req);
         const body = await readJson(req);
+        const validateReport = schemas().report;
         if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
         await registry.report(id, body, peerAddress(req)).catch((error: unknown) => {
           throw error instanceof UnknownAgentError ? refused() : error;

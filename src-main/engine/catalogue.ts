@@ -81,7 +81,9 @@ const schema: JSONSchemaType<Catalogue> = {
   },
 };
 
-const validate = new Ajv({ allErrors: false, formats: { 'date-time': true } }).compile(schema);
+const compileCatalogueSchema = () => new Ajv({ allErrors: false, formats: { 'date-time': true } }).compile(schema);
+/** Compiled on first use, not at import. */
+let validate: ReturnType<typeof compileCatalogueSchema> | undefined;
 
 /** Parse and check a catalogue's bytes; throws SourceError naming the first problem. */
 export function parseCatalogue(bytes: Uint8Array): Catalogue {
@@ -91,6 +93,7 @@ export function parseCatalogue(bytes: Uint8Array): Catalogue {
   } catch (cause) {
     throw new SourceError('the catalogue is not valid JSON', { cause });
   }
+  validate ??= compileCatalogueSchema();
   if (!validate(data)) {
     const problem = validate.errors?.[0];
     throw new SourceError(`the catalogue is malformed: ${problem?.instancePath || '/'} ${problem?.message ?? ''}`.trim());

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { ValidateFunction } from 'ajv';
 import Conf from 'conf';
 import { FileError, SettingsError } from './errors.js';
 import { writeFileAtomic } from './files.js';
@@ -190,11 +191,18 @@ export function settingsStoreOptions(dir: string) {
 
 const SETTING_KEYS = Object.keys(SETTINGS_SCHEMA) as (keyof SettingsData)[];
 
-/** Each setting checked on its own, with the schema conf checks the whole file with (same draft too). */
+/**
+ * Each setting checked on its own, with the schema conf checks the whole file with (same draft too).
+ * Compiled on first use: compiling at import would cost every CLI command a tenth of a second.
+ */
 const validSetting = (() => {
-  const ajv = new Ajv2020();
-  const validators = new Map(SETTING_KEYS.map((key) => [key, ajv.compile(SETTINGS_SCHEMA[key])]));
-  return (key: keyof SettingsData, value: unknown) => validators.get(key)!(value);
+  let ajv: Ajv2020 | undefined;
+  const validators = new Map<keyof SettingsData, ValidateFunction>();
+  return (key: keyof SettingsData, value: unknown) => {
+    let validate = validators.get(key);
+    if (!validate) validators.set(key, (validate = (ajv ??= new Ajv2020()).compile(SETTINGS_SCHEMA[key])));
+    return validate(value);
+  };
 })();
 
 /** What a setting falls back to, in words. */

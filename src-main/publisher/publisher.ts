@@ -84,7 +84,9 @@ const stateSchema: JSONSchemaType<PublishState> = {
     retired: { type: 'object', required: [], additionalProperties: { type: 'string' } },
   },
 };
-const validateState = new Ajv().compile(stateSchema);
+const compileStateSchema = () => new Ajv().compile(stateSchema);
+/** Compiled on first use, not at import. */
+let validateState: ReturnType<typeof compileStateSchema> | undefined;
 
 interface InputComponent {
   id: string;
@@ -106,7 +108,9 @@ const declarationSchema: JSONSchemaType<ComponentDeclaration> = {
     duplication: { type: 'boolean', nullable: true },
   },
 };
-const validateDeclaration = new Ajv().compile(declarationSchema);
+const compileDeclarationSchema = () => new Ajv().compile(declarationSchema);
+/** Compiled on first use, not at import. */
+let validateDeclaration: ReturnType<typeof compileDeclarationSchema> | undefined;
 
 function readDeclaration(file: string): ComponentDeclaration {
   const expected = 'expected {"name": "...", "duplication": true or false}, both optional';
@@ -116,6 +120,7 @@ function readDeclaration(file: string): ComponentDeclaration {
   } catch (cause) {
     throw new PublishError(`${file} is not valid JSON (${(cause as Error).message}); ${expected}`, { cause });
   }
+  validateDeclaration ??= compileDeclarationSchema();
   if (!validateDeclaration(data)) {
     const problem = validateDeclaration.errors?.[0];
     const where = problem?.instancePath ? `"${problem.instancePath.slice(1)}" ` : '';
@@ -173,6 +178,7 @@ function readJson<T>(file: string): T | undefined {
 function readState(out: string): PublishState {
   const state = readJson<unknown>(path.join(out, 'publish-state.json'));
   if (state === undefined) return { built: {}, retired: {} };
+  validateState ??= compileStateSchema();
   if (!validateState(state)) throw new PublishError(`${path.join(out, 'publish-state.json')} is damaged`);
   return state;
 }
