@@ -94,7 +94,9 @@ describe('releases reach the agents', () => {
     // It cost a fraction of the full file, which is what the server made it for.
     expect(run.components[0]!.bytes).toBeLessThan(run.components[0]!.fullBytes / 4);
 
-    // The server-made incremental is damaged on disk; the next agent at that base refuses it and takes the full file.
+    // The server-made incremental is replaced by other bytes, with the hash the server recorded for it to
+    // match (as a compromised server would serve it: the server's own check, which remakes a made file
+    // damaged on disk, passes); the next agent at that base refuses it and takes the full file.
     const madeDir = path.join(lab.serverDir, 'distribution', 'made', 'virus-pattern');
     const patches = fs.readdirSync(madeDir).filter((n) => n.endsWith('.patch'));
     expect(patches).toHaveLength(1);
@@ -102,6 +104,10 @@ describe('releases reach the agents', () => {
     const bytes = fs.readFileSync(patch);
     for (let i = 20; i < bytes.length; i += 97) bytes[i] = bytes[i]! ^ 0xff;
     fs.writeFileSync(patch, bytes);
+    fs.writeFileSync(`${patch}.sha256`, crypto.createHash('sha256').update(bytes).digest('hex'));
+    // The server answers small files from memory once read: restart it (same address) so it serves what is on disk.
+    await lab.server!.stop('SIGTERM');
+    await lab.startServer([], `127.0.0.1:${new URL(lab.agentsUrl).port}`);
 
     await lab.startAgent('behind2');
     const second = await lab.waitForVersion(lab.agentDir('behind2'), latest);
