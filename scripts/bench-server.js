@@ -436,7 +436,7 @@ async function demoBench() {
   await sleep(60_000);
   const peakKb = peak();
   const published = (fs.readFileSync(logFile, 'utf8').match(/demo source published/g) ?? []).length;
-  const agentUpdates = (fs.readFileSync(logFile, 'utf8').match(/\[demo-agent-\d\] \S+ (notification|schedule|startup|install) update done/g) ?? []).length;
+  const agentUpdates = (fs.readFileSync(logFile, 'utf8').match(/\[demo-agent-\d\] (notification|schedule|startup|install|manual) update done/g) ?? []).length;
   await stop(child);
   return { peakMB: peakKb / 1024, published, agentUpdates };
 }

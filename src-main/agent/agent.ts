@@ -147,7 +147,11 @@ export class Agent {
     this.engine.on('state', (state) => {
       if (state.type === 'checking') void this.report();
     });
-    const startup = this.engine.start({ schedule: false });
+    this.engine.host({ schedule: false });
+    // A server that has not finished its first update has nothing to serve: wait for its announcement
+    // rather than record a failed run (which would show this agent as failed on the server).
+    const startup = (await this.serverHasRelease()) ? this.engine.startupUpdate() : undefined;
+    if (!startup) this.log('the server has no release yet (its first update has not finished); updating when it announces one');
     // `bulwark update --data DIR` on this agent's directory asks it to update now, like on a server.
     this.control = await startControl(this.options.dataDir, { update: () => this.engine.update('manual'), change: (request) => this.engine.change(request) }, this.log).catch((error: unknown) => {
       this.log(`the control channel is unavailable (\`bulwark update\` cannot reach this agent): ${describeError(error)}`);
@@ -156,6 +160,16 @@ export class Agent {
     this.schedulePoll();
     this.streamLoop = this.options.notify ? this.followBroker(this.options.notify) : this.followServer();
     await startup;
+  }
+
+  /** Whether the server has a release to serve (GET /agents/v1/index.json: 404 until its first update); yes when it cannot say. */
+  private async serverHasRelease(): Promise<boolean> {
+    try {
+      const response = await bufferedRequest(this.url('agents/v1/index.json'), { timeoutMs: 30_000, maxBytes: 1024 * 1024, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
+      return response.status !== 404;
+    } catch {
+      return true; // the start-up update says what is wrong
+    }
   }
 
   /** The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. */
@@ -328,8 +342,9 @@ export class Agent {
             backoff.reset();
             const hello = safeJson(event.data) as { release?: number; pollSeconds?: number; spreadSeconds?: number } | undefined;
             this.applyServerSettings(hello ?? {});
-            // A poll after every (re)connect: releases announced while the stream was down are caught now.
-            this.afterSpread('schedule', hello?.release);
+            // A poll after every (re)connect: releases announced while the stream was down are caught now
+            // (none when the server has no release yet: it announces its first).
+            if (hello?.release !== 0) this.afterSpread('schedule', hello?.release);
           } else if (event.event === 'update') {
             // The server's operator asked its agents to update now.
             const update = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;

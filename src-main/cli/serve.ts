@@ -16,6 +16,8 @@ export interface ServeOptions {
   console?: ConsoleListen;
   /** Called once the server runs (the demo starts its agents here). */
   started?: (server: BulwarkServer) => Promise<void> | void;
+  /** Called before the server stops (the demo stops its agents first, so they do not see it go). */
+  stopping?: () => Promise<void> | void;
 }
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -52,6 +54,7 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
     await options.started?.(server);
     await stopped;
   } finally {
+    await options.stopping?.();
     await server.stop();
   }
   stamp('stopped');

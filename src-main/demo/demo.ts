@@ -191,6 +191,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       started: async (server) => {
         agents = await startDemoAgents(server, source.dir, log);
       },
+      stopping: async () => {
+        await Promise.all(agents.map((agent) => agent.stop()));
+        agents = [];
+      },
     });
   } finally {
     await Promise.all(agents.map((agent) => agent.stop()));

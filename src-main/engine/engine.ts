@@ -177,6 +177,12 @@ export class Engine extends EventEmitter<EngineEvents> {
    * recorded as such) and keep the schedule, following settings changes without a restart.
    */
   start(options: { schedule?: boolean } = {}): Promise<RunRecord> {
+    this.host(options);
+    return this.startupUpdate();
+  }
+
+  /** Start hosting without the start-up update (an agent whose server has nothing to serve yet). */
+  host(options: { schedule?: boolean } = {}): void {
     this.releaseLock = acquireLock(this.options.dataDir);
     this.sweepLeftovers();
     // An agent updates when its server says so (and on its own poll timer), not on the settings' schedule.
@@ -191,6 +197,10 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.log(`schedule changed; next update at ${this.scheduler.next()?.toISOString() ?? 'never'}`);
       }
     });
+  }
+
+  /** The update a start runs: the first one after install is recorded as such. */
+  startupUpdate(): Promise<RunRecord> {
     return this.update(this.history.last() ? 'startup' : 'install');
   }
 
