@@ -141,7 +141,9 @@ CREATE TABLE IF NOT EXISTS agents (
   poll_seconds INTEGER NOT NULL DEFAULT 300,
 ${Object.entries(DERIVED_COLUMNS).map(([column, type]) => `  ${column} ${type}`).join(',\n')}
 );
-CREATE INDEX IF NOT EXISTS agents_by_name ON agents (name, id);`;
+-- Agents are listed by name, ignoring case (as the console sorts them).
+DROP INDEX IF EXISTS agents_by_name;
+CREATE INDEX IF NOT EXISTS agents_by_name_nocase ON agents (name COLLATE NOCASE, id);`;
 
 const hash = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
 const randomToken = () => crypto.randomBytes(24).toString('base64url');
@@ -202,6 +204,11 @@ export class AgentRegistry {
         fs.chmodSync(file, 0o600);
         registry.reader = await connect(sqlite3.OPEN_READONLY);
         await new Promise<void>((resolve) => registry.reader.exec('PRAGMA busy_timeout = 5000', () => resolve()));
+      } else if ((await registry.missingColumns()).length) {
+        // A registry from before the derived columns, not opened by a server since: add them first.
+        await registry.close();
+        await (await AgentRegistry.open(dataDir)).close();
+        return AgentRegistry.open(dataDir, options);
       }
     } catch (error) {
       await registry.close();
@@ -210,10 +217,14 @@ export class AgentRegistry {
     return registry;
   }
 
+  private async missingColumns(): Promise<[string, string][]> {
+    const have = new Set((await this.all<{ name: string }>(`PRAGMA table_info(agents)`, [])).map((c) => c.name));
+    return Object.entries(DERIVED_COLUMNS).filter(([column]) => !have.has(column));
+  }
+
   /** A registry written before the derived columns existed gets them, filled in from the reports' JSON. */
   private async addDerivedColumns(): Promise<void> {
-    const have = new Set((await this.all<{ name: string }>(`PRAGMA table_info(agents)`, [])).map((c) => c.name));
-    const missing = Object.entries(DERIVED_COLUMNS).filter(([column]) => !have.has(column));
+    const missing = await this.missingColumns();
     if (!missing.length) return;
     await this.transaction(async () => {
       for (const [column, type] of missing) await this.exec(`ALTER TABLE agents ADD COLUMN ${column} ${type}`);
@@ -414,7 +425,7 @@ export class AgentRegistry {
   async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
     const group = async (where: string, params: SqlParams) => {
       const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
-      const names = count!.n ? await this.read<{ name: string }>(`SELECT name FROM agents WHERE ${where} ORDER BY name, id LIMIT ${examples}`, params) : [];
+      const names = count!.n ? await this.read<{ name: string }>(`SELECT name FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`, params) : [];
       return { agents: count!.n, names: names.map((r) => r.name) };
     };
     return {
@@ -437,7 +448,7 @@ export class AgentRegistry {
 
   /** The first few agents of `ring` whose last run failed at or after `since`, with their errors. */
   async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string }[]> {
-    return this.read(`SELECT name, COALESCE(last_error, 'failed') AS error FROM agents WHERE ring = $ring AND last_result = 'failed' AND last_run_at >= $since ORDER BY name, id LIMIT ${Math.trunc(limit)}`, {
+    return this.read(`SELECT name, COALESCE(last_error, 'failed') AS error FROM agents WHERE ring = $ring AND last_result = 'failed' AND last_run_at >= $since ORDER BY name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`, {
       $ring: ring,
       $since: since,
     });
@@ -463,10 +474,10 @@ export class AgentRegistry {
     }
     const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const direction = query.descending ? 'DESC' : 'ASC';
-    const key = { state: `CASE ${state.sql} ${STATE_ORDER.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} END`, lastSeen: 'last_seen', name: 'lower(name)', hostname: 'lower(hostname)', address: 'lower(address)' }[query.sort];
+    const key = { state: `CASE ${state.sql} ${STATE_ORDER.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} END`, lastSeen: 'last_seen', name: 'name COLLATE NOCASE', hostname: 'hostname COLLATE NOCASE', address: 'address COLLATE NOCASE' }[query.sort];
     const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents ${filter}`, params);
     const rows = await this.read<Row & { state: AgentState }>(
-      `SELECT *, ${state.sql} AS state FROM agents ${filter} ORDER BY ${key} ${direction}, name ${direction}, id LIMIT ${Math.trunc(query.limit)}`,
+      `SELECT *, ${state.sql} AS state FROM agents ${filter} ORDER BY ${key} ${direction}, name COLLATE NOCASE ${direction}, id LIMIT ${Math.trunc(query.limit)}`,
       params,
     );
     return { matching: count!.n, agents: rows.map((row) => ({ ...toRecord(row), state: row.state, families: familiesOf(row.families) })) };
@@ -479,34 +490,29 @@ export class AgentRegistry {
   async eachListed(basis: StateBasis, take: (json: string[]) => void, chunkRows = 1000): Promise<number> {
     const state = stateSql(basis);
     const iso = (column: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${column} / 1000.0, 'unixepoch')`;
-    let chunk: string[] = [];
+    // A thousand rows a query, each starting after the last one taken (the name index keeps every
+    // query a seek): memory stays bounded, and an error in any row fails the listing (node-sqlite3's
+    // each() can report one after it said it was done).
+    const params = usedIn(state.sql, state.params);
     let listed = 0;
-    await new Promise<void>((resolve, reject) =>
-      this.reader.each<{ j: string }>(
+    let after: { name: string; id: string } | undefined;
+    for (;;) {
+      const rows = await this.read<{ j: string; name: string; id: string }>(
         // Spliced as text: the JSON columns hold JSON.stringify's output (report()), so nothing is parsed again.
         `SELECT '{"id":' || json_quote(id) || ',"name":' || json_quote(name) || ',"hostname":' || json_quote(hostname) || ',"ring":' || json_quote(ring)
            || ',"enrolledAt":"' || ${iso('enrolled_at')} || '","lastSeen":"' || ${iso('last_seen')} || '","address":' || json_quote(address)
            || ',"addresses":' || addresses || ',"components":' || components || ',"lastRun":' || COALESCE(last_run, 'null') || ',"phase":' || json_quote(phase)
-           || ',"notifiedRelease":' || notified_release || ',"pollSeconds":' || poll_seconds || ',"state":"' || ${state.sql} || '","families":[' || families || ']}' AS j
-         FROM agents ORDER BY name, id`,
-        usedIn(`${state.sql}`, state.params),
-        (error, row) => {
-          if (error) return;
-          chunk.push(row.j);
-          if (chunk.length >= chunkRows) {
-            take(chunk);
-            listed += chunk.length;
-            chunk = [];
-          }
-        },
-        (error) => {
-          if (error) return reject(new StoreError(`agent registry: ${error.message}`, { cause: error }));
-          if (chunk.length) take(chunk);
-          listed += chunk.length;
-          resolve();
-        },
-      ),
-    );
+           || ',"notifiedRelease":' || notified_release || ',"pollSeconds":' || poll_seconds || ',"state":"' || ${state.sql} || '","families":[' || families || ']}' AS j, name, id
+         FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''} ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
+        after ? { ...params, $afterName: after.name, $afterId: after.id } : params,
+      );
+      if (!rows.length) break;
+      take(rows.map((row) => row.j));
+      listed += rows.length;
+      const last = rows[rows.length - 1]!;
+      after = { name: last.name, id: last.id };
+      if (rows.length < chunkRows) break;
+    }
     return listed;
   }
 
