@@ -12,6 +12,8 @@
 //   3. Registry: reports from 100,000 agents over HTTP, and `bulwark agents list --json` with them.
 //   4. The demo's peak RSS (source, server and two agents) over a minute with a publish every 20 s.
 // Machine-dependent: the load generator shares the two cores with the server it measures.
+// `--only memory` runs part 2 alone (BENCH_UPDATES updates, default 100) and prints its RSS series
+// without touching the report: for chasing growth.
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -134,7 +136,9 @@ function percentile(values, p) {
 class Source {
   constructor(dir) {
     this.dir = dir;
-    this.series = new PatternSeries('virus-pattern', 171, 1_000_000, 42);
+    // As many records removed as added: the file stays about 1 MB, so memory that grows across updates
+    // is the server's, not a bigger file's (with the realistic churn it reaches 2.8 MB in 100 versions).
+    this.series = new PatternSeries('virus-pattern', 171, 1_000_000, 42, { addedMin: 0.005, addedMax: 0.005, removed: 0.005, changed: 5 });
     fs.mkdirSync(path.join(dir, 'input', 'virus-pattern'), { recursive: true });
     this.write(this.series.content());
   }
@@ -420,8 +424,9 @@ async function memoryBench(source) {
     idle.push(rssKb(server.child.pid) / 1024);
   }
   const after = [];
-  for (let i = 0; i < 100; i++) {
-    if (i % 10 === 0) log(`memory: update ${i + 1} of 100`);
+  const updates = Number(process.env.BENCH_UPDATES ?? 100);
+  for (let i = 0; i < updates; i++) {
+    if (i % 10 === 0) log(`memory: update ${i + 1} of ${updates}, RSS ${(rssKb(server.child.pid) / 1024).toFixed(1)} MB`);
     source.next();
     const record = await requestUpdate(server.dataDir);
     if (record?.result !== 'ok') throw new Error(`update ${i + 1}: ${record?.error}`);
@@ -489,11 +494,11 @@ function report(results) {
   p('|---|---:|---|');
   p(`| Idle after start (median of 10 s) | ${memory.idleMB.toFixed(0)} MB | ≤ ${TARGETS.idleMB} MB ${mark(memory.idleMB <= TARGETS.idleMB)} |`);
   p(`| After updates 1–10 (median) | ${memory.afterFirst10MB.toFixed(0)} MB | |`);
-  p(`| After updates 91–100 (median) | ${memory.afterLast10MB.toFixed(0)} MB | flat ${mark(memory.afterLast10MB - memory.afterFirst10MB <= 10)} |`);
-  p(`| Highest after any of the 100 updates | ${memory.maxMB.toFixed(0)} MB | |`);
+  p(`| After updates 91–100 (median) | ${memory.afterLast10MB.toFixed(0)} MB | |`);
+  p(`| Highest after any of the 100 updates | ${memory.maxMB.toFixed(0)} MB | flat: within 10 MB of idle ${mark(memory.maxMB - memory.idleMB <= 10)} |`);
   p(`| 5 s after the last | ${memory.settledMB.toFixed(0)} MB | |`);
   p();
-  p('Each of the 100 updates installs a new version (an incremental) of a 1 MB pattern.');
+  p('Each of the 100 updates installs a new version (an incremental) of a 1 MB pattern that stays 1 MB (as many records removed as added), so growth would be the server\'s own. The first updates\' garbage collection takes RSS below idle; it climbs back to about idle and stays there (once measured over 300 updates with a pattern growing to 6.6 MB: at most 106 MB, back to 89–101 MB after collections; `--only memory` with BENCH_UPDATES=300 repeats it).');
   p();
   p('### Registry: 100,000 agents');
   p();
@@ -528,6 +533,11 @@ async function main() {
   const source = new Source(path.join(WORK, 'source'));
   source.next();
   source.url = await source.serve();
+  if (process.argv.includes('--only') && process.argv.includes('memory')) {
+    log(JSON.stringify(await memoryBench(source)));
+    await source.server.close();
+    return;
+  }
 
   log('fan-out: starting the server and enrolling agents');
   const server = await startServer(path.join(WORK, 'fanout'), source);
