@@ -485,33 +485,36 @@ export class AgentRegistry {
 
   /**
    * Every agent, in name order, each as the JSON of an AgentListed made by SQLite itself (a fleet of
-   * 100,000 is listed without building 100,000 objects), handed over a thousand at a time.
+   * 100,000 is listed without building 100,000 objects), handed over a chunk at a time.
    */
-  async eachListed(basis: StateBasis, take: (json: string[]) => void, chunkRows = 1000): Promise<number> {
+  async eachListed(basis: StateBasis, take: (json: string[]) => void, chunkRows = 2000): Promise<number> {
     const state = stateSql(basis);
     const iso = (column: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${column} / 1000.0, 'unixepoch')`;
-    // A thousand rows a query, each starting after the last one taken (the name index keeps every
+    // A chunk of rows a query, each starting after the last one taken (the name index keeps every
     // query a seek): memory stays bounded, and an error in any row fails the listing (node-sqlite3's
-    // each() can report one after it said it was done).
+    // each() can report one after it said it was done). The next chunk is read while this one is handed over.
     const params = usedIn(state.sql, state.params);
-    let listed = 0;
-    let after: { name: string; id: string } | undefined;
-    for (;;) {
-      const rows = await this.read<{ j: string; name: string; id: string }>(
+    const chunk = (after: { name: string; id: string } | undefined) =>
+      this.read<{ j: string }>(
         // Spliced as text: the JSON columns hold JSON.stringify's output (report()), so nothing is parsed again.
         `SELECT '{"id":' || json_quote(id) || ',"name":' || json_quote(name) || ',"hostname":' || json_quote(hostname) || ',"ring":' || json_quote(ring)
            || ',"enrolledAt":"' || ${iso('enrolled_at')} || '","lastSeen":"' || ${iso('last_seen')} || '","address":' || json_quote(address)
            || ',"addresses":' || addresses || ',"components":' || components || ',"lastRun":' || COALESCE(last_run, 'null') || ',"phase":' || json_quote(phase)
-           || ',"notifiedRelease":' || notified_release || ',"pollSeconds":' || poll_seconds || ',"state":"' || ${state.sql} || '","families":[' || families || ']}' AS j, name, id
-         FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''} ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
+           || ',"notifiedRelease":' || notified_release || ',"pollSeconds":' || poll_seconds || ',"state":"' || ${state.sql} || '","families":[' || families || ']}' AS j
+         FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''}
+         ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
         after ? { ...params, $afterName: after.name, $afterId: after.id } : params,
       );
-      if (!rows.length) break;
+    let listed = 0;
+    let rows = await chunk(undefined);
+    while (rows.length) {
+      const last = JSON.parse(rows[rows.length - 1]!.j) as { name: string; id: string };
+      const next = rows.length < chunkRows ? undefined : chunk(last);
+      // A failed read ahead is reported when awaited, not as an unhandled rejection meanwhile.
+      next?.catch(() => undefined);
       take(rows.map((row) => row.j));
       listed += rows.length;
-      const last = rows[rows.length - 1]!;
-      after = { name: last.name, id: last.id };
-      if (rows.length < chunkRows) break;
+      rows = next ? await next : [];
     }
     return listed;
   }
