@@ -87,10 +87,10 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
 
   private readonly onRelease = () => this.changed();
 
-  /** Something about the agents changed (an enrollment, a ring moved, a report): recount soon. */
-  changed(): void {
+  /** Something about the agents changed (an enrollment, a ring moved, a report): recount soon (not before `notBeforeMs`). */
+  changed(notBeforeMs = 0): void {
     if (this.recountTimer || this.stopped) return;
-    const wait = Math.max(NEWS_EVERY_MS, 4 * this.countTook) - (Date.now() - this.countedAt);
+    const wait = Math.max(notBeforeMs, Math.max(NEWS_EVERY_MS, 4 * this.countTook) - (Date.now() - this.countedAt));
     this.recountTimer = setTimeout(() => {
       this.recountTimer = undefined;
       void this.recount();
@@ -126,7 +126,8 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
             this.emittedAt = Date.now();
             this.emit('change');
           } else if (heard) {
-            this.heard = true; // told at the next recount after SEEN_EVERY_MS
+            this.heard = true; // told by a recount once SEEN_EVERY_MS has passed
+            this.changed(this.emittedAt + SEEN_EVERY_MS - Date.now());
           }
           this.wakeForSilence(nextSilence);
         } catch (error) {
