@@ -1,0 +1,67 @@
+// The files a server makes for its agents (incrementals from a kept version, compressed full files), on
+// real files with the real codec worker: each is made once, named by its inputs, and one damaged on disk
+// is noticed and made again rather than served.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { PatternSeries } from '../src-main/demo/patterns.js';
+import { sha256 } from '../src-main/engine/files.js';
+import { MadeFiles, type KeptVersion } from '../src-main/distribution/made-files.js';
+import { ensureBuilt } from './helpers/cli.js';
+import { tempDir } from './helpers/fixtures.js';
+
+let dir: string;
+let kept: KeptVersion[];
+
+beforeAll(() => ensureBuilt()); // the codec worker runs from out/main
+
+beforeEach(() => {
+  dir = tempDir('bulwark-made-');
+  const series = new PatternSeries('virus-pattern', 171, 200_000, 7);
+  kept = [];
+  for (let i = 0; i < 3; i++) {
+    const data = i === 0 ? series.content() : series.next();
+    const file = path.join(dir, 'store', String(series.version));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, data);
+    kept.push({ id: 'virus-pattern', version: series.version, sha256: sha256(data), file });
+  }
+});
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const lookup = (id: string, hash: string) => kept.find((k) => k.id === id && k.sha256 === hash);
+const made = () => new MadeFiles(path.join(dir, 'made'), lookup);
+
+it('makes an incremental once, names it by its inputs, and makes it again when it is damaged on disk', async () => {
+  const [base, , target] = kept;
+  const name = `${base!.sha256}-${target!.sha256}.patch`;
+  const first = await made().get('virus-pattern', name);
+  expect(first).toBeDefined();
+  expect(first!.length).toBeLessThan(fs.statSync(target!.file).size / 4);
+  expect(sha256(fs.readFileSync(first!.file))).toBe(first!.sha256);
+  // Asked again (by the next agent, or the next server on this directory): the same file, not made again.
+  const mtime = fs.statSync(first!.file).mtimeMs;
+  expect(await made().get('virus-pattern', name)).toEqual(first);
+  expect(fs.statSync(first!.file).mtimeMs).toBe(mtime);
+
+  // Damaged while the server was down: the next server notices (the hash recorded when it was made) and makes it again.
+  const bytes = fs.readFileSync(first!.file);
+  for (let i = 20; i < bytes.length; i += 97) bytes[i] = bytes[i]! ^ 0xff;
+  fs.writeFileSync(first!.file, bytes);
+  const again = await made().get('virus-pattern', name);
+  expect(again).toEqual(first);
+  expect(sha256(fs.readFileSync(again!.file))).toBe(first!.sha256);
+});
+
+it('makes nothing from versions it does not keep, or backwards, or from a malformed name', async () => {
+  const [base, middle, target] = kept;
+  const files = made();
+  expect(await files.get('virus-pattern', `${'0'.repeat(64)}-${target!.sha256}.patch`)).toBeUndefined();
+  expect(await files.get('virus-pattern', `${target!.sha256}-${middle!.sha256}.patch`)).toBeUndefined();
+  expect(await files.get('virus-pattern', `${base!.sha256}.patch`)).toBeUndefined();
+  expect(await files.get('virus-pattern', '../../etc/passwd')).toBeUndefined();
+  expect(await files.get('spyware-pattern', `${base!.sha256}-${target!.sha256}.patch`)).toBeUndefined();
+  expect(fs.existsSync(path.join(dir, 'made'))).toBe(false);
+});
