@@ -251,7 +251,8 @@ describe('remindersFor (settings, last run and network together)', () => {
   });
 
   it('a 407 shows only the proxy-auth reminder beside the network ones', () => {
-    const reminders = remindersFor({ settings: settings(true), lastRun: run('failed', 'cannot reach http://updates.test: Proxy Authentication Required (407)', 'ERR_NETWORK'), network });
+    // A proxy's refusal is recorded as ERR_PROXY_AUTH (see the fetcher), not as a network failure.
+    const reminders = remindersFor({ settings: settings(true), lastRun: run('failed', 'the proxy [fd00:b::1]:3128 refused the credentials (407)', 'ERR_PROXY_AUTH'), network });
     expect(reminders.map((r) => r.id)).toEqual(['ipv6-server-ipv4-source', 'proxy-auth']);
   });
 });

@@ -25,8 +25,10 @@ export interface ConnectionTestResult {
 }
 
 function codeOf(error: unknown): string | undefined {
-  for (let e = error as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code && e.code !== 'UND_ERR_SOCKET' && e.code !== 'UND_ERR_INVALID_ARG') return e.code;
+  for (let e = error as { code?: unknown; name?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    // A DOMException's code is a legacy number (a timeout's is 23): its name says what happened.
+    if (typeof e.code === 'number' && typeof e.name === 'string') return e.name;
+    if (typeof e.code === 'string' && e.code && e.code !== 'UND_ERR_SOCKET' && e.code !== 'UND_ERR_INVALID_ARG') return e.code;
   }
   return undefined;
 }

@@ -82,8 +82,10 @@ const FAMILY_SYMPTOMS = new Set(['ENETUNREACH', 'EHOSTUNREACH', 'EADDRNOTAVAIL',
 
 /** The first system error code in an error's cause chain (ENETUNREACH, EAI_AGAIN…). */
 export function errorCode(error: unknown): string | undefined {
-  for (let e = error as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code && e.code !== 'UND_ERR_SOCKET') return e.code;
+  for (let e = error as { code?: unknown; name?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    // A DOMException's code is a legacy number (a timeout's is 23): its name says what happened.
+    if (typeof e.code === 'number' && typeof e.name === 'string') return e.name;
+    if (typeof e.code === 'string' && e.code && e.code !== 'UND_ERR_SOCKET') return e.code;
   }
   return undefined;
 }
