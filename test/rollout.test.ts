@@ -36,7 +36,8 @@ async function rollout(action: 'promote' | 'halt' | 'resume'): Promise<string> {
 describe('rollout rings', () => {
   it('canary, then early after a clean soak, then broad; held rings keep their versions', { timeout: 180_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 2 });
-    await lab.startServer(['--rollout-soak', '6']);
+    // A soak long enough that canary's update and the status check fit inside it on a loaded machine.
+    await lab.startServer(['--rollout-soak', '10']);
     const rings = { c1: 'canary', e1: 'early', b1: 'broad', b2: 'broad' } as const;
     await Promise.all(Object.entries(rings).map(([name, ring]) => lab.startAgent(name, ['--ring', ring])));
     const first = lab.latest;
@@ -55,7 +56,7 @@ describe('rollout rings', () => {
 
     // After canary's clean soak, early; after early's, broad.
     await lab.waitForVersion(lab.agentDir('e1'), next, 30_000);
-    expect(Date.now() - released).toBeGreaterThanOrEqual(6_000);
+    expect(Date.now() - released).toBeGreaterThanOrEqual(10_000);
     for (const name of ['b1', 'b2']) await lab.waitForVersion(lab.agentDir(name), next, 30_000);
     const status = await rolloutStatus();
     expect(status.stage).toBe('broad');

@@ -42,6 +42,8 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
   picture: AgentsPicture = emptyPicture();
   private timer: NodeJS.Timeout | undefined;
   private recountTimer: NodeJS.Timeout | undefined;
+  /** Waits out SEEN_EVERY_MS for news of agents merely heard from (news of changes does not wait for it). */
+  private seenTimer: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
   private counting: Promise<void> | undefined;
   private again = false;
@@ -81,16 +83,17 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.recountTimer);
+    clearTimeout(this.seenTimer);
     clearTimeout(this.silenceTimer);
     this.distribution.off('release', this.onRelease);
   }
 
   private readonly onRelease = () => this.changed();
 
-  /** Something about the agents changed (an enrollment, a ring moved, a report): recount soon (not before `notBeforeMs`). */
-  changed(notBeforeMs = 0): void {
+  /** Something about the agents changed (an enrollment, a ring moved, a report): recount soon. */
+  changed(): void {
     if (this.recountTimer || this.stopped) return;
-    const wait = Math.max(notBeforeMs, Math.max(NEWS_EVERY_MS, 4 * this.countTook) - (Date.now() - this.countedAt));
+    const wait = Math.max(NEWS_EVERY_MS, 4 * this.countTook) - (Date.now() - this.countedAt);
     this.recountTimer = setTimeout(() => {
       this.recountTimer = undefined;
       void this.recount();
@@ -125,9 +128,16 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
           if (moved || (heard && Date.now() - this.emittedAt >= SEEN_EVERY_MS)) {
             this.emittedAt = Date.now();
             this.emit('change');
+          } else if (heard && !this.seenTimer) {
+            // Told by a recount once SEEN_EVERY_MS has passed.
+            this.heard = true;
+            this.seenTimer = setTimeout(() => {
+              this.seenTimer = undefined;
+              this.changed();
+            }, this.emittedAt + SEEN_EVERY_MS - Date.now());
+            this.seenTimer.unref();
           } else if (heard) {
-            this.heard = true; // told by a recount once SEEN_EVERY_MS has passed
-            this.changed(this.emittedAt + SEEN_EVERY_MS - Date.now());
+            this.heard = true;
           }
           this.wakeForSilence(nextSilence);
         } catch (error) {
