@@ -53,7 +53,12 @@ describe.skipIf(Boolean(skipReason))(`release notifications through an MQTT brok
 
   it('agents subscribed to the broker learn of a release within seconds, and of "update now"', { timeout: 120_000 }, async () => {
     const agents = await Promise.all(['b1', 'b2'].map((name) => lab.startAgent(name, ['--notify', broker])));
-    for (const name of ['b1', 'b2']) await lab.waitForVersion(lab.agentDir(name), lab.latest);
+    const first = lab.latest;
+    for (const name of ['b1', 'b2']) {
+      await lab.waitForVersion(lab.agentDir(name), first);
+      // Idle at that version (its run recorded), so the release below is news to a quiet agent.
+      await until(() => lab.history(lab.agentDir(name)).some((r) => r.components.some((c) => c.version === first)), 30_000, `${name}'s run to be recorded`);
+    }
     const next = lab.publish();
     expect((await lab.serverUpdate()).result).toBe('ok');
     // They hold no stream to the server: the broker carries their notifications.
@@ -61,7 +66,8 @@ describe.skipIf(Boolean(skipReason))(`release notifications through an MQTT brok
     for (const [i, name] of ['b1', 'b2'].entries()) {
       expect(await lab.waitForVersion(lab.agentDir(name), next, 30_000)).toMatchObject({ method: 'incremental' });
       expect(agents[i]!.stdout).toMatch(/the server announced release \d+/);
-      expect(lab.history(lab.agentDir(name)).at(-1)!.trigger).toBe('notification');
+      await until(() => lab.history(lab.agentDir(name)).find((r) => r.components.some((c) => c.version === next)), 30_000, `${name}'s run to be recorded`);
+      expect(lab.history(lab.agentDir(name)).find((r) => r.components.some((c) => c.version === next))!.trigger).toBe('notification');
     }
 
     // "Update agents now" goes through the broker too.
