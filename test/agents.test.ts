@@ -41,7 +41,7 @@ describe('releases reach the agents', () => {
       const held = await lab.waitForVersion(lab.agentDir(name), latest, 30_000);
       expect(held).toMatchObject({ version: latest, method: 'incremental' });
       expect(held.sha256).toBe(sha256(path.join(lab.source.input, 'virus-pattern', String(latest))));
-      const run = lab.history(lab.agentDir(name)).at(-1)!;
+      const run = await lab.runThatInstalled(lab.agentDir(name), latest);
       expect(run.trigger).toBe('notification');
       // Relayed as upstream published it: the incremental the vendor signed.
       expect(run.components[0]!.reason).toBe(`incremental from ${first}`);
@@ -59,7 +59,7 @@ describe('releases reach the agents', () => {
     await lab.startAgent('a3');
     const a3 = await lab.waitForVersion(lab.agentDir('a3'), latest);
     expect(a3.method).toBe('full');
-    const last = lab.history(lab.agentDir('a3')).at(-1)!.components[0]!;
+    const last = (await lab.runThatInstalled(lab.agentDir('a3'), latest)).components[0]!;
     expect(last.reason).toMatch(new RegExp(`too far behind: installed ${first}|no incremental from ${first}`));
 
     const listed = await lab.agents();
@@ -113,7 +113,7 @@ describe('releases reach the agents', () => {
     const second = await lab.waitForVersion(lab.agentDir('behind2'), latest);
     expect(second.method).toBe('full');
     expect(second.sha256).toBe(held.sha256);
-    const refused = lab.history(lab.agentDir('behind2')).at(-1)!.components[0]!;
+    const refused = (await lab.runThatInstalled(lab.agentDir('behind2'), latest)).components[0]!;
     expect(refused.reason).toMatch(new RegExp(`^the server's incremental from ${base} unusable \\(.+\\)$`));
     // It never took more than the full file's length for the incremental.
     expect(refused.bytes).toBeLessThan(refused.fullBytes * 2);

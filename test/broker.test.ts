@@ -57,7 +57,7 @@ describe.skipIf(Boolean(skipReason))(`release notifications through an MQTT brok
     for (const name of ['b1', 'b2']) {
       await lab.waitForVersion(lab.agentDir(name), first);
       // Idle at that version (its run recorded), so the release below is news to a quiet agent.
-      await until(() => lab.history(lab.agentDir(name)).some((r) => r.components.some((c) => c.version === first)), 30_000, `${name}'s run to be recorded`);
+      await lab.runThatInstalled(lab.agentDir(name), first);
     }
     const next = lab.publish();
     expect((await lab.serverUpdate()).result).toBe('ok');
@@ -66,8 +66,7 @@ describe.skipIf(Boolean(skipReason))(`release notifications through an MQTT brok
     for (const [i, name] of ['b1', 'b2'].entries()) {
       expect(await lab.waitForVersion(lab.agentDir(name), next, 30_000)).toMatchObject({ method: 'incremental' });
       expect(agents[i]!.stdout).toMatch(/the server announced release \d+/);
-      await until(() => lab.history(lab.agentDir(name)).find((r) => r.components.some((c) => c.version === next)), 30_000, `${name}'s run to be recorded`);
-      expect(lab.history(lab.agentDir(name)).find((r) => r.components.some((c) => c.version === next))!.trigger).toBe('notification');
+      expect((await lab.runThatInstalled(lab.agentDir(name), next)).trigger).toBe('notification');
     }
 
     // "Update agents now" goes through the broker too.

@@ -639,6 +639,17 @@ describe('migration', () => {
   });
 });
 
+describe('enrollment token', () => {
+  it('never starts with "-", so `bulwark agent --token TOKEN` cannot take it for an option', async () => {
+    const registry = await openRegistry();
+    // base64url starts with "-" one time in 64: 500 tokens would hold one with near certainty.
+    const tokens = [await registry.enrollmentToken()];
+    for (let i = 0; i < 500; i++) tokens.push(await registry.rotateToken());
+    expect(tokens.filter((t) => !/^[A-Za-z0-9]/.test(t))).toEqual([]);
+    expect(new Set(tokens).size).toBe(tokens.length);
+  });
+});
+
 describe('read-only', () => {
   it('an older registry opened read-only first (by `bulwark agents list`) gets its columns before it is queried', async () => {
     const now = Date.now();

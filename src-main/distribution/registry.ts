@@ -146,7 +146,8 @@ DROP INDEX IF EXISTS agents_by_name;
 CREATE INDEX IF NOT EXISTS agents_by_name_nocase ON agents (name COLLATE NOCASE, id);`;
 
 const hash = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
-const randomToken = () => crypto.randomBytes(24).toString('base64url');
+// Never starts with '-' (base64url may): `bulwark agent --token -x…` would read as an option.
+const randomToken = () => `bw${crypto.randomBytes(24).toString('base64url')}`;
 
 /** An agent's row is not in the registry (its credential names an agent the server does not know). */
 export class UnknownAgentError extends BulwarkError {

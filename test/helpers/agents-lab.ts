@@ -92,6 +92,18 @@ export class AgentsLab {
     }, timeoutMs, `${path.basename(dir)} to hold ${id} ${version}`);
   }
 
+  /**
+   * The recorded run that installed `version` of `id`, once it is recorded (active.json is written
+   * before the run's record is appended, so a version can be held before its run is in the history).
+   */
+  async runThatInstalled(dir: string, version: number, timeoutMs = 30_000, id = 'virus-pattern'): Promise<RunRecord> {
+    return until(
+      () => this.history(dir).find((r) => r.components.some((c) => c.id === id && c.version === version && c.previousVersion !== version)),
+      timeoutMs,
+      `${path.basename(dir)}'s run that installed ${id} ${version} to be recorded`,
+    );
+  }
+
   /** The runs recorded in a data directory's history, oldest first. */
   history(dir: string): RunRecord[] {
     const file = path.join(dir, 'history.jsonl');
