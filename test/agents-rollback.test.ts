@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab } from './helpers/agents-lab.js';
-import { ensureBuilt, runCli } from './helpers/cli.js';
+import { ensureBuilt, runCli, until } from './helpers/cli.js';
 
 let lab: AgentsLab;
 
@@ -40,9 +40,11 @@ describe('pin and roll back, with agents', () => {
 
     // The agents follow within seconds, with no one asking them; the late one refuses and says why.
     for (const name of ['one', 'two']) {
-      const held = await lab.waitForVersion(lab.agentDir(name), good, 30_000);
-      expect(held.version).toBe(good);
-      const run = lab.history(lab.agentDir(name)).findLast((r) => r.components[0]?.version === good)!;
+      // Exactly `good` (waitForVersion would take the higher `bad` they hold until the rollback arrives).
+      const held = await until(() => (lab.active(lab.agentDir(name))?.version === good ? lab.active(lab.agentDir(name)) : undefined), 30_000, `${name} to roll back to ${good}`);
+      expect(held!.version).toBe(good);
+      // Its run is recorded just after the version is switched.
+      const run = await until(() => lab.history(lab.agentDir(name)).findLast((r) => r.components[0]?.version === good && r.components[0]?.previousVersion === bad), 30_000, `${name}'s rollback to be recorded`);
       expect(run.components[0]!.reason).toBe(`rolled back from ${bad} to the pinned ${good}`);
     }
     await expectEventually(() => {
