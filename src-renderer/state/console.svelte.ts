@@ -124,7 +124,11 @@ export class ConsoleState {
 
   applyAgentCounts(counts: AgentCountsView): void {
     const snapshot = this.snapshot;
-    if (!snapshot?.agents) return;
+    if (!snapshot?.agents) {
+      // Counts that arrive while the first snapshot loads may be newer than it: load once more after it.
+      if (this.status === 'loading') void this.reload();
+      return;
+    }
     const before = snapshot.agents.counts;
     if ((Object.keys(counts) as (keyof AgentCountsView)[]).every((key) => before[key] === counts[key])) return;
     this.snapshot = { ...snapshot, agents: { ...snapshot.agents, counts } };
