@@ -12,6 +12,7 @@
 //   3. Registry: reports from 100,000 agents over HTTP, and `bulwark agents list --json` with them.
 //   4. The demo's peak RSS (source, server and two agents) over a minute with a publish every 20 s.
 // Machine-dependent: the load generator shares the two cores with the server it measures.
+// `--only registry` runs part 3 alone (its data stays in the bench directory, to time `agents list` by hand).
 // `--only memory` runs part 2 alone (BENCH_UPDATES updates, default 100) and prints its RSS series
 // without touching the report: for chasing growth.
 import { spawn, spawnSync } from 'node:child_process';
@@ -535,6 +536,13 @@ async function main() {
   source.url = await source.serve();
   if (process.argv.includes('--only') && process.argv.includes('memory')) {
     log(JSON.stringify(await memoryBench(source)));
+    await source.server.close();
+    return;
+  }
+  if (process.argv.includes('--only') && process.argv.includes('registry')) {
+    const server = await startServer(path.join(WORK, 'registry'), source);
+    await enroll(server, 1); // the registry makes its credential key at the first enrollment
+    log(JSON.stringify(await registryBench(server, source)));
     await source.server.close();
     return;
   }

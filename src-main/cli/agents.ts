@@ -2,24 +2,22 @@
 // server's view of its agents, usable while the server runs), and the agent flags of `serve`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Agent } from '../agent/agent.js';
+// What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
 import { parseBrokerUrl } from '../distribution/broker.js';
 import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
-import { Settings } from '../engine/settings.js';
 import type { RolloutView } from '../console/contract.js';
-import { callControl } from '../server/control.js';
-import { checkSourceUrl } from '../engine/source.js';
-import { agentReminders, pictureOf, type RingCounts } from '../distribution/overview.js';
+import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
-import { AgentRegistry, type AgentListed } from '../distribution/registry.js';
-import { Distribution } from '../distribution/release.js';
+import type { AgentListed } from '../distribution/registry.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
 import { parseListen } from '../server/listen.js';
-import { dataOption, err, integerFlag, out, required, type Command } from './command.js';
-import { untilSignal } from './serve.js';
+import { dataOption, err, integerFlag, out, required, untilSignal, type Command } from './command.js';
+
+/** The registry and what its listings need: the current release and the overview's arithmetic. */
+const registryModules = () => Promise.all([import('../distribution/registry.js'), import('../distribution/release.js'), import('../distribution/overview.js')]);
 
 /** The agent flags of `bulwark serve`, parsed into the distribution setting to save (undefined: none given). */
 export const serveFlags = {
@@ -65,6 +63,7 @@ export const serveFlags = {
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
 export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
+  const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
   const registry = await AgentRegistry.open(dataDir, { readOnly: true });
   try {
     const now = Date.now();
@@ -137,6 +136,7 @@ Options:
       const notify = typeof values.notify === 'string' ? parseBrokerUrl(values.notify) : undefined;
       const ring = values.ring as string | undefined;
       if (ring !== undefined && !isRing(ring)) throw new UsageError('--ring is canary, early or broad');
+      const [{ Agent }, { checkSourceUrl }] = await Promise.all([import('../agent/agent.js'), import('../engine/source.js')]);
       const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
       const agent = new Agent({
@@ -198,10 +198,11 @@ Options:
         const [agent, ring, ...more] = extra;
         if (!agent || !ring || more.length) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        let moved = await callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
+        let moved = await (await import('../server/control.js')).callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
           throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
         });
         if (!moved) {
+          const { AgentRegistry } = await import('../distribution/registry.js');
           const registry = await AgentRegistry.open(dataDir);
           try {
             moved = await registry.setRing(agent, ring);
@@ -217,6 +218,7 @@ Options:
       if (action === 'token') {
         if (values.json) throw new UsageError('--json goes with list');
         if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+        const { AgentRegistry } = await import('../distribution/registry.js');
         const registry = await AgentRegistry.open(dataDir);
         try {
           const token = values.rotate ? await registry.rotateToken() : await registry.enrollmentToken();
@@ -228,6 +230,7 @@ Options:
         return 0;
       }
       if (values.rotate) throw new UsageError('--rotate goes with token');
+      const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
         const release = Distribution.readCurrent(dataDir);
@@ -286,17 +289,19 @@ Options:
     if (extra.length || !['status', 'promote', 'halt', 'resume'].includes(action ?? '')) throw new UsageError('use: bulwark rollout status|promote|halt|resume --data DIR');
     if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
     if (action !== 'status') {
-      const state = await callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
+      const state = await (await import('../server/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
         throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
       });
       if (!state) throw new UsageError(`no Bulwark server runs on ${dataDir}: start it (bulwark serve) to ${action} its rollout`);
       out(`rollout of release ${state.release}: ${state.halted ? `halted at ${state.stage} (${state.halted.reason})` : `${state.stage} released`}`);
       return 0;
     }
+    const { Settings } = await import('../engine/settings.js');
     const settings = { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout };
     const state = Rollout.read(dataDir);
     let counted: Record<string, RingCounts> = {};
     if (fs.existsSync(path.join(dataDir, 'agents.sqlite'))) {
+      const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
         counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now() })).rings;

@@ -29,3 +29,15 @@ export function integerFlag(values: Record<string, unknown>, name: string, min: 
 }
 
 export const dataOption = { data: { type: 'string' } } as const;
+
+/** Resolves when SIGINT or SIGTERM arrives. */
+export function untilSignal(stamp: (line: string) => void, what = 'stopping after the update in progress, if any'): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      stamp(`${signal} received; ${what}`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

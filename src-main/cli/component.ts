@@ -2,23 +2,28 @@
 // version the store keeps, or list what is kept. On a data directory a server (or agent) holds, the
 // running process makes the change (so it never races an update) and hands it to its agents.
 import fs from 'node:fs';
+// The engine and the rest load when the command runs (see main.ts).
 import { componentInfo, isValidVersion } from '../engine/components.js';
-import { Engine, type ComponentChange } from '../engine/engine.js';
+import type { ComponentChange, Engine } from '../engine/engine.js';
 import { BulwarkError, BusyError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { readPins } from '../engine/pins.js';
-import { Settings } from '../engine/settings.js';
-import { callControl } from '../server/control.js';
 import { dataOption, out, required, type Command } from './command.js';
 
+/** The engine over a data directory, without changing its settings. */
+async function engineOn(dataDir: string): Promise<Engine> {
+  const [{ Engine }, { Settings }] = await Promise.all([import('../engine/engine.js'), import('../engine/settings.js')]);
+  return new Engine({ dataDir, settings: Settings.openReadOnly(dataDir) });
+}
+
 async function change(dataDir: string, request: ComponentChange): Promise<RunRecord> {
-  const engine = new Engine({ dataDir, settings: Settings.openReadOnly(dataDir) });
+  const engine = await engineOn(dataDir);
   try {
     return await engine.withLock(() => engine.change(request));
   } catch (error) {
     if (!(error instanceof BusyError)) throw error;
     // A server (or agent) holds the directory: it makes the change, between its updates.
-    const record = await callControl<RunRecord>(dataDir, 'change', request).catch((refusal: unknown) => {
+    const record = await (await import('../server/control.js')).callControl<RunRecord>(dataDir, 'change', request).catch((refusal: unknown) => {
       throw refusal instanceof BulwarkError && refusal.code === 'ERR_USAGE' ? new UsageError(refusal.message) : refusal;
     });
     if (!record) throw error;
@@ -50,7 +55,7 @@ Options:
     if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
     const reason = typeof values.reason === 'string' ? values.reason.slice(0, 200) : undefined;
     if (action === 'versions') {
-      const engine = new Engine({ dataDir, settings: Settings.openReadOnly(dataDir) });
+      const engine = await engineOn(dataDir);
       const active = engine.store.active(id);
       const pin = readPins(dataDir)[id];
       out(`${componentInfo(id).name} (${id})${pin ? `, pinned at ${pin.version}: ${pin.reason}` : ''}`);

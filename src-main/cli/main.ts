@@ -1,28 +1,20 @@
 // The `bulwark` command. Each subcommand parses its own flags strictly, prints --help, and exits 0
 // on success, 1 when the work failed, 2 when the command line was wrong — with one line on stderr
 // saying why.
+//
+// A command loads the modules it uses when it runs (import() in run), so that `bulwark agents list`
+// or `bulwark --help` does not pay for the engine, the server and their libraries.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { componentInfo } from '../engine/components.js';
-import { Engine, readPersistedState, summarize } from '../engine/engine.js';
 import { BulwarkError, BusyError, describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
-import { publish } from '../publisher/publisher.js';
-import { testConnection } from '../engine/connection-test.js';
-import { cooldownFor } from '../engine/fetcher.js';
-import { checkSourceUrl, rootProblem } from '../engine/source.js';
-import { describeSchedule, parseSchedule } from '../engine/schedule.js';
-import { DEFAULT_AGENT_PORT, Settings, type SettingsData } from '../engine/settings.js';
-import { readEnrollment } from '../agent/agent.js';
-import { requestUpdate } from '../server/control.js';
 import type { RoleName } from '../publisher/signing-keys.js';
-import { runDemo } from '../demo/demo.js';
-import { parseListen } from '../server/listen.js';
+import type { Settings, SettingsData } from '../engine/settings.js';
+import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
 import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
 import { dataOption, err, out, required, type Command } from './command.js';
-import { serve } from './serve.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -39,23 +31,24 @@ function warnIfRecovered(settings: Settings): Settings {
 }
 
 /** For commands that may save settings: an invalid settings.json is repaired (its original kept). */
-const openSettings = (dataDir: string) => warnIfRecovered(Settings.open(dataDir));
+const openSettings = async (dataDir: string) => warnIfRecovered((await import('../engine/settings.js')).Settings.open(dataDir));
 
 /** For commands that only look: settings.json is never written, renamed or created. */
-const readSettings = (dataDir: string) => warnIfRecovered(Settings.openReadOnly(dataDir));
+const readSettings = async (dataDir: string) => warnIfRecovered((await import('../engine/settings.js')).Settings.openReadOnly(dataDir));
 
-function sourceFlags(values: Record<string, unknown>) {
+async function sourceFlags(values: Record<string, unknown>) {
   const url = values.source as string | undefined;
   const root = values['trusted-root'] as string | undefined;
   if (!url && !root) return undefined;
   if (!url || !root) throw new UsageError('--source and --trusted-root go together');
+  const { checkSourceUrl, rootProblem } = await import('../engine/source.js');
   checkSourceUrl(url);
-  checkTrustedRoot(root);
+  checkTrustedRoot(root, rootProblem);
   return { url, trustedRoot: path.resolve(root) };
 }
 
 /** Refuse a --trusted-root that is not a TUF root.json while parsing flags, not at the first update. */
-function checkTrustedRoot(file: string): void {
+function checkTrustedRoot(file: string, rootProblem: (bytes: Buffer) => string | undefined): void {
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);
@@ -128,6 +121,7 @@ Options:
         const d = days(values, `expires-${role}`);
         if (d !== undefined) expiryDays[role] = d;
       }
+      const { publish } = await import('../publisher/publisher.js');
       const result = publish({
         input: required(values, 'input'),
         out: required(values, 'out'),
@@ -159,15 +153,16 @@ Options:
     options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
       const dataDir = required(values, 'data');
-      const source = sourceFlags(values);
-      const engine = new Engine({ dataDir, settings: openSettings(dataDir), ...(source ? { source } : {}) });
+      const source = await sourceFlags(values);
+      const { Engine, summarize } = await import('../engine/engine.js');
+      const engine = new Engine({ dataDir, settings: await openSettings(dataDir), ...(source ? { source } : {}) });
       let record: RunRecord;
       try {
         record = await engine.runOnce();
       } catch (error) {
         // A server (or agent) holds this data directory: ask it to update now, joining its run.
         if (!(error instanceof BusyError) || source) throw error;
-        const joined = await requestUpdate(dataDir);
+        const joined = await (await import('../server/control.js')).requestUpdate(dataDir);
         if (!joined) throw error;
         record = joined;
       }
@@ -189,7 +184,13 @@ Options:
     async run(values) {
       const dataDir = required(values, 'data');
       if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
-      const settings = readSettings(dataDir);
+      const settings = await readSettings(dataDir);
+      const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment }, { describeSchedule }] = await Promise.all([
+        import('../engine/engine.js'),
+        import('../engine/components.js'),
+        import('../agent/agent.js'),
+        import('../engine/schedule.js'),
+      ]);
       const engine = new Engine({ dataDir, settings });
       const status = engine.status();
       const running = readPersistedState(dataDir);
@@ -273,15 +274,17 @@ Options:
     async run(values) {
       const dataDir = required(values, 'data');
       // Check every flag before saving any, so a refused command line changes nothing.
-      const source = sourceFlags(values);
+      const source = await sourceFlags(values);
+      const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
-      const settings = openSettings(dataDir);
+      const settings = await openSettings(dataDir);
       const distribution = serveFlags.parse(values, settings.data.distribution);
       if (source) settings.set('source', source);
       if (schedule) settings.set('schedule', schedule);
       if (distribution) settings.set('distribution', distribution);
+      const { serve } = await import('./serve.js');
       return serve(dataDir, settings, values.console ? { console: listen } : {});
     },
   },
@@ -310,7 +313,7 @@ Options:
     options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
       const dataDir = required(values, 'data');
-      const settings = readSettings(dataDir).data;
+      const settings = (await readSettings(dataDir)).data;
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
       if (typeof values.proxy === 'string') {
@@ -319,6 +322,7 @@ Options:
       }
       if (typeof values['proxy-user'] === 'string') proxy = { ...proxy, username: values['proxy-user'], password: process.env.BULWARK_PROXY_PASSWORD ?? '' };
       const url = typeof values.source === 'string' ? values.source : settings.source.url;
+      const [{ cooldownFor }, { testConnection }] = await Promise.all([import('../engine/fetcher.js'), import('../engine/connection-test.js')]);
       const until = cooldownFor(dataDir, url);
       const result = await testConnection({ url, proxy, ...(until ? { cooldownUntil: until } : {}) });
       if (values.json) out(JSON.stringify(result));
@@ -345,13 +349,13 @@ A refused value changes nothing; the message says why.`,
       const dataDir = required(values, 'data');
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
-        const settings = readSettings(dataDir);
+        const settings = await readSettings(dataDir);
         const data = { ...settings.data, proxy: { ...settings.data.proxy, password: settings.data.proxy.password ? '(stored)' : '' } } as unknown as Record<string, unknown>;
         out(JSON.stringify(key ? lookup(data, key) : data, null, 2));
         return 0;
       }
       if (action !== 'set' || !key || rest.length === 0) throw new UsageError('use: bulwark settings --data DIR set KEY VALUE');
-      applySetting(openSettings(dataDir), key, rest.join(' '));
+      await applySetting(await openSettings(dataDir), key, rest.join(' '));
       out(`${key} saved`);
       return 0;
     },
@@ -379,6 +383,7 @@ Options:
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
+      const { runDemo } = await import('../demo/demo.js');
       return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, ...(values.console ? { console: listen } : {}) });
     },
   },
@@ -400,11 +405,11 @@ function parseBoolean(key: string, text: string): boolean {
   throw new UsageError(`${key} must be true or false, not "${text}"`);
 }
 
-function applySetting(settings: Settings, key: string, text: string): void {
+async function applySetting(settings: Settings, key: string, text: string): Promise<void> {
   const current: SettingsData = settings.data;
   switch (key) {
     case 'schedule':
-      return settings.set('schedule', parseSchedule(text));
+      return settings.set('schedule', (await import('../engine/schedule.js')).parseSchedule(text));
     case 'source': {
       // The URL has no spaces; the rest is the root file's path, which may (Application Support).
       const trimmed = text.trim();

@@ -4,6 +4,7 @@ import { describeSchedule } from '../engine/schedule.js';
 import type { Settings } from '../engine/settings.js';
 import type { ConsoleListen } from '../server/listen.js';
 import { startServer, type BulwarkServer } from '../server/server.js';
+import { untilSignal } from './command.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
 
@@ -18,18 +19,6 @@ export interface ServeOptions {
   started?: (server: BulwarkServer) => Promise<void> | void;
   /** Called before the server stops (the demo stops its agents first, so they do not see it go). */
   stopping?: () => Promise<void> | void;
-}
-
-/** Resolves when SIGINT or SIGTERM arrives. */
-export function untilSignal(stamp: (line: string) => void, what = 'stopping after the update in progress, if any'): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      stamp(`${signal} received; ${what}`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
 }
 
 /** Host the server until SIGINT/SIGTERM. */

@@ -12,6 +12,7 @@ import { FileError, SettingsError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import { cronFor, DEFAULT_SCHEDULE, describeSchedule, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
 import { checkSourceUrl } from './source.js';
+import { DEFAULT_AGENT_PORT } from '../server/listen.js';
 
 export interface SourceSetting {
   /** Base URL of the update source; empty means none configured yet. */
@@ -43,9 +44,6 @@ export interface DistributionSetting {
   /** Ring by ring: canary, then early, then broad (src-main/distribution/rollout.ts); the defaults when absent. */
   rollout?: { enabled: boolean; soakSeconds: number; canaryFailures: number; failurePercent: number };
 }
-
-/** The agents' port when none is set. */
-export const DEFAULT_AGENT_PORT = 8470;
 
 export interface SettingsData {
   schedule: Schedule;

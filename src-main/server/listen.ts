@@ -1,6 +1,9 @@
 // Listening addresses as people write them: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0".
 import { UsageError } from '../engine/errors.js';
 
+/** The agents' port when none is set. */
+export const DEFAULT_AGENT_PORT = 8470;
+
 export interface ListenAddress {
   host: string;
   port: number;

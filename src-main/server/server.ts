@@ -19,10 +19,10 @@ import { DEFAULT_ROLLOUT, isRing, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
-import { DEFAULT_AGENT_PORT, type Settings } from '../engine/settings.js';
+import type { Settings } from '../engine/settings.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from './control.js';
-import { formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { DEFAULT_AGENT_PORT, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
 
 export interface ServerOptions {
   dataDir: string;
