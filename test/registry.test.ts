@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentState, StateBasis } from '../src-main/distribution/agent-status.js';
+import { versionsJson, type AgentState, type StateBasis } from '../src-main/distribution/agent-status.js';
 import { agentReminders, pictureOf } from '../src-main/distribution/overview.js';
 import { AgentRegistry, type AgentLastRun, type AgentListed, type AgentPageQuery, type AgentReport, type AgentSort } from '../src-main/distribution/registry.js';
 import type { Release } from '../src-main/distribution/release.js';
@@ -191,6 +191,21 @@ describe('agent states', () => {
     const now = Date.now();
     expect(await statesByName(registry, { release: release(1, { 'virus-pattern': 175, 'new-thing': 0 }), now })).toEqual({ plain: 'current' });
     expect(await statesByName(registry, { release: release(2, { 'virus-pattern': 176 }), now })).toEqual({ plain: 'outdated' });
+  });
+
+  it('an agent holding exactly the release is current whatever order it lists its components in, and so is one whose versions an older Bulwark wrote', async () => {
+    const registry = await openRegistry();
+    await enrollAndReport(registry, 'listed-backwards', { components: components({ 'virus-pattern': 175, engine: 12 }) });
+    await enrollAndReport(registry, 'older-text', { components: upToDate });
+    // The text an older Bulwark wrote: the agent's own order, spaced differently from versionsJson's.
+    await onDatabase(path.join(dir, 'agents.sqlite'), (sql) => sql(`UPDATE agents SET versions = '{"virus-pattern": 175, "engine": 12}' WHERE name = 'older-text'`));
+    await enrollAndReport(registry, 'one-behind', { components: components({ engine: 12, 'virus-pattern': 174 }) });
+    const basis = { release: served, now: Date.now() };
+    expect(await statesByName(registry, basis)).toEqual({ 'listed-backwards': 'current', 'older-text': 'current', 'one-behind': 'outdated' });
+    expect(pictureOf(await registry.tally(basis)).counts).toMatchObject({ total: 3, current: 2, outdated: 1 });
+    // The text both sides are written as: ids in order, whatever order they came in.
+    expect(versionsJson(components({ 'virus-pattern': 175, engine: 12 }))).toBe('{"engine":12,"virus-pattern":175}');
+    expect(versionsJson(served.index.components)).toBe(versionsJson(upToDate));
   });
 
   it('a notification does not overwrite an agent that is updating, and its next report ends the notified phase', async () => {
@@ -390,12 +405,12 @@ describe('eachListed', () => {
     await registry.markNotified([dot], 5);
     const basis = { release: served, now: Date.now() + 60_000 };
 
-    const chunks: string[][] = [];
+    const chunks: Buffer[][] = [];
     const listed = await registry.eachListed(basis, (json) => chunks.push([...json]), 2);
     expect(listed).toBe(5);
     expect(chunks.map((c) => c.length)).toEqual([2, 2, 1]);
 
-    const parsed = chunks.flat().map((json) => JSON.parse(json) as AgentListed);
+    const parsed = chunks.flat().map((json) => JSON.parse(json.toString('utf8')) as AgentListed);
     const { agents } = await everyone(registry, basis);
     expect(parsed).toEqual(agents);
     expect(parsed.map((a) => a.name)).toEqual(['ada', 'bea "quoted" \\ slash', 'cyd', 'dot', 'eve-ünï']);
@@ -409,7 +424,7 @@ describe('eachListed', () => {
 
   it('hands over nothing for an empty registry, and everything in one chunk by default', async () => {
     const registry = await openRegistry();
-    const chunks: string[][] = [];
+    const chunks: Buffer[][] = [];
     expect(await registry.eachListed({ release: undefined, now: Date.now() }, (json) => chunks.push(json))).toBe(0);
     expect(chunks).toEqual([]);
     for (const name of ['a', 'b', 'c']) await enrollAndReport(registry, name);
@@ -424,7 +439,7 @@ describe('eachListed, when a row cannot be read', () => {
     for (const name of ['a', 'b', 'c']) await enrollAndReport(registry, name, { components: components({ 'virus-pattern': 175 }) });
     // A damaged row in the middle: its versions are no longer JSON, so judging its state fails.
     await onDatabase(path.join(dir, 'agents.sqlite'), (sql) => sql(`UPDATE agents SET versions = 'not json' WHERE name = 'b'`));
-    const taken: string[] = [];
+    const taken: Buffer[] = [];
     await expect(registry.eachListed({ release: release(1, { 'virus-pattern': 175 }), now: Date.now() }, (json) => taken.push(...json), 1)).rejects.toThrow(/malformed JSON/i);
     expect(taken.length).toBeLessThan(3);
   });
@@ -682,7 +697,7 @@ describe('read-only', () => {
 
     await enrollAndReport(writer, 'second');
     expect(names(await everyone(reader, basis()))).toEqual(['first', 'second']);
-    const listed: string[] = [];
+    const listed: Buffer[] = [];
     expect(await reader.eachListed(basis(), (json) => listed.push(...json))).toBe(2);
     expect(await reader.count()).toBe(2);
 

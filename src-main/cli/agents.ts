@@ -240,10 +240,16 @@ Options:
         if (values.json) {
           // Streamed: 100,000 agents are written as SQLite makes their JSON, never held all at once.
           process.stdout.write(`{"release":${release?.index.release ?? null},"counts":${JSON.stringify(counts)},"agents":[`);
+          const comma = Buffer.from(',');
           let first = true;
           await registry.eachListed(basis, (rows) => {
-            process.stdout.write((first ? '' : ',') + rows.join(','));
-            first = false;
+            const parts: Buffer[] = [];
+            for (const row of rows) {
+              if (!first) parts.push(comma);
+              parts.push(row);
+              first = false;
+            }
+            process.stdout.write(Buffer.concat(parts));
           });
           out(']}');
           return 0;
@@ -251,7 +257,7 @@ Options:
         out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
         await registry.eachListed(basis, (rows) => {
           for (const json of rows) {
-            const row = JSON.parse(json) as AgentListed;
+            const row = JSON.parse(json.toString('utf8')) as AgentListed;
             const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
             const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';

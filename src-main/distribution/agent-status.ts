@@ -35,6 +35,15 @@ export interface StateBasis {
   now: number;
 }
 
+/**
+ * The `versions` column: component id → version as JSON, keys in id order and written by this one
+ * function, so that an agent holding exactly the release's versions has the release's very text.
+ */
+export function versionsJson(components: readonly { id: string; version: number }[]): string {
+  const sorted = [...components].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return `{${sorted.map((c) => `${JSON.stringify(c.id)}:${JSON.stringify(c.version)}`).join(',')}}`;
+}
+
 /** SQL that holds for an agent not heard from for twice its poll interval. */
 export const SILENT_SQL = `($now - last_seen > 2 * poll_seconds * 1000)`;
 
@@ -43,18 +52,19 @@ export const SILENT_SQL = `($now - last_seen > 2 * poll_seconds * 1000)`;
  * is the JSON object of the versions it reported (component id → version).
  */
 export function stateSql({ release, now }: StateBasis): { sql: string; params: SqlParams } {
-  const params: SqlParams = { $now: now, $release: release?.index.release ?? 0 };
+  const params: SqlParams = { $now: now, $release: release?.index.release ?? 0, $releaseVersions: versionsJson(release?.index.components ?? []) };
   const held = (release?.index.components ?? []).map((component, i) => {
     params[`$path${i}`] = `$.${JSON.stringify(component.id)}`;
     params[`$version${i}`] = component.version;
     return `COALESCE(json_extract(versions, $path${i}), 0) >= $version${i}`;
   });
+  // Most of a settled fleet holds exactly the release: one text comparison, before a lookup per component.
   const current = held.length ? held.join(' AND ') : '1';
   const sql = `(CASE
     WHEN ${SILENT_SQL} THEN 'unreachable'
     WHEN phase = 'updating' THEN 'updating'
     WHEN last_result = 'failed' THEN 'failed'
-    WHEN ${current} THEN 'current'
+    WHEN versions = $releaseVersions OR (${current}) THEN 'current'
     WHEN phase = 'notified' AND $release > 0 AND notified_release >= $release THEN 'notified'
     ELSE 'outdated' END)`;
   return { sql, params };
