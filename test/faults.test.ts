@@ -1214,7 +1214,7 @@ export const SCENARIOS: Scenario[] = [
         before,
         said: [
           exited(update, 1),
-          { where: 'update --json', text: updateJson(update).error, says: new RegExp(`^the proxy http://127\\.0\\.0\\.1:${tiny.port} as ${PROXY_USER} refused the credentials \\(HTTP 401\\) for ${esc(new URL(lab.source.url).origin)}$`) },
+          { where: 'update --json', text: updateJson(update).error, says: new RegExp(`^the proxy http://127\\.0\\.0\\.1:${tiny.port} as ${PROXY_USER} refused the credentials \\(authentication failed, HTTP 401\\) for ${esc(new URL(lab.source.url).origin)}$`) },
           { where: 'status reminder', text: reminderText(status.json), says: /\[proxy-auth\] The proxy wants a valid user name and password\./ },
         ],
       };

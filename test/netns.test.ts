@@ -305,7 +305,7 @@ describe.skipIf(Boolean(skipReason))(`address families in network namespaces${sk
       expect(wrong.json.error).toMatch(/\b407\b/);
       expect(activeVersion(data6, 'virus-pattern')).toBe(173);
       const [refused, afterWrong] = await Promise.all([testConnection(ns.srv6, data6), status(ns.srv6, data6)]);
-      expect(refused).toMatchObject({ ok: false, stage: 'auth', message: `the proxy http://${address} refused the credentials (407)`, action: 'Check the proxy user name and password.' });
+      expect(refused).toMatchObject({ ok: false, stage: 'auth', message: `the proxy http://${address} refused the credentials (authentication failed, HTTP 407)`, action: 'Check the proxy user name and password.' });
       expect(ids(afterWrong)).toContain('proxy-auth');
 
       await setProxy(ns.srv6, data6, `${address} ${USER}`, PASSWORD);

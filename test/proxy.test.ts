@@ -173,11 +173,14 @@ describe.skipIf(Boolean(skipReason))(`through a real proxy on loopback${skipReas
       const run = await engine.runOnce();
       expect(run.result).toBe('failed');
       expect(run.error).toMatch(new RegExp(`\\b${wrongStatus}\\b`));
+      // Whatever status the proxy chose, the message says what went wrong in words.
+      expect(run.error).toMatch(/authentication/i);
       expect(engine.store.list()).toEqual([]);
       const test = await testConnection({ url: source.url, proxy: wrong });
       expect(test.ok).toBe(false);
       expect({ stage: test.stage, action: test.action }, test.message).toEqual({ stage: 'auth', action: 'Check the proxy user name and password.' });
       expect(test.message).toContain(`the proxy http://127.0.0.1:${proxy.port} `);
+      expect(test.message).toMatch(/authentication failed/);
       expect(engine.status().reminders.map((r) => r.id)).toContain('proxy-auth');
     });
 

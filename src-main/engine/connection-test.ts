@@ -65,7 +65,7 @@ export async function testConnection(options: ConnectionTestOptions): Promise<Co
     if (viaProxy && (status === 407 || (status === 401 && (route.username || proxyAuthenticate)))) {
       // tinyproxy answers a wrong proxy password with 401 (naming itself in WWW-Authenticate) instead of 407.
       return route.username
-        ? { ok: false, stage: 'auth', message: `the proxy ${proxyName} refused the credentials (HTTP ${status})`, action: `Check the proxy user name and password${route.from === 'settings' ? '' : ` in ${route.from}`}.` }
+        ? { ok: false, stage: 'auth', message: `the proxy ${proxyName} refused the credentials (authentication failed, HTTP ${status})`, action: `Check the proxy user name and password${route.from === 'settings' ? '' : ` in ${route.from}`}.` }
         : { ok: false, stage: 'auth', message: `the proxy ${proxyName} requires authentication (HTTP ${status})`, action: 'Enter the proxy user name and password.' };
     }
     if (viaProxy && /^50[0234]$/.test(String(status))) {
@@ -91,7 +91,7 @@ function classify(error: unknown, ctx: { viaProxy: boolean; proxyName: string; h
   if (/Proxy Authentication Required|\(407\)/.test(message)) {
     // undici turns a 407 into an error, with or without credentials sent.
     return ctx.credentials
-      ? { ok: false, stage: 'auth', message: `the proxy ${ctx.proxyName} refused the credentials (407)`, action: 'Check the proxy user name and password.' }
+      ? { ok: false, stage: 'auth', message: `the proxy ${ctx.proxyName} refused the credentials (authentication failed, HTTP 407)`, action: 'Check the proxy user name and password.' }
       : { ok: false, stage: 'auth', message: `the proxy ${ctx.proxyName} requires authentication (407)`, action: 'Enter the proxy user name and password.' };
   }
   if (/Proxy response \((\d+)\)/.test(message)) {

@@ -269,7 +269,7 @@ export class HttpFetcher implements Fetcher {
     const origin = new URL(url).origin;
     const viaProxy = this.viaProxy();
     if (viaProxy && (status === 407 || (status === 401 && this.proxyAnswered(headers)))) {
-      return new ProxyAuthError(`the ${this.options.route} refused the credentials (HTTP ${status}) for ${origin}`, { status });
+      return new ProxyAuthError(`the ${this.options.route} refused the credentials (authentication failed, HTTP ${status}) for ${origin}`, { status });
     }
     const wait = retryAfter(header(headers, 'retry-after'), this.now());
     if ((status === 429 || status === 403) && wait) {
