@@ -4,9 +4,7 @@ import { describeSchedule } from '../engine/schedule.js';
 import type { Settings } from '../engine/settings.js';
 import type { ConsoleListen } from '../server/listen.js';
 import { startServer, type BulwarkServer } from '../server/server.js';
-import { untilSignal } from './command.js';
-
-const out = (line: string) => process.stdout.write(line + '\n');
+import { out, untilSignal } from './command.js';
 
 /** The renderer build, relative to this compiled file (out/main/cli → out/renderer). */
 export const RENDERER_DIR = fileURLToPath(new URL('../../renderer', import.meta.url));
