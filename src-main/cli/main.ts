@@ -41,14 +41,14 @@ async function sourceFlags(values: Record<string, unknown>) {
   const root = values['trusted-root'] as string | undefined;
   if (!url && !root) return undefined;
   if (!url || !root) throw new UsageError('--source and --trusted-root go together');
-  const { checkSourceUrl, rootProblem } = await import('../engine/source.js');
-  checkSourceUrl(url);
-  checkTrustedRoot(root, rootProblem);
+  (await import('../engine/source.js')).checkSourceUrl(url);
+  await checkTrustedRoot(root);
   return { url, trustedRoot: path.resolve(root) };
 }
 
 /** Refuse a --trusted-root that is not a TUF root.json while parsing flags, not at the first update. */
-function checkTrustedRoot(file: string, rootProblem: (bytes: Buffer) => string | undefined): void {
+async function checkTrustedRoot(file: string): Promise<void> {
+  const { rootProblem } = await import('../engine/source.js');
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);

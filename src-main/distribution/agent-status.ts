@@ -58,8 +58,8 @@ export function stateSql({ release, now }: StateBasis): { sql: string; params: S
     params[`$version${i}`] = component.version;
     return `COALESCE(json_extract(versions, $path${i}), 0) >= $version${i}`;
   });
-  // Most of a settled fleet holds exactly the release: one text comparison, before a lookup per component.
   const current = held.length ? held.join(' AND ') : '1';
+  // `current`: most of a settled fleet holds exactly the release, found by one text comparison before a lookup per component.
   const sql = `(CASE
     WHEN ${SILENT_SQL} THEN 'unreachable'
     WHEN phase = 'updating' THEN 'updating'

@@ -203,8 +203,7 @@ export class AgentRegistry {
     const registry = new AgentRegistry(db, file);
     try {
       await registry.exec('PRAGMA busy_timeout = 5000');
-      if (options.readOnly) await registry.exec(READER_MMAP);
-      else {
+      if (!options.readOnly) {
         await registry.exec('PRAGMA journal_mode = WAL');
         // NORMAL in WAL mode: a kill -9 loses nothing committed; only a power cut can cost the last reports.
         await registry.exec('PRAGMA synchronous = NORMAL');
@@ -213,12 +212,13 @@ export class AgentRegistry {
         fs.chmodSync(file, 0o600);
         registry.reader = await connect(sqlite3.OPEN_READONLY);
         await new Promise<void>((resolve) => registry.reader.exec('PRAGMA busy_timeout = 5000', () => resolve()));
-      }
-      if (options.readOnly && (await registry.missingColumns()).length) {
+      } else if ((await registry.missingColumns()).length) {
         // A registry from before the derived columns, not opened by a server since: add them first.
         await registry.close();
         await (await AgentRegistry.open(dataDir)).close();
         return AgentRegistry.open(dataDir, options);
+      } else {
+        await registry.exec(READER_MMAP);
       }
     } catch (error) {
       await registry.close();
