@@ -23,7 +23,8 @@ export function required(values: Record<string, unknown>, name: string): string 
 export function integerFlag(values: Record<string, unknown>, name: string, min: number, max: number): number | undefined {
   const value = values[name];
   if (value === undefined) return undefined;
-  const n = Number(value);
+  // Number('') is 0: an empty value is no number.
+  const n = String(value).trim() === '' ? NaN : Number(value);
   if (!(Number.isInteger(n) && n >= min && n <= max)) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
   return n;
 }

@@ -31,9 +31,11 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
     log: stamp,
     host: 'browser',
     ...(options.console ? { console: { ...options.console, rendererDir: RENDERER_DIR } } : {}),
-  });
-  server.engine.on('state', (state) => {
-    if (state.type === 'downloading') stamp(`downloading ${state.component} (${state.index + 1} of ${state.total}, ${state.method})`);
+    // Before the start-up update begins, which runs while the agents' service starts.
+    beforeStart: (engine) =>
+      engine.on('state', (state) => {
+        if (state.type === 'downloading') stamp(`downloading ${state.component} (${state.index + 1} of ${state.total}, ${state.method})`);
+      }),
   });
   try {
     if (server.consoleServer) log(`Console: ${server.consoleServer.url}`);

@@ -221,10 +221,12 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   let tray: TrayHandle | undefined;
   let shownTray = '';
   let running: BulwarkServer | undefined;
+  /** The engine the tray follows: known from before its start-up update, while the rest of the server still starts. */
+  let followed: Engine | undefined;
   const currentTrayModel = () =>
-    trayModel(running?.engine.state ?? { type: 'idle' }, {
+    trayModel(followed?.state ?? { type: 'idle' }, {
       startAtLogin: settings.data.startAtLogin,
-      reminders: running ? [...running.engine.status().reminders, ...running.service.agentReminders()] : [],
+      reminders: [...(followed?.status().reminders ?? []), ...(running?.service.agentReminders() ?? [])],
       ...(running ? { agents: running.overview.counts } : {}),
     });
   const refreshTray = () => {
@@ -246,6 +248,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
       }
     };
   const followEngine = (engine: Engine) => {
+    followed = engine;
     let previousRun = engine.history.last();
     engine.on('state', guarded('updating the tray', refreshTray));
     engine.on('network', guarded('updating the tray', refreshTray));
