@@ -28,6 +28,7 @@ export const serveFlags = {
     notify: { type: 'string' },
     rollout: { type: 'string' },
     'rollout-soak': { type: 'string' },
+    'agent-threads': { type: 'string' },
   },
   parse(values: Record<string, unknown>, current: DistributionSetting): DistributionSetting | undefined {
     const listen = values['agents-listen'] as string[] | undefined;
@@ -38,7 +39,9 @@ export const serveFlags = {
     const rollout = values.rollout as string | undefined;
     if (rollout !== undefined && rollout !== 'on' && rollout !== 'off') throw new UsageError('--rollout is on or off');
     const soak = integerFlag(values, 'rollout-soak', 0, 7 * 86_400);
-    if (!listen && poll === undefined && spread === undefined && notify === undefined && rollout === undefined && soak === undefined) return undefined;
+    const threadsAuto = values['agent-threads'] === 'auto';
+    const threads = threadsAuto ? undefined : integerFlag(values, 'agent-threads', 0, 16);
+    if (!listen && poll === undefined && spread === undefined && notify === undefined && rollout === undefined && soak === undefined && threads === undefined && !threadsAuto) return undefined;
     const next = { ...current };
     if (listen) {
       if (listen.includes('off')) {
@@ -53,6 +56,8 @@ export const serveFlags = {
     if (poll !== undefined) next.pollSeconds = poll;
     if (spread !== undefined) next.spreadSeconds = spread;
     if (notify !== undefined) next.notify = notify === 'off' ? '' : notify;
+    if (threadsAuto) delete next.threads;
+    else if (threads !== undefined) next.threads = threads;
     if (rollout !== undefined || soak !== undefined) {
       next.rollout = { ...DEFAULT_ROLLOUT, ...current.rollout, ...(rollout !== undefined ? { enabled: rollout === 'on' } : {}), ...(soak !== undefined ? { soakSeconds: soak } : {}) };
     }

@@ -240,7 +240,7 @@ Options:
     summary: 'run the update server: start-up update, then on schedule, until stopped',
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
-              [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS]
+              [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS] [--agent-threads N|auto]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -261,7 +261,9 @@ Options:
                              (agents given the same --notify subscribe there); "off" to stop
   --rollout on|off           roll each release out ring by ring: canary, early, broad (default on)
   --rollout-soak SECONDS     how long a ring runs a release without failures before the next gets it
-                             (default 900)`,
+                             (default 900)
+  --agent-threads N|auto     threads answering agents besides the main one; 0 for the main thread
+                             alone (auto: one per core, up to 4; needs Node 22.12+ on Linux)`,
     options: {
       ...dataOption,
       source: { type: 'string' },

@@ -18,13 +18,38 @@
 //                             "update" when asked to update now (the console's "Update agents now")
 //
 // Agent credentials open nothing else: the console is a different server with its own token.
+//
+// Threads: the main thread owns the registry, the release and the rollout, and decides every answer
+// (agentRoutes). Where the platform lets sockets share a port, file threads (file-thread.ts) accept
+// connections too: they answer the timestamp, the index and the files they hold in memory by
+// themselves and ask the main thread for the rest, so that HTTP parsing, most of the cost of a
+// release announced to thousands of agents, runs on every core.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo, type ListenOptions } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
+import {
+  cacheRelease,
+  configureServer,
+  event,
+  HttpError,
+  IMMUTABLE,
+  PING_MS,
+  readRequest,
+  ResponseCache,
+  sendJson,
+  SHORT_LIVED,
+  Streams,
+  writeReply,
+  type AgentRequest,
+  type ReleaseAnswers,
+  type Reply,
+} from './agent-http.js';
+import type { FileThreadData, FromFileThread, ToFileThread } from './file-thread.js';
 import type { Distribution, Release } from './release.js';
 import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry, type AgentReport } from './registry.js';
 import { isRing, RINGS, type Ring } from './rollout.js';
@@ -54,13 +79,31 @@ export interface AgentServerOptions {
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
   released?: (ring: Ring) => boolean;
   log?: (line: string) => void;
+  /** File threads to add to the main thread (defaultFileThreads()); 0 serves on the main thread alone. */
+  fileThreads?: number;
 }
 
-const MAX_BODY = 64 * 1024;
-const IMMUTABLE = 'public, max-age=31536000, immutable';
-/** Metadata and the index change with each release: caches must ask again. */
-const SHORT_LIVED = 'no-cache';
-const PING_MS = 15_000;
+/**
+ * File threads share the agents' port through SO_REUSEPORT, which Node offers from 22.12 (the
+ * Node inside Electron has it) and Linux implements.
+ */
+function portSharing(): boolean {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  return process.platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
+}
+
+/**
+ * The file threads to start: as set (distribution.threads), else one per core up to 4 (the main
+ * thread is often busy with the registry and updates); none where the port cannot be shared.
+ */
+export function fileThreads(setting: number | undefined, log: (line: string) => void): number {
+  if (setting === 0) return 0;
+  if (!portSharing()) {
+    if (setting !== undefined) log(`agents: file threads need Node 22.12 or later on Linux (this is Node ${process.versions.node} on ${process.platform}); the main thread serves alone`);
+    return 0;
+  }
+  return setting ?? Math.min(os.availableParallelism(), 4);
+}
 
 const reportSchema: JSONSchemaType<AgentReport> = {
   type: 'object',
@@ -135,166 +178,265 @@ const compileSchemas = () => {
 let compiled: ReturnType<typeof compileSchemas> | undefined;
 const schemas = () => (compiled ??= compileSchemas());
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown, cache = 'no-store'): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': cache });
-  res.end(text);
-}
-
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new HttpError(400, 'request body is not valid JSON');
-  }
-}
-
-/** The peer's address without the IPv4-mapped prefix. */
-function peerAddress(req: http.IncomingMessage): string {
-  return (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+/** The timestamp and the index of a release, as every thread answers them. */
+function releaseAnswers(release: Release | undefined): ReleaseAnswers | undefined {
+  return release && { timestamp: release.timestamp, index: Buffer.from(JSON.stringify(release.index)) };
 }
 
 /**
- * Send a file with an ETag, conditional GET, HEAD and single-range support (RFC 9110 §14). Immutable
- * files are named by their hash, which is their ETag.
+ * Everything an agent asks that is not answered from memory, decided on the main thread (which owns
+ * the registry, the release and the rollout) whichever thread holds the connection.
  */
-function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, etag: string, cacheControl: string, type = 'application/octet-stream', cache?: ResponseCache): void {
-  const size = fs.statSync(file).size;
-  const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
-  // Small immutable files are answered from memory from the second request on.
-  if (cache && size <= cache.maxEntryBytes) cache.put(req.url ?? '', fs.readFileSync(file), headers, etag);
-  if (req.headers['if-none-match'] === `"${etag}"`) {
-    res.writeHead(304, headers).end();
-    return;
-  }
-  let start = 0;
-  let end = size - 1;
-  let status = 200;
-  const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-  if (range && (range[1] || range[2]) && (!req.headers['if-range'] || req.headers['if-range'] === `"${etag}"`)) {
-    if (range[1]) {
-      start = Number(range[1]);
-      if (range[2]) end = Math.min(Number(range[2]), size - 1);
-    } else start = Math.max(0, size - Number(range[2]));
-    if (start >= size || start > end) {
-      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
-      return;
+function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Promise<Reply> {
+  const { distribution, registry } = options;
+  const log = options.log ?? (() => {});
+  const changed = options.onAgentsChanged ?? (() => {});
+  /** ETags of metadata files (named by version, not hash), computed once each. */
+  const etags = new Map<string, string>();
+  const etagOf = (file: string) => {
+    let etag = etags.get(file);
+    if (!etag) etags.set(file, (etag = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')));
+    return etag;
+  };
+  const refused = () => new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
+  const agentOf = async (request: AgentRequest): Promise<string> => {
+    const credential = /^Bearer (\S+)$/.exec(request.authorization ?? '')?.[1];
+    const id = credential ? await registry.authenticate(credential) : undefined;
+    if (!id) throw refused();
+    return id;
+  };
+  const json = (status: number, body: unknown, cacheControl?: string): Reply => ({ kind: 'json', status, body, ...(cacheControl ? { cacheControl } : {}) });
+  const parse = (request: AgentRequest): unknown => {
+    try {
+      return JSON.parse(Buffer.from(request.body ?? new Uint8Array()).toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'request body is not valid JSON');
     }
-    status = 206;
-    headers['content-range'] = `bytes ${start}-${end}/${size}`;
-  }
-  headers['content-length'] = size === 0 ? 0 : end - start + 1;
-  res.writeHead(status, headers);
-  if (req.method === 'HEAD' || size === 0) {
-    res.end();
-    return;
-  }
-  fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
+  };
+
+  const route = async (request: AgentRequest): Promise<Reply> => {
+    const { pathname } = new URL(request.url, 'http://agents');
+    const { method, address } = request;
+    const release = distribution.current();
+    if (method === 'GET' || method === 'HEAD') {
+      if (pathname === '/metadata/timestamp.json') {
+        if (!release) throw new HttpError(404, 'the server has no release yet');
+        const timestamp = release.timestamp;
+        return { kind: 'bytes', body: timestamp, etag: crypto.createHash('sha256').update(timestamp).digest('hex'), type: 'application/json', cacheControl: SHORT_LIVED };
+      }
+      const metadata = /^\/metadata\/([^/]+)$/.exec(pathname);
+      if (metadata) {
+        const file = distribution.metadataFile(metadata[1]!);
+        if (!file) throw new HttpError(404, 'no such metadata');
+        return { kind: 'file', file, etag: etagOf(file), cacheControl: IMMUTABLE, type: 'application/json' };
+      }
+      if (pathname.startsWith('/targets/')) {
+        const target = pathname.slice('/targets/'.length);
+        const file = distribution.targetFile(target);
+        if (!file) throw new HttpError(404, 'the server does not hold this file');
+        return { kind: 'file', file, etag: /([0-9a-f]{64})\.[^/]*$/.exec(target)![1]!, cacheControl: IMMUTABLE, type: 'application/octet-stream' };
+      }
+      const made = /^\/made\/([a-z0-9][a-z0-9-]{0,63})\/([^/]+)$/.exec(pathname);
+      if (made) {
+        const file = await distribution.made.get(made[1]!, made[2]!);
+        if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
+        return { kind: 'file', file: file.file, etag: file.sha256, cacheControl: IMMUTABLE, type: 'application/octet-stream' };
+      }
+      if (pathname === '/agents/v1/index.json' && method === 'GET') {
+        if (!release) throw new HttpError(404, 'the server has no release yet');
+        const index = Buffer.from(JSON.stringify(release.index));
+        return { kind: 'bytes', body: index, etag: crypto.createHash('sha256').update(index).digest('hex'), type: 'application/json; charset=utf-8', cacheControl: SHORT_LIVED };
+      }
+      if (pathname === '/agents/v1/policy' && method === 'GET') {
+        const ring = await registry.ringOf(await agentOf(request));
+        if (ring === undefined) throw refused();
+        const hold = isRing(ring) && options.released ? !options.released(ring) : false;
+        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold });
+      }
+      if (pathname === '/agents/v1/events' && method === 'GET') {
+        const id = await agentOf(request);
+        await registry.seen(id, address).catch((error: unknown) => {
+          throw error instanceof UnknownAgentError ? refused() : error;
+        });
+        const { pollSeconds, spreadSeconds } = options.settings();
+        return { kind: 'stream', agentId: id, hello: event('hello', { release: release?.index.release ?? 0, pollSeconds, spreadSeconds }) };
+      }
+    }
+    if (method === 'POST') {
+      if (pathname === '/agents/v1/enroll') {
+        const body = parse(request);
+        const validateEnroll = schemas().enroll;
+        if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
+        const { pollSeconds, spreadSeconds } = options.settings();
+        let enrolled: { id: string; credential: string };
+        try {
+          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address, pollSeconds: body.pollSeconds ?? pollSeconds, ...(body.ring ? { ring: body.ring } : {}) });
+        } catch (error) {
+          if (error instanceof EnrollmentRefusedError) {
+            log(`refused an agent enrollment from ${address} (name "${body.name}"): wrong or rotated enrollment token`);
+            throw new HttpError(401, 'the enrollment token is wrong or was rotated; get the current one with `bulwark agents token` on the server');
+          }
+          throw error;
+        }
+        log(`agent "${body.name}" enrolled from ${address}`);
+        changed();
+        const root = distribution.newestRoot();
+        return json(200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds });
+      }
+      if (pathname === '/agents/v1/report') {
+        const id = await agentOf(request);
+        const body = parse(request);
+        const validateReport = schemas().report;
+        if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
+        await registry.report(id, body, address).catch((error: unknown) => {
+          throw error instanceof UnknownAgentError ? refused() : error;
+        });
+        options.onReport?.(id, body, address);
+        const { pollSeconds, spreadSeconds } = options.settings();
+        return json(200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
+      }
+    }
+    if (!['GET', 'HEAD', 'POST'].includes(method)) return { kind: 'status', status: 405, headers: { allow: 'GET, HEAD, POST' } };
+    throw new HttpError(404, 'not found');
+  };
+
+  // Every failure becomes an answer, so that a file thread always gets one.
+  return (request) =>
+    route(request).catch((error: unknown): Reply => {
+      if (error instanceof HttpError) return json(error.status, { error: error.message });
+      log(`agents: ${request.method} ${request.url} failed: ${describeError(error)}`);
+      return json(500, { error: 'internal error; see the server log' });
+    });
 }
 
 /**
- * Whole answers to the requests agents make most — the timestamp, the index, versioned metadata and
- * the small content-addressed files — kept in memory with their headers, so that a release announced
- * to thousands of agents costs no file I/O and no hashing per request. Immutable entries stay until
- * the budget evicts them (oldest first); the timestamp and the index are replaced with each release.
+ * The file threads (file-thread.ts) and the notification streams they hold. A thread that fails is
+ * replaced; its connections are gone with it, and its agents reconnect as after any dropped stream.
  */
-class ResponseCache {
-  private readonly entries = new Map<string, { body: Buffer; headers: http.OutgoingHttpHeaders; etag: string }>();
-  private bytes = 0;
+class FileThreads {
+  private readonly threads = new Map<Worker, Map<string, number>>();
+  private releaseSeq = 0;
+  private readonly acks = new Map<number, { waiting: Set<Worker>; done: () => void }>();
+  private closing = false;
 
   constructor(
-    private readonly maxBytes = 64 * 1024 * 1024,
-    readonly maxEntryBytes = 1024 * 1024,
+    private readonly listen: FileThreadData['listen'],
+    private readonly answer: (request: AgentRequest) => Promise<Reply>,
+    private readonly current: () => ReleaseAnswers | undefined,
+    private readonly log: (line: string) => void,
   ) {}
 
-  /** Answer `req` from memory if its whole answer is here (no Range asked); true when answered. */
-  answer(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-    if ((req.method !== 'GET' && req.method !== 'HEAD') || req.headers.range !== undefined) return false;
-    const hit = this.entries.get(req.url ?? '');
-    if (!hit) return false;
-    if (req.headers['if-none-match'] === hit.etag) {
-      res.writeHead(304, { etag: hit.etag, 'cache-control': hit.headers['cache-control'] }).end();
-      return true;
-    }
-    res.writeHead(200, hit.headers);
-    res.end(req.method === 'HEAD' ? undefined : hit.body);
-    return true;
-  }
-
-  put(url: string, body: Buffer, headers: http.OutgoingHttpHeaders, etag: string): void {
-    if (body.length > this.maxEntryBytes) return;
-    this.remove(url);
-    this.entries.set(url, { body, headers: { ...headers, etag: `"${etag}"`, 'content-length': body.length }, etag: `"${etag}"` });
-    this.bytes += body.length;
-    for (const [key, entry] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(key);
-      this.bytes -= entry.body.length;
+  /** Resolves once `count` threads listen; a release that comes meanwhile reaches them too. */
+  async start(count: number): Promise<void> {
+    try {
+      await Promise.all(Array.from({ length: count }, () => this.spawn()));
+    } catch (error) {
+      await this.close();
+      throw error;
     }
   }
 
-  remove(url: string): void {
-    const entry = this.entries.get(url);
-    if (!entry) return;
-    this.entries.delete(url);
-    this.bytes -= entry.body.length;
+  private spawn(): Promise<void> {
+    const worker = new Worker(FILE_THREAD_URL, { workerData: { listen: this.listen, release: this.current() } satisfies FileThreadData });
+    const streams = new Map<string, number>();
+    this.threads.set(worker, streams);
+    const post = (message: ToFileThread) => worker.postMessage(message);
+    return new Promise<void>((resolve, reject) => {
+      let listening = false;
+      worker.on('message', (message: FromFileThread) => {
+        switch (message.type) {
+          case 'listening':
+            listening = true;
+            resolve();
+            return;
+          case 'request':
+            void this.answer(message.request).then((reply) => post({ type: 'reply', id: message.id, reply }));
+            return;
+          case 'opened':
+            streams.set(message.agentId, (streams.get(message.agentId) ?? 0) + 1);
+            return;
+          case 'closed': {
+            const left = (streams.get(message.agentId) ?? 1) - 1;
+            if (left > 0) streams.set(message.agentId, left);
+            else streams.delete(message.agentId);
+            return;
+          }
+          case 'released':
+            this.acknowledged(worker, message.seq);
+            return;
+        }
+      });
+      worker.on('error', (error) => {
+        if (!listening) reject(error);
+        else this.log(`agents: a file thread failed: ${describeError(error)}`);
+      });
+      worker.on('exit', () => {
+        this.threads.delete(worker);
+        for (const [seq] of this.acks) this.acknowledged(worker, seq);
+        if (listening && !this.closing) {
+          this.log('agents: replacing the file thread that ended');
+          this.spawn().catch((error: unknown) => this.log(`agents: cannot replace a file thread: ${describeError(error)}`));
+        }
+      });
+    });
+  }
+
+  private acknowledged(worker: Worker, seq: number): void {
+    const ack = this.acks.get(seq);
+    if (!ack) return;
+    ack.waiting.delete(worker);
+    if (!ack.waiting.size) {
+      this.acks.delete(seq);
+      ack.done();
+    }
+  }
+
+  /** Give every thread a release's answers; resolves once all answer from it (so no agent told of it gets the old one). */
+  release(answers: ReleaseAnswers): Promise<void> {
+    const seq = ++this.releaseSeq;
+    const workers = [...this.threads.keys()];
+    if (!workers.length) return Promise.resolve();
+    return new Promise<void>((done) => {
+      this.acks.set(seq, { waiting: new Set(workers), done });
+      for (const worker of workers) worker.postMessage({ type: 'release', seq, answers } satisfies ToFileThread);
+    });
+  }
+
+  send(message: string): void {
+    for (const worker of this.threads.keys()) worker.postMessage({ type: 'send', message } satisfies ToFileThread);
+  }
+
+  /** Agents with a stream open on some thread. */
+  ids(): Set<string> {
+    const ids = new Set<string>();
+    for (const streams of this.threads.values()) for (const id of streams.keys()) ids.add(id);
+    return ids;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(
+      [...this.threads.keys()].map(
+        (worker) =>
+          new Promise<void>((resolve) => {
+            worker.once('exit', () => resolve());
+            worker.postMessage({ type: 'close' } satisfies ToFileThread);
+            // A thread that does not end by itself is ended.
+            setTimeout(() => void worker.terminate(), 2_000).unref();
+          }),
+      ),
+    );
   }
 }
 
-/** Agents' notification streams, by agent id. */
-class Streams {
-  private readonly byAgent = new Map<string, Set<http.ServerResponse>>();
-
-  add(id: string, res: http.ServerResponse): () => void {
-    let set = this.byAgent.get(id);
-    if (!set) this.byAgent.set(id, (set = new Set()));
-    set.add(res);
-    return () => {
-      set.delete(res);
-      if (!set.size) this.byAgent.delete(id);
-    };
-  }
-
-  /** Send an event to every connected agent; returns their ids. */
-  broadcast(event: string, data: unknown): string[] {
-    const message = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const set of this.byAgent.values()) for (const res of set) res.write(message);
-    return [...this.byAgent.keys()];
-  }
-
-  ping(): void {
-    for (const set of this.byAgent.values()) for (const res of set) res.write(': ping\n\n');
-  }
-
-  connected(): number {
-    return this.byAgent.size;
-  }
-
-  endAll(): void {
-    for (const set of this.byAgent.values()) for (const res of set) res.end();
-    this.byAgent.clear();
-  }
-}
+const FILE_THREAD_URL = import.meta.url.endsWith('.ts') ? new URL('../../out/main/distribution/file-thread.js', import.meta.url) : new URL('./file-thread.js', import.meta.url);
 
 export interface AgentServer {
   /** Base URLs agents can use, one per listening address. */
   urls: string[];
+  /** File threads answering agents besides the main thread. */
+  fileThreads: number;
   /** Agents with a notification stream open now. */
   connected(): number;
   /** Ask every connected agent to update now (each still waits its random spread); returns how many were asked. */
@@ -306,202 +448,102 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const { distribution, registry } = options;
   const log = options.log ?? (() => {});
   const changed = options.onAgentsChanged ?? (() => {});
+  const fileThreads = options.fileThreads ?? 0;
+  const answer = agentRoutes(options);
   const streams = new Streams();
   const cache = new ResponseCache();
-  /** The timestamp and the index of the release served now, answered from memory. */
-  const cacheRelease = (release: Release | undefined) => {
-    if (!release) return;
-    const etag = crypto.createHash('sha256').update(release.timestamp).digest('hex');
-    cache.put('/metadata/timestamp.json', release.timestamp, { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, etag);
-    const index = Buffer.from(JSON.stringify(release.index));
-    cache.put('/agents/v1/index.json', index, { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, crypto.createHash('sha256').update(index).digest('hex'));
-  };
-  cacheRelease(distribution.current());
-  const onAnyRelease = (release: Release) => cacheRelease(release);
-  distribution.on('release', onAnyRelease);
-  /** ETags of metadata files (named by version, not hash), computed once each. */
-  const etags = new Map<string, string>();
-  const etagOf = (file: string) => {
-    let etag = etags.get(file);
-    if (!etag) etags.set(file, (etag = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')));
-    return etag;
-  };
+  const current = () => releaseAnswers(distribution.current());
+  const initial = current();
+  if (initial) cacheRelease(cache, initial);
+  let threads: FileThreads | undefined;
 
-  const refused = () => new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
-  const agentOf = async (req: http.IncomingMessage): Promise<string> => {
-    const credential = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
-    const id = credential ? await registry.authenticate(credential) : undefined;
-    if (!id) throw refused();
-    return id;
-  };
-
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://agents');
-    const { pathname } = url;
-    const release = distribution.current();
-    if (req.method === 'GET' || req.method === 'HEAD') {
-      if (pathname === '/metadata/timestamp.json') {
-        if (!release) throw new HttpError(404, 'the server has no release yet');
-        const etag = crypto.createHash('sha256').update(release.timestamp).digest('hex');
-        if (req.headers['if-none-match'] === `"${etag}"`) {
-          res.writeHead(304, { etag: `"${etag}"`, 'cache-control': SHORT_LIVED }).end();
-          return;
-        }
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': release.timestamp.length, etag: `"${etag}"`, 'cache-control': SHORT_LIVED });
-        res.end(req.method === 'HEAD' ? undefined : release.timestamp);
-        return;
-      }
-      const metadata = /^\/metadata\/([^/]+)$/.exec(pathname);
-      if (metadata) {
-        const file = distribution.metadataFile(metadata[1]!);
-        if (!file) throw new HttpError(404, 'no such metadata');
-        sendFile(req, res, file, etagOf(file), IMMUTABLE, 'application/json', cache);
-        return;
-      }
-      if (pathname.startsWith('/targets/')) {
-        const target = pathname.slice('/targets/'.length);
-        const file = distribution.targetFile(target);
-        if (!file) throw new HttpError(404, 'the server does not hold this file');
-        sendFile(req, res, file, /([0-9a-f]{64})\.[^/]*$/.exec(target)![1]!, IMMUTABLE, 'application/octet-stream', cache);
-        return;
-      }
-      const made = /^\/made\/([a-z0-9][a-z0-9-]{0,63})\/([^/]+)$/.exec(pathname);
-      if (made) {
-        const file = await distribution.made.get(made[1]!, made[2]!);
-        if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
-        sendFile(req, res, file.file, file.sha256, IMMUTABLE, 'application/octet-stream', cache);
-        return;
-      }
-      if (pathname === '/agents/v1/index.json' && req.method === 'GET') {
-        if (!release) throw new HttpError(404, 'the server has no release yet');
-        sendJson(res, 200, release.index, SHORT_LIVED);
-        return;
-      }
-      if (pathname === '/agents/v1/policy' && req.method === 'GET') {
-        const ring = await registry.ringOf(await agentOf(req));
-        if (ring === undefined) throw refused();
-        const hold = isRing(ring) && options.released ? !options.released(ring) : false;
-        sendJson(res, 200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold });
-        return;
-      }
-      if (pathname === '/agents/v1/events' && req.method === 'GET') {
-        const id = await agentOf(req);
-        await registry.seen(id, peerAddress(req)).catch((error: unknown) => {
-          throw error instanceof UnknownAgentError ? refused() : error;
-        });
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-        const { pollSeconds, spreadSeconds } = options.settings();
-        res.write(`event: hello\ndata: ${JSON.stringify({ release: release?.index.release ?? 0, pollSeconds, spreadSeconds })}\n\n`);
-        const remove = streams.add(id, res);
-        req.on('close', remove);
-        return;
-      }
-    }
-    if (req.method === 'POST') {
-      if (pathname === '/agents/v1/enroll') {
-        const body = await readJson(req);
-        const validateEnroll = schemas().enroll;
-        if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
-        const { pollSeconds, spreadSeconds } = options.settings();
-        let enrolled: { id: string; credential: string };
-        try {
-          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address: peerAddress(req), pollSeconds: body.pollSeconds ?? pollSeconds, ...(body.ring ? { ring: body.ring } : {}) });
-        } catch (error) {
-          if (error instanceof EnrollmentRefusedError) {
-            log(`refused an agent enrollment from ${peerAddress(req)} (name "${body.name}"): wrong or rotated enrollment token`);
-            throw new HttpError(401, 'the enrollment token is wrong or was rotated; get the current one with `bulwark agents token` on the server');
-          }
-          throw error;
-        }
-        log(`agent "${body.name}" enrolled from ${peerAddress(req)}`);
-        changed();
-        const root = distribution.newestRoot();
-        sendJson(res, 200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds });
-        return;
-      }
-      if (pathname === '/agents/v1/report') {
-        const id = await agentOf(req);
-        const body = await readJson(req);
-        const validateReport = schemas().report;
-        if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
-        await registry.report(id, body, peerAddress(req)).catch((error: unknown) => {
-          throw error instanceof UnknownAgentError ? refused() : error;
-        });
-        options.onReport?.(id, body, peerAddress(req));
-        const { pollSeconds, spreadSeconds } = options.settings();
-        sendJson(res, 200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
-        return;
-      }
-    }
-    if (!['GET', 'HEAD', 'POST'].includes(req.method ?? '')) {
-      res.writeHead(405, { allow: 'GET, HEAD, POST' }).end();
-      return;
-    }
-    throw new HttpError(404, 'not found');
-  };
-
+  const openStream = (id: string, res: http.ServerResponse) => streams.add(id, res);
   const onRequest: http.RequestListener = (req, res) => {
     if (cache.answer(req, res)) return;
-    handle(req, res).catch((error: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
-      else {
-        log(`agents: ${req.method} ${req.url} failed: ${describeError(error)}`);
-        sendJson(res, 500, { error: 'internal error; see the server log' });
-      }
-    });
+    readRequest(req)
+      .then(answer)
+      .then((reply) => writeReply(req, res, reply, cache, openStream))
+      .catch((error: unknown) => {
+        if (res.headersSent) res.destroy();
+        else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
+        else {
+          log(`agents: ${req.method} ${req.url} failed: ${describeError(error)}`);
+          sendJson(res, 500, { error: 'internal error; see the server log' });
+        }
+      });
   };
 
-  const onRelease = (current: Release, { news }: { news: boolean }) => {
-    if (!news) return;
-    const ids = streams.broadcast('release', { release: current.index.release, spreadSeconds: options.settings().spreadSeconds });
-    registry
-      .markNotified(ids, current.index.release)
-      .then(changed, (error: unknown) => log(`agents: cannot record notifications: ${describeError(error)}`));
-    log(`distribution: ${ids.length} connected agent${ids.length === 1 ? '' : 's'} notified of release ${current.index.release}`);
+  /** Every agent with a stream open, on any thread. */
+  const connectedIds = (): string[] => {
+    const ids = threads?.ids() ?? new Set<string>();
+    for (const id of streams.ids()) ids.add(id);
+    return [...ids];
+  };
+  const broadcast = (name: string, data: unknown): string[] => {
+    const message = event(name, data);
+    streams.send(message);
+    threads?.send(message);
+    return connectedIds();
+  };
+
+  // Each release's answers reach every thread before any agent is told of it.
+  const onRelease = (release: Release, { news }: { news: boolean }) => {
+    const answers = releaseAnswers(release)!;
+    cacheRelease(cache, answers);
+    void (threads?.release(answers) ?? Promise.resolve()).then(() => {
+      if (!news) return;
+      const ids = broadcast('release', { release: release.index.release, spreadSeconds: options.settings().spreadSeconds });
+      registry
+        .markNotified(ids, release.index.release)
+        .then(changed, (error: unknown) => log(`agents: cannot record notifications: ${describeError(error)}`));
+      log(`distribution: ${ids.length} connected agent${ids.length === 1 ? '' : 's'} notified of release ${release.index.release}`);
+    });
   };
   distribution.on('release', onRelease);
-  const ping = setInterval(() => streams.ping(), PING_MS);
+  const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
   ping.unref();
 
   const servers: http.Server[] = [];
   const urls: string[] = [];
   try {
+    const bound: FileThreadData['listen'] = [];
     for (const address of listen) {
       const server = http.createServer(onRequest);
-      server.keepAliveTimeout = 65_000;
-      // Notification streams are long-lived by design; a request's head still has a deadline.
-      server.requestTimeout = 0;
-      server.headersTimeout = 30_000;
-      await listenOn(server, address);
+      configureServer(server);
+      await listenOn(server, address, fileThreads > 0);
       servers.push(server);
+      const { address: host, port } = server.address() as AddressInfo;
+      bound.push({ host, port });
       urls.push(agentUrl(server.address() as AddressInfo));
+    }
+    if (fileThreads > 0) {
+      // Assigned before the threads start, so that a release during their start reaches them.
+      threads = new FileThreads(bound, answer, current, log);
+      await threads.start(fileThreads);
     }
   } catch (error) {
     distribution.off('release', onRelease);
-    distribution.off('release', onAnyRelease);
     clearInterval(ping);
     for (const server of servers) server.close();
+    await threads?.close();
     throw error;
   }
   return {
     urls,
-    connected: () => streams.connected(),
+    fileThreads,
+    connected: () => connectedIds().length,
     askToUpdate: async () => {
       const release = distribution.current()?.index.release ?? 0;
-      const ids = streams.broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds });
+      const ids = broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds });
       await registry.markNotified(ids, release);
       changed();
       return ids.length;
     },
     close: async () => {
       distribution.off('release', onRelease);
-      distribution.off('release', onAnyRelease);
       clearInterval(ping);
       streams.endAll();
+      await threads?.close();
       await Promise.all(
         servers.map(
           (s) =>
@@ -525,17 +567,32 @@ function agentUrl(bound: AddressInfo): string {
   return `http://${host}:${bound.port}/`;
 }
 
-/** Listen on one address; "::" also takes IPv4 (dual stack), or falls back to 0.0.0.0 on a host without IPv6. */
-function listenOn(server: http.Server, address: ListenAddress): Promise<void> {
-  const attempt = (host: string) =>
-    new Promise<void>((resolve, reject) => {
+/**
+ * Listen on one address; "::" also takes IPv4 (dual stack), or falls back to 0.0.0.0 on a host without
+ * IPv6. With `reusePort` (for the file threads) the port is first taken alone, for a moment: sockets
+ * with SO_REUSEPORT share a port with any other of the same user, so another server already on it
+ * would otherwise get half of the agents' connections instead of this one failing to start.
+ */
+function listenOn(server: http.Server, address: ListenAddress, reusePort: boolean): Promise<void> {
+  const bind = (target: net.Server, options: ListenOptions & { reusePort?: boolean }) =>
+    new Promise<number>((resolve, reject) => {
       const onError = (error: Error) => reject(error);
-      server.once('error', onError);
-      server.listen({ host, port: address.port, ipv6Only: false }, () => {
-        server.off('error', onError);
-        resolve();
+      target.once('error', onError);
+      target.listen(options, () => {
+        target.off('error', onError);
+        resolve((target.address() as AddressInfo).port);
       });
     });
+  const attempt = async (host: string) => {
+    let port = address.port;
+    if (reusePort) {
+      const probe = net.createServer();
+      port = await bind(probe, { host, port, ipv6Only: false });
+      await new Promise((resolve) => probe.close(resolve));
+    }
+    // reusePort is Node 22.12's; older types do not know it.
+    await bind(server, { host, port, ipv6Only: false, ...(reusePort ? { reusePort } : {}) });
+  };
   return attempt(address.host).catch((error: NodeJS.ErrnoException) => {
     if (address.host === '::' && (error.code === 'EAFNOSUPPORT' || error.code === 'EADDRNOTAVAIL')) return attempt('0.0.0.0');
     throw error;

@@ -43,6 +43,8 @@ export interface DistributionSetting {
   notify?: string;
   /** Ring by ring: canary, then early, then broad (src-main/distribution/rollout.ts); the defaults when absent. */
   rollout?: { enabled: boolean; soakSeconds: number; canaryFailures: number; failurePercent: number };
+  /** File threads answering agents besides the main thread (0: the main thread alone); one per core, up to 4, when absent. */
+  threads?: number;
 }
 
 export interface SettingsData {
@@ -126,6 +128,7 @@ export const SETTINGS_SCHEMA = {
       pollSeconds: { type: 'integer', minimum: 10, maximum: 86400 },
       spreadSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
       notify: { type: 'string', maxLength: 2048, pattern: '^(|mqtts?://.+)$' },
+      threads: { type: 'integer', minimum: 0, maximum: 16 },
       rollout: {
         type: 'object',
         additionalProperties: false,

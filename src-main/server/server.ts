@@ -10,7 +10,7 @@
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
-import { startAgentServer, type AgentServer } from '../distribution/agent-server.js';
+import { fileThreads, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
@@ -100,10 +100,11 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
           log,
+          fileThreads: fileThreads(serving.threads, log),
         },
         listen,
       );
-      log(`serving agents at ${agentServer.urls.join(', ')}`);
+      log(`serving agents at ${agentServer.urls.join(', ')} (${agentServer.fileThreads ? `main thread and ${agentServer.fileThreads} file thread${agentServer.fileThreads === 1 ? '' : 's'}` : 'main thread alone'})`);
     } catch (error) {
       // The server still updates itself; the console and status say why agents cannot connect.
       agentServiceError = `cannot serve agents on ${listen.map(formatListen).join(', ')}: ${describeError(error)}`;

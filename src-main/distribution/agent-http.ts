@@ -1,0 +1,255 @@
+// The HTTP side of the agents' service, shared by the main thread and the file threads
+// (file-thread.ts): how a request is read, and how an answer decided by the main thread's routes
+// (agent-server.ts) is written. Nothing here touches the registry or the release: a file thread
+// loads only this module and node's own.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import type http from 'node:http';
+
+export const MAX_BODY = 64 * 1024;
+export const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** Metadata and the index change with each release: caches must ask again. */
+export const SHORT_LIVED = 'no-cache';
+export const PING_MS = 15_000;
+
+/** A request refused with an HTTP status and a message for the agent's log. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The answers to the timestamp and the index of a release, cached under their paths in every thread. */
+export interface ReleaseAnswers {
+  timestamp: Uint8Array;
+  index: Uint8Array;
+}
+
+export function cacheRelease(cache: ResponseCache, answers: ReleaseAnswers): void {
+  const buffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const sha256 = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex');
+  cache.put('/metadata/timestamp.json', buffer(answers.timestamp), { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, sha256(answers.timestamp));
+  cache.put('/agents/v1/index.json', buffer(answers.index), { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, sha256(answers.index));
+}
+
+/** What the routes need of a request: read once by whichever thread accepted it. */
+export interface AgentRequest {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+  /** The peer's address without the IPv4-mapped prefix. */
+  address: string;
+  /** POST bodies only, at most MAX_BODY bytes. */
+  body?: Uint8Array;
+}
+
+/**
+ * The routes' answer, as data so that it crosses to a file thread: the thread that holds the
+ * connection writes it (conditional GET, Range and HEAD are decided there, from the real request).
+ */
+export type Reply =
+  | { kind: 'json'; status: number; body: unknown; cacheControl?: string }
+  /** Whole bytes with an ETag: the timestamp and the index, which change with each release. */
+  | { kind: 'bytes'; body: Uint8Array; etag: string; type: string; cacheControl: string }
+  /** A file on disk: small ones are kept in the thread's ResponseCache from then on. */
+  | { kind: 'file'; file: string; etag: string; type: string; cacheControl: string }
+  /** Open the agent's notification stream with this first event. */
+  | { kind: 'stream'; agentId: string; hello: string }
+  | { kind: 'status'; status: number; headers: Record<string, string> };
+
+export function sendJson(res: http.ServerResponse, status: number, body: unknown, cache = 'no-store'): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': cache });
+  res.end(text);
+}
+
+/** Read a request's head fields the routes use and, for a POST, its body (bounded). */
+export async function readRequest(req: http.IncomingMessage): Promise<AgentRequest> {
+  const request: AgentRequest = {
+    method: req.method ?? 'GET',
+    url: req.url ?? '/',
+    authorization: req.headers.authorization,
+    address: (req.socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
+  };
+  if (request.method !== 'POST') return request;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  request.body = Buffer.concat(chunks);
+  return request;
+}
+
+/** Where a stream goes once opened, and how it is forgotten when the agent goes. */
+export type OpenStream = (agentId: string, res: http.ServerResponse) => () => void;
+
+export function writeReply(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, cache: ResponseCache, openStream: OpenStream): void {
+  switch (reply.kind) {
+    case 'json':
+      sendJson(res, reply.status, reply.body, reply.cacheControl);
+      return;
+    case 'bytes': {
+      // Not put in the cache by URL: what changes with each release is cached under its own path
+      // when the release comes (cacheRelease), never under a URL with a query that no release replaces.
+      const etag = `"${reply.etag}"`;
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, { etag, 'cache-control': reply.cacheControl }).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': reply.type, 'cache-control': reply.cacheControl, etag, 'content-length': reply.body.byteLength });
+      res.end(req.method === 'HEAD' ? undefined : reply.body);
+      return;
+    }
+    case 'file':
+      sendFile(req, res, reply.file, reply.etag, reply.cacheControl, reply.type, cache);
+      return;
+    case 'stream': {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.write(reply.hello);
+      req.on('close', openStream(reply.agentId, res));
+      return;
+    }
+    case 'status':
+      res.writeHead(reply.status, reply.headers).end();
+      return;
+  }
+}
+
+/**
+ * Send a file with an ETag, conditional GET, HEAD and single-range support (RFC 9110 §14). Immutable
+ * files are named by their hash, which is their ETag.
+ */
+function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, etag: string, cacheControl: string, type: string, cache: ResponseCache): void {
+  let size: number;
+  try {
+    size = fs.statSync(file).size;
+  } catch {
+    // Pruned between the route's answer and now.
+    sendJson(res, 404, { error: 'the server no longer holds this file' });
+    return;
+  }
+  const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
+  // Small immutable files are answered from memory from the second request on.
+  if (size <= cache.maxEntryBytes) cache.put(req.url ?? '', fs.readFileSync(file), headers, etag);
+  if (req.headers['if-none-match'] === `"${etag}"`) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  let start = 0;
+  let end = size - 1;
+  let status = 200;
+  const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+  if (range && (range[1] || range[2]) && (!req.headers['if-range'] || req.headers['if-range'] === `"${etag}"`)) {
+    if (range[1]) {
+      start = Number(range[1]);
+      if (range[2]) end = Math.min(Number(range[2]), size - 1);
+    } else start = Math.max(0, size - Number(range[2]));
+    if (start >= size || start > end) {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    status = 206;
+    headers['content-range'] = `bytes ${start}-${end}/${size}`;
+  }
+  headers['content-length'] = size === 0 ? 0 : end - start + 1;
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD' || size === 0) {
+    res.end();
+    return;
+  }
+  fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
+}
+
+/**
+ * Whole answers to the requests agents make most — the timestamp, the index, versioned metadata and
+ * the small content-addressed files — kept in memory with their headers, so that a release announced
+ * to thousands of agents costs no file I/O and no hashing per request. Immutable entries stay until
+ * the budget evicts them (oldest first); the timestamp and the index are replaced with each release.
+ */
+export class ResponseCache {
+  private readonly entries = new Map<string, { body: Buffer; headers: http.OutgoingHttpHeaders; etag: string }>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxBytes = 64 * 1024 * 1024,
+    readonly maxEntryBytes = 1024 * 1024,
+  ) {}
+
+  /** Answer `req` from memory if its whole answer is here (no Range asked); true when answered. */
+  answer(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || req.headers.range !== undefined) return false;
+    const hit = this.entries.get(req.url ?? '');
+    if (!hit) return false;
+    if (req.headers['if-none-match'] === hit.etag) {
+      res.writeHead(304, { etag: hit.etag, 'cache-control': hit.headers['cache-control'] }).end();
+      return true;
+    }
+    res.writeHead(200, hit.headers);
+    res.end(req.method === 'HEAD' ? undefined : hit.body);
+    return true;
+  }
+
+  put(url: string, body: Buffer, headers: http.OutgoingHttpHeaders, etag: string): void {
+    if (body.length > this.maxEntryBytes) return;
+    this.remove(url);
+    this.entries.set(url, { body, headers: { ...headers, etag: `"${etag}"`, 'content-length': body.length }, etag: `"${etag}"` });
+    this.bytes += body.length;
+    for (const [key, entry] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(key);
+      this.bytes -= entry.body.length;
+    }
+  }
+
+  remove(url: string): void {
+    const entry = this.entries.get(url);
+    if (!entry) return;
+    this.entries.delete(url);
+    this.bytes -= entry.body.length;
+  }
+}
+
+/** One thread's notification streams, by agent id. */
+export class Streams {
+  private readonly byAgent = new Map<string, Set<http.ServerResponse>>();
+
+  add(id: string, res: http.ServerResponse): () => void {
+    let set = this.byAgent.get(id);
+    if (!set) this.byAgent.set(id, (set = new Set()));
+    set.add(res);
+    return () => {
+      set.delete(res);
+      if (!set.size) this.byAgent.delete(id);
+    };
+  }
+
+  /** Send an already formatted event to every connected agent. */
+  send(message: string): void {
+    for (const set of this.byAgent.values()) for (const res of set) res.write(message);
+  }
+
+  ids(): IterableIterator<string> {
+    return this.byAgent.keys();
+  }
+
+  endAll(): void {
+    for (const set of this.byAgent.values()) for (const res of set) res.end();
+    this.byAgent.clear();
+  }
+}
+
+/** An event in the server-sent events format. */
+export const event = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+
+/** The agents' HTTP servers' timeouts: notification streams are long-lived by design; a request's head still has a deadline. */
+export function configureServer(server: http.Server): void {
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+}

@@ -1,0 +1,112 @@
+// A file thread: one more event loop accepting agents' connections on the agents' port (the
+// sockets share it with SO_REUSEPORT, so the kernel spreads connections over the threads). It
+// answers what it holds in memory — the metadata, the incrementals, the timestamp and the index —
+// by itself, and asks the main thread, which owns the registry and the release, for everything
+// else; it then writes that answer itself and holds the notification streams opened on it. HTTP
+// parsing is most of the cost of serving a release to thousands of agents, and one event loop
+// does it on one core (docs/benchmarks.md).
+import http from 'node:http';
+import { parentPort, workerData } from 'node:worker_threads';
+import { cacheRelease, configureServer, HttpError, PING_MS, readRequest, ResponseCache, sendJson, Streams, writeReply, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+
+export interface FileThreadData {
+  /** The addresses the main thread bound (port resolved), to bind again with SO_REUSEPORT. */
+  listen: { host: string; port: number }[];
+  release: ReleaseAnswers | undefined;
+}
+
+/** Messages from the main thread. */
+export type ToFileThread =
+  | { type: 'reply'; id: number; reply: Reply }
+  /** A new release: answer its timestamp and index from now on, then acknowledge. */
+  | { type: 'release'; seq: number; answers: ReleaseAnswers }
+  /** An event for every stream this thread holds. */
+  | { type: 'send'; message: string }
+  | { type: 'close' };
+
+/** Messages to the main thread. */
+export type FromFileThread =
+  | { type: 'listening' }
+  | { type: 'request'; id: number; request: AgentRequest }
+  | { type: 'opened' | 'closed'; agentId: string }
+  | { type: 'released'; seq: number };
+
+const port = parentPort!;
+const data = workerData as FileThreadData;
+const post = (message: FromFileThread) => port.postMessage(message);
+const cache = new ResponseCache();
+const streams = new Streams();
+if (data.release) cacheRelease(cache, data.release);
+
+const pending = new Map<number, (reply: Reply) => void>();
+let nextId = 0;
+const ask = (request: AgentRequest) =>
+  new Promise<Reply>((resolve) => {
+    const id = nextId++;
+    pending.set(id, resolve);
+    post({ type: 'request', id, request });
+  });
+
+const openStream = (agentId: string, res: http.ServerResponse) => {
+  const remove = streams.add(agentId, res);
+  post({ type: 'opened', agentId });
+  return () => {
+    remove();
+    post({ type: 'closed', agentId });
+  };
+};
+
+const onRequest: http.RequestListener = (req, res) => {
+  if (cache.answer(req, res)) return;
+  readRequest(req)
+    .then(ask)
+    .then((reply) => writeReply(req, res, reply, cache, openStream))
+    .catch((error: unknown) => {
+      if (res.headersSent) res.destroy();
+      else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
+      else sendJson(res, 500, { error: 'internal error; see the server log' });
+    });
+};
+
+const servers = data.listen.map(() => http.createServer(onRequest));
+const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
+ping.unref();
+
+port.on('message', (message: ToFileThread) => {
+  switch (message.type) {
+    case 'reply': {
+      const resolve = pending.get(message.id);
+      pending.delete(message.id);
+      resolve?.(message.reply);
+      return;
+    }
+    case 'release':
+      cacheRelease(cache, message.answers);
+      post({ type: 'released', seq: message.seq });
+      return;
+    case 'send':
+      streams.send(message.message);
+      return;
+    case 'close':
+      clearInterval(ping);
+      streams.endAll();
+      for (const server of servers) {
+        server.closeAllConnections();
+        server.close();
+      }
+      port.close();
+      return;
+  }
+});
+
+await Promise.all(
+  servers.map(
+    (server, i) =>
+      new Promise<void>((resolve, reject) => {
+        configureServer(server);
+        server.once('error', reject);
+        server.listen({ host: data.listen[i]!.host, port: data.listen[i]!.port, ipv6Only: false, reusePort: true }, () => resolve());
+      }),
+  ),
+);
+post({ type: 'listening' });

@@ -1,0 +1,143 @@
+// The agents' service on several threads (src-main/distribution/file-thread.ts): file threads share
+// the port with the main thread through SO_REUSEPORT where Node has it (22.12+ on Linux; CI runs this
+// file on Node 20 and on Node 22). Whichever thread an agent's connection lands on, it hears of a
+// release, and from that moment every connection answers the new release's timestamp.
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentsLab } from './helpers/agents-lab.js';
+import { ensureBuilt, runCli } from './helpers/cli.js';
+import { freePort } from './helpers/proxies.js';
+
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+const portSharing = process.platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
+
+let lab: AgentsLab;
+beforeAll(() => ensureBuilt());
+afterEach(async () => {
+  await lab?.stop();
+});
+
+/** One request on its own connection (so the kernel may give it to any thread). */
+function get(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false, headers }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+async function enroll(url: string, token: string, name: string): Promise<string> {
+  const response = await fetch(new URL('agents/v1/enroll', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, name, hostname: name }) });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { credential: string }).credential;
+}
+
+/** A notification stream on its own connection; `releases` fills with the release numbers it is told of. */
+function openStream(url: string, credential: string): Promise<{ releases: number[]; close: () => void }> {
+  return new Promise((resolve, reject) => {
+    const releases: number[] = [];
+    const req = http.get(new URL('agents/v1/events', url), { agent: false, headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`stream answered ${res.statusCode}`));
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          const message = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = /^data: (.*)$/m.exec(message)?.[1];
+          if (message.startsWith('event: hello')) resolve({ releases, close: () => req.destroy() });
+          if (message.startsWith('event: release') && data) releases.push((JSON.parse(data) as { release: number }).release);
+        }
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
+/** The snapshot version a timestamp answer names. */
+const snapshotOf = (timestamp: string) => (JSON.parse(timestamp) as { signed: { meta: Record<string, { version: number }> } }).signed.meta['snapshot.json']!.version;
+
+describe('the agents service on several threads', () => {
+  it('streams on every thread hear of a release, and every connection then answers its timestamp', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    // Started twice: the second time the threads begin with a release (in memory from their first moment).
+    await (await lab.startServer()).stop('SIGTERM');
+    const server = await lab.startServer(['--agent-threads', '2']);
+    if (portSharing) expect(server.stdout).toMatch(/serving agents at \S+ \(main thread and 2 file threads\)/);
+    else {
+      expect(server.stdout).toMatch(/file threads need Node 22\.12 or later on Linux .*; the main thread serves alone/);
+      expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone\)/);
+    }
+    const url = lab.agentsUrl;
+    const before = snapshotOf((await get(new URL('metadata/timestamp.json', url).href)).body);
+
+    // Thirty streams, each on its own connection: the kernel spreads them over the threads.
+    const token = await lab.token();
+    const streams = await Promise.all(Array.from({ length: 30 }, async (_, i) => openStream(url, await enroll(url, token, `sim-${i}`))));
+    try {
+      // Every thread has answered the timestamp (and cached it) before the release.
+      for (const answer of await Promise.all(Array.from({ length: 30 }, () => get(new URL('metadata/timestamp.json', url).href)))) expect(snapshotOf(answer.body)).toBe(before);
+
+      lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      const release = JSON.parse((await get(new URL('agents/v1/index.json', url).href)).body) as { release: number };
+      await server.waitFor(new RegExp(`30 connected agents notified of release ${release.release}`), 20_000);
+      // Told on whichever thread holds it, and by then no thread answers the old timestamp.
+      for (const stream of streams) expect(stream.releases).toEqual([release.release]);
+      const answers = await Promise.all(Array.from({ length: 30 }, () => get(new URL('metadata/timestamp.json', url).href)));
+      for (const answer of answers) expect(snapshotOf(answer.body)).toBeGreaterThan(before);
+      const indexes = await Promise.all(Array.from({ length: 30 }, () => get(new URL('agents/v1/index.json', url).href)));
+      for (const index of indexes) expect((JSON.parse(index.body) as { release: number }).release).toBe(release.release);
+
+      // Routes the main thread decides still answer through any thread.
+      for (const answer of await Promise.all(Array.from({ length: 10 }, () => get(new URL('agents/v1/policy', url).href, { authorization: 'Bearer wrong' })))) {
+        expect(answer.status).toBe(401);
+        expect(answer.body).toMatch(/unknown agent or wrong credential/);
+      }
+      for (const answer of await Promise.all(Array.from({ length: 10 }, () => get(new URL('targets/nothing-here', url).href)))) expect(answer.status).toBe(404);
+
+      // The registry saw each stream's agent.
+      const listed = await lab.agents();
+      expect(listed.agents.filter((a) => a.name.startsWith('sim-'))).toHaveLength(30);
+    } finally {
+      for (const stream of streams) stream.close();
+    }
+  });
+
+  it('a second server cannot take a port one already serves on, threads or not', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 1 });
+    const port = await freePort();
+    await lab.startServer(['--agent-threads', '2'], `127.0.0.1:${port}`);
+    const second = lab.spawn(['serve', '--data', path.join(lab.dir, 'second'), '--source', lab.source.url, '--trusted-root', lab.source.rootFile, '--agents-listen', `127.0.0.1:${port}`, '--agent-threads', '2']);
+    await second.waitFor(new RegExp(`cannot serve agents on 127\\.0\\.0\\.1:${port}: .*(EADDRINUSE|in use)`), 30_000);
+    // The first still answers every request.
+    for (const answer of await Promise.all(Array.from({ length: 20 }, () => get(new URL('agents/v1/index.json', lab.agentsUrl).href)))) expect(answer.status).toBe(200);
+  });
+
+  it('--agent-threads takes 0 to 16 or auto, saved in the settings; a wrong value changes nothing', { timeout: 60_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 1 });
+    const server = await lab.startServer(['--agent-threads', '0']);
+    expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone\)/);
+    await server.stop('SIGTERM');
+    const settingsFile = path.join(lab.serverDir, 'settings.json');
+    const saved = fs.readFileSync(settingsFile, 'utf8');
+    expect(JSON.parse(saved).distribution.threads).toBe(0);
+    for (const value of ['17', 'two', '1.5', '']) {
+      const result = await runCli(['serve', '--data', lab.serverDir, `--agent-threads=${value}`]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/--agent-threads must be a whole number from 0 to 16/);
+      expect(fs.readFileSync(settingsFile, 'utf8')).toBe(saved);
+    }
+    // auto: back to one per core (the setting removed).
+    await lab.startServer(['--agent-threads', 'auto']);
+    expect(JSON.parse(fs.readFileSync(settingsFile, 'utf8')).distribution.threads).toBeUndefined();
+  });
+});
