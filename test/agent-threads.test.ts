@@ -4,6 +4,7 @@
 // release, and from that moment every connection answers the new release's timestamp.
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab } from './helpers/agents-lab.js';
@@ -110,6 +111,29 @@ describe('the agents service on several threads', () => {
     } finally {
       for (const stream of streams) stream.close();
     }
+  });
+
+  it('by default a small fleet is served by the main thread; file threads join once 1,000 agents are enrolled', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 1 });
+    const server = await lab.startServer();
+    if (!portSharing || os.availableParallelism() < 2) {
+      expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone\)\n/);
+      return;
+    }
+    expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone; file threads join from 1,000 enrolled agents\)/);
+    const token = await lab.token();
+    const url = lab.agentsUrl;
+    for (let next = 0; next < 999; ) {
+      const batch = Array.from({ length: Math.min(50, 999 - next) }, () => next++);
+      await Promise.all(batch.map((i) => enroll(url, token, `sim-${i}`)));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(server.stdout).not.toMatch(/agents enrolled: \d+ file threads? now answer/);
+    await enroll(url, token, 'sim-999');
+    await server.waitFor(/1000 agents enrolled: \d+ file threads? now answer agents with the main thread/, 20_000);
+    // The threads answer from the current release at once.
+    const index = JSON.parse((await get(new URL('agents/v1/index.json', url).href)).body) as { release: number };
+    for (const answer of await Promise.all(Array.from({ length: 30 }, () => get(new URL('agents/v1/index.json', url).href)))) expect(JSON.parse(answer.body)).toEqual(index);
   });
 
   it('a second server cannot take a port one already serves on, threads or not', { timeout: 120_000 }, async () => {

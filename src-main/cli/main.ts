@@ -263,7 +263,8 @@ Options:
   --rollout-soak SECONDS     how long a ring runs a release without failures before the next gets it
                              (default 900)
   --agent-threads N|auto     threads answering agents besides the main one; 0 for the main thread
-                             alone (auto: one per core, up to 4; needs Node 22.12+ on Linux)`,
+                             alone (auto: one per core beyond the first, up to 4, once 1,000 agents
+                             are enrolled; needs Node 22.12+ on Linux)`,
     options: {
       ...dataOption,
       source: { type: 'string' },

@@ -79,8 +79,10 @@ export interface AgentServerOptions {
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
   released?: (ring: Ring) => boolean;
   log?: (line: string) => void;
-  /** File threads to add to the main thread (defaultFileThreads()); 0 serves on the main thread alone. */
+  /** File threads to start with the main thread (fileThreadPlan()); 0 serves on the main thread alone. */
   fileThreads?: number;
+  /** Listen so that file threads can be added later (addFileThreads), even if none start now. */
+  shareablePort?: boolean;
 }
 
 /**
@@ -92,17 +94,31 @@ function portSharing(): boolean {
   return process.platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
 }
 
+/** Enrolled agents from which file threads start by themselves (distribution.threads absent). */
+export const AUTO_THREADS_FROM_AGENTS = 1_000;
+
+export interface FileThreadPlan {
+  /** File threads to start with the service. */
+  now: number;
+  /** File threads to add once AUTO_THREADS_FROM_AGENTS agents are enrolled (0: none). */
+  whenFleetGrows: number;
+}
+
 /**
- * The file threads to start: as set (distribution.threads), else one per core up to 4 (the main
- * thread is often busy with the registry and updates); none where the port cannot be shared.
+ * The file threads: as set (distribution.threads), else, once the fleet is large enough to need more
+ * than one core for a release's fan-out, one event loop per core with the main thread's (up to 4
+ * file threads). A smaller fleet is served by one core in about a second, and each thread costs
+ * about 15 MB (docs/benchmarks.md). None where the port cannot be shared.
  */
-export function fileThreads(setting: number | undefined, log: (line: string) => void): number {
-  if (setting === 0) return 0;
+export function fileThreadPlan(setting: number | undefined, enrolled: number, log: (line: string) => void): FileThreadPlan {
+  if (setting === 0) return { now: 0, whenFleetGrows: 0 };
   if (!portSharing()) {
     if (setting !== undefined) log(`agents: file threads need Node 22.12 or later on Linux (this is Node ${process.versions.node} on ${process.platform}); the main thread serves alone`);
-    return 0;
+    return { now: 0, whenFleetGrows: 0 };
   }
-  return setting ?? Math.min(os.availableParallelism(), 4);
+  if (setting !== undefined) return { now: setting, whenFleetGrows: 0 };
+  const auto = Math.max(0, Math.min(os.availableParallelism() - 1, 4));
+  return enrolled >= AUTO_THREADS_FROM_AGENTS ? { now: auto, whenFleetGrows: 0 } : { now: 0, whenFleetGrows: auto };
 }
 
 const reportSchema: JSONSchemaType<AgentReport> = {
@@ -338,7 +354,7 @@ class FileThreads {
   }
 
   private spawn(): Promise<void> {
-    const worker = new Worker(FILE_THREAD_URL, { workerData: { listen: this.listen, release: this.current() } satisfies FileThreadData });
+    const worker = new Worker(FILE_THREAD_URL, { workerData: { listen: this.listen, release: this.current() } satisfies FileThreadData, resourceLimits: FILE_THREAD_LIMITS });
     const streams = new Map<string, number>();
     this.threads.set(worker, streams);
     const post = (message: ToFileThread) => worker.postMessage(message);
@@ -407,6 +423,10 @@ class FileThreads {
     for (const worker of this.threads.keys()) worker.postMessage({ type: 'send', message } satisfies ToFileThread);
   }
 
+  count(): number {
+    return this.threads.size;
+  }
+
   /** Agents with a stream open on some thread. */
   ids(): Set<string> {
     const ids = new Set<string>();
@@ -430,13 +450,22 @@ class FileThreads {
   }
 }
 
+/**
+ * A file thread's young generation: V8's default (up to 16 MB a semi-space) lets each thread's heap
+ * swell by tens of MB under load, once per thread; a thread's live objects are its connections and
+ * its cache, so a small one costs little time in scavenges (docs/benchmarks.md).
+ */
+const FILE_THREAD_LIMITS = { maxYoungGenerationSizeMb: 6 };
+
 const FILE_THREAD_URL = import.meta.url.endsWith('.ts') ? new URL('../../out/main/distribution/file-thread.js', import.meta.url) : new URL('./file-thread.js', import.meta.url);
 
 export interface AgentServer {
   /** Base URLs agents can use, one per listening address. */
   urls: string[];
   /** File threads answering agents besides the main thread. */
-  fileThreads: number;
+  readonly fileThreads: number;
+  /** Start `count` file threads, where there are none yet (the port must be shareable). */
+  addFileThreads(count: number): Promise<void>;
   /** Agents with a notification stream open now. */
   connected(): number;
   /** Ask every connected agent to update now (each still waits its random spread); returns how many were asked. */
@@ -505,22 +534,28 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
 
   const servers: http.Server[] = [];
   const urls: string[] = [];
+  const bound: FileThreadData['listen'] = [];
+  const startThreads = async (count: number) => {
+    // Assigned before the threads start, so that a release during their start reaches them.
+    threads = new FileThreads(bound, answer, current, log);
+    try {
+      await threads.start(count);
+    } catch (error) {
+      threads = undefined;
+      throw error;
+    }
+  };
   try {
-    const bound: FileThreadData['listen'] = [];
     for (const address of listen) {
       const server = http.createServer(onRequest);
       configureServer(server);
-      await listenOn(server, address, fileThreads > 0);
+      await listenOn(server, address, fileThreads > 0 || options.shareablePort === true);
       servers.push(server);
       const { address: host, port } = server.address() as AddressInfo;
       bound.push({ host, port });
       urls.push(agentUrl(server.address() as AddressInfo));
     }
-    if (fileThreads > 0) {
-      // Assigned before the threads start, so that a release during their start reaches them.
-      threads = new FileThreads(bound, answer, current, log);
-      await threads.start(fileThreads);
-    }
+    if (fileThreads > 0) await startThreads(fileThreads);
   } catch (error) {
     distribution.off('release', onRelease);
     clearInterval(ping);
@@ -530,7 +565,14 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   }
   return {
     urls,
-    fileThreads,
+    get fileThreads() {
+      return threads?.count() ?? 0;
+    },
+    addFileThreads: async (count) => {
+      if (threads || count <= 0) return;
+      if (!(fileThreads > 0 || options.shareablePort)) throw new Error('the agents\' port was not taken to be shared: file threads cannot be added');
+      await startThreads(count);
+    },
     connected: () => connectedIds().length,
     askToUpdate: async () => {
       const release = distribution.current()?.index.release ?? 0;

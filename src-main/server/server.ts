@@ -10,7 +10,7 @@
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
-import { fileThreads, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
+import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
@@ -87,24 +87,63 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined;
   const { distribution: serving } = settings.data;
+  let addThreadsIfFleetGrew = () => {};
   if (serving.enabled) {
     const listen = agentListenAddresses(settings);
+    const threads = fileThreadPlan(serving.threads, await registry.count(), log);
     try {
       agentServer = await startAgentServer(
         {
           distribution,
           registry,
           settings: () => settings.data.distribution,
-          onAgentsChanged: () => overview.changed(),
+          onAgentsChanged: () => {
+            overview.changed();
+            addThreadsIfFleetGrew();
+          },
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
           log,
-          fileThreads: fileThreads(serving.threads, log),
+          fileThreads: threads.now,
+          shareablePort: threads.whenFleetGrows > 0,
         },
         listen,
       );
-      log(`serving agents at ${agentServer.urls.join(', ')} (${agentServer.fileThreads ? `main thread and ${agentServer.fileThreads} file thread${agentServer.fileThreads === 1 ? '' : 's'}` : 'main thread alone'})`);
+      if (threads.whenFleetGrows > 0) {
+        // Checked as agents enroll, until the fleet is large enough.
+        let checking = false;
+        let again = false;
+        addThreadsIfFleetGrew = () => {
+          const server = agentServer;
+          if (!server || server.fileThreads > 0) return;
+          if (checking) {
+            again = true;
+            return;
+          }
+          checking = true;
+          void registry
+            .count()
+            .then(async (enrolled) => {
+              if (enrolled < AUTO_THREADS_FROM_AGENTS) return;
+              await server.addFileThreads(threads.whenFleetGrows);
+              log(`${enrolled} agents enrolled: ${threads.whenFleetGrows} file thread${threads.whenFleetGrows === 1 ? '' : 's'} now answer agents with the main thread`);
+            })
+            .catch((error: unknown) => log(`agents: cannot add file threads: ${describeError(error)}`))
+            .finally(() => {
+              checking = false;
+              if (again) {
+                again = false;
+                addThreadsIfFleetGrew();
+              }
+            });
+        };
+      }
+      const { fileThreads } = agentServer;
+      const how = fileThreads
+        ? `main thread and ${fileThreads} file thread${fileThreads === 1 ? '' : 's'}`
+        : `main thread alone${threads.whenFleetGrows ? `; file threads join from ${AUTO_THREADS_FROM_AGENTS.toLocaleString('en')} enrolled agents` : ''}`;
+      log(`serving agents at ${agentServer.urls.join(', ')} (${how})`);
     } catch (error) {
       // The server still updates itself; the console and status say why agents cannot connect.
       agentServiceError = `cannot serve agents on ${listen.map(formatListen).join(', ')}: ${describeError(error)}`;
