@@ -7,12 +7,16 @@
 //      the release is announced, making an agent's real request sequence (root check, timestamp,
 //      snapshot, targets, catalogue, index, policy, incremental, report). Time until all are current,
 //      requests per second, latencies, the server's CPU seconds and peak RSS. Then the same file
-//      requests, at the same concurrency, against Bulwark and against nginx: the throughput ratio.
+//      requests, at the same concurrency, against Bulwark and against nginx, from the Node load
+//      generator and from wrk: the throughput ratio. `bulwark serve` runs on Node 22 (from the registry
+//      when this is Node 20), which lets it answer on every core.
 //   2. Memory: `bulwark serve` idle, and across 100 updates; with 5,000 notification streams held.
 //   3. Registry: reports from 100,000 agents over HTTP, and `bulwark agents list --json` with them.
 //   4. The demo's peak RSS (source, server and two agents) over a minute with a publish every 20 s.
 // Machine-dependent: the load generator shares the two cores with the server it measures.
 // `--only registry` runs part 3 alone (its data stays in the bench directory, to time `agents list` by hand).
+// `--only fanout` runs part 1 alone and prints its results without touching the report; BENCH_THREADS
+// sets the server's --agent-threads (default: one per core beyond the first).
 // `--only memory` runs part 2 alone (BENCH_UPDATES updates, default 100) and prints its RSS series
 // without touching the report: for chasing growth.
 import { spawn, spawnSync } from 'node:child_process';
@@ -35,7 +39,23 @@ const WORK = path.join(BENCH_DIR, 'server');
 const REPORT_FILE = path.join(ROOT, 'docs', 'benchmarks.md');
 const BULWARK = path.join(ROOT, 'bin', 'bulwark.js');
 const CONNECTIONS = 256; // the load generator's connections per server
+const HOLD_SETTLE_MS = 10_000; // from the last stream opened to the first RSS sample with the streams held
 const TARGETS = { throughputRatio: 0.5, rssWithStreamsMB: 200, reportsPerSecond: 2000, listSeconds: 2, idleMB: 100, demoPeakMB: 300 };
+
+/**
+ * The Node that runs `bulwark serve` for the fan-out and throughput: one with SO_REUSEPORT (22.12+ on
+ * Linux), so the server answers on every core as it does in the desktop app; on Node 20 it would serve
+ * on its main thread alone. Taken from the npm registry's `node` package when this Node lacks it. The
+ * other parts run on this Node, as before; the idle memory is measured on both.
+ */
+const THREADED_NODE = (() => {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major > 22 || (major === 22 && minor >= 12)) return process.execPath;
+  const found = spawnSync('npx', ['-y', '-p', 'node@22', '--', 'node', '-p', 'process.execPath'], { encoding: 'utf8' });
+  if (found.status !== 0) throw new Error(`cannot get Node 22 from the registry for the server: ${found.stderr}`);
+  return found.stdout.trim();
+})();
+const THREADED_NODE_VERSION = spawnSync(THREADED_NODE, ['-v'], { encoding: 'utf8' }).stdout.trim();
 
 const started = nowMs();
 const log = (line) => process.stderr.write(`[${((nowMs() - started) / 1000).toFixed(0).padStart(5)} s] ${line}\n`);
@@ -98,9 +118,9 @@ function peakSampler(pid) {
   };
 }
 
-function startProcess(args, logFile, nodeFlags = []) {
+function startProcess(args, logFile, nodeFlags = [], node = process.execPath) {
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...nodeFlags, BULWARK, ...args], { stdio: ['ignore', out, out] });
+  const child = spawn(node, [...nodeFlags, BULWARK, ...args], { stdio: ['ignore', out, out] });
   fs.closeSync(out);
   return child;
 }
@@ -175,15 +195,16 @@ async function freePort() {
   return port;
 }
 
-async function startServer(dataDir, source, extra = [], nodeFlags = []) {
+async function startServer(dataDir, source, extra = [], nodeFlags = [], node = process.execPath) {
   const port = await freePort();
   const logFile = path.join(WORK, `serve-${path.basename(dataDir)}.log`);
   fs.rmSync(logFile, { force: true });
   const child = startProcess(
     ['serve', '--data', dataDir, '--source', source.url, '--trusted-root', path.join(source.dir, 'out', 'root.json'), '--schedule', 'daily 03:00',
-      '--agents-listen', `127.0.0.1:${port}`, '--agent-spread', '0', '--agent-poll', '3600', '--rollout', 'off', ...extra],
+      '--agents-listen', `127.0.0.1:${port}`, '--agent-spread', '0', '--agent-poll', '3600', '--rollout', 'off', ...(process.env.BENCH_THREADS ? ['--agent-threads', process.env.BENCH_THREADS] : []), ...extra],
     logFile,
     nodeFlags,
+    node,
   );
   await waitForLine(logFile, /next update at /);
   return { child, url: `http://127.0.0.1:${port}/`, dataDir, logFile };
@@ -305,8 +326,16 @@ async function fanOut(server, source, credentials, n) {
     releases.push({ i, at: nowMs() });
     if (releases.length === n) allHeard();
   });
-  await sleep(1000);
-  const rssWithStreams = rssKb(server.child.pid);
+  // Held, not being opened: the RSS of the streams once the reconnect storm's garbage had its usual
+  // time to go (V8's memory reducer acts after several seconds of quiet), as the median of 5 samples.
+  const openedPeakKb = rssKb(server.child.pid);
+  await sleep(HOLD_SETTLE_MS);
+  const samples = [];
+  for (let i = 0; i < 5; i++) {
+    samples.push(rssKb(server.child.pid));
+    await sleep(1000);
+  }
+  const rssWithStreams = median(samples);
   source.next();
   const pool = new Pool(server.url, { connections: CONNECTIONS, pipelining: 1 });
   const latencies = [];
@@ -326,7 +355,7 @@ async function fanOut(server, source, credentials, n) {
   await pool.close();
   streams.close();
   await sleep(500);
-  return { n, allCurrentMs: done - first, requests: latencies.length, rps: latencies.length / ((done - t0) / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99), cpu, peakMB: peakKb / 1024, rssWithStreamsMB: rssWithStreams / 1024, failures };
+  return { n, allCurrentMs: done - first, requests: latencies.length, rps: latencies.length / ((done - t0) / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99), cpu, peakMB: peakKb / 1024, rssWithStreamsMB: rssWithStreams / 1024, rssJustOpenedMB: openedPeakKb / 1024, failures };
 }
 
 /** The same file requests from n agents at once, against any server: requests per second. */
@@ -368,6 +397,40 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; o
     fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify(release.index));
   };
   return { child, url: `http://127.0.0.1:${port}/`, refresh };
+}
+
+/**
+ * wrk (C, keep-alive, its own threads) against a server, cycling through the file paths: a client
+ * that can saturate nginx, which the Node load generator above cannot on two shared cores.
+ */
+function wrkRun(url, paths, connections, seconds = 10) {
+  const script = path.join(WORK, 'paths.lua');
+  fs.writeFileSync(
+    script,
+    `local paths = { ${paths.map((p) => JSON.stringify(p)).join(', ')} }\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format("GET", paths[(i % #paths) + 1])\nend\n` +
+      `done = function(summary, latency, requests)\n  io.write(string.format("BENCH %d %d %d %d %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n`,
+  );
+  const run = spawnSync('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url], { encoding: 'utf8' });
+  if (run.error) throw new Error(`cannot run wrk (Debian's wrk package): ${run.error.message}`);
+  const m = /BENCH (\d+) (\d+) (\d+) (\d+) (\d+)/.exec(run.stdout);
+  if (!m) throw new Error(`wrk: ${run.stderr || run.stdout}`);
+  const [requests, durationUs, p50Us, p99Us, errors] = m.slice(1).map(Number);
+  return { rps: requests / (durationUs / 1e6), p50: p50Us / 1000, p99: p99Us / 1000, errors };
+}
+
+const WRK_RUNS = 3;
+const WRK_SECONDS = 5;
+
+/** wrk against Bulwark and nginx in turn, WRK_RUNS times each: the run with the median rate of each (a shared machine's noise hits both alike). */
+function wrkAlternating(bulwarkUrl, nginxUrl, paths, connections) {
+  const runs = { bulwark: [], nginx: [] };
+  for (let i = 0; i < WRK_RUNS; i++) {
+    runs.bulwark.push(wrkRun(bulwarkUrl, paths, connections, WRK_SECONDS));
+    runs.nginx.push(wrkRun(nginxUrl, paths, connections, WRK_SECONDS));
+  }
+  const medianRun = (list) => [...list].sort((a, b) => a.rps - b.rps)[Math.floor(list.length / 2)];
+  const errors = (list) => list.reduce((sum, r) => sum + r.errors, 0);
+  return { bulwark: { ...medianRun(runs.bulwark), errors: errors(runs.bulwark) }, nginx: { ...medianRun(runs.nginx), errors: errors(runs.nginx) } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,12 +539,16 @@ async function registryBench() {
   return { agents: REGISTRY_AGENTS, components: held.length, reportsPerSecond, failures, listMs: median(listTimes), rssHalfMB: rssHalf, rssAfterMB: rssAfter, heapHalfMB: heapHalf, heapAfterMB: heapAfter };
 }
 
-async function memoryBench(source) {
-  const server = await startServer(path.join(WORK, 'memory'), source);
+async function memoryBench(source, { node = process.execPath, idleOnly = false } = {}) {
+  const server = await startServer(path.join(WORK, idleOnly ? 'memory-idle' : 'memory'), source, [], [], node);
   const idle = [];
   for (let i = 0; i < 10; i++) {
     await sleep(1000);
     idle.push(rssKb(server.child.pid) / 1024);
+  }
+  if (idleOnly) {
+    await stop(server.child);
+    return { idleMB: median(idle) };
   }
   const after = [];
   const updates = Number(process.env.BENCH_UPDATES ?? 100);
@@ -526,33 +593,42 @@ function report(results) {
   p('<!-- server-bench:start -->');
   p('## Server: agents, fan-out against nginx, memory, registry');
   p();
-  p(`Measured by \`scripts/bench-server.js\` on ${results.machine}, ${results.date}, in one run of ${fmtMs(results.durationMs)}. Everything on loopback: the load generator (Node, undici, ${CONNECTIONS} connections) shares the two cores with the server it measures, so absolute rates are this machine's; ratios compare like with like in the same run.`);
+  p(`Measured by \`scripts/bench-server.js\` on ${results.machine}, ${results.date}, in one run of ${fmtMs(results.durationMs)}; \`bulwark serve\` ran on Node ${results.threadedNode} for the fan-out and the throughput (file threads need 22.12+), on the Node above for the rest. Everything on loopback: the load generators share the two cores with the server they measure, so absolute rates are this machine's; ratios compare like with like in the same run.`);
   p();
   p('### Fan-out: a release announced to every agent at once (spread 0, the worst case)');
   p();
   p('Each simulated agent holds its notification stream; on the announcement it makes an agent\'s request sequence (root check, timestamp, snapshot, targets, catalogue, index, policy, the 3 kB incremental, report).');
   p();
-  p('| Agents | All current after | Requests | Requests/s | p50 | p99 | Server CPU | Server peak RSS | RSS with the streams held | Failed |');
-  p('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const r of fanout) p(`| ${fmtInt(r.n)} | ${fmtMs(r.allCurrentMs)} | ${fmtInt(r.requests)} | ${fmtInt(r.rps)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${r.cpu.toFixed(1)} s | ${r.peakMB.toFixed(0)} MB | ${r.rssWithStreamsMB.toFixed(0)} MB ${mark(r.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)} | ${r.failures} |`);
+  p('| Agents | All current after | Requests | Requests/s | p50 | p99 | Server CPU | Server peak RSS | RSS as the last stream opened | RSS with the streams held | Failed |');
+  p('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of fanout) p(`| ${fmtInt(r.n)} | ${fmtMs(r.allCurrentMs)} | ${fmtInt(r.requests)} | ${fmtInt(r.rps)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${r.cpu.toFixed(1)} s | ${r.peakMB.toFixed(0)} MB | ${r.rssJustOpenedMB ? `${r.rssJustOpenedMB.toFixed(0)} MB` : '–'} | ${r.rssWithStreamsMB.toFixed(0)} MB ${mark(r.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)} | ${r.failures} |`);
   p();
-  p(`Goal: server RSS at most ${TARGETS.rssWithStreamsMB} MB with 5,000 notification streams held.`);
+  const alone = results.mainThreadAlone;
+  p(`Goal: server RSS at most ${TARGETS.rssWithStreamsMB} MB with 5,000 notification streams held: measured from ${HOLD_SETTLE_MS / 1000} s after the last stream opened, the median of 5 samples a second apart (the streams are held for hours; the column before it is the moment the last one opened, with the garbage of opening them all at once). The server ran with ${results.threads ? `its main thread and ${results.threads} file thread${results.threads === 1 ? '' : 's'}, which joined as the 1,000th agent enrolled` : 'its main thread alone'}${alone?.rssWithStreamsMB ? `; the same server on its main thread alone (\`--agent-threads 0\`), restarted after the floods below, held ${fmtInt(alone.streams)} streams in ${alone.rssWithStreamsMB.toFixed(0)} MB ${mark(alone.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)}` : ''}. A file thread costs about 15 MB of its own (a Node worker's start-up), and the connections' memory is shared out between the threads.`);
+  if (results.rssAfterFloodsMB) p(`After the throughput floods below (millions of requests over up to 5,000 connections), 5 s later, the server held ${results.rssAfterFloodsMB.toFixed(0)} MB.`);
   p();
   p('### Throughput against nginx (the same file requests, same concurrency, same run)');
   p();
-  p('The file part of the sequence (root check, timestamp, snapshot, targets, catalogue, index, incremental), from the same number of agents at once, against Bulwark\'s agent port and against nginx (`worker_processes auto`, sendfile, open_file_cache) serving the same release directory.');
+  p(`The file part of the sequence (timestamp, snapshot, targets, catalogue, index, incremental), over as many connections as there are agents, against Bulwark's agent port and against nginx (\`worker_processes auto\`, sendfile, open_file_cache) serving the same release directory. Two load generators: the Node one above (undici, ${CONNECTIONS} connections, the agents' sequences, which also begin with the root check, a 404 by design) and wrk (C, 2 threads, cycling through the same paths; ${WRK_RUNS} runs of ${WRK_SECONDS} s against each server in turn, the median run of each shown), which can push nginx several times harder; the goal is judged on wrk. Both share the two cores with the server they measure. Bulwark ran with ${results.threads ? `its main thread and ${results.threads} file thread${results.threads === 1 ? "" : "s"} (one per core beyond the first)` : 'its main thread alone'}.`);
   p();
-  p('| Agents | Bulwark requests/s | nginx requests/s | Ratio to nginx | Bulwark p50 / p99 | nginx p50 / p99 |');
-  p('|---:|---:|---:|---:|---:|---:|');
-  for (const t of throughput) p(`| ${fmtInt(t.n)} | ${fmtInt(t.bulwark.rps)} | ${fmtInt(t.nginx.rps)} | ${(t.bulwark.rps / t.nginx.rps).toFixed(2)}× nginx ${mark(t.bulwark.rps / t.nginx.rps >= TARGETS.throughputRatio)} | ${fmtMs(t.bulwark.p50)} / ${fmtMs(t.bulwark.p99)} | ${fmtMs(t.nginx.p50)} / ${fmtMs(t.nginx.p99)} |`);
+  p('| Agents (connections) | Load generator | Bulwark requests/s | nginx requests/s | Ratio to nginx | Bulwark p50 / p99 | nginx p50 / p99 |');
+  p('|---:|---|---:|---:|---:|---:|---:|');
+  const row = (n, generator, b, x, judged) => p(`| ${fmtInt(n)} | ${generator} | ${fmtInt(b.rps)} | ${fmtInt(x.rps)} | ${(b.rps / x.rps).toFixed(2)}× nginx${judged ? ` ${mark(b.rps / x.rps >= TARGETS.throughputRatio)}` : ''} | ${fmtMs(b.p50)} / ${fmtMs(b.p99)} | ${fmtMs(x.p50)} / ${fmtMs(x.p99)} |`);
+  for (const t of throughput) {
+    row(t.n, 'undici (Node)', t.bulwark, t.nginx, false);
+    row(t.n, 'wrk', t.bulwarkWrk, t.nginxWrk, true);
+  }
+  if (alone) row(alone.n, 'wrk, Bulwark on its main thread alone (`--agent-threads 0`, as under Node 20)', alone.bulwarkWrk, alone.nginxWrk, false);
   p();
-  p(`Goal: at least ${TARGETS.throughputRatio}× nginx's throughput.`);
+  const errors = throughput.reduce((sum, t) => sum + t.bulwarkWrk.errors + t.nginxWrk.errors, 0);
+  p(`Goal: at least ${TARGETS.throughputRatio}× nginx's throughput. wrk counted ${fmtInt(errors)} errors (connection, read, write, timeout or a status other than 2xx/3xx) over all its runs.`);
   p();
   p('### Memory of `bulwark serve`');
   p();
   p('| Measure | RSS | Goal |');
   p('|---|---:|---|');
   p(`| Idle after start (median of 10 s) | ${memory.idleMB.toFixed(0)} MB | ≤ ${TARGETS.idleMB} MB ${mark(memory.idleMB <= TARGETS.idleMB)} |`);
+  if (results.idleThreadedNode !== undefined) p(`| The same on Node ${results.threadedNode} (for information: its own baseline is larger) | ${results.idleThreadedNode.toFixed(0)} MB | |`);
   p(`| After updates 1–10 (median) | ${memory.afterFirst10MB.toFixed(0)} MB | |`);
   p(`| After updates 91–100 (median) | ${memory.afterLast10MB.toFixed(0)} MB | |`);
   p(`| Highest after any of the 100 updates | ${memory.maxMB.toFixed(0)} MB | flat: within 10 MB of idle ${mark(memory.maxMB - memory.idleMB <= 10)} |`);
@@ -609,33 +685,67 @@ async function main() {
   }
 
   log('fan-out: starting the server and enrolling agents');
-  const server = await startServer(path.join(WORK, 'fanout'), source);
+  const server = await startServer(path.join(WORK, 'fanout'), source, [], [], THREADED_NODE);
   const credentials = await enroll(server, Math.max(...AGENTS));
   const fanout = [];
   const throughput = [];
   const nginx = await startNginx(server.dataDir);
+  // With this many agents enrolled the file threads have joined (or the server says why not).
+  const threads = Number((await waitForLine(server.logFile, /(?:main thread and|agents enrolled:) (\d+) file thread|main thread alone\)/, 10_000))[1] ?? 0);
+  // The fan-outs first, back to back, as a server sees its releases; then the synthetic floods.
   for (const n of AGENTS) {
     log(`fan-out: ${n} agents`);
     fanout.push(await fanOut(server, source, credentials, n));
-    const paths = agentPaths(server.dataDir);
-    nginx.refresh();
+  }
+  const paths = agentPaths(server.dataDir);
+  nginx.refresh();
+  for (const n of AGENTS) {
     const bulwarkRun = await filesOnly(server.url, paths, n);
     const nginxRun = await filesOnly(nginx.url, paths, n);
-    throughput.push({ n, bulwark: bulwarkRun, nginx: nginxRun });
-    log(`  ${fmtInt(bulwarkRun.rps)} vs nginx ${fmtInt(nginxRun.rps)} requests/s`);
+    const { bulwark: bulwarkWrk, nginx: nginxWrk } = wrkAlternating(server.url, nginx.url, paths.files, n);
+    throughput.push({ n, bulwark: bulwarkRun, nginx: nginxRun, bulwarkWrk, nginxWrk });
+    log(`throughput, ${n} connections: undici ${fmtInt(bulwarkRun.rps)} vs nginx ${fmtInt(nginxRun.rps)} requests/s; wrk ${fmtInt(bulwarkWrk.rps)} vs nginx ${fmtInt(nginxWrk.rps)}`);
   }
+  await sleep(5000);
+  const rssAfterFloodsMB = rssKb(server.child.pid) / 1024;
+  // For comparison: the main thread alone (what Node 20 gets), against the same nginx.
+  await stop(server.child);
+  const alone = await startServer(server.dataDir, source, ['--agent-threads', '0'], [], THREADED_NODE);
+  const alonePaths = agentPaths(alone.dataDir);
+  wrkRun(alone.url, alonePaths.files, AGENTS[0], 2); // warm its cache
+  const aloneWrk = wrkAlternating(alone.url, nginx.url, alonePaths.files, AGENTS[0]);
+  const mainThreadAlone = { n: AGENTS[0], bulwarkWrk: aloneWrk.bulwark, nginxWrk: aloneWrk.nginx };
+  // And its memory with the most streams held, as in the fan-out.
+  const most = Math.max(...AGENTS);
+  const aloneStreams = await openStreams(alone, credentials.slice(0, most), () => {});
+  await sleep(HOLD_SETTLE_MS);
+  const aloneSamples = [];
+  for (let i = 0; i < 5; i++) {
+    aloneSamples.push(rssKb(alone.child.pid));
+    await sleep(1000);
+  }
+  mainThreadAlone.streams = most;
+  mainThreadAlone.rssWithStreamsMB = median(aloneSamples) / 1024;
+  aloneStreams.close();
+  log(`  main thread alone, wrk: ${fmtInt(mainThreadAlone.bulwarkWrk.rps)} vs nginx ${fmtInt(mainThreadAlone.nginxWrk.rps)}; RSS with ${most} streams ${mainThreadAlone.rssWithStreamsMB.toFixed(0)} MB`);
+  await stop(alone.child);
   nginx.child.kill('SIGTERM');
+  if (process.argv.includes('--only') && process.argv.includes('fanout')) {
+    log(JSON.stringify({ fanout, throughput, mainThreadAlone, rssAfterFloodsMB }));
+    await source.server.close();
+    return;
+  }
 
   log('registry: 100,000 agents');
-  await stop(server.child);
   const registry = await registryBench();
   log('memory: serve idle and across 100 updates');
   const memory = await memoryBench(source);
+  const idleThreadedNode = THREADED_NODE === process.execPath ? undefined : (await memoryBench(source, { node: THREADED_NODE, idleOnly: true })).idleMB;
   log('demo: 60 s');
   const demo = await demoBench();
   await source.server.close();
 
-  const results = { date: new Date().toISOString().slice(0, 10), machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`, durationMs: nowMs() - started, fanout, throughput, memory, registry, demo };
+  const results = { date: new Date().toISOString().slice(0, 10), machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`, threadedNode: THREADED_NODE_VERSION, idleThreadedNode, threads, durationMs: nowMs() - started, fanout, throughput, mainThreadAlone, rssAfterFloodsMB, memory, registry, demo };
   fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify(results, null, 1));
   writeReport(report(results));
   log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
