@@ -360,10 +360,12 @@ class FileThreads {
     const post = (message: ToFileThread) => worker.postMessage(message);
     return new Promise<void>((resolve, reject) => {
       let listening = false;
+      let listeningSince = 0;
       worker.on('message', (message: FromFileThread) => {
         switch (message.type) {
           case 'listening':
             listening = true;
+            listeningSince = Date.now();
             resolve();
             return;
           case 'request':
@@ -387,11 +389,15 @@ class FileThreads {
         if (!listening) reject(error);
         else this.log(`agents: a file thread failed: ${describeError(error)}`);
       });
-      worker.on('exit', () => {
+      worker.on('exit', (code) => {
         this.threads.delete(worker);
         for (const [seq] of this.acks) this.acknowledged(worker, seq);
-        if (listening && !this.closing) {
-          this.log('agents: replacing the file thread that ended');
+        if (!listening) reject(new Error(`a file thread ended before it listened (exit code ${code})`));
+        else if (this.closing) return;
+        // One that ends soon after its start would only end again: the other threads carry on.
+        else if (Date.now() - listeningSince < REPLACE_AFTER_MS) this.log(`agents: a file thread ended (exit code ${code}) within ${REPLACE_AFTER_MS / 1000} s of its start; not replaced`);
+        else {
+          this.log(`agents: replacing the file thread that ended (exit code ${code})`);
           this.spawn().catch((error: unknown) => this.log(`agents: cannot replace a file thread: ${describeError(error)}`));
         }
       });
@@ -451,11 +457,12 @@ class FileThreads {
 }
 
 /**
- * A file thread's young generation: V8's default (up to 16 MB a semi-space) lets each thread's heap
- * swell by tens of MB under load, once per thread; a thread's live objects are its connections and
- * its cache, so a small one costs little time in scavenges (docs/benchmarks.md).
+ * A file thread's young generation: V8's default grows to 32 MB under load, in each thread; a thread's
+ * live objects are its connections and its cache, so a small one costs little time in scavenges.
  */
 const FILE_THREAD_LIMITS = { maxYoungGenerationSizeMb: 6 };
+/** A file thread that ends later than this after its start is replaced. */
+const REPLACE_AFTER_MS = 10_000;
 
 const FILE_THREAD_URL = import.meta.url.endsWith('.ts') ? new URL('../../out/main/distribution/file-thread.js', import.meta.url) : new URL('./file-thread.js', import.meta.url);
 
