@@ -66,6 +66,31 @@ describe('agents and faults', () => {
     }
   });
 
+  it('reports reach the server in the order the agent made them: a slow one sent as a run began cannot outlast the run', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    await lab.startServer();
+    const proxy = await trickleProxy(lab.agentsUrl);
+    try {
+      await lab.startAgent('ordered', [], { server: proxy.url });
+      const dir = lab.agentDir('ordered');
+      await lab.waitForVersion(dir, lab.latest);
+      // The start-up run's reports: as it began, and as it ended.
+      await until(() => proxy.reportsInFlight === 0 && proxy.reports.at(-1) === 'idle', 10_000, 'the start-up reports');
+      // The report that says the next run began is held; the run ends long before it arrives.
+      proxy.holdUpdatingReportsMs = 1500;
+      const before = proxy.reports.length;
+      const latest = lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      await lab.waitForVersion(dir, latest);
+      await until(() => proxy.reportsInFlight === 0 && proxy.reports.length >= before + 2, 20_000, 'the run\'s reports');
+      expect(proxy.reports.slice(before)).toEqual(['updating', 'idle']);
+      const listed = await lab.agents();
+      expect(listed.agents.find((a) => a.name === 'ordered')).toMatchObject({ state: 'current', components: [{ id: 'virus-pattern', version: latest }] });
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('after a server restart, agents reconnect with back-off and catch up', { timeout: 120_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 2 });
     const port = await freePort();
@@ -158,11 +183,33 @@ describe('agents and faults', () => {
 
 /**
  * A proxy to the server in this process that, while `trickle` is set, sends file bodies a few bytes at
- * a time, and records the Range headers agents send.
+ * a time, and records the Range headers agents send. Reports go through whole: `holdUpdatingReportsMs`
+ * holds the ones that say a run began for that long, and `reports` lists the phases in the order
+ * they reached the server.
  */
 async function trickleProxy(upstream: string) {
-  const state = { trickle: false, fileRequests: 0, ranges: [] as string[] };
+  const state = { trickle: false, fileRequests: 0, ranges: [] as string[], holdUpdatingReportsMs: 0, reports: [] as string[], reportsInFlight: 0 };
   const server = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/agents/v1/report') {
+      state.reportsInFlight++;
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const { phase } = JSON.parse(body.toString('utf8')) as { phase: string };
+        setTimeout(() => {
+          const forward = http.request(new URL(req.url!, upstream), { method: 'POST', headers: { ...req.headers, host: new URL(upstream).host } }, (answer) => {
+            state.reports.push(phase);
+            state.reportsInFlight--;
+            res.writeHead(answer.statusCode ?? 502, answer.headers);
+            answer.pipe(res);
+          });
+          forward.on('error', () => res.destroy());
+          forward.end(body);
+        }, phase === 'updating' ? state.holdUpdatingReportsMs : 0);
+      });
+      return;
+    }
     const files = /^\/(targets|made)\//.test(req.url ?? '');
     if (files) {
       if (state.trickle) state.fileRequests++;

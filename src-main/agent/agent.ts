@@ -106,6 +106,9 @@ export class Agent {
   private spreadSeconds = 30;
   private seenRelease = 0;
   private stopping = false;
+  /** The report being sent, and whether another was asked for meanwhile. */
+  private reporting: Promise<void> | undefined;
+  private reportAgain = false;
   private readonly abort = new AbortController();
   private pollTimer: NodeJS.Timeout | undefined;
   private spreadTimer: NodeJS.Timeout | undefined;
@@ -145,7 +148,8 @@ export class Agent {
     this.settings.set('source', { url: this.server, trustedRoot: path.join(this.options.dataDir, 'trusted-root.json') });
     this.engine.on('run', (run) => void this.report(run));
     this.engine.on('state', (state) => {
-      if (state.type === 'checking') void this.report();
+      // Emitted as a run begins, before the engine counts itself busy.
+      if (state.type === 'checking') void this.report(undefined, 'updating');
     });
     this.engine.host({ schedule: false });
     // A server that has not finished its first update has nothing to serve: wait for its announcement
@@ -421,8 +425,33 @@ export class Agent {
     this.pollTimer.unref();
   }
 
-  /** Tell the server where this agent stands; a failed report is only logged (the next one catches up). */
-  private async report(run?: RunRecord): Promise<void> {
+  /**
+   * Tell the server where this agent stands; a failed report is only logged (the next one catches up).
+   * One at a time, in order: a report asked for while one is on its way is sent after it, with the
+   * state as it is then, so the server never records an older state last (a report sent as a run
+   * began, arriving after the one sent as it ended, would show the agent behind until its next poll).
+   */
+  private report(run?: RunRecord, phase?: AgentReport['phase']): Promise<void> {
+    if (this.reporting) {
+      this.reportAgain = true;
+      return this.reporting;
+    }
+    this.reporting = (async () => {
+      try {
+        await this.sendReport(run, phase);
+        // The state as it is now: the history's last run, and busy or not.
+        while (this.reportAgain) {
+          this.reportAgain = false;
+          await this.sendReport();
+        }
+      } finally {
+        this.reporting = undefined;
+      }
+    })();
+    return this.reporting;
+  }
+
+  private async sendReport(run?: RunRecord, phase?: AgentReport['phase']): Promise<void> {
     if (!this.enrollment || this.stopping) return;
     const last = run ?? this.engine.history.last();
     const changed = last?.components.filter((c) => c.method !== 'none') ?? [];
@@ -443,7 +472,7 @@ export class Agent {
             },
           }
         : {}),
-      phase: run ? 'idle' : this.engine.busy ? 'updating' : 'idle',
+      phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
     };
     try {
