@@ -79,10 +79,8 @@ export interface AgentServerOptions {
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
   released?: (ring: Ring) => boolean;
   log?: (line: string) => void;
-  /** File threads to start with the main thread (fileThreadPlan()); 0 serves on the main thread alone. */
-  fileThreads?: number;
-  /** Listen so that file threads can be added later (addFileThreads), even if none start now. */
-  shareablePort?: boolean;
+  /** File threads besides the main thread (fileThreadPlan()); none when absent. */
+  fileThreads?: FileThreadPlan;
 }
 
 /**
@@ -469,10 +467,8 @@ const FILE_THREAD_URL = import.meta.url.endsWith('.ts') ? new URL('../../out/mai
 export interface AgentServer {
   /** Base URLs agents can use, one per listening address. */
   urls: string[];
-  /** File threads answering agents besides the main thread. */
+  /** File threads answering agents besides the main thread now. */
   readonly fileThreads: number;
-  /** Start `count` file threads, where there are none yet (the port must be shareable). */
-  addFileThreads(count: number): Promise<void>;
   /** Agents with a notification stream open now. */
   connected(): number;
   /** Ask every connected agent to update now (each still waits its random spread); returns how many were asked. */
@@ -483,15 +479,45 @@ export interface AgentServer {
 export async function startAgentServer(options: AgentServerOptions, listen: ListenAddress[]): Promise<AgentServer> {
   const { distribution, registry } = options;
   const log = options.log ?? (() => {});
-  const changed = options.onAgentsChanged ?? (() => {});
-  const fileThreads = options.fileThreads ?? 0;
-  const answer = agentRoutes(options);
+  const plan = options.fileThreads ?? { now: 0, whenFleetGrows: 0 };
+  let threads: FileThreads | undefined;
+  // Until they run, file threads may join as agents enroll (checked once at a time, and again if
+  // agents enrolled meanwhile).
+  let checkingFleet = false;
+  let checkFleetAgain = false;
+  const joinIfFleetGrew = () => {
+    if (!plan.whenFleetGrows || threads) return;
+    if (checkingFleet) {
+      checkFleetAgain = true;
+      return;
+    }
+    checkingFleet = true;
+    registry
+      .count()
+      .then(async (enrolled) => {
+        if (enrolled < AUTO_THREADS_FROM_AGENTS || threads) return;
+        await startThreads(plan.whenFleetGrows);
+        log(`${enrolled} agents enrolled: ${plan.whenFleetGrows} file thread${plan.whenFleetGrows === 1 ? '' : 's'} now answer agents with the main thread`);
+      })
+      .catch((error: unknown) => log(`agents: cannot start file threads: ${describeError(error)}`))
+      .finally(() => {
+        checkingFleet = false;
+        if (checkFleetAgain) {
+          checkFleetAgain = false;
+          joinIfFleetGrew();
+        }
+      });
+  };
+  const changed = () => {
+    options.onAgentsChanged?.();
+    joinIfFleetGrew();
+  };
+  const answer = agentRoutes({ ...options, onAgentsChanged: changed });
   const streams = new Streams();
   const cache = new ResponseCache();
   const current = () => releaseAnswers(distribution.current());
   const initial = current();
   if (initial) cacheRelease(cache, initial);
-  let threads: FileThreads | undefined;
 
   const openStream = (id: string, res: http.ServerResponse) => streams.add(id, res);
   const onRequest: http.RequestListener = (req, res) => {
@@ -556,13 +582,14 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     for (const address of listen) {
       const server = http.createServer(onRequest);
       configureServer(server);
-      await listenOn(server, address, fileThreads > 0 || options.shareablePort === true);
+      // Taken to be shared wherever file threads may come, now or later.
+      await listenOn(server, address, plan.now > 0 || plan.whenFleetGrows > 0);
       servers.push(server);
       const { address: host, port } = server.address() as AddressInfo;
       bound.push({ host, port });
       urls.push(agentUrl(server.address() as AddressInfo));
     }
-    if (fileThreads > 0) await startThreads(fileThreads);
+    if (plan.now > 0) await startThreads(plan.now);
   } catch (error) {
     distribution.off('release', onRelease);
     clearInterval(ping);
@@ -574,11 +601,6 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     urls,
     get fileThreads() {
       return threads?.count() ?? 0;
-    },
-    addFileThreads: async (count) => {
-      if (threads || count <= 0) return;
-      if (!(fileThreads > 0 || options.shareablePort)) throw new Error('the agents\' port was not taken to be shared: file threads cannot be added');
-      await startThreads(count);
     },
     connected: () => connectedIds().length,
     askToUpdate: async () => {

@@ -87,7 +87,6 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined;
   const { distribution: serving } = settings.data;
-  let addThreadsIfFleetGrew = () => {};
   if (serving.enabled) {
     const listen = agentListenAddresses(settings);
     const threads = fileThreadPlan(serving.threads, await registry.count(), log);
@@ -97,48 +96,15 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           distribution,
           registry,
           settings: () => settings.data.distribution,
-          onAgentsChanged: () => {
-            overview.changed();
-            addThreadsIfFleetGrew();
-          },
+          onAgentsChanged: () => overview.changed(),
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
           log,
-          fileThreads: threads.now,
-          shareablePort: threads.whenFleetGrows > 0,
+          fileThreads: threads,
         },
         listen,
       );
-      if (threads.whenFleetGrows > 0) {
-        // Checked as agents enroll, until the fleet is large enough.
-        let checking = false;
-        let again = false;
-        addThreadsIfFleetGrew = () => {
-          const server = agentServer;
-          if (!server || server.fileThreads > 0) return;
-          if (checking) {
-            again = true;
-            return;
-          }
-          checking = true;
-          void registry
-            .count()
-            .then(async (enrolled) => {
-              if (enrolled < AUTO_THREADS_FROM_AGENTS) return;
-              await server.addFileThreads(threads.whenFleetGrows);
-              log(`${enrolled} agents enrolled: ${threads.whenFleetGrows} file thread${threads.whenFleetGrows === 1 ? '' : 's'} now answer agents with the main thread`);
-            })
-            .catch((error: unknown) => log(`agents: cannot add file threads: ${describeError(error)}`))
-            .finally(() => {
-              checking = false;
-              if (again) {
-                again = false;
-                addThreadsIfFleetGrew();
-              }
-            });
-        };
-      }
       const { fileThreads } = agentServer;
       const how = fileThreads
         ? `main thread and ${fileThreads} file thread${fileThreads === 1 ? '' : 's'}`
