@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab } from './helpers/agents-lab.js';
-import { ensureBuilt, runCli } from './helpers/cli.js';
+import { ensureBuilt, runCli, until } from './helpers/cli.js';
 import { freePort } from './helpers/proxies.js';
 
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
@@ -91,7 +91,9 @@ describe('the agents service on several threads', () => {
       expect((await lab.serverUpdate()).result).toBe('ok');
       const release = JSON.parse((await get(new URL('agents/v1/index.json', url).href)).body) as { release: number };
       await server.waitFor(new RegExp(`30 connected agents notified of release ${release.release}`), 20_000);
-      // Told on whichever thread holds it, and by then no thread answers the old timestamp.
+      // Told on whichever thread holds it (the log line comes as the main thread hands the event to
+      // the threads; each writes it to its streams), and by then no thread answers the old timestamp.
+      await until(() => streams.every((stream) => stream.releases.length > 0), 10_000, 'every stream to hear of the release');
       for (const stream of streams) expect(stream.releases).toEqual([release.release]);
       const answers = await Promise.all(Array.from({ length: 30 }, () => get(new URL('metadata/timestamp.json', url).href)));
       for (const answer of answers) expect(snapshotOf(answer.body)).toBeGreaterThan(before);

@@ -5,6 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type http from 'node:http';
+import { describeError } from '../engine/errors.js';
 
 export const MAX_BODY = 64 * 1024;
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -89,6 +90,27 @@ export async function readRequest(req: http.IncomingMessage): Promise<AgentReque
 /** Where a stream goes once opened, and how it is forgotten when the agent goes. */
 export type OpenStream = (agentId: string, res: http.ServerResponse) => () => void;
 
+/**
+ * The agents' request listener, the same on every thread: whole answers from the cache, the rest
+ * decided by `answer` (the routes, or the main thread asked for them) and written here.
+ */
+export function agentRequestListener(answer: (request: AgentRequest) => Promise<Reply>, cache: ResponseCache, openStream: OpenStream, log: (line: string) => void): http.RequestListener {
+  return (req, res) => {
+    if (cache.answer(req, res)) return;
+    readRequest(req)
+      .then(answer)
+      .then((reply) => writeReply(req, res, reply, cache, openStream))
+      .catch((error: unknown) => {
+        if (res.headersSent) res.destroy();
+        else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
+        else {
+          log(`agents: ${req.method} ${req.url} failed: ${describeError(error)}`);
+          sendJson(res, 500, { error: 'internal error; see the server log' });
+        }
+      });
+  };
+}
+
 export function writeReply(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, cache: ResponseCache, openStream: OpenStream): void {
   switch (reply.kind) {
     case 'json':
@@ -110,9 +132,10 @@ export function writeReply(req: http.IncomingMessage, res: http.ServerResponse, 
       sendFile(req, res, reply.file, reply.etag, reply.cacheControl, reply.type, cache);
       return;
     case 'stream': {
+      // Counted before the agent hears hello, so that a release right after it reaches this stream.
+      req.on('close', openStream(reply.agentId, res));
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       res.write(reply.hello);
-      req.on('close', openStream(reply.agentId, res));
       return;
     }
     case 'status':

@@ -33,18 +33,16 @@ import { Worker } from 'node:worker_threads';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
 import {
+  agentRequestListener,
   cacheRelease,
   configureServer,
   event,
   HttpError,
   IMMUTABLE,
   PING_MS,
-  readRequest,
   ResponseCache,
-  sendJson,
   SHORT_LIVED,
   Streams,
-  writeReply,
   type AgentRequest,
   type ReleaseAnswers,
   type Reply,
@@ -520,20 +518,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   if (initial) cacheRelease(cache, initial);
 
   const openStream = (id: string, res: http.ServerResponse) => streams.add(id, res);
-  const onRequest: http.RequestListener = (req, res) => {
-    if (cache.answer(req, res)) return;
-    readRequest(req)
-      .then(answer)
-      .then((reply) => writeReply(req, res, reply, cache, openStream))
-      .catch((error: unknown) => {
-        if (res.headersSent) res.destroy();
-        else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
-        else {
-          log(`agents: ${req.method} ${req.url} failed: ${describeError(error)}`);
-          sendJson(res, 500, { error: 'internal error; see the server log' });
-        }
-      });
-  };
+  const onRequest = agentRequestListener(answer, cache, openStream, log);
 
   /** Every agent with a stream open, on any thread. */
   const connectedIds = (): string[] => {

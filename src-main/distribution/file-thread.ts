@@ -7,7 +7,7 @@
 // does it on one core (docs/benchmarks.md).
 import http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
-import { cacheRelease, configureServer, HttpError, PING_MS, readRequest, ResponseCache, sendJson, Streams, writeReply, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { agentRequestListener, cacheRelease, configureServer, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread bound (port resolved), to bind again with SO_REUSEPORT. */
@@ -56,17 +56,8 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
   };
 };
 
-const onRequest: http.RequestListener = (req, res) => {
-  if (cache.answer(req, res)) return;
-  readRequest(req)
-    .then(ask)
-    .then((reply) => writeReply(req, res, reply, cache, openStream))
-    .catch((error: unknown) => {
-      if (res.headersSent) res.destroy();
-      else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
-      else sendJson(res, 500, { error: 'internal error; see the server log' });
-    });
-};
+// The main thread logs what fails in its routes; what fails here (reading a request) is the agent's.
+const onRequest = agentRequestListener(ask, cache, openStream, () => {});
 
 const servers = data.listen.map(() => http.createServer(onRequest));
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
