@@ -2,12 +2,12 @@
 // (file-thread.ts): how a request is read, and how an answer decided by the main thread's routes
 // (agent-server.ts) is written. Nothing here touches the registry or the release: a file thread
 // loads only this module and node's own.
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type http from 'node:http';
 import { describeError } from '../engine/errors.js';
+import { sha256 } from '../engine/files.js';
 
-export const MAX_BODY = 64 * 1024;
+const MAX_BODY = 64 * 1024;
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
 /** Metadata and the index change with each release: caches must ask again. */
 export const SHORT_LIVED = 'no-cache';
@@ -31,7 +31,6 @@ export interface ReleaseAnswers {
 
 export function cacheRelease(cache: ResponseCache, answers: ReleaseAnswers): void {
   const buffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const sha256 = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex');
   cache.put('/metadata/timestamp.json', buffer(answers.timestamp), { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, sha256(answers.timestamp));
   cache.put('/agents/v1/index.json', buffer(answers.index), { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, sha256(answers.index));
 }
@@ -230,7 +229,7 @@ export class ResponseCache {
     }
   }
 
-  remove(url: string): void {
+  private remove(url: string): void {
     const entry = this.entries.get(url);
     if (!entry) return;
     this.entries.delete(url);

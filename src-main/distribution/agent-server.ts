@@ -24,7 +24,6 @@
 // connections too: they answer the timestamp, the index and the files they hold in memory by
 // themselves and ask the main thread for the rest, so that HTTP parsing, most of the cost of a
 // release announced to thousands of agents, runs on every core.
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -32,6 +31,7 @@ import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
+import { sha256 } from '../engine/files.js';
 import {
   agentRequestListener,
   cacheRelease,
@@ -208,7 +208,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
   const etags = new Map<string, string>();
   const etagOf = (file: string) => {
     let etag = etags.get(file);
-    if (!etag) etags.set(file, (etag = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')));
+    if (!etag) etags.set(file, (etag = sha256(fs.readFileSync(file))));
     return etag;
   };
   const refused = () => new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
@@ -235,7 +235,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
       if (pathname === '/metadata/timestamp.json') {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         const timestamp = release.timestamp;
-        return { kind: 'bytes', body: timestamp, etag: crypto.createHash('sha256').update(timestamp).digest('hex'), type: 'application/json', cacheControl: SHORT_LIVED };
+        return { kind: 'bytes', body: timestamp, etag: sha256(timestamp), type: 'application/json', cacheControl: SHORT_LIVED };
       }
       const metadata = /^\/metadata\/([^/]+)$/.exec(pathname);
       if (metadata) {
@@ -258,7 +258,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
       if (pathname === '/agents/v1/index.json' && method === 'GET') {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         const index = Buffer.from(JSON.stringify(release.index));
-        return { kind: 'bytes', body: index, etag: crypto.createHash('sha256').update(index).digest('hex'), type: 'application/json; charset=utf-8', cacheControl: SHORT_LIVED };
+        return { kind: 'bytes', body: index, etag: sha256(index), type: 'application/json; charset=utf-8', cacheControl: SHORT_LIVED };
       }
       if (pathname === '/agents/v1/policy' && method === 'GET') {
         const ring = await registry.ringOf(await agentOf(request));
