@@ -7,7 +7,8 @@
 // `GET /api/events`. The Host header must name this server, against DNS rebinding.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
+import { createServer } from '../engine/node-http.js';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { CONSOLE_EVENTS, type ApiErrorBody } from './contract.js';
@@ -126,7 +127,7 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
     fs.createReadStream(file).pipe(res);
   };
 
-  const server = http.createServer((req, res) => {
+  const server = createServer((req, res) => {
     void (async () => {
       if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
         fail(res, 400, 'bad-request', 'unexpected Host header');

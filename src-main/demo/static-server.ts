@@ -2,7 +2,8 @@
 // and tests use it as the real HTTP server on loopback. Read-only, GET and HEAD, no directory
 // listings, nothing outside the root.
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
+import { createServer } from '../engine/node-http.js';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
@@ -45,7 +46,7 @@ export interface RunningServer {
 }
 
 export async function listen(handler: RequestHandler, host = '127.0.0.1', port = 0): Promise<RunningServer> {
-  const server = http.createServer(handler);
+  const server = createServer(handler);
   // Longer than undici's 2 s idle threshold, so clients reuse connections as they would with a CDN.
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {

@@ -9,7 +9,7 @@
 //     until the time given, across runs (like freshclam), capped at MAX_COOLDOWN_MS.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
@@ -17,6 +17,7 @@ import type { Dispatcher } from 'undici';
 import { CooldownError, FileError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import { streamRequest } from './http.js';
+import { STATUS_CODES } from './node-http.js';
 import { errorCode, explainUnreachable } from './network.js';
 
 export interface FetcherOptions {

@@ -11,7 +11,8 @@
 // {error, code}, for the command to report as its own.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
+import { createServer } from '../engine/node-http.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { ComponentChange } from '../engine/engine.js';
@@ -43,7 +44,7 @@ export async function startControl(dataDir: string, handlers: ControlHandlers, l
   // The caller holds the data directory's lock, so a socket file here is a dead process's.
   if (process.platform !== 'win32') fs.rmSync(socket, { force: true });
   const calls = handlers as unknown as Record<string, ((body: unknown) => Promise<unknown>) | undefined>;
-  const server = http.createServer((req, res) => {
+  const server = createServer((req, res) => {
     const name = /^\/([a-z]+)$/.exec(req.url ?? '')?.[1];
     const handler = req.method === 'POST' && name ? calls[name] : undefined;
     if (!handler) {
