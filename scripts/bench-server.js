@@ -16,7 +16,7 @@
 // Machine-dependent: the load generator shares the two cores with the server it measures.
 // `--only registry` runs part 3 alone (its data stays in the bench directory, to time `agents list` by hand).
 // `--only fanout` runs part 1 alone and prints its results without touching the report; BENCH_THREADS
-// sets the server's --agent-threads (default: one per core beyond the first).
+// sets the server's --agent-threads (default: the server's own, one per core).
 // `--only memory` runs part 2 alone (BENCH_UPDATES updates, default 100) and prints its RSS series
 // without touching the report: for chasing growth.
 import { spawn, spawnSync } from 'node:child_process';
@@ -604,12 +604,12 @@ function report(results) {
   for (const r of fanout) p(`| ${fmtInt(r.n)} | ${fmtMs(r.allCurrentMs)} | ${fmtInt(r.requests)} | ${fmtInt(r.rps)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${r.cpu.toFixed(1)} s | ${r.peakMB.toFixed(0)} MB | ${r.rssJustOpenedMB ? `${r.rssJustOpenedMB.toFixed(0)} MB` : '–'} | ${r.rssWithStreamsMB.toFixed(0)} MB ${mark(r.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)} | ${r.failures} |`);
   p();
   const alone = results.mainThreadAlone;
-  p(`Goal: server RSS at most ${TARGETS.rssWithStreamsMB} MB with 5,000 notification streams held: measured from ${HOLD_SETTLE_MS / 1000} s after the last stream opened, the median of 5 samples a second apart (the streams are held for hours; the column before it is the moment the last one opened, with the garbage of opening them all at once). The server ran with ${results.threads ? `its main thread and ${results.threads} file thread${results.threads === 1 ? '' : 's'}, which joined as the 1,000th agent enrolled` : 'its main thread alone'}${alone?.rssWithStreamsMB ? `; the same server on its main thread alone (\`--agent-threads 0\`), restarted after the floods below, held ${fmtInt(alone.streams)} streams in ${alone.rssWithStreamsMB.toFixed(0)} MB ${mark(alone.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)}` : ''}. A file thread costs about 15 MB of its own (a Node worker's start-up), and the connections' memory is shared out between the threads.`);
+  p(`Goal: server RSS at most ${TARGETS.rssWithStreamsMB} MB with 5,000 notification streams held: measured from ${HOLD_SETTLE_MS / 1000} s after the last stream opened, the median of 5 samples a second apart (the streams are held for hours; the column before it is the moment the last one opened, with the garbage of opening them all at once). The server ran with ${results.threads ? `${results.threads} file thread${results.threads === 1 ? '' : 's'}, which took the agents' connections off the main thread as the 1,000th agent enrolled` : 'its main thread alone'}${alone?.rssWithStreamsMB ? `; the same server on its main thread alone (\`--agent-threads 0\`), restarted after the floods below, held ${fmtInt(alone.streams)} streams in ${alone.rssWithStreamsMB.toFixed(0)} MB ${mark(alone.rssWithStreamsMB <= TARGETS.rssWithStreamsMB)}` : ''}. A file thread costs about 12 MB of its own (a Node worker's start-up), and the connections' memory is shared out between the threads; each thread gives its grown heap back two seconds after a burst of requests ends.`);
   if (results.rssAfterFloodsMB) p(`After the throughput floods below (millions of requests over up to 5,000 connections), 5 s later, the server held ${results.rssAfterFloodsMB.toFixed(0)} MB.`);
   p();
   p('### Throughput against nginx (the same file requests, same concurrency, same run)');
   p();
-  p(`The file part of the sequence (timestamp, snapshot, targets, catalogue, index, incremental), over as many connections as there are agents, against Bulwark's agent port and against nginx (\`worker_processes auto\`, sendfile, open_file_cache) serving the same release directory. Two load generators: the Node one above (undici, ${CONNECTIONS} connections, the agents' sequences, which also begin with the root check, a 404 by design) and wrk (C, 2 threads, cycling through the same paths; ${WRK_RUNS} runs of ${WRK_SECONDS} s against each server in turn, the median run of each shown), which can push nginx several times harder; the goal is judged on wrk. Both share the two cores with the server they measure. Bulwark ran with ${results.threads ? `its main thread and ${results.threads} file thread${results.threads === 1 ? "" : "s"} (one per core beyond the first)` : 'its main thread alone'}.`);
+  p(`The file part of the sequence (timestamp, snapshot, targets, catalogue, index, incremental), over as many connections as there are agents, against Bulwark's agent port and against nginx (\`worker_processes auto\`, sendfile, open_file_cache) serving the same release directory. Two load generators: the Node one above (undici, ${CONNECTIONS} connections, the agents' sequences, which also begin with the root check, a 404 by design) and wrk (C, 2 threads, cycling through the same paths; ${WRK_RUNS} runs of ${WRK_SECONDS} s against each server in turn, the median run of each shown), which can push nginx several times harder; the goal is judged on wrk. Both share the two cores with the server they measure. Bulwark ran with ${results.threads ? `${results.threads} file thread${results.threads === 1 ? "" : "s"} (one per core) taking the connections, the main thread keeping the registry and the release` : 'its main thread alone'}.`);
   p();
   p('| Agents (connections) | Load generator | Bulwark requests/s | nginx requests/s | Ratio to nginx | Bulwark p50 / p99 | nginx p50 / p99 |');
   p('|---:|---|---:|---:|---:|---:|---:|');
@@ -691,7 +691,7 @@ async function main() {
   const throughput = [];
   const nginx = await startNginx(server.dataDir);
   // With this many agents enrolled the file threads have joined (or the server says why not).
-  const threads = Number((await waitForLine(server.logFile, /(?:main thread and|agents enrolled:) (\d+) file thread|main thread alone\)/, 10_000))[1] ?? 0);
+  const threads = Number((await waitForLine(server.logFile, /(?:serving agents at \S+ \(|agents enrolled: )(\d+) file thread|main thread alone\)/, 10_000))[1] ?? 0);
   // The fan-outs first, back to back, as a server sees its releases; then the synthetic floods.
   for (const n of AGENTS) {
     log(`fan-out: ${n} agents`);

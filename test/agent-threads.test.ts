@@ -63,6 +63,20 @@ function openStream(url: string, credential: string): Promise<{ releases: number
   });
 }
 
+/** Sockets listening on a TCP port, from the kernel's table (one per thread that takes connections). */
+function listeningSockets(port: number): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!fs.existsSync(table)) continue;
+    for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      if (local?.endsWith(`:${hexPort}`) && state === '0A') count++;
+    }
+  }
+  return count;
+}
+
 /** The snapshot version a timestamp answer names. */
 const snapshotOf = (timestamp: string) => (JSON.parse(timestamp) as { signed: { meta: Record<string, { version: number }> } }).signed.meta['snapshot.json']!.version;
 
@@ -72,8 +86,11 @@ describe('the agents service on several threads', () => {
     // Started twice: the second time the threads begin with a release (in memory from their first moment).
     await (await lab.startServer()).stop('SIGTERM');
     const server = await lab.startServer(['--agent-threads', '2']);
-    if (portSharing) expect(server.stdout).toMatch(/serving agents at \S+ \(main thread and 2 file threads\)/);
-    else {
+    if (portSharing) {
+      expect(server.stdout).toMatch(/serving agents at \S+ \(2 file threads\)/);
+      // The threads take the connections; the main thread does not listen.
+      expect(listeningSockets(Number(new URL(lab.agentsUrl).port))).toBe(2);
+    } else {
       expect(server.stdout).toMatch(/file threads need Node 22\.12 or later on Linux .*; the main thread serves alone/);
       expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone\)/);
     }
@@ -125,17 +142,37 @@ describe('the agents service on several threads', () => {
     expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone; file threads join from 1,000 enrolled agents\)/);
     const token = await lab.token();
     const url = lab.agentsUrl;
-    for (let next = 0; next < 999; ) {
+    const port = Number(new URL(url).port);
+    expect(listeningSockets(port)).toBe(1);
+    // Streams the main thread holds when the threads come stay with it, and still hear releases.
+    const onMain = await Promise.all(Array.from({ length: 5 }, async (_, i) => openStream(url, await enroll(url, token, `early-${i}`))));
+    for (let next = 5; next < 999; ) {
       const batch = Array.from({ length: Math.min(50, 999 - next) }, () => next++);
       await Promise.all(batch.map((i) => enroll(url, token, `sim-${i}`)));
     }
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(server.stdout).not.toMatch(/agents enrolled: \d+ file threads? now answer/);
+    expect(server.stdout).not.toMatch(/agents enrolled: \d+ file threads? now take/);
     await enroll(url, token, 'sim-999');
-    await server.waitFor(/1000 agents enrolled: \d+ file threads? now answer agents with the main thread/, 20_000);
-    // The threads answer from the current release at once.
-    const index = JSON.parse((await get(new URL('agents/v1/index.json', url).href)).body) as { release: number };
-    for (const answer of await Promise.all(Array.from({ length: 30 }, () => get(new URL('agents/v1/index.json', url).href)))) expect(JSON.parse(answer.body)).toEqual(index);
+    const joined = await server.waitFor(/1000 agents enrolled: (\d+) file threads? now take the agents' connections; the main thread keeps those it holds/, 20_000);
+    const threads = Number(joined[1]);
+    expect(threads).toBe(Math.min(os.availableParallelism(), 4));
+    await until(() => listeningSockets(port) === threads, 5_000, 'the main thread to stop listening');
+    const onThreads = await Promise.all(Array.from({ length: 10 }, async (_, i) => openStream(url, await enroll(url, token, `late-${i}`))));
+    try {
+      // The threads answer from the current release at once.
+      const index = JSON.parse((await get(new URL('agents/v1/index.json', url).href)).body) as { release: number };
+      for (const answer of await Promise.all(Array.from({ length: 30 }, () => get(new URL('agents/v1/index.json', url).href)))) expect(JSON.parse(answer.body)).toEqual(index);
+
+      lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      const release = (JSON.parse((await get(new URL('agents/v1/index.json', url).href)).body) as { release: number }).release;
+      expect(release).toBeGreaterThan(index.release);
+      const all = [...onMain, ...onThreads];
+      await until(() => all.every((stream) => stream.releases.length > 0), 20_000, 'every stream, on the main thread or a file thread, to hear of the release');
+      for (const stream of all) expect(stream.releases).toEqual([release]);
+    } finally {
+      for (const stream of [...onMain, ...onThreads]) stream.close();
+    }
   });
 
   it('a second server cannot take a port one already serves on, threads or not', { timeout: 120_000 }, async () => {

@@ -262,9 +262,9 @@ Options:
   --rollout on|off           roll each release out ring by ring: canary, early, broad (default on)
   --rollout-soak SECONDS     how long a ring runs a release without failures before the next gets it
                              (default 900)
-  --agent-threads N|auto     threads answering agents besides the main one; 0 for the main thread
-                             alone (auto: one per core beyond the first, up to 4, once 1,000 agents
-                             are enrolled; needs Node 22.12+ on Linux)`,
+  --agent-threads N|auto     threads that take the agents' connections off the main thread; 0: the
+                             main thread answers them (auto: one per core, up to 4, once 1,000
+                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)`,
     options: {
       ...dataOption,
       source: { type: 'string' },

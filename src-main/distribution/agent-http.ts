@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
+import { collectGarbage } from '../engine/memory.js';
 
 const MAX_BODY = 64 * 1024;
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -93,8 +94,9 @@ export type OpenStream = (agentId: string, res: http.ServerResponse) => () => vo
  * The agents' request listener, the same on every thread: whole answers from the cache, the rest
  * decided by `answer` (the routes, or the main thread asked for them) and written here.
  */
-export function agentRequestListener(answer: (request: AgentRequest) => Promise<Reply>, cache: ResponseCache, openStream: OpenStream, log: (line: string) => void): http.RequestListener {
+export function agentRequestListener(answer: (request: AgentRequest) => Promise<Reply>, cache: ResponseCache, openStream: OpenStream, log: (line: string) => void, burst: AfterBurst): http.RequestListener {
   return (req, res) => {
+    burst.request();
     if (cache.answer(req, res)) return;
     readRequest(req)
       .then(answer)
@@ -234,6 +236,45 @@ export class ResponseCache {
     if (!entry) return;
     this.entries.delete(url);
     this.bytes -= entry.body.length;
+  }
+}
+
+/**
+ * Gives a thread's memory back once a burst of requests (a release's fan-out, thousands of agents
+ * reconnecting) is over. V8 keeps the young generation it grew under the burst until its memory
+ * reducer notices the thread is idle, and a server then holds its agents' streams for hours: a full
+ * collection once the requests stop returns that memory at once (docs/benchmarks.md). Counting costs
+ * an increment per request; the check runs every `quietMs`.
+ */
+export class AfterBurst {
+  private sinceCollection = 0;
+  private sinceCheck = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    /** Requests that make a burst. */
+    minRequests = 1_000,
+    /** A window without any request: the burst is over. */
+    quietMs = 2_000,
+    collect: () => void = collectGarbage,
+  ) {
+    this.timer = setInterval(() => {
+      if (this.sinceCheck === 0 && this.sinceCollection >= minRequests) {
+        this.sinceCollection = 0;
+        collect();
+      }
+      this.sinceCheck = 0;
+    }, quietMs);
+    this.timer.unref();
+  }
+
+  request(): void {
+    this.sinceCollection++;
+    this.sinceCheck++;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }
 

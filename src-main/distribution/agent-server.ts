@@ -20,12 +20,14 @@
 // Agent credentials open nothing else: the console is a different server with its own token.
 //
 // Threads: the main thread owns the registry, the release and the rollout, and decides every answer
-// (agentRoutes). Where the platform lets sockets share a port, file threads (file-thread.ts) accept
-// connections too: they answer the timestamp, the index and the files they hold in memory by
-// themselves and ask the main thread for the rest, so that HTTP parsing, most of the cost of a
-// release announced to thousands of agents, runs on every core.
+// (agentRoutes). Where the platform lets sockets share a port, file threads (file-thread.ts) take the
+// agents' connections instead: they answer the timestamp, the index and the files they hold in memory
+// by themselves and ask the main thread for the rest, so that HTTP parsing, most of the cost of a
+// release announced to thousands of agents, runs on every core, and never waits for an update the
+// main thread is running (nor slows it).
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
+import { createServer } from '../engine/node-http.js';
 import os from 'node:os';
 import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
@@ -33,6 +35,7 @@ import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
 import {
+  AfterBurst,
   agentRequestListener,
   cacheRelease,
   configureServer,
@@ -77,7 +80,7 @@ export interface AgentServerOptions {
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
   released?: (ring: Ring) => boolean;
   log?: (line: string) => void;
-  /** File threads besides the main thread (fileThreadPlan()); none when absent. */
+  /** File threads to take the agents' connections (fileThreadPlan()); none when absent. */
   fileThreads?: FileThreadPlan;
 }
 
@@ -94,17 +97,17 @@ function portSharing(): boolean {
 export const AUTO_THREADS_FROM_AGENTS = 1_000;
 
 export interface FileThreadPlan {
-  /** File threads to start with the service. */
+  /** File threads to start with the service (the main thread then takes no agents' connection). */
   now: number;
-  /** File threads to add once AUTO_THREADS_FROM_AGENTS agents are enrolled (0: none). */
+  /** File threads to start once AUTO_THREADS_FROM_AGENTS agents are enrolled (0: none). */
   whenFleetGrows: number;
 }
 
 /**
  * The file threads: as set (distribution.threads), else, once the fleet is large enough to need more
- * than one core for a release's fan-out, one event loop per core with the main thread's (up to 4
- * file threads). A smaller fleet is served by one core in about a second, and each thread costs
- * about 15 MB (docs/benchmarks.md). None where the port cannot be shared.
+ * than one core for a release's fan-out, one per core (up to 4), the main thread left to the
+ * registry and the updates. A smaller fleet is served by the main thread in about a second, and each
+ * thread costs about 12 MB (docs/benchmarks.md). None where the port cannot be shared or on one core.
  */
 export function fileThreadPlan(setting: number | undefined, enrolled: number, log: (line: string) => void): FileThreadPlan {
   if (setting === 0) return { now: 0, whenFleetGrows: 0 };
@@ -113,7 +116,8 @@ export function fileThreadPlan(setting: number | undefined, enrolled: number, lo
     return { now: 0, whenFleetGrows: 0 };
   }
   if (setting !== undefined) return { now: setting, whenFleetGrows: 0 };
-  const auto = Math.max(0, Math.min(os.availableParallelism() - 1, 4));
+  const cores = os.availableParallelism();
+  const auto = cores < 2 ? 0 : Math.min(cores, 4);
   return enrolled >= AUTO_THREADS_FROM_AGENTS ? { now: auto, whenFleetGrows: 0 } : { now: 0, whenFleetGrows: auto };
 }
 
@@ -337,6 +341,8 @@ class FileThreads {
     private readonly answer: (request: AgentRequest) => Promise<Reply>,
     private readonly current: () => ReleaseAnswers | undefined,
     private readonly log: (line: string) => void,
+    /** Called when the last thread has ended and none replaces it: the port would be left unserved. */
+    private readonly onNoneLeft: () => void,
   ) {}
 
   /** Resolves once `count` threads listen; a release that comes meanwhile reaches them too. */
@@ -389,13 +395,18 @@ class FileThreads {
         this.threads.delete(worker);
         for (const [seq] of this.acks) this.acknowledged(worker, seq);
         if (!listening) reject(new Error(`a file thread ended before it listened (exit code ${code})`));
-        else if (this.closing) return;
+        if (!listening || this.closing) return;
         // One that ends soon after its start would only end again: the other threads carry on.
-        else if (Date.now() - listeningSince < REPLACE_AFTER_MS) this.log(`agents: a file thread ended (exit code ${code}) within ${REPLACE_AFTER_MS / 1000} s of its start; not replaced`);
-        else {
-          this.log(`agents: replacing the file thread that ended (exit code ${code})`);
-          this.spawn().catch((error: unknown) => this.log(`agents: cannot replace a file thread: ${describeError(error)}`));
+        if (Date.now() - listeningSince < REPLACE_AFTER_MS) {
+          this.log(`agents: a file thread ended (exit code ${code}) within ${REPLACE_AFTER_MS / 1000} s of its start; not replaced`);
+          if (!this.threads.size) this.onNoneLeft();
+          return;
         }
+        this.log(`agents: replacing the file thread that ended (exit code ${code})`);
+        this.spawn().catch((error: unknown) => {
+          this.log(`agents: cannot replace a file thread: ${describeError(error)}`);
+          if (!this.threads.size) this.onNoneLeft();
+        });
       });
     });
   }
@@ -465,7 +476,7 @@ const FILE_THREAD_URL = import.meta.url.endsWith('.ts') ? new URL('../../out/mai
 export interface AgentServer {
   /** Base URLs agents can use, one per listening address. */
   urls: string[];
-  /** File threads answering agents besides the main thread now. */
+  /** File threads taking the agents' connections now (0: the main thread takes them). */
   readonly fileThreads: number;
   /** Agents with a notification stream open now. */
   connected(): number;
@@ -495,7 +506,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       .then(async (enrolled) => {
         if (enrolled < AUTO_THREADS_FROM_AGENTS || threads) return;
         await startThreads(plan.whenFleetGrows);
-        log(`${enrolled} agents enrolled: ${plan.whenFleetGrows} file thread${plan.whenFleetGrows === 1 ? '' : 's'} now answer agents with the main thread`);
+        log(`${enrolled} agents enrolled: ${plan.whenFleetGrows} file thread${plan.whenFleetGrows === 1 ? '' : 's'} now take the agents' connections; the main thread keeps those it holds`);
       })
       .catch((error: unknown) => log(`agents: cannot start file threads: ${describeError(error)}`))
       .finally(() => {
@@ -518,7 +529,8 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   if (initial) cacheRelease(cache, initial);
 
   const openStream = (id: string, res: http.ServerResponse) => streams.add(id, res);
-  const onRequest = agentRequestListener(answer, cache, openStream, log);
+  const burst = new AfterBurst();
+  const onRequest = agentRequestListener(answer, cache, openStream, log, burst);
 
   /** Every agent with a stream open, on any thread. */
   const connectedIds = (): string[] => {
@@ -550,34 +562,57 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
   ping.unref();
 
-  const servers: http.Server[] = [];
+  const servers = listen.map(() => {
+    const server = createServer(onRequest);
+    configureServer(server);
+    return server;
+  });
   const urls: string[] = [];
+  /** Where the file threads listen (the port resolved), shared with SO_REUSEPORT. */
   const bound: FileThreadData['listen'] = [];
+  // The main thread stops taking connections once file threads listen: an http.Server's close()
+  // would also end idle keep-alive connections, so only the listening socket is closed. Those it
+  // holds (notification streams among them) stay until they end, and still hear every release.
+  const stopAccepting = () => {
+    for (const server of servers) if (server.listening) net.Server.prototype.close.call(server);
+  };
+  const takeBackPort = () => {
+    log('agents: no file thread is left; the main thread takes the agents\' connections again');
+    Promise.all(servers.map((server, i) => bindServer(server, bound[i]!, true))).catch((error: unknown) => log(`agents: cannot take the agents' port back: ${describeError(error)}`));
+  };
   const startThreads = async (count: number) => {
     // Assigned before the threads start, so that a release during their start reaches them.
-    threads = new FileThreads(bound, answer, current, log);
+    // What the threads ask of the routes is the main thread's share of a burst.
+    const answerThread = (request: AgentRequest) => {
+      burst.request();
+      return answer(request);
+    };
+    threads = new FileThreads(bound, answerThread, current, log, takeBackPort);
     try {
       await threads.start(count);
     } catch (error) {
       threads = undefined;
       throw error;
     }
+    stopAccepting();
   };
+  const sharing = plan.now > 0 || plan.whenFleetGrows > 0;
   try {
-    for (const address of listen) {
-      const server = http.createServer(onRequest);
-      configureServer(server);
-      // Taken to be shared wherever file threads may come, now or later.
-      await listenOn(server, address, plan.now > 0 || plan.whenFleetGrows > 0);
-      servers.push(server);
-      const { address: host, port } = server.address() as AddressInfo;
-      bound.push({ host, port });
-      urls.push(agentUrl(server.address() as AddressInfo));
+    for (const [i, address] of listen.entries()) {
+      // A port to share is first taken alone, for a moment: sockets with SO_REUSEPORT share a port
+      // with any other of the same user, so another server already on it would otherwise get a
+      // share of the agents' connections instead of this one failing to start.
+      const at = sharing ? await reserve(address) : await bindServer(servers[i]!, address, false);
+      bound.push({ host: at.address, port: at.port });
+      // Until file threads come, the main thread takes the connections, on a socket they can share.
+      if (sharing && !plan.now) await bindServer(servers[i]!, bound[i]!, true);
+      urls.push(agentUrl(at));
     }
     if (plan.now > 0) await startThreads(plan.now);
   } catch (error) {
     distribution.off('release', onRelease);
     clearInterval(ping);
+    burst.stop();
     for (const server of servers) server.close();
     await threads?.close();
     throw error;
@@ -598,6 +633,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     close: async () => {
       distribution.off('release', onRelease);
       clearInterval(ping);
+      burst.stop();
       streams.endAll();
       await threads?.close();
       await Promise.all(
@@ -624,33 +660,30 @@ function agentUrl(bound: AddressInfo): string {
 }
 
 /**
- * Listen on one address; "::" also takes IPv4 (dual stack), or falls back to 0.0.0.0 on a host without
- * IPv6. With `reusePort` (for the file threads) the port is first taken alone, for a moment: sockets
- * with SO_REUSEPORT share a port with any other of the same user, so another server already on it
- * would otherwise get half of the agents' connections instead of this one failing to start.
+ * Listen on one address, with SO_REUSEPORT when it is to be shared; "::" also takes IPv4 (dual stack),
+ * or falls back to 0.0.0.0 on a host without IPv6. Resolves with the address bound.
  */
-function listenOn(server: http.Server, address: ListenAddress, reusePort: boolean): Promise<void> {
-  const bind = (target: net.Server, options: ListenOptions & { reusePort?: boolean }) =>
-    new Promise<number>((resolve, reject) => {
+function bindServer(server: net.Server, address: ListenAddress, reusePort: boolean): Promise<AddressInfo> {
+  const bind = (host: string) =>
+    new Promise<AddressInfo>((resolve, reject) => {
       const onError = (error: Error) => reject(error);
-      target.once('error', onError);
-      target.listen(options, () => {
-        target.off('error', onError);
-        resolve((target.address() as AddressInfo).port);
+      server.once('error', onError);
+      // reusePort is Node 22.12's; older types do not know it.
+      server.listen({ host, port: address.port, ipv6Only: false, ...(reusePort ? { reusePort } : {}) } satisfies ListenOptions & { reusePort?: boolean }, () => {
+        server.off('error', onError);
+        resolve(server.address() as AddressInfo);
       });
     });
-  const attempt = async (host: string) => {
-    let port = address.port;
-    if (reusePort) {
-      const probe = net.createServer();
-      port = await bind(probe, { host, port, ipv6Only: false });
-      await new Promise((resolve) => probe.close(resolve));
-    }
-    // reusePort is Node 22.12's; older types do not know it.
-    await bind(server, { host, port, ipv6Only: false, ...(reusePort ? { reusePort } : {}) });
-  };
-  return attempt(address.host).catch((error: NodeJS.ErrnoException) => {
-    if (address.host === '::' && (error.code === 'EAFNOSUPPORT' || error.code === 'EADDRNOTAVAIL')) return attempt('0.0.0.0');
+  return bind(address.host).catch((error: NodeJS.ErrnoException) => {
+    if (address.host === '::' && (error.code === 'EAFNOSUPPORT' || error.code === 'EADDRNOTAVAIL')) return bind('0.0.0.0');
     throw error;
   });
+}
+
+/** Take an address alone for a moment: fails if anything listens on it, else resolves the port. */
+async function reserve(address: ListenAddress): Promise<AddressInfo> {
+  const probe = net.createServer();
+  const at = await bindServer(probe, address, false);
+  await new Promise((resolve) => probe.close(resolve));
+  return at;
 }

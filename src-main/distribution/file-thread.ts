@@ -5,9 +5,10 @@
 // else; it then writes that answer itself and holds the notification streams opened on it. HTTP
 // parsing is most of the cost of serving a release to thousands of agents, and one event loop
 // does it on one core (docs/benchmarks.md).
-import http from 'node:http';
+import type http from 'node:http';
+import { createServer } from '../engine/node-http.js';
 import { parentPort, workerData } from 'node:worker_threads';
-import { agentRequestListener, cacheRelease, configureServer, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { AfterBurst, agentRequestListener, cacheRelease, configureServer, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread bound (port resolved), to bind again with SO_REUSEPORT. */
@@ -57,9 +58,10 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
 };
 
 // The main thread logs what fails in its routes; what fails here (reading a request) is the agent's.
-const onRequest = agentRequestListener(ask, cache, openStream, () => {});
+const burst = new AfterBurst();
+const onRequest = agentRequestListener(ask, cache, openStream, () => {}, burst);
 
-const servers = data.listen.map(() => http.createServer(onRequest));
+const servers = data.listen.map(() => createServer(onRequest));
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
 ping.unref();
 
@@ -80,6 +82,7 @@ port.on('message', (message: ToFileThread) => {
       return;
     case 'close':
       clearInterval(ping);
+      burst.stop();
       streams.endAll();
       for (const server of servers) {
         server.closeAllConnections();

@@ -43,7 +43,7 @@ export interface DistributionSetting {
   notify?: string;
   /** Ring by ring: canary, then early, then broad (src-main/distribution/rollout.ts); the defaults when absent. */
   rollout?: { enabled: boolean; soakSeconds: number; canaryFailures: number; failurePercent: number };
-  /** File threads answering agents besides the main thread (0: the main thread alone); when absent, one per core beyond the first (up to 4) once 1,000 agents are enrolled. */
+  /** File threads taking the agents' connections off the main thread (0: the main thread answers them); when absent, one per core (up to 4) once 1,000 agents are enrolled. */
   threads?: number;
 }
 

@@ -107,7 +107,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
       );
       const { fileThreads } = agentServer;
       const how = fileThreads
-        ? `main thread and ${fileThreads} file thread${fileThreads === 1 ? '' : 's'}`
+        ? `${fileThreads} file thread${fileThreads === 1 ? '' : 's'}`
         : `main thread alone${threads.whenFleetGrows ? `; file threads join from ${AUTO_THREADS_FROM_AGENTS.toLocaleString('en')} enrolled agents` : ''}`;
       log(`serving agents at ${agentServer.urls.join(', ')} (${how})`);
     } catch (error) {
