@@ -1,5 +1,5 @@
-// A file thread: one more event loop accepting agents' connections on the agents' port (the
-// sockets share it with SO_REUSEPORT, so the kernel spreads connections over the threads). It
+// A file thread: one of the event loops that take the agents' connections off the main thread (their
+// sockets share the agents' port with SO_REUSEPORT, so the kernel spreads connections over them). It
 // answers what it holds in memory — the metadata, the incrementals, the timestamp and the index —
 // by itself, and asks the main thread, which owns the registry and the release, for everything
 // else; it then writes that answer itself and holds the notification streams opened on it. HTTP
@@ -11,7 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { AfterBurst, agentRequestListener, cacheRelease, configureServer, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
-  /** The addresses the main thread bound (port resolved), to bind again with SO_REUSEPORT. */
+  /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
   listen: { host: string; port: number }[];
   release: ReleaseAnswers | undefined;
 }
