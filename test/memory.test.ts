@@ -12,16 +12,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 describe('collectGarbage', () => {
   it('frees the garbage of a burst, and from V8 12 on gives the grown young generation back', () => {
     // A burst: short-lived objects enough to grow the young generation to its largest.
-    let kept = 0;
-    for (let round = 0; round < 40; round++) {
-      const garbage = Array.from({ length: 100_000 }, (_, i) => ({ i, text: `item ${i}` }));
-      kept += garbage.length;
-    }
-    expect(kept).toBe(4_000_000);
+    const lengths: number[] = [];
+    for (let round = 0; round < 40; round++) lengths.push(Array.from({ length: 100_000 }, (_, i) => ({ i, text: `item ${i}` })).length);
     const grown = newSpace();
+    const before = v8.getHeapStatistics().used_heap_size;
     collectGarbage();
-    const after = v8.getHeapStatistics().used_heap_size;
-    expect(after).toBeLessThan(64 * 1024 * 1024);
+    expect(v8.getHeapStatistics().used_heap_size).toBeLessThan(before);
     if (Number(process.versions.v8.split('.')[0]) >= 12) {
       expect(grown).toBeGreaterThan(4 * 1024 * 1024);
       expect(newSpace()).toBeLessThan(grown / 2);
