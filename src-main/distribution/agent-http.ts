@@ -244,7 +244,10 @@ export class ResponseCache {
  * reconnecting) is over. V8 keeps the young generation it grew under the burst until its memory
  * reducer notices the thread is idle, and a server then holds its agents' streams for hours: a full
  * collection once the requests stop returns that memory at once (docs/benchmarks.md). Counting costs
- * an increment per request; the check runs every `quietMs`.
+ * an increment per request; the check runs every `quietMs`. The price, in a worker thread: the
+ * collection frees the hidden classes of the burst's dead requests, V8 deoptimizes node:http's code
+ * built on them (--trace-deopt: "weak objects"), and the next burst's first seconds cost more CPU
+ * per request until it is compiled again (as after V8's own idle collection).
  */
 export class AfterBurst {
   private sinceCollection = 0;
