@@ -1,12 +1,15 @@
 // The HTTP side of the agents' service, shared by the main thread and the file threads
 // (file-thread.ts): how a request is read, and how an answer decided by the main thread's routes
 // (agent-server.ts) is written. Nothing here touches the registry or the release: a file thread
-// loads only this module and node's own.
+// loads only this module, the fast path (fast-path.ts) and node's own.
 import fs from 'node:fs';
 import type http from 'node:http';
+import type net from 'node:net';
 import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
 import { collectGarbage } from '../engine/memory.js';
+import { createServer } from '../engine/node-http.js';
+import { FastPath, type PlainRequest } from './fast-path.js';
 
 const MAX_BODY = 64 * 1024;
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -190,6 +193,20 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
   fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
 }
 
+interface CacheEntry {
+  body: Buffer;
+  headers: http.OutgoingHttpHeaders;
+  etag: string;
+  /** The entry's header lines as the fast path writes them, for a 200 and for a 304. */
+  lines200: string;
+  lines304: string;
+  /** The fast path's last answer: its head and, for a small body, head and body in one buffer (one write). */
+  wire?: { sharedLines: string; head: Buffer; whole: Buffer | undefined };
+}
+
+/** Answers up to this size are also kept whole, head and body, for the fast path: outside the cache's budget, at most its small entries' size again. */
+const WHOLE_ANSWER_BYTES = 16 * 1024;
+
 /**
  * Whole answers to the requests agents make most — the timestamp, the index, versioned metadata and
  * the small content-addressed files — kept in memory with their headers, so that a release announced
@@ -197,7 +214,7 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
  * the budget evicts them (oldest first); the timestamp and the index are replaced with each release.
  */
 export class ResponseCache {
-  private readonly entries = new Map<string, { body: Buffer; headers: http.OutgoingHttpHeaders; etag: string }>();
+  private readonly entries = new Map<string, CacheEntry>();
   private bytes = 0;
 
   constructor(
@@ -219,10 +236,38 @@ export class ResponseCache {
     return true;
   }
 
+  /**
+   * The same answer for the fast path (fast-path.ts), written on the socket as node:http would write
+   * it; `sharedLines` are the date and connection fields. False when `request.url` is not held.
+   */
+  answerOnSocket(socket: net.Socket, request: PlainRequest, sharedLines: string): boolean {
+    const hit = this.entries.get(request.url);
+    if (!hit) return false;
+    if (request.ifNoneMatch === hit.etag) {
+      socket.write(`HTTP/1.1 304 Not Modified\r\n${sharedLines}${hit.lines304}\r\n`, 'latin1');
+      return true;
+    }
+    // Built once a second for each file in demand: the date is the only part that changes.
+    let wire = hit.wire;
+    if (wire?.sharedLines !== sharedLines) {
+      const head = Buffer.from(`HTTP/1.1 200 OK\r\n${sharedLines}${hit.lines200}\r\n`, 'latin1');
+      wire = hit.wire = { sharedLines, head, whole: hit.body.length <= WHOLE_ANSWER_BYTES ? Buffer.concat([head, hit.body]) : undefined };
+    }
+    if (request.method === 'HEAD') socket.write(wire.head);
+    else if (wire.whole) socket.write(wire.whole);
+    else {
+      socket.write(wire.head);
+      socket.write(hit.body);
+    }
+    return true;
+  }
+
   put(url: string, body: Buffer, headers: http.OutgoingHttpHeaders, etag: string): void {
     if (body.length > this.maxEntryBytes) return;
     this.remove(url);
-    this.entries.set(url, { body, headers: { ...headers, etag: `"${etag}"`, 'content-length': body.length }, etag: `"${etag}"` });
+    const all: http.OutgoingHttpHeaders = { ...headers, etag: `"${etag}"`, 'content-length': body.length };
+    const lines = (names: string[]) => names.flatMap((name) => [all[name] ?? []].flat().map((value) => `${name}: ${value}\r\n`)).join('');
+    this.entries.set(url, { body, headers: all, etag: `"${etag}"`, lines200: lines(Object.keys(all)), lines304: lines(['etag', 'cache-control']) });
     this.bytes += body.length;
     for (const [key, entry] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
@@ -313,9 +358,15 @@ export class Streams {
 /** An event in the server-sent events format. */
 export const event = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
 
-/** The agents' HTTP servers' timeouts: notification streams are long-lived by design; a request's head still has a deadline. */
-export function configureServer(server: http.Server): void {
+/**
+ * An agents' HTTP server as every thread runs it: the fast path in front for what `cache` holds
+ * (each of its answers counted in `burst`), node:http with `onRequest` for the rest. Notification
+ * streams are long-lived by design; a request's head still has a deadline.
+ */
+export function agentHttpServer(onRequest: http.RequestListener, cache: ResponseCache, burst: AfterBurst): { server: http.Server; fastPath: FastPath } {
+  const server = createServer(onRequest);
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
+  return { server, fastPath: new FastPath(server, cache, () => burst.request()) };
 }

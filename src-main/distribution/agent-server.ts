@@ -27,7 +27,6 @@
 // main thread is running (nor slows it).
 import fs from 'node:fs';
 import type http from 'node:http';
-import { createServer } from '../engine/node-http.js';
 import os from 'node:os';
 import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
@@ -36,9 +35,9 @@ import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
 import {
   AfterBurst,
+  agentHttpServer,
   agentRequestListener,
   cacheRelease,
-  configureServer,
   event,
   HttpError,
   IMMUTABLE,
@@ -562,11 +561,8 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
   ping.unref();
 
-  const servers = listen.map(() => {
-    const server = createServer(onRequest);
-    configureServer(server);
-    return server;
-  });
+  const agentServers = listen.map(() => agentHttpServer(onRequest, cache, burst));
+  const servers = agentServers.map(({ server }) => server);
   const urls: string[] = [];
   /** Where the file threads listen (the port resolved), shared with SO_REUSEPORT. */
   const bound: FileThreadData['listen'] = [];
@@ -637,11 +633,12 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       streams.endAll();
       await threads?.close();
       await Promise.all(
-        servers.map(
-          (s) =>
+        agentServers.map(
+          ({ server, fastPath }) =>
             new Promise<void>((resolve) => {
-              s.closeAllConnections();
-              s.close(() => resolve());
+              fastPath.closeAllConnections();
+              server.closeAllConnections();
+              server.close(() => resolve());
             }),
         ),
       );

@@ -6,9 +6,8 @@
 // parsing is most of the cost of serving a release to thousands of agents, and one event loop
 // does it on one core (docs/benchmarks.md).
 import type http from 'node:http';
-import { createServer } from '../engine/node-http.js';
 import { parentPort, workerData } from 'node:worker_threads';
-import { AfterBurst, agentRequestListener, cacheRelease, configureServer, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { AfterBurst, agentHttpServer, agentRequestListener, cacheRelease, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
@@ -61,7 +60,7 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
 const burst = new AfterBurst();
 const onRequest = agentRequestListener(ask, cache, openStream, () => {}, burst);
 
-const servers = data.listen.map(() => createServer(onRequest));
+const servers = data.listen.map(() => agentHttpServer(onRequest, cache, burst));
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
 ping.unref();
 
@@ -84,7 +83,8 @@ port.on('message', (message: ToFileThread) => {
       clearInterval(ping);
       burst.stop();
       streams.endAll();
-      for (const server of servers) {
+      for (const { server, fastPath } of servers) {
+        fastPath.closeAllConnections();
         server.closeAllConnections();
         server.close();
       }
@@ -95,9 +95,8 @@ port.on('message', (message: ToFileThread) => {
 
 await Promise.all(
   servers.map(
-    (server, i) =>
+    ({ server }, i) =>
       new Promise<void>((resolve, reject) => {
-        configureServer(server);
         server.once('error', reject);
         server.listen({ host: data.listen[i]!.host, port: data.listen[i]!.port, ipv6Only: false, reusePort: true }, () => resolve());
       }),

@@ -1,0 +1,258 @@
+// The fast path in front of the agents' HTTP servers (src-main/distribution/fast-path.ts): what the
+// response cache holds is answered on the socket, byte for byte what node:http answers; every other
+// request — and every request after it on that connection — reaches node:http, which answers or
+// refuses it as without the fast path. Real servers on loopback, raw sockets as clients.
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ResponseCache } from '../src-main/distribution/agent-http.js';
+import { FastPath, readPlainHead } from '../src-main/distribution/fast-path.js';
+
+const SMALL = Buffer.alloc(3_500, 'a');
+const LARGE = Buffer.alloc(100_000, 'b');
+const HEADERS = { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', 'accept-ranges': 'bytes' };
+
+interface Lab {
+  port: number;
+  server: http.Server;
+  fastPath: FastPath;
+  /** Requests answered by the fast path. */
+  fast: () => number;
+  /** URLs that reached node:http's request listener. */
+  slow: string[];
+}
+
+const labs: Lab[] = [];
+afterEach(async () => {
+  for (const lab of labs.splice(0)) {
+    lab.fastPath.closeAllConnections();
+    lab.server.closeAllConnections();
+    await new Promise((resolve) => lab.server.close(resolve));
+  }
+});
+
+async function start(configure: (server: http.Server) => void = () => {}): Promise<Lab> {
+  const cache = new ResponseCache();
+  cache.put('/small', SMALL, HEADERS, 'e'.repeat(64));
+  cache.put('/large', LARGE, HEADERS, 'f'.repeat(64));
+  const slow: string[] = [];
+  // node:http's side answers from the same cache, as the agents' request listener does.
+  const server = http.createServer((req, res) => {
+    slow.push(req.url ?? '');
+    if (!cache.answer(req, res)) res.writeHead(404, { 'content-length': 0 }).end();
+  });
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 30_000;
+  configure(server);
+  let fast = 0;
+  const fastPath = new FastPath(server, cache, () => fast++);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const lab = { port: (server.address() as AddressInfo).port, server, fastPath, fast: () => fast, slow };
+  labs.push(lab);
+  return lab;
+}
+
+interface Answer {
+  status: number;
+  headers: Map<string, string>;
+  body: Buffer;
+}
+
+/**
+ * Write `parts` on one connection (a pause between them) and read `count` answers; HEAD answers
+ * and 304s have no body. Resolves with the answers and whether the server then closed the connection.
+ */
+function exchange(port: number, parts: string[], count: number, { heads = 0, readAfterMs = 0, end = false } = {}): Promise<{ answers: Answer[]; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = Buffer.alloc(0);
+    const answers: Answer[] = [];
+    let headsLeft = heads;
+    const parse = () => {
+      for (;;) {
+        const end = received.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const [statusLine = '', ...lines] = received.subarray(0, end).toString('latin1').split('\r\n');
+        const headers = new Map(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+        const status = Number(statusLine.split(' ')[1]);
+        const bodyless = status === 304 || (status === 200 && headsLeft > 0 && answers.length < heads);
+        const length = bodyless ? 0 : Number(headers.get('content-length') ?? 0);
+        if (received.length < end + 4 + length) return;
+        if (bodyless && status === 200) headsLeft--;
+        answers.push({ status, headers, body: received.subarray(end + 4, end + 4 + length) });
+        received = received.subarray(end + 4 + length);
+        if (answers.length === count) {
+          socket.removeAllListeners('close');
+          // Closed by the server right after its last answer (Connection: close), or still open?
+          setTimeout(() => {
+            resolve({ answers, closed: socket.readableEnded || socket.destroyed });
+            socket.destroy();
+          }, 100);
+        }
+      }
+    };
+    socket.pause();
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      parse();
+    });
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error(`connection closed after ${answers.length} of ${count} answers`)));
+    socket.once('connect', async () => {
+      for (const [i, part] of parts.entries()) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 50));
+        socket.write(part, 'latin1');
+      }
+      if (end) socket.end();
+      setTimeout(() => socket.resume(), readAfterMs);
+    });
+  });
+}
+
+const get = (url: string, fields = 'Host: agents\r\n') => `GET ${url} HTTP/1.1\r\n${fields}\r\n`;
+
+describe('fast path', () => {
+  it('answers a cached file with the status line, fields and body node:http gives it', async () => {
+    const lab = await start();
+    // Content-Length: 0 on a GET is valid and leaves the request to node:http.
+    const { answers, closed } = await exchange(lab.port, [get('/small'), get('/small', 'Host: agents\r\nContent-Length: 0\r\n')], 2);
+    expect(lab.fast()).toBe(1);
+    expect(lab.slow).toEqual(['/small']);
+    const [fast, slow] = answers as [Answer, Answer];
+    expect(fast.status).toBe(200);
+    expect(fast.body.equals(SMALL)).toBe(true);
+    expect(slow.body.equals(SMALL)).toBe(true);
+    expect(Object.fromEntries(fast.headers)).toEqual(Object.fromEntries(slow.headers));
+    expect(fast.headers.get('etag')).toBe(`"${'e'.repeat(64)}"`);
+    expect(fast.headers.get('keep-alive')).toBe('timeout=65');
+    expect(Date.now() - Date.parse(fast.headers.get('date')!)).toBeLessThan(5_000);
+    expect(closed).toBe(false);
+  });
+
+  it('answers HEAD, a matching If-None-Match with 304, and large files, on one kept-alive connection', async () => {
+    const lab = await start();
+    const requests = ['HEAD /small HTTP/1.1\r\nHost: agents\r\n\r\n', get('/small', `Host: agents\r\nIf-None-Match: "${'e'.repeat(64)}"\r\n`), get('/large'), get('/small', 'host: agents\r\nIF-NONE-MATCH: "other"\r\nConnection: Keep-Alive\r\n')];
+    const { answers, closed } = await exchange(lab.port, requests, 4, { heads: 1 });
+    expect(answers.map((a) => a.status)).toEqual([200, 304, 200, 200]);
+    expect(answers[0]!.headers.get('content-length')).toBe(String(SMALL.length));
+    expect(answers[0]!.body.length).toBe(0);
+    expect(answers[1]!.headers.get('etag')).toBe(`"${'e'.repeat(64)}"`);
+    expect(answers[1]!.headers.get('cache-control')).toBe(HEADERS['cache-control']);
+    expect(answers[2]!.body.equals(LARGE)).toBe(true);
+    expect(answers[3]!.body.equals(SMALL)).toBe(true);
+    expect(lab.fast()).toBe(4);
+    expect(lab.slow).toEqual([]);
+    expect(closed).toBe(false);
+  });
+
+  it('answers an agent that ends its side after its requests, then ends the connection', async () => {
+    const lab = await start();
+    const { answers, closed } = await exchange(lab.port, [get('/small') + get('/large')], 2, { end: true });
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect(answers[1]!.body.equals(LARGE)).toBe(true);
+    expect(lab.fast()).toBe(2);
+    expect(closed).toBe(true);
+  });
+
+  it('hands a connection to node:http at its first request not cached, the rest in order', async () => {
+    const lab = await start();
+    const { answers } = await exchange(lab.port, [get('/small') + get('/missing') + get('/small')], 3);
+    expect(answers.map((a) => a.status)).toEqual([200, 404, 200]);
+    expect(answers[2]!.body.equals(SMALL)).toBe(true);
+    expect(lab.fast()).toBe(1);
+    expect(lab.slow).toEqual(['/missing', '/small']);
+  });
+
+  // Each of these is node:http's to answer or refuse, as if there were no fast path.
+  const leftToNodeHttp: [string, string[], number][] = [
+    ['HTTP/1.0', ['GET /small HTTP/1.0\r\nHost: agents\r\n\r\n'], 200],
+    ['a head split over two reads', ['GET /small HTTP/1.1\r\nHo', 'st: agents\r\n\r\n'], 200],
+    ['a Range', [get('/small', 'Host: agents\r\nRange: bytes=0-9\r\n')], 404],
+    ['a chunked body', [get('/small', 'Host: agents\r\nTransfer-Encoding: chunked\r\n') + '0\r\n\r\n'], 200],
+    ['Connection: close', [get('/small', 'Host: agents\r\nConnection: close\r\n')], 200],
+    ['no Host', [get('/small', '')], 400],
+    ['two Hosts', [get('/small', 'Host: a\r\nHost: b\r\n')], 200],
+    ['a space before the colon', [get('/small', 'Host : agents\r\n')], 400],
+    ['a control character in a value', [get('/small', 'Host: agents\r\nX-Note: a\x01b\r\n')], 400],
+    ['a folded line', [get('/small', 'Host: agents\r\nX-Note: a\r\n b\r\n')], 400],
+    ['a bare LF inside the head', ['GET /small HTTP/1.1\r\nHost: agents\nX-Note: a\r\n\r\n'], 400],
+    ['a head over 16 kB', [get('/small', `Host: agents\r\nX-Pad: ${'p'.repeat(20_000)}\r\n`)], 431],
+    ['a lowercase method', ['get /small HTTP/1.1\r\nHost: agents\r\n\r\n'], 400],
+  ];
+  for (const [what, parts, status] of leftToNodeHttp) {
+    it(`leaves ${what} to node:http (${status})`, async () => {
+      const lab = await start();
+      const { answers } = await exchange(lab.port, parts, 1);
+      expect(answers[0]!.status).toBe(status);
+      expect(lab.fast()).toBe(0);
+      if (status < 400) expect(lab.slow).toEqual(['/small']);
+    });
+  }
+
+  it('an agent that does not read its answers is left to node:http\'s back-pressure, every answer still in order', async () => {
+    const lab = await start();
+    const count = 300; // 30 MB of answers: more than the socket buffers hold
+    const { answers } = await exchange(lab.port, [Array.from({ length: count }, () => get('/large')).join('')], count, { readAfterMs: 300 });
+    expect(answers.every((a) => a.status === 200 && a.body.equals(LARGE))).toBe(true);
+    expect(lab.fast()).toBeGreaterThan(0);
+    expect(lab.fast()).toBeLessThan(count);
+    expect(lab.fast() + lab.slow.length).toBe(count);
+  });
+
+  it('closes an idle connection after keepAliveTimeout, a silent one after headersTimeout', async () => {
+    const lab = await start((server) => {
+      server.keepAliveTimeout = 300;
+      server.headersTimeout = 300;
+    });
+    const closedWithin = (socket: net.Socket) => {
+      const from = Date.now();
+      return new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - from)));
+    };
+    const silent = net.connect(lab.port, '127.0.0.1');
+    const idle = net.connect(lab.port, '127.0.0.1');
+    idle.on('data', () => {});
+    idle.write(get('/small'));
+    const [silentMs, idleMs] = await Promise.all([closedWithin(silent), closedWithin(idle)]);
+    expect(lab.fast()).toBe(1);
+    expect(silentMs).toBeLessThan(5_000);
+    expect(idleMs).toBeLessThan(5_000);
+  });
+
+  it('closeAllConnections ends the connections still on the fast path, so that the server can close', async () => {
+    const lab = await start();
+    const socket = net.connect(lab.port, '127.0.0.1');
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()).write(get('/small')));
+    lab.fastPath.closeAllConnections();
+    await closed;
+    labs.splice(labs.indexOf(lab), 1);
+    await new Promise((resolve) => lab.server.close(resolve));
+  });
+});
+
+describe('readPlainHead', () => {
+  it('reads method, target and If-None-Match; trims optional whitespace', () => {
+    expect(readPlainHead('GET /a/b.json?x=1 HTTP/1.1\r\nHost: h\r\nIf-None-Match: \t"x" \r\nAccept: */*')).toEqual({ method: 'GET', url: '/a/b.json?x=1', ifNoneMatch: '"x"' });
+    expect(readPlainHead('HEAD / HTTP/1.1\r\nhost:h')).toEqual({ method: 'HEAD', url: '/', ifNoneMatch: undefined });
+  });
+
+  it('takes nothing unusual', () => {
+    for (const head of [
+      'POST / HTTP/1.1\r\nHost: h',
+      'GET http://h/ HTTP/1.1\r\nHost: h',
+      'GET * HTTP/1.1\r\nHost: h',
+      'GET /a b HTTP/1.1\r\nHost: h',
+      'GET /é HTTP/1.1\r\nHost: h',
+      'GET / HTTP/1.1 \r\nHost: h',
+      '\r\nGET / HTTP/1.1\r\nHost: h',
+      'GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: "a"\r\nIf-None-Match: "b"',
+      'GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket',
+      'GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue',
+      'GET / HTTP/1.1\r\nHost: h\r\n: empty name',
+      'GET / HTTP/1.1\r\nHost: h\r\nX-Note: a\x7fb',
+    ]) {
+      expect(readPlainHead(head), JSON.stringify(head)).toBeUndefined();
+    }
+  });
+});
