@@ -122,9 +122,12 @@ export class FastPath {
       socket.removeListener('close', onClose);
       socket.setTimeout(0);
       this.sockets.delete(socket);
-      // Put back for node:http's parser, which reads it first when its 'data' listener resumes the socket.
+      // The unread bytes are put back while the socket is paused, and flow to node:http's parser when
+      // it resumes, once node:http listens: before anything read later (which goes to the parser directly).
+      socket.pause();
       socket.unshift(unread);
       toNodeHttp.call(this.server, socket);
+      socket.resume();
     };
     this.sockets.add(socket);
     socket.on('data', onData);
