@@ -154,7 +154,10 @@ export const test = base.extend<Fixtures & Options>({
   locale: async ({}, use) => use('en-US'),
 
   browserErrors: [
-    async ({ page }, use) => {
+    // Set up after the server and so checked before it stops: a page still open then, polling a
+    // server that is gone, logs ERR_CONNECTION_REFUSED, which is the teardown's and not the test's.
+    async ({ page, bulwark }, use) => {
+      void bulwark;
       const errors: string[] = [];
       const allowed: RegExp[] = [];
       page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`));
