@@ -4,6 +4,8 @@
 // made (and a damaged one is refused), and the registry and the credentials hold.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab } from './helpers/agents-lab.js';
@@ -117,5 +119,50 @@ describe('releases reach the agents', () => {
     expect(refused.reason).toMatch(new RegExp(`^the server's incremental from ${base} unusable \\(.+\\)$`));
     // It never took more than the full file's length for the incremental.
     expect(refused.bytes).toBeLessThan(refused.fullBytes * 2);
+  });
+  it('a release announced while an agent is still installing the one before is installed right after it, not at the next poll', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    await lab.startServer();
+    // The agent's mirror, in this process: it passes every request on to the server, and holds the
+    // pattern files while asked to, keeping the agent in the middle of its run.
+    let holding = false;
+    let held: (() => void)[] = [];
+    let caught: () => void = () => {};
+    const caughtOne = new Promise<void>((resolve) => (caught = resolve));
+    const mirror = http.createServer((req, res) => {
+      const pass = () =>
+        void fetch(new URL(req.url!, lab.agentsUrl)).then(
+          async (upstream) => res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' }).end(Buffer.from(await upstream.arrayBuffer())),
+          () => res.destroy(),
+        );
+      if (holding && req.url!.startsWith('/targets/virus-pattern/')) {
+        held.push(pass);
+        caught();
+      } else pass();
+    });
+    await new Promise<void>((resolve) => mirror.listen(0, '127.0.0.1', resolve));
+    try {
+      const mirrorUrl = `http://127.0.0.1:${(mirror.address() as AddressInfo).port}/`;
+      await lab.startAgent('m1', ['--mirror', mirrorUrl]);
+      await lab.waitForVersion(lab.agentDir('m1'), lab.latest);
+
+      holding = true;
+      const next = lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      await caughtOne; // the agent is installing `next`
+      const newest = lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      // Announced while the agent's run is on its way; that run read the timestamp of `next`.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      holding = false;
+      for (const pass of held.splice(0)) pass();
+      // Its poll comes every 60 s (±20%): well after this.
+      const run = await lab.runThatInstalled(lab.agentDir('m1'), newest, 20_000);
+      expect(run.components[0]).toMatchObject({ version: newest, result: 'ok' });
+      expect(lab.history(lab.agentDir('m1')).some((r) => r.components[0]?.version === next)).toBe(true);
+    } finally {
+      mirror.closeAllConnections();
+      mirror.close();
+    }
   });
 });

@@ -399,6 +399,9 @@ export class Agent {
     });
   }
 
+  /** A run is to follow the one in flight (see update). */
+  private followUp = false;
+
   /** Update after a random wait of up to the server's spread, once, however many triggers arrive meanwhile. */
   private afterSpread(trigger: 'notification' | 'schedule', release: number | undefined): void {
     if (release !== undefined) this.seenRelease = Math.max(this.seenRelease, release);
@@ -410,8 +413,25 @@ export class Agent {
     }, wait);
   }
 
+  /**
+   * Update now. Asked while a run is on its way, which may have read the server's timestamp before
+   * the news that asks (a release announced mid-run), another run follows it: one, however many asks.
+   */
   private update(trigger: 'notification' | 'schedule'): void {
     if (this.stopping) return;
+    if (this.engine.busy) {
+      if (this.followUp) return;
+      this.followUp = true;
+      // Joins the run in flight, whose outcome that run reports itself.
+      void this.engine
+        .update(trigger)
+        .catch(() => undefined)
+        .then(() => {
+          this.followUp = false;
+          this.update(trigger);
+        });
+      return;
+    }
     this.engine.update(trigger).catch((error: unknown) => this.log(`update failed: ${describeError(error)}`));
   }
 
