@@ -27,7 +27,6 @@ const labs: Lab[] = [];
 afterEach(async () => {
   for (const lab of labs.splice(0)) {
     lab.fastPath.closeAllConnections();
-    lab.server.closeAllConnections();
     await new Promise((resolve) => lab.server.close(resolve));
   }
 });
@@ -219,13 +218,19 @@ describe('fast path', () => {
     expect(idleMs).toBeLessThan(5_000);
   });
 
-  it('closeAllConnections ends the connections still on the fast path, so that the server can close', async () => {
+  it('closeAllConnections ends the connections on the fast path and those handed to node:http, so that the server can close', async () => {
     const lab = await start();
-    const socket = net.connect(lab.port, '127.0.0.1');
-    const closed = new Promise((resolve) => socket.on('close', resolve));
-    await new Promise<void>((resolve) => socket.once('data', () => resolve()).write(get('/small')));
+    const open = async (request: string) => {
+      const socket = net.connect(lab.port, '127.0.0.1');
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      await new Promise<void>((resolve) => socket.once('data', () => resolve()).write(request));
+      return { closed };
+    };
+    const closed = [(await open(get('/small'))).closed, (await open(get('/missing'))).closed];
+    expect(lab.fast()).toBe(1);
+    expect(lab.slow).toEqual(['/missing']);
     lab.fastPath.closeAllConnections();
-    await closed;
+    await Promise.all(closed);
     labs.splice(labs.indexOf(lab), 1);
     await new Promise((resolve) => lab.server.close(resolve));
   });

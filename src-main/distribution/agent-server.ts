@@ -637,7 +637,6 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
           ({ server, fastPath }) =>
             new Promise<void>((resolve) => {
               fastPath.closeAllConnections();
-              server.closeAllConnections();
               server.close(() => resolve());
             }),
         ),

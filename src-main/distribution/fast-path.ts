@@ -80,10 +80,11 @@ export class FastPath {
     server.on('connection', (socket: net.Socket) => this.take(socket, toNodeHttp));
   }
 
-  /** End the connections still on the fast path (http.Server.closeAllConnections ends node:http's). */
+  /** End every connection of the server: those still on the fast path, which node:http does not know of, and node:http's. */
   closeAllConnections(): void {
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
+    this.server.closeAllConnections();
   }
 
   private take(socket: net.Socket, toNodeHttp: (socket: net.Socket) => void): void {
@@ -141,8 +142,7 @@ export class FastPath {
 
   /** The header lines every answer shares, as node:http writes them: the date changes each second. */
   private sharedLines(): string {
-    const now = Date.now();
-    const second = Math.floor(now / 1000);
+    const second = Math.floor(Date.now() / 1000);
     if (second !== this.date.second) {
       const keepAlive = Math.floor(this.server.keepAliveTimeout / 1000);
       this.date = { second, lines: `date: ${new Date(second * 1000).toUTCString()}\r\nconnection: keep-alive\r\nkeep-alive: timeout=${keepAlive}\r\n` };

@@ -85,7 +85,6 @@ port.on('message', (message: ToFileThread) => {
       streams.endAll();
       for (const { server, fastPath } of servers) {
         fastPath.closeAllConnections();
-        server.closeAllConnections();
         server.close();
       }
       port.close();
