@@ -29,10 +29,24 @@ import type { ProxySetting } from '../engine/settings.js';
 import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
 import { startControl } from '../engine/control.js';
-import { AGENT_DEADLINES, AGENT_LIMITS, AGENT_PATHS, DEFAULT_POLL_SECONDS, DEFAULT_SPREAD_SECONDS, type AgentReport, type EnrollRequest, type Ring } from '../protocol/agent-protocol.js';
+import {
+  AGENT_DEADLINES,
+  AGENT_LIMITS,
+  AGENT_PATHS,
+  AGENT_TIMING,
+  clampTiming,
+  DEFAULT_POLL_SECONDS,
+  DEFAULT_SPREAD_SECONDS,
+  type AgentPolicy,
+  type AgentReport,
+  type EnrollRequest,
+  type HelloEvent,
+  type ReleaseEvent,
+  type Ring,
+} from '../protocol/agent-protocol.js';
 import type { BrokerAddress } from '../protocol/broker.js';
 import { followBroker } from './broker.js';
-import { Backoff, followEvents } from './events.js';
+import { Backoff, followEvents, StreamViolation } from './events.js';
 import { loadOffers } from './offers.js';
 
 export interface AgentOptions {
@@ -99,7 +113,6 @@ export class Agent {
   private enrollment: Enrollment | undefined;
   private pollSeconds = DEFAULT_POLL_SECONDS;
   private spreadSeconds = DEFAULT_SPREAD_SECONDS;
-  private seenRelease = 0;
   private stopping = false;
   /** The report being sent, and whether another was asked for meanwhile. */
   private reporting: Promise<void> | undefined;
@@ -164,14 +177,23 @@ export class Agent {
   /** Whether the server has a release to serve (GET /agents/v1/index.json: 404 until its first update); yes when it cannot say. */
   private async serverHasRelease(): Promise<boolean> {
     try {
-      const response = await bufferedRequest(this.url(AGENT_PATHS.index), { timeoutMs: AGENT_DEADLINES.idleMs, maxBytes: AGENT_LIMITS.indexBytes, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
+      const response = await bufferedRequest(this.url(AGENT_PATHS.index), {
+        timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: AGENT_DEADLINES.indexMs,
+        what: 'the index',
+        maxBytes: AGENT_LIMITS.indexBytes,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
       return response.status !== 404;
     } catch {
       return true; // the start-up update says what is wrong
     }
   }
 
-  /** The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. */
+  /**
+   * The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. Asked
+   * before every run, within its deadline: a server that answers too slowly holds up no run.
+   */
   private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean }> {
     const none = { pins: new Map<string, number>(), hold: false };
     if (!this.enrollment) return none;
@@ -179,15 +201,18 @@ export class Agent {
       const response = await bufferedRequest(this.url(AGENT_PATHS.policy), {
         headers: { authorization: `Bearer ${this.enrollment.credential}` },
         timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: AGENT_DEADLINES.policyMs,
+        what: 'the policy',
         maxBytes: AGENT_LIMITS.policyBytes,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       if (response.status !== 200) return none;
-      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown };
+      const policy = JSON.parse(response.body.toString('utf8')) as Partial<Record<keyof AgentPolicy, unknown>>;
       const pins = Object.entries(policy.pins ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1]));
       return { pins: new Map(pins), hold: policy.hold === true };
-    } catch {
-      // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back or held.
+    } catch (error) {
+      // Without the server's word, nothing is rolled back or held; an unreachable server is the run's to report.
+      if (error instanceof NetworkError && /too slow/.test(error.message)) this.log(`the server's policy: ${describeError(error)}; this run goes on without it (nothing held, nothing pinned by the server)`);
       return none;
     }
   }
@@ -215,20 +240,25 @@ export class Agent {
     return new URL(pathname, this.server).href;
   }
 
-  /** A request to the server's agent API, with the failure explained (family mismatch, proxy...). */
-  private async call(pathname: string, body: unknown, credential?: string): Promise<{ status: number; json: unknown }> {
+  /**
+   * A POST to the server's agent API within `deadlineMs`, with the failure explained (too slow, family
+   * mismatch, proxy...).
+   */
+  private async call(pathname: string, body: unknown, options: { credential?: string; deadlineMs: number; what: string }): Promise<{ status: number; json: unknown }> {
     let response;
     try {
       response = await bufferedRequest(this.url(pathname), {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
+        headers: { 'content-type': 'application/json', ...(options.credential ? { authorization: `Bearer ${options.credential}` } : {}) },
         body: JSON.stringify(body),
         timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: options.deadlineMs,
+        what: options.what,
         maxBytes: AGENT_LIMITS.answerBytes,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (cause) {
-      throw await this.unreachable(cause);
+      throw cause instanceof NetworkError ? cause : await this.unreachable(cause);
     }
     let json: unknown = null;
     try {
@@ -272,7 +302,7 @@ export class Agent {
   private async enrollOnce(token: string): Promise<Enrollment> {
     const name = this.options.name ?? os.hostname();
     const request: EnrollRequest = { token, name, hostname: os.hostname(), ...(this.options.ring ? { ring: this.options.ring } : {}) };
-    const { status, json } = await this.call(AGENT_PATHS.enroll, request);
+    const { status, json } = await this.call(AGENT_PATHS.enroll, request, { deadlineMs: AGENT_DEADLINES.enrollMs, what: 'the enrollment' });
     if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current one with \`bulwark agents token\` on the server)`);
     if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
     const answer = json as { id?: unknown; credential?: unknown; root?: unknown; pollSeconds?: unknown; spreadSeconds?: unknown };
@@ -302,10 +332,22 @@ export class Agent {
     writeFileAtomic(pinned, root);
   }
 
+  /** Timing values from the server, each clamped into its documented range (AGENT_TIMING), and said when it had to be. */
   private applyServerSettings(answer: { pollSeconds?: unknown; spreadSeconds?: unknown }): void {
-    if (typeof answer.pollSeconds === 'number' && answer.pollSeconds >= 1) this.pollSeconds = answer.pollSeconds;
-    if (typeof answer.spreadSeconds === 'number' && answer.spreadSeconds >= 0) this.spreadSeconds = answer.spreadSeconds;
+    for (const name of ['pollSeconds', 'spreadSeconds'] as const) {
+      const value = clampTiming(name, answer[name]);
+      if (value === undefined) continue;
+      if (value !== answer[name] && this.clamped[name] !== answer[name]) {
+        const { min, max } = AGENT_TIMING[name];
+        this.log(`the server asked for ${name === 'pollSeconds' ? 'a poll interval' : 'a spread'} of ${String(answer[name])} s; using ${value} s (an agent takes ${min} to ${max} s)`);
+      }
+      this.clamped[name] = answer[name];
+      this[name] = value;
+    }
   }
+
+  /** The last timing values the server sent, to say a clamped one once, not at every report. */
+  private readonly clamped: Record<'pollSeconds' | 'spreadSeconds', unknown> = { pollSeconds: undefined, spreadSeconds: undefined };
 
   /** The credential was refused: enroll again with the token if there is one, else give up. */
   private async credentialRefused(): Promise<void> {
@@ -328,10 +370,16 @@ export class Agent {
     this.onFatal?.(error);
   }
 
-  /** Keep the notification stream open, reconnecting with back-off. */
+  /**
+   * Keep the notification stream open, reconnecting with back-off. An announcement is only a hint to
+   * look: whether anything is new is decided by the verified metadata, never by its number, so a
+   * forged number cannot make the agent ignore the real announcements that follow.
+   */
   private async followServer(): Promise<void> {
     const backoff = new Backoff(1000, 60_000, this.random);
     let connectedOnce = false;
+    /** The last stream broke the protocol: the next hello does not reset the back-off. */
+    let violated = false;
     while (!this.stopping && !this.fatal) {
       const opened = Date.now();
       try {
@@ -339,36 +387,36 @@ export class Agent {
           if (event.event === 'hello') {
             if (connectedOnce) this.log('reconnected to the server');
             connectedOnce = true;
-            backoff.reset();
-            const hello = safeJson(event.data) as { release?: number; pollSeconds?: number; spreadSeconds?: number } | undefined;
+            if (!violated) backoff.reset();
+            const hello = safeJson(event.data) as Partial<HelloEvent> | undefined;
             this.applyServerSettings(hello ?? {});
             // A poll after every (re)connect: releases announced while the stream was down are caught now
             // (none when the server has no release yet: it announces its first).
-            if (hello?.release !== 0) this.afterSpread('schedule', hello?.release);
+            if (hello?.release !== 0) this.afterSpread('schedule');
           } else if (event.event === 'update') {
             // The server's operator asked its agents to update now.
-            const update = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
-            this.applyServerSettings(update ?? {});
+            this.applyServerSettings((safeJson(event.data) as Partial<ReleaseEvent> | undefined) ?? {});
             this.log('the server asked for an update');
-            this.afterSpread('notification', update?.release);
+            this.afterSpread('notification');
           } else if (event.event === 'release') {
-            const release = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
+            const release = safeJson(event.data) as Partial<ReleaseEvent> | undefined;
             this.applyServerSettings(release ?? {});
-            if (typeof release?.release === 'number' && release.release > this.seenRelease) {
-              this.log(`the server announced release ${release.release}`);
-              this.afterSpread('notification', release.release);
-            }
+            this.log(`the server announced ${Number.isSafeInteger(release?.release) ? `release ${release!.release}` : 'a release'}`);
+            this.afterSpread('notification');
           }
         });
+        violated = false;
       } catch (error) {
         if (this.stopping) return;
         if (error instanceof HttpStatusError && error.status === 401) {
           await this.credentialRefused();
           continue;
         }
-        if (Date.now() - opened > 30_000) backoff.reset();
+        violated = error instanceof StreamViolation;
+        if (!violated && Date.now() - opened > 30_000) backoff.reset();
         const wait = backoff.next();
-        this.log(`notification stream: ${describeError(await this.unreachable(error))}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
+        const why = violated ? `${(error as Error).message}: dropped the connection` : describeError(await this.unreachable(error));
+        this.log(`notification stream: ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
         await sleep(wait, this.abort.signal);
       }
     }
@@ -383,14 +431,15 @@ export class Agent {
       if (first) {
         first = false;
         updateAsked = message.updateAsked;
-        this.afterSpread('schedule', message.release);
+        this.afterSpread('schedule');
       } else if (message.updateAsked && message.updateAsked !== updateAsked) {
         updateAsked = message.updateAsked;
         this.log('the server asked for an update');
-        this.afterSpread('notification', message.release);
-      } else if (message.release > this.seenRelease) {
+        this.afterSpread('notification');
+      } else {
+        // A hint to look, like the stream's (see followServer).
         this.log(`the server announced release ${message.release}`);
-        this.afterSpread('notification', message.release);
+        this.afterSpread('notification');
       }
     });
   }
@@ -399,8 +448,7 @@ export class Agent {
   private followUp = false;
 
   /** Update after a random wait of up to the server's spread, once, however many triggers arrive meanwhile. */
-  private afterSpread(trigger: 'notification' | 'schedule', release: number | undefined): void {
-    if (release !== undefined) this.seenRelease = Math.max(this.seenRelease, release);
+  private afterSpread(trigger: 'notification' | 'schedule'): void {
     if (this.spreadTimer) return;
     const wait = Math.round(this.random() * this.spreadSeconds * 1000);
     this.spreadTimer = setTimeout(() => {
@@ -492,7 +540,7 @@ export class Agent {
       pollSeconds: this.pollSeconds,
     };
     try {
-      const { status, json } = await this.call(AGENT_PATHS.report, report, this.enrollment.credential);
+      const { status, json } = await this.call(AGENT_PATHS.report, report, { credential: this.enrollment.credential, deadlineMs: AGENT_DEADLINES.reportMs, what: 'the report' });
       if (status === 401) await this.credentialRefused();
       else if (status === 200) this.applyServerSettings((json ?? {}) as object);
       else this.log(`the server refused the report (HTTP ${status})${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);

@@ -5,7 +5,7 @@ import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { isRing, RINGS } from '../protocol/agent-protocol.js';
+import { AGENT_TIMING, isRing, RINGS } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
@@ -32,8 +32,8 @@ export const serveFlags = {
   },
   parse(values: Record<string, unknown>, current: DistributionSetting): DistributionSetting | undefined {
     const listen = values['agents-listen'] as string[] | undefined;
-    const poll = integerFlag(values, 'agent-poll', 10, 86_400);
-    const spread = integerFlag(values, 'agent-spread', 0, 3600);
+    const poll = integerFlag(values, 'agent-poll', AGENT_TIMING.pollSeconds.min, AGENT_TIMING.pollSeconds.max);
+    const spread = integerFlag(values, 'agent-spread', AGENT_TIMING.spreadSeconds.min, AGENT_TIMING.spreadSeconds.max);
     const notify = typeof values.notify === 'string' ? values.notify : undefined;
     if (notify && notify !== 'off') parseBrokerUrl(notify);
     const rollout = values.rollout as string | undefined;

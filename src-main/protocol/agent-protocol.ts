@@ -184,21 +184,52 @@ export const AGENT_LIMITS = {
   policyBytes: 64 * 1024,
   /** An answer to an enrollment or a report. */
   answerBytes: 1024 * 1024,
-  /** One line of the notification stream. */
+  /** One line of the notification stream, and one event (its data lines together). */
   eventLineBytes: 64 * 1024,
+  eventBytes: 64 * 1024,
   /** A broker message. */
   brokerMessageBytes: 4096,
   /** An agent's last error, as reported. */
   reportErrorChars: 2000,
 } as const;
 
-/** Time limits of the agent's calls, in milliseconds. */
+/**
+ * Time limits of the agent's calls, in milliseconds. Every call has a total deadline besides the wait
+ * between chunks, so a server that drips its answer a byte at a time fails the call (which says so)
+ * instead of holding the agent: the policy is asked before each run, and reports go one at a time.
+ * Metadata and files go through the engine's fetcher, whose deadline is its own (engine/fetcher.ts).
+ */
 export const AGENT_DEADLINES = {
   /** Longest wait for an answer's head, and between two of its chunks. */
   idleMs: 30_000,
+  /** The whole enrollment, and the trusted root fetched before it. */
+  enrollMs: 30_000,
+  /** Whether the server has a release yet (the index, asked once at start). */
+  indexMs: 30_000,
+  /** The policy, asked before every run (which goes on without it). */
+  policyMs: 10_000,
+  /** One report (the next one is sent after it). */
+  reportMs: 10_000,
   /** Silence on the notification stream after which it is considered dead (the server pings every PING_MS). */
   streamIdleMs: 45_000,
 } as const;
+
+/**
+ * The ranges of the timing values a server gives its agents (its --agent-poll and --agent-spread
+ * take the same); an agent clamps whatever it is sent into them, so no value from a server can fire
+ * its timers at once (a delay over 2^31 - 1 ms does) or never.
+ */
+export const AGENT_TIMING = {
+  pollSeconds: { min: 10, max: 86_400 },
+  spreadSeconds: { min: 0, max: 3_600 },
+} as const;
+
+/** A timing value from a server, clamped to its range; undefined when it is not a number at all. */
+export function clampTiming(name: keyof typeof AGENT_TIMING, value: unknown): number | undefined {
+  if (typeof value !== 'number' || Number.isNaN(value)) return undefined;
+  const { min, max } = AGENT_TIMING[name];
+  return Math.round(Math.min(max, Math.max(min, value)));
+}
 
 /** Seconds between an agent's polls and reports until the server says otherwise. */
 export const DEFAULT_POLL_SECONDS = 300;
