@@ -39,7 +39,7 @@ describe('rollout rings', () => {
     // A soak long enough that canary's update and the status check fit inside it on a loaded machine.
     await lab.startServer(['--rollout-soak', '10']);
     const rings = { c1: 'canary', e1: 'early', b1: 'broad', b2: 'broad' } as const;
-    await Promise.all(Object.entries(rings).map(([name, ring]) => lab.startAgent(name, ['--ring', ring])));
+    await Promise.all(Object.entries(rings).map(([name, ring]) => lab.startAgent(name, [], { ring })));
     const first = lab.latest;
     for (const name of Object.keys(rings)) await lab.waitForVersion(lab.agentDir(name), first);
 
@@ -70,8 +70,8 @@ describe('rollout rings', () => {
   it('a failing canary halts the rollout, named in a reminder; promote releases the next ring anyway', { timeout: 180_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 2 });
     await lab.startServer(['--rollout-soak', '3', '--console']);
-    await lab.startAgent('canary-1', ['--ring', 'canary']);
-    await lab.startAgent('early-1', ['--ring', 'early']);
+    await lab.startAgent('canary-1', [], { ring: 'canary' });
+    await lab.startAgent('early-1', [], { ring: 'early' });
     const first = lab.latest;
     await lab.waitForVersion(lab.agentDir('early-1'), first);
 

@@ -1,7 +1,9 @@
 // `bulwark agent`: an endpoint's updater. It runs the same engine as the server, pointed at its
 // server, and trusts only the vendor's signatures:
 //
-//   enroll (first contact, with the enrollment token) -> pinned trusted root + own credential
+//   enroll (first contact, with the join string): the vendor's root, checked against the join
+//     string's SHA-256 (or the operator's --trusted-root file), before the token is sent
+//     -> pinned trusted root + own credential
 //   start-up update -> follow the server's notification stream
 //     - "release": wait a random spread (no thundering herd), then update
 //     - a jittered poll timer as a fallback, and a poll after every reconnect
@@ -10,7 +12,7 @@
 //
 // Files in the agent's data directory, beside the engine's own (store/, history.jsonl, tuf/...):
 //   agent.json         the server, this agent's id and credential (mode 0600)
-//   trusted-root.json  the root pinned at enrollment (from --trusted-root or, trust on first use, the server)
+//   trusted-root.json  the vendor's root pinned at enrollment (see TrustMode)
 //   settings.json      the server as update source, and the proxy
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,7 +21,7 @@ import type { Dispatcher } from 'undici';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { isValidVersion } from '../engine/components.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
-import { writeFileAtomic } from '../engine/files.js';
+import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
 import { networkReason } from '../engine/fetcher.js';
 import { bufferedRequest } from '../engine/http.js';
@@ -39,10 +41,14 @@ import {
   DEFAULT_SPREAD_SECONDS,
   type AgentPolicy,
   type AgentReport,
+  type EnrollAnswer,
   type EnrollRequest,
   type HelloEvent,
   type ReleaseEvent,
-  type Ring,
+  isRing,
+  parseJoinString,
+  type JoinString,
+  type TrustMode,
 } from '../protocol/agent-protocol.js';
 import type { BrokerAddress } from '../protocol/broker.js';
 import { followBroker } from './broker.js';
@@ -52,17 +58,20 @@ import { loadOffers } from './offers.js';
 export interface AgentOptions {
   /** The server's agent URL, e.g. http://server.example:8470/ */
   server: string;
-  /** The enrollment token: needed on first contact, and again if the server forgot this agent. */
+  /**
+   * The join string (the enrollment token and the SHA-256 of the vendor's root, from `bulwark agents
+   * token`), or a bare token: needed on first contact, and again if the server forgot this agent.
+   */
   token?: string;
   dataDir: string;
   /** How the agent is listed on the server (default: the host name). */
   name?: string;
-  /** The vendor's root.json to trust, instead of the one the server hands out at enrollment. */
+  /** The vendor's root.json to trust, given by the operator (instead of the join string's hash). */
   trustedRoot?: string;
+  /** Pin whatever root the server hands out at enrollment, with nothing to check it against: a server met first may be anyone's. */
+  insecureTrustFirstServer?: boolean;
   /** Reach the server through this HTTP proxy (saved in the agent's settings). */
   proxy?: ProxySetting;
-  /** The rollout ring to enroll in (canary, early or broad; the server's default is broad). */
-  ring?: Ring;
   /** Learn of releases from this MQTT broker instead of a stream held open to the server. */
   notify?: BrokerAddress;
   /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
@@ -77,8 +86,13 @@ interface Enrollment {
   server: string;
   id: string;
   credential: string;
+  /** The name the server lists it under (the one asked for, or with a suffix when another agent had it). */
   name: string;
   enrolledAt: string;
+  /** The ring its enrollment token put it in. */
+  ring?: string;
+  /** How it came to trust the vendor's root (absent: enrolled before agents recorded it). */
+  trust?: TrustMode;
 }
 
 /** The server refused this agent's enrollment token (or forgot it and the token no longer works). */
@@ -87,6 +101,23 @@ export class EnrollmentError extends BulwarkError {
     super('ERR_USAGE', message, options);
   }
 }
+
+/** The root.json a server handed out at enrollment was refused (not the join string's, or not a TUF root): nothing was pinned or sent. */
+export class RootRefusedError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VERIFY', message, options);
+  }
+}
+
+/** What an agent says when it is asked to enroll with no way to verify the vendor's root. */
+export const NO_ROOT_TO_VERIFY =
+  'enrolling needs a way to verify the vendor\'s root.json: give the join string from `bulwark agents token` on the server as --token (it carries the root\'s SHA-256), or the vendor\'s root.json as --trusted-root FILE. (--insecure-trust-first-server pins whatever root the server hands out: anyone who answers in its place at enrollment could then get their own content installed here.)';
+
+export const TRUST_DESCRIPTIONS: Record<TrustMode, string> = {
+  'join-string': "the vendor's root.json, checked against the join string's SHA-256 at enrollment",
+  'trusted-root': "the vendor's root.json given with --trusted-root at enrollment",
+  'first-server': 'INSECURE: the root.json the server handed out at enrollment, unchecked (--insecure-trust-first-server): a server met first may have been anyone\'s',
+};
 
 export const AGENT_FAMILY_REMEDY = 'A dual-stack proxy (a host with both IPv4 and IPv6, running squid for instance) bridges the two: start the agent with --proxy HOST:PORT.';
 
@@ -127,8 +158,13 @@ export class Agent {
   fatal: Error | undefined;
   private onFatal: ((error: Error) => void) | undefined;
 
+  /** The join string (or bare token) given, parsed. */
+  private readonly join: JoinString | undefined;
+
   constructor(private readonly options: AgentOptions) {
     this.server = checkSourceUrl(options.server).href.replace(/\/?$/, '/');
+    this.join = options.token === undefined ? undefined : parseJoinString(options.token);
+    if (options.token !== undefined && !this.join) throw new UsageError('--token is neither a join string nor an enrollment token (copy the last line `bulwark agents token` prints on the server)');
     this.log = options.log ?? (() => {});
     this.random = options.random ?? Math.random;
     this.settings = Settings.open(options.dataDir);
@@ -153,6 +189,8 @@ export class Agent {
   async start(): Promise<void> {
     this.dispatcher = dispatcherFor(this.settings.data.proxy);
     this.enrollment = await this.enroll();
+    // Stopped meanwhile (a signal during enrollment): start nothing that stop() would not end.
+    if (this.stopping) return;
     this.settings.set('source', { url: this.server, trustedRoot: path.join(this.options.dataDir, 'trusted-root.json') });
     this.engine.on('run', (run) => void this.report(run));
     this.engine.on('state', (state) => {
@@ -162,13 +200,20 @@ export class Agent {
     this.engine.host({ schedule: false });
     // A server that has not finished its first update has nothing to serve: wait for its announcement
     // rather than record a failed run (which would show this agent as failed on the server).
-    const startup = (await this.serverHasRelease()) ? this.engine.startupUpdate() : undefined;
+    const hasRelease = await this.serverHasRelease();
+    if (this.stopping) return;
+    const startup = hasRelease ? this.engine.startupUpdate() : undefined;
     if (!startup) this.log('the server has no release yet (its first update has not finished); updating when it announces one');
     // `bulwark update --data DIR` on this agent's directory asks it to update now, like on a server.
     this.control = await startControl(this.options.dataDir, { update: () => this.engine.update('manual'), change: (request) => this.engine.change(request) }, this.log).catch((error: unknown) => {
       this.log(`the control channel is unavailable (\`bulwark update\` cannot reach this agent): ${describeError(error)}`);
       return undefined;
     });
+    if (this.stopping) {
+      await this.control?.close();
+      await startup?.catch(() => undefined);
+      return;
+    }
     this.schedulePoll();
     this.streamLoop = this.options.notify ? this.followBroker(this.options.notify) : this.followServer();
     await startup;
@@ -278,19 +323,26 @@ export class Agent {
     return new NetworkError(`cannot reach the server ${new URL(this.server).origin}${route.viaProxy ? ` through the ${route.description}` : ''}: ${networkReason(cause)}`, { cause });
   }
 
-  /** The enrollment on disk, or a new one made with the token (retrying while the server is unreachable). */
+  /**
+   * The enrollment on disk, or a new one made with the join string: retried with back-off while the
+   * server is unreachable, or hands out a root that is not the join string's (a man in the middle may
+   * be gone later; nothing is pinned or sent meanwhile). With no way to verify the vendor's root at
+   * all, refused at once (UsageError).
+   */
   private async enroll(): Promise<Enrollment> {
     const existing = readEnrollment(this.options.dataDir);
     if (existing && existing.server === this.server) return existing;
-    if (!this.options.token) {
-      throw new UsageError(existing ? `this agent was enrolled with ${existing.server}; to move it to ${this.server}, give --token` : 'first contact with the server needs the enrollment token: --token TOKEN (see `bulwark agents token` on the server)');
+    if (!this.join) {
+      throw new UsageError(existing ? `this agent was enrolled with ${existing.server}; to move it to ${this.server}, give its join string as --token` : 'first contact with the server needs its join string: --token JOIN (the last line `bulwark agents token` prints on the server)');
     }
-    const backoff = new Backoff(1000, 30_000, this.random);
+    const pinned = fs.existsSync(this.pinnedRootFile());
+    if (!pinned && !this.join.rootSha256 && !this.options.trustedRoot && !this.options.insecureTrustFirstServer) throw new UsageError(NO_ROOT_TO_VERIFY);
+    const backoff = new Backoff(1000, 60_000, this.random);
     for (;;) {
       try {
-        return await this.enrollOnce(this.options.token);
+        return await this.enrollOnce(this.join.token);
       } catch (error) {
-        if (!(error instanceof NetworkError) || this.stopping) throw error;
+        if (!(error instanceof NetworkError || error instanceof RootRefusedError) || this.stopping) throw error;
         const wait = backoff.next();
         this.log(`${describeError(error)}; trying again in ${Math.round(wait / 1000)} s`);
         await sleep(wait, this.abort.signal);
@@ -299,37 +351,76 @@ export class Agent {
     }
   }
 
+  private pinnedRootFile(): string {
+    return path.join(this.options.dataDir, 'trusted-root.json');
+  }
+
+  /**
+   * Enroll once: the vendor's root decided first (and only then the token sent), then the root and
+   * the credential kept. A root already pinned here (an agent enrolling again) stays, with how it was
+   * trusted.
+   */
   private async enrollOnce(token: string): Promise<Enrollment> {
-    const name = this.options.name ?? os.hostname();
-    const request: EnrollRequest = { token, name, hostname: os.hostname(), ...(this.options.ring ? { ring: this.options.ring } : {}) };
+    const previous = readEnrollment(this.options.dataDir);
+    const toPin = fs.existsSync(this.pinnedRootFile()) ? undefined : await this.rootToPin();
+    const trust = toPin?.trust ?? previous?.trust;
+    const asked = this.options.name ?? os.hostname();
+    const request: EnrollRequest = { token, name: asked, hostname: os.hostname() };
     const { status, json } = await this.call(AGENT_PATHS.enroll, request, { deadlineMs: AGENT_DEADLINES.enrollMs, what: 'the enrollment' });
-    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current one with \`bulwark agents token\` on the server)`);
-    if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
-    const answer = json as { id?: unknown; credential?: unknown; root?: unknown; pollSeconds?: unknown; spreadSeconds?: unknown };
+    const said = (json as { error?: unknown })?.error;
+    const why = typeof said === 'string' ? `: ${JSON.stringify(said.slice(0, 300))}` : '';
+    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current join string with \`bulwark agents token\` on the server)`);
+    if (status === 429) throw new NetworkError(`the server refuses enrollments from this address for now (too many failed attempts came from it)${why}`);
+    if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${why}`);
+    const answer = json as Partial<Record<keyof EnrollAnswer, unknown>>;
     if (typeof answer.id !== 'string' || typeof answer.credential !== 'string') throw new EnrollmentError('the server answered the enrollment without a credential; is this a Bulwark server?');
-    this.pinTrustedRoot(typeof answer.root === 'string' ? answer.root : undefined);
-    const enrollment: Enrollment = { server: this.server, id: answer.id, credential: answer.credential, name, enrolledAt: new Date().toISOString() };
+    const name = typeof answer.name === 'string' && answer.name ? answer.name : asked;
+    const ring = isRing(answer.ring) ? answer.ring : undefined;
+    if (toPin) writeFileAtomic(this.pinnedRootFile(), toPin.root);
+    const enrollment: Enrollment = { server: this.server, id: answer.id, credential: answer.credential, name, enrolledAt: new Date().toISOString(), ...(ring ? { ring } : {}), ...(trust ? { trust } : {}) };
     writeFileAtomic(enrollmentFile(this.options.dataDir), JSON.stringify(enrollment, null, 1) + '\n');
     fs.chmodSync(enrollmentFile(this.options.dataDir), 0o600);
     this.applyServerSettings(answer);
-    this.log(`enrolled with ${this.server} as "${name}"`);
+    this.log(`enrolled with ${this.server} as ${JSON.stringify(name)}${ring ? ` in the ${ring} ring (its enrollment token's)` : ''}`);
+    if (name !== asked) this.log(`the server already has an agent named ${JSON.stringify(asked)}: this one is listed as ${JSON.stringify(name)}`);
+    if (trust === 'first-server') this.log(`WARNING: trusting ${TRUST_DESCRIPTIONS[trust]}`);
     return enrollment;
   }
 
-  /** Pin the trusted root: --trusted-root if given, else the server's (trust on first use). Kept from then on. */
-  private pinTrustedRoot(fromServer: string | undefined): void {
-    const pinned = path.join(this.options.dataDir, 'trusted-root.json');
-    if (fs.existsSync(pinned)) return;
-    let root: Buffer;
+  /** The vendor's root to pin, and how it is trusted: the operator's file, or the server's checked against the join string (or, if told so, unchecked). */
+  private async rootToPin(): Promise<{ root: Buffer; trust: TrustMode }> {
+    const expected = this.join?.rootSha256;
     if (this.options.trustedRoot) {
-      root = fs.readFileSync(this.options.trustedRoot);
-    } else if (fromServer) {
-      root = Buffer.from(fromServer, 'utf8');
-      this.log('pinned the trusted root the server handed out (pass --trusted-root to bring the vendor\'s own)');
-    } else {
-      throw new EnrollmentError('the server has no verified root to hand out yet (it has not completed an update); pass --trusted-root FILE or try again later');
+      const root = fs.readFileSync(this.options.trustedRoot);
+      if (expected && sha256(root) !== expected) throw new UsageError(`--trusted-root ${this.options.trustedRoot} has the SHA-256 ${sha256(root)}, the join string names ${expected}: give one or the other, or the join string of this vendor's root`);
+      if (!isRootJson(root)) throw new UsageError(`--trusted-root ${this.options.trustedRoot} is not a TUF root.json`);
+      return { root, trust: 'trusted-root' };
     }
-    writeFileAtomic(pinned, root);
+    let response;
+    try {
+      response = await bufferedRequest(this.url(AGENT_PATHS.root), {
+        timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: AGENT_DEADLINES.enrollMs,
+        what: "the vendor's root",
+        maxBytes: AGENT_LIMITS.rootBytes,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
+    } catch (cause) {
+      throw cause instanceof NetworkError ? cause : await this.unreachable(cause);
+    }
+    if (response.status === 404) throw new RootRefusedError("the server has no vendor's root.json to hand out (its update source is not set up)");
+    if (response.status !== 200) throw new RootRefusedError(`the server answered HTTP ${response.status} when asked for the vendor's root.json`);
+    const root = response.body;
+    if (expected) {
+      const got = sha256(root);
+      if (got !== expected) {
+        throw new RootRefusedError(
+          `refused the vendor's root.json the server handed out: its SHA-256 is ${got}, the join string's is ${expected}. Nothing was pinned and the token was not sent. Either this is not the server the join string came from (or something between them changed its answer), or that server's trusted root was replaced since: then get a fresh join string with \`bulwark agents token\` on it`,
+        );
+      }
+    }
+    if (!isRootJson(root)) throw new RootRefusedError("the root.json the server handed out is not a TUF root.json");
+    return { root, trust: expected ? 'join-string' : 'first-server' };
   }
 
   /** Timing values from the server, each clamped into its documented range (AGENT_TIMING), and said when it had to be. */
@@ -351,9 +442,9 @@ export class Agent {
 
   /** The credential was refused: enroll again with the token if there is one, else give up. */
   private async credentialRefused(): Promise<void> {
-    if (this.options.token) {
+    if (this.join) {
       try {
-        this.enrollment = await this.enrollOnce(this.options.token);
+        this.enrollment = await this.enrollOnce(this.join.token);
         return;
       } catch (error) {
         if (error instanceof NetworkError) return; // try again at the next reconnect
@@ -538,6 +629,7 @@ export class Agent {
         : {}),
       phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
+      ...(this.enrollment.trust ? { trust: this.enrollment.trust } : {}),
     };
     try {
       const { status, json } = await this.call(AGENT_PATHS.report, report, { credential: this.enrollment.credential, deadlineMs: AGENT_DEADLINES.reportMs, what: 'the report' });
@@ -547,6 +639,15 @@ export class Agent {
     } catch (error) {
       this.log(`cannot report to the server: ${describeError(error)}`);
     }
+  }
+}
+
+/** Whether `bytes` is a TUF root.json (its signatures are the engine's to check, against itself and then the chain). */
+function isRootJson(bytes: Buffer): boolean {
+  try {
+    return (JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: unknown } }).signed?._type === 'root';
+  } catch {
+    return false;
   }
 }
 

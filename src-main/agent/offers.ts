@@ -37,9 +37,7 @@ export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<
       return held && base ? made(entry.id, `${installed.sha256}-${entry.full.sha256}.patch`) : undefined;
     },
     full: (entry) => (latest(entry) ? made(entry.id, `${entry.full.sha256}.zst`) : undefined),
-    fullOf: (id, sha256) => {
-      const held = byId.get(id);
-      return held && (held.sha256 === sha256 || held.bases.some((b) => b.sha256 === sha256)) ? made(id, `${sha256}.zst`) : undefined;
-    },
+    // The server makes full files of its current version only (a rollback there makes it current).
+    fullOf: (id, sha256) => (byId.get(id)?.sha256 === sha256 ? made(id, `${sha256}.zst`) : undefined),
   };
 }

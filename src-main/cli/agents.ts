@@ -5,12 +5,13 @@ import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { AGENT_TIMING, isRing, RINGS } from '../protocol/agent-protocol.js';
+import { AGENT_TIMING, DEFAULT_AGENT_PORT, isRing, parseJoinString, RINGS, type Ring } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
 import type { AgentListed } from '../distribution/registry.js';
+import { visible } from '../distribution/untrusted.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
 import { parseBrokerUrl, parseListen } from '../server/listen.js';
@@ -93,23 +94,33 @@ function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
 export const agentCommands: Record<string, Command> = {
   agent: {
     summary: 'run an agent: keep this endpoint current from a Bulwark server, until stopped',
-    usage: `bulwark agent --server URL --token TOKEN --data DIR [--name NAME] [--trusted-root FILE] [--proxy HOST:PORT [--proxy-user NAME]]
+    usage: `bulwark agent --server URL --token JOIN --data DIR [--name NAME] [--trusted-root FILE]
+              [--insecure-trust-first-server] [--proxy HOST:PORT [--proxy-user NAME]]
 
-Enrolls with the server on first contact (with the enrollment token from \`bulwark agents token\`
-on the server), then keeps the components in DIR current: the server announces each release and
-the agent fetches it within its spread, by incremental where it can. Every file is checked against
-the vendor's signatures, so a compromised server cannot get content accepted. Reports its versions
-to the server after every run. Runs until SIGINT or SIGTERM; exits 1 when the server refuses the
-token (wrong or rotated). \`bulwark status --data DIR\` shows what it holds.
+Enrolls with the server on first contact, with the join string \`bulwark agents token\` prints on
+the server (its last line): it carries the enrollment token, whose ring the agent joins, and the
+SHA-256 of the vendor's root.json, which the agent checks before it pins that root and before it
+sends the token, so a server met first is never trusted for the root. Then keeps the components in
+DIR current: the server announces each release and the agent fetches it within its spread, by
+incremental where it can. Every file is checked against the vendor's signatures, so a compromised
+server cannot get content accepted; it cannot move the agent back to a version it never installed,
+nor hold it unseen (see docs/agents.md). Reports its versions to the server after every run. Runs
+until SIGINT or SIGTERM; exits 1 when the server refuses the token (wrong or rotated), 2 when there
+is no way to verify the vendor's root. \`bulwark status --data DIR\` shows what it holds.
 
 Options:
   --server URL          the server's agent address, e.g. http://server.example:8470/
-  --token TOKEN         the enrollment token (needed on first contact); or set BULWARK_TOKEN,
-                        which keeps it off the command line where other users could see it
+  --token JOIN          the join string (needed on first contact); or set BULWARK_TOKEN, which keeps
+                        it off the command line where other users could see it
   --data DIR            the agent's data directory (components, history, credential)
-  --name NAME           how the server lists this agent (default: the host name)
-  --trusted-root FILE   the vendor's root.json to trust; by default the one the server hands out
-                        at enrollment is pinned (trust on first use); signed root rotations follow
+  --name NAME           how the server lists this agent (default: the host name; the server adds a
+                        suffix when another agent has the name, and the agent says so)
+  --trusted-root FILE   the vendor's root.json, given by hand instead of checked against the join
+                        string (with a bare token); signed root rotations follow
+  --insecure-trust-first-server
+                        with neither a join string's hash nor --trusted-root, pin whatever root the
+                        server hands out at enrollment: whoever answers in its place then could get
+                        their own content installed here for good. Status and reports say so
   --proxy HOST:PORT     reach the server through this HTTP proxy (a dual-stack proxy bridges an
                         IPv4-only agent and an IPv6-only server); saved for later starts
   --proxy-user NAME     proxy user name; the password is read from BULWARK_PROXY_PASSWORD
@@ -117,13 +128,16 @@ Options:
                         the server's --notify) instead of a stream held open to the server
   --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
                         in order, then the server itself); reports still go to the server
-  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)`,
+
+The rollout ring is the operator's choice, not the agent's: the join string of \`bulwark agents
+token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` moves an agent.`,
     options: {
       ...dataOption,
       server: { type: 'string' },
       token: { type: 'string' },
       name: { type: 'string' },
       'trusted-root': { type: 'string' },
+      'insecure-trust-first-server': { type: 'boolean' },
       proxy: { type: 'string' },
       'proxy-user': { type: 'string' },
       notify: { type: 'string' },
@@ -139,8 +153,10 @@ Options:
       if (name !== undefined && !(name.length >= 1 && name.length <= 100)) throw new UsageError('--name must be 1 to 100 characters');
       const proxy = proxyFlag(values);
       const notify = typeof values.notify === 'string' ? parseBrokerUrl(values.notify) : undefined;
-      const ring = values.ring as string | undefined;
-      if (ring !== undefined && !isRing(ring)) throw new UsageError('--ring is canary, early or broad');
+      if (values.ring !== undefined) throw new UsageError("an agent cannot choose its rollout ring: the server's operator does, with the join string of `bulwark agents token --ring RING`, or `bulwark agents ring NAME RING` for an enrolled agent");
+      const token = typeof values.token === 'string' ? values.token : process.env.BULWARK_TOKEN || undefined;
+      if (token !== undefined && !parseJoinString(token)) throw new UsageError(`${typeof values.token === 'string' ? '--token' : 'BULWARK_TOKEN'} is neither a join string nor an enrollment token: copy the last line \`bulwark agents token\` prints on the server`);
+      const insecure = values['insecure-trust-first-server'] === true;
       const [{ Agent }, { checkSourceUrl }] = await Promise.all([import('../agent/agent.js'), import('../engine/source.js')]);
       const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
@@ -148,13 +164,13 @@ Options:
         server,
         dataDir,
         log: stamp,
-        ...(typeof values.token === 'string' ? { token: values.token } : process.env.BULWARK_TOKEN ? { token: process.env.BULWARK_TOKEN } : {}),
+        ...(token !== undefined ? { token } : {}),
         ...(name ? { name } : {}),
         ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
+        ...(insecure ? { insecureTrustFirstServer: true } : {}),
         ...(proxy ? { proxy } : {}),
         ...(notify ? { notify } : {}),
         ...(mirrors.length ? { mirrors } : {}),
-        ...(ring ? { ring } : {}),
       });
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
@@ -179,22 +195,27 @@ Options:
   },
 
   agents: {
-    summary: "list the server's agents, or show or rotate their enrollment token",
+    summary: "list the server's agents, print the join string new agents enroll with, or move one to a ring",
     usage: `bulwark agents list --data DIR [--json]
-bulwark agents token --data DIR [--rotate]
+bulwark agents token --data DIR [--ring RING] [--rotate]
 bulwark agents ring NAME|ID RING --data DIR
 
 Works while the server runs. \`list\` shows each agent's name, address and family, component
 versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
-seen and its last result. \`token\` prints the enrollment token new agents need; --rotate replaces
-it (enrolled agents keep working, new ones need the new token). \`ring\` moves an agent to a rollout
-ring: canary (gets each release first), early, or broad (after the others; the default).
+seen and its last result. \`token\` prints the join string new agents enroll with, alone on its last
+line (bulwark agent --token JOIN): the ring's enrollment token and the SHA-256 of the vendor's
+root.json this server trusts, so an agent checks the root the server hands out instead of trusting
+it. Each ring has its own token: agents enroll into the ring of theirs (broad by default) and
+cannot choose another. --rotate replaces the ring's token (enrolled agents keep working, new ones
+need the new join string). \`ring\` moves an agent to a rollout ring: canary (gets each release
+first), early, or broad (after the others).
 
 Options:
   --data DIR   the server's data directory
   --json       (list) print JSON
-  --rotate     (token) make a new token`,
-    options: { ...dataOption, json: { type: 'boolean' }, rotate: { type: 'boolean' } },
+  --ring RING  (token) the ring new agents enroll into: canary, early or broad (default broad)
+  --rotate     (token) make a new token for the ring`,
+    options: { ...dataOption, json: { type: 'boolean' }, rotate: { type: 'boolean' }, ring: { type: 'string' } },
     positionals: true,
     async run(values, positionals) {
       const dataDir = required(values, 'data');
@@ -222,19 +243,32 @@ Options:
       if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token|ring --data DIR');
       if (action === 'token') {
         if (values.json) throw new UsageError('--json goes with list');
+        const ring = (values.ring as string | undefined) ?? 'broad';
+        if (!isRing(ring)) throw new UsageError(`--ring "${ring}" is not a ring: canary, early or broad`);
         if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
-        const { AgentRegistry } = await import('../distribution/registry.js');
+        const [{ AgentRegistry }, { joinInfo, readTrustedRoot }, { Settings }] = await Promise.all([import('../distribution/registry.js'), import('../distribution/enrollment.js'), import('../engine/settings.js')]);
+        const root = readTrustedRoot(Settings.openReadOnly(dataDir).data.source.trustedRoot);
         const registry = await AgentRegistry.open(dataDir);
         try {
-          const token = values.rotate ? await registry.rotateToken() : await registry.enrollmentToken();
-          if (values.rotate) err('The previous token no longer enrolls new agents; enrolled agents keep working.');
-          out(`Enrollment token: ${token}`);
+          const info = await joinInfo(registry, root, ring as Ring, values.rotate === true);
+          if (values.rotate) err(`The ${ring} ring's previous token no longer enrolls new agents; enrolled agents keep working.`);
+          out(`Enrollment token of the ${ring} ring: ${info.token}`);
+          if (!info.join) {
+            err('No update source with a trusted root.json is set on this server, so there is no root for agents to check: this is the bare token. Agents enrolling with it need the vendor\'s root.json (--trusted-root FILE). Set the source (bulwark settings set source ...) for a join string.');
+            out(info.token);
+            return 0;
+          }
+          out(`Vendor's root.json this server trusts: SHA-256 ${info.rootSha256}`);
+          out(`New agents enroll into the ${ring} ring with the join string below (treat it as a password):`);
+          out(`  bulwark agent --server http://THIS-SERVER:${DEFAULT_AGENT_PORT}/ --token JOIN --data /var/lib/bulwark-agent`);
+          out(info.join);
         } finally {
           await registry.close();
         }
         return 0;
       }
       if (values.rotate) throw new UsageError('--rotate goes with token');
+      if (values.ring !== undefined) throw new UsageError('--ring goes with token (to move an agent: bulwark agents ring NAME RING)');
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
@@ -263,11 +297,13 @@ Options:
         await registry.eachListed(basis, (rows) => {
           for (const json of rows) {
             const row = JSON.parse(json.toString('utf8')) as AgentListed;
+            // What an agent sent is its own words: made visible text, so it cannot forge a line.
             const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
             const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
-            const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
-            out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
+            const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${visible(row.lastRun.error, 300)}` : ''}` : 'no run yet';
+            out(`  ${visible(row.name, 100).padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
             out(`  ${''.padEnd(20)} ${versions}`);
+            if (row.trust === 'first-server') out(`  ${''.padEnd(20)} INSECURE: trusts the root.json its server handed out at enrollment, unchecked (--insecure-trust-first-server)`);
           }
         });
         return 0;
@@ -330,7 +366,7 @@ Options:
     else if (!state) out('No release has been rolled out yet.');
     else out(`Release ${state.release}: ${state.halted ? `HALTED at ${state.stage} since ${state.halted.at} — ${state.halted.reason}` : `${state.stage} released since ${state.stageSince}`}; soak ${settings.soakSeconds} s`);
     for (const r of rings) out(`  ${r.ring.padEnd(7)} ${r.released ? 'released' : 'held    '}  ${r.current}/${r.agents} current${r.failed ? `, ${r.failed} failed` : ''}`);
-    for (const f of state?.halted?.failing ?? []) out(`  failing: ${f.name}: ${f.error}`);
+    for (const f of state?.halted?.failing ?? []) out(`  failing: ${visible(f.name, 100)}: ${visible(f.error, 300)}`);
     return 0;
   },
 };

@@ -186,7 +186,7 @@ Options:
       const dataDir = required(values, 'data');
       if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
       const settings = await readSettings(dataDir);
-      const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment }, { describeSchedule }] = await Promise.all([
+      const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment, TRUST_DESCRIPTIONS }, { describeSchedule }] = await Promise.all([
         import('../engine/engine.js'),
         import('../engine/components.js'),
         import('../agent/agent.js'),
@@ -200,7 +200,7 @@ Options:
       const agents = enrollment ? undefined : await agentsAtAGlance(dataDir, status.network?.stack.kind);
       const report = {
         role: enrollment ? ('agent' as const) : ('server' as const),
-        ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
+        ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id, ring: enrollment.ring ?? null, trust: enrollment.trust ?? null } } : {}),
         state: running ? running.state : { type: 'stopped' as const },
         components: status.components.map((c) => ({
           id: c.id,
@@ -224,7 +224,10 @@ Options:
         out(JSON.stringify(report));
         return 0;
       }
-      if (enrollment) out(`Agent "${enrollment.name}" of ${enrollment.server}`);
+      if (enrollment) {
+        out(`Agent "${enrollment.name}" of ${enrollment.server}${enrollment.ring ? ` (${enrollment.ring} ring)` : ''}`);
+        out(`Trusts: ${enrollment.trust ? TRUST_DESCRIPTIONS[enrollment.trust] : "the vendor's root.json pinned at enrollment (how it was checked is not recorded: enrolled by an older Bulwark)"}`);
+      }
       out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ` (no Bulwark ${enrollment ? 'agent' : 'server'} running on this data directory)`}`);
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);

@@ -131,6 +131,15 @@ export interface AgentsSummary {
   rollout: RolloutView;
 }
 
+/** How new agents enroll into a ring (`bulwark agents token --ring RING`). */
+export interface EnrollmentView {
+  ring: RingView;
+  token: string;
+  /** The join string: the token and the SHA-256 of the vendor's root.json the server trusts (null while no update source is set). */
+  join: string | null;
+  rootSha256: string | null;
+}
+
 export interface AgentView {
   id: string;
   name: string;
@@ -146,6 +155,8 @@ export interface AgentView {
   ring: RingView;
   /** Not current because the rollout has not reached its ring yet (on purpose, not a problem). */
   held: boolean;
+  /** How it came to trust the vendor's root, as it reports ('first-server': unchecked, insecure); null when it does not say. */
+  trust: 'join-string' | 'trusted-root' | 'first-server' | null;
 }
 
 export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
@@ -213,8 +224,8 @@ export interface ConsoleMethods {
   agents: { params: AgentsQuery; result: AgentsPage };
   /** Ask every connected agent to update now. */
   updateAgentsNow: { params: void; result: { asked: number } };
-  /** The token new agents enroll with; `rotate` replaces it first. */
-  enrollmentToken: { params: { rotate: boolean }; result: { token: string } };
+  /** What new agents of `ring` (broad when absent) enroll with; `rotate` replaces that ring's token first. */
+  enrollmentToken: { params: { rotate: boolean; ring?: RingView }; result: EnrollmentView };
   /** Promote the rollout to the next ring now, halt it, or resume it after a halt. */
   rollout: { params: { action: 'promote' | 'halt' | 'resume' }; result: RolloutView };
   /** Move an agent to a ring. */

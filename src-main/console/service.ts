@@ -19,11 +19,13 @@ import { testConnection } from '../engine/connection-test.js';
 import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
+import type { JoinInfo } from '../distribution/enrollment.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { DEFAULT_ROLLOUT, type Rollout } from '../distribution/rollout.js';
 import { isRing, type Ring } from '../protocol/agent-protocol.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
+import { visible } from '../distribution/untrusted.js';
 import {
   CONSOLE_METHODS,
   type AgentsPage,
@@ -142,7 +144,7 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
     },
   },
   updateAgentsNow: { type: 'null' },
-  enrollmentToken: { type: 'object', required: ['rotate'], additionalProperties: false, properties: { rotate: { type: 'boolean' } } },
+  enrollmentToken: { type: 'object', required: ['rotate'], additionalProperties: false, properties: { rotate: { type: 'boolean' }, ring: { enum: ['canary', 'early', 'broad'] } } },
   rollout: { type: 'object', required: ['action'], additionalProperties: false, properties: { action: { enum: ['promote', 'halt', 'resume'] } } },
   setAgentRing: {
     type: 'object',
@@ -192,6 +194,8 @@ export interface AgentsAccess {
   rollout: Rollout;
   /** Ask every agent to update now (over their streams, and the broker if there is one); resolves with how many were reached directly. */
   askToUpdate(): Promise<number>;
+  /** The join string of a ring (`rotate`: with a new token). */
+  joinString(ring: Ring, rotate?: boolean): Promise<JoinInfo>;
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
@@ -258,8 +262,9 @@ export class ConsoleService {
       case 'updateAgentsNow':
         return { asked: (await this.options.agents?.askToUpdate()) ?? 0 };
       case 'enrollmentToken': {
-        const registry = this.agentsAccess().registry;
-        return { token: (value as { rotate: boolean }).rotate ? await registry.rotateToken() : await registry.enrollmentToken() };
+        const { rotate, ring = 'broad' } = value as ConsoleMethods['enrollmentToken']['params'];
+        const info = await this.agentsAccess().joinString(ring, rotate);
+        return { ring: info.ring, token: info.token, join: info.join ?? null, rootSha256: info.rootSha256 ?? null };
       }
       case 'rollout':
         return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action);
@@ -308,7 +313,8 @@ export class ConsoleService {
       stage: state?.stage ?? null,
       stageSince: state?.stageSince ?? null,
       soakSeconds: settings.soakSeconds,
-      halted: state?.halted ?? null,
+      // The failing agents' names and errors are their own words: made visible text.
+      halted: state?.halted ? { ...state.halted, failing: state.halted.failing.map((f) => ({ name: visible(f.name, 100), error: visible(f.error, 2000) })) } : null,
       rings: rollout.progress((ring) => overview.ring(ring)),
     };
   }
@@ -401,7 +407,7 @@ export class ConsoleService {
     }
     const halted = agents.rollout.current()?.halted;
     if (halted) {
-      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('; ');
+      const failing = halted.failing.slice(0, 5).map((f) => `${visible(f.name, 100)}: ${visible(f.error, 300)}`).join('; ');
       reminders.push({
         id: 'rollout-halted',
         severity: 'error',
@@ -486,19 +492,31 @@ export class ConsoleService {
   }
 }
 
+/** An agent as the console shows it: every value it sent made visible text (untrusted.ts), so none can hide or fake anything on the page. */
 function agentView(row: AgentListed, held: boolean): AgentView {
+  const run = row.lastRun;
   return {
     id: row.id,
-    name: row.name,
-    hostname: row.hostname,
+    name: visible(row.name, 100),
+    hostname: visible(row.hostname, 253),
     address: row.address,
     families: row.families,
-    versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: c.method } : {}) })),
+    versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: visible(c.method, 16) } : {}) })),
     state: row.state,
     lastSeen: row.lastSeen,
-    lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
+    lastRun: run
+      ? {
+          result: run.result,
+          at: visible(run.at, 40),
+          bytes: run.bytes,
+          ...(run.trigger ? { trigger: visible(run.trigger, 16) } : {}),
+          ...(run.method ? { method: visible(run.method, 16) } : {}),
+          ...(run.error ? { error: visible(run.error, 2000) } : {}),
+        }
+      : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
     held,
+    trust: row.trust,
   };
 }
 

@@ -169,13 +169,12 @@ export async function startDemoAgents(server: BulwarkServer, dir: string, log: (
     log(`demo: no agents (${server.agentServiceError ?? 'agents are not served'})`);
     return [];
   }
-  const token = await server.registry.enrollmentToken();
-  const agents = DEMO_AGENTS.map(
-    (name) => new Agent({ server: url, token, name, dataDir: path.join(dir, 'agents', name), log: (line) => log(`[${name}] ${line}`), trustedRoot: path.join(dir, 'source', 'root.json') }),
-  );
+  // Enrolled as an operator would: with the join string (the token and the SHA-256 of the vendor's root).
+  const { join, token } = await server.joinString('broad');
+  const agents = DEMO_AGENTS.map((name) => new Agent({ server: url, token: join ?? token, name, dataDir: path.join(dir, 'agents', name), log: (line) => log(`[${name}] ${line}`) }));
   // Not awaited as a whole: each runs its start-up update, which must not hold up the server.
   for (const agent of agents) agent.start().catch((error: unknown) => log(`demo agent could not start: ${describeError(error)}`));
-  log(`demo: ${agents.length} agents (${DEMO_AGENTS.join(', ')}) follow the server at ${url}`);
+  log(`demo: ${agents.length} agents (${DEMO_AGENTS.join(', ')}) follow the server at ${url}, enrolled with the join string \`bulwark agents token --data ${path.join(dir, 'data')}\` prints`);
   return agents;
 }
 

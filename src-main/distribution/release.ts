@@ -195,8 +195,9 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
   kept(id: string, sha: string): KeptVersion | undefined {
     const component = this.release?.index.components.find((c) => c.id === id);
     if (!component) return undefined;
-    const version = component.sha256 === sha ? component.version : component.bases.find((b) => b.sha256 === sha)?.version;
-    return version === undefined ? undefined : { id, version, sha256: sha, file: this.store.pathOf(id, version) };
+    const latest = component.sha256 === sha;
+    const version = latest ? component.version : component.bases.find((b) => b.sha256 === sha)?.version;
+    return version === undefined ? undefined : { id, version, sha256: sha, file: this.store.pathOf(id, version), latest };
   }
 
   private hashOf(file: string): string {

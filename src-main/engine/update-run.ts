@@ -40,7 +40,7 @@ export interface ServerOffers {
   incremental(entry: CatalogueComponent, installed: InstalledComponent): string | undefined;
   /** URL of a server-made full file (a zstd frame) of the catalogue's latest. */
   full(entry: CatalogueComponent): string | undefined;
-  /** URL of a server-made full file of an older version the server keeps, by content (for a rollback). */
+  /** URL of a server-made full file of the version the server serves, by content (for a rollback to it). */
   fullOf(id: string, sha256: string): string | undefined;
 }
 

@@ -15,7 +15,9 @@
 //   GET      /agents/v1/index.json           the advisory index of the current release (ReleaseIndex)
 //
 // Agent endpoints, each authenticated by the agent's own credential (Authorization: Bearer), except
-// enrollment, which takes the enrollment token:
+// enrollment, which takes the enrollment token, and the root, which is public:
+//   GET  /agents/v1/root.json the vendor's root.json the server trusts (its anchor, as the operator gave
+//                             it); an enrolling agent pins it only if its SHA-256 is the join string's
 //   POST /agents/v1/enroll    EnrollRequest -> EnrollAnswer
 //   POST /agents/v1/report    AgentReport -> ReportAnswer
 //   GET  /agents/v1/policy    AgentPolicy: the server's pins, the agent's ring, and whether to hold
@@ -37,6 +39,7 @@ export const AGENT_PATHS = {
   policy: 'agents/v1/policy',
   events: 'agents/v1/events',
   index: 'agents/v1/index.json',
+  root: 'agents/v1/root.json',
   timestamp: 'metadata/timestamp.json',
 } as const;
 
@@ -52,23 +55,61 @@ export function isRing(value: unknown): value is Ring {
   return (RINGS as readonly unknown[]).includes(value);
 }
 
+// --- Enrollment: the join string ------------------------------------------------------------------
+
+/**
+ * What `bulwark agents token` prints for new agents: the enrollment token (which also names the ring
+ * they enroll into) and the SHA-256 of the vendor's root.json the server trusts, as
+ * "TOKEN:sha256:HEX" (like kubeadm's --discovery-token-ca-cert-hash). The agent fetches the root
+ * from the server and pins it only if its hash is this one, before it sends the token: a server met
+ * first is never trusted for the root (no trust on first use).
+ */
+export interface JoinString {
+  token: string;
+  /** Absent for a bare token (then the agent needs --trusted-root, or --insecure-trust-first-server). */
+  rootSha256?: string;
+}
+
+export function formatJoinString(token: string, rootSha256: string): string {
+  return `${token}:sha256:${rootSha256}`;
+}
+
+/** A join string or a bare token; undefined when it is neither. */
+export function parseJoinString(text: string): JoinString | undefined {
+  const match = /^([A-Za-z0-9_][A-Za-z0-9_-]{7,255})(?::sha256:([0-9a-fA-F]{64}))?$/.exec(text.trim());
+  if (!match) return undefined;
+  return { token: match[1]!, ...(match[2] ? { rootSha256: match[2].toLowerCase() } : {}) };
+}
+
+/** How an agent came to trust the vendor's root, recorded at enrollment and in every report. */
+export type TrustMode =
+  /** Fetched from the server and checked against the join string's SHA-256. */
+  | 'join-string'
+  /** Given by the operator as a file (--trusted-root). */
+  | 'trusted-root'
+  /** Whatever the first server handed out (--insecure-trust-first-server): a server met first could have been anyone. */
+  | 'first-server';
+
 // --- Messages ------------------------------------------------------------------------------------
 
-/** What a new agent sends with the enrollment token. */
+/** What a new agent sends with the enrollment token (an agent does not choose its ring: its token does). */
 export interface EnrollRequest {
   token: string;
   name: string;
   hostname: string;
   pollSeconds?: number;
+  /** Ignored (agents before the ring went with the token sent it): the token decides. */
   ring?: Ring;
 }
 
-/** The server's answer to an enrollment: the agent's own credential, and how often to poll. */
+/** The server's answer to an enrollment: the agent's own credential, its name and ring, and how often to poll. */
 export interface EnrollAnswer {
   id: string;
   credential: string;
-  /** The newest root.json the server verified (JSON text). */
-  root?: string;
+  /** The name the server lists the agent under: the one asked for, or with a suffix when another agent has it. */
+  name: string;
+  /** The ring of the token it enrolled with. */
+  ring: Ring;
   pollSeconds: number;
   spreadSeconds: number;
 }
@@ -100,6 +141,8 @@ export interface AgentReport {
   phase: 'idle' | 'updating';
   /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
   pollSeconds: number;
+  /** How the agent came to trust the vendor's root (absent: enrolled before agents recorded it). */
+  trust?: TrustMode;
 }
 
 /** The server's answer to a report. */
@@ -191,6 +234,8 @@ export const AGENT_LIMITS = {
   brokerMessageBytes: 4096,
   /** An agent's last error, as reported. */
   reportErrorChars: 2000,
+  /** The trusted root an enrolling agent fetches (the engine's own limit for root metadata). */
+  rootBytes: 512 * 1024,
 } as const;
 
 /**
@@ -307,6 +352,7 @@ export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
     },
     phase: { type: 'string', enum: ['idle', 'updating'] },
     pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+    trust: { type: 'string', enum: ['join-string', 'trusted-root', 'first-server'], nullable: true },
   },
 };
 

@@ -11,6 +11,7 @@ import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
+import { joinInfo, readTrustedRoot, type JoinInfo } from '../distribution/enrollment.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { ReleasePublisher } from '../distribution/broker.js';
@@ -23,7 +24,7 @@ import type { Settings } from '../engine/settings.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from '../engine/control.js';
 import { formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
-import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
+import { DEFAULT_AGENT_PORT, isRing, type Ring } from '../protocol/agent-protocol.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -52,6 +53,8 @@ export interface BulwarkServer {
   readonly consoleServer: ConsoleServer | undefined;
   /** The start-up update; failures are recorded in its record, not thrown. */
   readonly startup: Promise<RunRecord>;
+  /** The join string that enrolls new agents into `ring` (`rotate`: with a new token). */
+  joinString(ring: Ring, rotate?: boolean): Promise<JoinInfo>;
   stop(): Promise<void>;
 }
 
@@ -98,6 +101,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           registry,
           settings: () => settings.data.distribution,
           onAgentsChanged: () => overview.changed(),
+          trustedRoot: () => readTrustedRoot(settings.data.source.trustedRoot),
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
@@ -177,12 +181,13 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     return undefined;
   });
 
+  const joinString = (ring: Ring, rotate = false) => joinInfo(registry, readTrustedRoot(settings.data.source.trustedRoot), ring, rotate);
   const service = new ConsoleService({
     engine,
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, overview, rollout, askToUpdate, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, rollout, askToUpdate, joinString, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
@@ -204,5 +209,5 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
       throw error;
     }
   }
-  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, stop: stopAll };
+  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, joinString, stop: stopAll };
 }

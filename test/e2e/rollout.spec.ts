@@ -1,5 +1,5 @@
 // Rolling releases out ring by ring, against real processes: the fixture's server and source, and real
-// `bulwark agent` children enrolled in canary (--ring canary) or broad. The soak is ten minutes
+// `bulwark agent` children enrolled in canary (with the canary join string) or broad. The soak is ten minutes
 // (--rollout-soak 600), far longer than a test: a ring after canary is released only by the console's
 // Promote now. Agents fetch a release at once (--agent-spread 0) and report every 10 s (--agent-poll 10).
 import fs from 'node:fs';
