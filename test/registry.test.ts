@@ -372,6 +372,7 @@ describe('page', () => {
         phase: 'idle',
         notifiedRelease: 0,
         trust: null,
+        orders: null,
         pollSeconds: 120,
         state: 'current',
         families: [4, 6],

@@ -37,7 +37,9 @@ import {
   AGENT_PATHS,
   AGENT_TIMING,
   clampTiming,
+  DEFAULT_MAX_HOLD_SECONDS,
   DEFAULT_POLL_SECONDS,
+  describeOrder,
   DEFAULT_SPREAD_SECONDS,
   type AgentPolicy,
   type AgentReport,
@@ -54,6 +56,7 @@ import type { BrokerAddress } from '../protocol/broker.js';
 import { followBroker } from './broker.js';
 import { Backoff, followEvents, StreamViolation } from './events.js';
 import { loadOffers } from './offers.js';
+import { holdFor, judgeRun, readOrders, writeOrders, type OrdersFile } from './orders.js';
 
 export interface AgentOptions {
   /** The server's agent URL, e.g. http://server.example:8470/ */
@@ -70,6 +73,8 @@ export interface AgentOptions {
   trustedRoot?: string;
   /** Pin whatever root the server hands out at enrollment, with nothing to check it against: a server met first may be anyone's. */
   insecureTrustFirstServer?: boolean;
+  /** The longest a server's rollout hold is obeyed, in seconds (DEFAULT_MAX_HOLD_SECONDS by default). */
+  maxHoldSeconds?: number;
   /** Reach the server through this HTTP proxy (saved in the agent's settings). */
   proxy?: ProxySetting;
   /** Learn of releases from this MQTT broker instead of a stream held open to the server. */
@@ -160,10 +165,18 @@ export class Agent {
 
   /** The join string (or bare token) given, parsed. */
   private readonly join: JoinString | undefined;
+  /** The longest a rollout hold is obeyed. */
+  private readonly maxHoldSeconds: number;
+  /** What the server's policy orders this agent, as judged after the last run (orders.ts). */
+  private orders: OrdersFile;
+  /** The server's policy the run in flight was given. */
+  private runPolicy: { pins: Map<string, number>; hold: boolean } = { pins: new Map(), hold: false };
 
   constructor(private readonly options: AgentOptions) {
     this.server = checkSourceUrl(options.server).href.replace(/\/?$/, '/');
     this.join = options.token === undefined ? undefined : parseJoinString(options.token);
+    this.maxHoldSeconds = options.maxHoldSeconds ?? DEFAULT_MAX_HOLD_SECONDS;
+    this.orders = readOrders(options.dataDir);
     if (options.token !== undefined && !this.join) throw new UsageError('--token is neither a join string nor an enrollment token (copy the last line `bulwark agents token` prints on the server)');
     this.log = options.log ?? (() => {});
     this.random = options.random ?? Math.random;
@@ -174,11 +187,14 @@ export class Agent {
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
       ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
-      // The agent follows its server's policy (its pins: a rollback there is a rollback here; its
-      // rollout: hold until the agent's ring is reached), and its own pins.
+      // The agent follows its server's policy (its pins: a rollback there is a rollback here, to a
+      // version installed here; its rollout: hold until the agent's ring is reached, for at most
+      // --max-hold), and its own pins.
       policy: async () => {
         const server = await this.serverPolicy();
-        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold };
+        this.runPolicy = server;
+        const { hold, holdLapsed } = holdFor(this.orders, server.hold, new Date(), this.maxHoldSeconds);
+        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold, ...(holdLapsed ? { holdLapsed } : {}) };
       },
       familyRemedy: AGENT_FAMILY_REMEDY,
       log: this.log,
@@ -192,7 +208,10 @@ export class Agent {
     // Stopped meanwhile (a signal during enrollment): start nothing that stop() would not end.
     if (this.stopping) return;
     this.settings.set('source', { url: this.server, trustedRoot: path.join(this.options.dataDir, 'trusted-root.json') });
-    this.engine.on('run', (run) => void this.report(run));
+    this.engine.on('run', (run) => {
+      this.judge(run);
+      void this.report(run);
+    });
     this.engine.on('state', (state) => {
       // Emitted as a run begins, before the engine counts itself busy.
       if (state.type === 'checking') void this.report(undefined, 'updating');
@@ -260,6 +279,21 @@ export class Agent {
       if (error instanceof NetworkError && /too slow/.test(error.message)) this.log(`the server's policy: ${describeError(error)}; this run goes on without it (nothing held, nothing pinned by the server)`);
       return none;
     }
+  }
+
+  /** Judge what the server's policy did to this run (orders.ts), keep it, and say it when it changed. */
+  private judge(run: RunRecord): void {
+    const before = this.orders.current.map(describeOrder).join('\n');
+    this.orders = judgeRun(this.orders, run, this.runPolicy, this.maxHoldSeconds);
+    try {
+      writeOrders(this.options.dataDir, this.orders);
+    } catch (error) {
+      this.log(`cannot record the server's orders: ${describeError(error)}`);
+    }
+    const now = this.orders.current.map(describeOrder).join('\n');
+    if (now === before) return;
+    if (!now) this.log('the server keeps this agent behind the vendor\'s latest no more');
+    for (const order of this.orders.current) this.log(`server order: ${describeOrder(order)}`);
   }
 
   /** Resolves with the reason when the agent can go on no longer (its credential and token refused). */
@@ -630,6 +664,8 @@ export class Agent {
       phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
       ...(this.enrollment.trust ? { trust: this.enrollment.trust } : {}),
+      // Whatever keeps it behind the vendor's latest, in every report: never a plain "ok".
+      ...(this.orders.current.length ? { orders: this.orders.current } : {}),
     };
     try {
       const { status, json } = await this.call(AGENT_PATHS.report, report, { credential: this.enrollment.credential, deadlineMs: AGENT_DEADLINES.reportMs, what: 'the report' });

@@ -5,7 +5,7 @@ import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { AGENT_TIMING, DEFAULT_AGENT_PORT, isRing, parseJoinString, RINGS, type Ring } from '../protocol/agent-protocol.js';
+import { AGENT_TIMING, DEFAULT_AGENT_PORT, describeOrder, isRing, parseJoinString, RINGS, type Ring } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
@@ -80,6 +80,15 @@ export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefi
   }
 }
 
+/** "90s", "30m", "24h", "7d" (or bare seconds) in seconds, within bounds; `what` names the flag. */
+export function parseDuration(text: string, what: string, min: number, max: number): number {
+  const match = /^\s*(\d{1,9})\s*(s|m|min|h|d)?\s*$/.exec(text);
+  const unit = { s: 1, m: 60, min: 60, h: 3600, d: 86_400 }[(match?.[2] ?? 's') as 's'];
+  const seconds = match ? Number(match[1]) * unit : NaN;
+  if (!(seconds >= min && seconds <= max)) throw new UsageError(`${what} "${text}" must be a duration from ${min} s to ${max / 86_400} days, e.g. 90m, 24h or 7d`);
+  return seconds;
+}
+
 function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
   if (typeof values.proxy !== 'string') {
     if (values['proxy-user'] !== undefined) throw new UsageError('--proxy-user goes with --proxy');
@@ -95,7 +104,7 @@ export const agentCommands: Record<string, Command> = {
   agent: {
     summary: 'run an agent: keep this endpoint current from a Bulwark server, until stopped',
     usage: `bulwark agent --server URL --token JOIN --data DIR [--name NAME] [--trusted-root FILE]
-              [--insecure-trust-first-server] [--proxy HOST:PORT [--proxy-user NAME]]
+              [--insecure-trust-first-server] [--max-hold DURATION] [--proxy HOST:PORT [--proxy-user NAME]]
 
 Enrolls with the server on first contact, with the join string \`bulwark agents token\` prints on
 the server (its last line): it carries the enrollment token, whose ring the agent joins, and the
@@ -121,6 +130,10 @@ Options:
                         with neither a join string's hash nor --trusted-root, pin whatever root the
                         server hands out at enrollment: whoever answers in its place then could get
                         their own content installed here for good. Status and reports say so
+  --max-hold DURATION   the longest the server's rollout may hold this agent behind the vendor's
+                        latest release: past it the agent takes that release and reports "hold
+                        lapsed" (default 24h; 30s, 90m, 2h, 7d...; shorter than the server's soak
+                        defeats its rollout)
   --proxy HOST:PORT     reach the server through this HTTP proxy (a dual-stack proxy bridges an
                         IPv4-only agent and an IPv6-only server); saved for later starts
   --proxy-user NAME     proxy user name; the password is read from BULWARK_PROXY_PASSWORD
@@ -138,6 +151,7 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
       name: { type: 'string' },
       'trusted-root': { type: 'string' },
       'insecure-trust-first-server': { type: 'boolean' },
+      'max-hold': { type: 'string' },
       proxy: { type: 'string' },
       'proxy-user': { type: 'string' },
       notify: { type: 'string' },
@@ -157,6 +171,7 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
       const token = typeof values.token === 'string' ? values.token : process.env.BULWARK_TOKEN || undefined;
       if (token !== undefined && !parseJoinString(token)) throw new UsageError(`${typeof values.token === 'string' ? '--token' : 'BULWARK_TOKEN'} is neither a join string nor an enrollment token: copy the last line \`bulwark agents token\` prints on the server`);
       const insecure = values['insecure-trust-first-server'] === true;
+      const maxHold = typeof values['max-hold'] === 'string' ? parseDuration(values['max-hold'], '--max-hold', 1, 30 * 86_400) : undefined;
       const [{ Agent }, { checkSourceUrl }] = await Promise.all([import('../agent/agent.js'), import('../engine/source.js')]);
       const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
@@ -168,6 +183,7 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
         ...(name ? { name } : {}),
         ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
         ...(insecure ? { insecureTrustFirstServer: true } : {}),
+        ...(maxHold !== undefined ? { maxHoldSeconds: maxHold } : {}),
         ...(proxy ? { proxy } : {}),
         ...(notify ? { notify } : {}),
         ...(mirrors.length ? { mirrors } : {}),
@@ -303,6 +319,7 @@ Options:
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${visible(row.lastRun.error, 300)}` : ''}` : 'no run yet';
             out(`  ${visible(row.name, 100).padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
             out(`  ${''.padEnd(20)} ${versions}`);
+            for (const order of row.orders ?? []) out(`  ${''.padEnd(20)} ${visible(describeOrder(order), 400)}`);
             if (row.trust === 'first-server') out(`  ${''.padEnd(20)} INSECURE: trusts the root.json its server handed out at enrollment, unchecked (--insecure-trust-first-server)`);
           }
         });

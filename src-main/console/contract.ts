@@ -157,6 +157,8 @@ export interface AgentView {
   held: boolean;
   /** How it came to trust the vendor's root, as it reports ('first-server': unchecked, insecure); null when it does not say. */
   trust: 'join-string' | 'trusted-root' | 'first-server' | null;
+  /** What it reports the server keeps it at below the vendor's latest, for people ("virus-pattern pinned by the server at 175 since …"). */
+  orders: string[];
 }
 
 export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';

@@ -22,7 +22,7 @@ import type { AgentsOverview } from '../distribution/overview.js';
 import type { JoinInfo } from '../distribution/enrollment.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { DEFAULT_ROLLOUT, type Rollout } from '../distribution/rollout.js';
-import { isRing, type Ring } from '../protocol/agent-protocol.js';
+import { describeOrder, isRing, type Ring } from '../protocol/agent-protocol.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
 import { visible } from '../distribution/untrusted.js';
@@ -517,6 +517,7 @@ function agentView(row: AgentListed, held: boolean): AgentView {
     ring: isRing(row.ring) ? row.ring : 'broad',
     held,
     trust: row.trust,
+    orders: (row.orders ?? []).map((order) => visible(describeOrder(order), 400)),
   };
 }
 

@@ -1,9 +1,9 @@
-// Failed enrollments and refused credentials, counted per source address: past a limit in a window,
-// that address's further attempts of the kind are answered 429 (with Retry-After) without being
-// checked, until the window ends; and they are logged in groups, not one line each — the first
-// refusal of a window at once (a mistyped token is seen at once), the rest as one line per address
-// when the window ends ("37 enrollments refused from 10.0.0.5 in the last minute"). Memory is bounded:
-// past MAX_ADDRESSES tracked, further addresses are counted together.
+// Failed enrollments and refused credentials, counted per source address, in a window that starts
+// with its first refusal: past a limit in the window, that address's further attempts of the kind
+// are answered 429 (with Retry-After) without being checked, until the window ends; and they are
+// logged in groups, not one line each — the first refusal at once (a mistyped token is seen at
+// once), the rest as one line when the window ends ("37 enrollments refused from 10.0.0.5 in the
+// last minute"). Memory is bounded: past MAX_ADDRESSES tracked, further addresses are counted together.
 
 export type RefusalKind = 'enrollment' | 'credential';
 
@@ -27,6 +27,8 @@ const WHAT: Record<RefusalKind, [string, string, string]> = {
 };
 
 interface Count {
+  /** When its window began: its first refusal. */
+  start: number;
   refused: number;
   /** Of them, answered 429 without being checked. */
   limited: number;
@@ -48,8 +50,7 @@ export function sourceOf(address: string): string {
 }
 
 export class Refusals {
-  private counts = new Map<string, Count>();
-  private windowStart = Date.now();
+  private readonly counts = new Map<string, Count>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -57,8 +58,8 @@ export class Refusals {
     private readonly limits: RefusalLimits = DEFAULT_REFUSAL_LIMITS,
     private readonly now: () => number = Date.now,
   ) {
-    this.windowStart = now();
-    this.timer = setInterval(() => this.flush(), limits.windowMs);
+    // Windows end within a twelfth of their length of when they should.
+    this.timer = setInterval(() => this.flush(), Math.max(1_000, limits.windowMs / 12));
     this.timer.unref();
   }
 
@@ -70,41 +71,46 @@ export class Refusals {
   /** Seconds until `address` may try `kind` again, when it is over the limit now; undefined when it may try. */
   retryAfter(kind: RefusalKind, address: string): number | undefined {
     const count = this.counts.get(this.key(kind, address));
-    if (!count || count.refused < this.limits.perAddress) return undefined;
+    if (!count || count.refused < this.limits.perAddress || this.now() - count.start >= this.limits.windowMs) return undefined;
     count.refused++;
     count.limited++;
-    return Math.max(1, Math.ceil((this.windowStart + this.limits.windowMs - this.now()) / 1000));
+    return Math.max(1, Math.ceil((count.start + this.limits.windowMs - this.now()) / 1000));
   }
 
   /** A refusal from `address`; `detail` says what was refused (already made safe to print). The first of a window is logged at once. */
   refused(kind: RefusalKind, address: string, detail: string): void {
     const key = this.key(kind, address);
     const count = this.counts.get(key);
-    if (count) {
+    if (count && this.now() - count.start < this.limits.windowMs) {
       count.refused++;
       return;
     }
-    this.counts.set(key, { refused: 1, limited: 0, first: detail });
+    if (count) this.report(key, count);
+    this.counts.set(key, { start: this.now(), refused: 1, limited: 0, first: detail });
     const [one, , why] = WHAT[kind];
     this.log(`agents: refused ${one} from ${key.slice(kind.length + 1)} (${why})${detail ? `: ${detail}` : ''}; more from there this minute are logged together`);
   }
 
-  /** Log the window's refusals, one line per address and kind beyond the first, and start a new window. */
-  flush(): void {
-    const seconds = Math.round((this.now() - this.windowStart) / 1000);
+  /** End the windows that are over (`all`: every window), each logged as one line when it had more than its first refusal. */
+  flush(all = false): void {
     for (const [key, count] of this.counts) {
-      if (count.refused <= 1) continue;
-      const kind = key.slice(0, key.indexOf(' ')) as RefusalKind;
-      const [, many, why] = WHAT[kind];
-      const limited = count.limited ? `; ${count.limited} of them answered 429 unchecked, over the limit of ${this.limits.perAddress} a minute` : '';
-      this.log(`agents: ${count.refused} ${many} refused from ${key.slice(kind.length + 1)} in the last ${seconds >= 55 && seconds <= 65 ? 'minute' : `${seconds} s`} (${why}${limited})`);
+      if (!all && this.now() - count.start < this.limits.windowMs) continue;
+      this.report(key, count);
+      this.counts.delete(key);
     }
-    this.counts = new Map();
-    this.windowStart = this.now();
+  }
+
+  private report(key: string, count: Count): void {
+    if (count.refused <= 1) return;
+    const kind = key.slice(0, key.indexOf(' ')) as RefusalKind;
+    const [, many, why] = WHAT[kind];
+    const span = (ms: number) => (ms === 60_000 ? 'minute' : `${Math.round(ms / 1000)} s`);
+    const limited = count.limited ? `; ${count.limited} of them answered 429 unchecked, over the limit of ${this.limits.perAddress} a ${span(this.limits.windowMs)}` : '';
+    this.log(`agents: ${count.refused} ${many} refused from ${key.slice(kind.length + 1)} in the last ${span(Math.min(this.now() - count.start, this.limits.windowMs))} (${why}${limited})`);
   }
 
   stop(): void {
     clearInterval(this.timer);
-    this.flush();
+    this.flush(true);
   }
 }

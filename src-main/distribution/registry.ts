@@ -18,12 +18,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { BulwarkError, StoreError } from '../engine/errors.js';
-import { RINGS, type AgentComponent, type AgentLastRun, type AgentReport, type Family, type Ring, type TrustMode } from '../protocol/agent-protocol.js';
+import { RINGS, type AgentComponent, type AgentLastRun, type AgentReport, type Family, type Ring, type ServerOrder, type TrustMode } from '../protocol/agent-protocol.js';
 import { SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
 export type AgentPhase = 'idle' | 'notified' | 'updating';
 
-export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'trust'> {
+export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'trust' | 'orders'> {
   id: string;
   ring: string;
   enrolledAt: string;
@@ -35,6 +35,8 @@ export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'tr
   notifiedRelease: number;
   /** How it came to trust the vendor's root, as it last reported (null: it did not say). */
   trust: TrustMode | null;
+  /** What it last reported the server's policy keeps it at, below the vendor's latest (null: nothing). */
+  orders: ServerOrder[] | null;
 }
 
 /** An agent as `bulwark agents list` and the console show it: its record, its state and its address families. */
@@ -87,6 +89,7 @@ interface Row {
   notified_release: number;
   poll_seconds: number;
   trust: TrustMode | null;
+  orders: string | null;
 }
 
 /** Columns derived from a report at write time, so the queries over a whole fleet never parse JSON per row. */
@@ -102,6 +105,7 @@ const DERIVED_COLUMNS = {
 const LATER_COLUMNS: Record<string, { type: string; fill: string | null }> = {
   ...Object.fromEntries(Object.entries(DERIVED_COLUMNS).map(([column, type]) => [column, { type, fill: column }])),
   trust: { type: 'TEXT', fill: null }, // the report's trust: how the agent pinned the vendor's root
+  orders: { type: 'TEXT', fill: null }, // the report's orders (JSON): what the server keeps it behind at
 };
 
 const SCHEMA = `
@@ -371,6 +375,7 @@ export class AgentRegistry {
       report.phase,
       report.pollSeconds,
       id,
+      report.orders?.length ? JSON.stringify(report.orders) : null,
     ];
     return new Promise((resolve, reject) => {
       this.pending.push({ params, resolve, reject });
@@ -390,7 +395,7 @@ export class AgentRegistry {
           for (const { params } of group) {
             done.push(await this.run(`UPDATE agents SET trust = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
-              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params));
+              phase = ?13, poll_seconds = ?14, orders = ?16 WHERE id = ?15`, params));
           }
           return done;
         });
@@ -530,7 +535,7 @@ export class AgentRegistry {
         `SELECT CAST(concat('{"id":', json_quote(id), ',"name":', json_quote(name), ',"hostname":', json_quote(hostname), ',"ring":', json_quote(ring),
            ',"enrolledAt":"', ${iso('enrolled_at')}, '","lastSeen":"', ${iso('last_seen')}, '","address":', json_quote(address),
            ',"addresses":', addresses, ',"components":', components, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
-           ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"trust":', json_quote(trust), ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
+           ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"trust":', json_quote(trust), ',"orders":', COALESCE(orders, 'null'), ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
          FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''}
          ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
         after ? { ...params, $afterName: after.name, $afterId: after.id } : params,
@@ -574,6 +579,7 @@ function toRecord(row: Row): AgentRecord {
     phase: row.phase,
     notifiedRelease: row.notified_release,
     trust: row.trust,
+    orders: row.orders ? (JSON.parse(row.orders) as ServerOrder[]) : null,
     pollSeconds: row.poll_seconds,
   };
 }

@@ -101,6 +101,8 @@ export interface Policy {
   pins: ReadonlyMap<string, number>;
   /** Hold every installed component at its version (the rollout has not reached this agent's ring). */
   hold: boolean;
+  /** A hold no longer obeyed: held since `since`, longer than the agent's maximum; components behind are taken to the latest, and say why. */
+  holdLapsed?: { since: string; maxHoldSeconds: number };
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -443,7 +445,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const { pins, hold } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false };
+      const { pins, hold, holdLapsed } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdLapsed: undefined };
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
       record = await runUpdate(
@@ -457,6 +459,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           verifyStore: !this.storeVerified,
           pins,
           hold,
+          ...(holdLapsed ? { holdLapsed } : {}),
           evidence: this.evidence,
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),

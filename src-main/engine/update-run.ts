@@ -61,6 +61,8 @@ export interface RunContext {
   pins?: ReadonlyMap<string, number>;
   /** Leave every installed component where it is (the rollout has not reached this agent's ring yet). */
   hold?: boolean;
+  /** A hold this agent no longer obeys (held longer than its maximum): components behind go to the latest, saying so. */
+  holdLapsed?: { since: string; maxHoldSeconds: number };
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
   now?: () => Date;
@@ -177,7 +179,7 @@ async function updateComponent(
   const installed = problem ? undefined : ctx.store.active(entry.id);
   // Never below what this store holds, even when the record of it is damaged.
   const floor = installed?.version ?? problem?.version ?? ctx.store.versions(entry.id).at(-1);
-  const outcome = ({ cause, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown }) => {
+  const outcome = ({ cause, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result' | 'order'> & { cause?: unknown }) => {
     const run: ComponentRun = {
       id: entry.id,
       previousVersion: installed?.version ?? problem?.version ?? null,
@@ -201,14 +203,18 @@ async function updateComponent(
   const pin = ctx.pins?.get(entry.id);
   if (pin !== undefined && pin !== entry.latest) {
     try {
-      return outcome(await followPin(ctx, entry, installed, pin, offers, now, index, total));
+      const followed = await followPin(ctx, entry, installed, pin, offers, now, index, total);
+      return outcome({ ...followed, ...(pin < entry.latest ? { order: 'pin' as const } : {}) });
     } catch (error) {
       return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error });
     }
   }
   if (ctx.hold && installed && installed.version < entry.latest) {
-    return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+    return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok', order: 'hold' });
   }
+  // Past its maximum, a hold is not obeyed: the vendor's latest is taken, and the reason says so.
+  const lapsed = ctx.holdLapsed && installed && installed.version < entry.latest ? ctx.holdLapsed : undefined;
+  const lapseNote = lapsed ? `hold lapsed: the server's rollout held this agent since ${lapsed.since}, longer than its maximum of ${formatDuration(lapsed.maxHoldSeconds)} (--max-hold), so it takes the vendor's latest` : undefined;
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
   }
@@ -243,8 +249,8 @@ async function updateComponent(
       ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence(), way.method);
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
-      const reason = [how, ...failures].filter(Boolean).join('; ') || 'full file';
-      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok' });
+      const reason = [lapseNote, how, ...failures].filter(Boolean).join('; ') || 'full file';
+      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok', ...(lapsed ? { order: 'hold-lapsed' as const } : {}) });
     } catch (error) {
       if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
       failures.push(`${describeWay(way, entry.latest)} unusable (${describeError(error)})`);
@@ -311,6 +317,13 @@ async function downloadSigned(ctx: RunContext, target: string): Promise<Buffer> 
   }
 }
 
+/** Seconds for people: "24 h", "90 min", "45 s". */
+export function formatDuration(seconds: number): string {
+  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
 /** zstd's worst case for a frame of `n` bytes (ZSTD_COMPRESSBOUND), plus room for the frame header. */
 function compressBound(n: number): number {
   return n + (n >>> 8) + (n < 128 * 1024 ? (128 * 1024 - n) >>> 11 : 0) + 64;
@@ -350,7 +363,7 @@ async function followPin(
 ): Promise<Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'>> {
   if (installed?.version === pin) return { method: 'none', reason: `pinned at ${pin}`, version: pin, result: 'ok' };
   const evidence = ctx.evidence?.read(entry.id, pin);
-  if (!ctx.evidence || !evidence) throw new VerificationError(`no signed metadata is kept here for ${entry.id} ${pin}, so it cannot be verified: refused`);
+  if (!ctx.evidence || !evidence) throw new VerificationError(`${entry.id} ${pin} was never installed here (no signed metadata of it is kept), so the pin cannot be verified: refused; staying at ${installed?.version ?? 'nothing'}`);
   const vouched = parseCatalogue(evidence.catalogue).components.find((c) => c.id === entry.id);
   if (!vouched || vouched.latest !== pin) throw new VerificationError(`the signed metadata kept for ${entry.id} ${pin} does not name that version`);
   const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;

@@ -143,6 +143,43 @@ export interface AgentReport {
   pollSeconds: number;
   /** How the agent came to trust the vendor's root (absent: enrolled before agents recorded it). */
   trust?: TrustMode;
+  /** What keeps it below the vendor's latest by the server's order (or took it past a hold): empty or absent when nothing does. */
+  orders?: ServerOrder[];
+}
+
+/**
+ * What the server's policy keeps an agent at, below the vendor's latest signed version, as the agent
+ * itself judges it (never the server's word): reported every time, and shown by the agent's own
+ * `bulwark status`, so that no hold or pin is unseen.
+ */
+export interface ServerOrder {
+  id: string;
+  /**
+   * hold: the rollout holds it (obeyed up to the agent's --max-hold); pin: a server pin keeps it at
+   * a version it installed before; hold-lapsed: a hold it stopped obeying after its --max-hold, so it
+   * took the vendor's latest.
+   */
+  order: 'hold' | 'pin' | 'hold-lapsed';
+  /** The version it holds now. */
+  version: number;
+  /** The vendor's latest signed version. */
+  vendorLatest: number;
+  /** Since when the order has applied (hold-lapsed: when the hold began). */
+  since: string;
+  /** hold: when it lapses; hold-lapsed: when it did. */
+  until?: string;
+}
+
+/** An order for people: "virus-pattern pinned by the server at 175 since …; the vendor's latest is 177". */
+export function describeOrder(order: ServerOrder): string {
+  switch (order.order) {
+    case 'hold':
+      return `${order.id} held by the server's rollout at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}${order.until ? ` (the hold lapses at ${order.until})` : ''}`;
+    case 'pin':
+      return `${order.id} pinned by the server at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}`;
+    case 'hold-lapsed':
+      return `${order.id} hold lapsed: the server's rollout held it from ${order.since}${order.until ? ` until ${order.until}` : ''}, longer than the agent's --max-hold, so it took the vendor's latest (${order.vendorLatest})`;
+  }
 }
 
 /** The server's answer to a report. */
@@ -276,6 +313,16 @@ export function clampTiming(name: keyof typeof AGENT_TIMING, value: unknown): nu
   return Math.round(Math.min(max, Math.max(min, value)));
 }
 
+/**
+ * What a server may order an agent, and the bounds the agent holds it to (docs/agents.md):
+ *   - hold its ring back during a rollout: obeyed for at most the agent's --max-hold (this by
+ *     default), counted from the moment it was first held behind the vendor's latest; past it the
+ *     agent takes the vendor's latest signed release and reports "hold lapsed";
+ *   - pin a component at a version: obeyed only for a version this agent installed itself (it kept
+ *     the vendor's signed metadata of it); shown in the agent's status and every report.
+ */
+export const DEFAULT_MAX_HOLD_SECONDS = 86_400;
+
 /** Seconds between an agent's polls and reports until the server says otherwise. */
 export const DEFAULT_POLL_SECONDS = 300;
 /** The longest random wait between an announcement and the update, until the server says otherwise. */
@@ -353,6 +400,24 @@ export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
     phase: { type: 'string', enum: ['idle', 'updating'] },
     pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
     trust: { type: 'string', enum: ['join-string', 'trusted-root', 'first-server'], nullable: true },
+    orders: {
+      type: 'array',
+      nullable: true,
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'order', 'version', 'vendorLatest', 'since'],
+        properties: {
+          id: { type: 'string', pattern: COMPONENT_ID.source },
+          order: { type: 'string', enum: ['hold', 'pin', 'hold-lapsed'] },
+          version: { type: 'integer', minimum: 1 },
+          vendorLatest: { type: 'integer', minimum: 1 },
+          since: { type: 'string', maxLength: 40 },
+          until: { type: 'string', maxLength: 40, nullable: true },
+        },
+      },
+    },
   },
 };
 
