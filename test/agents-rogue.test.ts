@@ -132,17 +132,31 @@ describe('an agent behind a rogue server', () => {
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, since + 5_500 - Date.now())));
     const lapsed = await lab.update(dir);
     expect(lapsed.code).toBe(0);
-    expect(lapsed.json.components[0]).toMatchObject({ version: next, reason: expect.stringMatching(/^hold lapsed: the server's rollout held this agent since \S+, longer than its maximum of 5 s \(--max-hold\), so it takes the vendor's latest/) });
-    await agent.waitFor(/server order: virus-pattern hold lapsed: the server's rollout held it from \S+ until \S+, longer than the agent's --max-hold, so it took the vendor's latest/, 10_000);
+    expect(lapsed.json.components[0]).toMatchObject({ version: next, reason: expect.stringMatching(/^hold lapsed: the server has kept this agent behind the vendor's latest since \S+, longer than its maximum of 5 s \(--max-hold\), so it takes the vendor's latest/) });
+    await agent.waitFor(/server order: virus-pattern hold lapsed: the server kept it behind the vendor's latest from \S+ until \S+, longer than the agent's --max-hold, so it took the vendor's latest/, 10_000);
     await until(async () => (await ordersOnServer()).some((o) => o.order === 'hold-lapsed'), 20_000, 'a report of the lapse');
     hold();
+
+    // The server's (unsigned) index saying it does not hold the vendor's latest: a wait, on the same clock.
+    const index = rogue.rewriteJson(/\/agents\/v1\/index\.json$/, (body) => {
+      const lie = body as { components: { id: string; version: number }[] };
+      for (const c of lie.components) if (c.id === 'virus-pattern') c.version = 1;
+      return JSON.stringify(lie);
+    });
+    const third = await newRelease();
+    await agent.waitFor(new RegExp(`server order: virus-pattern at ${next}, waiting since \\S+ for the server, which says it does not hold the vendor's latest \\(${third}\\) yet \\(the wait lapses at \\S+\\)`), 20_000);
+    expect(lab.active(dir)?.version).toBe(next);
+    const waitSince = Date.parse(JSON.parse(fs.readFileSync(path.join(dir, 'orders.json'), 'utf8')).holdSince as string);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, waitSince + 5_500 - Date.now())));
+    expect((await lab.update(dir)).json.components[0]).toMatchObject({ version: third, reason: expect.stringMatching(/^hold lapsed: /) });
+    index();
 
     // A pin to a version it never installed: refused, and nothing moves.
     const never = policy((p) => ({ ...p, pins: { 'virus-pattern': 1 } }));
     const refused = await lab.update(dir);
     expect(refused.code).toBe(1);
-    expect(refused.json.components[0]!.error).toMatch(new RegExp(`virus-pattern 1 was never installed here \\(no signed metadata of it is kept\\), so the pin cannot be verified: refused; staying at ${next}`));
-    expect(lab.active(dir)?.version).toBe(next);
+    expect(refused.json.components[0]!.error).toMatch(new RegExp(`virus-pattern 1 was never installed here \\(no signed metadata of it is kept\\), so the pin cannot be verified: refused; staying at ${third}`));
+    expect(lab.active(dir)?.version).toBe(third);
     never();
 
     // A pin back to the version it installed before: obeyed, and said in its status and its reports.
@@ -150,13 +164,13 @@ describe('an agent behind a rogue server', () => {
     expect((await lab.update(dir)).json.components[0]).toMatchObject({ version: first });
     expect(lab.active(dir)?.version).toBe(first);
     const pinned = await runCli(['status', '--data', dir, '--json']);
-    expect((JSON.parse(pinned.stdout) as { agent: { orders: unknown[] } }).agent.orders).toEqual([{ id: 'virus-pattern', order: 'pin', version: first, vendorLatest: next, since: expect.any(String) }]);
-    expect((await runCli(['status', '--data', dir])).stdout).toMatch(new RegExp(`^Server order: virus-pattern pinned by the server at ${first} since \\S+; the vendor's latest is ${next}$`, 'm'));
+    expect((JSON.parse(pinned.stdout) as { agent: { orders: unknown[] } }).agent.orders).toEqual([{ id: 'virus-pattern', order: 'pin', version: first, vendorLatest: third, since: expect.any(String) }]);
+    expect((await runCli(['status', '--data', dir])).stdout).toMatch(new RegExp(`^Server order: virus-pattern pinned by the server at ${first} since \\S+; the vendor's latest is ${third}$`, 'm'));
     await until(async () => (await ordersOnServer()).some((o) => o.order === 'pin' && o.version === first), 20_000, 'a report of the pin');
     back();
     // Released, it goes back to the vendor's latest.
-    expect((await lab.update(dir)).json.components[0]).toMatchObject({ version: next });
-    await agent.waitFor(/the server keeps this agent behind the vendor's latest no more/, 10_000);
+    expect((await lab.update(dir)).json.components[0]).toMatchObject({ version: third });
+    expect((JSON.parse((await runCli(['status', '--data', dir, '--json'])).stdout) as { agent: { orders: unknown[] } }).agent.orders).toEqual([]);
     expect(agent.running).toBe(true);
   });
 

@@ -3,7 +3,8 @@
 //
 //   - a rollout hold is obeyed for at most --max-hold, counted from the first run it held this agent
 //     behind the vendor's latest; past it the agent takes the vendor's latest ("hold lapsed"). A
-//     hold's clock starts again only once the agent has been level with the vendor's latest;
+//     hold's clock starts again only once the agent has been level with the vendor's latest. The
+//     server's index saying it does not hold the latest yet ("waiting") runs on the same clock;
 //   - a server pin below the vendor's latest is obeyed only to a version this agent installed
 //     (update-run.ts refuses the others), and shown with the time it was first obeyed;
 //   - whatever keeps the agent behind the vendor's latest is in every report and in `bulwark status`,
@@ -43,9 +44,9 @@ export function writeOrders(dataDir: string, orders: OrdersFile): void {
 
 /** Whether the next run obeys the server's hold, or takes the vendor's latest because the hold has lasted too long. */
 export function holdFor(orders: OrdersFile, serverHold: boolean, now: Date, maxHoldSeconds: number): { hold: boolean; holdLapsed?: { since: string; maxHoldSeconds: number } } {
-  if (!serverHold) return { hold: false };
+  // Held (or kept waiting by the server's index) for too long: neither is obeyed any more.
   if (orders.holdSince && now.getTime() - Date.parse(orders.holdSince) >= maxHoldSeconds * 1000) return { hold: false, holdLapsed: { since: orders.holdSince, maxHoldSeconds } };
-  return { hold: true };
+  return { hold: serverHold };
 }
 
 /**
@@ -55,7 +56,8 @@ export function holdFor(orders: OrdersFile, serverHold: boolean, now: Date, maxH
 export function judgeRun(previous: OrdersFile, run: RunRecord, policy: { pins: ReadonlyMap<string, number>; hold: boolean }, maxHoldSeconds: number): OrdersFile {
   const judged = run.components.filter((c) => c.offeredVersion !== undefined && c.version !== null);
   if (!judged.length) return previous;
-  const held = judged.filter((c) => c.order === 'hold');
+  // A rollout hold, and the server's index saying it does not hold the latest yet: both keep the agent behind, on one clock.
+  const held = judged.filter((c) => c.order === 'hold' || c.order === 'wait');
   const lapsedNow = judged.filter((c) => c.order === 'hold-lapsed' && c.result === 'ok');
   // Pins the server gave (the agent's own operator's pins are not orders).
   const pinned = judged.filter((c) => c.order === 'pin' && policy.pins.get(c.id) === c.version);
@@ -68,7 +70,7 @@ export function judgeRun(previous: OrdersFile, run: RunRecord, policy: { pins: R
     next.pins[c.id] = before?.version === c.version ? before : { version: c.version!, since: run.finishedAt };
   }
   const until = next.holdSince ? new Date(Date.parse(next.holdSince) + maxHoldSeconds * 1000).toISOString() : undefined;
-  for (const c of held) next.current.push({ id: c.id, order: 'hold', version: c.version!, vendorLatest: c.offeredVersion!, since: next.holdSince!, ...(until ? { until } : {}) });
+  for (const c of held) next.current.push({ id: c.id, order: c.order as 'hold' | 'wait', version: c.version!, vendorLatest: c.offeredVersion!, since: next.holdSince!, ...(until ? { until } : {}) });
   for (const c of pinned) next.current.push({ id: c.id, order: 'pin', version: c.version!, vendorLatest: c.offeredVersion!, since: next.pins[c.id]!.since });
   if (next.lapsed) {
     for (const c of judged.filter((c) => next.lapsed!.ids.includes(c.id))) {

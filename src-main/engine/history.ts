@@ -29,10 +29,11 @@ export interface ComponentRun {
   /** What was wrong with the installed copy before this run (a damaged file, or its record), which it repaired. */
   problem?: string;
   /**
-   * Kept below the latest version on purpose: 'hold' (a rollout hold), 'pin' (a pin below the latest),
-   * or taken to the latest past a hold: 'hold-lapsed' (the hold outlasted the agent's maximum).
+   * Kept below the latest version on purpose: 'hold' (a rollout hold), 'wait' (the agent's server says
+   * it does not hold the latest yet), 'pin' (a pin below the latest); or taken to the latest past a
+   * hold: 'hold-lapsed' (the hold outlasted the agent's maximum).
    */
-  order?: 'hold' | 'pin' | 'hold-lapsed';
+  order?: 'hold' | 'wait' | 'pin' | 'hold-lapsed';
 }
 
 export interface RunRecord {

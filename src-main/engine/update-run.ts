@@ -214,7 +214,7 @@ async function updateComponent(
   }
   // Past its maximum, a hold is not obeyed: the vendor's latest is taken, and the reason says so.
   const lapsed = ctx.holdLapsed && installed && installed.version < entry.latest ? ctx.holdLapsed : undefined;
-  const lapseNote = lapsed ? `hold lapsed: the server's rollout held this agent since ${lapsed.since}, longer than its maximum of ${formatDuration(lapsed.maxHoldSeconds)} (--max-hold), so it takes the vendor's latest` : undefined;
+  const lapseNote = lapsed ? `hold lapsed: the server has kept this agent behind the vendor's latest since ${lapsed.since}, longer than its maximum of ${formatDuration(lapsed.maxHoldSeconds)} (--max-hold), so it takes the vendor's latest` : undefined;
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
   }
@@ -233,9 +233,11 @@ async function updateComponent(
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
   }
 
-  if (offers && !offers.holdsLatest(entry)) {
-    // The server has not finished installing this version itself; nothing to take from it yet.
-    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok' });
+  if (offers && !offers.holdsLatest(entry) && !lapsed) {
+    // The server has not finished installing this version itself; nothing to take from it yet. Its
+    // index is unsigned, so this too is a hold, bounded like one: past the agent's maximum, the run
+    // tries the files anyway (and fails, visibly, if the server has none of them).
+    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok', ...(installed && installed.version < entry.latest ? { order: 'wait' as const } : {}) });
   }
 
   // Choose: the incremental from the installed version (signed, then the server's), then the full file.

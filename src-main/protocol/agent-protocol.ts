@@ -155,11 +155,12 @@ export interface AgentReport {
 export interface ServerOrder {
   id: string;
   /**
-   * hold: the rollout holds it (obeyed up to the agent's --max-hold); pin: a server pin keeps it at
-   * a version it installed before; hold-lapsed: a hold it stopped obeying after its --max-hold, so it
-   * took the vendor's latest.
+   * hold: the rollout holds it (obeyed up to the agent's --max-hold); wait: the server's (unsigned)
+   * index says it does not hold the vendor's latest yet (bounded the same way); pin: a server pin
+   * keeps it at a version it installed before; hold-lapsed: a hold it stopped obeying after its
+   * --max-hold, so it took (or tried to take) the vendor's latest.
    */
-  order: 'hold' | 'pin' | 'hold-lapsed';
+  order: 'hold' | 'wait' | 'pin' | 'hold-lapsed';
   /** The version it holds now. */
   version: number;
   /** The vendor's latest signed version. */
@@ -175,10 +176,12 @@ export function describeOrder(order: ServerOrder): string {
   switch (order.order) {
     case 'hold':
       return `${order.id} held by the server's rollout at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}${order.until ? ` (the hold lapses at ${order.until})` : ''}`;
+    case 'wait':
+      return `${order.id} at ${order.version}, waiting since ${order.since} for the server, which says it does not hold the vendor's latest (${order.vendorLatest}) yet${order.until ? ` (the wait lapses at ${order.until})` : ''}`;
     case 'pin':
       return `${order.id} pinned by the server at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}`;
     case 'hold-lapsed':
-      return `${order.id} hold lapsed: the server's rollout held it from ${order.since}${order.until ? ` until ${order.until}` : ''}, longer than the agent's --max-hold, so it took the vendor's latest (${order.vendorLatest})`;
+      return `${order.id} hold lapsed: the server kept it behind the vendor's latest from ${order.since}${order.until ? ` until ${order.until}` : ''}, longer than the agent's --max-hold, so it took the vendor's latest (${order.vendorLatest})`;
   }
 }
 
@@ -410,7 +413,7 @@ export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
         required: ['id', 'order', 'version', 'vendorLatest', 'since'],
         properties: {
           id: { type: 'string', pattern: COMPONENT_ID.source },
-          order: { type: 'string', enum: ['hold', 'pin', 'hold-lapsed'] },
+          order: { type: 'string', enum: ['hold', 'wait', 'pin', 'hold-lapsed'] },
           version: { type: 'integer', minimum: 1 },
           vendorLatest: { type: 'integer', minimum: 1 },
           since: { type: 'string', maxLength: 40 },
