@@ -14,7 +14,7 @@ import type { Settings, SettingsData } from '../engine/settings.js';
 import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
 import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
-import { dataOption, err, out, required, type Command } from './command.js';
+import { closest, dataOption, err, existingDataDir, out, parseProblem, required, type Command } from './command.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -136,29 +136,69 @@ Options:
     },
   },
 
+  init: {
+    summary: 'make a data directory for a server, optionally with its update source',
+    usage: `bulwark init --data DIR [--source URL --trusted-root FILE] [--schedule TEXT]
+
+Creates DIR (readable by its owner only) with its settings, so that the other commands accept it.
+The first \`bulwark serve --data DIR\` (or \`bulwark update\` with --source) does the same.
+Run again on an existing DIR, it changes only the settings given.
+
+Options:
+  --data DIR            the data directory to create
+  --source URL          update source base URL
+  --trusted-root FILE   the source's root.json
+  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"`,
+    options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, schedule: { type: 'string' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      const source = await sourceFlags(values);
+      const schedule = typeof values.schedule === 'string' ? (await import('../engine/schedule.js')).parseSchedule(values.schedule) : undefined;
+      const existed = fs.existsSync(dataDir);
+      if (!existed) fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const settings = await openSettings(dataDir);
+      // conf writes the file on its first change; a new directory gets its settings file now.
+      settings.set('schedule', schedule ?? settings.data.schedule);
+      if (source) settings.set('source', source);
+      out(`${existed ? 'Updated' : 'Created'} ${path.resolve(dataDir)}. Next: bulwark ${source || settings.data.source.url ? 'serve' : 'settings set source URL ROOT-FILE'} --data ${dataDir}`);
+      return 0;
+    },
+  },
+
   update: {
     summary: 'update all components once from the update source',
     usage: `bulwark update --data DIR [--source URL --trusted-root FILE] [--json]
 
 Refreshes the signed metadata, then installs each component's latest version by incremental
-pattern where possible and by full file otherwise. Without --source, uses the source in the
-settings. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
+pattern where possible and by full file otherwise. --source and --trusted-root are saved in the
+settings (as serve saves them; a new data directory is made for them); without them, the source in
+the settings is used. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
 which then hands the result to the agents — and prints the result. Exits 1 if any component failed.
 
 Options:
   --data DIR            data directory (store, history, settings)
-  --source URL          update source base URL
-  --trusted-root FILE   the source's root.json
+  --source URL          update source base URL (saved in the settings)
+  --trusted-root FILE   the source's root.json (saved in the settings)
   --json                print one JSON object: result, bytes, components`,
     options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
       const source = await sourceFlags(values);
+      // Setting the source is how a data directory starts (as with serve); without it, a mistyped
+      // --data is refused rather than created.
+      const dataDir = source ? required(values, 'data') : existingDataDir(values);
       const { Engine, summarize } = await import('../engine/engine.js');
-      const engine = new Engine({ dataDir, settings: await openSettings(dataDir), ...(source ? { source } : {}) });
+      const settings = await openSettings(dataDir);
+      const engine = new Engine({ dataDir, settings });
       let record: RunRecord;
       try {
-        record = await engine.runOnce();
+        // Saved like serve saves it (once this process holds the directory), so the next serve or
+        // update on DIR uses the same source.
+        record = source
+          ? await engine.withLock(() => {
+              settings.set('source', source);
+              return engine.update('manual');
+            })
+          : await engine.runOnce();
       } catch (error) {
         // A server (or agent) holds this data directory: ask it to update now, joining its run.
         if (!(error instanceof BusyError) || source) throw error;
@@ -168,7 +208,10 @@ Options:
       }
       if (record.warning) err(`bulwark update: warning: ${record.warning}`);
       if (values.json) out(JSON.stringify(updateJson(record)));
-      else out(summarize(record));
+      // A failure is for stderr, where scripts and people look for it.
+      else if (record.result === 'ok') out(summarize(record));
+      else err(summarize(record));
+      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE') return 2;
       return record.result === 'ok' ? 0 : 1;
     },
   },
@@ -182,8 +225,7 @@ Options:
   --json       print JSON`,
     options: { ...dataOption, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
-      if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+      const dataDir = existingDataDir(values);
       const settings = await readSettings(dataDir);
       const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment }, { describeSchedule }] = await Promise.all([
         import('../engine/engine.js'),
@@ -315,7 +357,7 @@ Options:
   --json                print the result as JSON`,
     options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const settings = (await readSettings(dataDir)).data;
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
@@ -349,7 +391,7 @@ A refused value changes nothing; the message says why.`,
     options: dataOption,
     positionals: true,
     async run(values, positionals) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
         const settings = await readSettings(dataDir);
@@ -459,11 +501,17 @@ export function updateJson(record: RunRecord) {
   };
 }
 
+function unknownCommand(name: string): number {
+  const guess = name.startsWith('-') ? undefined : closest(name, Object.keys(commands));
+  err(`bulwark: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''} (run bulwark --help for the list)`);
+  return 2;
+}
+
 function helpText(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   return `Bulwark — security update server
 
-Usage: bulwark <command> [options]    (bulwark <command> --help for details)
+Usage: bulwark <command> [options]    (bulwark <command> --help for details; bulwark --version)
 
 Commands:
 ${Object.entries(commands)
@@ -473,27 +521,31 @@ ${Object.entries(commands)
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    // No command is a wrong command line (exit 2), with the list of commands to choose from.
+    err(helpText());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined;
-    out(topic && commands[topic] ? commands[topic].usage : helpText());
+    if (topic && !commands[topic]) return unknownCommand(topic);
+    out(topic ? commands[topic]!.usage : helpText());
     return 0;
   }
-  if (name === '--version') {
+  if (name === '--version' || name === '-v' || name === 'version') {
     const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
     out(pkg.version);
     return 0;
   }
-  const command = commands[name];
-  if (!command) {
-    err(`bulwark: unknown command "${name}"; run bulwark --help`);
-    return 2;
-  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) return unknownCommand(name);
   try {
     let parsed;
+    const options = { ...command.options, help: { type: 'boolean', short: 'h' } } as const;
     try {
-      parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: command.positionals ?? false, strict: true });
+      parsed = parseArgs({ args: rest, options, allowPositionals: command.positionals ?? false, strict: true });
     } catch (error) {
-      throw new UsageError(`${(error as Error).message.split('\n')[0]} (see bulwark ${name} --help)`);
+      throw new UsageError(`${parseProblem(error, options as Record<string, { type: string }>)} (see bulwark ${name} --help)`);
     }
     if (parsed.values.help) {
       out(command.usage);
@@ -502,6 +554,6 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
-    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
+    return error instanceof BulwarkError && (error.code === 'ERR_USAGE' || error.code === 'ERR_SETTINGS') ? 2 : 1;
   }
 }

@@ -171,7 +171,7 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
           return;
         }
         try {
-          const result = await options.service.call(call[1]!, await readJson(req));
+          const result = await options.service.call(call[1]!, await readJson(req), { via: 'console', who: `browser at ${req.socket.remoteAddress ?? 'an unknown address'}` });
           send(res, 200, result ?? null);
         } catch (error) {
           // The rest of an over-long body is never read: the connection cannot carry another request.

@@ -20,11 +20,14 @@ import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
+import { shortId } from '../distribution/agent-status.js';
+import { AuditLog, type Actor } from '../engine/audit.js';
 import { DEFAULT_ROLLOUT, isRing, type Ring, type Rollout } from '../distribution/rollout.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
 import {
   CONSOLE_METHODS,
+  type AgentDetailsView,
   type AgentsPage,
   type AgentsQuery,
   type AgentsSummary,
@@ -151,15 +154,28 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
   },
   changeComponent: {
     oneOf: [
-      { type: 'object', required: ['action', 'id'], additionalProperties: false, properties: { action: { enum: ['pin', 'unpin'] }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } },
+      {
+        type: 'object',
+        required: ['action', 'id'],
+        additionalProperties: false,
+        properties: { action: { enum: ['pin', 'unpin'] }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }, reason: { type: 'string', maxLength: 200 } },
+      },
       {
         type: 'object',
         required: ['action', 'id', 'version'],
         additionalProperties: false,
-        properties: { action: { const: 'rollback' }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }, version: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+        properties: {
+          action: { const: 'rollback' },
+          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+          version: { type: 'integer', minimum: 1, maximum: 2147483647 },
+          reason: { type: 'string', maxLength: 200 },
+        },
       },
     ],
   },
+  agentDetails: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+  updateAgentNow: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+  forgetAgent: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
 };
 
 /** Each method's parameter check, compiled on first call (not at import: every CLI command imports this). */
@@ -189,8 +205,8 @@ export interface AgentsAccess {
   distribution: Distribution;
   overview: AgentsOverview;
   rollout: Rollout;
-  /** Ask every agent to update now (over their streams, and the broker if there is one); resolves with how many were reached directly. */
-  askToUpdate(): Promise<number>;
+  /** Ask every agent (over their streams, and the broker if there is one), or only agent `id`, to update now; resolves with how many were reached directly. */
+  askToUpdate(id?: string): Promise<number>;
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
@@ -203,6 +219,7 @@ export class ConsoleService {
 
   constructor(private readonly options: ConsoleServiceOptions) {
     const { engine, settings } = options;
+    this.audit = new AuditLog(options.dataDir);
     engine.on('state', (state) => this.emit('state', state));
     engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
     engine.on('run', (run) => this.emit('run', run));
@@ -231,8 +248,11 @@ export class ConsoleService {
     for (const listener of this.listeners) listener(event, payload);
   }
 
-  /** Validate and run one call. Throws ApiError for calls the contract does not allow. */
-  async call(method: string, params: unknown): Promise<unknown> {
+  /** The operator actions, newest first (the audit log). */
+  readonly audit: AuditLog;
+
+  /** Validate and run one call, as `actor` (for the audit log). Throws ApiError for calls the contract does not allow. */
+  async call(method: string, params: unknown, actor: Actor = { via: this.options.host === 'desktop' ? 'desktop' : 'console', who: this.options.host === 'desktop' ? 'desktop app' : 'browser' }): Promise<unknown> {
     if (!(CONSOLE_METHODS as readonly string[]).includes(method)) throw new ApiError(404, `unknown method "${method}"`);
     const m = method as ConsoleMethod;
     const value = params === undefined ? null : params;
@@ -254,47 +274,124 @@ export class ConsoleService {
         return this.testConnection(value as ConsoleMethods['testConnection']['params']);
       case 'agents':
         return this.agentsPage(value as AgentsQuery);
-      case 'updateAgentsNow':
-        return { asked: (await this.options.agents?.askToUpdate()) ?? 0 };
+      case 'updateAgentsNow': {
+        const asked = (await this.options.agents?.askToUpdate()) ?? 0;
+        this.record(actor, { action: 'update-agents', target: 'all agents', detail: `${asked} connected asked` });
+        return { asked };
+      }
       case 'enrollmentToken': {
         const registry = this.agentsAccess().registry;
-        return { token: (value as { rotate: boolean }).rotate ? await registry.rotateToken() : await registry.enrollmentToken() };
+        if (!(value as { rotate: boolean }).rotate) return { token: await registry.enrollmentToken() };
+        const token = await registry.rotateToken();
+        this.record(actor, { action: 'rotate-token', target: 'enrollment token' });
+        return { token };
       }
       case 'rollout':
-        return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action);
+        return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action, actor);
       case 'setAgentRing': {
         const { id, ring } = value as { id: string; ring: Ring };
-        const moved = await this.agentsAccess().registry.setRing(id, ring);
-        if (!moved.length) throw new ApiError(400, `no agent ${id}`);
-        await this.agentsAccess().overview.recount();
-        return { ok: true };
+        const agent = await this.agentsAccess().registry.details({ release: undefined, now: Date.now() }, id);
+        if (!agent) throw new ApiError(400, 'this agent is no longer enrolled');
+        await this.moveAgent(id, ring, actor);
+        return { ok: true, from: isRing(agent.ring) ? agent.ring : 'broad' };
       }
       case 'changeComponent':
-        return this.changeComponent(value as ComponentChange);
+        return this.changeComponent(value as ComponentChange, actor);
+      case 'agentDetails':
+        return this.agentDetails((value as { id: string }).id);
+      case 'updateAgentNow': {
+        const { id } = value as { id: string };
+        const agent = await this.agentsAccess().registry.details({ release: undefined, now: Date.now() }, id);
+        if (!agent) throw new ApiError(400, 'this agent is no longer enrolled');
+        const asked = (await this.agentsAccess().askToUpdate(id)) > 0;
+        this.record(actor, { action: 'update-agent', target: agent.name, detail: `${shortId(id)}${asked ? '' : ', not connected'}` });
+        return { asked };
+      }
+      case 'forgetAgent': {
+        const { id } = value as { id: string };
+        if (!(await this.agentsAccess().registry.details({ release: undefined, now: Date.now() }, id))) throw new ApiError(400, 'this agent is no longer enrolled');
+        await this.removeAgent(id, actor);
+        return { ok: true };
+      }
     }
   }
 
+  /** Write an operator action to the audit log and tell the consoles. */
+  private record(actor: Actor, entry: Parameters<AuditLog['record']>[1]): void {
+    this.audit.record(actor, entry);
+    this.emit('changed', { reason: 'audit' });
+  }
+
   /** Promote, halt or resume the rollout (the console's buttons, and `bulwark rollout` through the control channel). */
-  changeRollout(action: 'promote' | 'halt' | 'resume'): RolloutView {
+  changeRollout(action: 'promote' | 'halt' | 'resume', actor: Actor): RolloutView {
     const { rollout, overview } = this.agentsAccess();
-    if (!rollout.current()) throw new ApiError(400, 'no release is being rolled out yet');
+    const current = rollout.current();
+    if (!current) throw new ApiError(400, 'no release is being rolled out yet');
+    const from = current.stage;
     if (action === 'promote') rollout.promote((ring) => overview.ring(ring).agents);
     else if (action === 'halt') rollout.halt('halted by the operator');
     else rollout.resume();
+    const view = this.rolloutView();
+    this.record(actor, { action, target: `release ${current.release}`, ...(action === 'promote' ? { detail: `${from} → ${view.stage}` } : action === 'halt' ? { detail: `at ${from}` } : {}) });
     this.emit('changed', { reason: 'rollout' });
-    return this.rolloutView();
+    return view;
   }
 
-  private async changeComponent(request: ComponentChange): Promise<ConsoleMethods['changeComponent']['result']> {
+  /** Move one agent (by id, or a name no other agent has) to a ring. */
+  async moveAgent(idOrName: string, ring: Ring, actor: Actor) {
+    const { registry, overview } = this.agentsAccess();
+    const before = await registry.one(idOrName);
+    await registry.setRing(before.id, ring);
+    await overview.recount();
+    this.record(actor, { action: 'ring', target: before.name, detail: `${shortId(before.id)}: ${before.ring} → ${ring}` });
+    return { ...before, ring };
+  }
+
+  /** Forget one agent (by id, or a name no other agent has). */
+  async removeAgent(idOrName: string, actor: Actor) {
+    const { registry, overview } = this.agentsAccess();
+    const removed = await registry.remove(idOrName);
+    await overview.recount();
+    this.record(actor, { action: 'remove-agent', target: removed.name, detail: shortId(removed.id) });
+    return removed;
+  }
+
+  /** An operator's pin, unpin or roll-back from the command line (the control channel), audited. */
+  async changeComponentAs(request: ComponentChange, actor: Actor) {
+    const before = this.options.engine.store.active(request.id)?.version;
+    const record = await this.options.engine.change(request);
+    this.recordChange(request, before, record, actor);
+    return record;
+  }
+
+  private recordChange(request: ComponentChange, before: number | undefined, record: { result: string; components: { version: number | null }[] }, actor: Actor): void {
+    if (record.result !== 'ok') return;
+    const after = record.components[0]?.version;
+    const detail = request.action === 'rollback' ? `${before ?? 'none'} → ${after}` : request.action === 'pin' ? `at ${after}` : undefined;
+    this.record(actor, { action: request.action, target: request.id, ...(detail ? { detail } : {}), ...(request.reason ? { reason: request.reason } : {}) });
+  }
+
+  private async changeComponent(request: ComponentChange, actor: Actor): Promise<ConsoleMethods['changeComponent']['result']> {
     try {
-      const record = await this.options.engine.change(request);
+      const reason = request.reason?.trim();
+      const change = { ...request, ...(reason ? { reason } : {}) } as ComponentChange;
+      if (!reason) delete change.reason;
+      const record = await this.changeComponentAs(change, actor);
       if (record.result !== 'ok') return { ok: false, message: record.error ?? 'failed' };
-      const reason = record.components[0]?.reason ?? 'done';
-      return { ok: true, reason: record.warning ? `${reason} (but ${record.warning})` : reason };
+      const said = record.components[0]?.reason ?? 'done';
+      return { ok: true, reason: record.warning ? `${said} (but ${record.warning})` : said };
     } catch (error) {
       if (error instanceof BulwarkError) return { ok: false, message: describeError(error) };
       throw error;
     }
+  }
+
+  private async agentDetails(id: string): Promise<AgentDetailsView | null> {
+    const { registry, distribution, rollout } = this.agentsAccess();
+    const row = await registry.details({ release: distribution.current(), now: Date.now() }, id);
+    if (!row) return null;
+    const held = row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
+    return { ...agentView(row, held), enrolledAt: row.enrolledAt, pollSeconds: row.pollSeconds, addresses: row.addresses, runs: row.runs };
   }
 
   rolloutView(): RolloutView {
@@ -381,6 +478,7 @@ export class ConsoleService {
       settings: this.settingsView(),
       agents: this.agentsSummary(),
       scheduleChoices: { minutes: [...MINUTE_INTERVALS], hours: [...HOUR_INTERVALS] },
+      audit: this.audit.recent(30),
     };
   }
 

@@ -6,7 +6,9 @@
 //                   distribution) is done
 //   POST /change    an operator's pin, unpin or rollback (Engine.change); answers with its record
 //   POST /rollout   {action: promote|halt|resume} (servers); answers with the rollout's state
-//   POST /ring      {agent, ring} (servers); answers with the ids of the agents moved
+//   POST /ring      {agent, ring} (servers); answers with the agent moved (one: a shared name is refused)
+//   POST /remove    {agent} (servers); forgets the agent, answers with who it was
+// Calls that change something carry `who` (the CLI's user@host) for the audit log.
 // A refusal (a version not kept, metadata that does not verify, an unknown agent) answers 409 with
 // {error, code}, for the command to report as its own.
 import crypto from 'node:crypto';
@@ -32,9 +34,11 @@ export function controlPath(dataDir: string): string {
 /** The calls a process answers, by name; what each takes and gives is JSON. */
 export interface ControlHandlers {
   update(): Promise<RunRecord>;
-  change(request: ComponentChange): Promise<RunRecord>;
-  rollout?(request: { action: 'promote' | 'halt' | 'resume' }): Promise<unknown>;
-  ring?(request: { agent: string; ring: string }): Promise<unknown>;
+  /** `who`: the CLI's user, for the audit log. */
+  change(request: ComponentChange & { who?: unknown }): Promise<RunRecord>;
+  rollout?(request: { action: 'promote' | 'halt' | 'resume'; who?: unknown }): Promise<unknown>;
+  ring?(request: { agent: string; ring: string; who?: unknown }): Promise<unknown>;
+  remove?(request: { agent: string; who?: unknown }): Promise<unknown>;
 }
 
 const MAX_REQUEST = 64 * 1024;

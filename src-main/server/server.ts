@@ -20,9 +20,15 @@ import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
+import type { Actor } from '../engine/audit.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from './control.js';
 import { DEFAULT_AGENT_PORT, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+
+/** The actor a control call names (the CLI's user@host), checked for shape: it only goes into the audit log. */
+function cliActor(who: unknown): Actor {
+  return { via: 'cli', who: typeof who === 'object' && who && typeof (who as Actor).who === 'string' ? (who as Actor).who.slice(0, 200) : 'command line' };
+}
 
 export interface ServerOptions {
   dataDir: string;
@@ -131,10 +137,11 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     });
     log(`announcing releases through the broker ${notify}`);
   }
-  const askToUpdate = async () => {
+  const askToUpdate = async (id?: string) => {
     const release = distribution.current();
-    if (broker && release) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
-    return (await agentServer?.askToUpdate()) ?? 0;
+    // The broker speaks to the whole fleet: one agent is asked over its own stream only.
+    if (broker && release && id === undefined) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
+    return (await agentServer?.askToUpdate(id)) ?? 0;
   };
 
   // The rollout moves on (or halts) as agents report, and as soak times run out.
@@ -157,18 +164,17 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     dataDir,
     {
       update: () => engine.update('manual'),
-      change: (request) => engine.change(request),
-      rollout: async ({ action }) => {
+      // Commands on this directory run as the CLI's user; what they do is audited here, as the console's is.
+      change: ({ who, ...request }) => service.changeComponentAs(request, cliActor(who)),
+      rollout: async ({ action, who }) => {
         if (!rollout.current()) throw new UsageError('no release is being rolled out yet');
-        return service.changeRollout(action);
+        return service.changeRollout(action, cliActor(who));
       },
-      ring: async ({ agent, ring }) => {
+      ring: async ({ agent, ring, who }) => {
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        const moved = await registry.setRing(agent, ring);
-        if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
-        await overview.recount();
-        return moved;
+        return service.moveAgent(agent, ring, cliActor(who));
       },
+      remove: ({ agent, who }) => service.removeAgent(agent, cliActor(who)),
     },
     log,
   ).catch((error: unknown) => {
