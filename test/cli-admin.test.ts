@@ -2,11 +2,12 @@
 // wrong command line (none, a typo, a flag without its value) said in our words with exit 2; a
 // mistyped --data refused instead of created; failures on stderr; agents named unambiguously; the
 // publisher's state kept out of the published site; the audit log of operator actions.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../src-main/distribution/registry.js';
-import { CliProcess, ensureBuilt, killChildren, ROOT, runCli, type CliResult } from './helpers/cli.js';
+import { BIN, CliProcess, ensureBuilt, killChildren, ROOT, runCli, until, type CliResult } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
@@ -260,5 +261,32 @@ describe('bulwark publish', () => {
     expect(result.components[0]!.incrementals.length).toBeGreaterThan(0);
     expect(fs.existsSync(path.join(source.out, 'publish-state.json'))).toBe(false);
     expect(fs.existsSync(path.join(source.keys, kept[0]!))).toBe(true);
+  });
+});
+
+describe('the console access under systemd', () => {
+  it('is not written to the journal: serve prints the address without its token, console-url prints the sign-in address', async () => {
+    const data = scratch('bulwark-admin-journal-');
+    // systemd sets JOURNAL_STREAM for a service whose output goes to the journal.
+    const child = spawn(process.execPath, [BIN, 'serve', '--data', data, '--console', '--agents-listen', 'off'], { cwd: ROOT, env: { ...process.env, JOURNAL_STREAM: '8:12345' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
+    try {
+      const line = await until(() => /^Console: .*$/m.exec(output)?.[0], 20_000, 'the Console line');
+      expect(line).toMatch(/^Console: http:\/\/127\.0\.0\.1:\d+\/ \(sign in with the address `bulwark console-url --data .*` prints\)$/);
+      const printed = await runCli(['console-url', '--data', data]);
+      expect(printed.code, printed.stderr).toBe(0);
+      const url = new URL(printed.stdout.trim());
+      expect(line).toContain(url.origin);
+      const token = url.searchParams.get('token')!;
+      expect(token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect(output).not.toContain(token);
+      expect(fs.statSync(path.join(data, 'console.json')).mode & 0o777).toBe(0o600);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('close', resolve));
+    }
+    expect(output).not.toMatch(/token=/);
   });
 });

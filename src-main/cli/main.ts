@@ -293,8 +293,11 @@ Options:
   --source URL               update source base URL (saved in the settings)
   --trusted-root FILE        the source's root.json (saved in the settings)
   --schedule TEXT            "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"
-  --console                  serve the console to a browser; prints its URL with a fresh access token
-  --listen ADDR:PORT         where the console listens (default 127.0.0.1:0, any free port)
+  --console                  serve the console to a browser; prints its address with the access token
+                             (kept in DIR across restarts; under systemd it is not printed to the
+                             journal: \`bulwark console-url --data DIR\` prints it)
+  --listen ADDR:PORT         where the console listens (default: where it listened before, else
+                             127.0.0.1 on a free port)
   --agents-listen ADDR:PORT  where agents connect (repeatable; default: every address family of
                              this host, port ${DEFAULT_AGENT_PORT}); "off" serves no agents
   --agent-poll SECONDS       how often agents poll and report (default 300)
@@ -323,7 +326,8 @@ Options:
       const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
-      const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
+      // No --listen: the address it had before (kept in the data directory), else any free port.
+      const listen = typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0, remembered: true };
       const settings = await openSettings(dataDir);
       const distribution = serveFlags.parse(values, settings.data.distribution);
       if (source) settings.set('source', source);
@@ -331,6 +335,40 @@ Options:
       if (distribution) settings.set('distribution', distribution);
       const { serve } = await import('./serve.js');
       return serve(dataDir, settings, values.console ? { console: listen } : {});
+    },
+  },
+
+  'console-url': {
+    summary: "print the browser console's sign-in address (or replace its access secret)",
+    usage: `bulwark console-url --data DIR [--rotate]
+
+Prints the address that signs a browser in to the console of the server on DIR (bulwark serve
+--console), with its access token. The token and the address are kept in DIR across restarts, so
+bookmarks and open tabs keep working. --rotate replaces the token: every browser must sign in again
+(a running server takes the new one at once).
+
+Options:
+  --data DIR   the server's data directory
+  --rotate     make a new access token`,
+    options: { ...dataOption, rotate: { type: 'boolean' } },
+    async run(values) {
+      const dataDir = existingDataDir(values);
+      const access = await import('../console/access.js');
+      if (values.rotate) {
+        const { cliActor } = await import('./agents.js');
+        const who = await cliActor();
+        const rotated = await (await import('../server/control.js')).callControl<{ url: string | null }>(dataDir, 'consoleToken', { who });
+        if (!rotated) {
+          access.rotateConsoleToken(dataDir);
+          new (await import('../engine/audit.js')).AuditLog(dataDir).record(who, { action: 'rotate-console-token', target: 'console access' });
+        }
+        err('The previous console access token no longer signs in; open the address below.');
+      }
+      const saved = access.readConsoleAccess(dataDir);
+      const url = saved && access.signInUrl(saved);
+      if (!url) throw new UsageError(`the console of ${dataDir} has not been served yet: start it with \`bulwark serve --data ${dataDir} --console\``);
+      out(url);
+      return 0;
     },
   },
 

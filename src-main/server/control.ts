@@ -39,6 +39,8 @@ export interface ControlHandlers {
   rollout?(request: { action: 'promote' | 'halt' | 'resume'; who?: unknown }): Promise<unknown>;
   ring?(request: { agent: string; ring: string; who?: unknown }): Promise<unknown>;
   remove?(request: { agent: string; who?: unknown }): Promise<unknown>;
+  /** A new console access secret (servers with a browser console). */
+  consoleToken?(request: { who?: unknown }): Promise<unknown>;
 }
 
 const MAX_REQUEST = 64 * 1024;
@@ -49,7 +51,7 @@ export async function startControl(dataDir: string, handlers: ControlHandlers, l
   if (process.platform !== 'win32') fs.rmSync(socket, { force: true });
   const calls = handlers as unknown as Record<string, ((body: unknown) => Promise<unknown>) | undefined>;
   const server = createServer((req, res) => {
-    const name = /^\/([a-z]+)$/.exec(req.url ?? '')?.[1];
+    const name = /^\/([A-Za-z]+)$/.exec(req.url ?? '')?.[1];
     const handler = req.method === 'POST' && name ? calls[name] : undefined;
     if (!handler) {
       res.writeHead(404).end();

@@ -10,6 +10,7 @@
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
+import { consoleAccess, rotateConsoleToken, saveConsoleAddress, signInUrl } from '../console/access.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
@@ -24,6 +25,27 @@ import type { Actor } from '../engine/audit.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from './control.js';
 import { DEFAULT_AGENT_PORT, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+
+/**
+ * The browser console with the data directory's access secret, on the address it had before (when
+ * none is asked for and that one is free), which is then remembered for the next start.
+ */
+async function startBrowserConsole(dataDir: string, listen: ConsoleListen & { rendererDir: string }, service: ConsoleService, log: (line: string) => void): Promise<ConsoleServer> {
+  const access = consoleAccess(dataDir);
+  const start = (host: string | undefined, port: number) => startConsoleServer({ service, rendererDir: listen.rendererDir, ...(host ? { host } : {}), port, token: access.token, log });
+  let server: ConsoleServer | undefined;
+  if (listen.remembered && access.port) {
+    server = await start(access.host, access.port).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRINUSE' && error.code !== 'EADDRNOTAVAIL') throw error;
+      log(`the console's address from before, ${formatListen({ host: access.host ?? '127.0.0.1', port: access.port! })}, is taken; it moves to another port`);
+      return undefined;
+    });
+  }
+  server ??= await start(listen.host, listen.port);
+  const { hostname, port } = new URL(server.origin);
+  saveConsoleAddress(dataDir, hostname.replace(/^\[|\]$/g, ''), Number(port));
+  return server;
+}
 
 /** The actor a control call names (the CLI's user@host), checked for shape: it only goes into the audit log. */
 function cliActor(who: unknown): Actor {
@@ -175,6 +197,13 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
         return service.moveAgent(agent, ring, cliActor(who));
       },
       remove: ({ agent, who }) => service.removeAgent(agent, cliActor(who)),
+      // `bulwark console-url --rotate`: the running console takes the new secret at once.
+      consoleToken: async ({ who }) => {
+        const token = rotateConsoleToken(dataDir);
+        consoleServer?.setToken(token);
+        service.audit.record(cliActor(who), { action: 'rotate-console-token', target: 'console access' });
+        return { url: signInUrl(consoleAccess(dataDir)) ?? null };
+      },
     },
     log,
   ).catch((error: unknown) => {
@@ -203,7 +232,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   };
   if (options.console) {
     try {
-      consoleServer = await startConsoleServer({ service, rendererDir: options.console.rendererDir, ...(options.console.host ? { host: options.console.host } : {}), port: options.console.port, log });
+      consoleServer = await startBrowserConsole(dataDir, options.console, service, log);
     } catch (error) {
       await stopAll();
       throw error;
