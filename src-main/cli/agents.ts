@@ -68,14 +68,14 @@ export const serveFlags = {
 } as const;
 
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
-export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
+export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; rings: Record<string, RingCounts>; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
   const registry = await AgentRegistry.open(dataDir, { readOnly: true });
   try {
     const now = Date.now();
-    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
-    return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
+    const { counts, rings } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
+    return { counts, rings, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
   }

@@ -239,7 +239,25 @@ Options:
       const last = status.lastRun;
       const enrollment = readEnrollment(dataDir);
       const agents = enrollment ? undefined : await agentsAtAGlance(dataDir, status.network?.stack.kind);
+      // The installation in one line, as the console and the tray say it (console/words.ts).
+      const { headline } = await import('../console/words.js');
+      const engineNow = running ? running.state : last?.result === 'failed' ? { type: 'failed', ...(last.errorCode ? { code: last.errorCode } : {}), ...(last.error ? { error: last.error } : {}) } : { type: 'idle' };
+      const { Rollout, RINGS } = await import('../distribution/rollout.js');
+      const rollout = enrollment ? undefined : Rollout.read(dataDir);
+      const ringsOn = settings.data.distribution.rollout?.enabled ?? true;
+      const released = (ring: string) => !ringsOn || !rollout || RINGS.indexOf(ring as never) <= RINGS.indexOf(rollout.stage);
+      let held = 0;
+      for (const [ring, r] of Object.entries(agents?.rings ?? {})) if (!released(ring)) held += Math.max(0, r.agents - r.current - r.failed);
+      const said = headline({
+        engine: engineNow,
+        neverUpdated: !last && status.components.length === 0,
+        sourceSet: !!settings.data.source.url,
+        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held, halted: rollout?.halted ?? null } : null,
+        nameOf: (id) => componentInfo(id).name,
+        now: Date.now(),
+      });
       const report = {
+        headline: said,
         role: enrollment ? ('agent' as const) : ('server' as const),
         ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
         state: running ? running.state : { type: 'stopped' as const },
@@ -266,6 +284,7 @@ Options:
         return 0;
       }
       if (enrollment) out(`Agent "${enrollment.name}" of ${enrollment.server}`);
+      else out(`Bulwark: ${said.text}`);
       out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ` (no Bulwark ${enrollment ? 'agent' : 'server'} running on this data directory)`}`);
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);

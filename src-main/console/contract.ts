@@ -66,6 +66,8 @@ export interface Reminder {
   body: string;
   /** What to do, in one sentence. */
   action: string;
+  /** The raw error behind it, for a "Details" disclosure. */
+  detail?: string;
 }
 
 export type ScheduleView = { kind: 'interval'; every: number; unit: 'minutes' | 'hours' } | { kind: 'daily'; at: string };
@@ -129,6 +131,10 @@ export interface AgentsSummary {
   /** The release agents are offered now. */
   release: number | null;
   rollout: RolloutView;
+  /** Outdated only because the rollout has not reached their ring yet (counted in counts.outdated too). */
+  held: number;
+  /** Since when outdated agents lack what the server serves (when the server installed it); null when none is. */
+  outdatedSince: string | null;
 }
 
 export interface AgentView {

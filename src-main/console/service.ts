@@ -21,6 +21,7 @@ import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { shortId } from '../distribution/agent-status.js';
+import { headline, type Headline } from './words.js';
 import { AuditLog, type Actor } from '../engine/audit.js';
 import { DEFAULT_ROLLOUT, isRing, type Ring, type Rollout } from '../distribution/rollout.js';
 import type { ComponentChange } from '../engine/engine.js';
@@ -417,14 +418,38 @@ export class ConsoleService {
   agentsSummary(): AgentsSummary | null {
     const agents = this.options.agents;
     if (!agents) return null;
+    const rollout = this.rolloutView();
+    // Behind only because the rollout holds their ring: not a problem, and not counted as one.
+    const held = rollout.enabled && rollout.stage ? rollout.rings.filter((r) => !r.released).reduce((sum, r) => sum + Math.max(0, r.agents - r.current - r.failed), 0) : 0;
+    const since = agents.overview.picture.lagging
+      .map((id) => this.options.engine.store.active(id)?.installedAt)
+      .filter((at): at is string => !!at)
+      .sort()[0];
     return {
       enabled: this.options.settings.data.distribution.enabled,
       urls: agents.server?.urls ?? [],
       ...(agents.error ? { error: agents.error } : {}),
       counts: agents.overview.counts,
       release: agents.distribution.current()?.index.release ?? null,
-      rollout: this.rolloutView(),
+      rollout,
+      held,
+      outdatedSince: since ?? null,
     };
+  }
+
+  /** The installation in one line (words.ts), for the tray and `bulwark status`. */
+  headline(): Headline {
+    const { engine } = this.options;
+    const status = engine.status();
+    const agents = this.agentsSummary();
+    return headline({
+      engine: status.state,
+      neverUpdated: !status.lastRun && status.components.length === 0,
+      sourceSet: !!this.options.settings.data.source.url,
+      agents: agents && { ...agents, halted: agents.rollout.halted },
+      nameOf: (id) => componentInfo(id).name,
+      now: Date.now(),
+    });
   }
 
   private async agentsPage(query: AgentsQuery): Promise<AgentsPage> {

@@ -538,6 +538,21 @@ export class AgentRegistry {
     return row?.at ?? undefined;
   }
 
+  /** The components of the release that some outdated (or notified) agent lacks. */
+  async lagging(basis: StateBasis): Promise<string[]> {
+    const components = basis.release?.index.components ?? [];
+    if (!components.length) return [];
+    const state = stateSql(basis);
+    const params: SqlParams = { ...state.params };
+    const sums = components.map((c, i) => {
+      params[`$lagPath${i}`] = `$.${JSON.stringify(c.id)}`;
+      params[`$lagVersion${i}`] = c.version;
+      return `COALESCE(SUM(COALESCE(json_extract(versions, $lagPath${i}), 0) < $lagVersion${i}), 0) AS c${i}`;
+    });
+    const [row] = await this.read<Record<string, number>>(`SELECT ${sums.join(', ')} FROM agents WHERE ${state.sql} IN ('outdated', 'notified')`, params);
+    return components.filter((_, i) => (row?.[`c${i}`] ?? 0) > 0).map((c) => c.id);
+  }
+
   /** Ring by ring: its agents, and those whose last run failed at or after `since` (ms). */
   async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number }[]> {
     return this.read(`SELECT ring, COUNT(*) AS agents, COALESCE(SUM(last_result = 'failed' AND last_run_at >= $since), 0) AS failing FROM agents GROUP BY ring`, { $since: since });
