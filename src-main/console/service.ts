@@ -21,7 +21,7 @@ import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { shortId } from '../distribution/agent-status.js';
-import { headline, type Headline } from './words.js';
+import { headline, plainError, type Headline } from './words.js';
 import { AuditLog, type Actor } from '../engine/audit.js';
 import { DEFAULT_ROLLOUT, isRing, type Ring, type Rollout } from '../distribution/rollout.js';
 import type { ComponentChange } from '../engine/engine.js';
@@ -523,7 +523,8 @@ export class ConsoleService {
     }
     const halted = agents.rollout.current()?.halted;
     if (halted) {
-      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('; ');
+      // The agents by name with their errors in words; the raw errors are in the Agents view.
+      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${plainError(f.error)}`).join('; ');
       reminders.push({
         id: 'rollout-halted',
         severity: 'error',

@@ -522,8 +522,14 @@ export class AgentRegistry {
   async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
     const group = async (where: string, params: SqlParams) => {
       const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
-      const names = count!.n ? await this.read<{ name: string }>(`SELECT name FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`, params) : [];
-      return { agents: count!.n, names: names.map((r) => r.name) };
+      // A name another agent shares is told apart by its id (as `bulwark agents list` shows it).
+      const names = count!.n
+        ? await this.read<{ name: string; id: string; shared: number }>(
+            `SELECT name, id, (SELECT COUNT(*) FROM agents other WHERE other.name = agents.name COLLATE NOCASE) > 1 AS shared FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`,
+            params,
+          )
+        : [];
+      return { agents: count!.n, names: names.map((r) => (r.shared ? `${r.name} (${shortId(r.id)})` : r.name)) };
     };
     return {
       silent: await group(SILENT_SQL, { $now: now }),

@@ -78,8 +78,8 @@ export class ConsoleState {
   readonly busy = $derived(this.engine.type !== 'idle' && this.engine.type !== 'failed');
   /** Nothing installed and no run recorded yet. */
   readonly neverUpdated = $derived(!this.snapshot?.lastRun && !this.snapshot?.components.some((c) => c.installedVersion !== null));
-  /** A fresh install: no source set and nothing installed; the overview shows how to begin. */
-  readonly firstRun = $derived(!!this.snapshot && !this.snapshot.settings.source.url && this.neverUpdated);
+  /** A fresh install: nothing installed or run yet; the overview shows how to begin (set a source, run the first update). */
+  readonly firstRun = $derived(!!this.snapshot && this.neverUpdated);
   /** The whole installation in one line, the worst first (the same words the tray and `bulwark status` use). */
   readonly headline = $derived.by((): Headline | null => {
     const snapshot = this.snapshot;
