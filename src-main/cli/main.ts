@@ -443,6 +443,8 @@ Keys:
   proxy               "HOST:PORT [USER]" (password from BULWARK_PROXY_PASSWORD), or "off"
   agents              agents' host names or addresses, separated by spaces or commas
   notifications.updateFailed, notifications.componentsInstalled, startAtLogin   true or false
+  notifications.webhook   an http(s) URL that gets a JSON POST per notification, or "off"
+  notifications.syslog    udp://HOST:PORT or tcp://HOST:PORT (RFC 5424), or "off"
 
 A refused value changes nothing; the message says why.`,
     options: dataOption,
@@ -524,6 +526,12 @@ async function applySetting(settings: Settings, key: string, text: string): Prom
     case 'notifications.componentsInstalled': {
       const field = key.split('.')[1] as keyof SettingsData['notifications'];
       return settings.set('notifications', { ...current.notifications, [field]: parseBoolean(key, text) });
+    }
+    case 'notifications.webhook':
+    case 'notifications.syslog': {
+      const field = key.split('.')[1] as 'webhook' | 'syslog';
+      const value = text.trim() === 'off' ? '' : text.trim();
+      return settings.set('notifications', { ...current.notifications, [field]: value });
     }
     case 'startAtLogin':
       return settings.set('startAtLogin', parseBoolean(key, text));

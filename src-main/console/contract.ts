@@ -85,7 +85,7 @@ export interface SettingsView {
   schedule: ScheduleView;
   source: { url: string; trustedRoot: string };
   proxy: ProxyView;
-  notifications: { updateFailed: boolean; componentsInstalled: boolean };
+  notifications: { updateFailed: boolean; componentsInstalled: boolean; webhook?: string; syslog?: string };
   startAtLogin: boolean;
   /** Where the console runs: some settings (start at login) only apply to the desktop app. */
   host: 'desktop' | 'browser';
@@ -227,7 +227,7 @@ export type SettingsChange =
   | { section: 'schedule'; value: ScheduleView }
   | { section: 'source'; value: { url: string; trustedRoot: string } }
   | { section: 'proxy'; value: { enabled: boolean; host: string; port: number; username: string; password?: string } }
-  | { section: 'notifications'; value: { updateFailed: boolean; componentsInstalled: boolean } }
+  | { section: 'notifications'; value: { updateFailed: boolean; componentsInstalled: boolean; webhook?: string; syslog?: string } }
   | { section: 'startAtLogin'; value: boolean };
 
 export type SaveResult = { ok: true; settings: SettingsView } | { ok: false; field: string; message: string };

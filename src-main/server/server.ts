@@ -24,6 +24,8 @@ import type { Settings } from '../engine/settings.js';
 import type { Actor } from '../engine/audit.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from './control.js';
+import { sendNotification } from './notify.js';
+import { notificationsFor } from '../electron/notifications.js';
 import { DEFAULT_AGENT_PORT, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
 
 /**
@@ -111,6 +113,16 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     await registry.close();
     throw error;
   }
+
+  // Notifications beyond the desktop (a webhook, syslog), for every host; the desktop shows its own too.
+  let previousRun = engine.history.last();
+  engine.on('run', (run) => {
+    const wanted = settings.data.notifications;
+    const before = previousRun;
+    previousRun = run;
+    if (!wanted.webhook && !wanted.syslog) return;
+    for (const notification of notificationsFor(run, before, wanted)) void sendNotification(notification, wanted, log);
+  });
 
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined;
