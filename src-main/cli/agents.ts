@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
-import { parseBrokerUrl } from '../distribution/broker.js';
-import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
+import { isRing, RINGS } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
@@ -15,7 +15,7 @@ import { shortId } from '../distribution/agent-status.js';
 import type { Actor } from '../engine/audit.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
-import { parseListen } from '../server/listen.js';
+import { parseBrokerUrl, parseListen } from '../server/listen.js';
 import { dataOption, err, existingDataDir, integerFlag, out, required, untilSignal, type Command } from './command.js';
 
 /** The registry and what its listings need: the current release and the overview's arithmetic. */
@@ -227,7 +227,7 @@ Options:
         const body = action === 'ring' ? { agent: agent!, ring: ring! } : { agent: agent! };
         const who = await cliActor();
         // A running server makes the change (its overview and rollout follow at once), else the registry here.
-        const viaServer = await (await import('../server/control.js')).callControl<AgentBrief>(dataDir, action, { ...body, who }).catch((refusal: unknown) => {
+        const viaServer = await (await import('../engine/control.js')).callControl<AgentBrief>(dataDir, action, { ...body, who }).catch((refusal: unknown) => {
           throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
         });
         let done: AgentBrief;
@@ -351,7 +351,7 @@ Options:
     if (extra.length || !['status', 'promote', 'halt', 'resume'].includes(action ?? '')) throw new UsageError('use: bulwark rollout status|promote|halt|resume --data DIR');
     const dataDir = existingDataDir(values);
     if (action !== 'status') {
-      const state = await (await import('../server/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action, who: await cliActor() }).catch((refusal: unknown) => {
+      const state = await (await import('../engine/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action, who: await cliActor() }).catch((refusal: unknown) => {
         throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
       });
       if (!state) throw new UsageError(`no Bulwark server runs on ${dataDir}: start it (bulwark serve) to ${action} its rollout`);

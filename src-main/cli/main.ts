@@ -11,7 +11,8 @@ import { BulwarkError, BusyError, describeError, UsageError } from '../engine/er
 import type { RunRecord } from '../engine/history.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
-import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
+import { parseListen } from '../server/listen.js';
+import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
 import { closest, dataOption, err, existingDataDir, out, parseProblem, required, type Command } from './command.js';
@@ -202,7 +203,7 @@ Options:
       } catch (error) {
         // A server (or agent) holds this data directory: ask it to update now, joining its run.
         if (!(error instanceof BusyError) || source) throw error;
-        const joined = await (await import('../server/control.js')).requestUpdate(dataDir);
+        const joined = await (await import('../engine/control.js')).requestUpdate(dataDir);
         if (!joined) throw error;
         record = joined;
       }
@@ -240,9 +241,9 @@ Options:
       const enrollment = readEnrollment(dataDir);
       const agents = enrollment ? undefined : await agentsAtAGlance(dataDir, status.network?.stack.kind);
       // The installation in one line, as the console and the tray say it (console/words.ts).
-      const { headline } = await import('../console/words.js');
+      const { headline } = await import('../engine/words.js');
       const engineNow = running ? running.state : last?.result === 'failed' ? { type: 'failed', ...(last.errorCode ? { code: last.errorCode } : {}), ...(last.error ? { error: last.error } : {}) } : { type: 'idle' };
-      const { Rollout, RINGS } = await import('../distribution/rollout.js');
+      const [{ Rollout }, { RINGS }] = await Promise.all([import('../distribution/rollout.js'), import('../protocol/agent-protocol.js')]);
       const rollout = enrollment ? undefined : Rollout.read(dataDir);
       const ringsOn = settings.data.distribution.rollout?.enabled ?? true;
       const released = (ring: string) => !ringsOn || !rollout || RINGS.indexOf(ring as never) <= RINGS.indexOf(rollout.stage);
@@ -376,7 +377,7 @@ Options:
       if (values.rotate) {
         const { cliActor } = await import('./agents.js');
         const who = await cliActor();
-        const rotated = await (await import('../server/control.js')).callControl<{ url: string | null }>(dataDir, 'consoleToken', { who });
+        const rotated = await (await import('../engine/control.js')).callControl<{ url: string | null }>(dataDir, 'consoleToken', { who });
         if (!rotated) {
           access.rotateConsoleToken(dataDir);
           new (await import('../engine/audit.js')).AuditLog(dataDir).record(who, { action: 'rotate-console-token', target: 'console access' });
@@ -487,8 +488,8 @@ Options:
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
-      const { runDemo } = await import('../demo/demo.js');
-      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, ...(values.console ? { console: listen } : {}) });
+      const [{ runDemo }, { serve }] = await Promise.all([import('../demo/demo.js'), import('./serve.js')]);
+      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, serve, ...(values.console ? { console: listen } : {}) });
     },
   },
 };

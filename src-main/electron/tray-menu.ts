@@ -2,7 +2,7 @@
 // Electron; the adapter turns the model into a Tray and a Menu, and menu clicks come back as actions.
 import { componentInfo } from '../engine/components.js';
 import type { EngineState } from '../engine/state.js';
-import type { Headline } from '../console/words.js';
+import type { Headline } from '../engine/words.js';
 
 /** Which icon the tray shows (assets/tray-<state>…, see tray-icons.ts). */
 export type TrayIconState = 'idle' | 'updating' | 'failed';

@@ -17,7 +17,7 @@ import { dispatcherFor, routeFor } from './proxy.js';
 import { collectGarbage } from './memory.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
-import { savedWords } from '../console/words.js';
+import { savedWords } from './words.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
 import { checkSourceUrl, UpdateSource } from './source.js';

@@ -5,7 +5,7 @@ import type { RunRecord } from './history.js';
 import { networkReminders, type NetworkReport } from './network.js';
 import type { SettingsData } from './settings.js';
 import type { StoreProblem } from './store.js';
-import { plainError, updateFailure } from '../console/words.js';
+import { plainError, updateFailure } from './words.js';
 
 /** The host part of a source URL, for a sentence. */
 function sourceHost(url: string | undefined): string | undefined {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { describeError } from '../engine/errors.js';
 import { bufferedRequest } from '../engine/http.js';
 import type { SettingsData } from '../engine/settings.js';
-import type { DesktopNotification } from '../electron/notifications.js';
+import type { DesktopNotification } from './notifications.js';
 
 const TIMEOUT_MS = 10_000;
 

@@ -14,19 +14,20 @@ import { consoleAccess, rotateConsoleToken, saveConsoleAddress, signInUrl } from
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
-import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
+import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
-import { DEFAULT_ROLLOUT, isRing, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
 import type { Actor } from '../engine/audit.js';
 import { ComponentStore } from '../engine/store.js';
-import { startControl } from './control.js';
+import { startControl } from '../engine/control.js';
 import { sendNotification } from './notify.js';
-import { notificationsFor } from '../electron/notifications.js';
-import { DEFAULT_AGENT_PORT, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { notificationsFor } from './notifications.js';
+import { formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
 
 /**
  * The browser console with the data directory's access secret, on the address it had before (when

@@ -1,7 +1,7 @@
 // Words and numbers as the console shows them. Pure functions: the components stay markup.
 import type { AgentCountsView, AgentsSummary, AgentStateView, EngineStateView, InstallMethod, RingView, ScheduleView, Trigger } from '../../src-main/console/contract.js';
 
-import { savedWords } from '../../src-main/console/words.js';
+import { savedWords } from '../../src-main/engine/words.js';
 
 const KB = 1000;
 

@@ -27,7 +27,7 @@ import type {
 import type { ConnectionMonitor, ConnectionStatus } from '../api/connection.js';
 import { errorMessage, sentence } from '../api/errors.js';
 import { titleCase } from '../lib/format.js';
-import { headline, type Headline } from '../../src-main/console/words.js';
+import { headline, type Headline } from '../../src-main/engine/words.js';
 import { clock } from './clock.svelte.js';
 
 export type LoadStatus = 'loading' | 'ready' | 'failed';
