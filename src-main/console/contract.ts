@@ -185,6 +185,16 @@ export interface AuditEntryView {
   reason?: string;
 }
 
+/** The fleet at one moment, for the chart over time. */
+export interface FleetSampleView {
+  at: string;
+  current: number;
+  held: number;
+  outdated: number;
+  /** Failed or unreachable. */
+  failed: number;
+}
+
 export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
 
 export interface AgentsQuery {
@@ -220,6 +230,8 @@ export interface Snapshot {
   scheduleChoices: { minutes: number[]; hours: number[] };
   /** The newest operator actions, newest first. */
   audit: AuditEntryView[];
+  /** The fleet's counts over time, oldest first (empty without agents). */
+  fleet: FleetSampleView[];
 }
 
 /** A change to one settings section. Omitted password keeps the stored one; "" clears it. */

@@ -30,6 +30,7 @@ import type { Distribution } from '../distribution/release.js';
 import {
   CONSOLE_METHODS,
   type AgentDetailsView,
+  type FleetSampleView,
   type AgentsPage,
   type AgentsQuery,
   type AgentsSummary,
@@ -228,8 +229,10 @@ export class ConsoleService {
     engine.on('network', () => this.emit('changed', { reason: 'network' }));
     engine.on('pins', () => this.emit('changed', { reason: 'pins' }));
     options.agents?.rollout.on('change', () => this.emit('changed', { reason: 'rollout' }));
+    this.fleet = loadFleetSamples(options.dataDir);
     let agentReminders = '';
     options.agents?.overview.on('change', () => {
+      this.sampleFleet();
       this.emit('agents', options.agents!.overview.counts);
       // Reminders about agents can change while the counts stay (one agent recovers as another goes silent).
       const now = JSON.stringify(this.agentReminders());
@@ -315,6 +318,35 @@ export class ConsoleService {
         await this.removeAgent(id, actor);
         return { ok: true };
       }
+    }
+  }
+
+  /** The fleet's counts over time (DATA/fleet-history.jsonl), oldest first. */
+  private fleet: FleetSampleView[];
+
+  /** Take a sample when the counts moved (at most one a minute) or half an hour has passed. */
+  private sampleFleet(): void {
+    const summary = this.agentsSummary();
+    if (!summary || summary.counts.total === 0) return;
+    const { counts, held } = summary;
+    const sample: FleetSampleView = {
+      at: new Date().toISOString(),
+      current: counts.current,
+      held: Math.min(held, counts.outdated),
+      outdated: Math.max(0, counts.outdated - held) + counts.updating,
+      failed: counts.failed + counts.unreachable,
+    };
+    const last = this.fleet[this.fleet.length - 1];
+    const age = last ? Date.parse(sample.at) - Date.parse(last.at) : Infinity;
+    const moved = !last || ['current', 'held', 'outdated', 'failed'].some((k) => last[k as keyof FleetSampleView] !== sample[k as keyof FleetSampleView]);
+    if (!(moved ? age >= 60_000 : age >= 30 * 60_000)) return;
+    this.fleet = [...this.fleet, sample].slice(-FLEET_KEPT);
+    try {
+      const file = path.join(this.options.dataDir, 'fleet-history.jsonl');
+      fs.appendFileSync(file, JSON.stringify(sample) + '\n', { mode: 0o600 });
+      if (fs.statSync(file).size > 512 * 1024) writeFileAtomic(file, this.fleet.map((s) => JSON.stringify(s)).join('\n') + '\n', 0o600);
+    } catch {
+      // A chart's history is not worth failing anything for.
     }
   }
 
@@ -505,6 +537,7 @@ export class ConsoleService {
       agents: this.agentsSummary(),
       scheduleChoices: { minutes: [...MINUTE_INTERVALS], hours: [...HOUR_INTERVALS] },
       audit: this.audit.recent(30),
+      fleet: this.fleet,
     };
   }
 
@@ -607,6 +640,28 @@ export class ConsoleService {
     const url = params.url || data.source.url;
     const until = cooldownFor(this.options.dataDir, url);
     return testConnection({ url, proxy, ...(until ? { cooldownUntil: until } : {}) });
+  }
+}
+
+/** Samples kept for the fleet chart (a week at one every half hour, or a busy day at one a minute). */
+const FLEET_KEPT = 400;
+
+function loadFleetSamples(dataDir: string): FleetSampleView[] {
+  try {
+    return fs
+      .readFileSync(path.join(dataDir, 'fleet-history.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((line) => {
+        try {
+          return [JSON.parse(line) as FleetSampleView];
+        } catch {
+          return [];
+        }
+      })
+      .slice(-FLEET_KEPT);
+  } catch {
+    return [];
   }
 }
 

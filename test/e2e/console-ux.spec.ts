@@ -2,6 +2,8 @@
 // details (its versions beside the server's and the source's, its runs), updating it alone, forgetting
 // it; long names on one line; every view without sideways scrolling, its actions on screen; the
 // README's phone picture.
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Page } from '@playwright/test';
 import { expect, openConsole, screenshot, test } from './fixtures.js';
 
@@ -122,3 +124,48 @@ for (const colorScheme of ['light', 'dark'] as const) {
     }
   });
 }
+
+test('charts: downloads against full files, the versions\' age against the source, the fleet over time; each with its table, in both themes', async ({ page, bulwark, source, agents }) => {
+  // A day of the fleet as an earlier run of this server sampled it (DATA/fleet-history.jsonl).
+  const day = Date.now() - 24 * 3_600_000;
+  const history = Array.from({ length: 8 }, (_, i) => JSON.stringify({ at: new Date(day + i * 3 * 3_600_000).toISOString(), current: 3 + i, held: i % 3, outdated: 8 - i, failed: i === 4 ? 2 : 0 }));
+  fs.writeFileSync(path.join(bulwark.dataDir, 'fleet-history.jsonl'), history.join('\n') + '\n');
+  await bulwark.restart();
+  await agents.start('alpha');
+
+  await openConsole(page, bulwark);
+  // A newer virus pattern arrives by incremental: far less than its full file.
+  source.addPattern('virus-pattern');
+  source.publish();
+  await page.getByRole('button', { name: 'Update now' }).click();
+  await expect(page.getByRole('region', { name: 'Recent updates' }).getByRole('listitem').first()).toContainText('incremental');
+
+  const savings = page.getByTestId('chart-savings');
+  await expect(savings.getByRole('img', { name: /^Downloaded vs full files/ })).toBeVisible();
+  await savings.getByText('As a table').click();
+  const rows = savings.getByRole('table').getByRole('row');
+  await expect(rows).toHaveCount(3); // the header, the first run (in full), the incremental
+  const last = await rows.nth(2).getByRole('cell').allTextContents();
+  const kb = (text: string) => Number.parseFloat(text) * (text.includes('MB') ? 1000 : text.includes('kB') ? 1 : 0.001);
+  expect(kb(last[1]!)).toBeLessThan(kb(last[2]!) / 4);
+
+  const age = page.getByTestId('chart-age');
+  await expect(age.getByRole('img', { name: /^Age of the installed versions/ })).toBeVisible();
+  await expect(age.locator('rect.age')).toHaveCount(4);
+  await expect(age.getByRole('listitem').filter({ hasText: 'Virus Pattern' })).toContainText(/Virus Pattern: \d+ minutes?/);
+
+  await page.getByRole('link', { name: 'Agents', exact: true }).click();
+  const fleet = page.getByTestId('chart-fleet');
+  await expect(fleet.getByRole('img', { name: /^Fleet over time/ })).toBeVisible();
+  await fleet.getByText('As a table').click();
+  expect(await fleet.getByRole('table').getByRole('row').count()).toBeGreaterThanOrEqual(9);
+  // The running server samples the fleet too (alpha enrolled since the restart).
+  await expect.poll(() => fs.readFileSync(path.join(bulwark.dataDir, 'fleet-history.jsonl'), 'utf8').trim().split('\n').length, { timeout: 15_000 }).toBeGreaterThan(8);
+
+  // Both themes: the bars take the theme's colours.
+  const fills = async () => fleet.locator('rect.current').first().evaluate((el) => getComputedStyle(el).fill);
+  const light = await fills();
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await expect.poll(fills).not.toBe(light);
+  expect(light).not.toBe('rgb(0, 0, 0)');
+});
