@@ -406,7 +406,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Run an update; while one is running, callers join it instead of starting another. */
   update(trigger: Trigger = 'manual'): Promise<RunRecord> {
     if (this.inFlight) return this.inFlight;
-    if (!this.source().url) {
+    // (An Update now asked for by a person still runs, and fails saying why, as it always did.)
+    if (!this.source().url && trigger !== 'manual') {
       // Nothing to run without a source: a fresh install waits for one (its console says so) rather
       // than record a failed run at every start and schedule. The caller gets the reason.
       const now = new Date().toISOString();
