@@ -620,6 +620,6 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
-    return error instanceof BulwarkError && (error.code === 'ERR_USAGE' || error.code === 'ERR_SETTINGS') ? 2 : 1;
+    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
   }
 }

@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
-import { BulwarkError, StoreError } from '../engine/errors.js';
+import { BulwarkError, StoreError, UsageError } from '../engine/errors.js';
 import type { AgentComponent, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
 import { shortId, SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
@@ -72,20 +72,19 @@ export interface AgentBrief {
 export { shortId } from './agent-status.js';
 
 /** No agent has that id or name. */
-export class UnknownAgentNameError extends BulwarkError {
+export class UnknownAgentNameError extends UsageError {
   constructor(readonly given: string) {
-    super('ERR_USAGE', `no agent is named or numbered "${given}" (see bulwark agents list)`);
+    super(`no agent is named or numbered "${given}" (see bulwark agents list)`);
   }
 }
 
 /** Several agents share the name given: one is picked by its id. */
-export class AmbiguousAgentError extends BulwarkError {
+export class AmbiguousAgentError extends UsageError {
   constructor(
     readonly given: string,
     readonly agents: AgentBrief[],
   ) {
     super(
-      'ERR_USAGE',
       `${agents.length} agents are named "${given}"; give the id of the one you mean: ${agents
         .slice(0, 5)
         .map((a) => `${shortId(a.id)} (${[a.hostname, a.address].filter(Boolean).join(', ') || 'no address'}, last seen ${a.lastSeen})`)

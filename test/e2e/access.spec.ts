@@ -131,7 +131,7 @@ test('when the access token is replaced, an open tab is signed out: greyed out, 
   browserErrors.allow(REFUSED);
   browserErrors.allow(/^console\.error: Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING$/);
   await openConsole(page, bulwark, '#agents');
-  await expect(page.getByRole('button', { name: 'Update agents now' })).toBeEnabled();
+  await expect(page.getByRole('searchbox', { name: 'Filter agents' })).toBeEnabled();
 
   const rotated = await bulwark.cli(['console-url', '--data', bulwark.dataDir, '--rotate']);
   expect(rotated.code, rotated.stderr).toBe(0);
@@ -156,7 +156,7 @@ test('when the access token is replaced, an open tab is signed out: greyed out, 
   await banner.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(`${bulwark.origin}/#agents`);
   await expect(banner).toHaveCount(0);
-  await expect(page.getByRole('button', { name: 'Update agents now' })).toBeEnabled();
+  await expect(page.getByRole('searchbox', { name: 'Filter agents' })).toBeEnabled();
   // The operator's action is in the audit log.
   const audit = fs.readFileSync(path.join(bulwark.dataDir, 'audit.jsonl'), 'utf8');
   expect(audit).toMatch(/"via":"cli".*"action":"rotate-console-token"/);

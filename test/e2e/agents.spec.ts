@@ -227,7 +227,9 @@ test('an agent killed outright turns unreachable after twice its poll interval, 
   const card = page.getByRole('status').filter({ has: page.getByRole('heading', { name: '1 agent has not been heard from' }) });
   await expect(card).toBeVisible();
   await expect(card).toContainText('alpha did not report for more than twice its poll interval');
-  await expect(card).toContainText(`What to do: Check that \`bulwark agent\` runs there and can reach this server at ${bulwark.agentsUrl}.`);
+  // The command is shown as code, without its backticks.
+  await expect(card).toContainText(`What to do: Check that bulwark agent runs there and can reach this server at ${bulwark.agentsUrl}.`);
+  await expect(card.locator('code')).toHaveText('bulwark agent');
 });
 
 test.describe('with agents turned off', () => {
