@@ -349,6 +349,7 @@ describe('page', () => {
         { address: '192.0.2.5', family: 4 },
       ],
       components: [{ id: 'virus-pattern', version: 10, sha256: 'ab'.repeat(32), method: 'full' }],
+      consumers: [{ id: 'virus-pattern', engine: 'clamd', version: 10, active: true }],
       lastRun: run('ok', '2025-06-01T10:00:00.000Z'),
       pollSeconds: 120,
     });
@@ -367,6 +368,7 @@ describe('page', () => {
           { address: '192.0.2.5', family: 4 },
         ],
         components: [{ id: 'virus-pattern', version: 10, sha256: 'ab'.repeat(32), method: 'full' }],
+        consumers: [{ id: 'virus-pattern', engine: 'clamd', version: 10, active: true }],
         lastRun: run('ok', '2025-06-01T10:00:00.000Z'),
         phase: 'idle',
         notifiedRelease: 0,

@@ -21,6 +21,7 @@ import { isValidVersion } from '../engine/components.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
 import { writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
+import { consumerViews, type ConsumerView } from '../engine/consumers.js';
 import { networkReason } from '../engine/fetcher.js';
 import { bufferedRequest } from '../engine/http.js';
 import { errorCode, explainUnreachable } from '../engine/network.js';
@@ -53,6 +54,8 @@ export interface AgentOptions {
   notify?: BrokerAddress;
   /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
   mirrors?: string[];
+  /** The consumers file: the engines each component is handed to (default: DATA/consumers.json, if any). */
+  consumers?: string;
   log?: (line: string) => void;
   /** For tests: the random source for spreads and jitter. */
   random?: () => number;
@@ -130,6 +133,7 @@ export class Agent {
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
       ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
+      ...(options.consumers ? { consumers: options.consumers } : {}),
       // The agent follows its server's policy (its pins: a rollback there is a rollback here; its
       // rollout: hold until the agent's ring is reached), and its own pins.
       policy: async () => {
@@ -489,9 +493,11 @@ export class Agent {
               method: changed.some((c) => c.method === 'full') ? 'full' : changed.length ? 'incremental' : 'none',
               bytes: last.bytes,
               ...(last.error ? { error: last.error.slice(0, 2000) } : {}),
+              ...(last.failure ? { failure: { ...last.failure, message: last.failure.message.slice(0, 2000) } } : {}),
             },
           }
         : {}),
+      ...consumersReport(consumerViews(this.options.dataDir, (id) => this.engine.store.active(id))),
       phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
     };
@@ -504,6 +510,12 @@ export class Agent {
       this.log(`cannot report to the server: ${describeError(error)}`);
     }
   }
+}
+
+/** The engines this agent hands its components to, as its report carries them (none: no field). */
+function consumersReport(views: readonly ConsumerView[]): Pick<AgentReport, 'consumers'> {
+  if (!views.length) return {};
+  return { consumers: views.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.failure ? { error: c.failure.message.slice(0, 2000) } : {}) })) };
 }
 
 function safeJson(text: string): unknown {

@@ -90,6 +90,18 @@ function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
   return { enabled: true, host, port, username, password: username ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' };
 }
 
+/**
+ * The consumers file a command is to use (--consumers FILE, else DATA/consumers.json if present),
+ * validated now so that a broken one stops the command with the file and entry named (exit 2).
+ */
+export async function consumersFlag(dataDir: string, given: unknown): Promise<string | undefined> {
+  if (given !== undefined && typeof given !== 'string') throw new UsageError('--consumers takes a file');
+  const [{ consumersFileOf }, { loadConsumerConfig }] = await Promise.all([import('../engine/consumers.js'), import('../engine/consumer-config.js')]);
+  const file = consumersFileOf(dataDir, given || undefined);
+  if (file) loadConsumerConfig(file);
+  return file;
+}
+
 export const agentCommands: Record<string, Command> = {
   agent: {
     summary: 'run an agent: keep this endpoint current from a Bulwark server, until stopped',
@@ -117,7 +129,10 @@ Options:
                         the server's --notify) instead of a stream held open to the server
   --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
                         in order, then the server itself); reports still go to the server
-  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)`,
+  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)
+  --consumers FILE      the engines that use the components here (clamd, YARA...): each version is
+                        checked, placed, reloaded and probed before it becomes active (default:
+                        DIR/consumers.json if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       server: { type: 'string' },
@@ -129,9 +144,11 @@ Options:
       notify: { type: 'string' },
       mirror: { type: 'string', multiple: true },
       ring: { type: 'string' },
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
+      const consumers = await consumersFlag(dataDir, values.consumers);
       const server = required(values, 'server');
       const trustedRoot = typeof values['trusted-root'] === 'string' ? values['trusted-root'] : undefined;
       if (trustedRoot && !fs.existsSync(trustedRoot)) throw new UsageError(`trusted root ${trustedRoot} does not exist`);
@@ -155,7 +172,9 @@ Options:
         ...(notify ? { notify } : {}),
         ...(mirrors.length ? { mirrors } : {}),
         ...(ring ? { ring } : {}),
+        ...(consumers ? { consumers } : {}),
       });
+      if (consumers) stamp(`handing components to their engines as ${consumers} says`);
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
       try {

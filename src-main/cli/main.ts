@@ -12,7 +12,8 @@ import type { RunRecord } from '../engine/history.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
-import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
+import { agentCommands, agentsAtAGlance, consumersFlag, rolloutCommand, serveFlags } from './agents.js';
+import { consumersCommand } from './consumers.js';
 import { componentCommand } from './component.js';
 import { dataOption, err, out, required, type Command } from './command.js';
 
@@ -216,6 +217,7 @@ Options:
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         cooldownUntil: status.cooldownUntil,
         problems: status.problems,
+        consumers: status.consumers,
         ...(agents ? { agents: agents.counts } : {}),
         reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };
@@ -232,6 +234,12 @@ Options:
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);
+      if (report.consumers.length) out('Engines the components are handed to:');
+      for (const c of report.consumers) {
+        const where = c.active ? `has the active version${c.version !== null ? ` (${c.version})` : ''}` : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet';
+        out(`  ${c.id} → ${c.engine} (${c.path}): ${where}`);
+        if (c.failure) out(`    ${c.failure.version} ${c.failure.kind === 'content' ? 'refused' : 'failed'} at ${c.failure.stage} (${c.failure.at}): ${c.failure.message}`);
+      }
       return 0;
     },
   },
@@ -241,6 +249,7 @@ Options:
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
               [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS] [--agent-threads N|auto]
+              [--consumers FILE]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -264,7 +273,9 @@ Options:
                              (default 900)
   --agent-threads N|auto     threads that take the agents' connections off the main thread; 0: the
                              main thread answers them (auto: one per core, up to 4, once 1,000
-                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)`,
+                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)
+  --consumers FILE           engines on this machine that use the components (default: DIR/consumers.json
+                             if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       source: { type: 'string' },
@@ -273,11 +284,13 @@ Options:
       console: { type: 'boolean' },
       listen: { type: 'string' },
       ...serveFlags.options,
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = required(values, 'data');
       // Check every flag before saving any, so a refused command line changes nothing.
       const source = await sourceFlags(values);
+      const consumers = await consumersFlag(path.resolve(dataDir), values.consumers);
       const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
@@ -288,13 +301,14 @@ Options:
       if (schedule) settings.set('schedule', schedule);
       if (distribution) settings.set('distribution', distribution);
       const { serve } = await import('./serve.js');
-      return serve(dataDir, settings, values.console ? { console: listen } : {});
+      return serve(dataDir, settings, { ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
     },
   },
 
   ...agentCommands,
   component: componentCommand,
   rollout: rolloutCommand,
+  consumers: consumersCommand,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',
@@ -502,6 +516,6 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
-    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
+    return error instanceof UsageError || (error instanceof BulwarkError && (error.code === 'ERR_SETTINGS' || error.code === 'ERR_CONSUMER_CONFIG')) ? 2 : 1;
   }
 }

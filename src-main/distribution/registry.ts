@@ -36,6 +36,30 @@ export interface AgentLastRun {
   method?: string;
   bytes: number;
   error?: string;
+  /** A failed run: whose failure it was (content, local, release) and, for an engine's refusal, which and why. */
+  failure?: AgentFailure;
+}
+
+/** Whose failure a failed run was (history.ts RunFailure, as reported). */
+export interface AgentFailure {
+  kind: 'content' | 'local' | 'release';
+  component?: string;
+  version?: number;
+  engine?: string;
+  stage?: 'check' | 'place' | 'reload' | 'health';
+  message: string;
+  at: string;
+}
+
+/** An engine a component is handed to on the agent (its consumers file), and whether it has the active version. */
+export interface AgentConsumer {
+  id: string;
+  engine: string;
+  /** The version the engine was last handed (null: none yet). */
+  version: number | null;
+  active: boolean;
+  /** Its last failure, if the last hand-off failed. */
+  error?: string;
 }
 
 /** What an agent says about itself, after every run and on a heartbeat. */
@@ -44,13 +68,16 @@ export interface AgentReport {
   hostname: string;
   addresses: { address: string; family: Family }[];
   components: AgentComponent[];
+  /** The engines its components are handed to (absent: none configured). */
+  consumers?: AgentConsumer[];
   lastRun?: AgentLastRun;
   phase: 'idle' | 'updating';
   /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
   pollSeconds: number;
 }
 
-export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase'> {
+export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'consumers'> {
+  consumers: AgentConsumer[];
   id: string;
   ring: string;
   enrolledAt: string;
@@ -111,6 +138,7 @@ interface Row {
   phase: AgentPhase;
   notified_release: number;
   poll_seconds: number;
+  consumers: string;
 }
 
 /** Columns derived from a report at write time, so the queries over a whole fleet never parse JSON per row. */
@@ -120,6 +148,9 @@ const DERIVED_COLUMNS = {
   last_result: 'TEXT', // 'ok' | 'failed' (last_run.result)
   last_run_at: 'INTEGER', // ms (last_run.at)
   last_error: 'TEXT', // last_run.error
+  last_failure: 'TEXT', // last_run.failure.kind: 'content' | 'local' | 'release' (null: an agent that does not say)
+  last_failure_at: 'INTEGER', // ms (last_run.failure.at): a version refused earlier counts from when it was refused
+  consumers: `TEXT NOT NULL DEFAULT '[]'`, // the engines its components are handed to (AgentConsumer[])
 } as const;
 
 const SCHEMA = `
@@ -243,7 +274,9 @@ export class AgentRegistry {
         families = COALESCE((SELECT group_concat(family, ',') FROM (SELECT DISTINCT json_extract(value, '$.family') AS family FROM json_each(addresses) ORDER BY 1)), ''),
         last_result = json_extract(last_run, '$.result'),
         last_run_at = CAST(ROUND((julianday(json_extract(last_run, '$.at')) - 2440587.5) * 86400000) AS INTEGER),
-        last_error = json_extract(last_run, '$.error')`);
+        last_error = json_extract(last_run, '$.error'),
+        last_failure = json_extract(last_run, '$.failure.kind'),
+        last_failure_at = CAST(ROUND((julianday(json_extract(last_run, '$.failure.at')) - 2440587.5) * 86400000) AS INTEGER)`);
     });
   }
 
@@ -336,6 +369,7 @@ export class AgentRegistry {
    */
   report(id: string, report: AgentReport, address: string): Promise<void> {
     const lastRunAt = report.lastRun ? Date.parse(report.lastRun.at) : NaN;
+    const failureAt = report.lastRun?.failure ? Date.parse(report.lastRun.failure.at) : NaN;
     const params = [
       report.name,
       report.hostname,
@@ -352,6 +386,9 @@ export class AgentRegistry {
       report.phase,
       report.pollSeconds,
       id,
+      report.lastRun?.failure?.kind ?? null,
+      Number.isFinite(failureAt) ? failureAt : null,
+      JSON.stringify(report.consumers ?? []),
     ];
     return new Promise((resolve, reject) => {
       this.pending.push({ params, resolve, reject });
@@ -371,6 +408,7 @@ export class AgentRegistry {
           for (const { params } of group) {
             done.push(await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
+              last_failure = IIF(?9 IS NULL, last_failure, ?16), last_failure_at = IIF(?9 IS NULL, last_failure_at, ?17), consumers = ?18,
               phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params));
           }
           return done;
@@ -510,7 +548,7 @@ export class AgentRegistry {
         // Spliced as text: the JSON columns hold JSON.stringify's output (report()), so nothing is parsed again.
         `SELECT CAST(concat('{"id":', json_quote(id), ',"name":', json_quote(name), ',"hostname":', json_quote(hostname), ',"ring":', json_quote(ring),
            ',"enrolledAt":"', ${iso('enrolled_at')}, '","lastSeen":"', ${iso('last_seen')}, '","address":', json_quote(address),
-           ',"addresses":', addresses, ',"components":', components, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
+           ',"addresses":', addresses, ',"components":', components, ',"consumers":', consumers, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
            ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
          FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''}
          ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
@@ -551,6 +589,7 @@ function toRecord(row: Row): AgentRecord {
     address: row.address,
     addresses: JSON.parse(row.addresses) as AgentRecord['addresses'],
     components: JSON.parse(row.components) as AgentComponent[],
+    consumers: JSON.parse(row.consumers ?? '[]') as AgentConsumer[],
     lastRun: row.last_run ? (JSON.parse(row.last_run) as AgentLastRun) : null,
     phase: row.phase,
     notifiedRelease: row.notified_release,

@@ -4,7 +4,9 @@
 //      version exists), or full (otherwise, or when the incremental fails), and say why;
 //   3. download to a temp file (checked against its signed hash), rebuild or decompress, verify the
 //      result against the signed hash of the full file;
-//   4. write it into the store and activate it (atomic rename).
+//   4. write it into the store; hand it to the engine that uses it, where one is configured (check,
+//      place, reload, health: consumers.ts); activate it (atomic rename). A version its engine refuses
+//      is not activated: the previous one stays, in the engine and in the store.
 // Temp files go through one cleanup path: the run's temp directory is emptied when it ends.
 //
 // An agent updating from its Bulwark server also gets the server's offers (ServerOffers): files the
@@ -15,11 +17,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import { BulwarkError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
+import type { Handoff } from './consumers.js';
+import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
-import type { ComponentRun, RunRecord, Trigger } from './history.js';
+import { runFailure, type ComponentRun, type RunRecord, type Trigger } from './history.js';
 import { INCREMENTAL_WORTH_RATIO, type Limits } from './limits.js';
 import type { UpdateSource } from './source.js';
 import type { ComponentStore, InstalledComponent, InstallMethod, StoreProblem } from './store.js';
@@ -63,6 +66,8 @@ export interface RunContext {
   hold?: boolean;
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
+  /** The engines that use the components on this machine: each version is handed over before it is activated. */
+  handoff?: Handoff;
   now?: () => Date;
 }
 
@@ -92,6 +97,8 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
       record.error = describeError(fields.error);
       if (fields.error instanceof BulwarkError) record.errorCode = fields.error.code;
     }
+    const failure = runFailure(record);
+    if (failure) record.failure = failure;
     return record;
   };
 
@@ -122,6 +129,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
       ? { run: skipped(ctx.store.active(entry.id), entry, unreachable), cause: undefined }
       : await updateComponent(ctx, entry, index, total, now, offers, problems.get(entry.id));
     if (sourceUnreachable(cause)) unreachable = cause;
+    if (run.result === 'ok') await settleConsumer(ctx, run);
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
   }
@@ -131,6 +139,30 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     components: runs,
     ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}` } : {}),
   });
+}
+
+/**
+ * The engine must have the active version even when this run changed nothing (a consumer configured
+ * since, or its file replaced or removed by someone): hand it over again.
+ */
+async function settleConsumer(ctx: RunContext, run: ComponentRun): Promise<void> {
+  const active = ctx.store.active(run.id);
+  if (!ctx.handoff || !active || ctx.handoff.settled(run.id, active)) return;
+  const refusal = ctx.handoff.refused(run.id, active.version, active.sha256);
+  try {
+    if (refusal) throw new ConsumerError(refusal.stage, refusal.kind, refusal.engine, `${run.id} ${active.version} was refused by ${refusal.engine} at ${refusal.at}: ${refusal.message}`, { engineMessage: refusal.message, at: refusal.at });
+    await ctx.handoff.hand(run.id, { version: active.version, sha256: active.sha256, file: active.path });
+    run.reason += `; handed to its engine again`;
+  } catch (error) {
+    run.result = 'failed';
+    run.error = describeError(error);
+    if (error instanceof BulwarkError) run.errorCode = error.code;
+    if (error instanceof ConsumerError) run.consumer = consumerFailure(error, active.version);
+  }
+}
+
+function consumerFailure(error: ConsumerError, version: number): NonNullable<ComponentRun['consumer']> {
+  return { version, engine: error.engine, stage: error.stage, kind: error.kind, message: error.engineMessage ?? error.message, at: error.at };
 }
 
 function skipped(installed: InstalledComponent | undefined, entry: CatalogueComponent, cause: unknown): ComponentRun {
@@ -177,7 +209,7 @@ async function updateComponent(
   const installed = problem ? undefined : ctx.store.active(entry.id);
   // Never below what this store holds, even when the record of it is damaged.
   const floor = installed?.version ?? problem?.version ?? ctx.store.versions(entry.id).at(-1);
-  const outcome = ({ cause, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown }) => {
+  const outcome = ({ cause, candidate, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown; candidate?: number }) => {
     const run: ComponentRun = {
       id: entry.id,
       previousVersion: installed?.version ?? problem?.version ?? null,
@@ -191,6 +223,7 @@ async function updateComponent(
     if (cause !== undefined) {
       run.error = describeError(cause);
       if (cause instanceof BulwarkError) run.errorCode = cause.code;
+      if (cause instanceof ConsumerError) run.consumer = consumerFailure(cause, candidate ?? entry.latest);
     }
     return { run, cause };
   };
@@ -203,7 +236,7 @@ async function updateComponent(
     try {
       return outcome(await followPin(ctx, entry, installed, pin, offers, now, index, total));
     } catch (error) {
-      return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error });
+      return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: pin });
     }
   }
   if (ctx.hold && installed && installed.version < entry.latest) {
@@ -215,9 +248,16 @@ async function updateComponent(
   if (installed?.version === entry.latest) {
     return outcome({ method: 'none', reason: 'up to date', version: installed.version, result: 'ok' });
   }
+  // Its engine refused this very version here before: no retry every poll, only when a newer one comes.
+  const refusal = ctx.handoff?.refused(entry.id, entry.latest, entry.full.sha256);
+  if (refusal) {
+    const cause = new ConsumerError(refusal.stage, refusal.kind, refusal.engine, `${entry.id} ${entry.latest} was refused by ${refusal.engine} at ${refusal.at}: ${refusal.message}`, { engineMessage: refusal.message, at: refusal.at });
+    return outcome({ method: 'none', reason: `refused by ${refusal.engine} (${refusal.stage}); waiting for a newer version`, version: installed?.version ?? null, result: 'failed', cause });
+  }
   try {
     // An earlier run was stopped after writing this verified version but before activating it.
     if (ctx.store.hasVerified(entry.id, entry.latest, entry.full.sha256)) {
+      await ctx.handoff?.hand(entry.id, { version: entry.latest, sha256: entry.full.sha256, file: ctx.store.pathOf(entry.id, entry.latest) });
       if (!ctx.evidence?.has(entry.id, entry.latest)) ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence());
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: 'full' });
       const why = problem ? `${problem.message}; the stored file matches the signed hash: re-activated it` : 'completed an interrupted install (file already verified in the store)';
@@ -240,6 +280,8 @@ async function updateComponent(
     try {
       const data = way.method === 'incremental' ? await rebuild(ctx, entry, installed!, way, index, total) : await downloadFull(ctx, entry, way, index, total);
       await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, `the file rebuilt from ${describeWay(way, entry.latest)}`);
+      // Verified, and now to the engine that uses it: a version it refuses is not activated.
+      await ctx.handoff?.hand(entry.id, { version: entry.latest, sha256: entry.full.sha256, file: ctx.store.pathOf(entry.id, entry.latest) });
       ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence(), way.method);
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
@@ -247,6 +289,8 @@ async function updateComponent(
       return outcome({ method: way.method, reason, version: entry.latest, result: 'ok' });
     } catch (error) {
       if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
+      // The engine's answer is about the content, whichever way it came: no other way is tried.
+      if (error instanceof ConsumerError) return outcome({ method: 'none', reason: `not taken by ${error.engine} (${error.stage})`, version: installed?.version ?? null, result: 'failed', cause: error });
       failures.push(`${describeWay(way, entry.latest)} unusable (${describeError(error)})`);
       lastError = error;
     }
@@ -365,6 +409,7 @@ async function followPin(
     await ctx.store.writeVerified(entry.id, pin, data, vouched.full, `the server's file of ${entry.id} ${pin}`);
   }
   ctx.evidence.verify(entry.id, pin, vouched.full.sha256, evidence);
+  await ctx.handoff?.hand(entry.id, { version: pin, sha256: vouched.full.sha256, file: ctx.store.pathOf(entry.id, pin) });
   ctx.store.activate(entry.id, pin, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence.method(entry.id, pin) ?? 'full' });
   return { method: 'none', reason, version: pin, result: 'ok' };
 }

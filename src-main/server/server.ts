@@ -36,6 +36,8 @@ export interface ServerOptions {
   applyStartAtLogin?: (enabled: boolean) => void;
   /** Called with the engine before it starts, so a host's listeners see the start-up run. */
   beforeStart?: (engine: Engine) => void;
+  /** The consumers file: engines on this machine that use the components (default: DATA/consumers.json, if any). */
+  consumers?: string;
 }
 
 export interface BulwarkServer {
@@ -73,7 +75,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   distribution.on('release', (release, { news }) => {
     if (news) rollout.start(release.index.release, ringSizes);
   });
-  const engine = new Engine({ dataDir, settings, log, distributor: distribution });
+  const engine = new Engine({ dataDir, settings, log, distributor: distribution, ...(options.consumers ? { consumers: options.consumers } : {}) });
   let startup: Promise<RunRecord>;
   try {
     options.beforeStart?.(engine);
