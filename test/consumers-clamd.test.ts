@@ -1,14 +1,18 @@
 // A real clamd (one for this file, started with its own configuration and a database directory of the
-// test's own) handed ClamAV signature databases by the engine: clamscan checks each candidate, the
-// database is placed beside clamd's others, clamdscan --reload makes clamd take it, and a health probe
-// (a scan of a file only the new version detects) says it did. A database that passes its check but
-// fails the probe is put back; a pin and a rollback place the older database the same way.
+// test's own) handed ClamAV signature databases: clamscan checks each candidate, the database is placed
+// beside clamd's others, clamdscan --reload makes clamd take it, and a health probe (a scan of a file
+// only the new version detects) says it did. Through a fleet: a real server and real agents, the canary
+// wired to clamd; a malformed database halts the rollout at the canary before broad gets it. In the
+// engine: a database that passes its check but fails the probe is put back; a pin and a rollback place
+// the older database the same way.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Engine } from '../src-main/engine/engine.js';
 import { Settings } from '../src-main/engine/settings.js';
+import { AgentsLab } from './helpers/agents-lab.js';
 import { Clamd, haveClamav, sample } from './helpers/clamd.js';
+import { ensureBuilt, runCli, until } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
 
 const ID = 'clamav-test-sigs';
@@ -128,4 +132,114 @@ describe('the engine hands databases to a real clamd', () => {
     await clamd.waitForDetection(s1.file, ['Bulwark.Test.S1']);
     expect(engine.status().consumers).toEqual([{ id: ID, engine: 'clamd', path: target, version: 1, active: true }]);
   }, 90_000);
+});
+
+describe('a fleet with a canary wired to clamd', () => {
+  let lab: AgentsLab;
+  beforeAll(() => ensureBuilt());
+  afterEach(async () => {
+    await lab?.stop();
+  });
+
+  const cli = async (args: string[]) => {
+    const result = await runCli(args);
+    if (result.code !== 0) throw new Error(`bulwark ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  };
+  const rolloutStatus = async () =>
+    JSON.parse(await cli(['rollout', 'status', '--data', lab.serverDir, '--json'])) as { stage: string; halted?: { reason: string; content?: Record<string, unknown>; failing: { name: string; error: string }[] } };
+  const agentsList = async () => (await lab.agents()) as unknown as { counts: Record<string, number>; agents: { name: string; state: string; consumers: unknown[] }[] };
+
+  it('a new database reaches clamd on the canary; a malformed one halts the rollout there, clamd keeps the previous one and broad never gets it', { timeout: 240_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2, bytes: 20_000 });
+    const samplesDir = path.join(lab.dir, 'samples');
+    fs.mkdirSync(samplesDir);
+    const s1 = sample(samplesDir, 'Bulwark.Fleet.S1');
+    const s2 = sample(samplesDir, 'Bulwark.Fleet.S2');
+    const { source } = lab;
+    fs.mkdirSync(path.join(source.input, ID), { recursive: true });
+    fs.writeFileSync(path.join(source.input, ID, 'component.json'), JSON.stringify({ name: 'ClamAV test signatures', duplication: true }));
+    source.writeVersion(ID, 1, `${s1.signature}\n`);
+    source.publish();
+    const target = path.join(clamd.dbDir, 'fleet-case.hsb');
+    const consumers = path.join(lab.dir, 'consumers.json');
+    fs.writeFileSync(consumers, JSON.stringify({ [ID]: clamd.consumer(target) }));
+
+    // A long soak: rings after canary move only when the test promotes.
+    await lab.startServer(['--rollout-soak', '600', '--console']);
+    await lab.startAgent('canary-1', ['--ring', 'canary', '--consumers', consumers]);
+    await lab.startAgent('broad-1', ['--ring', 'broad']);
+    for (const name of ['canary-1', 'broad-1']) await lab.waitForVersion(lab.agentDir(name), 1, 60_000, ID);
+    await clamd.waitForDetection(s1.file, ['Bulwark.Fleet.S1']);
+    expect(await clamd.scan(s2.file)).toEqual([]);
+
+    // Version 2 detects s2 too: canary first (placed, reloaded: clamd detects s2 now); broad is held, and counted so.
+    source.writeVersion(ID, 2, `${s1.signature}\n${s2.signature}\n`);
+    source.publish();
+    expect((await lab.serverUpdate()).result).toBe('ok');
+    await lab.waitForVersion(lab.agentDir('canary-1'), 2, 30_000, ID);
+    await clamd.waitForDetection(s2.file, ['Bulwark.Fleet.S2']);
+    const held = await until(async () => {
+      const list = await agentsList();
+      return list.agents.find((a) => a.name === 'broad-1')?.state === 'held' ? list : undefined;
+    }, 30_000, 'broad-1 to be counted as held');
+    expect(held.counts).toMatchObject({ total: 2, current: 1, held: 1, outdated: 0 });
+    expect(lab.active(lab.agentDir('broad-1'), ID)?.version).toBe(1);
+    await cli(['rollout', 'promote', '--data', lab.serverDir]);
+    await lab.waitForVersion(lab.agentDir('broad-1'), 2, 30_000, ID);
+
+    // Version 3 is malformed: the canary's clamscan refuses it; the rollout halts at canary at once.
+    source.writeVersion(ID, 3, `${s1.signature}\n${s2.signature}\nzzzz:notanumber:Broken\n`);
+    source.publish();
+    const logFrom = clamd.logLength();
+    expect((await lab.serverUpdate()).result).toBe('ok');
+    const halted = await until(async () => {
+      const status = await rolloutStatus();
+      return status.halted ? status : undefined;
+    }, 30_000, 'the rollout to halt');
+    expect(halted.stage).toBe('canary');
+    expect(halted.halted!.reason).toMatch(/^the content failed to load in clamd on canary-1: .*Malformed database/);
+    expect(halted.halted!.content).toMatchObject({ component: ID, version: 3, engine: 'clamd', stage: 'check', agents: ['canary-1'], message: expect.stringMatching(/Malformed database/) });
+    const text = await cli(['rollout', 'status', '--data', lab.serverDir]);
+    expect(text).toMatch(/HALTED at canary .* the content failed to load in clamd on canary-1: .*Malformed database/);
+    expect(text).toContain(`${ID} 3 failed to load in clamd (check) on canary-1: `);
+    // The console's reminder names the component, the version, the agent and clamscan's words.
+    const snapshot = await lab.consoleCall<{ reminders: { id: string; title: string; body: string }[] }>('snapshot');
+    expect(snapshot.reminders.find((r) => r.id === 'rollout-halted')).toMatchObject({
+      title: expect.stringMatching(new RegExp(`^The rollout of release \\d+ is halted: ${ID} 3 failed to load in clamd$`)),
+      body: expect.stringMatching(/^The content failed to load in clamd on canary-1: .*Malformed database/),
+    });
+    // Per agent: the engine is on the active version (2), and says what it refused.
+    const page = await lab.consoleCall<{ agents: { name: string; consumers: { id: string; engine: string; version: number | null; active: boolean; error?: string }[] }[] }>('agents', {});
+    expect(page.agents.find((a) => a.name === 'canary-1')!.consumers).toEqual([{ id: ID, engine: 'clamd', version: 2, active: true, error: expect.stringMatching(/Malformed database/) }]);
+    expect(page.agents.find((a) => a.name === 'broad-1')!.consumers).toEqual([]);
+
+    // clamd still runs version 2 (it was never given 3: nothing was placed, nothing reloaded); the canary keeps 2 active.
+    expect(await clamd.scan(s1.file)).toEqual(['Bulwark.Fleet.S1']);
+    expect(await clamd.scan(s2.file)).toEqual(['Bulwark.Fleet.S2']);
+    expect(clamd.logSince(logFrom)).not.toMatch(/Reading databases/);
+    expect(fs.readFileSync(target, 'utf8')).toBe(fs.readFileSync(path.join(source.input, ID, '2'), 'utf8'));
+    expect(lab.active(lab.agentDir('canary-1'), ID)?.version).toBe(2);
+    const status = await cli(['status', '--data', lab.agentDir('canary-1')]);
+    expect(status).toMatch(new RegExp(`${ID} → clamd \\(${target.replace(/[.]/g, '\\.')}\\): has the active version \\(2\\)`));
+    expect(status).toMatch(/3 refused at check \(.*\): .*Malformed database/);
+
+    // A new agent that enrolls during the halt gets the last release that passed (2), not the halted one.
+    await lab.startAgent('new-1', ['--ring', 'broad']);
+    await lab.waitForVersion(lab.agentDir('new-1'), 2, 30_000, ID);
+    // Broad never receives version 3: held at 2, nothing of 3 in their stores.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    for (const name of ['broad-1', 'new-1']) {
+      expect(lab.active(lab.agentDir(name), ID)?.version).toBe(2);
+      expect(fs.existsSync(path.join(lab.agentDir(name), 'store', ID, '3'))).toBe(false);
+    }
+    expect(lab.history(lab.agentDir('new-1')).flatMap((r) => r.components).find((c) => c.id === ID && c.version === 2)?.reason).toMatch(/held: moved to 2, the last release that passed the server's rollout \(3 is being rolled out\)/);
+
+    // The operator rolls the database back to 1 on the server: the canary follows the pin, places 1, and clamd no longer detects s2.
+    await cli(['component', 'rollback', ID, '1', '--data', lab.serverDir, '--reason', 'test']);
+    await until(() => lab.active(lab.agentDir('canary-1'), ID)?.version === 1, 30_000, 'canary-1 to roll back to 1');
+    await clamd.waitForDetection(s2.file, []);
+    await clamd.waitForDetection(s1.file, ['Bulwark.Fleet.S1']);
+    expect(fs.readFileSync(target, 'utf8')).toBe(fs.readFileSync(path.join(source.input, ID, '1'), 'utf8'));
+  });
 });

@@ -138,7 +138,7 @@ export class Agent {
       // rollout: hold until the agent's ring is reached), and its own pins.
       policy: async () => {
         const server = await this.serverPolicy();
-        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold };
+        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold, holdAt: server.holdAt };
       },
       familyRemedy: AGENT_FAMILY_REMEDY,
       log: this.log,
@@ -181,8 +181,8 @@ export class Agent {
   }
 
   /** The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. */
-  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean }> {
-    const none = { pins: new Map<string, number>(), hold: false };
+  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean; holdAt: Map<string, number> }> {
+    const none = { pins: new Map<string, number>(), hold: false, holdAt: new Map<string, number>() };
     if (!this.enrollment) return none;
     try {
       const response = await bufferedRequest(this.url('agents/v1/policy'), {
@@ -192,9 +192,9 @@ export class Agent {
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       if (response.status !== 200) return none;
-      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown };
-      const pins = Object.entries(policy.pins ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1]));
-      return { pins: new Map(pins), hold: policy.hold === true };
+      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown; holdAt?: Record<string, unknown> };
+      const versions = (map: Record<string, unknown> | undefined) => new Map(Object.entries(map ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
+      return { pins: versions(policy.pins), hold: policy.hold === true, holdAt: versions(policy.holdAt) };
     } catch {
       // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back or held.
       return none;

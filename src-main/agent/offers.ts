@@ -4,13 +4,16 @@
 // every result against the signed catalogue). A server that holds an older version than the
 // catalogue's latest has not finished its own update yet: the agent waits for it.
 import type { CatalogueComponent } from '../engine/catalogue.js';
-import { SourceError } from '../engine/errors.js';
+import { HttpStatusError, SourceError } from '../engine/errors.js';
+import { DEFAULT_LIMITS } from '../engine/limits.js';
 import type { HttpFetcher } from '../engine/fetcher.js';
 import type { ServerOffers } from '../engine/update-run.js';
 import type { IndexComponent, ReleaseIndex } from '../distribution/release.js';
 
 /** Largest index accepted: 256 components with 15 bases each fit in a fraction of this. */
 const MAX_INDEX_BYTES = 1024 * 1024;
+/** Largest kept evidence accepted: the signed targets metadata (its own limit) and a catalogue, as JSON strings. */
+const MAX_EVIDENCE_BYTES = 2 * (DEFAULT_LIMITS.maxTargetsBytes + DEFAULT_LIMITS.maxCatalogueBytes);
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -66,6 +69,20 @@ export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<
     fullOf: (id, sha256) => {
       const held = byId.get(id);
       return held && (held.sha256 === sha256 || held.bases.some((b) => b.sha256 === sha256)) ? made(id, `${sha256}.zst`) : undefined;
+    },
+    // Only bytes to check: update-run.ts verifies them against this agent's own trusted root.
+    evidence: async (id, version) => {
+      let bytes: Buffer;
+      try {
+        bytes = await fetcher.downloadBytes(new URL(`agents/v1/evidence/${id}/${version}`, server).href, MAX_EVIDENCE_BYTES);
+      } catch (error) {
+        // The fetcher's HTTP errors are tuf-js's DownloadHTTPError, with an HttpStatusError as the cause.
+        if ((error as { cause?: unknown }).cause instanceof HttpStatusError && ((error as { cause: HttpStatusError }).cause.status === 404)) return undefined;
+        throw error;
+      }
+      const kept = JSON.parse(bytes.toString('utf8')) as { targets?: unknown; catalogue?: unknown };
+      if (typeof kept.targets !== 'string' || typeof kept.catalogue !== 'string') throw new SourceError(`the server's signed metadata for ${id} ${version} is malformed`);
+      return { targets: Buffer.from(kept.targets, 'utf8'), catalogue: Buffer.from(kept.catalogue, 'utf8') };
     },
   };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
 import { parseBrokerUrl } from '../distribution/broker.js';
-import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, heldRings, isRing, RINGS, Rollout } from '../distribution/rollout.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
@@ -65,6 +65,12 @@ export const serveFlags = {
   },
 } as const;
 
+/** The rings a server's rollout holds back now, read from its data directory (their agents count as held). */
+async function heldOn(dataDir: string): Promise<string[]> {
+  const { Settings } = await import('../engine/settings.js');
+  return heldRings(Rollout.read(dataDir), { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout });
+}
+
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
 export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
@@ -72,7 +78,7 @@ export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefi
   const registry = await AgentRegistry.open(dataDir, { readOnly: true });
   try {
     const now = Date.now();
-    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
+    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now, held: await heldOn(dataDir) }));
     return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
@@ -204,10 +210,11 @@ bulwark agents token --data DIR [--rotate]
 bulwark agents ring NAME|ID RING --data DIR
 
 Works while the server runs. \`list\` shows each agent's name, address and family, component
-versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
-seen and its last result. \`token\` prints the enrollment token new agents need; --rotate replaces
-it (enrolled agents keep working, new ones need the new token). \`ring\` moves an agent to a rollout
-ring: canary (gets each release first), early, or broad (after the others; the default).
+versions, state (current, held by the rollout, outdated, notified, updating, failed, unreachable),
+when it was last seen, its last result, and the engines its components are handed to. \`token\`
+prints the enrollment token new agents need; --rotate replaces it (enrolled agents keep working,
+new ones need the new token). \`ring\` moves an agent to a rollout ring: canary (gets each release
+first), early, or broad (after the others; the default).
 
 Options:
   --data DIR   the server's data directory
@@ -259,7 +266,7 @@ Options:
       try {
         const release = Distribution.readCurrent(dataDir);
         // One moment for the counts and the rows, so they agree.
-        const basis = { release, now: Date.now() };
+        const basis = { release, now: Date.now(), held: await heldOn(dataDir) };
         const { counts } = pictureOf(await registry.tally(basis));
         if (values.json) {
           // Streamed: 100,000 agents are written as SQLite makes their JSON, never held all at once.
@@ -278,7 +285,7 @@ Options:
           out(']}');
           return 0;
         }
-        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
+        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.held} held by the rollout, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
         await registry.eachListed(basis, (rows) => {
           for (const json of rows) {
             const row = JSON.parse(json.toString('utf8')) as AgentListed;
@@ -287,6 +294,7 @@ Options:
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
             out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
             out(`  ${''.padEnd(20)} ${versions}`);
+            for (const c of row.consumers ?? []) out(`  ${''.padEnd(20)} ${c.id} → ${c.engine}: ${c.active ? 'has the active version' : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet'}${c.error ? ` (${c.error})` : ''}`);
           }
         });
         return 0;
@@ -334,7 +342,7 @@ Options:
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
-        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now() })).rings;
+        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now(), held: heldRings(state, settings) })).rings;
       } finally {
         await registry.close();
       }
@@ -349,6 +357,8 @@ Options:
     else if (!state) out('No release has been rolled out yet.');
     else out(`Release ${state.release}: ${state.halted ? `HALTED at ${state.stage} since ${state.halted.at} — ${state.halted.reason}` : `${state.stage} released since ${state.stageSince}`}; soak ${settings.soakSeconds} s`);
     for (const r of rings) out(`  ${r.ring.padEnd(7)} ${r.released ? 'released' : 'held    '}  ${r.current}/${r.agents} current${r.failed ? `, ${r.failed} failed` : ''}`);
+    const content = state?.halted?.content;
+    if (content) out(`  ${content.component ?? 'the content'}${content.version !== undefined ? ` ${content.version}` : ''} failed to load in ${content.engine ?? 'its engine'} (${content.stage ?? 'check'}) on ${content.agents.join(', ')}: ${content.message}`);
     for (const f of state?.halted?.failing ?? []) out(`  failing: ${f.name}: ${f.error}`);
     return 0;
   },

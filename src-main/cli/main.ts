@@ -230,7 +230,7 @@ Options:
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
-      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
+      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.held} held by the rollout, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);

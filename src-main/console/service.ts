@@ -280,7 +280,7 @@ export class ConsoleService {
     if (!rollout.current()) throw new ApiError(400, 'no release is being rolled out yet');
     if (action === 'promote') rollout.promote((ring) => overview.ring(ring).agents);
     else if (action === 'halt') rollout.halt('halted by the operator');
-    else rollout.resume();
+    else rollout.resume((ring) => overview.ring(ring).agents);
     this.emit('changed', { reason: 'rollout' });
     return this.rolloutView();
   }
@@ -334,7 +334,7 @@ export class ConsoleService {
     const { registry, distribution, rollout } = this.agentsAccess();
     const text = query.filter?.trim() ?? '';
     const page = await registry.page(
-      { release: distribution.current(), now: Date.now() },
+      { release: distribution.current(), now: Date.now(), held: rollout.heldRings() },
       {
         // "Outdated" as the counts mean it: notified agents have not started yet either.
         ...(query.state ? { states: query.state === 'outdated' ? ['outdated', 'notified'] : [query.state] } : {}),
@@ -345,8 +345,7 @@ export class ConsoleService {
         limit: query.limit ?? 500,
       },
     );
-    const held = (row: AgentListed) => row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
-    return { summary: this.agentsSummary()!, matching: page.matching, agents: page.agents.map((row) => agentView(row, held(row))) };
+    return { summary: this.agentsSummary()!, matching: page.matching, agents: page.agents.map(agentView) };
   }
 
   snapshot(): Snapshot {
@@ -399,7 +398,18 @@ export class ConsoleService {
       });
     }
     const halted = agents.rollout.current()?.halted;
-    if (halted) {
+    if (halted?.content) {
+      // An engine would not load the content: which component and version, on which agents, in the engine's words.
+      const { content } = halted;
+      const what = content.component ? `${content.component}${content.version !== undefined ? ` ${content.version}` : ''}` : 'its content';
+      reminders.push({
+        id: 'rollout-halted',
+        severity: 'error',
+        title: `The rollout of release ${agents.rollout.current()!.release} is halted: ${what} failed to load in ${content.engine ?? 'an engine'}`,
+        body: `${sentenceCase(halted.reason)}.`,
+        action: `The agents that have not received it keep their versions. Publish a fixed version of ${content.component ?? 'the component'} (the next release starts a new rollout), or roll it back; Resume only once you know the engine takes it.`,
+      });
+    } else if (halted) {
       const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('; ');
       reminders.push({
         id: 'rollout-halted',
@@ -485,7 +495,7 @@ export class ConsoleService {
   }
 }
 
-function agentView(row: AgentListed, held: boolean): AgentView {
+function agentView(row: AgentListed): AgentView {
   return {
     id: row.id,
     name: row.name,
@@ -497,7 +507,8 @@ function agentView(row: AgentListed, held: boolean): AgentView {
     lastSeen: row.lastSeen,
     lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
-    held,
+    held: row.state === 'held',
+    consumers: row.consumers.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.error ? { error: c.error } : {}) })),
   };
 }
 

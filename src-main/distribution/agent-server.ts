@@ -12,8 +12,13 @@
 // enrollment, which takes the enrollment token:
 //   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
 //   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
-//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}, ring, hold} — the
-//                             server's pins, and whether the rollout has reached the agent's ring
+//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}, ring, hold, holdAt} —
+//                             the server's pins, whether the rollout has reached the agent's ring,
+//                             and if not, the versions of the last release that passed (what a held
+//                             agent with less, such as a new one, moves up to)
+//   GET  /agents/v1/evidence/<id>/<version>   the vendor's signed metadata the server kept with a
+//                             version it installed ({targets, catalogue}), which a held agent checks
+//                             against its own trusted root before it takes that version
 //   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release,
 //                             "update" when asked to update now (the console's "Update agents now")
 //
@@ -32,6 +37,7 @@ import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { describeError } from '../engine/errors.js';
+import type { Evidence } from '../engine/evidence.js';
 import { sha256 } from '../engine/files.js';
 import {
   AfterBurst,
@@ -78,6 +84,10 @@ export interface AgentServerOptions {
   pins?: () => Record<string, number>;
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
   released?: (ring: Ring) => boolean;
+  /** The versions of the last release that passed the rollout (held agents move up to them). */
+  passedVersions?: () => Record<string, number>;
+  /** The signed metadata kept with each installed version (served to held agents for the versions they take). */
+  evidence?: Evidence;
   log?: (line: string) => void;
   /** File threads to take the agents' connections (fileThreadPlan()); none when absent. */
   fileThreads?: FileThreadPlan;
@@ -300,7 +310,13 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         const ring = await registry.ringOf(await agentOf(request));
         if (ring === undefined) throw refused();
         const hold = isRing(ring) && options.released ? !options.released(ring) : false;
-        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold });
+        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold, ...(hold ? { holdAt: options.passedVersions?.() ?? {} } : {}) });
+      }
+      const evidence = /^\/agents\/v1\/evidence\/([a-z0-9][a-z0-9-]{0,63})\/([1-9][0-9]{0,9})$/.exec(pathname);
+      if (evidence && method === 'GET') {
+        const kept = options.evidence?.read(evidence[1]!, Number(evidence[2]));
+        if (!kept) throw new HttpError(404, 'no signed metadata is kept here for that version');
+        return json(200, { targets: kept.targets.toString('utf8'), catalogue: kept.catalogue.toString('utf8') });
       }
       if (pathname === '/agents/v1/events' && method === 'GET') {
         const id = await agentOf(request);

@@ -112,8 +112,11 @@ export interface AgentPageQuery {
   limit: number;
 }
 
+/** An agent whose last run failed at or after $since, not by a failure of its own (null: an agent that does not say whose). */
+const FAILED_SINCE = `(last_result = 'failed' AND last_failure IS NOT 'local' AND COALESCE(last_failure_at, last_run_at) >= $since)`;
+
 /** The state column sorts by urgency. */
-const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'current'];
+const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'held', 'current'];
 
 /** The enrollment token was wrong or has been rotated. */
 export class EnrollmentRefusedError extends BulwarkError {
@@ -489,17 +492,26 @@ export class AgentRegistry {
     return row?.at ?? undefined;
   }
 
-  /** Ring by ring: its agents, and those whose last run failed at or after `since` (ms). */
-  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number }[]> {
-    return this.read(`SELECT ring, COUNT(*) AS agents, COALESCE(SUM(last_result = 'failed' AND last_run_at >= $since), 0) AS failing FROM agents GROUP BY ring`, { $since: since });
+  /**
+   * Ring by ring: its agents, those whose last run failed at or after `since` (ms) other than by a
+   * failure of their own (local: their disk, permissions, network), and of those the content failures
+   * (an engine would not load the version). A version refused earlier counts from when it was refused.
+   */
+  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number; content: number }[]> {
+    return this.read(
+      `SELECT ring, COUNT(*) AS agents, COALESCE(SUM(${FAILED_SINCE}), 0) AS failing, COALESCE(SUM(${FAILED_SINCE} AND last_failure = 'content'), 0) AS content FROM agents GROUP BY ring`,
+      { $since: since },
+    );
   }
 
-  /** The first few agents of `ring` whose last run failed at or after `since`, with their errors. */
-  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string }[]> {
-    return this.read(`SELECT name, COALESCE(last_error, 'failed') AS error FROM agents WHERE ring = $ring AND last_result = 'failed' AND last_run_at >= $since ORDER BY name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`, {
-      $ring: ring,
-      $since: since,
-    });
+  /** The first few agents of `ring` counted as failing by ringFailures, with their errors and whose failure it was (content failures first). */
+  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string; failure?: AgentFailure }[]> {
+    const rows = await this.read<{ name: string; error: string; failure: string | null }>(
+      `SELECT name, COALESCE(last_error, 'failed') AS error, json_extract(last_run, '$.failure') AS failure FROM agents
+       WHERE ring = $ring AND ${FAILED_SINCE} ORDER BY last_failure IS NOT 'content', name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`,
+      { $ring: ring, $since: since },
+    );
+    return rows.map(({ name, error, failure }) => ({ name, error, ...(failure ? { failure: JSON.parse(failure) as AgentFailure } : {}) }));
   }
 
   /** One page of agents, filtered and sorted in SQLite, and how many match in all. */

@@ -106,6 +106,8 @@ export interface Policy {
   pins: ReadonlyMap<string, number>;
   /** Hold every installed component at its version (the rollout has not reached this agent's ring). */
   hold: boolean;
+  /** While held: the versions of the last release that passed the rollout, which a held agent with less moves up to. */
+  holdAt?: ReadonlyMap<string, number>;
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -486,7 +488,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const { pins, hold } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false };
+      const { pins, hold, holdAt } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined };
       const handoff = this.consumers(trigger);
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
@@ -501,6 +503,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           verifyStore: !this.storeVerified,
           pins,
           hold,
+          ...(holdAt ? { holdAt } : {}),
           evidence: this.evidence,
           ...(handoff ? { handoff } : {}),
           ...(offers ? { offers: () => offers(runFetcher) } : {}),

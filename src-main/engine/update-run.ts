@@ -45,6 +45,8 @@ export interface ServerOffers {
   full(entry: CatalogueComponent): string | undefined;
   /** URL of a server-made full file of an older version the server keeps, by content (for a rollback). */
   fullOf(id: string, sha256: string): string | undefined;
+  /** The vendor's signed metadata the server kept with a version it installed (checked here against the trusted root before use). */
+  evidence?(id: string, version: number): Promise<{ targets: Buffer; catalogue: Buffer } | undefined>;
 }
 
 export interface RunContext {
@@ -64,6 +66,8 @@ export interface RunContext {
   pins?: ReadonlyMap<string, number>;
   /** Leave every installed component where it is (the rollout has not reached this agent's ring yet). */
   hold?: boolean;
+  /** While held: the last release that passed the rollout; a component below its version (or not installed) moves up to it. */
+  holdAt?: ReadonlyMap<string, number>;
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
   /** The engines that use the components on this machine: each version is handed over before it is activated. */
@@ -161,6 +165,11 @@ async function settleConsumer(ctx: RunContext, run: ComponentRun): Promise<void>
   }
 }
 
+/** An error Node raised for a system call (EISDIR, ENOSPC, EROFS, EACCES...). */
+function isSystemError(error: unknown): boolean {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string' && /^E[A-Z]+$/.test(String((error as NodeJS.ErrnoException).code));
+}
+
 function consumerFailure(error: ConsumerError, version: number): NonNullable<ComponentRun['consumer']> {
   return { version, engine: error.engine, stage: error.stage, kind: error.kind, message: error.engineMessage ?? error.message, at: error.at };
 }
@@ -223,6 +232,8 @@ async function updateComponent(
     if (cause !== undefined) {
       run.error = describeError(cause);
       if (cause instanceof BulwarkError) run.errorCode = cause.code;
+      // A file system's refusal (a directory in the way, a full or read-only disk, permissions): this machine's.
+      else if (isSystemError(cause)) run.errorCode = 'ERR_FILE';
       if (cause instanceof ConsumerError) run.consumer = consumerFailure(cause, candidate ?? entry.latest);
     }
     return { run, cause };
@@ -239,8 +250,22 @@ async function updateComponent(
       return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: pin });
     }
   }
-  if (ctx.hold && installed && installed.version < entry.latest) {
-    return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+  if (ctx.hold && (!installed || installed.version < entry.latest)) {
+    const passed = ctx.holdAt?.get(entry.id);
+    if (passed === undefined || passed < entry.latest) {
+      if (installed && (passed === undefined || installed.version >= passed)) {
+        return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+      }
+      if (passed === undefined) {
+        return outcome({ method: 'none', reason: "held: the server's rollout has not reached this agent's ring yet, and no release of it has passed the rollout", version: null, result: 'ok' });
+      }
+      // Less than the last release that passed (a new agent, or one that was away): up to that release, not the one being rolled out.
+      try {
+        return outcome(await installVouched(ctx, entry, installed, passed, offers, now, index, total));
+      } catch (error) {
+        return outcome({ method: 'none', reason: `held: taking ${passed}, the last release that passed the server's rollout, failed`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: passed });
+      }
+    }
   }
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
@@ -398,18 +423,84 @@ async function followPin(
   const vouched = parseCatalogue(evidence.catalogue).components.find((c) => c.id === entry.id);
   if (!vouched || vouched.latest !== pin) throw new VerificationError(`the signed metadata kept for ${entry.id} ${pin} does not name that version`);
   const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;
-  if (!ctx.store.hasVerified(entry.id, pin, vouched.full.sha256)) {
-    // Not kept here any more: the server makes the full file of any version it keeps.
+  await activateVouched(ctx, entry, pin, vouched, evidence, offers, now, index, total);
+  return { method: 'none', reason, version: pin, result: 'ok' };
+}
+
+/**
+ * A held agent below the last release that passed the server's rollout (a new agent has nothing): take
+ * that release's version, never a lower one than it holds. The vendor's word for it is the metadata
+ * kept with it, here if this agent installed it before, else the server's, checked against this
+ * agent's own trusted root like its own would be (spec §5.6.3, evidence.ts).
+ */
+async function installVouched(
+  ctx: RunContext,
+  entry: CatalogueComponent,
+  installed: InstalledComponent | undefined,
+  version: number,
+  offers: ServerOffers | undefined,
+  now: () => Date,
+  index: number,
+  total: number,
+): Promise<Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'>> {
+  if (!ctx.evidence) throw new VerificationError(`no signed metadata can be kept here for ${entry.id} ${version}`);
+  const kept = ctx.evidence.read(entry.id, version);
+  const fromServer = kept ? undefined : await offers?.evidence?.(entry.id, version);
+  if (!kept && !fromServer) throw new SourceError(`the server keeps no signed metadata for ${entry.id} ${version}`);
+  const evidence = kept ?? { ...fromServer!, root: fs.readFileSync(path.join(ctx.source.metadataDir, 'root.json')) };
+  // Checked before anything is downloaded: the server's word alone moves nothing.
+  const catalogue = (() => {
+    try {
+      return parseCatalogue(evidence.catalogue);
+    } catch (cause) {
+      throw new VerificationError(`the signed metadata the server kept for ${entry.id} ${version} is unusable`, { cause });
+    }
+  })();
+  const vouched = catalogue.components.find((c) => c.id === entry.id);
+  if (!vouched || vouched.latest !== version) throw new VerificationError(`the signed metadata kept for ${entry.id} ${version} does not name that version`);
+  ctx.evidence.verify(entry.id, version, vouched.full.sha256, evidence);
+  const method = await activateVouched(ctx, entry, version, vouched, evidence, offers, now, index, total, fromServer);
+  const from = installed ? `from ${installed.version} ` : '';
+  return {
+    method: method === 'kept' ? 'none' : method,
+    reason: `held: moved ${from}to ${version}, the last release that passed the server's rollout (${entry.latest} is being rolled out)`,
+    version,
+    result: 'ok',
+  };
+}
+
+/**
+ * Make a version the vendor vouched for (`vouched`, from verified `evidence`) active: its file from
+ * the store, or the server's full file of it; handed to its engine; activated. Returns how the file
+ * came ('kept': from the store). New evidence (the server's) is kept with the version.
+ */
+async function activateVouched(
+  ctx: RunContext,
+  entry: CatalogueComponent,
+  version: number,
+  vouched: CatalogueComponent,
+  evidence: { targets: Buffer; catalogue: Buffer; root: Buffer },
+  offers: ServerOffers | undefined,
+  now: () => Date,
+  index: number,
+  total: number,
+  keepEvidence?: { targets: Buffer; catalogue: Buffer },
+): Promise<'kept' | 'full'> {
+  let method: 'kept' | 'full' = 'kept';
+  if (!ctx.store.hasVerified(entry.id, version, vouched.full.sha256)) {
+    // Not kept here (any more): the server makes the full file of any version it keeps.
     const url = offers?.fullOf(entry.id, vouched.full.sha256);
-    if (!url) throw new SourceError(`${entry.id} ${pin} is no longer kept here${offers ? ' nor on the server' : ''}`);
+    if (!url) throw new SourceError(`${entry.id} ${version} is no longer kept here${offers ? ' nor on the server' : ''}`);
     ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
     const frame = await ctx.fetcher.downloadBytes(url, compressBound(vouched.full.length));
     ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
     const data = decompressFull(frame, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, vouched.full.length) });
-    await ctx.store.writeVerified(entry.id, pin, data, vouched.full, `the server's file of ${entry.id} ${pin}`);
+    await ctx.store.writeVerified(entry.id, version, data, vouched.full, `the server's file of ${entry.id} ${version}`);
+    method = 'full';
   }
-  ctx.evidence.verify(entry.id, pin, vouched.full.sha256, evidence);
-  await ctx.handoff?.hand(entry.id, { version: pin, sha256: vouched.full.sha256, file: ctx.store.pathOf(entry.id, pin) });
-  ctx.store.activate(entry.id, pin, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence.method(entry.id, pin) ?? 'full' });
-  return { method: 'none', reason, version: pin, result: 'ok' };
+  ctx.evidence!.verify(entry.id, version, vouched.full.sha256, evidence);
+  await ctx.handoff?.hand(entry.id, { version, sha256: vouched.full.sha256, file: ctx.store.pathOf(entry.id, version) });
+  if (keepEvidence) ctx.evidence!.keep(entry.id, version, { ...keepEvidence, metadataDir: ctx.source.metadataDir }, 'full');
+  ctx.store.activate(entry.id, version, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence!.method(entry.id, version) ?? 'full' });
+  return method;
 }

@@ -17,6 +17,7 @@ import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, isRing, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
+import { Evidence } from '../engine/evidence.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
@@ -66,14 +67,16 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const { dataDir, settings, log } = options;
   const registry = await AgentRegistry.open(dataDir);
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
-  const overview = new AgentsOverview(registry, distribution, log);
+  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  const overview = new AgentsOverview(registry, distribution, log, () => rollout.heldRings());
   await overview.start();
+  // Agents of a ring held back, or released, count differently.
+  rollout.on('change', () => overview.changed());
   const ringSizes = (ring: string) => overview.ring(ring).agents;
   // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
   // reached sees the release unheld.
-  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
   distribution.on('release', (release, { news }) => {
-    if (news) rollout.start(release.index.release, ringSizes);
+    if (news) rollout.start(release.index.release, ringSizes, Object.fromEntries(release.index.components.map((c) => [c.id, c.version])));
   });
   const engine = new Engine({ dataDir, settings, log, distributor: distribution, ...(options.consumers ? { consumers: options.consumers } : {}) });
   let startup: Promise<RunRecord>;
@@ -102,6 +105,8 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
+          passedVersions: () => rollout.passedVersions(),
+          evidence: new Evidence(dataDir),
           log,
           fileThreads: threads,
         },
