@@ -407,7 +407,7 @@ export class ConsoleService {
         severity: 'error',
         title: `The rollout of release ${agents.rollout.current()!.release} is halted: ${what} failed to load in ${content.engine ?? 'an engine'}`,
         body: `${sentenceCase(halted.reason)}.`,
-        action: `The agents that have not received it keep their versions. Publish a fixed version of ${content.component ?? 'the component'} (the next release starts a new rollout), or roll it back; Resume only once you know the engine takes it.`,
+        action: `The agents that have not received it keep their versions. Publish a fixed version of ${content.component ?? 'the component'} (the next release starts a new rollout) or roll it back; the failing agents are in the Agents view. Resume only once the engine takes it.`,
       });
     } else if (halted) {
       const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('; ');
