@@ -32,7 +32,8 @@ export class Clamd {
     fs.writeFileSync(path.join(this.dbDir, 'placeholder.hsb'), `${'0'.repeat(64)}:1:Bulwark.Placeholder\n`);
     fs.writeFileSync(
       this.conf,
-      [`LocalSocket ${this.socket}`, `DatabaseDirectory ${this.dbDir}`, 'Foreground yes', `LogFile ${this.log}`, 'LogTime yes', `User ${process.getuid?.() === 0 ? 'root' : process.env.USER ?? 'root'}`, ''].join('\n'),
+      // As root, clamd would switch to the clamav user, who cannot read the test's folders: stay root.
+      [`LocalSocket ${this.socket}`, `DatabaseDirectory ${this.dbDir}`, 'Foreground yes', `LogFile ${this.log}`, 'LogTime yes', ...(process.getuid?.() === 0 ? ['User root'] : []), ''].join('\n'),
     );
     this.child = spawn(CLAMD, ['-c', this.conf], { stdio: 'ignore' });
     await until(() => fs.existsSync(this.socket), 60_000, 'clamd to listen on its socket');
