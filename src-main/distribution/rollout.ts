@@ -134,11 +134,16 @@ export class Rollout extends EventEmitter<{ change: [RolloutState | undefined]; 
     return this.state?.passed?.versions ?? {};
   }
 
-  /** A new release: it starts at the first ring that has agents. */
-  start(release: number, sizes: RingSizes, versions: Record<string, number> = {}, now = new Date()): void {
+  /**
+   * A new release: it starts at the first ring that has agents. `previousVersions`: the versions of the
+   * release before it, which passed if its rollout reached broad (a rollout.json written before the
+   * last passed release was recorded says no more than that).
+   */
+  start(release: number, sizes: RingSizes, versions: Record<string, number> = {}, previousVersions: Record<string, number> = {}, now = new Date()): void {
     if (!this.settings().enabled) return;
     const stage = this.firstWithAgents(0, sizes);
-    const passed = this.state?.passed;
+    const previous = this.state;
+    const passed = previous?.passed ?? (previous?.stage === 'broad' && !previous.halted ? { release: previous.release, versions: previous.versions ?? previousVersions } : undefined);
     this.save(this.passedIfBroad({ release, versions, startedAt: now.toISOString(), stage, stageSince: now.toISOString(), ...(passed ? { passed } : {}) }));
     // No 'released' here: the release itself is being announced to every agent right now.
     this.log(`rollout of release ${release}: ${stage}${stage === 'canary' ? ' first' : ' (no agents in the rings before it)'}`);

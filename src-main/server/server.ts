@@ -75,8 +75,11 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const ringSizes = (ring: string) => overview.ring(ring).agents;
   // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
   // reached sees the release unheld.
+  const versionsOf = (release: Release | undefined) => Object.fromEntries((release?.index.components ?? []).map((c) => [c.id, c.version]));
+  let served = versionsOf(distribution.current());
   distribution.on('release', (release, { news }) => {
-    if (news) rollout.start(release.index.release, ringSizes, Object.fromEntries(release.index.components.map((c) => [c.id, c.version])));
+    if (news) rollout.start(release.index.release, ringSizes, versionsOf(release), served);
+    served = versionsOf(release);
   });
   const engine = new Engine({ dataDir, settings, log, distributor: distribution, ...(options.consumers ? { consumers: options.consumers } : {}) });
   let startup: Promise<RunRecord>;
