@@ -86,10 +86,8 @@ function killGroup(pid: number | undefined): void {
 /** The last lines of a command's output, one line for a message: control characters out, at most `max` characters. */
 export function trimOutput(output: string, max = 600): string {
   const lines = output
-    // eslint-disable-next-line no-control-regex
     .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
     .split(/\r?\n|\r/)
-    // eslint-disable-next-line no-control-regex
     .map((line) => line.replace(/[\x00-\x1f\x7f]/g, ' ').trim())
     .filter(Boolean);
   let text = '';

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import type { Handoff } from './consumers.js';
+import type { ConsumerFailure, Handoff } from './consumers.js';
 import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
@@ -154,7 +154,7 @@ async function settleConsumer(ctx: RunContext, run: ComponentRun): Promise<void>
   if (!ctx.handoff || !active || ctx.handoff.settled(run.id, active)) return;
   const refusal = ctx.handoff.refused(run.id, active.version, active.sha256);
   try {
-    if (refusal) throw new ConsumerError(refusal.stage, refusal.kind, refusal.engine, `${run.id} ${active.version} was refused by ${refusal.engine} at ${refusal.at}: ${refusal.message}`, { engineMessage: refusal.message, at: refusal.at });
+    if (refusal) throw refused(run.id, active.version, refusal);
     await ctx.handoff.hand(run.id, { version: active.version, sha256: active.sha256, file: active.path });
     run.reason += `; handed to its engine again`;
   } catch (error) {
@@ -168,6 +168,11 @@ async function settleConsumer(ctx: RunContext, run: ComponentRun): Promise<void>
 /** An error Node raised for a system call (EISDIR, ENOSPC, EROFS, EACCES...). */
 function isSystemError(error: unknown): boolean {
   return error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string' && /^E[A-Z]+$/.test(String((error as NodeJS.ErrnoException).code));
+}
+
+/** The error of a version its engine refused here before (with the time it was refused). */
+function refused(id: string, version: number, refusal: ConsumerFailure): ConsumerError {
+  return new ConsumerError(refusal.stage, refusal.kind, refusal.engine, `${id} ${version} was refused by ${refusal.engine} at ${refusal.at}: ${refusal.message}`, { engineMessage: refusal.message, at: refusal.at });
 }
 
 function consumerFailure(error: ConsumerError, version: number): NonNullable<ComponentRun['consumer']> {
@@ -276,8 +281,7 @@ async function updateComponent(
   // Its engine refused this very version here before: no retry every poll, only when a newer one comes.
   const refusal = ctx.handoff?.refused(entry.id, entry.latest, entry.full.sha256);
   if (refusal) {
-    const cause = new ConsumerError(refusal.stage, refusal.kind, refusal.engine, `${entry.id} ${entry.latest} was refused by ${refusal.engine} at ${refusal.at}: ${refusal.message}`, { engineMessage: refusal.message, at: refusal.at });
-    return outcome({ method: 'none', reason: `refused by ${refusal.engine} (${refusal.stage}); waiting for a newer version`, version: installed?.version ?? null, result: 'failed', cause });
+    return outcome({ method: 'none', reason: `refused by ${refusal.engine} (${refusal.stage}); waiting for a newer version`, version: installed?.version ?? null, result: 'failed', cause: refused(entry.id, entry.latest, refusal) });
   }
   try {
     // An earlier run was stopped after writing this verified version but before activating it.
@@ -499,6 +503,8 @@ async function activateVouched(
     method = 'full';
   }
   ctx.evidence!.verify(entry.id, version, vouched.full.sha256, evidence);
+  const refusal = ctx.handoff?.refused(entry.id, version, vouched.full.sha256);
+  if (refusal) throw refused(entry.id, version, refusal);
   await ctx.handoff?.hand(entry.id, { version, sha256: vouched.full.sha256, file: ctx.store.pathOf(entry.id, version) });
   if (keepEvidence) ctx.evidence!.keep(entry.id, version, { ...keepEvidence, metadataDir: ctx.source.metadataDir }, 'full');
   ctx.store.activate(entry.id, version, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence!.method(entry.id, version) ?? 'full' });
