@@ -6,9 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pictureOf } from '../src-main/distribution/overview.js';
-import { AgentRegistry, type AgentLastRun } from '../src-main/distribution/registry.js';
+import { AgentRegistry } from '../src-main/distribution/registry.js';
 import type { Release } from '../src-main/distribution/release.js';
-import { DEFAULT_ROLLOUT, Rollout, type Ring, type RolloutSettings } from '../src-main/distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout, type RolloutSettings } from '../src-main/distribution/rollout.js';
+import type { AgentLastRun, Ring } from '../src-main/protocol/agent-protocol.js';
 import { tempDir } from './helpers/fixtures.js';
 
 let dir: string;

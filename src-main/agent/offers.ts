@@ -5,55 +5,26 @@
 // catalogue's latest has not finished its own update yet: the agent waits for it.
 import type { CatalogueComponent } from '../engine/catalogue.js';
 import { HttpStatusError, SourceError } from '../engine/errors.js';
-import { DEFAULT_LIMITS } from '../engine/limits.js';
 import type { HttpFetcher } from '../engine/fetcher.js';
 import type { ServerOffers } from '../engine/update-run.js';
-import type { IndexComponent, ReleaseIndex } from '../distribution/release.js';
-
-/** Largest index accepted: 256 components with 15 bases each fit in a fraction of this. */
-const MAX_INDEX_BYTES = 1024 * 1024;
-/** Largest kept evidence accepted: the signed targets metadata (its own limit) and a catalogue, as JSON strings. */
-const MAX_EVIDENCE_BYTES = 2 * (DEFAULT_LIMITS.maxTargetsBytes + DEFAULT_LIMITS.maxCatalogueBytes);
-
-const SHA256 = /^[0-9a-f]{64}$/;
-
-function isIndex(data: unknown): data is ReleaseIndex {
-  const index = data as ReleaseIndex;
-  return (
-    typeof index === 'object' &&
-    index !== null &&
-    Array.isArray(index.components) &&
-    index.components.every(
-      (c) =>
-        typeof c?.id === 'string' &&
-        /^[a-z0-9][a-z0-9-]{0,63}$/.test(c.id) &&
-        Number.isSafeInteger(c.version) &&
-        typeof c.sha256 === 'string' &&
-        SHA256.test(c.sha256) &&
-        Array.isArray(c.signed) &&
-        c.signed.every((t) => typeof t === 'string') &&
-        Array.isArray(c.bases) &&
-        c.bases.every((b) => Number.isSafeInteger(b?.version) && typeof b.sha256 === 'string' && SHA256.test(b.sha256)),
-    )
-  );
-}
+import { AGENT_LIMITS, AGENT_PATHS, evidencePath, isReleaseIndex, madePath, type IndexComponent, type KeptEvidence } from '../protocol/agent-protocol.js';
 
 export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<ServerOffers> {
-  const bytes = await fetcher.downloadBytes(new URL('agents/v1/index.json', server).href, MAX_INDEX_BYTES);
+  const bytes = await fetcher.downloadBytes(new URL(AGENT_PATHS.index, server).href, AGENT_LIMITS.indexBytes);
   let data: unknown;
   try {
     data = JSON.parse(bytes.toString('utf8'));
   } catch (cause) {
     throw new SourceError("the server's index is not JSON", { cause });
   }
-  if (!isIndex(data)) throw new SourceError("the server's index is malformed");
+  if (!isReleaseIndex(data)) throw new SourceError("the server's index is malformed");
   const byId = new Map<string, IndexComponent>(data.components.map((c) => [c.id, c]));
   /** The server's entry for a component, if it holds the catalogue's latest version of it. */
   const latest = (entry: CatalogueComponent) => {
     const held = byId.get(entry.id);
     return held && held.version === entry.latest && held.sha256 === entry.full.sha256 ? held : undefined;
   };
-  const made = (id: string, name: string) => new URL(`made/${id}/${name}`, server).href;
+  const made = (id: string, name: string) => new URL(madePath(id, name), server).href;
   return {
     holdsLatest: (entry) => latest(entry) !== undefined,
     hasSigned: (target) => {
@@ -74,15 +45,23 @@ export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<
     evidence: async (id, version) => {
       let bytes: Buffer;
       try {
-        bytes = await fetcher.downloadBytes(new URL(`agents/v1/evidence/${id}/${version}`, server).href, MAX_EVIDENCE_BYTES);
+        bytes = await fetcher.downloadBytes(new URL(evidencePath(id, version), server).href, AGENT_LIMITS.evidenceBytes);
       } catch (error) {
         // The fetcher's HTTP errors are tuf-js's DownloadHTTPError, with an HttpStatusError as the cause.
         if ((error as { cause?: unknown }).cause instanceof HttpStatusError && ((error as { cause: HttpStatusError }).cause.status === 404)) return undefined;
         throw error;
       }
-      const kept = JSON.parse(bytes.toString('utf8')) as { targets?: unknown; catalogue?: unknown };
-      if (typeof kept.targets !== 'string' || typeof kept.catalogue !== 'string') throw new SourceError(`the server's signed metadata for ${id} ${version} is malformed`);
+      const kept = safeJson(bytes) as Partial<Record<keyof KeptEvidence, unknown>> | undefined;
+      if (typeof kept?.targets !== 'string' || typeof kept.catalogue !== 'string') throw new SourceError(`the server's signed metadata for ${id} ${version} is malformed`);
       return { targets: Buffer.from(kept.targets, 'utf8'), catalogue: Buffer.from(kept.catalogue, 'utf8') };
     },
   };
+}
+
+function safeJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }

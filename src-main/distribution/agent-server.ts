@@ -1,28 +1,8 @@
-// The server's face to its agents, over HTTP. Two kinds of routes:
-//
-// Files, public like a CDN (the content is the vendor's signed data, and agents verify it themselves),
-// cacheable by any HTTP cache (docs/mirror.md):
-//   GET|HEAD /metadata/timestamp.json        the upstream's timestamp, as verified (short-lived)
-//   GET|HEAD /metadata/<v>.<role>.json       root chain, snapshot, targets (immutable)
-//   GET|HEAD /targets/<dir>/<sha256>.<name>  relayed signed targets (immutable, Range)
-//   GET|HEAD /made/<id>/<name>               server-made incrementals and full files (immutable, Range)
-//   GET      /agents/v1/index.json           the advisory index of the current release
-//
-// Agent endpoints, each authenticated by the agent's own credential (Authorization: Bearer), except
-// enrollment, which takes the enrollment token:
-//   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
-//   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
-//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}, ring, hold, holdAt} —
-//                             the server's pins, whether the rollout has reached the agent's ring,
-//                             and if not, the versions of the last release that passed (what a held
-//                             agent with less, such as a new one, moves up to)
-//   GET  /agents/v1/evidence/<id>/<version>   the vendor's signed metadata the server kept with a
-//                             version it installed ({targets, catalogue}), which a held agent checks
-//                             against its own trusted root before it takes that version
-//   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release,
-//                             "update" when asked to update now (the console's "Update agents now")
-//
-// Agent credentials open nothing else: the console is a different server with its own token.
+// The server's face to its agents, over HTTP: the routes of the agent protocol
+// (protocol/agent-protocol.ts lists them, with the messages and limits). The files (metadata, targets,
+// made files, the index) are public like a CDN's and cacheable by any HTTP cache (docs/mirror.md); the
+// agent endpoints take the agent's own credential (Authorization: Bearer), enrollment the enrollment
+// token. Agent credentials open nothing else: the console is a different server with its own token.
 //
 // Threads: the main thread owns the registry, the release and the rollout, and decides every answer
 // (agentRoutes). Where the platform lets sockets share a port, file threads (file-thread.ts) take the
@@ -35,7 +15,7 @@ import type http from 'node:http';
 import os from 'node:os';
 import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { Ajv, type JSONSchemaType } from 'ajv';
+import { Ajv } from 'ajv';
 import { describeError } from '../engine/errors.js';
 import type { Evidence } from '../engine/evidence.js';
 import { sha256 } from '../engine/files.js';
@@ -44,10 +24,8 @@ import {
   agentHttpServer,
   agentRequestListener,
   cacheRelease,
-  event,
   HttpError,
   IMMUTABLE,
-  PING_MS,
   ResponseCache,
   SHORT_LIVED,
   Streams,
@@ -57,8 +35,25 @@ import {
 } from './agent-http.js';
 import type { FileThreadData, FromFileThread, ToFileThread } from './file-thread.js';
 import type { Distribution, Release } from './release.js';
-import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry, type AgentReport } from './registry.js';
-import { isRing, RINGS, type Ring } from './rollout.js';
+import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry } from './registry.js';
+import {
+  AGENT_PATHS,
+  ENROLL_SCHEMA,
+  EVIDENCE_PATH,
+  formatEvent,
+  isRing,
+  PING_MS,
+  REPORT_SCHEMA,
+  type AgentPolicy,
+  type AgentReport,
+  type EnrollAnswer,
+  type HelloEvent,
+  type KeptEvidence,
+  type ReleaseEvent,
+  type ReportAnswer,
+  type Ring,
+  type ServerEventName,
+} from '../protocol/agent-protocol.js';
 
 export interface AgentServiceSettings {
   /** Seconds between an agent's polls and heartbeats. */
@@ -130,107 +125,9 @@ export function fileThreadPlan(setting: number | undefined, enrolled: number, lo
   return enrolled >= AUTO_THREADS_FROM_AGENTS ? { now: auto, whenFleetGrows: 0 } : { now: 0, whenFleetGrows: auto };
 }
 
-const reportSchema: JSONSchemaType<AgentReport> = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'hostname', 'addresses', 'components', 'phase', 'pollSeconds'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 100 },
-    hostname: { type: 'string', maxLength: 253 },
-    addresses: {
-      type: 'array',
-      maxItems: 64,
-      items: { type: 'object', additionalProperties: false, required: ['address', 'family'], properties: { address: { type: 'string', maxLength: 64 }, family: { type: 'integer', enum: [4, 6] } } },
-    },
-    components: {
-      type: 'array',
-      maxItems: 256,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['id', 'version'],
-        properties: {
-          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
-          version: { type: 'integer', minimum: 1 },
-          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', nullable: true },
-          method: { type: 'string', maxLength: 16, nullable: true },
-        },
-      },
-    },
-    lastRun: {
-      type: 'object',
-      nullable: true,
-      additionalProperties: false,
-      required: ['result', 'at', 'bytes'],
-      properties: {
-        result: { type: 'string', enum: ['ok', 'failed'] },
-        at: { type: 'string', maxLength: 40 },
-        trigger: { type: 'string', maxLength: 16, nullable: true },
-        method: { type: 'string', maxLength: 16, nullable: true },
-        bytes: { type: 'integer', minimum: 0 },
-        error: { type: 'string', maxLength: 2000, nullable: true },
-        failure: {
-          type: 'object',
-          nullable: true,
-          additionalProperties: false,
-          required: ['kind', 'message', 'at'],
-          properties: {
-            kind: { type: 'string', enum: ['content', 'local', 'release'] },
-            component: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$', nullable: true },
-            version: { type: 'integer', minimum: 1, nullable: true },
-            engine: { type: 'string', maxLength: 64, nullable: true },
-            stage: { type: 'string', enum: ['check', 'place', 'reload', 'health'], nullable: true },
-            message: { type: 'string', maxLength: 2000 },
-            at: { type: 'string', maxLength: 40 },
-          },
-        },
-      },
-    },
-    consumers: {
-      type: 'array',
-      nullable: true,
-      maxItems: 256,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['id', 'engine', 'version', 'active'],
-        properties: {
-          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
-          engine: { type: 'string', minLength: 1, maxLength: 64 },
-          // Required and nullable (null: nothing handed over yet), which JSONSchemaType cannot spell.
-          version: { type: 'integer', minimum: 1, nullable: true } as never,
-          active: { type: 'boolean' },
-          error: { type: 'string', maxLength: 2000, nullable: true },
-        },
-      },
-    },
-    phase: { type: 'string', enum: ['idle', 'updating'] },
-    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
-  },
-};
-
-interface EnrollRequest {
-  token: string;
-  name: string;
-  hostname: string;
-  pollSeconds?: number;
-  ring?: Ring;
-}
-const enrollSchema: JSONSchemaType<EnrollRequest> = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['token', 'name', 'hostname'],
-  properties: {
-    token: { type: 'string', maxLength: 256 },
-    name: { type: 'string', minLength: 1, maxLength: 100 },
-    hostname: { type: 'string', maxLength: 253 },
-    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400, nullable: true },
-    ring: { type: 'string', enum: [...RINGS], nullable: true },
-  },
-};
 const compileSchemas = () => {
   const ajv = new Ajv({ allErrors: false });
-  return { report: ajv.compile(reportSchema), enroll: ajv.compile(enrollSchema) };
+  return { report: ajv.compile(REPORT_SCHEMA), enroll: ajv.compile(ENROLL_SCHEMA) };
 };
 /** Compiled on first use, not at import (every CLI command imports this module). */
 let compiled: ReturnType<typeof compileSchemas> | undefined;
@@ -278,7 +175,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
     const { method, address } = request;
     const release = distribution.current();
     if (method === 'GET' || method === 'HEAD') {
-      if (pathname === '/metadata/timestamp.json') {
+      if (pathname === `/${AGENT_PATHS.timestamp}`) {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         const timestamp = release.timestamp;
         return { kind: 'bytes', body: timestamp, etag: sha256(timestamp), type: 'application/json', cacheControl: SHORT_LIVED };
@@ -301,34 +198,34 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
         return { kind: 'file', file: file.file, etag: file.sha256, cacheControl: IMMUTABLE, type: 'application/octet-stream' };
       }
-      if (pathname === '/agents/v1/index.json' && method === 'GET') {
+      if (pathname === `/${AGENT_PATHS.index}` && method === 'GET') {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         const index = Buffer.from(JSON.stringify(release.index));
         return { kind: 'bytes', body: index, etag: sha256(index), type: 'application/json; charset=utf-8', cacheControl: SHORT_LIVED };
       }
-      if (pathname === '/agents/v1/policy' && method === 'GET') {
+      if (pathname === `/${AGENT_PATHS.policy}` && method === 'GET') {
         const ring = await registry.ringOf(await agentOf(request));
         if (ring === undefined) throw refused();
         const hold = isRing(ring) && options.released ? !options.released(ring) : false;
-        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold, ...(hold ? { holdAt: options.passedVersions?.() ?? {} } : {}) });
+        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold, ...(hold ? { holdAt: options.passedVersions?.() ?? {} } : {}) } satisfies AgentPolicy);
       }
-      const evidence = /^\/agents\/v1\/evidence\/([a-z0-9][a-z0-9-]{0,63})\/([1-9][0-9]{0,9})$/.exec(pathname);
+      const evidence = EVIDENCE_PATH.exec(pathname);
       if (evidence && method === 'GET') {
         const kept = options.evidence?.read(evidence[1]!, Number(evidence[2]));
         if (!kept) throw new HttpError(404, 'no signed metadata is kept here for that version');
-        return json(200, { targets: kept.targets.toString('utf8'), catalogue: kept.catalogue.toString('utf8') });
+        return json(200, { targets: kept.targets.toString('utf8'), catalogue: kept.catalogue.toString('utf8') } satisfies KeptEvidence);
       }
-      if (pathname === '/agents/v1/events' && method === 'GET') {
+      if (pathname === `/${AGENT_PATHS.events}` && method === 'GET') {
         const id = await agentOf(request);
         await registry.seen(id, address).catch((error: unknown) => {
           throw error instanceof UnknownAgentError ? refused() : error;
         });
         const { pollSeconds, spreadSeconds } = options.settings();
-        return { kind: 'stream', agentId: id, hello: event('hello', { release: release?.index.release ?? 0, pollSeconds, spreadSeconds }) };
+        return { kind: 'stream', agentId: id, hello: formatEvent('hello', { release: release?.index.release ?? 0, pollSeconds, spreadSeconds } satisfies HelloEvent) };
       }
     }
     if (method === 'POST') {
-      if (pathname === '/agents/v1/enroll') {
+      if (pathname === `/${AGENT_PATHS.enroll}`) {
         const body = parse(request);
         const validateEnroll = schemas().enroll;
         if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
@@ -346,9 +243,9 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         log(`agent "${body.name}" enrolled from ${address}`);
         changed();
         const root = distribution.newestRoot();
-        return json(200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds });
+        return json(200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds } satisfies EnrollAnswer);
       }
-      if (pathname === '/agents/v1/report') {
+      if (pathname === `/${AGENT_PATHS.report}`) {
         const id = await agentOf(request);
         const body = parse(request);
         const validateReport = schemas().report;
@@ -358,7 +255,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         });
         options.onReport?.(id, body, address);
         const { pollSeconds, spreadSeconds } = options.settings();
-        return json(200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
+        return json(200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds } satisfies ReportAnswer);
       }
     }
     if (!['GET', 'HEAD', 'POST'].includes(method)) return { kind: 'status', status: 405, headers: { allow: 'GET, HEAD, POST' } };
@@ -586,8 +483,8 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     for (const id of streams.ids()) ids.add(id);
     return [...ids];
   };
-  const broadcast = (name: string, data: unknown): string[] => {
-    const message = event(name, data);
+  const broadcast = (name: ServerEventName, data: HelloEvent | ReleaseEvent): string[] => {
+    const message = formatEvent(name, data);
     streams.send(message);
     threads?.send(message);
     return connectedIds();

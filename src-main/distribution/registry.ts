@@ -16,65 +16,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { BulwarkError, StoreError } from '../engine/errors.js';
+import type { AgentComponent, AgentConsumer, AgentFailure, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
 import { SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
-export type Family = 4 | 6;
 export type AgentPhase = 'idle' | 'notified' | 'updating';
-
-export interface AgentComponent {
-  id: string;
-  version: number;
-  sha256?: string;
-  method?: string;
-}
-
-export interface AgentLastRun {
-  result: 'ok' | 'failed';
-  at: string;
-  trigger?: string;
-  /** How the changed components arrived: incremental, full, or none (nothing new). */
-  method?: string;
-  bytes: number;
-  error?: string;
-  /** A failed run: whose failure it was (content, local, release) and, for an engine's refusal, which and why. */
-  failure?: AgentFailure;
-}
-
-/** Whose failure a failed run was (history.ts RunFailure, as reported). */
-export interface AgentFailure {
-  kind: 'content' | 'local' | 'release';
-  component?: string;
-  version?: number;
-  engine?: string;
-  stage?: 'check' | 'place' | 'reload' | 'health';
-  message: string;
-  at: string;
-}
-
-/** An engine a component is handed to on the agent (its consumers file), and whether it has the active version. */
-export interface AgentConsumer {
-  id: string;
-  engine: string;
-  /** The version the engine was last handed (null: none yet). */
-  version: number | null;
-  active: boolean;
-  /** Its last failure, if the last hand-off failed. */
-  error?: string;
-}
-
-/** What an agent says about itself, after every run and on a heartbeat. */
-export interface AgentReport {
-  name: string;
-  hostname: string;
-  addresses: { address: string; family: Family }[];
-  components: AgentComponent[];
-  /** The engines its components are handed to (absent: none configured). */
-  consumers?: AgentConsumer[];
-  lastRun?: AgentLastRun;
-  phase: 'idle' | 'updating';
-  /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
-  pollSeconds: number;
-}
 
 export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'consumers'> {
   consumers: AgentConsumer[];
