@@ -31,6 +31,8 @@ export const CONSUMERS_FILE = 'consumers.json';
 const STATE_FILE = 'consumers-state.json';
 /** Pause between two health probes. */
 const HEALTH_RETRY_MS = 500;
+/** A staged candidate older than this was left by a process stopped mid-check (checks take minutes at most). */
+const STALE_STAGING_MS = 6 * 3600_000;
 
 /** How a hand-off failed, as recorded and reported. */
 export interface ConsumerFailure {
@@ -190,6 +192,15 @@ export class Consumers implements Handoff {
   private stagingRoot(): string {
     const dir = path.join(this.dataDir, 'tmp', 'consumers');
     fs.mkdirSync(dir, { recursive: true });
+    // What a process stopped mid-check left behind (old enough not to be a check running beside this one).
+    for (const name of fs.readdirSync(dir)) {
+      const staged = path.join(dir, name);
+      try {
+        if (Date.now() - fs.statSync(staged).mtimeMs > STALE_STAGING_MS) fs.rmSync(staged, { recursive: true, force: true });
+      } catch {
+        // gone meanwhile
+      }
+    }
     return dir;
   }
 
