@@ -174,7 +174,7 @@ describe('YARA rules handed over by the engine', () => {
     const refused = await engine.runOnce('schedule');
     expect(refused.result).toBe('failed');
     expect(refused.components[0]).toMatchObject({ id: 'yara-rules', previousVersion: 1, version: 1, result: 'failed', consumer: { version: 2, engine: 'yara', stage: 'check', kind: 'content' } });
-    expect(refused.components[0]!.error).toMatch(/yara-rules 2 was refused by its check \(yara exit 1\): .*error: rule "bulwark_2" in .*bulwark\.yar\(1\): undefined string/);
+    expect(refused.components[0]!.error).toMatch(/yara refused yara-rules 2 at its check \(yara exit 1\): .*error: rule "bulwark_2" in .*bulwark\.yar\(1\): undefined string/);
     expect(refused.failure).toMatchObject({ kind: 'content', component: 'yara-rules', version: 2, engine: 'yara', stage: 'check', message: expect.stringMatching(/undefined string/) });
     expect(fs.readFileSync(target, 'utf8')).toBe(rule(1));
     expect(engine.store.active('yara-rules')?.version).toBe(1);

@@ -36,7 +36,7 @@ async function agent(name: string, ring: Ring, lastRun?: AgentLastRun, versions:
 }
 
 const failed = (failure: AgentLastRun['failure'], error = failure?.message ?? 'failed'): AgentLastRun => ({ result: 'failed', at: new Date().toISOString(), bytes: 0, error, ...(failure ? { failure } : {}) });
-const content = (message: string, at = new Date().toISOString()) => failed({ kind: 'content', component: 'clamav-test-sigs', version: 3, engine: 'clamd', stage: 'check', message, at }, `clamav-test-sigs 3 was refused by its check (clamscan exit 2): ${message}`);
+const content = (message: string, at = new Date().toISOString()) => failed({ kind: 'content', component: 'clamav-test-sigs', version: 3, engine: 'clamd', stage: 'check', message, at }, `clamd refused clamav-test-sigs 3 at its check (clamscan exit 2): ${message}`);
 
 describe('whose failure halts', () => {
   it('content on a canary halts at once whatever the threshold, naming the component, version, agents and the engine', async () => {

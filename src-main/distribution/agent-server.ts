@@ -377,8 +377,8 @@ class FileThreads {
     });
   }
 
-  send(message: string): void {
-    for (const worker of this.threads.keys()) worker.postMessage({ type: 'send', message } satisfies ToFileThread);
+  send(message: string, to?: string): void {
+    for (const worker of this.threads.keys()) worker.postMessage({ type: 'send', message, ...(to === undefined ? {} : { to }) } satisfies ToFileThread);
   }
 
   count(): number {
@@ -425,8 +425,8 @@ export interface AgentServer {
   readonly fileThreads: number;
   /** Agents with a notification stream open now. */
   connected(): number;
-  /** Ask every connected agent to update now (each still waits its random spread); returns how many were asked. */
-  askToUpdate(): Promise<number>;
+  /** Ask every connected agent, or only agent `id`, to update now (each still waits its random spread); returns how many were asked. */
+  askToUpdate(id?: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -483,11 +483,12 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     for (const id of streams.ids()) ids.add(id);
     return [...ids];
   };
-  const broadcast = (name: ServerEventName, data: HelloEvent | ReleaseEvent): string[] => {
+  const broadcast = (name: ServerEventName, data: HelloEvent | ReleaseEvent, to?: string): string[] => {
     const message = formatEvent(name, data);
-    streams.send(message);
-    threads?.send(message);
-    return connectedIds();
+    streams.send(message, to);
+    threads?.send(message, to);
+    const ids = connectedIds();
+    return to === undefined ? ids : ids.filter((id) => id === to);
   };
 
   // Each release's answers reach every thread before any agent is told of it.
@@ -565,9 +566,9 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       return threads?.count() ?? 0;
     },
     connected: () => connectedIds().length,
-    askToUpdate: async () => {
+    askToUpdate: async (id) => {
       const release = distribution.current()?.index.release ?? 0;
-      const ids = broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds });
+      const ids = broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds }, id);
       await registry.markNotified(ids, release);
       changed();
       return ids.length;

@@ -167,7 +167,7 @@ export class Consumers implements Handoff {
       try {
         const staged = path.join(staging, path.basename(consumer.path));
         fs.copyFileSync(candidate.file, staged);
-        await step(consumer, 'check', consumer.check, staged, version, `${id} ${version} was refused by its check`);
+        await step(consumer, 'check', consumer.check, staged, version, `${engine} refused ${id} ${version} at its check`);
       } finally {
         fs.rmSync(staging, { recursive: true, force: true });
       }
