@@ -49,7 +49,7 @@ export function updateFailure(code: string | undefined, error = ''): string {
     case 'ERR_PROXY_AUTH':
       return 'the proxy refused the user name or password';
     case 'ERR_METADATA':
-      return "the update source's signatures do not verify";
+      return /signed metadata has expired/.test(error) ? "the update source's signed metadata has expired" : "the update source's signatures do not verify";
     case 'ERR_HTTP':
       return /HTTP 404/.test(error) ? 'the update source lacks a file it lists' : 'the update source answered with an error';
     case 'ERR_COOLDOWN':
@@ -94,7 +94,7 @@ export function plainError(error: string, code?: string): string {
   const system = systemWords(error);
   if (system) return system;
   if (/ECONNREFUSED|connection refused/i.test(error)) return 'nothing answers at that address (connection refused)';
-  if (/ENOTFOUND|EAI_AGAIN|does not resolve|getaddrinfo/i.test(error)) return 'the host name does not resolve';
+  if (/ENOTFOUND|EAI_AGAIN|does not resolve|getaddrinfo|host name not found/i.test(error)) return 'the host name does not resolve';
   if (/ETIMEDOUT|timed? ?out|UND_ERR_.*TIMEOUT/i.test(error)) return 'no answer in time';
   if (/EHOSTUNREACH|ENETUNREACH|unreachable/i.test(error)) return 'the network cannot reach it';
   if (/certificate|TLS|SSL/i.test(error)) return 'its TLS certificate is not trusted';
