@@ -1,6 +1,7 @@
 // The installation in words, for the console, the tray and `bulwark status` alike: one headline for
 // server and fleet with the worst thing first, and failures said plainly (the raw text stays behind a
 // "Details" disclosure and in the history). Pure: no Node, imported by the renderer too.
+import { componentInfo } from './components.js';
 
 export type HeadlineTone = 'ok' | 'busy' | 'warning' | 'error' | 'setup';
 
@@ -108,6 +109,17 @@ export function plainError(error: string, code?: string): string {
   // No known cause: its first clause, without file paths.
   const first = error.split(/: /)[0]!.replace(/\s\/\S+/g, ' a file').trim();
   return first.length > 90 ? `${first.slice(0, 89)}…` : first || 'failed';
+}
+
+/**
+ * A run's failure in words that keep which components failed: a run record's error reads
+ * "<id>[, <id>…] failed: <the first one's error>", said as "Virus Pattern failed (its disk is
+ * read-only)". Any other error is plainError's.
+ */
+export function runFailureWords(error: string, code?: string): string {
+  const failed = /^([a-z0-9][a-z0-9_-]*(?:, [a-z0-9][a-z0-9_-]*)*) failed: ([\s\S]+)$/.exec(error);
+  if (!failed) return plainError(error, code);
+  return `${failed[1]!.split(', ').map((id) => componentInfo(id).name).join(', ')} failed (${plainError(failed[2]!, code)})`;
 }
 
 /** What the server itself is doing, in words (the engine's state). */
