@@ -204,10 +204,12 @@ describe('a fleet with a canary wired to clamd', () => {
     expect(text).toMatch(/HALTED at canary .* the content failed to load in clamd on canary-1: .*Malformed database/);
     expect(text).toContain(`${ID} 3 failed to load in clamd (check) on canary-1: `);
     // The console's reminder names the component, the version, the agent and clamscan's words.
-    const snapshot = await lab.consoleCall<{ reminders: { id: string; title: string; body: string }[] }>('snapshot');
+    const snapshot = await lab.consoleCall<{ reminders: { id: string; title: string; body: string; detail?: string }[] }>('snapshot');
     expect(snapshot.reminders.find((r) => r.id === 'rollout-halted')).toMatchObject({
       title: expect.stringMatching(new RegExp(`^The rollout of release \\d+ is halted: ${ID} 3 failed to load in clamd$`)),
       body: expect.stringMatching(/^The content failed to load in clamd on canary-1: .*Malformed database/),
+      // The agent's whole error behind Details.
+      detail: expect.stringMatching(new RegExp(`^canary-1: ${ID} failed: clamd refused ${ID} 3 at its check \\(clamscan exit 2\\)`)),
     });
     // Per agent: the engine is on the active version (2), and says what it refused.
     const page = await lab.consoleCall<{ agents: { name: string; consumers: { id: string; engine: string; version: number | null; active: boolean; error?: string }[] }[] }>('agents', {});

@@ -1,7 +1,7 @@
 // The installation in words (engine/words.ts): the one headline the console, the tray and `bulwark
 // status` share, worst first; failures without their raw text; the saving of a download.
 import { describe, expect, it } from 'vitest';
-import { headline, plainError, savedWords, type HeadlineInput } from '../src-main/engine/words.js';
+import { headline, plainError, runFailureWords, savedWords, type HeadlineInput } from '../src-main/engine/words.js';
 import { trayModel } from '../src-main/electron/tray-menu.js';
 
 const counts = (c: Partial<NonNullable<HeadlineInput['agents']>['counts']> = {}) => ({ total: 5, current: 5, outdated: 0, updating: 0, failed: 0, unreachable: 0, ...c });
@@ -64,6 +64,16 @@ describe('plainError for an engine that would not take a version', () => {
     expect(plainError('clamav-test-sigs failed: clamav-test-sigs 3 was refused by clamd at 2026-12-07T03:00:00.000Z: Malformed database')).toBe('clamd would not load clamav-test-sigs 3');
     expect(plainError('x failed: clamd did not reload x 4 (clamdscan exit 2): ERROR: Could not connect; the previous version is back in place')).toBe('clamd did not reload x 4');
     expect(plainError('x failed: clamd failed its health probe with x 5 for 30 s (clamdscan exit 0): /p: OK')).toBe('clamd failed its health probe with x 5');
+  });
+});
+
+describe('runFailureWords', () => {
+  it("keeps which components a run failed on, and says why in words", () => {
+    expect(runFailureWords("virus-pattern failed: EROFS: read-only file system, open '/var/lib/bulwark-agent/tmp/x.part'")).toBe('Virus Pattern failed (its disk is read-only)');
+    expect(runFailureWords("virus-pattern, scan-engine failed: EISDIR: illegal operation on a directory, rename '/a' -> '/b'")).toBe('Virus Pattern, Scan Engine failed (something else is in the way of its files)');
+    expect(runFailureWords('acme-rules failed: the vendor changed its mind')).toBe('Acme Rules failed (the vendor changed its mind)');
+    expect(runFailureWords('yara-rules failed: yara refused yara-rules 1 at its check (yara exit 1): error: rule "broken"')).toBe('Yara Rules failed (yara would not load yara-rules 1)');
+    expect(runFailureWords('cannot reach http://127.0.0.1:9: connection refused')).toBe('nothing answers at that address (connection refused)');
   });
 });
 

@@ -17,7 +17,7 @@ import { AgentRegistry } from '../distribution/registry.js';
 import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { Engine, pinnedVersions } from '../engine/engine.js';
+import { Engine, pinnedVersions, type Distributor } from '../engine/engine.js';
 import { Evidence } from '../engine/evidence.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
@@ -112,7 +112,17 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     if (news) rollout.start(release.index.release, ringSizes, versionsOf(release), served);
     served = versionsOf(release);
   });
-  const engine = new Engine({ dataDir, settings, log, distributor: distribution, ...(options.consumers ? { consumers: options.consumers } : {}) });
+  // The agents are recounted against a new release before the engine turns idle: otherwise the
+  // headline (console, tray, status) would say the fleet is current, counted against the release
+  // before, until the next recount a moment later.
+  const distributor: Distributor = {
+    keepVerifiedTarget: (target, file) => void distribution.keepVerifiedTarget(target, file),
+    distribute: async (run, source) => {
+      await distribution.distribute(run, source);
+      await overview.recount();
+    },
+  };
+  const engine = new Engine({ dataDir, settings, log, distributor, ...(options.consumers ? { consumers: options.consumers } : {}) });
   let startup: Promise<RunRecord>;
   try {
     options.beforeStart?.(engine);

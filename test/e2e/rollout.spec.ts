@@ -201,7 +201,7 @@ test('a canary whose engine cannot load the content halts the rollout: the overv
   await expect(failing).toContainText('charlie: ');
   // In words (the raw error, yara's own, is behind Details).
   const error = (await row(page, 'charlie').getByTestId('agent-error').textContent())!;
-  expect(error).toContain('Yara would not load yara-rules 1');
+  expect(error).toBe('Yara Rules failed (yara would not load yara-rules 1)');
   await expect(failing).toContainText(error);
   await expect(ring(page, 'canary').getByTestId('ring-counts')).toHaveText('0 of 1 current · 1 failed');
   await expect(ring(page, 'broad').getByTestId('ring-state')).toHaveText('held');
