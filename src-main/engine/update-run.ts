@@ -424,11 +424,23 @@ async function followPin(
   if (installed?.version === pin) return { method: 'none', reason: `pinned at ${pin}`, version: pin, result: 'ok' };
   const evidence = ctx.evidence?.read(entry.id, pin);
   if (!ctx.evidence || !evidence) throw new VerificationError(`no signed metadata is kept here for ${entry.id} ${pin}, so it cannot be verified: refused`);
-  const vouched = parseCatalogue(evidence.catalogue).components.find((c) => c.id === entry.id);
-  if (!vouched || vouched.latest !== pin) throw new VerificationError(`the signed metadata kept for ${entry.id} ${pin} does not name that version`);
+  const vouched = vouchedBy(evidence, entry.id, pin);
   const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;
   await activateVouched(ctx, entry, pin, vouched, evidence, offers, now, index, total);
   return { method: 'none', reason, version: pin, result: 'ok' };
+}
+
+/** The catalogue entry kept signed metadata gives `id`, which must name `version`. */
+function vouchedBy(evidence: { catalogue: Buffer }, id: string, version: number): CatalogueComponent {
+  let catalogue: Catalogue;
+  try {
+    catalogue = parseCatalogue(evidence.catalogue);
+  } catch (cause) {
+    throw new VerificationError(`the signed metadata kept for ${id} ${version} is unusable`, { cause });
+  }
+  const vouched = catalogue.components.find((c) => c.id === id);
+  if (!vouched || vouched.latest !== version) throw new VerificationError(`the signed metadata kept for ${id} ${version} does not name that version`);
+  return vouched;
 }
 
 /**
@@ -453,15 +465,7 @@ async function installVouched(
   if (!kept && !fromServer) throw new SourceError(`the server keeps no signed metadata for ${entry.id} ${version}`);
   const evidence = kept ?? { ...fromServer!, root: fs.readFileSync(path.join(ctx.source.metadataDir, 'root.json')) };
   // Checked before anything is downloaded: the server's word alone moves nothing.
-  const catalogue = (() => {
-    try {
-      return parseCatalogue(evidence.catalogue);
-    } catch (cause) {
-      throw new VerificationError(`the signed metadata the server kept for ${entry.id} ${version} is unusable`, { cause });
-    }
-  })();
-  const vouched = catalogue.components.find((c) => c.id === entry.id);
-  if (!vouched || vouched.latest !== version) throw new VerificationError(`the signed metadata kept for ${entry.id} ${version} does not name that version`);
+  const vouched = vouchedBy(evidence, entry.id, version);
   ctx.evidence.verify(entry.id, version, vouched.full.sha256, evidence);
   const method = await activateVouched(ctx, entry, version, vouched, evidence, offers, now, index, total, fromServer);
   const from = installed ? `from ${installed.version} ` : '';
