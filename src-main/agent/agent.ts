@@ -23,6 +23,7 @@ import { isValidVersion } from '../engine/components.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
+import { consumerViews, type ConsumerView } from '../engine/consumers.js';
 import { networkReason } from '../engine/fetcher.js';
 import { bufferedRequest } from '../engine/http.js';
 import { errorCode, explainUnreachable } from '../engine/network.js';
@@ -81,6 +82,8 @@ export interface AgentOptions {
   notify?: BrokerAddress;
   /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
   mirrors?: string[];
+  /** The consumers file: the engines each component is handed to (default: DATA/consumers.json, if any). */
+  consumers?: string;
   log?: (line: string) => void;
   /** For tests: the random source for spreads and jitter. */
   random?: () => number;
@@ -187,6 +190,7 @@ export class Agent {
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
       ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
+      ...(options.consumers ? { consumers: options.consumers } : {}),
       // The agent follows its server's policy (its pins: a rollback there is a rollback here, to a
       // version installed here; its rollout: hold until the agent's ring is reached, for at most
       // --max-hold), and its own pins.
@@ -194,7 +198,7 @@ export class Agent {
         const server = await this.serverPolicy();
         this.runPolicy = server;
         const { hold, holdLapsed } = holdFor(this.orders, server.hold, new Date(), this.maxHoldSeconds);
-        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold, ...(holdLapsed ? { holdLapsed } : {}) };
+        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold, holdAt: server.holdAt, ...(holdLapsed ? { holdLapsed } : {}) };
       },
       familyRemedy: AGENT_FAMILY_REMEDY,
       log: this.log,
@@ -258,8 +262,8 @@ export class Agent {
    * The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. Asked
    * before every run, within its deadline: a server that answers too slowly holds up no run.
    */
-  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean }> {
-    const none = { pins: new Map<string, number>(), hold: false };
+  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean; holdAt: Map<string, number> }> {
+    const none = { pins: new Map<string, number>(), hold: false, holdAt: new Map<string, number>() };
     if (!this.enrollment) return none;
     try {
       const response = await bufferedRequest(this.url(AGENT_PATHS.policy), {
@@ -271,9 +275,9 @@ export class Agent {
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       if (response.status !== 200) return none;
-      const policy = JSON.parse(response.body.toString('utf8')) as Partial<Record<keyof AgentPolicy, unknown>>;
-      const pins = Object.entries(policy.pins ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1]));
-      return { pins: new Map(pins), hold: policy.hold === true };
+      const policy = JSON.parse(response.body.toString('utf8')) as Partial<Record<keyof AgentPolicy, Record<string, unknown> | unknown>>;
+      const versions = (map: unknown) => new Map(Object.entries((map as Record<string, unknown> | undefined) ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
+      return { pins: versions(policy.pins), hold: policy.hold === true, holdAt: versions(policy.holdAt) };
     } catch (error) {
       // Without the server's word, nothing is rolled back or held; an unreachable server is the run's to report.
       if (error instanceof NetworkError && /too slow/.test(error.message)) this.log(`the server's policy: ${describeError(error)}; this run goes on without it (nothing held, nothing pinned by the server)`);
@@ -658,9 +662,11 @@ export class Agent {
               method: changed.some((c) => c.method === 'full') ? 'full' : changed.length ? 'incremental' : 'none',
               bytes: last.bytes,
               ...(last.error ? { error: last.error.slice(0, AGENT_LIMITS.reportErrorChars) } : {}),
+              ...(last.failure ? { failure: { ...last.failure, message: last.failure.message.slice(0, AGENT_LIMITS.reportErrorChars) } } : {}),
             },
           }
         : {}),
+      ...consumersReport(consumerViews(this.options.dataDir, (id) => this.engine.store.active(id))),
       phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
       ...(this.enrollment.trust ? { trust: this.enrollment.trust } : {}),
@@ -685,6 +691,12 @@ function isRootJson(bytes: Buffer): boolean {
   } catch {
     return false;
   }
+}
+
+/** The engines this agent hands its components to, as its report carries them (none: no field). */
+function consumersReport(views: readonly ConsumerView[]): Pick<AgentReport, 'consumers'> {
+  if (!views.length) return {};
+  return { consumers: views.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.failure ? { error: c.failure.message.slice(0, 2000) } : {}) })) };
 }
 
 function safeJson(text: string): unknown {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
-import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, heldRings, Rollout } from '../distribution/rollout.js';
 import { AGENT_TIMING, DEFAULT_AGENT_PORT, describeOrder, isRing, parseJoinString, RINGS, type Ring } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
@@ -68,15 +68,21 @@ export const serveFlags = {
   },
 } as const;
 
+/** The rings a server's rollout holds back now, read from its data directory (their agents count as held). */
+async function heldOn(dataDir: string): Promise<string[]> {
+  const { Settings } = await import('../engine/settings.js');
+  return heldRings(Rollout.read(dataDir), { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout });
+}
+
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
-export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; rings: Record<string, RingCounts>; reminders: Reminder[] } | undefined> {
+export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
   const registry = await AgentRegistry.open(dataDir, { readOnly: true });
   try {
     const now = Date.now();
-    const { counts, rings } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
-    return { counts, rings, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
+    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now, held: await heldOn(dataDir) }));
+    return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
   }
@@ -113,6 +119,18 @@ function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
   if (port === 0) throw new UsageError('--proxy needs a port, e.g. proxy.example:3128');
   const username = typeof values['proxy-user'] === 'string' ? values['proxy-user'] : '';
   return { enabled: true, host, port, username, password: username ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' };
+}
+
+/**
+ * The consumers file a command is to use (--consumers FILE, else DATA/consumers.json if present),
+ * validated now so that a broken one stops the command with the file and entry named (exit 2).
+ */
+export async function consumersFlag(dataDir: string, given: unknown): Promise<string | undefined> {
+  if (given !== undefined && typeof given !== 'string') throw new UsageError('--consumers takes a file');
+  const [{ consumersFileOf }, { loadConsumerConfig }] = await Promise.all([import('../engine/consumers.js'), import('../engine/consumer-config.js')]);
+  const file = consumersFileOf(dataDir, given || undefined);
+  if (file) loadConsumerConfig(file);
+  return file;
 }
 
 export const agentCommands: Record<string, Command> = {
@@ -156,6 +174,9 @@ Options:
                         the server's --notify) instead of a stream held open to the server
   --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
                         in order, then the server itself); reports still go to the server
+  --consumers FILE      the engines that use the components here (clamd, YARA...): each version is
+                        checked, placed, reloaded and probed before it becomes active (default:
+                        DIR/consumers.json if there is one; see docs/consumers.md)
 
 The rollout ring is the operator's choice, not the agent's: the join string of \`bulwark agents
 token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` moves an agent.`,
@@ -172,9 +193,11 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
       notify: { type: 'string' },
       mirror: { type: 'string', multiple: true },
       ring: { type: 'string' },
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
+      const consumers = await consumersFlag(dataDir, values.consumers);
       const server = required(values, 'server');
       checkServerUrl(server);
       const trustedRoot = typeof values['trusted-root'] === 'string' ? values['trusted-root'] : undefined;
@@ -203,7 +226,9 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
         ...(proxy ? { proxy } : {}),
         ...(notify ? { notify } : {}),
         ...(mirrors.length ? { mirrors } : {}),
+        ...(consumers ? { consumers } : {}),
       });
+      if (consumers) stamp(`handing components to their engines as ${consumers} says`);
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
       try {
@@ -234,15 +259,16 @@ bulwark agents ring NAME|ID RING --data DIR
 bulwark agents remove NAME|ID --data DIR
 
 Works while the server runs. \`list\` shows each agent's id, name, address and family, component
-versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
-seen and its last result. \`token\` prints the join string new agents enroll with, alone on its last
-line (bulwark agent --token JOIN): the ring's enrollment token and the SHA-256 of the vendor's
-root.json this server trusts, so an agent checks the root the server hands out instead of trusting
-it. Each ring has its own token: agents enroll into the ring of theirs (broad by default) and
-cannot choose another. --rotate replaces the ring's token (enrolled agents keep working, new ones
-need the new join string). \`ring\` moves one agent to a rollout ring: canary (gets each release
-first), early, or broad (after the others). \`remove\` forgets an agent (a machine taken out of
-service): its credential is refused from then on. An agent is named by its id (the first 8
+versions, state (current, held by the rollout, outdated, notified, updating, failed, unreachable),
+when it was last seen, its last result, and the engines its components are handed to. \`token\`
+prints the join string new agents enroll with, alone on its last line (bulwark agent --token JOIN):
+the ring's enrollment token and the SHA-256 of the vendor's root.json this server trusts, so an
+agent checks the root the server hands out instead of trusting it. Each ring has its own token:
+agents enroll into the ring of theirs (broad by default) and cannot choose another. --rotate
+replaces the ring's token (enrolled agents keep working, new ones need the new join string).
+\`ring\` moves one agent to a rollout ring: canary (gets each release first), early, or broad
+(after the others). \`remove\` forgets an agent (a machine taken out of service): its credential
+is refused from then on. An agent is named by its id (the first 8
 characters that \`list\` shows are enough) or by its name when no other agent has it.
 
 Options:
@@ -335,7 +361,7 @@ Options:
       try {
         const release = Distribution.readCurrent(dataDir);
         // One moment for the counts and the rows, so they agree.
-        const basis = { release, now: Date.now() };
+        const basis = { release, now: Date.now(), held: await heldOn(dataDir) };
         const { counts } = pictureOf(await registry.tally(basis));
         if (values.json) {
           // Streamed: 100,000 agents are written as SQLite makes their JSON, never held all at once.
@@ -354,7 +380,7 @@ Options:
           out(']}');
           return 0;
         }
-        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
+        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.held} held by the rollout, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
         await registry.eachListed(basis, (rows) => {
           for (const json of rows) {
             const row = JSON.parse(json.toString('utf8')) as AgentListed;
@@ -364,6 +390,7 @@ Options:
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${visible(row.lastRun.error, 300)}` : ''}` : 'no run yet';
             out(`  ${shortId(row.id)}  ${visible(row.name, 100).padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
             out(`  ${''.padEnd(8)}  ${versions}`);
+            for (const c of row.consumers ?? []) out(`  ${''.padEnd(8)}  ${c.id} → ${visible(c.engine, 64)}: ${c.active ? 'has the active version' : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet'}${c.error ? ` (${visible(c.error, 300)})` : ''}`);
             for (const order of row.orders ?? []) out(`  ${''.padEnd(8)}  ${visible(describeOrder(order), 400)}`);
             if (row.trust === 'first-server') out(`  ${''.padEnd(8)}  INSECURE: trusts the root.json its server handed out at enrollment, unchecked (--insecure-trust-first-server)`);
           }
@@ -424,7 +451,7 @@ Options:
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
-        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now() })).rings;
+        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now(), held: heldRings(state, settings) })).rings;
       } finally {
         await registry.close();
       }
@@ -439,6 +466,9 @@ Options:
     else if (!state) out('No release has been rolled out yet.');
     else out(`Release ${state.release}: ${state.halted ? `HALTED at ${state.stage} since ${state.halted.at} — ${state.halted.reason}` : `${state.stage} released since ${state.stageSince}`}; soak ${settings.soakSeconds} s`);
     for (const r of rings) out(`  ${r.ring.padEnd(7)} ${r.released ? 'released' : 'held    '}  ${r.current}/${r.agents} current${r.failed ? `, ${r.failed} failed` : ''}`);
+    // The agents' names, engines and errors are their words: made visible text.
+    const content = state?.halted?.content;
+    if (content) out(`  ${content.component ?? 'the content'}${content.version !== undefined ? ` ${content.version}` : ''} failed to load in ${visible(content.engine ?? 'its engine', 64)} (${content.stage ?? 'check'}) on ${content.agents.map((a) => visible(a, 100)).join(', ')}: ${visible(content.message, 300)}`);
     for (const f of state?.halted?.failing ?? []) out(`  failing: ${visible(f.name, 100)}: ${visible(f.error, 300)}`);
     return 0;
   },

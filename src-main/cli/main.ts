@@ -13,7 +13,8 @@ import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { parseListen } from '../server/listen.js';
 import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
-import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
+import { agentCommands, agentsAtAGlance, consumersFlag, rolloutCommand, serveFlags } from './agents.js';
+import { consumersCommand } from './consumers.js';
 import { componentCommand } from './component.js';
 import { closest, dataOption, err, existingDataDir, out, parseProblem, required, type Command } from './command.js';
 
@@ -171,15 +172,17 @@ Options:
     usage: `bulwark update --data DIR [--source URL --trusted-root FILE] [--json]
 
 Refreshes the signed metadata, then installs each component's latest version by incremental
-pattern where possible and by full file otherwise. --source and --trusted-root are saved in the
-settings (as serve saves them; a new data directory is made for them); without them, the source in
-the settings is used. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
-which then hands the result to the agents — and prints the result. Exits 1 if any component failed.
+pattern where possible and by full file otherwise. Without --source, the source in the settings is
+used. --source and --trusted-root are used for this update and saved in the settings once it
+succeeds (or at once when DIR has no source yet, so the next serve retries it): a source that fails
+never replaces a working one. A new data directory is made for them. When a server (or an agent)
+runs on DIR, asks it to update now — joining its run, which then hands the result to the agents —
+and prints the result. Exits 1 if any component failed, 2 if no source is given or set.
 
 Options:
   --data DIR            data directory (store, history, settings)
-  --source URL          update source base URL (saved in the settings)
-  --trusted-root FILE   the source's root.json (saved in the settings)
+  --source URL          update source base URL (saved once an update with it succeeds)
+  --trusted-root FILE   the source's root.json (saved with --source)
   --json                print one JSON object: result, bytes, components`,
     options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
@@ -189,15 +192,20 @@ Options:
       const dataDir = source ? required(values, 'data') : existingDataDir(values);
       const { Engine, summarize } = await import('../engine/engine.js');
       const settings = await openSettings(dataDir);
-      const engine = new Engine({ dataDir, settings });
+      // A source given here is tried before it is kept: a failed update loses nothing, and a working
+      // source in the settings is not replaced by one that does not work.
+      const engine = new Engine({ dataDir, settings, ...(source ? { source } : {}) });
       let record: RunRecord;
       try {
-        // Saved like serve saves it (once this process holds the directory), so the next serve or
-        // update on DIR uses the same source.
         record = source
-          ? await engine.withLock(() => {
-              settings.set('source', source);
-              return engine.update('manual');
+          ? await engine.withLock(async () => {
+              const run = await engine.update('manual');
+              const saved = settings.data.source;
+              if (run.result === 'ok' || !saved.url) settings.set('source', source);
+              else if (saved.url !== source.url || saved.trustedRoot !== source.trustedRoot) {
+                err(`bulwark update: the settings keep their source (${saved.url}); the one given is saved once an update with it succeeds`);
+              }
+              return run;
             })
           : await engine.runOnce();
       } catch (error) {
@@ -212,7 +220,9 @@ Options:
       // A failure is for stderr, where scripts and people look for it.
       else if (record.result === 'ok') out(summarize(record));
       else err(summarize(record));
-      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE') return 2;
+      // No source given or set is a wrong command line, unless a damaged settings file just lost it:
+      // then the command was right, and the work failed.
+      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE' && !settings.recovered) return 2;
       return record.result === 'ok' ? 0 : 1;
     },
   },
@@ -245,17 +255,14 @@ Options:
       // The installation in one line, as the console and the tray say it (console/words.ts).
       const { headline } = await import('../engine/words.js');
       const engineNow = running ? running.state : last?.result === 'failed' ? { type: 'failed', ...(last.errorCode ? { code: last.errorCode } : {}), ...(last.error ? { error: last.error } : {}) } : { type: 'idle' };
-      const [{ Rollout }, { RINGS }] = await Promise.all([import('../distribution/rollout.js'), import('../protocol/agent-protocol.js')]);
+      const { Rollout } = await import('../distribution/rollout.js');
       const rollout = enrollment ? undefined : Rollout.read(dataDir);
-      const ringsOn = settings.data.distribution.rollout?.enabled ?? true;
-      const released = (ring: string) => !ringsOn || !rollout || RINGS.indexOf(ring as never) <= RINGS.indexOf(rollout.stage);
-      let held = 0;
-      for (const [ring, r] of Object.entries(agents?.rings ?? {})) if (!released(ring)) held += Math.max(0, r.agents - r.current - r.failed);
       const said = headline({
         engine: engineNow,
         neverUpdated: !last && status.components.length === 0,
         sourceSet: !!settings.data.source.url,
-        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held, halted: rollout?.halted ?? null } : null,
+        // Agents held back by the rollout are counted apart (agent-status.ts), never as outdated.
+        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held: agents.counts.held, halted: rollout?.halted ?? null } : null,
         nameOf: (id) => componentInfo(id).name,
         now: Date.now(),
       });
@@ -281,6 +288,7 @@ Options:
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         cooldownUntil: status.cooldownUntil,
         problems: status.problems,
+        consumers: status.consumers,
         ...(agents ? { agents: agents.counts } : {}),
         reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };
@@ -301,10 +309,16 @@ Options:
       const behind = ordered ? `, but kept behind the vendor's latest by the server (${ordered === 1 ? 'the order' : 'the orders'} above)` : '';
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}${behind}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
-      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
+      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.held} held by the rollout, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);
+      if (report.consumers.length) out('Engines the components are handed to:');
+      for (const c of report.consumers) {
+        const where = c.active ? `has the active version${c.version !== null ? ` (${c.version})` : ''}` : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet';
+        out(`  ${c.id} → ${c.engine} (${c.path}): ${where}`);
+        if (c.failure) out(`    ${c.failure.version} ${c.failure.kind === 'content' ? 'refused' : 'failed'} at ${c.failure.stage} (${c.failure.at}): ${c.failure.message}`);
+      }
       return 0;
     },
   },
@@ -314,6 +328,7 @@ Options:
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
               [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS] [--agent-threads N|auto]
+              [--consumers FILE]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -340,7 +355,9 @@ Options:
                              (default 900)
   --agent-threads N|auto     threads that take the agents' connections off the main thread; 0: the
                              main thread answers them (auto: one per core, up to 4, once 1,000
-                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)`,
+                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)
+  --consumers FILE           engines on this machine that use the components (default: DIR/consumers.json
+                             if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       source: { type: 'string' },
@@ -349,11 +366,13 @@ Options:
       console: { type: 'boolean' },
       listen: { type: 'string' },
       ...serveFlags.options,
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = required(values, 'data');
       // Check every flag before saving any, so a refused command line changes nothing.
       const source = await sourceFlags(values);
+      const consumers = await consumersFlag(path.resolve(dataDir), values.consumers);
       const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
@@ -365,7 +384,7 @@ Options:
       if (schedule) settings.set('schedule', schedule);
       if (distribution) settings.set('distribution', distribution);
       const { serve } = await import('./serve.js');
-      return serve(dataDir, settings, values.console ? { console: listen } : {});
+      return serve(dataDir, settings, { ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
     },
   },
 
@@ -406,6 +425,7 @@ Options:
   ...agentCommands,
   component: componentCommand,
   rollout: rolloutCommand,
+  consumers: consumersCommand,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',
@@ -631,6 +651,6 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
-    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
+    return error instanceof UsageError || (error instanceof BulwarkError && (error.code === 'ERR_SETTINGS' || error.code === 'ERR_CONSUMER_CONFIG')) ? 2 : 1;
   }
 }

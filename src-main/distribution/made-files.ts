@@ -10,7 +10,8 @@
 // Requests are unauthenticated (the files are public, like the signed ones), so what a request can
 // make is bounded (admission, before anything is built):
 //   - only toward the current release's version of a component, and only from an older version kept
-//     with it: at most 15 files per component per release, whatever is asked;
+//     with it: at most 15 files per component per release, whatever is asked (and the full file of the
+//     last release that passed the rollout, which held agents take);
 //   - each at most once ever: a build leaves a mark beside its file (<name>.sha256 when made,
 //     <name>.failed when not), and a file that is gone or damaged later is not made again;
 //   - at most MAX_QUEUED_BUILDS waiting: beyond, MadeQueueFull (the agent takes another way meanwhile).
@@ -31,6 +32,8 @@ export interface KeptVersion {
   file: string;
   /** The current release's version of its component: what made files lead to. */
   latest: boolean;
+  /** The version of the last release that passed the rollout: a full file of it is made too (for held agents). */
+  passed?: boolean;
 }
 
 /** Builds waiting at most: one release needs at most 15 per component, one at a time. */
@@ -82,8 +85,8 @@ export class MadeFiles {
     const [, baseSha, targetSha, kind] = match;
     if ((kind === 'patch') !== (baseSha !== undefined)) return false;
     const target = this.lookup(id, targetSha!);
+    if (baseSha === undefined) return target?.latest === true || target?.passed === true;
     if (!target?.latest) return false;
-    if (baseSha === undefined) return true;
     const base = this.lookup(id, baseSha);
     return base !== undefined && !base.latest && base.version < target.version;
   }

@@ -1,6 +1,7 @@
 // The installation in words, for the console, the tray and `bulwark status` alike: one headline for
 // server and fleet with the worst thing first, and failures said plainly (the raw text stays behind a
 // "Details" disclosure and in the history). Pure: no Node, imported by the renderer too.
+import { componentInfo } from './components.js';
 
 export type HeadlineTone = 'ok' | 'busy' | 'warning' | 'error' | 'setup';
 
@@ -20,11 +21,12 @@ export interface HeadlineInput {
     enabled: boolean;
     error?: string | undefined;
     counts: { total: number; current: number; outdated: number; updating: number; failed: number; unreachable: number };
-    /** Outdated only because the rollout has not reached their ring (counted in `outdated` too). */
+    /** Held back by the rollout (their ring not reached yet): not in `outdated`. */
     held: number;
     /** Since when the outdated agents (not held) lack what the server serves; null when unknown. */
     outdatedSince?: string | null;
-    halted?: { reason: string } | null;
+    /** A halted rollout: why, and for content an engine would not load, which and where. */
+    halted?: { reason: string; content?: { component?: string; version?: number; engine?: string } } | null;
   } | null;
   nameOf: (id: string) => string;
   now: number;
@@ -49,7 +51,7 @@ export function updateFailure(code: string | undefined, error = ''): string {
     case 'ERR_PROXY_AUTH':
       return 'the proxy refused the user name or password';
     case 'ERR_METADATA':
-      return "the update source's signatures do not verify";
+      return /signed metadata has expired/.test(error) ? "the update source's signed metadata has expired" : "the update source's signatures do not verify";
     case 'ERR_HTTP':
       return /HTTP 404/.test(error) ? 'the update source lacks a file it lists' : 'the update source answered with an error';
     case 'ERR_COOLDOWN':
@@ -91,10 +93,12 @@ function systemWords(error: string): string | undefined {
  * "nothing answers at that address". The raw text is for the Details disclosure.
  */
 export function plainError(error: string, code?: string): string {
+  const consumer = consumerWords(error);
+  if (consumer) return consumer;
   const system = systemWords(error);
   if (system) return system;
   if (/ECONNREFUSED|connection refused/i.test(error)) return 'nothing answers at that address (connection refused)';
-  if (/ENOTFOUND|EAI_AGAIN|does not resolve|getaddrinfo/i.test(error)) return 'the host name does not resolve';
+  if (/ENOTFOUND|EAI_AGAIN|does not resolve|getaddrinfo|host name not found/i.test(error)) return 'the host name does not resolve';
   if (/ETIMEDOUT|timed? ?out|UND_ERR_.*TIMEOUT/i.test(error)) return 'no answer in time';
   if (/EHOSTUNREACH|ENETUNREACH|unreachable/i.test(error)) return 'the network cannot reach it';
   if (/certificate|TLS|SSL/i.test(error)) return 'its TLS certificate is not trusted';
@@ -108,6 +112,30 @@ export function plainError(error: string, code?: string): string {
   // No known cause: its first clause, without file paths.
   const first = error.split(/: /)[0]!.replace(/\s\/\S+/g, ' a file').trim();
   return first.length > 90 ? `${first.slice(0, 89)}…` : first || 'failed';
+}
+
+/** An engine that would not take a version (engine/consumers.ts's messages), in words; undefined for other errors. */
+function consumerWords(error: string): string | undefined {
+  const check = /(\S+) refused ([a-z0-9][a-z0-9-]*) (\d+) at its check/.exec(error);
+  if (check) return `${check[1]} would not load ${check[2]} ${check[3]}`;
+  const before = /([a-z0-9][a-z0-9-]*) (\d+) was refused by (\S+) at /.exec(error);
+  if (before) return `${before[3]} would not load ${before[1]} ${before[2]}`;
+  const reload = /(\S+) did not reload ([a-z0-9][a-z0-9-]*) (\d+)/.exec(error);
+  if (reload) return `${reload[1]} did not reload ${reload[2]} ${reload[3]}`;
+  const health = /(\S+) failed its health probe with ([a-z0-9][a-z0-9-]*) (\d+)/.exec(error);
+  if (health) return `${health[1]} failed its health probe with ${health[2]} ${health[3]}`;
+  return undefined;
+}
+
+/**
+ * A run's failure in words that keep which components failed: a run record's error reads
+ * "<id>[, <id>…] failed: <the first one's error>", said as "Virus Pattern failed (its disk is
+ * read-only)". Any other error is plainError's.
+ */
+export function runFailureWords(error: string, code?: string): string {
+  const failed = /^([a-z0-9][a-z0-9_-]*(?:, [a-z0-9][a-z0-9_-]*)*) failed: ([\s\S]+)$/.exec(error);
+  if (!failed) return plainError(error, code);
+  return `${failed[1]!.split(', ').map((id) => componentInfo(id).name).join(', ')} failed (${plainError(failed[2]!, code)})`;
 }
 
 /** What the server itself is doing, in words (the engine's state). */
@@ -135,6 +163,10 @@ export function headline(input: HeadlineInput): Headline {
   const { engine, agents } = input;
   const counts = agents?.counts;
   if (!input.sourceSet && input.neverUpdated) return { tone: 'setup', text: 'Set up: choose an update source' };
+  if (agents?.halted?.content?.component) {
+    const { component, version, engine: by } = agents.halted.content;
+    return { tone: 'error', text: `Rollout halted: ${component}${version !== undefined ? ` ${version}` : ''} failed to load in ${by ?? 'its engine'}` };
+  }
   if (agents?.halted) {
     const reason = agents.halted.reason.replace(/ with release \d+.*$/, '');
     return { tone: 'error', text: /operator/.test(reason) ? 'Rollout halted by the operator' : `Rollout halted: ${reason}` };
@@ -145,7 +177,7 @@ export function headline(input: HeadlineInput): Headline {
   const busy = engine.type !== 'idle';
   if (busy) return { tone: 'busy', text: serverWords(engine, input.nameOf, input.neverUpdated) };
   if (counts?.unreachable) return { tone: 'warning', text: `${plural(counts.unreachable, 'agent')} not heard from` };
-  const behind = counts ? counts.outdated - (agents?.held ?? 0) : 0;
+  const behind = counts ? counts.outdated : 0;
   if (counts && behind > 0) {
     const since = agents?.outdatedSince ? input.now - Date.parse(agents.outdatedSince) : NaN;
     return { tone: 'warning', text: `${plural(behind, 'agent')} out of date${since >= 3_600_000 ? ` for ${roughSpan(since)}` : ''}` };

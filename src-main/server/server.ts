@@ -18,7 +18,8 @@ import { AgentRegistry } from '../distribution/registry.js';
 import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { Engine, pinnedVersions } from '../engine/engine.js';
+import { Engine, pinnedVersions, type Distributor } from '../engine/engine.js';
+import { Evidence } from '../engine/evidence.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
@@ -68,6 +69,8 @@ export interface ServerOptions {
   applyStartAtLogin?: (enabled: boolean) => void;
   /** Called with the engine before it starts, so a host's listeners see the start-up run. */
   beforeStart?: (engine: Engine) => void;
+  /** The consumers file: engines on this machine that use the components (default: DATA/consumers.json, if any). */
+  consumers?: string;
 }
 
 export interface BulwarkServer {
@@ -98,16 +101,32 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const { dataDir, settings, log } = options;
   const registry = await AgentRegistry.open(dataDir);
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
-  const overview = new AgentsOverview(registry, distribution, log);
+  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  distribution.passedVersions = () => rollout.passedVersions();
+  const overview = new AgentsOverview(registry, distribution, log, () => rollout.heldRings());
   await overview.start();
+  // Agents of a ring held back, or released, count differently.
+  rollout.on('change', () => overview.changed());
   const ringSizes = (ring: string) => overview.ring(ring).agents;
   // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
   // reached sees the release unheld.
-  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  const versionsOf = (release: Release | undefined) => Object.fromEntries((release?.index.components ?? []).map((c) => [c.id, c.version]));
+  let served = versionsOf(distribution.current());
   distribution.on('release', (release, { news }) => {
-    if (news) rollout.start(release.index.release, ringSizes);
+    if (news) rollout.start(release.index.release, ringSizes, versionsOf(release), served);
+    served = versionsOf(release);
   });
-  const engine = new Engine({ dataDir, settings, log, distributor: distribution });
+  // The agents are recounted against a new release before the engine turns idle: otherwise the
+  // headline (console, tray, status) would say the fleet is current, counted against the release
+  // before, until the next recount a moment later.
+  const distributor: Distributor = {
+    keepVerifiedTarget: (target, file) => void distribution.keepVerifiedTarget(target, file),
+    distribute: async (run, source) => {
+      await distribution.distribute(run, source);
+      await overview.recount();
+    },
+  };
+  const engine = new Engine({ dataDir, settings, log, distributor, ...(options.consumers ? { consumers: options.consumers } : {}) });
   let startup: Promise<RunRecord>;
   try {
     options.beforeStart?.(engine);
@@ -145,6 +164,8 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
+          passedVersions: () => rollout.passedVersions(),
+          evidence: new Evidence(dataDir),
           log,
           fileThreads: threads,
         },
