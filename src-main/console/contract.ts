@@ -173,8 +173,8 @@ export interface AgentView {
   consumers: { id: string; engine: string; version: number | null; active: boolean; error?: string }[];
   /** How it came to trust the vendor's root, as it reports ('first-server': unchecked, insecure); null when it does not say. */
   trust: 'join-string' | 'trusted-root' | 'first-server' | null;
-  /** What it reports the server keeps it at below the vendor's latest, for people ("virus-pattern pinned by the server at 175 since …"). */
-  orders: string[];
+  /** What it reports the server keeps it at below the vendor's latest: a few words ("virus-pattern pinned by the server at 175"), and in full ("… since …; the vendor's latest is 177"). */
+  orders: { short: string; text: string }[];
 }
 
 /** One run of an agent, as it reported it. */

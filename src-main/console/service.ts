@@ -25,7 +25,7 @@ import { shortId } from '../distribution/agent-status.js';
 import { headline, runFailureWords, type Headline } from '../engine/words.js';
 import { AuditLog, type Actor } from '../engine/audit.js';
 import { DEFAULT_ROLLOUT, type Rollout } from '../distribution/rollout.js';
-import { describeOrder, isRing, type AgentLastRun, type Ring } from '../protocol/agent-protocol.js';
+import { describeOrder, isRing, orderLabel, type AgentLastRun, type Ring } from '../protocol/agent-protocol.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
 import { visible } from '../distribution/untrusted.js';
@@ -717,7 +717,7 @@ function agentView(row: AgentListed): AgentView {
     held: row.state === 'held',
     consumers: row.consumers.map((c) => ({ id: c.id, engine: visible(c.engine, 64), version: c.version, active: c.active, ...(c.error ? { error: visible(c.error, 2000) } : {}) })),
     trust: row.trust,
-    orders: (row.orders ?? []).map((order) => visible(describeOrder(order), 400)),
+    orders: (row.orders ?? []).map((order) => ({ short: visible(orderLabel(order), 120), text: visible(describeOrder(order), 400) })),
   };
 }
 

@@ -230,6 +230,20 @@ export function describeOrder(order: ServerOrder): string {
   }
 }
 
+/** An order in a few words, for a table's cell ("virus-pattern pinned by the server at 175"). */
+export function orderLabel(order: ServerOrder): string {
+  switch (order.order) {
+    case 'hold':
+      return `${order.id} held by the server`;
+    case 'wait':
+      return `${order.id} waiting for the server`;
+    case 'pin':
+      return `${order.id} pinned by the server at ${order.version}`;
+    case 'hold-lapsed':
+      return `${order.id}: hold lapsed`;
+  }
+}
+
 /** The server's answer to a report. */
 export interface ReportAnswer {
   release: number;
