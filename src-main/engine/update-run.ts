@@ -55,7 +55,7 @@ export interface RunContext {
   offers?: () => Promise<ServerOffers | undefined>;
   /** Servers: a signed target was downloaded and verified (kept for relaying to agents). */
   onVerifiedTarget?: (target: string, file: string) => void;
-  /** Check every active file by its SHA-256 before the run (a process's first run); by size and time otherwise. */
+  /** Check every active file by its SHA-256 before the run (at start-up and daily); by size, time and inode otherwise. */
   verifyStore?: boolean;
   /** Pinned components and the version each stays at (this store's own pins, or an agent's server's). */
   pins?: ReadonlyMap<string, number>;
@@ -112,7 +112,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   }
 
   // A damaged or missing active file, or a damaged record of it, is repaired by this run (in full) and said.
-  const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false).map((p) => [p.id, p]));
+  const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false, now()).map((p) => [p.id, p]));
 
   const runs: ComponentRun[] = [];
   const total = catalogue.components.length;
