@@ -9,7 +9,8 @@ import sqlite3 from 'sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { versionsJson, type AgentState, type StateBasis } from '../src-main/distribution/agent-status.js';
 import { agentReminders, pictureOf } from '../src-main/distribution/overview.js';
-import { AgentRegistry, type AgentLastRun, type AgentListed, type AgentPageQuery, type AgentReport, type AgentSort } from '../src-main/distribution/registry.js';
+import { AgentRegistry, type AgentListed, type AgentPageQuery, type AgentSort } from '../src-main/distribution/registry.js';
+import type { AgentLastRun, AgentReport } from '../src-main/protocol/agent-protocol.js';
 import type { Release } from '../src-main/distribution/release.js';
 import { tempDir } from './helpers/fixtures.js';
 

@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
-import { parseBrokerUrl } from '../distribution/broker.js';
-import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
+import { isRing, RINGS } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
@@ -13,7 +13,7 @@ import type { Reminder } from '../engine/reminders.js';
 import type { AgentListed } from '../distribution/registry.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
-import { parseListen } from '../server/listen.js';
+import { parseBrokerUrl, parseListen } from '../server/listen.js';
 import { dataOption, err, integerFlag, out, required, untilSignal, type Command } from './command.js';
 
 /** The registry and what its listings need: the current release and the overview's arithmetic. */
@@ -203,7 +203,7 @@ Options:
         const [agent, ring, ...more] = extra;
         if (!agent || !ring || more.length) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        let moved = await (await import('../server/control.js')).callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
+        let moved = await (await import('../engine/control.js')).callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
           throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
         });
         if (!moved) {
@@ -300,7 +300,7 @@ Options:
     if (extra.length || !['status', 'promote', 'halt', 'resume'].includes(action ?? '')) throw new UsageError('use: bulwark rollout status|promote|halt|resume --data DIR');
     if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
     if (action !== 'status') {
-      const state = await (await import('../server/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
+      const state = await (await import('../engine/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
         throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
       });
       if (!state) throw new UsageError(`no Bulwark server runs on ${dataDir}: start it (bulwark serve) to ${action} its rollout`);

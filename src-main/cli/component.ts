@@ -23,7 +23,7 @@ async function change(dataDir: string, request: ComponentChange): Promise<RunRec
   } catch (error) {
     if (!(error instanceof BusyError)) throw error;
     // A server (or agent) holds the directory: it makes the change, between its updates.
-    const record = await (await import('../server/control.js')).callControl<RunRecord>(dataDir, 'change', request).catch((refusal: unknown) => {
+    const record = await (await import('../engine/control.js')).callControl<RunRecord>(dataDir, 'change', request).catch((refusal: unknown) => {
       throw refusal instanceof BulwarkError && refusal.code === 'ERR_USAGE' ? new UsageError(refusal.message) : refusal;
     });
     if (!record) throw error;

@@ -11,7 +11,8 @@ import { BulwarkError, BusyError, describeError, UsageError } from '../engine/er
 import type { RunRecord } from '../engine/history.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
-import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
+import { parseListen } from '../server/listen.js';
+import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
 import { dataOption, err, out, required, type Command } from './command.js';
@@ -163,7 +164,7 @@ Options:
       } catch (error) {
         // A server (or agent) holds this data directory: ask it to update now, joining its run.
         if (!(error instanceof BusyError) || source) throw error;
-        const joined = await (await import('../server/control.js')).requestUpdate(dataDir);
+        const joined = await (await import('../engine/control.js')).requestUpdate(dataDir);
         if (!joined) throw error;
         record = joined;
       }
@@ -387,8 +388,8 @@ Options:
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
-      const { runDemo } = await import('../demo/demo.js');
-      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, ...(values.console ? { console: listen } : {}) });
+      const [{ runDemo }, { serve }] = await Promise.all([import('../demo/demo.js'), import('./serve.js')]);
+      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, serve, ...(values.console ? { console: listen } : {}) });
     },
   },
 };

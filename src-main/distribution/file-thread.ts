@@ -7,7 +7,8 @@
 // does it on one core (docs/benchmarks.md).
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
-import { AfterBurst, agentHttpServer, agentRequestListener, cacheRelease, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { PING_MS } from '../protocol/agent-protocol.js';
+import { AfterBurst, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */

@@ -16,39 +16,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { BulwarkError, StoreError } from '../engine/errors.js';
+import type { AgentComponent, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
 import { SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
-export type Family = 4 | 6;
 export type AgentPhase = 'idle' | 'notified' | 'updating';
-
-export interface AgentComponent {
-  id: string;
-  version: number;
-  sha256?: string;
-  method?: string;
-}
-
-export interface AgentLastRun {
-  result: 'ok' | 'failed';
-  at: string;
-  trigger?: string;
-  /** How the changed components arrived: incremental, full, or none (nothing new). */
-  method?: string;
-  bytes: number;
-  error?: string;
-}
-
-/** What an agent says about itself, after every run and on a heartbeat. */
-export interface AgentReport {
-  name: string;
-  hostname: string;
-  addresses: { address: string; family: Family }[];
-  components: AgentComponent[];
-  lastRun?: AgentLastRun;
-  phase: 'idle' | 'updating';
-  /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
-  pollSeconds: number;
-}
 
 export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase'> {
   id: string;

@@ -12,7 +12,7 @@ import { FileError, SettingsError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import { cronFor, DEFAULT_SCHEDULE, describeSchedule, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
 import { checkSourceUrl } from './source.js';
-import { DEFAULT_AGENT_PORT } from '../server/listen.js';
+import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 
 export interface SourceSetting {
   /** Base URL of the update source; empty means none configured yet. */

@@ -1,8 +1,7 @@
-// Listening addresses as people write them: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0".
+// Addresses as people write them: where to listen ("127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0") and
+// which MQTT broker to announce releases through ("mqtt://broker.example:1883/bulwark/releases").
 import { UsageError } from '../engine/errors.js';
-
-/** The agents' port when none is set. */
-export const DEFAULT_AGENT_PORT = 8470;
+import type { BrokerAddress } from '../protocol/broker.js';
 
 export interface ListenAddress {
   host: string;
@@ -23,4 +22,18 @@ export function parseListen(text: string, what = '--listen'): ListenAddress {
 /** The form parseListen reads. */
 export function formatListen({ host, port }: ListenAddress): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Parse "mqtt://HOST:PORT/TOPIC" (mqtts for TLS); `what` names the flag in errors. */
+export function parseBrokerUrl(text: string, what = '--notify'): BrokerAddress {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`${what} "${text}" is not a URL; write mqtt://HOST:PORT/TOPIC`);
+  }
+  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new UsageError(`${what} must be an mqtt:// or mqtts:// URL, e.g. mqtt://broker.example:1883/bulwark/releases`);
+  const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!topic || /[#+]/.test(topic)) throw new UsageError(`${what} needs a topic without wildcards after the address, e.g. mqtt://broker.example:1883/bulwark/releases`);
+  return { url: `${url.protocol}//${url.host}`, topic };
 }

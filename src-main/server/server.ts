@@ -13,16 +13,17 @@ import { ConsoleService } from '../console/service.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
-import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
+import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
-import { DEFAULT_ROLLOUT, isRing, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
 import { ComponentStore } from '../engine/store.js';
-import { startControl } from './control.js';
-import { DEFAULT_AGENT_PORT, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { startControl } from '../engine/control.js';
+import { formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
 
 export interface ServerOptions {
   dataDir: string;

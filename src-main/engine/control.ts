@@ -12,14 +12,14 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type http from 'node:http';
-import { createServer } from '../engine/node-http.js';
+import { createServer } from './node-http.js';
 import os from 'node:os';
 import path from 'node:path';
-import type { ComponentChange } from '../engine/engine.js';
-import { BulwarkError, describeError, type BulwarkErrorCode } from '../engine/errors.js';
-import type { RunRecord } from '../engine/history.js';
-import { bufferedRequest } from '../engine/http.js';
-import { Agent } from '../engine/undici.js';
+import type { ComponentChange } from './engine.js';
+import { BulwarkError, describeError, type BulwarkErrorCode } from './errors.js';
+import type { RunRecord } from './history.js';
+import { bufferedRequest } from './http.js';
+import { Agent } from './undici.js';
 
 /** Unix socket paths are limited to about 100 bytes: long data directories get one in the temp dir. */
 export function controlPath(dataDir: string): string {
