@@ -7,7 +7,8 @@
 //
 // Everything measured is the shipped code: `publish()` from out/main/publisher/publisher.js at its
 // defaults (it chooses each file's coding), `decompressFull` and the store from out/main/engine.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -90,7 +91,21 @@ function xz9(file) {
 
 async function main() {
   fs.mkdirSync(WORK, { recursive: true });
-  const results = { date: new Date().toISOString(), loadStart: loadavg(), node: process.version, incrementals: [], full: [] };
+  // --resume: take the parts a previous run finished (saved in .bench/limits/partial.json) and go on from there.
+  const partialFile = path.join(WORK, 'partial.json');
+  const resumed = process.argv.includes('--resume') && fs.existsSync(partialFile) ? JSON.parse(fs.readFileSync(partialFile, 'utf8')) : undefined;
+  const results = resumed ?? { date: new Date().toISOString(), loadStart: loadavg(), node: process.version, incrementals: [], full: [] };
+  if (!resumed) await codecParts(results);
+  fs.writeFileSync(partialFile, JSON.stringify(results, null, 1));
+  await updatePart(results);
+  results.loadEnd = loadavg();
+  results.durationS = (Date.now() - new Date(results.date).getTime()) / 1000;
+  fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify(results, null, 1));
+  writeReport(report(results));
+  log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
+}
+
+async function codecParts(results) {
 
   // 1. Record-aware incrementals on real lists, 1, 2 and 5 hops to the latest release; 2. their full files.
   for (const list of LISTS) {
@@ -158,24 +173,26 @@ async function main() {
     bytes: latest.bytes,
   };
 
-  // No-change update of the 66 MB store: install once, then one-shot runs (a fresh Engine each, as `bulwark update`).
+  results.geo = { out: published.out, bytes: latest.bytes };
+}
+
+/** No-change update of the 66 MB store: install once, then one-shot runs (a fresh Engine each, as `bulwark update`). */
+async function updatePart(results) {
+  const published = { out: results.geo.out };
+  const latest = { bytes: results.geo.bytes };
   log('GeoLite2-City: no-change updates of the installed store');
   const server = await listen(staticHandler(published.out), '127.0.0.1', 0);
   const dataDir = path.join(WORK, 'update-data');
   fs.rmSync(dataDir, { recursive: true, force: true });
   const rootFile = path.join(published.out, 'root.json');
-  const install = JSON.parse(execFileSync(process.execPath, [path.join(ROOT, 'bin', 'bulwark.js'), 'update', '--data', dataDir, '--source', server.url, '--trusted-root', rootFile, '--json'], { encoding: 'utf8' }));
+  // (Asynchronously: the source is served from this process.)
+  const run = promisify(execFile);
+  const install = JSON.parse((await run(process.execPath, [path.join(ROOT, 'bin', 'bulwark.js'), 'update', '--data', dataDir, '--source', server.url, '--trusted-root', rootFile, '--json'], { encoding: 'utf8' })).stdout);
   if (install.result !== 'ok') throw new Error(`install failed: ${JSON.stringify(install)}`);
-  const updates = JSON.parse(execFileSync(process.execPath, [CHILD, 'update', dataDir, server.url, rootFile, '7'], { encoding: 'utf8' }).trim().split('\n').at(-1));
+  const updates = JSON.parse((await run(process.execPath, [CHILD, 'update', dataDir, server.url, rootFile, '7'], { encoding: 'utf8' })).stdout.trim().split('\n').at(-1));
   await server.close();
   results.update = { storeBytes: latest.bytes, runs: updates.runs, cpuMs: median(updates.runs.map((r) => r.cpuMs)), wallMs: median(updates.runs.map((r) => r.wallMs)) };
   log(`  no-change update: ${results.update.cpuMs.toFixed(1)} ms CPU (median of ${updates.runs.length})`);
-
-  results.loadEnd = loadavg();
-  results.durationS = (Date.now() - started) / 1000;
-  fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify(results, null, 1));
-  writeReport(report(results));
-  log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
 }
 
 function report(r) {
