@@ -38,18 +38,33 @@ interface Native {
   LZMA_CHECK_CRC32: number;
 }
 
-let native: Native | undefined;
+let native: Native | Error | undefined;
 
 /** The native part of node-liblzma (its JS layer buffers whole outputs; this module bounds them). */
-function binding(): Native {
+function load(): Native | Error {
   if (!native) {
-    const require = createRequire(import.meta.url);
-    const entry = require.resolve('node-liblzma');
-    let root = path.dirname(entry);
-    while (!fs.existsSync(path.join(root, 'package.json'))) root = path.dirname(root);
-    native = createRequire(entry)('node-gyp-build')(root) as Native;
+    try {
+      const require = createRequire(import.meta.url);
+      const entry = require.resolve('node-liblzma');
+      let root = path.dirname(entry);
+      while (!fs.existsSync(path.join(root, 'package.json'))) root = path.dirname(root);
+      native = createRequire(entry)('node-gyp-build')(root) as Native;
+    } catch (cause) {
+      native = new Error(`the xz codec (node-liblzma) could not be loaded: ${(cause as Error).message}`, { cause });
+    }
   }
   return native;
+}
+
+function binding(): Native {
+  const loaded = load();
+  if (loaded instanceof Error) throw loaded;
+  return loaded;
+}
+
+/** Whether this installation has the xz codec (a publisher without it publishes zstd only). */
+export function xzAvailable(): boolean {
+  return !(load() instanceof Error);
 }
 
 /** Compress a full file to .xz (one stream, one block, CRC32 check). */
@@ -92,7 +107,12 @@ export function decompressXz(frame: Uint8Array, expectedLength: number): Buffer 
   if (frame.length < 6 || Buffer.compare(Buffer.from(frame.subarray(0, 6)), Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) !== 0) {
     throw new CorruptDataError('not an xz file');
   }
-  const lzma = binding();
+  let lzma: Native;
+  try {
+    lzma = binding();
+  } catch (cause) {
+    throw new CorruptDataError(`cannot decode an xz file here: ${(cause as Error).message}`, { cause });
+  }
   let stream: NativeStream;
   try {
     stream = new lzma.LZMA(lzma.STREAM_DECODE, { check: lzma.LZMA_CHECK_CRC32, preset: XZ_PRESET, filters: [lzma.LZMA_FILTER_LZMA2], memlimit: DECODER_MEMLIMIT });

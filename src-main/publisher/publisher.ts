@@ -27,6 +27,7 @@ import {
   INCREMENTAL_WORTH_RATIO,
   TARGET_RETENTION_DAYS,
 } from '../engine/limits.js';
+import { xzAvailable } from '../engine/xz.js';
 import { loadOrCreateKeys, ROLES, type RoleName, type SigningKey } from './signing-keys.js';
 
 const SPEC_VERSION = '1.0.31';
@@ -293,8 +294,13 @@ export function publish(options: PublishOptions): PublishResult {
   const log = options.log ?? (() => {});
   const level = options.level ?? FULL_LEVEL;
   const patchLevel = options.patchLevel ?? PATCH_LEVEL;
-  const fullCodecs = options.fullCodecs ?? FULL_CODECS;
-  if (fullCodecs.length === 0 || fullCodecs.some((c) => !FULL_CODECS.includes(c))) throw new PublishError(`full codecs must be among ${FULL_CODECS.join(', ')}`);
+  if (options.fullCodecs && (options.fullCodecs.length === 0 || options.fullCodecs.some((c) => !FULL_CODECS.includes(c)))) {
+    throw new PublishError(`full codecs must be among ${FULL_CODECS.join(', ')}`);
+  }
+  if (options.fullCodecs?.includes('xz') && !xzAvailable()) throw new PublishError('xz was asked for, but node-liblzma could not be loaded here (npm install builds it against liblzma-dev)');
+  // Without the binding (a platform node-liblzma has no build for), full files are published in zstd.
+  const fullCodecs = options.fullCodecs ?? FULL_CODECS.filter((c) => c !== 'xz' || xzAvailable());
+  if (!xzAvailable()) log('xz is not available here (node-liblzma could not be loaded): full files are published in zstd');
   const expiryDays = { ...DEFAULT_EXPIRY_DAYS, ...options.expiryDays };
   for (const [role, days] of Object.entries(expiryDays)) {
     if (!(Number.isFinite(days) && days > 0 && days <= 3650)) throw new PublishError(`expiry for ${role} must be between 0 and 3650 days`);
