@@ -327,7 +327,7 @@ describe('a damaged store', () => {
     // The install's run hashed everything a moment ago: a change that keeps size, time and inode goes unseen...
     expect(component(await oneShot().runOnce(), 'virus-pattern')).toMatchObject({ method: 'none', reason: 'up to date' });
     // ...until the last full check is a day old.
-    fs.writeFileSync(path.join(dataDir, 'store', 'verified.json'), JSON.stringify({ fullCheckAt: new Date(Date.now() - 86_400_000).toISOString() }));
+    fs.writeFileSync(path.join(dataDir, 'store-check.json'), JSON.stringify({ fullCheckAt: new Date(Date.now() - 86_400_000).toISOString() }));
     expect(component(await oneShot().runOnce(), 'virus-pattern')).toMatchObject({ method: 'full', problem: 'the active file of virus-pattern 173 does not match its recorded length and SHA-256' });
     expect(fs.readFileSync(file).equals(original)).toBe(true);
   });

@@ -127,12 +127,16 @@ export class ComponentStore {
     return { id, version: component.version, problem: 'file-damaged', message: `the active file of ${id} ${component.version} does not match its recorded length and SHA-256` };
   }
 
-  /** Problems of every component in the store; a full (`deep`) check is remembered (lastFullCheck). */
+  /**
+   * Problems of every component in the store. A full (`deep`) check is remembered (lastFullCheck) to the
+   * hour: a process that starts again soon after does not rewrite the record.
+   */
   problems(deep: boolean, now = new Date()): StoreProblem[] {
     const found = this.ids().flatMap((id) => this.problem(id, deep) ?? []);
-    if (deep) {
+    const last = deep ? this.lastFullCheck() : undefined;
+    if (deep && (!last || Math.abs(now.getTime() - last.getTime()) >= 3_600_000)) {
       try {
-        writeFileAtomic(path.join(this.dir, 'verified.json'), JSON.stringify({ fullCheckAt: now.toISOString() }) + '\n');
+        writeFileAtomic(this.fullCheckFile, JSON.stringify({ fullCheckAt: now.toISOString() }) + '\n');
       } catch {
         // Only a reminder of when to hash again: the next run hashes once more.
       }
@@ -140,10 +144,15 @@ export class ComponentStore {
     return found;
   }
 
+  /** Beside the store (store/ holds one directory per component): when its active files were last hashed. */
+  private get fullCheckFile(): string {
+    return path.join(path.dirname(this.dir), 'store-check.json');
+  }
+
   /** When every active file was last hashed in full (by any process on this store), if it was. */
   lastFullCheck(): Date | undefined {
     try {
-      const at = new Date((JSON.parse(fs.readFileSync(path.join(this.dir, 'verified.json'), 'utf8')) as { fullCheckAt: string }).fullCheckAt);
+      const at = new Date((JSON.parse(fs.readFileSync(this.fullCheckFile, 'utf8')) as { fullCheckAt: string }).fullCheckAt);
       return Number.isNaN(at.getTime()) ? undefined : at;
     } catch {
       return undefined;
