@@ -93,6 +93,10 @@ async function main() {
   fs.mkdirSync(WORK, { recursive: true });
   // --resume: take the parts a previous run finished (saved in .bench/limits/partial.json) and go on from there.
   const partialFile = path.join(WORK, 'partial.json');
+  if (process.argv.includes('--report-only')) {
+    writeReport(report(JSON.parse(fs.readFileSync(path.join(WORK, 'results.json'), 'utf8'))));
+    return;
+  }
   const resumed = process.argv.includes('--resume') && fs.existsSync(partialFile) ? JSON.parse(fs.readFileSync(partialFile, 'utf8')) : undefined;
   const results = resumed ?? { date: new Date().toISOString(), loadStart: loadavg(), node: process.version, incrementals: [], full: [] };
   if (!resumed) await codecParts(results);
@@ -218,7 +222,7 @@ function report(r) {
   const pub = r.publish;
   p(`| 3. \`bulwark publish\` of GeoLite2-City ${pub.versions.join(', ')} (duplication on): peak RSS | ≤ ${GOALS.publishMiB} MiB | ${(pub.peakKb / 1024).toFixed(0)} MiB | ${pass(pub.peakKb / 1024 <= GOALS.publishMiB)} |`);
   p(`| 3. The same publish: CPU ÷ \`xz -9\` of the latest version (median of ${pub.xzRuns.length}: ${pub.xzRuns.map((s) => s.toFixed(1)).join(', ')} s, before and after) | ≤ ${GOALS.publishCpu}× | ${pub.cpuS.toFixed(1)} s / ${pub.xzCpuS.toFixed(1)} s = ${ratio(pub.cpuS / pub.xzCpuS)} | ${pass(pub.cpuS / pub.xzCpuS <= GOALS.publishCpu)} |`);
-  p(`| 4. No-change \`bulwark update\` run of the ${(r.update.storeBytes / 1e6).toFixed(0)} MB store (a fresh one-shot Engine each run), CPU, median of ${r.update.runs.length} | ≤ ${GOALS.noChangeCpuMs} ms | ${r.update.cpuMs.toFixed(1)} ms (wall ${r.update.wallMs.toFixed(0)} ms) | ${pass(r.update.cpuMs <= GOALS.noChangeCpuMs)} |`);
+  p(`| 4. No-change \`bulwark update\` run of the ${(r.update.storeBytes / 1e6).toFixed(0)} MB store (a fresh one-shot Engine each run, all in one process), CPU, median of ${r.update.runs.length} | ≤ ${GOALS.noChangeCpuMs} ms | ${r.update.cpuMs.toFixed(1)} ms (wall ${r.update.wallMs.toFixed(0)} ms); the process's first run ${r.update.runs[0].cpuMs.toFixed(0)} ms (loading the update modules and warming the JIT, as every \`bulwark update\` process pays) | ${pass(r.update.cpuMs <= GOALS.noChangeCpuMs)} |`);
   p();
   p('### Incrementals on real lists');
   p();
