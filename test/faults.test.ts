@@ -251,7 +251,17 @@ export const SCENARIOS: Scenario[] = [
         said: [
           exited(update, 1),
           { where: 'update --json', text: updateJson(update).error, says: new RegExp(`^cannot reach ${esc(new URL(url).origin)}: connection refused\\b`) },
-          { where: 'status reminder', text: reminderText(status.json), says: /\[source-unreachable\] The update source cannot be reached\. The last update failed: cannot reach .*: connection refused/ },
+          // The source given did not work: the working one stays in the settings (checked above), and the operator is told.
+          { where: 'update stderr', text: update.stderr, says: /^bulwark update: the settings keep their source \(http:\/\/127\.0\.0\.1:\d+\/\); the one given is saved once an update with it succeeds$/m },
+          // Said once in words, with what to do (issue 22 item 2); the raw error behind Details.
+          {
+            where: 'status reminder',
+            text: reminderText(status.json),
+            says: new RegExp(
+              `\\[source-unreachable\\] The update source cannot be reached\\. Bulwark could not connect to ${esc(new URL(url).host)}: nothing answers at that address \\(connection refused\\)\\. Installed components stay as they are\\. Check the source URL in Settings › Update source`,
+            ),
+          },
+          { where: 'status reminder details', text: status.json.reminders.find((r) => r.id === 'source-unreachable')?.detail, says: new RegExp(`^cannot reach ${esc(new URL(url).origin)}: connection refused\\b`) },
         ],
       };
     },
@@ -272,7 +282,12 @@ export const SCENARIOS: Scenario[] = [
         said: [
           exited(update, 1),
           { where: 'update --json', text: updateJson(update).error, says: /^cannot reach http:\/\/bulwark-faults\.invalid: host name not found \(DNS\)/ },
-          { where: 'status reminder', text: reminderText(status.json), says: /\[source-unreachable\] The update source cannot be reached\. The last update failed: cannot reach http:\/\/bulwark-faults\.invalid/ },
+          {
+            where: 'status reminder',
+            text: reminderText(status.json),
+            says: /\[source-unreachable\] The update source cannot be reached\. Bulwark could not connect to bulwark-faults\.invalid: the host name does not resolve\. Installed components stay as they are\. Check the source URL in Settings › Update source/,
+          },
+          { where: 'status reminder details', text: status.json.reminders.find((r) => r.id === 'source-unreachable')?.detail, says: /^cannot reach http:\/\/bulwark-faults\.invalid: host name not found \(DNS\)/ },
         ],
       };
     },

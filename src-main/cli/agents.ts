@@ -4,17 +4,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
-import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, heldRings, Rollout } from '../distribution/rollout.js';
 import { isRing, RINGS } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
-import type { AgentListed } from '../distribution/registry.js';
+import type { AgentBrief, AgentListed } from '../distribution/registry.js';
+import { shortId } from '../distribution/agent-status.js';
+import type { Actor } from '../engine/audit.js';
 import { UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
 import { parseBrokerUrl, parseListen } from '../server/listen.js';
-import { dataOption, err, integerFlag, out, required, untilSignal, type Command } from './command.js';
+import { dataOption, err, existingDataDir, integerFlag, out, required, untilSignal, type Command } from './command.js';
 
 /** The registry and what its listings need: the current release and the overview's arithmetic. */
 const registryModules = () => Promise.all([import('../distribution/registry.js'), import('../distribution/release.js'), import('../distribution/overview.js')]);
@@ -65,6 +67,12 @@ export const serveFlags = {
   },
 } as const;
 
+/** The rings a server's rollout holds back now, read from its data directory (their agents count as held). */
+async function heldOn(dataDir: string): Promise<string[]> {
+  const { Settings } = await import('../engine/settings.js');
+  return heldRings(Rollout.read(dataDir), { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout });
+}
+
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
 export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
@@ -72,10 +80,23 @@ export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefi
   const registry = await AgentRegistry.open(dataDir, { readOnly: true });
   try {
     const now = Date.now();
-    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
+    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now, held: await heldOn(dataDir) }));
     return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
+  }
+}
+
+/** --server is the server's agent address: say so (not an update source's) when it is not a URL. */
+function checkServerUrl(text: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    // said below
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new UsageError(`--server "${text}" is not the server's agent address; it looks like http://server.example:8470/ (the address \`bulwark serve\` prints as "serving agents at")`);
   }
 }
 
@@ -88,6 +109,18 @@ function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
   if (port === 0) throw new UsageError('--proxy needs a port, e.g. proxy.example:3128');
   const username = typeof values['proxy-user'] === 'string' ? values['proxy-user'] : '';
   return { enabled: true, host, port, username, password: username ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' };
+}
+
+/**
+ * The consumers file a command is to use (--consumers FILE, else DATA/consumers.json if present),
+ * validated now so that a broken one stops the command with the file and entry named (exit 2).
+ */
+export async function consumersFlag(dataDir: string, given: unknown): Promise<string | undefined> {
+  if (given !== undefined && typeof given !== 'string') throw new UsageError('--consumers takes a file');
+  const [{ consumersFileOf }, { loadConsumerConfig }] = await Promise.all([import('../engine/consumers.js'), import('../engine/consumer-config.js')]);
+  const file = consumersFileOf(dataDir, given || undefined);
+  if (file) loadConsumerConfig(file);
+  return file;
 }
 
 export const agentCommands: Record<string, Command> = {
@@ -117,7 +150,10 @@ Options:
                         the server's --notify) instead of a stream held open to the server
   --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
                         in order, then the server itself); reports still go to the server
-  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)`,
+  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)
+  --consumers FILE      the engines that use the components here (clamd, YARA...): each version is
+                        checked, placed, reloaded and probed before it becomes active (default:
+                        DIR/consumers.json if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       server: { type: 'string' },
@@ -129,10 +165,13 @@ Options:
       notify: { type: 'string' },
       mirror: { type: 'string', multiple: true },
       ring: { type: 'string' },
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
+      const consumers = await consumersFlag(dataDir, values.consumers);
       const server = required(values, 'server');
+      checkServerUrl(server);
       const trustedRoot = typeof values['trusted-root'] === 'string' ? values['trusted-root'] : undefined;
       if (trustedRoot && !fs.existsSync(trustedRoot)) throw new UsageError(`trusted root ${trustedRoot} does not exist`);
       const name = typeof values.name === 'string' ? values.name.trim() : undefined;
@@ -155,7 +194,9 @@ Options:
         ...(notify ? { notify } : {}),
         ...(mirrors.length ? { mirrors } : {}),
         ...(ring ? { ring } : {}),
+        ...(consumers ? { consumers } : {}),
       });
+      if (consumers) stamp(`handing components to their engines as ${consumers} says`);
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
       try {
@@ -179,16 +220,20 @@ Options:
   },
 
   agents: {
-    summary: "list the server's agents, or show or rotate their enrollment token",
+    summary: "list the server's agents, show or rotate their enrollment token, move or remove one",
     usage: `bulwark agents list --data DIR [--json]
 bulwark agents token --data DIR [--rotate]
 bulwark agents ring NAME|ID RING --data DIR
+bulwark agents remove NAME|ID --data DIR
 
-Works while the server runs. \`list\` shows each agent's name, address and family, component
-versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
-seen and its last result. \`token\` prints the enrollment token new agents need; --rotate replaces
-it (enrolled agents keep working, new ones need the new token). \`ring\` moves an agent to a rollout
-ring: canary (gets each release first), early, or broad (after the others; the default).
+Works while the server runs. \`list\` shows each agent's id, name, address and family, component
+versions, state (current, held by the rollout, outdated, notified, updating, failed, unreachable),
+when it was last seen, its last result, and the engines its components are handed to. \`token\`
+prints the enrollment token new agents need; --rotate replaces it (enrolled agents keep working, new
+ones need the new token). \`ring\` moves one agent to a rollout ring: canary (gets each release
+first), early, or broad (after the others; the default). \`remove\` forgets an agent (a machine taken
+out of service): its credential is refused from then on. An agent is named by its id (the first 8
+characters that \`list\` shows are enough) or by its name when no other agent has it.
 
 Options:
   --data DIR   the server's data directory
@@ -197,37 +242,52 @@ Options:
     options: { ...dataOption, json: { type: 'boolean' }, rotate: { type: 'boolean' } },
     positionals: true,
     async run(values, positionals) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const [action, ...extra] = positionals;
-      if (action === 'ring') {
+      if (action === 'ring' || action === 'remove') {
         const [agent, ring, ...more] = extra;
-        if (!agent || !ring || more.length) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
-        if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        let moved = await (await import('../engine/control.js')).callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
+        if (action === 'ring' && (!agent || !ring || more.length)) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
+        if (action === 'remove' && (!agent || ring !== undefined)) throw new UsageError('use: bulwark agents remove NAME|ID --data DIR');
+        if (ring !== undefined && !isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
+        const body = action === 'ring' ? { agent: agent!, ring: ring! } : { agent: agent! };
+        const who = await cliActor();
+        // A running server makes the change (its overview and rollout follow at once), else the registry here.
+        const viaServer = await (await import('../engine/control.js')).callControl<AgentBrief>(dataDir, action, { ...body, who }).catch((refusal: unknown) => {
           throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
         });
-        if (!moved) {
-          const { AgentRegistry } = await import('../distribution/registry.js');
+        let done: AgentBrief;
+        if (viaServer) done = viaServer;
+        else {
+          if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) throw new UsageError(`no agent has enrolled with the server on ${dataDir}`);
+          const [{ AgentRegistry }, { AuditLog }] = await Promise.all([import('../distribution/registry.js'), import('../engine/audit.js')]);
           const registry = await AgentRegistry.open(dataDir);
+          let from = '';
           try {
-            moved = await registry.setRing(agent, ring);
+            if (action === 'ring') {
+              const before = await registry.one(agent!);
+              from = before.ring;
+              await registry.setRing(before.id, ring!);
+              done = { ...before, ring: ring! };
+            } else done = await registry.remove(agent!);
           } finally {
             await registry.close();
           }
-          if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
+          new AuditLog(dataDir).record(who, action === 'ring' ? { action: 'ring', target: done.name, detail: `${shortId(done.id)}: ${from} → ${ring}` } : { action: 'remove-agent', target: done.name, detail: shortId(done.id) });
         }
-        out(`${moved.length} agent${moved.length === 1 ? '' : 's'} now in ${ring}`);
+        out(action === 'ring' ? `${done.name} (${shortId(done.id)}) is now in ${ring}` : `${done.name} (${shortId(done.id)}) removed: its credential is refused from now on`);
         return 0;
       }
-      if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token|ring --data DIR');
+      if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token|ring|remove --data DIR');
       if (action === 'token') {
         if (values.json) throw new UsageError('--json goes with list');
-        if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
-        const { AgentRegistry } = await import('../distribution/registry.js');
+        const [{ AgentRegistry }, { AuditLog }] = await Promise.all([import('../distribution/registry.js'), import('../engine/audit.js')]);
         const registry = await AgentRegistry.open(dataDir);
         try {
           const token = values.rotate ? await registry.rotateToken() : await registry.enrollmentToken();
-          if (values.rotate) err('The previous token no longer enrolls new agents; enrolled agents keep working.');
+          if (values.rotate) {
+            new AuditLog(dataDir).record(await cliActor(), { action: 'rotate-token', target: 'enrollment token' });
+            err('The previous token no longer enrolls new agents; enrolled agents keep working.');
+          }
           out(`Enrollment token: ${token}`);
         } finally {
           await registry.close();
@@ -235,12 +295,17 @@ Options:
         return 0;
       }
       if (values.rotate) throw new UsageError('--rotate goes with token');
+      if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) {
+        if (values.json) out('{"release":null,"counts":{"total":0,"current":0,"outdated":0,"updating":0,"failed":0,"unreachable":0},"agents":[]}');
+        else out('0 agents: none has enrolled with this server yet (see bulwark agents token)');
+        return 0;
+      }
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
         const release = Distribution.readCurrent(dataDir);
         // One moment for the counts and the rows, so they agree.
-        const basis = { release, now: Date.now() };
+        const basis = { release, now: Date.now(), held: await heldOn(dataDir) };
         const { counts } = pictureOf(await registry.tally(basis));
         if (values.json) {
           // Streamed: 100,000 agents are written as SQLite makes their JSON, never held all at once.
@@ -259,15 +324,16 @@ Options:
           out(']}');
           return 0;
         }
-        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
+        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.held} held by the rollout, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
         await registry.eachListed(basis, (rows) => {
           for (const json of rows) {
             const row = JSON.parse(json.toString('utf8')) as AgentListed;
             const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
             const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
-            out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
-            out(`  ${''.padEnd(20)} ${versions}`);
+            out(`  ${shortId(row.id)}  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
+            out(`  ${''.padEnd(8)}  ${versions}`);
+            for (const c of row.consumers ?? []) out(`  ${''.padEnd(8)}  ${c.id} → ${c.engine}: ${c.active ? 'has the active version' : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet'}${c.error ? ` (${c.error})` : ''}`);
           }
         });
         return 0;
@@ -277,6 +343,18 @@ Options:
     },
   },
 };
+
+/** Who runs this command, for the audit log: the CLI, its user and host. */
+export async function cliActor(): Promise<Actor> {
+  const os = await import('node:os');
+  let user = process.env.SUDO_USER ?? '';
+  try {
+    user ||= os.userInfo().username;
+  } catch {
+    user ||= `uid ${process.getuid?.() ?? '?'}`;
+  }
+  return { via: 'cli', who: `${user}@${os.hostname()}` };
+}
 
 export const rolloutCommand: Command = {
   summary: 'show the rollout of the latest release ring by ring, or promote, halt or resume it',
@@ -295,12 +373,11 @@ Options:
   options: { ...dataOption, json: { type: 'boolean' } },
   positionals: true,
   async run(values, positionals) {
-    const dataDir = required(values, 'data');
     const [action, ...extra] = positionals;
     if (extra.length || !['status', 'promote', 'halt', 'resume'].includes(action ?? '')) throw new UsageError('use: bulwark rollout status|promote|halt|resume --data DIR');
-    if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+    const dataDir = existingDataDir(values);
     if (action !== 'status') {
-      const state = await (await import('../engine/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
+      const state = await (await import('../engine/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action, who: await cliActor() }).catch((refusal: unknown) => {
         throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
       });
       if (!state) throw new UsageError(`no Bulwark server runs on ${dataDir}: start it (bulwark serve) to ${action} its rollout`);
@@ -315,7 +392,7 @@ Options:
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
-        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now() })).rings;
+        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now(), held: heldRings(state, settings) })).rings;
       } finally {
         await registry.close();
       }
@@ -330,6 +407,8 @@ Options:
     else if (!state) out('No release has been rolled out yet.');
     else out(`Release ${state.release}: ${state.halted ? `HALTED at ${state.stage} since ${state.halted.at} — ${state.halted.reason}` : `${state.stage} released since ${state.stageSince}`}; soak ${settings.soakSeconds} s`);
     for (const r of rings) out(`  ${r.ring.padEnd(7)} ${r.released ? 'released' : 'held    '}  ${r.current}/${r.agents} current${r.failed ? `, ${r.failed} failed` : ''}`);
+    const content = state?.halted?.content;
+    if (content) out(`  ${content.component ?? 'the content'}${content.version !== undefined ? ` ${content.version}` : ''} failed to load in ${content.engine ?? 'its engine'} (${content.stage ?? 'check'}) on ${content.agents.join(', ')}: ${content.message}`);
     for (const f of state?.halted?.failing ?? []) out(`  failing: ${f.name}: ${f.error}`);
     return 0;
   },

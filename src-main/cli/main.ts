@@ -13,9 +13,10 @@ import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { parseListen } from '../server/listen.js';
 import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
-import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
+import { agentCommands, agentsAtAGlance, consumersFlag, rolloutCommand, serveFlags } from './agents.js';
+import { consumersCommand } from './consumers.js';
 import { componentCommand } from './component.js';
-import { dataOption, err, out, required, type Command } from './command.js';
+import { closest, dataOption, err, existingDataDir, out, parseProblem, required, type Command } from './command.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -137,30 +138,77 @@ Options:
     },
   },
 
+  init: {
+    summary: 'make a data directory for a server, optionally with its update source',
+    usage: `bulwark init --data DIR [--source URL --trusted-root FILE] [--schedule TEXT]
+
+Creates DIR (readable by its owner only) with its settings, so that the other commands accept it.
+The first \`bulwark serve --data DIR\` (or \`bulwark update\` with --source) does the same.
+Run again on an existing DIR, it changes only the settings given.
+
+Options:
+  --data DIR            the data directory to create
+  --source URL          update source base URL
+  --trusted-root FILE   the source's root.json
+  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"`,
+    options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, schedule: { type: 'string' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      const source = await sourceFlags(values);
+      const schedule = typeof values.schedule === 'string' ? (await import('../engine/schedule.js')).parseSchedule(values.schedule) : undefined;
+      const existed = fs.existsSync(dataDir);
+      if (!existed) fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const settings = await openSettings(dataDir);
+      // conf writes the file on its first change; a new directory gets its settings file now.
+      settings.set('schedule', schedule ?? settings.data.schedule);
+      if (source) settings.set('source', source);
+      out(`${existed ? 'Updated' : 'Created'} ${path.resolve(dataDir)}. Next: bulwark ${source || settings.data.source.url ? 'serve' : 'settings set source URL ROOT-FILE'} --data ${dataDir}`);
+      return 0;
+    },
+  },
+
   update: {
     summary: 'update all components once from the update source',
     usage: `bulwark update --data DIR [--source URL --trusted-root FILE] [--json]
 
 Refreshes the signed metadata, then installs each component's latest version by incremental
-pattern where possible and by full file otherwise. Without --source, uses the source in the
-settings. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
-which then hands the result to the agents — and prints the result. Exits 1 if any component failed.
+pattern where possible and by full file otherwise. Without --source, the source in the settings is
+used. --source and --trusted-root are used for this update and saved in the settings once it
+succeeds (or at once when DIR has no source yet, so the next serve retries it): a source that fails
+never replaces a working one. A new data directory is made for them. When a server (or an agent)
+runs on DIR, asks it to update now — joining its run, which then hands the result to the agents —
+and prints the result. Exits 1 if any component failed, 2 if no source is given or set.
 
 Options:
   --data DIR            data directory (store, history, settings)
-  --source URL          update source base URL
-  --trusted-root FILE   the source's root.json
+  --source URL          update source base URL (saved once an update with it succeeds)
+  --trusted-root FILE   the source's root.json (saved with --source)
   --json                print one JSON object: result, bytes, components`,
     options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
       const source = await sourceFlags(values);
+      // Setting the source is how a data directory starts (as with serve); without it, a mistyped
+      // --data is refused rather than created.
+      const dataDir = source ? required(values, 'data') : existingDataDir(values);
       const { Engine, summarize } = await import('../engine/engine.js');
-      // One run and out: the store is hashed when its last full check is a day old, not at every run.
-      const engine = new Engine({ dataDir, settings: await openSettings(dataDir), verifyStoreAtStart: false, ...(source ? { source } : {}) });
+      const settings = await openSettings(dataDir);
+      // A source given here is tried before it is kept: a failed update loses nothing, and a working
+      // source in the settings is not replaced by one that does not work. One run and out: the store is
+      // hashed when its last full check is a day old, not at every run.
+      const engine = new Engine({ dataDir, settings, verifyStoreAtStart: false, ...(source ? { source } : {}) });
       let record: RunRecord;
       try {
-        record = await engine.runOnce();
+        record = source
+          ? await engine.withLock(async () => {
+              const run = await engine.update('manual');
+              const saved = settings.data.source;
+              if (run.result === 'ok' || !saved.url) settings.set('source', source);
+              else if (saved.url !== source.url || saved.trustedRoot !== source.trustedRoot) {
+                err(`bulwark update: the settings keep their source (${saved.url}); the one given is saved once an update with it succeeds`);
+              }
+              return run;
+            })
+          : await engine.runOnce();
       } catch (error) {
         // A server (or agent) holds this data directory: ask it to update now, joining its run.
         if (!(error instanceof BusyError) || source) throw error;
@@ -170,7 +218,12 @@ Options:
       }
       if (record.warning) err(`bulwark update: warning: ${record.warning}`);
       if (values.json) out(JSON.stringify(updateJson(record)));
-      else out(summarize(record));
+      // A failure is for stderr, where scripts and people look for it.
+      else if (record.result === 'ok') out(summarize(record));
+      else err(summarize(record));
+      // No source given or set is a wrong command line, unless a damaged settings file just lost it:
+      // then the command was right, and the work failed.
+      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE' && !settings.recovered) return 2;
       return record.result === 'ok' ? 0 : 1;
     },
   },
@@ -184,8 +237,7 @@ Options:
   --json       print JSON`,
     options: { ...dataOption, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
-      if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+      const dataDir = existingDataDir(values);
       const settings = await readSettings(dataDir);
       const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment }, { describeSchedule }] = await Promise.all([
         import('../engine/engine.js'),
@@ -199,7 +251,22 @@ Options:
       const last = status.lastRun;
       const enrollment = readEnrollment(dataDir);
       const agents = enrollment ? undefined : await agentsAtAGlance(dataDir, status.network?.stack.kind);
+      // The installation in one line, as the console and the tray say it (console/words.ts).
+      const { headline } = await import('../engine/words.js');
+      const engineNow = running ? running.state : last?.result === 'failed' ? { type: 'failed', ...(last.errorCode ? { code: last.errorCode } : {}), ...(last.error ? { error: last.error } : {}) } : { type: 'idle' };
+      const { Rollout } = await import('../distribution/rollout.js');
+      const rollout = enrollment ? undefined : Rollout.read(dataDir);
+      const said = headline({
+        engine: engineNow,
+        neverUpdated: !last && status.components.length === 0,
+        sourceSet: !!settings.data.source.url,
+        // Agents held back by the rollout are counted apart (agent-status.ts), never as outdated.
+        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held: agents.counts.held, halted: rollout?.halted ?? null } : null,
+        nameOf: (id) => componentInfo(id).name,
+        now: Date.now(),
+      });
       const report = {
+        headline: said,
         role: enrollment ? ('agent' as const) : ('server' as const),
         ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
         state: running ? running.state : { type: 'stopped' as const },
@@ -218,6 +285,7 @@ Options:
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         cooldownUntil: status.cooldownUntil,
         problems: status.problems,
+        consumers: status.consumers,
         ...(agents ? { agents: agents.counts } : {}),
         reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };
@@ -226,14 +294,21 @@ Options:
         return 0;
       }
       if (enrollment) out(`Agent "${enrollment.name}" of ${enrollment.server}`);
+      else out(`Bulwark: ${said.text}`);
       out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ` (no Bulwark ${enrollment ? 'agent' : 'server'} running on this data directory)`}`);
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
-      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
+      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.held} held by the rollout, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);
+      if (report.consumers.length) out('Engines the components are handed to:');
+      for (const c of report.consumers) {
+        const where = c.active ? `has the active version${c.version !== null ? ` (${c.version})` : ''}` : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet';
+        out(`  ${c.id} → ${c.engine} (${c.path}): ${where}`);
+        if (c.failure) out(`    ${c.failure.version} ${c.failure.kind === 'content' ? 'refused' : 'failed'} at ${c.failure.stage} (${c.failure.at}): ${c.failure.message}`);
+      }
       return 0;
     },
   },
@@ -243,6 +318,7 @@ Options:
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
               [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS] [--agent-threads N|auto]
+              [--consumers FILE]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -253,8 +329,11 @@ Options:
   --source URL               update source base URL (saved in the settings)
   --trusted-root FILE        the source's root.json (saved in the settings)
   --schedule TEXT            "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"
-  --console                  serve the console to a browser; prints its URL with a fresh access token
-  --listen ADDR:PORT         where the console listens (default 127.0.0.1:0, any free port)
+  --console                  serve the console to a browser; prints its address with the access token
+                             (kept in DIR across restarts; under systemd it is not printed to the
+                             journal: \`bulwark console-url --data DIR\` prints it)
+  --listen ADDR:PORT         where the console listens (default: where it listened before, else
+                             127.0.0.1 on a free port)
   --agents-listen ADDR:PORT  where agents connect (repeatable; default: every address family of
                              this host, port ${DEFAULT_AGENT_PORT}); "off" serves no agents
   --agent-poll SECONDS       how often agents poll and report (default 300)
@@ -266,7 +345,9 @@ Options:
                              (default 900)
   --agent-threads N|auto     threads that take the agents' connections off the main thread; 0: the
                              main thread answers them (auto: one per core, up to 4, once 1,000
-                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)`,
+                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)
+  --consumers FILE           engines on this machine that use the components (default: DIR/consumers.json
+                             if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       source: { type: 'string' },
@@ -275,28 +356,66 @@ Options:
       console: { type: 'boolean' },
       listen: { type: 'string' },
       ...serveFlags.options,
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = required(values, 'data');
       // Check every flag before saving any, so a refused command line changes nothing.
       const source = await sourceFlags(values);
+      const consumers = await consumersFlag(path.resolve(dataDir), values.consumers);
       const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
-      const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
+      // No --listen: the address it had before (kept in the data directory), else any free port.
+      const listen = typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0, remembered: true };
       const settings = await openSettings(dataDir);
       const distribution = serveFlags.parse(values, settings.data.distribution);
       if (source) settings.set('source', source);
       if (schedule) settings.set('schedule', schedule);
       if (distribution) settings.set('distribution', distribution);
       const { serve } = await import('./serve.js');
-      return serve(dataDir, settings, values.console ? { console: listen } : {});
+      return serve(dataDir, settings, { ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
+    },
+  },
+
+  'console-url': {
+    summary: "print the browser console's sign-in address (or replace its access secret)",
+    usage: `bulwark console-url --data DIR [--rotate]
+
+Prints the address that signs a browser in to the console of the server on DIR (bulwark serve
+--console), with its access token. The token and the address are kept in DIR across restarts, so
+bookmarks and open tabs keep working. --rotate replaces the token: every browser must sign in again
+(a running server takes the new one at once).
+
+Options:
+  --data DIR   the server's data directory
+  --rotate     make a new access token`,
+    options: { ...dataOption, rotate: { type: 'boolean' } },
+    async run(values) {
+      const dataDir = existingDataDir(values);
+      const access = await import('../console/access.js');
+      if (values.rotate) {
+        const { cliActor } = await import('./agents.js');
+        const who = await cliActor();
+        const rotated = await (await import('../engine/control.js')).callControl<{ url: string | null }>(dataDir, 'consoleToken', { who });
+        if (!rotated) {
+          access.rotateConsoleToken(dataDir);
+          new (await import('../engine/audit.js')).AuditLog(dataDir).record(who, { action: 'rotate-console-token', target: 'console access' });
+        }
+        err('The previous console access token no longer signs in; open the address below.');
+      }
+      const saved = access.readConsoleAccess(dataDir);
+      const url = saved && access.signInUrl(saved);
+      if (!url) throw new UsageError(`the console of ${dataDir} has not been served yet: start it with \`bulwark serve --data ${dataDir} --console\``);
+      out(url);
+      return 0;
     },
   },
 
   ...agentCommands,
   component: componentCommand,
   rollout: rolloutCommand,
+  consumers: consumersCommand,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',
@@ -317,7 +436,7 @@ Options:
   --json                print the result as JSON`,
     options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const settings = (await readSettings(dataDir)).data;
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
@@ -346,12 +465,14 @@ Keys:
   proxy               "HOST:PORT [USER]" (password from BULWARK_PROXY_PASSWORD), or "off"
   agents              agents' host names or addresses, separated by spaces or commas
   notifications.updateFailed, notifications.componentsInstalled, startAtLogin   true or false
+  notifications.webhook   an http(s) URL that gets a JSON POST per notification, or "off"
+  notifications.syslog    udp://HOST:PORT or tcp://HOST:PORT (RFC 5424), or "off"
 
 A refused value changes nothing; the message says why.`,
     options: dataOption,
     positionals: true,
     async run(values, positionals) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
         const settings = await readSettings(dataDir);
@@ -428,6 +549,12 @@ async function applySetting(settings: Settings, key: string, text: string): Prom
       const field = key.split('.')[1] as keyof SettingsData['notifications'];
       return settings.set('notifications', { ...current.notifications, [field]: parseBoolean(key, text) });
     }
+    case 'notifications.webhook':
+    case 'notifications.syslog': {
+      const field = key.split('.')[1] as 'webhook' | 'syslog';
+      const value = text.trim() === 'off' ? '' : text.trim();
+      return settings.set('notifications', { ...current.notifications, [field]: value });
+    }
     case 'startAtLogin':
       return settings.set('startAtLogin', parseBoolean(key, text));
     case 'proxy': {
@@ -461,11 +588,17 @@ export function updateJson(record: RunRecord) {
   };
 }
 
+function unknownCommand(name: string): number {
+  const guess = name.startsWith('-') ? undefined : closest(name, Object.keys(commands));
+  err(`bulwark: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''} (run bulwark --help for the list)`);
+  return 2;
+}
+
 function helpText(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   return `Bulwark — security update server
 
-Usage: bulwark <command> [options]    (bulwark <command> --help for details)
+Usage: bulwark <command> [options]    (bulwark <command> --help for details; bulwark --version)
 
 Commands:
 ${Object.entries(commands)
@@ -475,27 +608,31 @@ ${Object.entries(commands)
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    // No command is a wrong command line (exit 2), with the list of commands to choose from.
+    err(helpText());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined;
-    out(topic && commands[topic] ? commands[topic].usage : helpText());
+    if (topic && !commands[topic]) return unknownCommand(topic);
+    out(topic ? commands[topic]!.usage : helpText());
     return 0;
   }
-  if (name === '--version') {
+  if (name === '--version' || name === '-v' || name === 'version') {
     const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
     out(pkg.version);
     return 0;
   }
-  const command = commands[name];
-  if (!command) {
-    err(`bulwark: unknown command "${name}"; run bulwark --help`);
-    return 2;
-  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) return unknownCommand(name);
   try {
     let parsed;
+    const options = { ...command.options, help: { type: 'boolean', short: 'h' } } as const;
     try {
-      parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: command.positionals ?? false, strict: true });
+      parsed = parseArgs({ args: rest, options, allowPositionals: command.positionals ?? false, strict: true });
     } catch (error) {
-      throw new UsageError(`${(error as Error).message.split('\n')[0]} (see bulwark ${name} --help)`);
+      throw new UsageError(`${parseProblem(error, options as Record<string, { type: string }>)} (see bulwark ${name} --help)`);
     }
     if (parsed.values.help) {
       out(command.usage);
@@ -504,6 +641,6 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
-    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
+    return error instanceof UsageError || (error instanceof BulwarkError && (error.code === 'ERR_SETTINGS' || error.code === 'ERR_CONSUMER_CONFIG')) ? 2 : 1;
   }
 }

@@ -17,6 +17,8 @@ export interface ServeOptions {
   started?: (server: BulwarkServer) => Promise<void> | void;
   /** Called before the server stops (the demo stops its agents first, so they do not see it go). */
   stopping?: () => Promise<void> | void;
+  /** The consumers file (engines on this machine that use the components). */
+  consumers?: string;
 }
 
 /** Host the server until SIGINT/SIGTERM. */
@@ -30,6 +32,7 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
     settings,
     log: stamp,
     host: 'browser',
+    ...(options.consumers ? { consumers: options.consumers } : {}),
     ...(options.console ? { console: { ...options.console, rendererDir: RENDERER_DIR } } : {}),
     // Before the start-up update begins, which runs while the agents' service starts.
     beforeStart: (engine) =>
@@ -38,7 +41,11 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
       }),
   });
   try {
-    if (server.consoleServer) log(`Console: ${server.consoleServer.url}`);
+    if (server.consoleServer) {
+      // Under systemd the log is the journal, which others may read: the address without its secret.
+      if (process.env.JOURNAL_STREAM) log(`Console: ${server.consoleServer.origin}/ (sign in with the address \`bulwark console-url --data ${dataDir}\` prints)`);
+      else log(`Console: ${server.consoleServer.url}`);
+    }
     void server.startup.then(() => stamp(`next update at ${server.engine.nextRun()?.toISOString() ?? 'never'}`));
     await options.started?.(server);
     await stopped;

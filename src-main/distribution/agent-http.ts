@@ -354,9 +354,10 @@ export class Streams {
     };
   }
 
-  /** Send an already formatted event to every connected agent. */
-  send(message: string): void {
-    for (const set of this.byAgent.values()) for (const res of set) res.write(message);
+  /** Send an already formatted event to every connected agent, or only to agent `to`. */
+  send(message: string, to?: string): void {
+    const sets = to === undefined ? this.byAgent.values() : [this.byAgent.get(to) ?? new Set<http.ServerResponse>()];
+    for (const set of sets) for (const res of set) res.write(message);
   }
 
   ids(): IterableIterator<string> {

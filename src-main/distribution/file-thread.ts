@@ -21,8 +21,8 @@ export type ToFileThread =
   | { type: 'reply'; id: number; reply: Reply }
   /** A new release: answer its timestamp and index from now on, then acknowledge. */
   | { type: 'release'; seq: number; answers: ReleaseAnswers }
-  /** An event for every stream this thread holds. */
-  | { type: 'send'; message: string }
+  /** An event for every stream this thread holds, or only agent `to`'s. */
+  | { type: 'send'; message: string; to?: string }
   | { type: 'close' };
 
 /** Messages to the main thread. */
@@ -78,7 +78,7 @@ port.on('message', (message: ToFileThread) => {
       post({ type: 'released', seq: message.seq });
       return;
     case 'send':
-      streams.send(message.message);
+      streams.send(message.message, message.to);
       return;
     case 'close':
       clearInterval(ping);

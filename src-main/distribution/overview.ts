@@ -25,6 +25,8 @@ export interface RingCounts {
 /** What the overview knows: the counts, the rings, and the agents the reminders name. */
 export interface AgentsPicture {
   counts: AgentCounts;
+  /** Components of the release that outdated agents lack (counted only while some are outdated). */
+  lagging: string[];
   rings: Record<string, RingCounts>;
   silent: { agents: number; names: string[] };
   only4: { agents: number; names: string[] };
@@ -58,6 +60,8 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     private readonly registry: AgentRegistry,
     private readonly distribution: Distribution,
     private readonly log: (line: string) => void = () => {},
+    /** The rings the rollout holds back now (their agents count as held, not outdated). */
+    private readonly heldRings: () => readonly string[] = () => [],
   ) {
     super();
   }
@@ -120,10 +124,12 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
         const heard = this.heard;
         this.heard = false;
         try {
-          const basis = { release: this.distribution.current(), now: started };
+          const basis = { release: this.distribution.current(), now: started, held: this.heldRings() };
           const [tallies, strangers, nextSilence] = await Promise.all([this.registry.tally(basis), this.registry.strangers(started), this.registry.nextSilence(started)]);
           const before = JSON.stringify(this.picture);
-          this.picture = { ...pictureOf(tallies), ...strangers };
+          const counted = pictureOf(tallies);
+          const lagging = counted.counts.outdated ? await this.registry.lagging(basis) : [];
+          this.picture = { ...counted, lagging, ...strangers };
           const moved = JSON.stringify(this.picture) !== before;
           if (moved || (heard && Date.now() - this.emittedAt >= SEEN_EVERY_MS)) {
             this.emittedAt = Date.now();
@@ -166,7 +172,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
 }
 
 function emptyPicture(): AgentsPicture {
-  return { counts: emptyCounts(), rings: {}, silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } };
+  return { counts: emptyCounts(), lagging: [], rings: {}, silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } };
 }
 
 /** The counts and the rings from the registry's tally. */

@@ -15,13 +15,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
-import { BulwarkError, StoreError } from '../engine/errors.js';
-import type { AgentComponent, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
-import { SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
+import { BulwarkError, StoreError, UsageError } from '../engine/errors.js';
+import type { AgentComponent, AgentConsumer, AgentFailure, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
+import { shortId, SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
 export type AgentPhase = 'idle' | 'notified' | 'updating';
 
-export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase'> {
+export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'consumers'> {
+  consumers: AgentConsumer[];
   id: string;
   ring: string;
   enrolledAt: string;
@@ -56,8 +57,45 @@ export interface AgentPageQuery {
   limit: number;
 }
 
+/** An agent whose last run failed at or after $since, not by a failure of its own (null: an agent that does not say whose). */
+const FAILED_SINCE = `(last_result = 'failed' AND last_failure IS NOT 'local' AND COALESCE(last_failure_at, last_run_at) >= $since)`;
+
 /** The state column sorts by urgency. */
-const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'current'];
+const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'held', 'current'];
+
+/** Who an agent is, in a few words: to tell agents that share a name apart. */
+export interface AgentBrief {
+  id: string;
+  name: string;
+  hostname: string;
+  address: string;
+  ring: string;
+  lastSeen: string;
+}
+
+export { shortId } from './agent-status.js';
+
+/** No agent has that id or name. */
+export class UnknownAgentNameError extends UsageError {
+  constructor(readonly given: string) {
+    super(`no agent is named or numbered "${given}" (see bulwark agents list)`);
+  }
+}
+
+/** Several agents share the name given: one is picked by its id. */
+export class AmbiguousAgentError extends UsageError {
+  constructor(
+    readonly given: string,
+    readonly agents: AgentBrief[],
+  ) {
+    super(
+      `${agents.length} agents are named "${given}"; give the id of the one you mean: ${agents
+        .slice(0, 5)
+        .map((a) => `${shortId(a.id)} (${[a.hostname, a.address].filter(Boolean).join(', ') || 'no address'}, last seen ${a.lastSeen})`)
+        .join('; ')}`,
+    );
+  }
+}
 
 /** The enrollment token was wrong or has been rotated. */
 export class EnrollmentRefusedError extends BulwarkError {
@@ -82,6 +120,7 @@ interface Row {
   phase: AgentPhase;
   notified_release: number;
   poll_seconds: number;
+  consumers: string;
 }
 
 /** Columns derived from a report at write time, so the queries over a whole fleet never parse JSON per row. */
@@ -91,6 +130,9 @@ const DERIVED_COLUMNS = {
   last_result: 'TEXT', // 'ok' | 'failed' (last_run.result)
   last_run_at: 'INTEGER', // ms (last_run.at)
   last_error: 'TEXT', // last_run.error
+  last_failure: 'TEXT', // last_run.failure.kind: 'content' | 'local' | 'release' (null: an agent that does not say)
+  last_failure_at: 'INTEGER', // ms (last_run.failure.at): a version refused earlier counts from when it was refused
+  consumers: `TEXT NOT NULL DEFAULT '[]'`, // the engines its components are handed to (AgentConsumer[])
 } as const;
 
 const SCHEMA = `
@@ -112,6 +154,8 @@ CREATE TABLE IF NOT EXISTS agents (
   poll_seconds INTEGER NOT NULL DEFAULT 300,
 ${Object.entries(DERIVED_COLUMNS).map(([column, type]) => `  ${column} ${type}`).join(',\n')}
 );
+-- Each agent's last runs (RUNS_KEPT), for its details in the console.
+CREATE TABLE IF NOT EXISTS agent_runs (agent_id TEXT NOT NULL, at INTEGER NOT NULL, run TEXT NOT NULL, PRIMARY KEY (agent_id, at)) WITHOUT ROWID;
 -- Agents are listed by name, ignoring case (as the console sorts them).
 DROP INDEX IF EXISTS agents_by_name;
 CREATE INDEX IF NOT EXISTS agents_by_name_nocase ON agents (name COLLATE NOCASE, id);`;
@@ -143,6 +187,8 @@ interface PendingReport {
 
 /** Most reports committed together. */
 const GROUP_MAX = 1000;
+/** Runs kept per agent for its details. */
+const RUNS_KEPT = 20;
 
 export class AgentRegistry {
   private credentialKey: Buffer | undefined;
@@ -214,7 +260,9 @@ export class AgentRegistry {
         families = COALESCE((SELECT group_concat(family, ',') FROM (SELECT DISTINCT json_extract(value, '$.family') AS family FROM json_each(addresses) ORDER BY 1)), ''),
         last_result = json_extract(last_run, '$.result'),
         last_run_at = CAST(ROUND((julianday(json_extract(last_run, '$.at')) - 2440587.5) * 86400000) AS INTEGER),
-        last_error = json_extract(last_run, '$.error')`);
+        last_error = json_extract(last_run, '$.error'),
+        last_failure = json_extract(last_run, '$.failure.kind'),
+        last_failure_at = CAST(ROUND((julianday(json_extract(last_run, '$.failure.at')) - 2440587.5) * 86400000) AS INTEGER)`);
     });
   }
 
@@ -307,6 +355,7 @@ export class AgentRegistry {
    */
   report(id: string, report: AgentReport, address: string): Promise<void> {
     const lastRunAt = report.lastRun ? Date.parse(report.lastRun.at) : NaN;
+    const failureAt = report.lastRun?.failure ? Date.parse(report.lastRun.failure.at) : NaN;
     const params = [
       report.name,
       report.hostname,
@@ -323,6 +372,9 @@ export class AgentRegistry {
       report.phase,
       report.pollSeconds,
       id,
+      report.lastRun?.failure?.kind ?? null,
+      Number.isFinite(failureAt) ? failureAt : null,
+      JSON.stringify(report.consumers ?? []),
     ];
     return new Promise((resolve, reject) => {
       this.pending.push({ params, resolve, reject });
@@ -340,9 +392,18 @@ export class AgentRegistry {
         const changes = await this.transaction(async () => {
           const done: number[] = [];
           for (const { params } of group) {
-            done.push(await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
+            const changed = await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
-              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params));
+              last_failure = IIF(?9 IS NULL, last_failure, ?16), last_failure_at = IIF(?9 IS NULL, last_failure_at, ?17), consumers = ?18,
+              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params);
+            done.push(changed);
+            // A run not seen before joins the agent's last runs (a report repeats its last run until the next).
+            if (changed && params[8] !== null && params[10] !== null) {
+              const id = params[14];
+              if (await this.run(`INSERT OR IGNORE INTO agent_runs (agent_id, at, run) VALUES (?, ?, ?)`, [id, params[10], params[8]])) {
+                await this.run(`DELETE FROM agent_runs WHERE agent_id = ?1 AND at < (SELECT at FROM agent_runs WHERE agent_id = ?1 ORDER BY at DESC LIMIT 1 OFFSET ${RUNS_KEPT - 1})`, [id]);
+              }
+            }
           }
           return done;
         });
@@ -376,11 +437,51 @@ export class AgentRegistry {
     return (await this.get<{ ring: string }>(`SELECT ring FROM agents WHERE id = ?`, [id]))?.ring;
   }
 
-  /** Move agents to `ring`, by id or by name; returns the ids moved. */
+  /**
+   * The one agent an operator means: by its id (or the start of it, 8 characters or more, as
+   * `bulwark agents list` shows it), else by its name. None, or a name several agents share, is refused
+   * with what to type instead.
+   */
+  async one(idOrName: string): Promise<AgentBrief> {
+    const rows = await this.all<{ id: string; name: string; hostname: string; address: string; ring: string; last_seen: number }>(
+      `SELECT id, name, hostname, address, ring, last_seen FROM agents WHERE id = ?1 OR name = ?1 OR (length(?1) >= 8 AND substr(id, 1, length(?1)) = ?1) ORDER BY last_seen DESC LIMIT 50`,
+      [idOrName],
+    );
+    const brief = (r: (typeof rows)[number]): AgentBrief => ({ id: r.id, name: r.name, hostname: r.hostname, address: r.address, ring: r.ring, lastSeen: new Date(r.last_seen).toISOString() });
+    const byId = rows.filter((r) => r.id === idOrName || r.id.startsWith(idOrName));
+    if (byId.length === 1) return brief(byId[0]!);
+    if (rows.length === 1) return brief(rows[0]!);
+    if (!rows.length) throw new UnknownAgentNameError(idOrName);
+    throw new AmbiguousAgentError(idOrName, rows.map(brief));
+  }
+
+  /** Move one agent (by id, or by a name no other agent has) to `ring`; returns its id. */
   async setRing(idOrName: string, ring: string): Promise<string[]> {
-    const rows = await this.all<{ id: string }>(`SELECT id FROM agents WHERE id = ? OR name = ?`, [idOrName, idOrName]);
-    for (const { id } of rows) await this.run(`UPDATE agents SET ring = ? WHERE id = ?`, [ring, id]);
-    return rows.map((r) => r.id);
+    const { id } = await this.one(idOrName);
+    await this.run(`UPDATE agents SET ring = ? WHERE id = ?`, [ring, id]);
+    return [id];
+  }
+
+  /**
+   * Forget an agent (by id, or a name no other agent has): its row and runs go, and its credential is
+   * refused from then on. A machine still running it must enroll again to come back.
+   */
+  async remove(idOrName: string): Promise<AgentBrief> {
+    const agent = await this.one(idOrName);
+    await this.transaction(async () => {
+      await this.run(`DELETE FROM agents WHERE id = ?`, [agent.id]);
+      await this.run(`DELETE FROM agent_runs WHERE agent_id = ?`, [agent.id]);
+    });
+    return agent;
+  }
+
+  /** One agent as listed, with its last runs (newest first); undefined when there is no such agent. */
+  async details(basis: StateBasis, id: string): Promise<(AgentListed & { enrolledAt: string; runs: AgentLastRun[] }) | undefined> {
+    const state = stateSql(basis);
+    const [row] = await this.read<Row & { state: AgentState }>(`SELECT *, ${state.sql} AS state FROM agents WHERE id = $id`, { ...state.params, $id: id });
+    if (!row) return undefined;
+    const runs = await this.read<{ run: string }>(`SELECT run FROM agent_runs WHERE agent_id = $id ORDER BY at DESC LIMIT ${RUNS_KEPT}`, { $id: id });
+    return { ...toRecord(row), state: row.state, families: familiesOf(row.families), runs: runs.map((r) => JSON.parse(r.run) as AgentLastRun) };
   }
 
   /** The agent was heard from (its notification stream opened or is alive). */
@@ -406,8 +507,14 @@ export class AgentRegistry {
   async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
     const group = async (where: string, params: SqlParams) => {
       const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
-      const names = count!.n ? await this.read<{ name: string }>(`SELECT name FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`, params) : [];
-      return { agents: count!.n, names: names.map((r) => r.name) };
+      // A name another agent shares is told apart by its id (as `bulwark agents list` shows it).
+      const names = count!.n
+        ? await this.read<{ name: string; id: string; shared: number }>(
+            `SELECT name, id, (SELECT COUNT(*) FROM agents other WHERE other.name = agents.name COLLATE NOCASE) > 1 AS shared FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`,
+            params,
+          )
+        : [];
+      return { agents: count!.n, names: names.map((r) => (r.shared ? `${r.name} (${shortId(r.id)})` : r.name)) };
     };
     return {
       silent: await group(SILENT_SQL, { $now: now }),
@@ -422,17 +529,41 @@ export class AgentRegistry {
     return row?.at ?? undefined;
   }
 
-  /** Ring by ring: its agents, and those whose last run failed at or after `since` (ms). */
-  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number }[]> {
-    return this.read(`SELECT ring, COUNT(*) AS agents, COALESCE(SUM(last_result = 'failed' AND last_run_at >= $since), 0) AS failing FROM agents GROUP BY ring`, { $since: since });
+  /** The components of the release that some outdated (or notified) agent lacks. */
+  async lagging(basis: StateBasis): Promise<string[]> {
+    const components = basis.release?.index.components ?? [];
+    if (!components.length) return [];
+    const state = stateSql(basis);
+    const params: SqlParams = { ...state.params };
+    const sums = components.map((c, i) => {
+      params[`$lagPath${i}`] = `$.${JSON.stringify(c.id)}`;
+      params[`$lagVersion${i}`] = c.version;
+      return `COALESCE(SUM(COALESCE(json_extract(versions, $lagPath${i}), 0) < $lagVersion${i}), 0) AS c${i}`;
+    });
+    const [row] = await this.read<Record<string, number>>(`SELECT ${sums.join(', ')} FROM agents WHERE ${state.sql} IN ('outdated', 'notified')`, params);
+    return components.filter((_, i) => (row?.[`c${i}`] ?? 0) > 0).map((c) => c.id);
   }
 
-  /** The first few agents of `ring` whose last run failed at or after `since`, with their errors. */
-  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string }[]> {
-    return this.read(`SELECT name, COALESCE(last_error, 'failed') AS error FROM agents WHERE ring = $ring AND last_result = 'failed' AND last_run_at >= $since ORDER BY name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`, {
-      $ring: ring,
-      $since: since,
-    });
+  /**
+   * Ring by ring: its agents, those whose last run failed at or after `since` (ms) other than by a
+   * failure of their own (local: their disk, permissions, network), and of those the content failures
+   * (an engine would not load the version). A version refused earlier counts from when it was refused.
+   */
+  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number; content: number }[]> {
+    return this.read(
+      `SELECT ring, COUNT(*) AS agents, COALESCE(SUM(${FAILED_SINCE}), 0) AS failing, COALESCE(SUM(${FAILED_SINCE} AND last_failure = 'content'), 0) AS content FROM agents GROUP BY ring`,
+      { $since: since },
+    );
+  }
+
+  /** The first few agents of `ring` counted as failing by ringFailures, with their errors and whose failure it was (content failures first). */
+  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string; failure?: AgentFailure }[]> {
+    const rows = await this.read<{ name: string; error: string; failure: string | null }>(
+      `SELECT name, COALESCE(last_error, 'failed') AS error, json_extract(last_run, '$.failure') AS failure FROM agents
+       WHERE ring = $ring AND ${FAILED_SINCE} ORDER BY last_failure IS NOT 'content', name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`,
+      { $ring: ring, $since: since },
+    );
+    return rows.map(({ name, error, failure }) => ({ name, error, ...(failure ? { failure: JSON.parse(failure) as AgentFailure } : {}) }));
   }
 
   /** One page of agents, filtered and sorted in SQLite, and how many match in all. */
@@ -481,7 +612,7 @@ export class AgentRegistry {
         // Spliced as text: the JSON columns hold JSON.stringify's output (report()), so nothing is parsed again.
         `SELECT CAST(concat('{"id":', json_quote(id), ',"name":', json_quote(name), ',"hostname":', json_quote(hostname), ',"ring":', json_quote(ring),
            ',"enrolledAt":"', ${iso('enrolled_at')}, '","lastSeen":"', ${iso('last_seen')}, '","address":', json_quote(address),
-           ',"addresses":', addresses, ',"components":', components, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
+           ',"addresses":', addresses, ',"components":', components, ',"consumers":', consumers, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
            ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
          FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''}
          ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
@@ -522,6 +653,7 @@ function toRecord(row: Row): AgentRecord {
     address: row.address,
     addresses: JSON.parse(row.addresses) as AgentRecord['addresses'],
     components: JSON.parse(row.components) as AgentComponent[],
+    consumers: JSON.parse(row.consumers ?? '[]') as AgentConsumer[],
     lastRun: row.last_run ? (JSON.parse(row.last_run) as AgentLastRun) : null,
     phase: row.phase,
     notifiedRelease: row.notified_release,

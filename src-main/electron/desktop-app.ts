@@ -227,7 +227,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     trayModel(followed?.state ?? { type: 'idle' }, {
       startAtLogin: settings.data.startAtLogin,
       reminders: [...(followed?.status().reminders ?? []), ...(running?.service.agentReminders() ?? [])],
-      ...(running ? { agents: running.overview.counts } : {}),
+      ...(running ? { agents: running.overview.counts, headline: running.service.headline() } : {}),
     });
   const refreshTray = () => {
     if (!tray) return;
@@ -276,13 +276,14 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   }
   running = server;
   server.overview.on('change', guarded('updating the tray', refreshTray));
+  server.rollout.on('change', guarded('updating the tray', refreshTray));
   const { engine, service } = server;
   const startupRun: Promise<RunRecord | undefined> = server.startup.catch((error: unknown) => {
     log(`start-up update failed: ${describeError(error)}`);
     return undefined;
   });
   const runningDemo = demoSource;
-  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : [];
+  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : undefined;
 
   // ---- The console API over IPC, for our windows only ----
   const stopEvents = serveConsoleOverIpc(adapter, service, {
@@ -330,7 +331,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     stopTrayFollowingSettings();
     tray?.destroy();
     try {
-      await Promise.all(demoAgents.map((agent) => agent.stop()));
+      await demoAgents?.stop();
       await server.stop();
     } finally {
       await runningDemo?.stop();

@@ -5,18 +5,20 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
-import { BulwarkError, describeError, UsageError } from './errors.js';
+import { consumerViews, Consumers, type ConsumerView } from './consumers.js';
+import { BulwarkError, ConsumerError, describeError, UsageError } from './errors.js';
 import { Evidence } from './evidence.js';
 import { readPins, writePins, type Pins } from './pins.js';
 import { cooldownFor, HttpFetcher, sweepDownloads } from './fetcher.js';
 import { sha256, sweepTempFiles, writeFileAtomic } from './files.js';
-import { History, type RunRecord, type Trigger } from './history.js';
+import { History, runFailure, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
 import { dispatcherFor, routeFor } from './proxy.js';
 import { collectGarbage } from './memory.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
+import { savedWords } from './words.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
 import { checkSourceUrl, UpdateSource } from './source.js';
@@ -46,6 +48,8 @@ export interface EngineOptions {
   familyRemedy?: string;
   /** Hash every active file at this process's first run (true: servers, agents, the desktop app); false for a one-shot run. */
   verifyStoreAtStart?: boolean;
+  /** The consumers file (engines each component is handed to); DATA/consumers.json when absent and present. */
+  consumers?: string;
   log?: (line: string) => void;
 }
 
@@ -69,6 +73,8 @@ export interface EngineStatus {
   cooldownUntil: string | null;
   /** Installed components whose file or record is damaged (the next update repairs them). */
   problems: StoreProblem[];
+  /** The engines components are handed to here, and whether each has the active version. */
+  consumers: ConsumerView[];
 }
 
 /** Who runs (PID and start time, so a reused PID is not taken for a server), and what it is doing. */
@@ -103,6 +109,8 @@ export interface Policy {
   pins: ReadonlyMap<string, number>;
   /** Hold every installed component at its version (the rollout has not reached this agent's ring). */
   hold: boolean;
+  /** While held: the versions of the last release that passed the rollout, which a held agent with less moves up to. */
+  holdAt?: ReadonlyMap<string, number>;
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -285,11 +293,18 @@ export class Engine extends EventEmitter<EngineEvents> {
       const file = this.store.versions(id).includes(target) ? this.store.pathOf(id, target) : undefined;
       if (!file) throw new UsageError(`${id} ${target} is not kept here (kept: ${this.store.versions(id).join(', ') || 'none'})`);
       const data = fs.readFileSync(file);
+      const hash = sha256(data);
       // The vendor's word, not the store's: the metadata kept with the version must verify against the trusted root.
-      this.evidence.verify(id, target, sha256(data));
+      this.evidence.verify(id, target, hash);
       this.machine.transition({ type: 'checking', trigger: 'manual' });
       this.machine.transition({ type: 'applying', trigger: 'manual', component: id, index: 0, total: 1, bytes: 0 });
-      this.store.activate(id, target, { sha256: sha256(data), length: data.length, installedAt: started, method: this.evidence.method(id, target) ?? 'full' });
+      // The kept version goes to the engine that uses it the same way as an update's (check, place, reload, health).
+      try {
+        await this.consumers('manual')?.hand(id, { version: target, sha256: hash, file });
+      } catch (error) {
+        return this.refusedChange(started, id, installed?.version ?? null, target, error);
+      }
+      this.store.activate(id, target, { sha256: hash, length: data.length, installedAt: started, method: this.evidence.method(id, target) ?? 'full' });
       reason = installed && installed.version > target ? `rolled back from ${installed.version} to ${target}, and pinned there` : `moved to ${target}, and pinned there`;
       pins[id] = { version: target, at: started, reason: request.reason ?? reason };
       version = target;
@@ -319,6 +334,31 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.log(summarize(record));
     this.emit('run', record);
     this.emit('pins', readPins(this.options.dataDir));
+    return record;
+  }
+
+  /** A rollback whose version the engine that uses it would not take: recorded as a failed change; nothing moved. */
+  private refusedChange(started: string, id: string, previous: number | null, target: number, error: unknown): RunRecord {
+    const message = describeError(error);
+    const code = error instanceof BulwarkError ? { errorCode: error.code } : {};
+    const consumer =
+      error instanceof ConsumerError ? { consumer: { version: target, engine: error.engine, stage: error.stage, kind: error.kind, message: error.engineMessage ?? error.message, at: error.at } } : {};
+    const record: RunRecord = {
+      trigger: 'manual',
+      startedAt: started,
+      finishedAt: new Date().toISOString(),
+      result: 'failed',
+      bytes: 0,
+      error: message,
+      ...code,
+      components: [{ id, previousVersion: previous, version: previous, offeredVersion: target, method: 'none', reason: `not rolled back to ${target}`, bytes: 0, fullBytes: 0, durationMs: 0, result: 'failed', error: message, ...code, ...consumer }],
+    };
+    const failure = runFailure(record);
+    if (failure) record.failure = failure;
+    this.machine.transition({ type: 'failed', error: message, ...(code.errorCode ? { code: code.errorCode } : {}), at: record.finishedAt });
+    this.record(record);
+    this.log(summarize(record));
+    this.emit('run', record);
     return record;
   }
 
@@ -371,7 +411,13 @@ export class Engine extends EventEmitter<EngineEvents> {
       reminders: remindersFor({ settings: this.options.settings.data, lastRun, network, cooldownUntil: this.cooldownUntil(), storeProblems: problems }),
       problems,
       cooldownUntil: this.cooldownUntil()?.toISOString() ?? null,
+      consumers: consumerViews(this.options.dataDir, (id) => this.store.active(id)),
     };
+  }
+
+  /** The consumers file this engine uses, if any (read for each run, so an edit applies at the next one). Throws ConsumerConfigError. */
+  consumers(trigger: Trigger): Consumers | undefined {
+    return Consumers.open(this.options.dataDir, this.options.consumers, { log: this.log, trigger });
   }
 
   /**
@@ -412,6 +458,23 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Run an update; while one is running, callers join it instead of starting another. */
   update(trigger: Trigger = 'manual'): Promise<RunRecord> {
     if (this.inFlight) return this.inFlight;
+    // (An Update now asked for by a person still runs, and fails saying why, as it always did.)
+    if (!this.source().url && trigger !== 'manual') {
+      // Nothing to run without a source: a fresh install waits for one (its console says so) rather
+      // than record a failed run at every start and schedule. The caller gets the reason.
+      const now = new Date().toISOString();
+      this.log('no update source is set yet; updates start once one is (Settings › Update source, or bulwark settings set source)');
+      return Promise.resolve({
+        trigger,
+        startedAt: now,
+        finishedAt: now,
+        result: 'failed',
+        bytes: 0,
+        error: 'no update source is configured: set its URL and trusted root.json in the settings',
+        errorCode: 'ERR_USAGE',
+        components: [],
+      });
+    }
     this.inFlight = this.run(trigger).finally(() => {
       this.inFlight = undefined;
     });
@@ -450,7 +513,8 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const { pins, hold } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false };
+      const { pins, hold, holdAt } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined };
+      const handoff = this.consumers(trigger);
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
       record = await runUpdate(
@@ -464,7 +528,9 @@ export class Engine extends EventEmitter<EngineEvents> {
           verifyStore: !this.storeVerified || this.store.fullCheckDue(),
           pins,
           hold,
+          ...(holdAt ? { holdAt } : {}),
           evidence: this.evidence,
+          ...(handoff ? { handoff } : {}),
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),
         },
@@ -484,6 +550,8 @@ export class Engine extends EventEmitter<EngineEvents> {
         ...(error instanceof BulwarkError ? { errorCode: error.code } : {}),
         components: [],
       };
+      const failure = runFailure(record);
+      if (failure) record.failure = failure;
     }
     if (url) record.source = url;
     // Distribute after every run that refreshed the signed metadata: agents need the fresh timestamp
@@ -559,7 +627,8 @@ export function summarize(run: RunRecord): string {
       const versions = `${c.id} ${c.previousVersion ?? '(none)'} → ${c.result === 'ok' ? c.version : c.previousVersion ?? '(none)'}`;
       if (c.result === 'failed') return `    ${versions}  FAILED: ${c.error}`;
       if (c.method === 'none' && c.previousVersion === c.version) return `    ${c.id} stays at ${c.version ?? '(none)'} (${c.offeredVersion ?? '?'} offered) — ${c.reason}`;
-      const saved = c.fullBytes > 0 ? `, saved ${Math.max(0, 100 * (1 - c.bytes / c.fullBytes)).toFixed(1)}%` : '';
+      const words = savedWords(c.method, c.bytes, c.fullBytes);
+      const saved = words ? `, ${words}` : '';
       return `    ${versions}  ${c.method}: ${formatBytes(c.bytes)} of ${formatBytes(c.fullBytes)}${saved} — ${c.reason}`;
     });
   let head = `${run.trigger} update ${run.result === 'ok' ? 'done' : 'FAILED'}, ${formatBytes(run.bytes)} received`;

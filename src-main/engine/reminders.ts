@@ -5,6 +5,16 @@ import type { RunRecord } from './history.js';
 import { networkReminders, type NetworkReport } from './network.js';
 import type { SettingsData } from './settings.js';
 import type { StoreProblem } from './store.js';
+import { plainError, updateFailure } from './words.js';
+
+/** The host part of a source URL, for a sentence. */
+function sourceHost(url: string | undefined): string | undefined {
+  try {
+    return url ? new URL(url).host : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface Reminder {
   id: string;
@@ -13,6 +23,8 @@ export interface Reminder {
   body: string;
   /** What to do, in one sentence. */
   action: string;
+  /** The raw error behind it, for a "Details" disclosure. */
+  detail?: string;
 }
 
 export interface ReminderInputs {
@@ -57,12 +69,14 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
   }
   if (lastRun?.result === 'failed') {
     const proxy = settings.proxy.enabled;
+    const detail = lastRun.error ? { detail: lastRun.error } : {};
     if (lastRun.errorCode === 'ERR_PROXY_AUTH') {
       reminders.push({
         id: 'proxy-auth',
         severity: 'error',
         title: 'The proxy wants a valid user name and password',
-        body: `The last update failed: ${lastRun.error ?? 'the proxy refused the credentials'}.`,
+        body: 'The proxy refused the credentials it was given, so no update can get through it.',
+        ...detail,
         action: proxy
           ? 'Enter the proxy credentials in Settings › Proxy and use Test connection.'
           : 'Correct the credentials in HTTP_PROXY / HTTPS_PROXY, or set the proxy in Settings › Proxy, and use Test connection.',
@@ -70,26 +84,66 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
       return reminders;
     }
     switch (lastRun.errorCode) {
-      case 'ERR_NETWORK':
+      case 'ERR_NETWORK': {
+        const error = lastRun.error ?? '';
+        // Refused or not found: the address connected to is the likely fault, not the way to it. Through
+        // a proxy that address is the proxy's (the proxy failing to reach the source answers HTTP 5xx).
+        const refusedOrUnknown = /ECONNREFUSED|connection refused|ENOTFOUND|EAI_AGAIN|does not resolve|host name not found/i.test(error);
+        const throughProxy = / through the proxy (\S+)/.exec(error)?.[1]?.replace(/:$/, '');
+        const host = throughProxy ? `the proxy ${sourceHost(throughProxy) ?? throughProxy}` : (sourceHost(lastRun.source ?? settings.source.url) ?? 'the update source');
+        const checkProxy = proxy
+          ? 'Check the proxy in Settings › Proxy and use Test connection.'
+          : 'Check the proxy in HTTP_PROXY / HTTPS_PROXY (or set one in Settings › Proxy) and use Test connection.';
         reminders.push({
           id: 'source-unreachable',
           severity: 'error',
           title: 'The update source cannot be reached',
-          body: `The last update failed: ${lastRun.error ?? 'no connection'}.`,
-          action: proxy
-            ? 'Check the proxy in Settings › Proxy and use Test connection.'
-            : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
+          body: `Bulwark could not connect to ${host}: ${plainError(error)}. Installed components stay as they are.`,
+          action: throughProxy
+            ? checkProxy
+            : refusedOrUnknown
+              ? `Check the source URL in Settings › Update source (Test connection there says what fails)${proxy ? '' : '; if this server reaches the internet only through a proxy, set it in Settings › Proxy'}.`
+              : proxy
+                ? checkProxy
+                : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
+          ...detail,
         });
         break;
+      }
       case 'ERR_METADATA':
-        reminders.push({
-          id: 'metadata',
-          severity: 'error',
-          title: "The update source's signatures could not be verified",
-          body: lastRun.error ?? 'The signed metadata was rejected.',
-          action: 'If the source was re-keyed, import its new root.json in Settings › Update source; otherwise contact its publisher.',
-        });
+        // Validly signed but past its expiry date (TUF spec §5.4.4) is the publisher's to fix, not a wrong root.json.
+        reminders.push(
+          /signed metadata has expired/.test(lastRun.error ?? '')
+            ? {
+                id: 'metadata',
+                severity: 'error',
+                title: "The update source's signatures could not be verified",
+                body: "Its signed metadata has expired: the publisher has not re-signed the source in time (or someone is replaying an old copy), so nothing from it was installed.",
+                action: "The source's publisher must re-sign it (bulwark publish does); the next update tries again.",
+                ...detail,
+              }
+            : {
+                id: 'metadata',
+                severity: 'error',
+                title: "The update source's signatures could not be verified",
+                body: 'What the source signed did not verify against the trusted root.json, so nothing from it was installed.',
+                action: 'If the source was re-keyed, import its new root.json in Settings › Update source; otherwise contact its publisher.',
+                ...detail,
+              },
+        );
         break;
+      default:
+        // Any other failure: said once, in words, with the raw text behind Details.
+        if (lastRun.errorCode !== 'ERR_USAGE' && lastRun.errorCode !== 'ERR_COOLDOWN') {
+          reminders.push({
+            id: 'update-failed',
+            severity: 'error',
+            title: `The last update failed: ${updateFailure(lastRun.errorCode, lastRun.error)}`,
+            body: 'Installed components stay as they are; the next update tries again.',
+            action: /ERR_STORE|ERR_FILE/.test(lastRun.errorCode ?? '') ? 'Free space or fix the permissions of the data directory, then use Update now.' : 'Use Update now to try again; if it fails again, the details below say where.',
+            ...detail,
+          });
+        }
     }
   }
   return reminders;

@@ -53,7 +53,11 @@ export interface SettingsData {
   proxy: ProxySetting;
   /** Agents' host names or addresses, to warn about ones this server cannot reach. */
   agents: string[];
-  notifications: { updateFailed: boolean; componentsInstalled: boolean };
+  /**
+   * What to tell, and where besides the desktop: `webhook` (an http(s) URL that gets a JSON POST) and
+   * `syslog` ("udp://HOST:PORT" or "tcp://HOST:PORT", RFC 5424), for a server without a desktop.
+   */
+  notifications: { updateFailed: boolean; componentsInstalled: boolean; webhook?: string; syslog?: string };
   startAtLogin: boolean;
   distribution: DistributionSetting;
 }
@@ -115,7 +119,12 @@ export const SETTINGS_SCHEMA = {
     type: 'object',
     additionalProperties: false,
     required: ['updateFailed', 'componentsInstalled'],
-    properties: { updateFailed: { type: 'boolean' }, componentsInstalled: { type: 'boolean' } },
+    properties: {
+      updateFailed: { type: 'boolean' },
+      componentsInstalled: { type: 'boolean' },
+      webhook: { type: 'string', maxLength: 2048, pattern: '^(|https?://.+)$' },
+      syslog: { type: 'string', maxLength: 300, pattern: '^(|(udp|tcp)://.+:[0-9]{1,5})$' },
+    },
   },
   startAtLogin: { type: 'boolean' },
   distribution: {
@@ -364,6 +373,21 @@ export class Settings {
     if (key === 'agents') {
       for (const agent of value as string[]) {
         if (!HOST_PATTERN.test(agent)) throw new SettingsError(`invalid agents: "${agent}" is not a host name or IP address; the previous value is kept`);
+      }
+    }
+    if (key === 'notifications') {
+      const { webhook, syslog } = value as SettingsData['notifications'];
+      if (webhook) {
+        let url: URL | undefined;
+        try {
+          url = new URL(webhook);
+        } catch {
+          // said below
+        }
+        if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new SettingsError(`the webhook "${webhook}" is not an http or https URL; the previous value is kept`, { field: 'notifications.webhook' });
+      }
+      if (syslog && !/^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[^:[\]\s/]+):([0-9]{1,5})$/.test(syslog)) {
+        throw new SettingsError(`syslog "${syslog}" must be udp://HOST:PORT or tcp://HOST:PORT, e.g. udp://127.0.0.1:514; the previous value is kept`, { field: 'notifications.syslog' });
       }
     }
     if (key === 'source') {

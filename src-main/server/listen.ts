@@ -8,8 +8,11 @@ export interface ListenAddress {
   port: number;
 }
 
-/** Where the console listens: loopback (IPv4's, else IPv6's) when no host is given. */
-export type ConsoleListen = { host?: string; port: number };
+/**
+ * Where the console listens: loopback (IPv4's, else IPv6's) when no host is given. `remembered`: no
+ * address was asked for, so the one it had before a restart is taken again when it is free.
+ */
+export type ConsoleListen = { host?: string; port: number; remembered?: boolean };
 
 /** Parse ADDRESS:PORT; `what` names the flag or setting in the error ("--listen", "--agents-listen"). */
 export function parseListen(text: string, what = '--listen'): ListenAddress {

@@ -10,20 +10,51 @@
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
+import { consoleAccess, rotateConsoleToken, saveConsoleAddress, signInUrl } from '../console/access.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import { AgentRegistry } from '../distribution/registry.js';
 import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { Engine, pinnedVersions } from '../engine/engine.js';
+import { Engine, pinnedVersions, type Distributor } from '../engine/engine.js';
+import { Evidence } from '../engine/evidence.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
+import type { Actor } from '../engine/audit.js';
 import { ComponentStore } from '../engine/store.js';
 import { startControl } from '../engine/control.js';
+import { sendNotification } from './notify.js';
+import { notificationsFor } from './notifications.js';
 import { formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
 import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
+
+/**
+ * The browser console with the data directory's access secret, on the address it had before (when
+ * none is asked for and that one is free), which is then remembered for the next start.
+ */
+async function startBrowserConsole(dataDir: string, listen: ConsoleListen & { rendererDir: string }, service: ConsoleService, log: (line: string) => void): Promise<ConsoleServer> {
+  const access = consoleAccess(dataDir);
+  const start = (host: string | undefined, port: number) => startConsoleServer({ service, rendererDir: listen.rendererDir, ...(host ? { host } : {}), port, token: access.token, log });
+  let server: ConsoleServer | undefined;
+  if (listen.remembered && access.port) {
+    server = await start(access.host, access.port).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRINUSE' && error.code !== 'EADDRNOTAVAIL') throw error;
+      log(`the console's address from before, ${formatListen({ host: access.host ?? '127.0.0.1', port: access.port! })}, is taken; it moves to another port`);
+      return undefined;
+    });
+  }
+  server ??= await start(listen.host, listen.port);
+  const { hostname, port } = new URL(server.origin);
+  saveConsoleAddress(dataDir, hostname.replace(/^\[|\]$/g, ''), Number(port));
+  return server;
+}
+
+/** The actor a control call names (the CLI's user@host), checked for shape: it only goes into the audit log. */
+function cliActor(who: unknown): Actor {
+  return { via: 'cli', who: typeof who === 'object' && who && typeof (who as Actor).who === 'string' ? (who as Actor).who.slice(0, 200) : 'command line' };
+}
 
 export interface ServerOptions {
   dataDir: string;
@@ -37,6 +68,8 @@ export interface ServerOptions {
   applyStartAtLogin?: (enabled: boolean) => void;
   /** Called with the engine before it starts, so a host's listeners see the start-up run. */
   beforeStart?: (engine: Engine) => void;
+  /** The consumers file: engines on this machine that use the components (default: DATA/consumers.json, if any). */
+  consumers?: string;
 }
 
 export interface BulwarkServer {
@@ -65,16 +98,31 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   const { dataDir, settings, log } = options;
   const registry = await AgentRegistry.open(dataDir);
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
-  const overview = new AgentsOverview(registry, distribution, log);
+  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  const overview = new AgentsOverview(registry, distribution, log, () => rollout.heldRings());
   await overview.start();
+  // Agents of a ring held back, or released, count differently.
+  rollout.on('change', () => overview.changed());
   const ringSizes = (ring: string) => overview.ring(ring).agents;
   // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
   // reached sees the release unheld.
-  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  const versionsOf = (release: Release | undefined) => Object.fromEntries((release?.index.components ?? []).map((c) => [c.id, c.version]));
+  let served = versionsOf(distribution.current());
   distribution.on('release', (release, { news }) => {
-    if (news) rollout.start(release.index.release, ringSizes);
+    if (news) rollout.start(release.index.release, ringSizes, versionsOf(release), served);
+    served = versionsOf(release);
   });
-  const engine = new Engine({ dataDir, settings, log, distributor: distribution });
+  // The agents are recounted against a new release before the engine turns idle: otherwise the
+  // headline (console, tray, status) would say the fleet is current, counted against the release
+  // before, until the next recount a moment later.
+  const distributor: Distributor = {
+    keepVerifiedTarget: (target, file) => void distribution.keepVerifiedTarget(target, file),
+    distribute: async (run, source) => {
+      await distribution.distribute(run, source);
+      await overview.recount();
+    },
+  };
+  const engine = new Engine({ dataDir, settings, log, distributor, ...(options.consumers ? { consumers: options.consumers } : {}) });
   let startup: Promise<RunRecord>;
   try {
     options.beforeStart?.(engine);
@@ -84,6 +132,16 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     await registry.close();
     throw error;
   }
+
+  // Notifications beyond the desktop (a webhook, syslog), for every host; the desktop shows its own too.
+  let previousRun = engine.history.last();
+  engine.on('run', (run) => {
+    const wanted = settings.data.notifications;
+    const before = previousRun;
+    previousRun = run;
+    if (!wanted.webhook && !wanted.syslog) return;
+    for (const notification of notificationsFor(run, before, wanted)) void sendNotification(notification, wanted, log);
+  });
 
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined;
@@ -101,6 +159,8 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
+          passedVersions: () => rollout.passedVersions(),
+          evidence: new Evidence(dataDir),
           log,
           fileThreads: threads,
         },
@@ -132,10 +192,11 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     });
     log(`announcing releases through the broker ${notify}`);
   }
-  const askToUpdate = async () => {
+  const askToUpdate = async (id?: string) => {
     const release = distribution.current();
-    if (broker && release) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
-    return (await agentServer?.askToUpdate()) ?? 0;
+    // The broker speaks to the whole fleet: one agent is asked over its own stream only.
+    if (broker && release && id === undefined) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
+    return (await agentServer?.askToUpdate(id)) ?? 0;
   };
 
   // The rollout moves on (or halts) as agents report, and as soak times run out.
@@ -158,17 +219,23 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     dataDir,
     {
       update: () => engine.update('manual'),
-      change: (request) => engine.change(request),
-      rollout: async ({ action }) => {
+      // Commands on this directory run as the CLI's user; what they do is audited here, as the console's is.
+      change: ({ who, ...request }) => service.changeComponentAs(request, cliActor(who)),
+      rollout: async ({ action, who }) => {
         if (!rollout.current()) throw new UsageError('no release is being rolled out yet');
-        return service.changeRollout(action);
+        return service.changeRollout(action, cliActor(who));
       },
-      ring: async ({ agent, ring }) => {
+      ring: async ({ agent, ring, who }) => {
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        const moved = await registry.setRing(agent, ring);
-        if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
-        await overview.recount();
-        return moved;
+        return service.moveAgent(agent, ring, cliActor(who));
+      },
+      remove: ({ agent, who }) => service.removeAgent(agent, cliActor(who)),
+      // `bulwark console-url --rotate`: the running console takes the new secret at once.
+      consoleToken: async ({ who }) => {
+        const token = rotateConsoleToken(dataDir);
+        consoleServer?.setToken(token);
+        service.audit.record(cliActor(who), { action: 'rotate-console-token', target: 'console access' });
+        return { url: signInUrl(consoleAccess(dataDir)) ?? null };
       },
     },
     log,
@@ -198,7 +265,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   };
   if (options.console) {
     try {
-      consoleServer = await startConsoleServer({ service, rendererDir: options.console.rendererDir, ...(options.console.host ? { host: options.console.host } : {}), port: options.console.port, log });
+      consoleServer = await startBrowserConsole(dataDir, options.console, service, log);
     } catch (error) {
       await stopAll();
       throw error;
