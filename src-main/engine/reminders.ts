@@ -81,6 +81,24 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
             : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
         });
         break;
+      case 'ERR_CLOCK':
+        reminders.push({
+          id: 'clock',
+          severity: 'error',
+          title: "This machine's clock is wrong",
+          body: `The last update failed: ${lastRun.error ?? "the signed metadata looks expired by this machine's clock"}.`,
+          action: 'Set the clock right — let NTP keep it (timedatectl set-ntp true, or chrony) — then use Update now.',
+        });
+        break;
+      case 'ERR_FILE':
+        reminders.push({
+          id: 'disk',
+          severity: 'error',
+          title: 'Bulwark cannot write its data directory',
+          body: `The last update failed: ${lastRun.error ?? 'a file could not be written'}.`,
+          action: 'Do what the message says for that disk, then use Update now.',
+        });
+        break;
       case 'ERR_METADATA':
         reminders.push({
           id: 'metadata',

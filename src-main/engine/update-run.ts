@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import { BulwarkError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
+import { BulwarkError, CooldownError, describeError, DowngradeError, errorCodeOf, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
@@ -78,7 +78,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   fs.mkdirSync(ctx.tempDir, { recursive: true });
   sweepTempFiles(ctx.tempDir);
   ctx.store.recover();
-  const finish = (fields: Pick<RunRecord, 'result' | 'components'> & { error?: unknown }): RunRecord => {
+  const finish = (fields: Pick<RunRecord, 'result' | 'components' | 'errorCode'> & { error?: unknown }): RunRecord => {
     sweepTempFiles(ctx.tempDir);
     const record: RunRecord = {
       trigger,
@@ -90,7 +90,8 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     };
     if (fields.error !== undefined) {
       record.error = describeError(fields.error);
-      if (fields.error instanceof BulwarkError) record.errorCode = fields.error.code;
+      const code = fields.errorCode ?? errorCodeOf(fields.error);
+      if (code) record.errorCode = code;
     }
     return record;
   };
@@ -114,22 +115,34 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   // A damaged or missing active file, or a damaged record of it, is repaired by this run (in full) and said.
   const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false).map((p) => [p.id, p]));
 
+  // The version each component is to reach; a partial download of any other version (superseded by a
+  // newer one, pinned away from) or of one installed by another way is of no more use: dropped now,
+  // and again once this run has installed what it could.
+  const target = new Map(catalogue.components.map((entry) => [entry.id, ctx.pins?.get(entry.id) ?? entry.latest]));
+  const wanted = (id: string, version: number) => target.get(id) === version && ctx.store.active(id)?.version !== version;
+  ctx.fetcher.dropPartials(wanted);
+
   const runs: ComponentRun[] = [];
   const total = catalogue.components.length;
   let unreachable: unknown;
   for (const [index, entry] of catalogue.components.entries()) {
+    // Its downloads' partial files are named for the version they are of.
+    ctx.fetcher.partOf = { id: entry.id, version: target.get(entry.id)! };
     const { run, cause } = unreachable
       ? { run: skipped(ctx.store.active(entry.id), entry, unreachable), cause: undefined }
       : await updateComponent(ctx, entry, index, total, now, offers, problems.get(entry.id));
+    ctx.fetcher.partOf = undefined;
     if (sourceUnreachable(cause)) unreachable = cause;
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
   }
+  ctx.fetcher.dropPartials(wanted);
   const failed = runs.filter((r) => r.result === 'failed');
   return finish({
     result: failed.length ? 'failed' : 'ok',
     components: runs,
-    ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}` } : {}),
+    // The first failure's code too, so the reminders can say what kind of failure it was (a full disk, the source gone).
+    ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}`, ...(failed[0]!.errorCode ? { errorCode: failed[0]!.errorCode } : {}) } : {}),
   });
 }
 
@@ -190,7 +203,8 @@ async function updateComponent(
     };
     if (cause !== undefined) {
       run.error = describeError(cause);
-      if (cause instanceof BulwarkError) run.errorCode = cause.code;
+      const code = errorCodeOf(cause);
+      if (code) run.errorCode = code;
     }
     return { run, cause };
   };
