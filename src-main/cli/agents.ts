@@ -11,10 +11,10 @@ import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
 import type { AgentListed } from '../distribution/registry.js';
-import { UsageError } from '../engine/errors.js';
+import { describeError, UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
 import { parseListen } from '../server/listen.js';
-import { dataOption, err, integerFlag, out, required, untilSignal, type Command } from './command.js';
+import { dataOption, err, integerFlag, lockDataDir, out, required, untilSignal, type Command } from './command.js';
 
 /** The registry and what its listings need: the current release and the overview's arithmetic. */
 const registryModules = () => Promise.all([import('../distribution/registry.js'), import('../distribution/release.js'), import('../distribution/overview.js')]);
@@ -69,7 +69,15 @@ export const serveFlags = {
 export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
-  const registry = await AgentRegistry.open(dataDir, { readOnly: true });
+  let registry: Awaited<ReturnType<typeof AgentRegistry.open>>;
+  try {
+    registry = await AgentRegistry.open(dataDir, { readOnly: true });
+  } catch (error) {
+    // Damaged, say: status still shows everything else, and says so.
+    const counts = pictureOf([]).counts;
+    const action = 'The server checks the registry whenever it starts (bulwark serve): it sets a damaged one aside, never deleting it, and restores its daily copy. If it cannot open the file either, do what the message says.';
+    return { counts, reminders: [{ id: 'agents-registry', severity: 'error', title: 'The agent registry cannot be read', body: `${describeError(error)}.`, action }] };
+  }
   try {
     const now = Date.now();
     const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
@@ -144,18 +152,28 @@ Options:
       const [{ Agent }, { checkSourceUrl }] = await Promise.all([import('../agent/agent.js'), import('../engine/source.js')]);
       const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
-      const agent = new Agent({
-        server,
-        dataDir,
-        log: stamp,
-        ...(typeof values.token === 'string' ? { token: values.token } : process.env.BULWARK_TOKEN ? { token: process.env.BULWARK_TOKEN } : {}),
-        ...(name ? { name } : {}),
-        ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
-        ...(proxy ? { proxy } : {}),
-        ...(notify ? { notify } : {}),
-        ...(mirrors.length ? { mirrors } : {}),
-        ...(ring ? { ring } : {}),
-      });
+      // The lock before any write (settings, enrollment): a second agent on a data directory in use is
+      // refused and changes nothing (it would otherwise save its proxy, or enroll elsewhere).
+      const release = lockDataDir(dataDir);
+      let agent: InstanceType<typeof Agent>;
+      try {
+        agent = new Agent({
+          lockTaken: true,
+          server,
+          dataDir,
+          log: stamp,
+          ...(typeof values.token === 'string' ? { token: values.token } : process.env.BULWARK_TOKEN ? { token: process.env.BULWARK_TOKEN } : {}),
+          ...(name ? { name } : {}),
+          ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
+          ...(proxy ? { proxy } : {}),
+          ...(notify ? { notify } : {}),
+          ...(mirrors.length ? { mirrors } : {}),
+          ...(ring ? { ring } : {}),
+        });
+      } catch (error) {
+        release();
+        throw error;
+      }
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
       try {
@@ -171,7 +189,11 @@ Options:
           void started.catch(() => undefined); // it gives up once stop() below aborts it
         }
       } finally {
-        await agent.stop();
+        try {
+          await agent.stop();
+        } finally {
+          release();
+        }
       }
       stamp('stopped');
       return 0;

@@ -14,7 +14,7 @@ import type { Settings, SettingsData } from '../engine/settings.js';
 import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
 import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
-import { dataOption, err, out, required, type Command } from './command.js';
+import { dataOption, err, lockDataDir, out, required, type Command } from './command.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -282,13 +282,20 @@ Options:
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
-      const settings = await openSettings(dataDir);
-      const distribution = serveFlags.parse(values, settings.data.distribution);
-      if (source) settings.set('source', source);
-      if (schedule) settings.set('schedule', schedule);
-      if (distribution) settings.set('distribution', distribution);
-      const { serve } = await import('./serve.js');
-      return serve(dataDir, settings, values.console ? { console: listen } : {});
+      // The lock before any write: a second server on a data directory in use is refused and
+      // changes nothing (its flags would otherwise move the running one's port or source).
+      const release = lockDataDir(dataDir);
+      try {
+        const settings = await openSettings(dataDir);
+        const distribution = serveFlags.parse(values, settings.data.distribution);
+        if (source) settings.set('source', source);
+        if (schedule) settings.set('schedule', schedule);
+        if (distribution) settings.set('distribution', distribution);
+        const { serve } = await import('./serve.js');
+        return await serve(dataDir, settings, { lockTaken: true, ...(values.console ? { console: listen } : {}) });
+      } finally {
+        release();
+      }
     },
   },
 

@@ -9,6 +9,7 @@
 // would turn unreachable by silence. Listeners hear of a recount that changed something, and of
 // agents merely heard from again at most every SEEN_EVERY_MS (the console's list shows when each was seen).
 import { EventEmitter } from 'node:events';
+import { describeError } from '../engine/errors.js';
 import type { Reminder } from '../engine/reminders.js';
 import type { Family, StackKind } from '../engine/network.js';
 import { AGENT_STATES, countOf, emptyCounts, type AgentCounts } from './agent-status.js';
@@ -141,7 +142,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
           }
           this.wakeForSilence(nextSilence);
         } catch (error) {
-          this.log(`cannot read the agent registry: ${(error as Error).message}`);
+          this.log(`cannot read the agent registry: ${describeError(error)}`);
         }
         this.countedAt = Date.now();
         this.countTook = this.countedAt - started;

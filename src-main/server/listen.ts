@@ -1,5 +1,6 @@
 // Listening addresses as people write them: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0".
-import { UsageError } from '../engine/errors.js';
+import { describeError, UsageError } from '../engine/errors.js';
+import { errorCode } from '../engine/network.js';
 
 /** The agents' port when none is set. */
 export const DEFAULT_AGENT_PORT = 8470;
@@ -23,4 +24,18 @@ export function parseListen(text: string, what = '--listen'): ListenAddress {
 /** The form parseListen reads. */
 export function formatListen({ host, port }: ListenAddress): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Why an address could not be listened on, in words (the system says "listen EADDRINUSE: address already in use …"). */
+export function describeListenError(error: unknown): string {
+  switch (errorCode(error)) {
+    case 'EADDRINUSE':
+      return 'another program is already listening there (EADDRINUSE)';
+    case 'EACCES':
+      return 'this user may not listen on that port (EACCES): ports below 1024 need root, or CAP_NET_BIND_SERVICE';
+    case 'EADDRNOTAVAIL':
+      return 'this machine has no such address (EADDRNOTAVAIL)';
+    default:
+      return describeError(error);
+  }
 }
