@@ -28,6 +28,7 @@ export interface AgentsPicture {
   counts: AgentCounts;
   rings: Record<string, RingCounts>;
   silent: { agents: number; names: string[] };
+  /** Silent agents with only IPv4, or only IPv6. */
   only4: { agents: number; names: string[] };
   only6: { agents: number; names: string[] };
 }
@@ -185,7 +186,10 @@ export function pictureOf(tallies: readonly AgentTally[]): Pick<AgentsPicture, '
   return { counts, rings };
 }
 
-/** Cards for agents that need attention: gone silent, or on an address family this server lacks. */
+/**
+ * Cards for agents that need attention: gone silent, and, among those, agents on an address family this
+ * server lacks (which explains their silence; one that reports gets through, by a proxy, and is no concern).
+ */
 export function agentReminders(picture: Pick<AgentsPicture, 'silent' | 'only4' | 'only6'>, server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
   const reminders: Reminder[] = [];
   const more = (group: { agents: number; names: string[] }) => group.names.join(', ') + (group.agents > group.names.length ? ` and ${group.agents - group.names.length} more` : '');
@@ -211,7 +215,7 @@ export function agentReminders(picture: Pick<AgentsPicture, 'silent' | 'only4' |
       id: 'agents-family',
       severity: 'warning',
       title: `${mismatch.agents} agent${one ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
-      body: `${more(mismatch)} cannot reach a pure ${ours} server directly; ${one ? 'it gets' : 'they get'} through only by way of a proxy.`,
+      body: `${more(mismatch)} cannot reach a pure ${ours} server directly, and ${one ? 'has' : 'have'} not been heard from: ${one ? 'it gets' : 'they get'} through only by way of a proxy.`,
       action: `Run ${one ? 'that agent' : 'those agents'} with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
     });
   }

@@ -519,8 +519,8 @@ export class AgentRegistry {
     };
     return {
       silent: await group(SILENT_SQL, { $now: now }),
-      only4: await group(`families = '4'`, {}),
-      only6: await group(`families = '6'`, {}),
+      only4: await group(`families = '4' AND ${SILENT_SQL}`, { $now: now }),
+      only6: await group(`families = '6' AND ${SILENT_SQL}`, { $now: now }),
     };
   }
 
