@@ -31,7 +31,7 @@ import { BENCH_DIR, fmtInt, fmtMs, median, nowMs, ROOT } from './bench-lib.js';
 import { PatternSeries } from '../out/main/demo/patterns.js';
 import { listen, staticHandler } from '../out/main/demo/static-server.js';
 import { publish } from '../out/main/publisher/publisher.js';
-import { requestUpdate } from '../out/main/server/control.js';
+import { requestUpdate } from '../out/main/engine/control.js';
 
 const AGENTS = (process.env.BENCH_AGENTS ?? '500,2000,5000').split(',').map(Number);
 const REGISTRY_AGENTS = Number(process.env.BENCH_REGISTRY_AGENTS ?? 100_000);

@@ -78,8 +78,15 @@ describe('access token', () => {
     ] as const) {
       const res = await raw('GET', urlPath, headers);
       expect(res.status, urlPath).toBe(401);
-      expect(JSON.parse(res.body)).toEqual({ error: 'missing or wrong access token', code: 'unauthorized' });
-      expect(res.body).not.toContain('Bulwark');
+      if (urlPath === '/' || urlPath.startsWith('/?')) {
+        // The page: a sign-in page, with no script and nothing of the console.
+        expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+        expect(res.body).toContain('Sign in to the Bulwark console');
+        expect(res.body).not.toMatch(/<script|app\.js|virus/i);
+      } else {
+        expect(JSON.parse(res.body)).toEqual({ error: 'missing or wrong access token', code: 'unauthorized' });
+        expect(res.body).not.toContain('Bulwark');
+      }
       expect(res.headers['set-cookie']).toBeUndefined();
     }
     const post = await raw('POST', '/api/call/snapshot', { 'content-type': 'application/json', 'x-bulwark-console': '1' });

@@ -4,7 +4,10 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ComponentRun, RunRecord } from '../src-main/engine/history.js';
 import { notificationsFor } from '../src-main/electron/notifications.js';
+import { DEFAULT_SETTINGS, Settings } from '../src-main/engine/settings.js';
+import { closedPort } from './helpers/cli.js';
 import { cleanUp, FakeDesktop, startOnFake, tempDir } from './helpers/fake-electron.js';
+import { TestSource } from './helpers/fixtures.js';
 
 afterEach(cleanUp);
 
@@ -108,13 +111,28 @@ describe('notification decision (pure)', () => {
   });
 });
 
+/**
+ * A userData whose update source cannot be reached: a real signed root, and a port nothing listens on.
+ * (A fresh install without any source fails nothing: it waits for one.)
+ */
+async function unreachableSource(): Promise<string> {
+  const source = new TestSource();
+  source.addPattern('scan-engine', { bytes: 1000 });
+  source.publish();
+  const userData = tempDir();
+  const settings = Settings.open(userData);
+  settings.set('distribution', { ...DEFAULT_SETTINGS.distribution, listen: ['127.0.0.1:0'] });
+  settings.set('source', { url: `http://127.0.0.1:${await closedPort()}/`, trustedRoot: source.rootFile });
+  return userData;
+}
+
 describe('notifications in the app (fake Electron, real engine)', () => {
   it('tells the user the first update failed; a click opens the console', async () => {
-    const { desktop, app } = await startOnFake({ app: { hidden: true } });
+    const { desktop, app } = await startOnFake({ userData: await unreachableSource(), app: { hidden: true } });
     await app.startupRun;
 
     expect(desktop.notifications.map(({ kind, title, body }) => ({ kind, title, body }))).toEqual([
-      { kind: 'update-failed', title: 'Bulwark update failed', body: expect.stringMatching(/^No update source is configured/) },
+      { kind: 'update-failed', title: 'Bulwark update failed', body: expect.stringMatching(/^Cannot reach http:\/\/127\.0\.0\.1:\d+/) },
     ]);
     expect(desktop.windows).toHaveLength(0);
 
@@ -124,7 +142,7 @@ describe('notifications in the app (fake Electron, real engine)', () => {
   });
 
   it('does not repeat the same failure on the next start, but does on Update Now', async () => {
-    const userData = tempDir();
+    const userData = await unreachableSource();
     const first = await startOnFake({ userData });
     await first.app.startupRun;
     await first.desktop.quitAndWait();
@@ -142,7 +160,7 @@ describe('notifications in the app (fake Electron, real engine)', () => {
   });
 
   it('shows nothing when the user turned failure notifications off', async () => {
-    const userData = tempDir();
+    const userData = await unreachableSource();
     const first = await startOnFake({ userData, app: { hidden: true } });
     await first.app.startupRun;
     first.app.settings.set('notifications', { updateFailed: false, componentsInstalled: true });

@@ -126,13 +126,13 @@ describe('tray icons', () => {
 });
 
 describe('tray actions (fake Electron, real engine)', () => {
-  it('shows the engine state: the failed start-up run (no source yet) turns the icon to failed', async () => {
+  it('shows the installation in one line: a fresh install (no source yet) says how to begin, not a failure', async () => {
     const { desktop, app } = await startOnFake();
     await app.startupRun;
     expect(desktop.trays).toHaveLength(1);
-    expect(desktop.tray.model.icon).toBe('failed');
-    expect(desktop.tray.item(desktop.tray.labels()[0]!).label).toMatch(/^Failed: no update source is configured/);
-    expect(desktop.tray.model.tooltip).toMatch(/^Bulwark: Failed: no update source is configured/);
+    expect(desktop.tray.model.icon).toBe('idle');
+    expect(desktop.tray.item(desktop.tray.labels()[0]!).label).toBe('Set up: choose an update source');
+    expect(desktop.tray.model.tooltip).toBe('Bulwark: Set up: choose an update source');
   });
 
   it('Update Now runs a manual update on the engine, and the tray follows it', async () => {
@@ -149,8 +149,8 @@ describe('tray actions (fake Electron, real engine)', () => {
     expect(app.engine.history.last()?.trigger).toBe('manual');
     const seen = desktop.tray.models.slice(before);
     expect(seen.map((m) => [m.icon, m.menu[0]?.type !== 'separator' && m.menu[0]?.label])).toEqual([
-      ['updating', 'Checking for updates…'],
-      ['failed', expect.stringMatching(/^Failed: no update source/)],
+      ['updating', 'Set up: choose an update source'],
+      ['failed', 'Updates failing: no update source is set'],
     ]);
     // While it ran, Update Now was greyed out.
     expect(seen[0]?.menu.find((item) => item.type === 'normal' && item.label === 'Update Now')).toMatchObject({ enabled: false });

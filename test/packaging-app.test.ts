@@ -263,12 +263,8 @@ describe('the deb and AppImage configuration, up to where their tools would be d
       projectDir: ROOT,
       prepackaged: appOutDir,
       targets: Platform.LINUX.createTarget(['deb', 'AppImage'], Arch.x64),
-      config: {
-        directories: { output: path.join(work, 'dist') },
-        // Stand-ins: the project has no homepage or maintainer address yet, and electron-builder
-        // refuses to make a deb without them (see docs/install.md, "Building the installers").
-        extraMetadata: { homepage: 'https://bulwark.invalid/', author: { name: 'Bulwark contributors', email: 'maintainers@bulwark.invalid' } },
-      },
+      // package.json's own author (with an email) and homepage: electron-builder refuses a deb without them.
+      config: { directories: { output: path.join(work, 'dist') } },
       // Called with what would go to fpm (deb) or appimagetool (AppImage); true stops there.
       effectiveOptionComputed: async (options: unknown) => {
         if (Array.isArray(options)) {
@@ -335,4 +331,47 @@ describe('the deb and AppImage configuration, up to where their tools would be d
     expect(appImageDesktop).toMatch(/^Categories=Utility;$/m);
     expect(appImageDesktop).toMatch(/^Icon=bulwark-desktop$/m);
   });
+});
+
+describe('the deb and the AppImage, built', () => {
+  // electron-builder downloads fpm (deb) and the AppImage tools (mksquashfs, desktop-file-validate and
+  // the AppImage runtime) at build time, unless told where local ones are (docs/install.md). This
+  // machine reaches only the npm registry and Debian's archive: Debian 12 packages no fpm and no AppImage
+  // runtime, so each build runs only where its tools are installed, and says why it is skipped otherwise.
+  const onPath = (name: string) => (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir && fs.existsSync(path.join(dir, name)));
+  const fpm = process.env.CUSTOM_FPM_PATH ?? (onPath('fpm') ? 'fpm' : undefined);
+  const appImageTools = process.env.APPIMAGE_TOOLS_PATH;
+
+  const buildTarget = (target: 'deb' | 'AppImage', env: NodeJS.ProcessEnv) =>
+    run(process.execPath, [path.join(ROOT, 'node_modules', 'electron-builder', 'cli.js'), '--linux', target, '--prepackaged', appOutDir, `-c.directories.output=${path.join(work, 'dist')}`], {
+      timeoutMs: 300_000,
+      env,
+    });
+
+  it.skipIf(!fpm)(
+    fpm ? 'builds the deb with the local fpm, holding the app, the units and /usr/bin/bulwark' : "builds the deb: skipped, electron-builder's deb target runs fpm, which it downloads from GitHub (electron-builder-binaries) at build time; this machine reaches only the npm registry and Debian's archive, and Debian 12 has no fpm package (set CUSTOM_FPM_PATH, or USE_SYSTEM_FPM=true with fpm on PATH)",
+    async () => {
+      const built = await buildTarget('deb', fpm === 'fpm' ? { USE_SYSTEM_FPM: 'true' } : { CUSTOM_FPM_PATH: fpm! });
+      expect(built.code, built.stdout + built.stderr).toBe(0);
+      const deb = fs.readdirSync(path.join(work, 'dist')).find((f) => f.endsWith('.deb'));
+      expect(deb).toBeDefined();
+      const listing = (await run('dpkg-deb', ['--contents', path.join(work, 'dist', deb!)])).stdout;
+      for (const file of ['./usr/bin/bulwark', './usr/lib/systemd/system/bulwark-server.service', './opt/Bulwark/resources/app.asar']) expect(listing).toContain(file);
+      const control = (await run('dpkg-deb', ['--field', path.join(work, 'dist', deb!), 'Maintainer', 'Homepage'])).stdout;
+      expect(control).toContain('maintainers@bulwark.invalid');
+    },
+    360_000,
+  );
+
+  it.skipIf(!appImageTools)(
+    appImageTools ? 'builds the AppImage with the local AppImage tools' : "builds the AppImage: skipped, electron-builder's AppImage target downloads mksquashfs, desktop-file-validate and the AppImage runtime from GitHub (electron-builder-binaries) at build time; this machine reaches only the npm registry and Debian's archive, and Debian 12 has no AppImage runtime package (set APPIMAGE_TOOLS_PATH to a directory with those tools)",
+    async () => {
+      const built = await buildTarget('AppImage', { APPIMAGE_TOOLS_PATH: appImageTools! });
+      expect(built.code, built.stdout + built.stderr).toBe(0);
+      const image = fs.readdirSync(path.join(work, 'dist')).find((f) => f.endsWith('.AppImage'));
+      expect(image).toBeDefined();
+      expect(fs.statSync(path.join(work, 'dist', image!)).size).toBeGreaterThan(1_000_000);
+    },
+    360_000,
+  );
 });

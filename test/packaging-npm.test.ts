@@ -100,9 +100,17 @@ describe('the npm package, installed into a clean prefix', () => {
   }, 25 * 60_000);
 
   it('holds the built command line, console and systemd units, and no sources or tests', () => {
-    for (const file of ['package.json', 'bin/bulwark.js', 'out/main/cli/main.js', 'out/renderer/index.html', 'out/assets/bulwark-server.service', 'out/assets/bulwark-agent.service']) {
+    for (const file of ['package.json', 'LICENSE', 'bin/bulwark.js', 'out/main/cli/main.js', 'out/renderer/index.html', 'out/assets/bulwark-server.service', 'out/assets/bulwark-agent.service']) {
       expect(packed).toContain(file);
     }
+    // The licence package.json names, and the fields a deb (and npm's page) takes its maintainer and URL from.
+    const installed = path.join(prefix, 'lib', 'node_modules', 'bulwark');
+    const pkg = JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8')) as { license: string; author: { email?: string }; homepage: string; repository: { url: string } };
+    expect(pkg.license).toBe('MIT');
+    expect(fs.readFileSync(path.join(installed, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} Bulwark contributors\n/);
+    expect(pkg.author.email).toMatch(/^\S+@\S+$/);
+    expect(pkg.homepage).toMatch(/^https:\/\//);
+    expect(pkg.repository.url).toMatch(/^git\+https:\/\//);
     expect(packed.filter((f) => /^(src-main|src-renderer|test|scripts|node_modules)\//.test(f))).toEqual([]);
     // Installed with its production dependencies, native modules compiled for this machine.
     const modules = path.join(prefix, 'lib', 'node_modules', 'bulwark', 'node_modules');

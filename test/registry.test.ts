@@ -9,7 +9,8 @@ import sqlite3 from 'sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { versionsJson, type AgentState, type StateBasis } from '../src-main/distribution/agent-status.js';
 import { agentReminders, pictureOf } from '../src-main/distribution/overview.js';
-import { AgentRegistry, type AgentLastRun, type AgentListed, type AgentPageQuery, type AgentReport, type AgentSort } from '../src-main/distribution/registry.js';
+import { AgentRegistry, type AgentListed, type AgentPageQuery, type AgentSort } from '../src-main/distribution/registry.js';
+import type { AgentLastRun, AgentReport } from '../src-main/protocol/agent-protocol.js';
 import type { Release } from '../src-main/distribution/release.js';
 import { tempDir } from './helpers/fixtures.js';
 
@@ -521,7 +522,7 @@ describe('failures ring by ring', () => {
     const [cOk] = await registry.setRing('c-ok', 'canary');
     expect(await registry.setRing(cOk!, 'canary')).toEqual([cOk]);
     expect(await registry.setRing('e-ok', 'early')).toHaveLength(1);
-    expect(await registry.setRing('nobody', 'early')).toEqual([]);
+    await expect(registry.setRing('nobody', 'early')).rejects.toThrow(/no agent is named or numbered "nobody"/);
   }
 
   const byRing = <T extends { ring: string }>(rows: T[]) => [...rows].sort((a, b) => a.ring.localeCompare(b.ring));
@@ -578,6 +579,40 @@ describe('reports', () => {
     expect(await registry.failing('broad', 0, 5)).toEqual([]);
     expect(await registry.ringFailures(0)).toEqual([{ ring: 'broad', agents: 1, failing: 0 }]);
     expect(names(await everyone(registry, after, { text: 'disk' }))).toEqual([]);
+  });
+
+  it("keeps each agent's last 20 runs for its details, once each though reports repeat the last run", async () => {
+    const registry = await openRegistry();
+    const base = Date.now() - 100_000;
+    const id = await enrollAndReport(registry, 'busy', { lastRun: run('ok', base) });
+    const other = await enrollAndReport(registry, 'other', { lastRun: run('failed', base, 'read-only file system') });
+    const report = (lastRun: ReturnType<typeof run>) =>
+      registry.report(id, { name: 'busy', hostname: 'busy.lan', addresses: [{ address: '10.0.0.1', family: 4 }], components: [], phase: 'idle', pollSeconds: POLL, lastRun }, '10.0.0.1');
+    for (let i = 1; i <= 24; i++) {
+      await report(run(i % 5 ? 'ok' : 'failed', base + i * 1000, 'disk full'));
+      await report(run(i % 5 ? 'ok' : 'failed', base + i * 1000, 'disk full')); // the same run, repeated by a heartbeat
+    }
+    const basis = { release: undefined, now: Date.now() };
+    const details = await registry.details(basis, id);
+    expect(details!.runs.map((r) => Date.parse(r.at))).toEqual(Array.from({ length: 20 }, (_, i) => base + (24 - i) * 1000));
+    expect(details!.runs.filter((r) => r.result === 'failed')).toHaveLength(4);
+    expect((await registry.details(basis, other))!.runs).toEqual([run('failed', base, 'read-only file system')]);
+    // Forgotten: its row and runs are gone, and so is its credential's standing.
+    await registry.remove(id);
+    expect(await registry.details(basis, id)).toBeUndefined();
+    await expect(report(run('ok'))).rejects.toThrow(/unknown agent/);
+  });
+
+  it('one(): by id, by the start of an id, or by a name only one agent has', async () => {
+    const registry = await openRegistry();
+    const a = await enrollAndReport(registry, 'twin', { hostname: 'a.lan' });
+    const b = await enrollAndReport(registry, 'twin', { hostname: 'b.lan' });
+    const solo = await enrollAndReport(registry, 'solo');
+    expect((await registry.one(a)).id).toBe(a);
+    expect((await registry.one(b.slice(0, 8))).id).toBe(b);
+    expect((await registry.one('solo')).id).toBe(solo);
+    await expect(registry.one('twin')).rejects.toThrow(/^2 agents are named "twin"; give the id of the one you mean: /);
+    await expect(registry.one(a.slice(0, 4))).rejects.toThrow(/no agent is named or numbered/);
   });
 
   it('refuses a report from an agent the registry does not know', async () => {

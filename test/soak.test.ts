@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestUpdate } from '../src-main/server/control.js';
+import { requestUpdate } from '../src-main/engine/control.js';
 import { staticHandler } from '../src-main/demo/static-server.js';
 import { CliProcess, ensureBuilt, runCli } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';

@@ -28,11 +28,11 @@ import { dispatcherFor, routeFor } from '../engine/proxy.js';
 import type { ProxySetting } from '../engine/settings.js';
 import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
-import type { AgentReport } from '../distribution/registry.js';
+import { startControl } from '../engine/control.js';
+import { AGENT_DEADLINES, AGENT_LIMITS, AGENT_PATHS, DEFAULT_POLL_SECONDS, DEFAULT_SPREAD_SECONDS, type AgentReport, type EnrollRequest, type Ring } from '../protocol/agent-protocol.js';
+import type { BrokerAddress } from '../protocol/broker.js';
+import { followBroker } from './broker.js';
 import { Backoff, followEvents } from './events.js';
-import { startControl } from '../server/control.js';
-import { followBroker, type BrokerAddress } from '../distribution/broker.js';
-import type { Ring } from '../distribution/rollout.js';
 import { loadOffers } from './offers.js';
 
 export interface AgentOptions {
@@ -78,11 +78,6 @@ export class EnrollmentError extends BulwarkError {
 
 export const AGENT_FAMILY_REMEDY = 'A dual-stack proxy (a host with both IPv4 and IPv6, running squid for instance) bridges the two: start the agent with --proxy HOST:PORT.';
 
-/** Seconds between polls and reports until the server says otherwise. */
-const DEFAULT_POLL_SECONDS = 300;
-/** Silence on the notification stream after which it is considered dead (the server pings every 15 s). */
-const STREAM_IDLE_MS = 45_000;
-
 export function enrollmentFile(dataDir: string): string {
   return path.join(dataDir, 'agent.json');
 }
@@ -105,7 +100,7 @@ export class Agent {
   private readonly random: () => number;
   private enrollment: Enrollment | undefined;
   private pollSeconds = DEFAULT_POLL_SECONDS;
-  private spreadSeconds = 30;
+  private spreadSeconds = DEFAULT_SPREAD_SECONDS;
   private seenRelease = 0;
   private stopping = false;
   /** The report being sent, and whether another was asked for meanwhile. */
@@ -174,7 +169,7 @@ export class Agent {
   /** Whether the server has a release to serve (GET /agents/v1/index.json: 404 until its first update); yes when it cannot say. */
   private async serverHasRelease(): Promise<boolean> {
     try {
-      const response = await bufferedRequest(this.url('agents/v1/index.json'), { timeoutMs: 30_000, maxBytes: 1024 * 1024, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
+      const response = await bufferedRequest(this.url(AGENT_PATHS.index), { timeoutMs: AGENT_DEADLINES.idleMs, maxBytes: AGENT_LIMITS.indexBytes, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
       return response.status !== 404;
     } catch {
       return true; // the start-up update says what is wrong
@@ -186,10 +181,10 @@ export class Agent {
     const none = { pins: new Map<string, number>(), hold: false };
     if (!this.enrollment) return none;
     try {
-      const response = await bufferedRequest(this.url('agents/v1/policy'), {
+      const response = await bufferedRequest(this.url(AGENT_PATHS.policy), {
         headers: { authorization: `Bearer ${this.enrollment.credential}` },
-        timeoutMs: 30_000,
-        maxBytes: 64 * 1024,
+        timeoutMs: AGENT_DEADLINES.idleMs,
+        maxBytes: AGENT_LIMITS.policyBytes,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       if (response.status !== 200) return none;
@@ -233,8 +228,8 @@ export class Agent {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
         body: JSON.stringify(body),
-        timeoutMs: 30_000,
-        maxBytes: 1024 * 1024,
+        timeoutMs: AGENT_DEADLINES.idleMs,
+        maxBytes: AGENT_LIMITS.answerBytes,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (cause) {
@@ -281,7 +276,8 @@ export class Agent {
 
   private async enrollOnce(token: string): Promise<Enrollment> {
     const name = this.options.name ?? os.hostname();
-    const { status, json } = await this.call('agents/v1/enroll', { token, name, hostname: os.hostname(), ...(this.options.ring ? { ring: this.options.ring } : {}) });
+    const request: EnrollRequest = { token, name, hostname: os.hostname(), ...(this.options.ring ? { ring: this.options.ring } : {}) };
+    const { status, json } = await this.call(AGENT_PATHS.enroll, request);
     if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current one with \`bulwark agents token\` on the server)`);
     if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
     const answer = json as { id?: unknown; credential?: unknown; root?: unknown; pollSeconds?: unknown; spreadSeconds?: unknown };
@@ -344,7 +340,7 @@ export class Agent {
     while (!this.stopping && !this.fatal) {
       const opened = Date.now();
       try {
-        await followEvents(this.url('agents/v1/events'), { credential: this.enrollment!.credential, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}), idleMs: STREAM_IDLE_MS, signal: this.abort.signal }, (event) => {
+        await followEvents(this.url(AGENT_PATHS.events), { credential: this.enrollment!.credential, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}), idleMs: AGENT_DEADLINES.streamIdleMs, signal: this.abort.signal }, (event) => {
           if (event.event === 'hello') {
             if (connectedOnce) this.log('reconnected to the server');
             connectedOnce = true;
@@ -493,7 +489,7 @@ export class Agent {
               trigger: last.trigger,
               method: changed.some((c) => c.method === 'full') ? 'full' : changed.length ? 'incremental' : 'none',
               bytes: last.bytes,
-              ...(last.error ? { error: last.error.slice(0, 2000) } : {}),
+              ...(last.error ? { error: last.error.slice(0, AGENT_LIMITS.reportErrorChars) } : {}),
             },
           }
         : {}),
@@ -501,7 +497,7 @@ export class Agent {
       pollSeconds: this.pollSeconds,
     };
     try {
-      const { status, json } = await this.call('agents/v1/report', report, this.enrollment.credential);
+      const { status, json } = await this.call(AGENT_PATHS.report, report, this.enrollment.credential);
       if (status === 401) await this.credentialRefused();
       else if (status === 200) this.applyServerSettings((json ?? {}) as object);
       else this.log(`the server refused the report (HTTP ${status})${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);

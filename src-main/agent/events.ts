@@ -3,14 +3,12 @@
 import type { Dispatcher } from 'undici';
 import { HttpStatusError } from '../engine/errors.js';
 import { streamRequest } from '../engine/http.js';
+import { AGENT_LIMITS } from '../protocol/agent-protocol.js';
 
 export interface ServerEvent {
   event: string;
   data: string;
 }
-
-/** Longest event line accepted: anything longer is not from a Bulwark server. */
-const MAX_LINE = 64 * 1024;
 
 /**
  * Hold GET `url` open and hand each event to `onEvent`. Resolves when the server ends the stream,
@@ -50,7 +48,7 @@ export async function followEvents(
           else if (line.startsWith('data:')) event.data += (event.data ? '\n' : '') + line.slice(5).trimStart();
           // comments (": ping") and unknown fields are ignored
         }
-        if (buffer.length > MAX_LINE) throw new Error('the notification stream sent an over-long line');
+        if (buffer.length > AGENT_LIMITS.eventLineBytes) throw new Error('the notification stream sent an over-long line');
       },
     },
   );

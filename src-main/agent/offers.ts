@@ -7,50 +7,24 @@ import type { CatalogueComponent } from '../engine/catalogue.js';
 import { SourceError } from '../engine/errors.js';
 import type { HttpFetcher } from '../engine/fetcher.js';
 import type { ServerOffers } from '../engine/update-run.js';
-import type { IndexComponent, ReleaseIndex } from '../distribution/release.js';
-
-/** Largest index accepted: 256 components with 15 bases each fit in a fraction of this. */
-const MAX_INDEX_BYTES = 1024 * 1024;
-
-const SHA256 = /^[0-9a-f]{64}$/;
-
-function isIndex(data: unknown): data is ReleaseIndex {
-  const index = data as ReleaseIndex;
-  return (
-    typeof index === 'object' &&
-    index !== null &&
-    Array.isArray(index.components) &&
-    index.components.every(
-      (c) =>
-        typeof c?.id === 'string' &&
-        /^[a-z0-9][a-z0-9-]{0,63}$/.test(c.id) &&
-        Number.isSafeInteger(c.version) &&
-        typeof c.sha256 === 'string' &&
-        SHA256.test(c.sha256) &&
-        Array.isArray(c.signed) &&
-        c.signed.every((t) => typeof t === 'string') &&
-        Array.isArray(c.bases) &&
-        c.bases.every((b) => Number.isSafeInteger(b?.version) && typeof b.sha256 === 'string' && SHA256.test(b.sha256)),
-    )
-  );
-}
+import { AGENT_LIMITS, AGENT_PATHS, isReleaseIndex, madePath, type IndexComponent } from '../protocol/agent-protocol.js';
 
 export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<ServerOffers> {
-  const bytes = await fetcher.downloadBytes(new URL('agents/v1/index.json', server).href, MAX_INDEX_BYTES);
+  const bytes = await fetcher.downloadBytes(new URL(AGENT_PATHS.index, server).href, AGENT_LIMITS.indexBytes);
   let data: unknown;
   try {
     data = JSON.parse(bytes.toString('utf8'));
   } catch (cause) {
     throw new SourceError("the server's index is not JSON", { cause });
   }
-  if (!isIndex(data)) throw new SourceError("the server's index is malformed");
+  if (!isReleaseIndex(data)) throw new SourceError("the server's index is malformed");
   const byId = new Map<string, IndexComponent>(data.components.map((c) => [c.id, c]));
   /** The server's entry for a component, if it holds the catalogue's latest version of it. */
   const latest = (entry: CatalogueComponent) => {
     const held = byId.get(entry.id);
     return held && held.version === entry.latest && held.sha256 === entry.full.sha256 ? held : undefined;
   };
-  const made = (id: string, name: string) => new URL(`made/${id}/${name}`, server).href;
+  const made = (id: string, name: string) => new URL(madePath(id, name), server).href;
   return {
     holdsLatest: (entry) => latest(entry) !== undefined,
     hasSigned: (target) => {

@@ -4,17 +4,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
-import { parseBrokerUrl } from '../distribution/broker.js';
-import { DEFAULT_ROLLOUT, isRing, RINGS, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
+import { isRing, RINGS } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
 import type { StackKind } from '../engine/network.js';
 import type { Reminder } from '../engine/reminders.js';
-import type { AgentListed } from '../distribution/registry.js';
+import type { AgentBrief, AgentListed } from '../distribution/registry.js';
+import { shortId } from '../distribution/agent-status.js';
+import type { Actor } from '../engine/audit.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
-import { parseListen } from '../server/listen.js';
-import { dataOption, err, integerFlag, lockDataDir, out, required, untilSignal, type Command } from './command.js';
+import { parseBrokerUrl, parseListen } from '../server/listen.js';
+import { dataOption, err, existingDataDir, integerFlag, lockDataDir, out, required, untilSignal, type Command } from './command.js';
 
 /** The registry and what its listings need: the current release and the overview's arithmetic. */
 const registryModules = () => Promise.all([import('../distribution/registry.js'), import('../distribution/release.js'), import('../distribution/overview.js')]);
@@ -66,7 +68,7 @@ export const serveFlags = {
 } as const;
 
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
-export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
+export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; rings: Record<string, RingCounts>; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
   let registry: Awaited<ReturnType<typeof AgentRegistry.open>>;
@@ -74,16 +76,29 @@ export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefi
     registry = await AgentRegistry.open(dataDir, { readOnly: true });
   } catch (error) {
     // Damaged, say: status still shows everything else, and says so.
-    const counts = pictureOf([]).counts;
-    const action = 'The server checks the registry whenever it starts (bulwark serve): it sets a damaged one aside, never deleting it, and restores its daily copy. If it cannot open the file either, do what the message says.';
-    return { counts, reminders: [{ id: 'agents-registry', severity: 'error', title: 'The agent registry cannot be read', body: `${describeError(error)}.`, action }] };
+    const { counts, rings } = pictureOf([]);
+    const action = 'The server checks the registry whenever it starts (`bulwark serve`): it sets a damaged one aside, never deleting it, and restores its daily copy. If it cannot open the file either, do what the message says.';
+    return { counts, rings, reminders: [{ id: 'agents-registry', severity: 'error', title: 'The agent registry cannot be read', body: `${describeError(error)}.`, action }] };
   }
   try {
     const now = Date.now();
-    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
-    return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
+    const { counts, rings } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
+    return { counts, rings, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
+  }
+}
+
+/** --server is the server's agent address: say so (not an update source's) when it is not a URL. */
+function checkServerUrl(text: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    // said below
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new UsageError(`--server "${text}" is not the server's agent address; it looks like http://server.example:8470/ (the address \`bulwark serve\` prints as "serving agents at")`);
   }
 }
 
@@ -141,6 +156,7 @@ Options:
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
       const server = required(values, 'server');
+      checkServerUrl(server);
       const trustedRoot = typeof values['trusted-root'] === 'string' ? values['trusted-root'] : undefined;
       if (trustedRoot && !fs.existsSync(trustedRoot)) throw new UsageError(`trusted root ${trustedRoot} does not exist`);
       const name = typeof values.name === 'string' ? values.name.trim() : undefined;
@@ -201,16 +217,20 @@ Options:
   },
 
   agents: {
-    summary: "list the server's agents, or show or rotate their enrollment token",
+    summary: "list the server's agents, show or rotate their enrollment token, move or remove one",
     usage: `bulwark agents list --data DIR [--json]
 bulwark agents token --data DIR [--rotate]
 bulwark agents ring NAME|ID RING --data DIR
+bulwark agents remove NAME|ID --data DIR
 
-Works while the server runs. \`list\` shows each agent's name, address and family, component
+Works while the server runs. \`list\` shows each agent's id, name, address and family, component
 versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
 seen and its last result. \`token\` prints the enrollment token new agents need; --rotate replaces
-it (enrolled agents keep working, new ones need the new token). \`ring\` moves an agent to a rollout
-ring: canary (gets each release first), early, or broad (after the others; the default).
+it (enrolled agents keep working, new ones need the new token). \`ring\` moves one agent to a rollout
+ring: canary (gets each release first), early, or broad (after the others; the default). \`remove\`
+forgets an agent (a machine taken out of service): its credential is refused from then on.
+An agent is named by its id (the first 8 characters that \`list\` shows are enough) or by its name
+when no other agent has it.
 
 Options:
   --data DIR   the server's data directory
@@ -219,37 +239,52 @@ Options:
     options: { ...dataOption, json: { type: 'boolean' }, rotate: { type: 'boolean' } },
     positionals: true,
     async run(values, positionals) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const [action, ...extra] = positionals;
-      if (action === 'ring') {
+      if (action === 'ring' || action === 'remove') {
         const [agent, ring, ...more] = extra;
-        if (!agent || !ring || more.length) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
-        if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        let moved = await (await import('../server/control.js')).callControl<string[]>(dataDir, 'ring', { agent, ring }).catch((refusal: unknown) => {
+        if (action === 'ring' && (!agent || !ring || more.length)) throw new UsageError('use: bulwark agents ring NAME|ID RING --data DIR');
+        if (action === 'remove' && (!agent || ring !== undefined)) throw new UsageError('use: bulwark agents remove NAME|ID --data DIR');
+        if (ring !== undefined && !isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
+        const body = action === 'ring' ? { agent: agent!, ring: ring! } : { agent: agent! };
+        const who = await cliActor();
+        // A running server makes the change (its overview and rollout follow at once), else the registry here.
+        const viaServer = await (await import('../engine/control.js')).callControl<AgentBrief>(dataDir, action, { ...body, who }).catch((refusal: unknown) => {
           throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
         });
-        if (!moved) {
-          const { AgentRegistry } = await import('../distribution/registry.js');
+        let done: AgentBrief;
+        if (viaServer) done = viaServer;
+        else {
+          if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) throw new UsageError(`no agent has enrolled with the server on ${dataDir}`);
+          const [{ AgentRegistry }, { AuditLog }] = await Promise.all([import('../distribution/registry.js'), import('../engine/audit.js')]);
           const registry = await AgentRegistry.open(dataDir);
+          let from = '';
           try {
-            moved = await registry.setRing(agent, ring);
+            if (action === 'ring') {
+              const before = await registry.one(agent!);
+              from = before.ring;
+              await registry.setRing(before.id, ring!);
+              done = { ...before, ring: ring! };
+            } else done = await registry.remove(agent!);
           } finally {
             await registry.close();
           }
-          if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
+          new AuditLog(dataDir).record(who, action === 'ring' ? { action: 'ring', target: done.name, detail: `${shortId(done.id)}: ${from} → ${ring}` } : { action: 'remove-agent', target: done.name, detail: shortId(done.id) });
         }
-        out(`${moved.length} agent${moved.length === 1 ? '' : 's'} now in ${ring}`);
+        out(action === 'ring' ? `${done.name} (${shortId(done.id)}) is now in ${ring}` : `${done.name} (${shortId(done.id)}) removed: its credential is refused from now on`);
         return 0;
       }
-      if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token|ring --data DIR');
+      if (extra.length || (action !== 'list' && action !== 'token')) throw new UsageError('use: bulwark agents list|token|ring|remove --data DIR');
       if (action === 'token') {
         if (values.json) throw new UsageError('--json goes with list');
-        if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
-        const { AgentRegistry } = await import('../distribution/registry.js');
+        const [{ AgentRegistry }, { AuditLog }] = await Promise.all([import('../distribution/registry.js'), import('../engine/audit.js')]);
         const registry = await AgentRegistry.open(dataDir);
         try {
           const token = values.rotate ? await registry.rotateToken() : await registry.enrollmentToken();
-          if (values.rotate) err('The previous token no longer enrolls new agents; enrolled agents keep working.');
+          if (values.rotate) {
+            new AuditLog(dataDir).record(await cliActor(), { action: 'rotate-token', target: 'enrollment token' });
+            err('The previous token no longer enrolls new agents; enrolled agents keep working.');
+          }
           out(`Enrollment token: ${token}`);
         } finally {
           await registry.close();
@@ -257,6 +292,11 @@ Options:
         return 0;
       }
       if (values.rotate) throw new UsageError('--rotate goes with token');
+      if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) {
+        if (values.json) out('{"release":null,"counts":{"total":0,"current":0,"outdated":0,"updating":0,"failed":0,"unreachable":0},"agents":[]}');
+        else out('0 agents: none has enrolled with this server yet (see bulwark agents token)');
+        return 0;
+      }
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
@@ -288,8 +328,8 @@ Options:
             const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
             const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
-            out(`  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
-            out(`  ${''.padEnd(20)} ${versions}`);
+            out(`  ${shortId(row.id)}  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
+            out(`  ${''.padEnd(8)}  ${versions}`);
           }
         });
         return 0;
@@ -299,6 +339,18 @@ Options:
     },
   },
 };
+
+/** Who runs this command, for the audit log: the CLI, its user and host. */
+export async function cliActor(): Promise<Actor> {
+  const os = await import('node:os');
+  let user = process.env.SUDO_USER ?? '';
+  try {
+    user ||= os.userInfo().username;
+  } catch {
+    user ||= `uid ${process.getuid?.() ?? '?'}`;
+  }
+  return { via: 'cli', who: `${user}@${os.hostname()}` };
+}
 
 export const rolloutCommand: Command = {
   summary: 'show the rollout of the latest release ring by ring, or promote, halt or resume it',
@@ -317,12 +369,11 @@ Options:
   options: { ...dataOption, json: { type: 'boolean' } },
   positionals: true,
   async run(values, positionals) {
-    const dataDir = required(values, 'data');
     const [action, ...extra] = positionals;
     if (extra.length || !['status', 'promote', 'halt', 'resume'].includes(action ?? '')) throw new UsageError('use: bulwark rollout status|promote|halt|resume --data DIR');
-    if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+    const dataDir = existingDataDir(values);
     if (action !== 'status') {
-      const state = await (await import('../server/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action }).catch((refusal: unknown) => {
+      const state = await (await import('../engine/control.js')).callControl<RolloutView>(dataDir, 'rollout', { action, who: await cliActor() }).catch((refusal: unknown) => {
         throw refusal instanceof Error ? new UsageError(refusal.message) : refusal;
       });
       if (!state) throw new UsageError(`no Bulwark server runs on ${dataDir}: start it (bulwark serve) to ${action} its rollout`);

@@ -33,6 +33,71 @@ export function integerFlag(values: Record<string, unknown>, name: string, min: 
 
 export const dataOption = { data: { type: 'string' } } as const;
 
+/**
+ * The --data directory of a command that works on an existing one: a mistyped path is refused with
+ * how to make one, never created silently.
+ */
+export function existingDataDir(values: Record<string, unknown>): string {
+  const dataDir = required(values, 'data');
+  if (!fs.existsSync(dataDir)) {
+    throw new UsageError(`data directory ${dataDir} does not exist; create it with \`bulwark init --data ${dataDir}\` (or the first \`bulwark serve --data ${dataDir}\`)`);
+  }
+  if (!fs.statSync(dataDir).isDirectory()) throw new UsageError(`--data ${dataDir} is a file, not a directory`);
+  return dataDir;
+}
+
+/** The closest of `names` to a mistyped `word` (at most two edits away, or a prefix of one), for "did you mean". */
+export function closest(word: string, names: readonly string[]): string | undefined {
+  const distance = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let diagonal = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const above = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+        diagonal = above;
+      }
+    }
+    return row[b.length]!;
+  };
+  let best: { name: string; d: number } | undefined;
+  for (const name of names) {
+    const d = name.startsWith(word) && word.length >= 3 ? 1 : distance(word.toLowerCase(), name);
+    if (d <= Math.max(1, Math.min(2, Math.floor(name.length / 3))) && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+/**
+ * node:util's parseArgs error, in our words: "--data needs a value", "unknown option --bogus (did you
+ * mean --data?)", "unexpected argument x".
+ */
+export function parseProblem(error: unknown, options: Record<string, { type: string; short?: string }>): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  const names = Object.keys(options).map((name) => `--${name}`);
+  const option = /'(-{1,2}[^' ]+)/.exec(message)?.[1];
+  switch (code) {
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const name = option ?? 'an option';
+      const spec = options[name.replace(/^-+/, '')];
+      if (spec?.type === 'boolean') return `${name} takes no value`;
+      if (/argument missing/.test(message)) return `${name} needs a value`;
+      // "argument is ambiguous": the value looks like an option (a token starting with '-').
+      return `${name} needs a value; one that starts with "-" is written ${name}=VALUE`;
+    }
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      const name = option ?? 'an option';
+      const guess = closest(name.replace(/=.*$/, ''), names);
+      return `unknown option ${name}${guess ? ` (did you mean ${guess}?)` : ''}`;
+    }
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument ${/'([^']*)'/.exec(message)?.[1] ?? ''}`.trim();
+    default:
+      return message.split('\n')[0]!;
+  }
+}
+
 /** Resolves when SIGINT or SIGTERM arrives. */
 export function untilSignal(stamp: (line: string) => void, what = 'stopping after the update in progress, if any'): Promise<void> {
   return new Promise<void>((resolve) => {

@@ -1,14 +1,14 @@
 // `bulwark component`: the operator's hand on one component — pin it, unpin it, roll it back to a
 // version the store keeps, or list what is kept. On a data directory a server (or agent) holds, the
 // running process makes the change (so it never races an update) and hands it to its agents.
-import fs from 'node:fs';
 // The engine and the rest load when the command runs (see main.ts).
 import { componentInfo, isValidVersion } from '../engine/components.js';
 import type { ComponentChange, Engine } from '../engine/engine.js';
 import { BulwarkError, BusyError, UsageError } from '../engine/errors.js';
 import type { RunRecord } from '../engine/history.js';
 import { readPins } from '../engine/pins.js';
-import { dataOption, out, required, type Command } from './command.js';
+import { cliActor } from './agents.js';
+import { dataOption, existingDataDir, out, type Command } from './command.js';
 
 /** The engine over a data directory, without changing its settings. */
 async function engineOn(dataDir: string): Promise<Engine> {
@@ -18,12 +18,20 @@ async function engineOn(dataDir: string): Promise<Engine> {
 
 async function change(dataDir: string, request: ComponentChange): Promise<RunRecord> {
   const engine = await engineOn(dataDir);
+  const who = await cliActor();
   try {
-    return await engine.withLock(() => engine.change(request));
+    const before = engine.store.active(request.id)?.version;
+    const record = await engine.withLock(() => engine.change(request));
+    if (record.result === 'ok') {
+      const after = record.components[0]?.version;
+      const detail = request.action === 'rollback' ? `${before ?? 'none'} → ${after}` : request.action === 'pin' ? `at ${after}` : undefined;
+      new (await import('../engine/audit.js')).AuditLog(dataDir).record(who, { action: request.action, target: request.id, ...(detail ? { detail } : {}), ...(request.reason ? { reason: request.reason } : {}) });
+    }
+    return record;
   } catch (error) {
     if (!(error instanceof BusyError)) throw error;
-    // A server (or agent) holds the directory: it makes the change, between its updates.
-    const record = await (await import('../server/control.js')).callControl<RunRecord>(dataDir, 'change', request).catch((refusal: unknown) => {
+    // A server (or agent) holds the directory: it makes the change, between its updates (and audits it).
+    const record = await (await import('../engine/control.js')).callControl<RunRecord>(dataDir, 'change', { ...request, who }).catch((refusal: unknown) => {
       throw refusal instanceof BulwarkError && refusal.code === 'ERR_USAGE' ? new UsageError(refusal.message) : refusal;
     });
     if (!record) throw error;
@@ -49,10 +57,9 @@ Options:
   options: { ...dataOption, reason: { type: 'string' } },
   positionals: true,
   async run(values, positionals) {
-    const dataDir = required(values, 'data');
     const [action, id, versionText, ...extra] = positionals;
     if (!id || extra.length || !['pin', 'unpin', 'rollback', 'versions'].includes(action ?? '')) throw new UsageError('use: bulwark component pin|unpin|rollback|versions ID [VERSION] --data DIR');
-    if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+    const dataDir = existingDataDir(values);
     const reason = typeof values.reason === 'string' ? values.reason.slice(0, 200) : undefined;
     if (action === 'versions') {
       const engine = await engineOn(dataDir);

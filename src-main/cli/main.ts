@@ -11,10 +11,11 @@ import { BulwarkError, BusyError, describeError, UsageError } from '../engine/er
 import type { RunRecord } from '../engine/history.js';
 import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
-import { DEFAULT_AGENT_PORT, parseListen } from '../server/listen.js';
+import { parseListen } from '../server/listen.js';
+import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
 import { componentCommand } from './component.js';
-import { dataOption, err, lockDataDir, out, required, type Command } from './command.js';
+import { closest, dataOption, err, existingDataDir, lockDataDir, out, parseProblem, required, type Command } from './command.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -136,39 +137,82 @@ Options:
     },
   },
 
+  init: {
+    summary: 'make a data directory for a server, optionally with its update source',
+    usage: `bulwark init --data DIR [--source URL --trusted-root FILE] [--schedule TEXT]
+
+Creates DIR (readable by its owner only) with its settings, so that the other commands accept it.
+The first \`bulwark serve --data DIR\` (or \`bulwark update\` with --source) does the same.
+Run again on an existing DIR, it changes only the settings given.
+
+Options:
+  --data DIR            the data directory to create
+  --source URL          update source base URL
+  --trusted-root FILE   the source's root.json
+  --schedule TEXT       "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"`,
+    options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, schedule: { type: 'string' } },
+    async run(values) {
+      const dataDir = required(values, 'data');
+      const source = await sourceFlags(values);
+      const schedule = typeof values.schedule === 'string' ? (await import('../engine/schedule.js')).parseSchedule(values.schedule) : undefined;
+      const existed = fs.existsSync(dataDir);
+      if (!existed) fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const settings = await openSettings(dataDir);
+      // conf writes the file on its first change; a new directory gets its settings file now.
+      settings.set('schedule', schedule ?? settings.data.schedule);
+      if (source) settings.set('source', source);
+      out(`${existed ? 'Updated' : 'Created'} ${path.resolve(dataDir)}. Next: bulwark ${source || settings.data.source.url ? 'serve' : 'settings set source URL ROOT-FILE'} --data ${dataDir}`);
+      return 0;
+    },
+  },
+
   update: {
     summary: 'update all components once from the update source',
     usage: `bulwark update --data DIR [--source URL --trusted-root FILE] [--json]
 
 Refreshes the signed metadata, then installs each component's latest version by incremental
-pattern where possible and by full file otherwise. Without --source, uses the source in the
-settings. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
+pattern where possible and by full file otherwise. --source and --trusted-root are saved in the
+settings (as serve saves them; a new data directory is made for them); without them, the source in
+the settings is used. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
 which then hands the result to the agents — and prints the result. Exits 1 if any component failed.
 
 Options:
   --data DIR            data directory (store, history, settings)
-  --source URL          update source base URL
-  --trusted-root FILE   the source's root.json
+  --source URL          update source base URL (saved in the settings)
+  --trusted-root FILE   the source's root.json (saved in the settings)
   --json                print one JSON object: result, bytes, components`,
     options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
       const source = await sourceFlags(values);
+      // Setting the source is how a data directory starts (as with serve); without it, a mistyped
+      // --data is refused rather than created.
+      const dataDir = source ? required(values, 'data') : existingDataDir(values);
       const { Engine, summarize } = await import('../engine/engine.js');
-      const engine = new Engine({ dataDir, settings: await openSettings(dataDir), ...(source ? { source } : {}) });
+      const settings = await openSettings(dataDir);
+      const engine = new Engine({ dataDir, settings });
       let record: RunRecord;
       try {
-        record = await engine.runOnce();
+        // Saved like serve saves it (once this process holds the directory), so the next serve or
+        // update on DIR uses the same source.
+        record = source
+          ? await engine.withLock(() => {
+              settings.set('source', source);
+              return engine.update('manual');
+            })
+          : await engine.runOnce();
       } catch (error) {
         // A server (or agent) holds this data directory: ask it to update now, joining its run.
         if (!(error instanceof BusyError) || source) throw error;
-        const joined = await (await import('../server/control.js')).requestUpdate(dataDir);
+        const joined = await (await import('../engine/control.js')).requestUpdate(dataDir);
         if (!joined) throw error;
         record = joined;
       }
       if (record.warning) err(`bulwark update: warning: ${record.warning}`);
       if (values.json) out(JSON.stringify(updateJson(record)));
-      else out(summarize(record));
+      // A failure is for stderr, where scripts and people look for it.
+      else if (record.result === 'ok') out(summarize(record));
+      else err(summarize(record));
+      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE') return 2;
       return record.result === 'ok' ? 0 : 1;
     },
   },
@@ -182,8 +226,7 @@ Options:
   --json       print JSON`,
     options: { ...dataOption, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
-      if (!fs.existsSync(dataDir)) throw new UsageError(`data directory ${dataDir} does not exist`);
+      const dataDir = existingDataDir(values);
       const settings = await readSettings(dataDir);
       const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment }, { describeSchedule }] = await Promise.all([
         import('../engine/engine.js'),
@@ -197,7 +240,25 @@ Options:
       const last = status.lastRun;
       const enrollment = readEnrollment(dataDir);
       const agents = enrollment ? undefined : await agentsAtAGlance(dataDir, status.network?.stack.kind);
+      // The installation in one line, as the console and the tray say it (console/words.ts).
+      const { headline } = await import('../engine/words.js');
+      const engineNow = running ? running.state : last?.result === 'failed' ? { type: 'failed', ...(last.errorCode ? { code: last.errorCode } : {}), ...(last.error ? { error: last.error } : {}) } : { type: 'idle' };
+      const [{ Rollout }, { RINGS }] = await Promise.all([import('../distribution/rollout.js'), import('../protocol/agent-protocol.js')]);
+      const rollout = enrollment ? undefined : Rollout.read(dataDir);
+      const ringsOn = settings.data.distribution.rollout?.enabled ?? true;
+      const released = (ring: string) => !ringsOn || !rollout || RINGS.indexOf(ring as never) <= RINGS.indexOf(rollout.stage);
+      let held = 0;
+      for (const [ring, r] of Object.entries(agents?.rings ?? {})) if (!released(ring)) held += Math.max(0, r.agents - r.current - r.failed);
+      const said = headline({
+        engine: engineNow,
+        neverUpdated: !last && status.components.length === 0,
+        sourceSet: !!settings.data.source.url,
+        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held, halted: rollout?.halted ?? null } : null,
+        nameOf: (id) => componentInfo(id).name,
+        now: Date.now(),
+      });
       const report = {
+        headline: said,
         role: enrollment ? ('agent' as const) : ('server' as const),
         ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
         state: running ? running.state : { type: 'stopped' as const },
@@ -224,6 +285,7 @@ Options:
         return 0;
       }
       if (enrollment) out(`Agent "${enrollment.name}" of ${enrollment.server}`);
+      else out(`Bulwark: ${said.text}`);
       out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ` (no Bulwark ${enrollment ? 'agent' : 'server'} running on this data directory)`}`);
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
@@ -251,8 +313,11 @@ Options:
   --source URL               update source base URL (saved in the settings)
   --trusted-root FILE        the source's root.json (saved in the settings)
   --schedule TEXT            "hourly", "every 15 minutes", "every 6 hours" or "daily 03:30"
-  --console                  serve the console to a browser; prints its URL with a fresh access token
-  --listen ADDR:PORT         where the console listens (default 127.0.0.1:0, any free port)
+  --console                  serve the console to a browser; prints its address with the access token
+                             (kept in DIR across restarts; under systemd it is not printed to the
+                             journal: \`bulwark console-url --data DIR\` prints it)
+  --listen ADDR:PORT         where the console listens (default: where it listened before, else
+                             127.0.0.1 on a free port)
   --agents-listen ADDR:PORT  where agents connect (repeatable; default: every address family of
                              this host, port ${DEFAULT_AGENT_PORT}); "off" serves no agents
   --agent-poll SECONDS       how often agents poll and report (default 300)
@@ -281,7 +346,8 @@ Options:
       const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
-      const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
+      // No --listen: the address it had before (kept in the data directory), else any free port.
+      const listen = typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0, remembered: true };
       // The lock before any write: a second server on a data directory in use is refused and
       // changes nothing (its flags would otherwise move the running one's port or source).
       const release = lockDataDir(dataDir);
@@ -296,6 +362,40 @@ Options:
       } finally {
         release();
       }
+    },
+  },
+
+  'console-url': {
+    summary: "print the browser console's sign-in address (or replace its access secret)",
+    usage: `bulwark console-url --data DIR [--rotate]
+
+Prints the address that signs a browser in to the console of the server on DIR (bulwark serve
+--console), with its access token. The token and the address are kept in DIR across restarts, so
+bookmarks and open tabs keep working. --rotate replaces the token: every browser must sign in again
+(a running server takes the new one at once).
+
+Options:
+  --data DIR   the server's data directory
+  --rotate     make a new access token`,
+    options: { ...dataOption, rotate: { type: 'boolean' } },
+    async run(values) {
+      const dataDir = existingDataDir(values);
+      const access = await import('../console/access.js');
+      if (values.rotate) {
+        const { cliActor } = await import('./agents.js');
+        const who = await cliActor();
+        const rotated = await (await import('../engine/control.js')).callControl<{ url: string | null }>(dataDir, 'consoleToken', { who });
+        if (!rotated) {
+          access.rotateConsoleToken(dataDir);
+          new (await import('../engine/audit.js')).AuditLog(dataDir).record(who, { action: 'rotate-console-token', target: 'console access' });
+        }
+        err('The previous console access token no longer signs in; open the address below.');
+      }
+      const saved = access.readConsoleAccess(dataDir);
+      const url = saved && access.signInUrl(saved);
+      if (!url) throw new UsageError(`the console of ${dataDir} has not been served yet: start it with \`bulwark serve --data ${dataDir} --console\``);
+      out(url);
+      return 0;
     },
   },
 
@@ -322,7 +422,7 @@ Options:
   --json                print the result as JSON`,
     options: { ...dataOption, source: { type: 'string' }, proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' }, 'proxy-user': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const settings = (await readSettings(dataDir)).data;
       let proxy = settings.proxy;
       if (values['no-proxy']) proxy = { ...proxy, enabled: false };
@@ -351,12 +451,14 @@ Keys:
   proxy               "HOST:PORT [USER]" (password from BULWARK_PROXY_PASSWORD), or "off"
   agents              agents' host names or addresses, separated by spaces or commas
   notifications.updateFailed, notifications.componentsInstalled, startAtLogin   true or false
+  notifications.webhook   an http(s) URL that gets a JSON POST per notification, or "off"
+  notifications.syslog    udp://HOST:PORT or tcp://HOST:PORT (RFC 5424), or "off"
 
 A refused value changes nothing; the message says why.`,
     options: dataOption,
     positionals: true,
     async run(values, positionals) {
-      const dataDir = required(values, 'data');
+      const dataDir = existingDataDir(values);
       const [action = 'get', key, ...rest] = positionals;
       if (action === 'get') {
         const settings = await readSettings(dataDir);
@@ -393,8 +495,8 @@ Options:
       if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError('--port must be a port number');
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       const listen = (typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0 });
-      const { runDemo } = await import('../demo/demo.js');
-      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, ...(values.console ? { console: listen } : {}) });
+      const [{ runDemo }, { serve }] = await Promise.all([import('../demo/demo.js'), import('./serve.js')]);
+      return runDemo({ ...(typeof values.dir === 'string' ? { dir: values.dir } : {}), everySeconds: every, port, log: out, serve, ...(values.console ? { console: listen } : {}) });
     },
   },
 };
@@ -433,6 +535,12 @@ async function applySetting(settings: Settings, key: string, text: string): Prom
       const field = key.split('.')[1] as keyof SettingsData['notifications'];
       return settings.set('notifications', { ...current.notifications, [field]: parseBoolean(key, text) });
     }
+    case 'notifications.webhook':
+    case 'notifications.syslog': {
+      const field = key.split('.')[1] as 'webhook' | 'syslog';
+      const value = text.trim() === 'off' ? '' : text.trim();
+      return settings.set('notifications', { ...current.notifications, [field]: value });
+    }
     case 'startAtLogin':
       return settings.set('startAtLogin', parseBoolean(key, text));
     case 'proxy': {
@@ -466,11 +574,17 @@ export function updateJson(record: RunRecord) {
   };
 }
 
+function unknownCommand(name: string): number {
+  const guess = name.startsWith('-') ? undefined : closest(name, Object.keys(commands));
+  err(`bulwark: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''} (run bulwark --help for the list)`);
+  return 2;
+}
+
 function helpText(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   return `Bulwark — security update server
 
-Usage: bulwark <command> [options]    (bulwark <command> --help for details)
+Usage: bulwark <command> [options]    (bulwark <command> --help for details; bulwark --version)
 
 Commands:
 ${Object.entries(commands)
@@ -480,27 +594,31 @@ ${Object.entries(commands)
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    // No command is a wrong command line (exit 2), with the list of commands to choose from.
+    err(helpText());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined;
-    out(topic && commands[topic] ? commands[topic].usage : helpText());
+    if (topic && !commands[topic]) return unknownCommand(topic);
+    out(topic ? commands[topic]!.usage : helpText());
     return 0;
   }
-  if (name === '--version') {
+  if (name === '--version' || name === '-v' || name === 'version') {
     const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
     out(pkg.version);
     return 0;
   }
-  const command = commands[name];
-  if (!command) {
-    err(`bulwark: unknown command "${name}"; run bulwark --help`);
-    return 2;
-  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) return unknownCommand(name);
   try {
     let parsed;
+    const options = { ...command.options, help: { type: 'boolean', short: 'h' } } as const;
     try {
-      parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: command.positionals ?? false, strict: true });
+      parsed = parseArgs({ args: rest, options, allowPositionals: command.positionals ?? false, strict: true });
     } catch (error) {
-      throw new UsageError(`${(error as Error).message.split('\n')[0]} (see bulwark ${name} --help)`);
+      throw new UsageError(`${parseProblem(error, options as Record<string, { type: string }>)} (see bulwark ${name} --help)`);
     }
     if (parsed.values.help) {
       out(command.usage);

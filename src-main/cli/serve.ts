@@ -41,7 +41,11 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
       }),
   });
   try {
-    if (server.consoleServer) log(`Console: ${server.consoleServer.url}`);
+    if (server.consoleServer) {
+      // Under systemd the log is the journal, which others may read: the address without its secret.
+      if (process.env.JOURNAL_STREAM) log(`Console: ${server.consoleServer.origin}/ (sign in with the address \`bulwark console-url --data ${dataDir}\` prints)`);
+      else log(`Console: ${server.consoleServer.url}`);
+    }
     void server.startup.then(() => stamp(`next update at ${server.engine.nextRun()?.toISOString() ?? 'never'}`));
     await options.started?.(server);
     await stopped;

@@ -66,6 +66,8 @@ export interface Reminder {
   body: string;
   /** What to do, in one sentence. */
   action: string;
+  /** The raw error behind it, for a "Details" disclosure. */
+  detail?: string;
 }
 
 export type ScheduleView = { kind: 'interval'; every: number; unit: 'minutes' | 'hours' } | { kind: 'daily'; at: string };
@@ -83,7 +85,7 @@ export interface SettingsView {
   schedule: ScheduleView;
   source: { url: string; trustedRoot: string };
   proxy: ProxyView;
-  notifications: { updateFailed: boolean; componentsInstalled: boolean };
+  notifications: { updateFailed: boolean; componentsInstalled: boolean; webhook?: string; syslog?: string };
   startAtLogin: boolean;
   /** Where the console runs: some settings (start at login) only apply to the desktop app. */
   host: 'desktop' | 'browser';
@@ -129,6 +131,10 @@ export interface AgentsSummary {
   /** The release agents are offered now. */
   release: number | null;
   rollout: RolloutView;
+  /** Outdated only because the rollout has not reached their ring yet (counted in counts.outdated too). */
+  held: number;
+  /** Since when outdated agents lack what the server serves (when the server installed it); null when none is. */
+  outdatedSince: string | null;
 }
 
 export interface AgentView {
@@ -146,6 +152,47 @@ export interface AgentView {
   ring: RingView;
   /** Not current because the rollout has not reached its ring yet (on purpose, not a problem). */
   held: boolean;
+}
+
+/** One run of an agent, as it reported it. */
+export interface AgentRunView {
+  result: 'ok' | 'failed';
+  at: string;
+  trigger?: string;
+  method?: string;
+  bytes: number;
+  error?: string;
+}
+
+/** One agent in full, for its details panel. */
+export interface AgentDetailsView extends AgentView {
+  enrolledAt: string;
+  pollSeconds: number;
+  /** Its own interfaces' addresses, as it reported them. */
+  addresses: { address: string; family: 4 | 6 }[];
+  /** Its last runs, newest first. */
+  runs: AgentRunView[];
+}
+
+/** An operator's action, from the audit log: who (a console session or the command line), when, what. */
+export interface AuditEntryView {
+  at: string;
+  via: 'console' | 'desktop' | 'cli';
+  who: string;
+  action: string;
+  target: string;
+  detail?: string;
+  reason?: string;
+}
+
+/** The fleet at one moment, for the chart over time. */
+export interface FleetSampleView {
+  at: string;
+  current: number;
+  held: number;
+  outdated: number;
+  /** Failed or unreachable. */
+  failed: number;
 }
 
 export type AgentSort = 'name' | 'state' | 'address' | 'lastSeen';
@@ -181,6 +228,10 @@ export interface Snapshot {
   agents: AgentsSummary | null;
   /** Offered schedule intervals, for the settings form. */
   scheduleChoices: { minutes: number[]; hours: number[] };
+  /** The newest operator actions, newest first. */
+  audit: AuditEntryView[];
+  /** The fleet's counts over time, oldest first (empty without agents). */
+  fleet: FleetSampleView[];
 }
 
 /** A change to one settings section. Omitted password keeps the stored one; "" clears it. */
@@ -188,7 +239,7 @@ export type SettingsChange =
   | { section: 'schedule'; value: ScheduleView }
   | { section: 'source'; value: { url: string; trustedRoot: string } }
   | { section: 'proxy'; value: { enabled: boolean; host: string; port: number; username: string; password?: string } }
-  | { section: 'notifications'; value: { updateFailed: boolean; componentsInstalled: boolean } }
+  | { section: 'notifications'; value: { updateFailed: boolean; componentsInstalled: boolean; webhook?: string; syslog?: string } }
   | { section: 'startAtLogin'; value: boolean };
 
 export type SaveResult = { ok: true; settings: SettingsView } | { ok: false; field: string; message: string };
@@ -217,10 +268,19 @@ export interface ConsoleMethods {
   enrollmentToken: { params: { rotate: boolean }; result: { token: string } };
   /** Promote the rollout to the next ring now, halt it, or resume it after a halt. */
   rollout: { params: { action: 'promote' | 'halt' | 'resume' }; result: RolloutView };
-  /** Move an agent to a ring. */
-  setAgentRing: { params: { id: string; ring: RingView }; result: { ok: true } };
-  /** Pin a component at its version, unpin it, or roll it back to a kept version (pinning it there). */
-  changeComponent: { params: { action: 'pin' | 'unpin'; id: string } | { action: 'rollback'; id: string; version: number }; result: { ok: true; reason: string } | { ok: false; message: string } };
+  /** Move an agent to a ring; answers with the ring it was in (for an undo). */
+  setAgentRing: { params: { id: string; ring: RingView }; result: { ok: true; from: RingView } };
+  /** Pin a component at its version, unpin it, or roll it back to a kept version (pinning it there); `reason` goes to the history and the audit log. */
+  changeComponent: {
+    params: { action: 'pin' | 'unpin'; id: string; reason?: string } | { action: 'rollback'; id: string; version: number; reason?: string };
+    result: { ok: true; reason: string } | { ok: false; message: string };
+  };
+  /** One agent in full (null when it is not, or no longer, enrolled). */
+  agentDetails: { params: { id: string }; result: AgentDetailsView | null };
+  /** Ask one agent to update now; `asked` is false when it is not connected (it catches up at its next poll). */
+  updateAgentNow: { params: { id: string }; result: { asked: boolean } };
+  /** Forget an agent (a machine taken out of service): its credential is refused from then on. */
+  forgetAgent: { params: { id: string }; result: { ok: true } };
 }
 
 export type ConsoleMethod = keyof ConsoleMethods;
@@ -236,6 +296,9 @@ export const CONSOLE_METHODS: readonly ConsoleMethod[] = [
   'rollout',
   'setAgentRing',
   'changeComponent',
+  'agentDetails',
+  'updateAgentNow',
+  'forgetAgent',
 ];
 
 export interface ProgressView {

@@ -1,8 +1,9 @@
 // The browser console: the renderer build and the console contract over HTTP, for servers without
-// a desktop. Every request needs the access token printed at start:
+// a desktop. Every request needs the access token (kept across restarts, see access.ts):
 //   - opening /?token=… checks it, sets an HttpOnly SameSite=Strict cookie and redirects to /;
 //   - API calls and events then carry the cookie (or an `Authorization: Bearer` header).
-// No or wrong token: 401 with nothing else. Calls are `POST /api/call/<method>` (JSON in, JSON
+// No or wrong token: 401 — for the console's page, a sign-in page with a field for the token (no
+// script, nothing of the console); for anything else, nothing but the error. Calls are `POST /api/call/<method>` (JSON in, JSON
 // out, a custom header required so no other site's form can post); events are server-sent at
 // `GET /api/events`. The Host header must name this server, against DNS rebinding.
 import crypto from 'node:crypto';
@@ -21,7 +22,7 @@ export interface ConsoleServerOptions {
   /** Where to listen; loopback (127.0.0.1, else ::1) when absent. */
   host?: string;
   port?: number;
-  /** Fixed token (tests); a random one by default. */
+  /** The access token (the data directory's, access.ts); a random one when absent. */
   token?: string;
   log?: (line: string) => void;
 }
@@ -31,6 +32,8 @@ export interface ConsoleServer {
   url: string;
   origin: string;
   token: string;
+  /** Take a new access token (the old one and every cookie made from it are refused from now on). */
+  setToken(token: string): void;
   close(): Promise<void>;
 }
 
@@ -71,6 +74,51 @@ function fail(res: http.ServerResponse, status: number, code: ApiErrorBody['code
   send(res, status, { error, code } satisfies ApiErrorBody);
 }
 
+/** The sign-in page's own policy: no script at all, its inline style, and its one form sent here. */
+const SIGN_IN_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/**
+ * What a browser gets for the console's page without a valid token: a page that says how to sign in
+ * (not JSON), with a field for the token. Nothing of the console (no script, no data) is in it.
+ */
+function signInPage(res: http.ServerResponse, wrongToken: boolean): void {
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · Bulwark</title>
+<style>
+:root{color-scheme:light dark;font-family:system-ui,sans-serif;line-height:1.5}
+body{margin:0;display:grid;min-height:100vh;place-items:center;background:Canvas;color:CanvasText}
+main{max-width:30rem;margin:1rem;padding:1.25rem 1.5rem;border:1px solid color-mix(in srgb,CanvasText 20%,Canvas);border-radius:.6rem}
+h1{font-size:1.3rem;margin:0 0 .5rem}p{margin:.5rem 0}code{font-size:.9em;overflow-wrap:anywhere}
+label{display:block;font-weight:600;margin-top:1rem}input{box-sizing:border-box;width:100%;font:inherit;padding:.4rem .5rem;margin:.25rem 0 .75rem}
+button{font:inherit;font-weight:600;padding:.4rem 1rem}.error{color:#b3261e;font-weight:600}
+@media (prefers-color-scheme:dark){.error{color:#f2b8b5}}
+</style></head>
+<body><main>
+<h1>Sign in to the Bulwark console</h1>
+${wrongToken ? '<p class="error" role="alert">That access token is not this server\'s: it was mistyped, or replaced since.</p>' : ''}
+<p>Open the address the server prints, or paste its access token here. On the server, this prints the address:</p>
+<p><code>bulwark console-url --data DIR</code></p>
+<form method="get" action="/">
+<label for="token">Access token</label>
+<input id="token" name="token" type="password" autocomplete="off" spellcheck="false" required>
+<button type="submit">Sign in</button>
+</form>
+</main></body></html>`;
+  res.writeHead(401, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(html),
+    'content-security-policy': SIGN_IN_CSP,
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'cache-control': 'no-store',
+  });
+  res.end(html);
+}
+
+/** A browser opening the console's page (not its API, events or files): it gets the sign-in page. */
+const opensPage = (req: http.IncomingMessage, pathname: string) => req.method === 'GET' && (pathname === '/' || pathname === '/index.html');
+
 /** A request body over MAX_BODY: refused (400) and the connection closed after the answer. */
 class BodyTooLarge extends ApiError {
   constructor(message: string) {
@@ -96,7 +144,7 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
 }
 
 export async function startConsoleServer(options: ConsoleServerOptions): Promise<ConsoleServer> {
-  const token = options.token ?? crypto.randomBytes(24).toString('base64url');
+  let token = options.token ?? crypto.randomBytes(24).toString('base64url');
   const rendererDir = path.resolve(options.rendererDir);
   if (!fs.existsSync(path.join(rendererDir, 'index.html'))) {
     throw new Error(`the console is not built (${path.join(rendererDir, 'index.html')} is missing): run npm run build`);
@@ -137,7 +185,8 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
       const offered = url.searchParams.get('token');
       if (req.method === 'GET' && offered !== null) {
         if (!safeEqual(offered, token)) {
-          fail(res, 401, 'unauthorized', 'missing or wrong access token');
+          if (opensPage(req, url.pathname)) signInPage(res, offered !== '');
+          else fail(res, 401, 'unauthorized', 'missing or wrong access token');
           return;
         }
         url.searchParams.delete('token');
@@ -150,7 +199,9 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
         return;
       }
       if (!authorized(req)) {
-        fail(res, 401, 'unauthorized', 'missing or wrong access token');
+        // A cookie from a replaced token is "wrong", no cookie at all is "not signed in yet".
+        if (opensPage(req, url.pathname)) signInPage(res, cookieToken(req) !== undefined);
+        else fail(res, 401, 'unauthorized', 'missing or wrong access token');
         return;
       }
       if (url.pathname === '/api/events' && req.method === 'GET') {
@@ -171,7 +222,7 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
           return;
         }
         try {
-          const result = await options.service.call(call[1]!, await readJson(req));
+          const result = await options.service.call(call[1]!, await readJson(req), { via: 'console', who: `browser at ${req.socket.remoteAddress ?? 'an unknown address'}` });
           send(res, 200, result ?? null);
         } catch (error) {
           // The rest of an over-long body is never read: the connection cannot carry another request.
@@ -232,10 +283,18 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
       for (const nic of list ?? []) allowedHosts.add(`${nic.family === 'IPv6' ? `[${nic.address}]` : nic.address}:${address.port}`.toLowerCase());
     }
   }
-  return {
+  const handle: ConsoleServer = {
     url: `${origin}/?token=${token}`,
     origin,
     token,
+    setToken(next) {
+      token = next;
+      handle.token = next;
+      handle.url = `${origin}/?token=${next}`;
+      // Open event streams were let in with the old token: they end, and must come back with the new one.
+      for (const stream of streams) stream.end();
+      streams.clear();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(heartbeat);
@@ -248,4 +307,5 @@ export async function startConsoleServer(options: ConsoleServerOptions): Promise
         });
       }),
   };
+  return handle;
 }

@@ -20,11 +20,17 @@ import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
-import { DEFAULT_ROLLOUT, isRing, type Ring, type Rollout } from '../distribution/rollout.js';
+import { shortId } from '../distribution/agent-status.js';
+import { headline, plainError, type Headline } from '../engine/words.js';
+import { AuditLog, type Actor } from '../engine/audit.js';
+import { DEFAULT_ROLLOUT, type Rollout } from '../distribution/rollout.js';
+import { isRing, type Ring } from '../protocol/agent-protocol.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
 import {
   CONSOLE_METHODS,
+  type AgentDetailsView,
+  type FleetSampleView,
   type AgentsPage,
   type AgentsQuery,
   type AgentsSummary,
@@ -151,15 +157,28 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
   },
   changeComponent: {
     oneOf: [
-      { type: 'object', required: ['action', 'id'], additionalProperties: false, properties: { action: { enum: ['pin', 'unpin'] }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } },
+      {
+        type: 'object',
+        required: ['action', 'id'],
+        additionalProperties: false,
+        properties: { action: { enum: ['pin', 'unpin'] }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }, reason: { type: 'string', maxLength: 200 } },
+      },
       {
         type: 'object',
         required: ['action', 'id', 'version'],
         additionalProperties: false,
-        properties: { action: { const: 'rollback' }, id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }, version: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+        properties: {
+          action: { const: 'rollback' },
+          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+          version: { type: 'integer', minimum: 1, maximum: 2147483647 },
+          reason: { type: 'string', maxLength: 200 },
+        },
       },
     ],
   },
+  agentDetails: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+  updateAgentNow: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+  forgetAgent: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
 };
 
 /** Each method's parameter check, compiled on first call (not at import: every CLI command imports this). */
@@ -189,8 +208,8 @@ export interface AgentsAccess {
   distribution: Distribution;
   overview: AgentsOverview;
   rollout: Rollout;
-  /** Ask every agent to update now (over their streams, and the broker if there is one); resolves with how many were reached directly. */
-  askToUpdate(): Promise<number>;
+  /** Ask every agent (over their streams, and the broker if there is one), or only agent `id`, to update now; resolves with how many were reached directly. */
+  askToUpdate(id?: string): Promise<number>;
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
@@ -203,6 +222,7 @@ export class ConsoleService {
 
   constructor(private readonly options: ConsoleServiceOptions) {
     const { engine, settings } = options;
+    this.audit = new AuditLog(options.dataDir);
     engine.on('state', (state) => this.emit('state', state));
     engine.on('progress', (progress) => this.emit('progress', progressView(progress)));
     engine.on('run', (run) => this.emit('run', run));
@@ -210,8 +230,10 @@ export class ConsoleService {
     engine.on('pins', () => this.emit('changed', { reason: 'pins' }));
     engine.on('reminders', () => this.emit('changed', { reason: 'reminders' }));
     options.agents?.rollout.on('change', () => this.emit('changed', { reason: 'rollout' }));
+    this.fleet = loadFleetSamples(options.dataDir);
     let agentReminders = '';
     options.agents?.overview.on('change', () => {
+      this.sampleFleet();
       this.emit('agents', options.agents!.overview.counts);
       // Reminders about agents can change while the counts stay (one agent recovers as another goes silent).
       const now = JSON.stringify(this.agentReminders());
@@ -232,8 +254,11 @@ export class ConsoleService {
     for (const listener of this.listeners) listener(event, payload);
   }
 
-  /** Validate and run one call. Throws ApiError for calls the contract does not allow. */
-  async call(method: string, params: unknown): Promise<unknown> {
+  /** The operator actions, newest first (the audit log). */
+  readonly audit: AuditLog;
+
+  /** Validate and run one call, as `actor` (for the audit log). Throws ApiError for calls the contract does not allow. */
+  async call(method: string, params: unknown, actor: Actor = { via: this.options.host === 'desktop' ? 'desktop' : 'console', who: this.options.host === 'desktop' ? 'desktop app' : 'browser' }): Promise<unknown> {
     if (!(CONSOLE_METHODS as readonly string[]).includes(method)) throw new ApiError(404, `unknown method "${method}"`);
     const m = method as ConsoleMethod;
     const value = params === undefined ? null : params;
@@ -255,47 +280,153 @@ export class ConsoleService {
         return this.testConnection(value as ConsoleMethods['testConnection']['params']);
       case 'agents':
         return this.agentsPage(value as AgentsQuery);
-      case 'updateAgentsNow':
-        return { asked: (await this.options.agents?.askToUpdate()) ?? 0 };
+      case 'updateAgentsNow': {
+        const asked = (await this.options.agents?.askToUpdate()) ?? 0;
+        this.record(actor, { action: 'update-agents', target: 'all agents', detail: `${asked} connected asked` });
+        return { asked };
+      }
       case 'enrollmentToken': {
         const registry = this.agentsAccess().registry;
-        return { token: (value as { rotate: boolean }).rotate ? await registry.rotateToken() : await registry.enrollmentToken() };
+        if (!(value as { rotate: boolean }).rotate) return { token: await registry.enrollmentToken() };
+        const token = await registry.rotateToken();
+        this.record(actor, { action: 'rotate-token', target: 'enrollment token' });
+        return { token };
       }
       case 'rollout':
-        return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action);
+        return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action, actor);
       case 'setAgentRing': {
         const { id, ring } = value as { id: string; ring: Ring };
-        const moved = await this.agentsAccess().registry.setRing(id, ring);
-        if (!moved.length) throw new ApiError(400, `no agent ${id}`);
-        await this.agentsAccess().overview.recount();
-        return { ok: true };
+        const agent = await this.agentsAccess().registry.details({ release: undefined, now: Date.now() }, id);
+        if (!agent) throw new ApiError(400, 'this agent is no longer enrolled');
+        await this.moveAgent(id, ring, actor);
+        return { ok: true, from: isRing(agent.ring) ? agent.ring : 'broad' };
       }
       case 'changeComponent':
-        return this.changeComponent(value as ComponentChange);
+        return this.changeComponent(value as ComponentChange, actor);
+      case 'agentDetails':
+        return this.agentDetails((value as { id: string }).id);
+      case 'updateAgentNow': {
+        const { id } = value as { id: string };
+        const agent = await this.agentsAccess().registry.details({ release: undefined, now: Date.now() }, id);
+        if (!agent) throw new ApiError(400, 'this agent is no longer enrolled');
+        const asked = (await this.agentsAccess().askToUpdate(id)) > 0;
+        this.record(actor, { action: 'update-agent', target: agent.name, detail: `${shortId(id)}${asked ? '' : ', not connected'}` });
+        return { asked };
+      }
+      case 'forgetAgent': {
+        const { id } = value as { id: string };
+        if (!(await this.agentsAccess().registry.details({ release: undefined, now: Date.now() }, id))) throw new ApiError(400, 'this agent is no longer enrolled');
+        await this.removeAgent(id, actor);
+        return { ok: true };
+      }
     }
   }
 
+  /** The fleet's counts over time (DATA/fleet-history.jsonl), oldest first. */
+  private fleet: FleetSampleView[];
+
+  /** Take a sample when the counts moved (at most one a minute) or half an hour has passed. */
+  private sampleFleet(): void {
+    const summary = this.agentsSummary();
+    if (!summary || summary.counts.total === 0) return;
+    const { counts, held } = summary;
+    const sample: FleetSampleView = {
+      at: new Date().toISOString(),
+      current: counts.current,
+      held: Math.min(held, counts.outdated),
+      outdated: Math.max(0, counts.outdated - held) + counts.updating,
+      failed: counts.failed + counts.unreachable,
+    };
+    const last = this.fleet[this.fleet.length - 1];
+    const age = last ? Date.parse(sample.at) - Date.parse(last.at) : Infinity;
+    const moved = !last || ['current', 'held', 'outdated', 'failed'].some((k) => last[k as keyof FleetSampleView] !== sample[k as keyof FleetSampleView]);
+    if (!(moved ? age >= 60_000 : age >= 30 * 60_000)) return;
+    this.fleet = [...this.fleet, sample].slice(-FLEET_KEPT);
+    try {
+      const file = path.join(this.options.dataDir, 'fleet-history.jsonl');
+      fs.appendFileSync(file, JSON.stringify(sample) + '\n', { mode: 0o600 });
+      if (fs.statSync(file).size > 512 * 1024) writeFileAtomic(file, this.fleet.map((s) => JSON.stringify(s)).join('\n') + '\n', 0o600);
+    } catch {
+      // A chart's history is not worth failing anything for.
+    }
+  }
+
+  /** Write an operator action to the audit log and tell the consoles. */
+  private record(actor: Actor, entry: Parameters<AuditLog['record']>[1]): void {
+    this.audit.record(actor, entry);
+    this.emit('changed', { reason: 'audit' });
+  }
+
   /** Promote, halt or resume the rollout (the console's buttons, and `bulwark rollout` through the control channel). */
-  changeRollout(action: 'promote' | 'halt' | 'resume'): RolloutView {
+  changeRollout(action: 'promote' | 'halt' | 'resume', actor: Actor): RolloutView {
     const { rollout, overview } = this.agentsAccess();
-    if (!rollout.current()) throw new ApiError(400, 'no release is being rolled out yet');
+    const current = rollout.current();
+    if (!current) throw new ApiError(400, 'no release is being rolled out yet');
+    const from = current.stage;
     if (action === 'promote') rollout.promote((ring) => overview.ring(ring).agents);
     else if (action === 'halt') rollout.halt('halted by the operator');
     else rollout.resume();
+    const view = this.rolloutView();
+    this.record(actor, { action, target: `release ${current.release}`, ...(action === 'promote' ? { detail: `${from} → ${view.stage}` } : action === 'halt' ? { detail: `at ${from}` } : {}) });
     this.emit('changed', { reason: 'rollout' });
-    return this.rolloutView();
+    return view;
   }
 
-  private async changeComponent(request: ComponentChange): Promise<ConsoleMethods['changeComponent']['result']> {
+  /** Move one agent (by id, or a name no other agent has) to a ring. */
+  async moveAgent(idOrName: string, ring: Ring, actor: Actor) {
+    const { registry, overview } = this.agentsAccess();
+    const before = await registry.one(idOrName);
+    await registry.setRing(before.id, ring);
+    await overview.recount();
+    this.record(actor, { action: 'ring', target: before.name, detail: `${shortId(before.id)}: ${before.ring} → ${ring}` });
+    return { ...before, ring };
+  }
+
+  /** Forget one agent (by id, or a name no other agent has). */
+  async removeAgent(idOrName: string, actor: Actor) {
+    const { registry, overview } = this.agentsAccess();
+    const removed = await registry.remove(idOrName);
+    await overview.recount();
+    this.record(actor, { action: 'remove-agent', target: removed.name, detail: shortId(removed.id) });
+    return removed;
+  }
+
+  /** An operator's pin, unpin or roll-back from the command line (the control channel), audited. */
+  async changeComponentAs(request: ComponentChange, actor: Actor) {
+    const before = this.options.engine.store.active(request.id)?.version;
+    const record = await this.options.engine.change(request);
+    this.recordChange(request, before, record, actor);
+    return record;
+  }
+
+  private recordChange(request: ComponentChange, before: number | undefined, record: { result: string; components: { version: number | null }[] }, actor: Actor): void {
+    if (record.result !== 'ok') return;
+    const after = record.components[0]?.version;
+    const detail = request.action === 'rollback' ? `${before ?? 'none'} → ${after}` : request.action === 'pin' ? `at ${after}` : undefined;
+    this.record(actor, { action: request.action, target: request.id, ...(detail ? { detail } : {}), ...(request.reason ? { reason: request.reason } : {}) });
+  }
+
+  private async changeComponent(request: ComponentChange, actor: Actor): Promise<ConsoleMethods['changeComponent']['result']> {
     try {
-      const record = await this.options.engine.change(request);
+      const reason = request.reason?.trim();
+      const change = { ...request, ...(reason ? { reason } : {}) } as ComponentChange;
+      if (!reason) delete change.reason;
+      const record = await this.changeComponentAs(change, actor);
       if (record.result !== 'ok') return { ok: false, message: record.error ?? 'failed' };
-      const reason = record.components[0]?.reason ?? 'done';
-      return { ok: true, reason: record.warning ? `${reason} (but ${record.warning})` : reason };
+      const said = record.components[0]?.reason ?? 'done';
+      return { ok: true, reason: record.warning ? `${said} (but ${record.warning})` : said };
     } catch (error) {
       if (error instanceof BulwarkError) return { ok: false, message: describeError(error) };
       throw error;
     }
+  }
+
+  private async agentDetails(id: string): Promise<AgentDetailsView | null> {
+    const { registry, distribution, rollout } = this.agentsAccess();
+    const row = await registry.details({ release: distribution.current(), now: Date.now() }, id);
+    if (!row) return null;
+    const held = row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
+    return { ...agentView(row, held), enrolledAt: row.enrolledAt, pollSeconds: row.pollSeconds, addresses: row.addresses, runs: row.runs };
   }
 
   rolloutView(): RolloutView {
@@ -321,14 +452,38 @@ export class ConsoleService {
   agentsSummary(): AgentsSummary | null {
     const agents = this.options.agents;
     if (!agents) return null;
+    const rollout = this.rolloutView();
+    // Behind only because the rollout holds their ring: not a problem, and not counted as one.
+    const held = rollout.enabled && rollout.stage ? rollout.rings.filter((r) => !r.released).reduce((sum, r) => sum + Math.max(0, r.agents - r.current - r.failed), 0) : 0;
+    const since = agents.overview.picture.lagging
+      .map((id) => this.options.engine.store.active(id)?.installedAt)
+      .filter((at): at is string => !!at)
+      .sort()[0];
     return {
       enabled: this.options.settings.data.distribution.enabled,
       urls: agents.server?.urls ?? [],
       ...(agents.error ? { error: agents.error } : {}),
       counts: agents.overview.counts,
       release: agents.distribution.current()?.index.release ?? null,
-      rollout: this.rolloutView(),
+      rollout,
+      held,
+      outdatedSince: since ?? null,
     };
+  }
+
+  /** The installation in one line (words.ts), for the tray and `bulwark status`. */
+  headline(): Headline {
+    const { engine } = this.options;
+    const status = engine.status();
+    const agents = this.agentsSummary();
+    return headline({
+      engine: status.state,
+      neverUpdated: !status.lastRun && status.components.length === 0,
+      sourceSet: !!this.options.settings.data.source.url,
+      agents: agents && { ...agents, halted: agents.rollout.halted },
+      nameOf: (id) => componentInfo(id).name,
+      now: Date.now(),
+    });
   }
 
   private async agentsPage(query: AgentsQuery): Promise<AgentsPage> {
@@ -382,6 +537,8 @@ export class ConsoleService {
       settings: this.settingsView(),
       agents: this.agentsSummary(),
       scheduleChoices: { minutes: [...MINUTE_INTERVALS], hours: [...HOUR_INTERVALS] },
+      audit: this.audit.recent(30),
+      fleet: this.fleet,
     };
   }
 
@@ -392,7 +549,8 @@ export class ConsoleService {
     const reminders: Reminder[] = [];
     const halted = agents.rollout.current()?.halted;
     if (halted) {
-      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('; ');
+      // The agents by name with their errors in words; the raw errors are in the Agents view.
+      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${plainError(f.error)}`).join('; ');
       reminders.push({
         id: 'rollout-halted',
         severity: 'error',
@@ -474,6 +632,28 @@ export class ConsoleService {
     const url = params.url || data.source.url;
     const until = cooldownFor(this.options.dataDir, url);
     return testConnection({ url, proxy, ...(until ? { cooldownUntil: until } : {}) });
+  }
+}
+
+/** Samples kept for the fleet chart (a week at one every half hour, or a busy day at one a minute). */
+const FLEET_KEPT = 400;
+
+function loadFleetSamples(dataDir: string): FleetSampleView[] {
+  try {
+    return fs
+      .readFileSync(path.join(dataDir, 'fleet-history.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((line) => {
+        try {
+          return [JSON.parse(line) as FleetSampleView];
+        } catch {
+          return [];
+        }
+      })
+      .slice(-FLEET_KEPT);
+  } catch {
+    return [];
   }
 }
 

@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
-import { serve } from '../cli/serve.js';
 import type { ConsoleListen } from '../server/listen.js';
 import type { BulwarkServer } from '../server/server.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
@@ -24,6 +23,12 @@ export interface DemoOptions {
   log: (line: string) => void;
   /** Also serve the browser console. */
   console?: ConsoleListen;
+  /** Hosts the server until stopped (the CLI's `serve`), calling `started` once it runs and `stopping` before it stops. */
+  serve: (
+    dataDir: string,
+    settings: Settings,
+    options: { log: (line: string) => void; console?: ConsoleListen; started: (server: BulwarkServer) => Promise<void>; stopping: () => Promise<void> },
+  ) => Promise<number>;
 }
 
 /** Demo sizes: big enough to make incremental savings visible, small enough to generate in a blink. */
@@ -185,7 +190,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   useDemoSource(settings, source);
   let agents: Agent[] = [];
   try {
-    return await serve(dataDir, settings, {
+    return await options.serve(dataDir, settings, {
       log,
       ...(options.console ? { console: options.console } : {}),
       started: async (server) => {

@@ -1,7 +1,7 @@
 // The HTTP side of the agents' service, shared by the main thread and the file threads
 // (file-thread.ts): how a request is read, and how an answer decided by the main thread's routes
 // (agent-server.ts) is written. Nothing here touches the registry or the release: a file thread
-// loads only this module, the fast path (fast-path.ts) and node's own.
+// loads only this module, the fast path (fast-path.ts), the protocol's constants and node's own.
 import fs from 'node:fs';
 import type http from 'node:http';
 import type net from 'node:net';
@@ -9,13 +9,13 @@ import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
 import { collectGarbage } from '../engine/memory.js';
 import { createServer } from '../engine/node-http.js';
+import { AGENT_LIMITS, AGENT_PATHS } from '../protocol/agent-protocol.js';
 import { FastPath, type PlainRequest } from './fast-path.js';
 
-const MAX_BODY = 64 * 1024;
+const MAX_BODY = AGENT_LIMITS.requestBytes;
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
 /** Metadata and the index change with each release: caches must ask again. */
 export const SHORT_LIVED = 'no-cache';
-export const PING_MS = 15_000;
 
 /** A request refused with an HTTP status and a message for the agent's log. */
 export class HttpError extends Error {
@@ -35,8 +35,8 @@ export interface ReleaseAnswers {
 
 export function cacheRelease(cache: ResponseCache, answers: ReleaseAnswers): void {
   const buffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  cache.put('/metadata/timestamp.json', buffer(answers.timestamp), { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, sha256(answers.timestamp));
-  cache.put('/agents/v1/index.json', buffer(answers.index), { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, sha256(answers.index));
+  cache.put(`/${AGENT_PATHS.timestamp}`, buffer(answers.timestamp), { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, sha256(answers.timestamp));
+  cache.put(`/${AGENT_PATHS.index}`, buffer(answers.index), { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, sha256(answers.index));
 }
 
 /** What the routes need of a request: read once by whichever thread accepted it. */
@@ -340,9 +340,10 @@ export class Streams {
     };
   }
 
-  /** Send an already formatted event to every connected agent. */
-  send(message: string): void {
-    for (const set of this.byAgent.values()) for (const res of set) res.write(message);
+  /** Send an already formatted event to every connected agent, or only to agent `to`. */
+  send(message: string, to?: string): void {
+    const sets = to === undefined ? this.byAgent.values() : [this.byAgent.get(to) ?? new Set<http.ServerResponse>()];
+    for (const set of sets) for (const res of set) res.write(message);
   }
 
   ids(): IterableIterator<string> {
@@ -354,9 +355,6 @@ export class Streams {
     this.byAgent.clear();
   }
 }
-
-/** An event in the server-sent events format. */
-export const event = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
 
 /**
  * An agents' HTTP server as every thread runs it: the fast path in front for what `cache` holds

@@ -1,23 +1,8 @@
-// The server's face to its agents, over HTTP. Two kinds of routes:
-//
-// Files, public like a CDN (the content is the vendor's signed data, and agents verify it themselves),
-// cacheable by any HTTP cache (docs/mirror.md):
-//   GET|HEAD /metadata/timestamp.json        the upstream's timestamp, as verified (short-lived)
-//   GET|HEAD /metadata/<v>.<role>.json       root chain, snapshot, targets (immutable)
-//   GET|HEAD /targets/<dir>/<sha256>.<name>  relayed signed targets (immutable, Range)
-//   GET|HEAD /made/<id>/<name>               server-made incrementals and full files (immutable, Range)
-//   GET      /agents/v1/index.json           the advisory index of the current release
-//
-// Agent endpoints, each authenticated by the agent's own credential (Authorization: Bearer), except
-// enrollment, which takes the enrollment token:
-//   POST /agents/v1/enroll    {token, name, hostname} -> {id, credential, root, pollSeconds, spreadSeconds}
-//   POST /agents/v1/report    an AgentReport -> {release, pollSeconds, spreadSeconds}
-//   GET  /agents/v1/policy    what this agent is to hold: {pins: {id: version}, ring, hold} — the
-//                             server's pins, and whether the rollout has reached the agent's ring
-//   GET  /agents/v1/events    server-sent events: "hello" on connect, "release" on each new release,
-//                             "update" when asked to update now (the console's "Update agents now")
-//
-// Agent credentials open nothing else: the console is a different server with its own token.
+// The server's face to its agents, over HTTP: the routes of the agent protocol
+// (protocol/agent-protocol.ts lists them, with the messages and limits). The files (metadata, targets,
+// made files, the index) are public like a CDN's and cacheable by any HTTP cache (docs/mirror.md); the
+// agent endpoints take the agent's own credential (Authorization: Bearer), enrollment the enrollment
+// token. Agent credentials open nothing else: the console is a different server with its own token.
 //
 // Threads: the main thread owns the registry, the release and the rollout, and decides every answer
 // (agentRoutes). Where the platform lets sockets share a port, file threads (file-thread.ts) take the
@@ -30,7 +15,7 @@ import type http from 'node:http';
 import os from 'node:os';
 import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { Ajv, type JSONSchemaType } from 'ajv';
+import { Ajv } from 'ajv';
 import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
 import {
@@ -38,10 +23,8 @@ import {
   agentHttpServer,
   agentRequestListener,
   cacheRelease,
-  event,
   HttpError,
   IMMUTABLE,
-  PING_MS,
   ResponseCache,
   SHORT_LIVED,
   Streams,
@@ -51,8 +34,23 @@ import {
 } from './agent-http.js';
 import type { FileThreadData, FromFileThread, ToFileThread } from './file-thread.js';
 import type { Distribution, Release } from './release.js';
-import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry, type AgentReport } from './registry.js';
-import { isRing, RINGS, type Ring } from './rollout.js';
+import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry } from './registry.js';
+import {
+  AGENT_PATHS,
+  ENROLL_SCHEMA,
+  formatEvent,
+  isRing,
+  PING_MS,
+  REPORT_SCHEMA,
+  type AgentPolicy,
+  type AgentReport,
+  type EnrollAnswer,
+  type HelloEvent,
+  type ReleaseEvent,
+  type ReportAnswer,
+  type Ring,
+  type ServerEventName,
+} from '../protocol/agent-protocol.js';
 
 export interface AgentServiceSettings {
   /** Seconds between an agent's polls and heartbeats. */
@@ -120,74 +118,9 @@ export function fileThreadPlan(setting: number | undefined, enrolled: number, lo
   return enrolled >= AUTO_THREADS_FROM_AGENTS ? { now: auto, whenFleetGrows: 0 } : { now: 0, whenFleetGrows: auto };
 }
 
-const reportSchema: JSONSchemaType<AgentReport> = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'hostname', 'addresses', 'components', 'phase', 'pollSeconds'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 100 },
-    hostname: { type: 'string', maxLength: 253 },
-    addresses: {
-      type: 'array',
-      maxItems: 64,
-      items: { type: 'object', additionalProperties: false, required: ['address', 'family'], properties: { address: { type: 'string', maxLength: 64 }, family: { type: 'integer', enum: [4, 6] } } },
-    },
-    components: {
-      type: 'array',
-      maxItems: 256,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['id', 'version'],
-        properties: {
-          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
-          version: { type: 'integer', minimum: 1 },
-          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', nullable: true },
-          method: { type: 'string', maxLength: 16, nullable: true },
-        },
-      },
-    },
-    lastRun: {
-      type: 'object',
-      nullable: true,
-      additionalProperties: false,
-      required: ['result', 'at', 'bytes'],
-      properties: {
-        result: { type: 'string', enum: ['ok', 'failed'] },
-        at: { type: 'string', maxLength: 40 },
-        trigger: { type: 'string', maxLength: 16, nullable: true },
-        method: { type: 'string', maxLength: 16, nullable: true },
-        bytes: { type: 'integer', minimum: 0 },
-        error: { type: 'string', maxLength: 2000, nullable: true },
-      },
-    },
-    phase: { type: 'string', enum: ['idle', 'updating'] },
-    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
-  },
-};
-
-interface EnrollRequest {
-  token: string;
-  name: string;
-  hostname: string;
-  pollSeconds?: number;
-  ring?: Ring;
-}
-const enrollSchema: JSONSchemaType<EnrollRequest> = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['token', 'name', 'hostname'],
-  properties: {
-    token: { type: 'string', maxLength: 256 },
-    name: { type: 'string', minLength: 1, maxLength: 100 },
-    hostname: { type: 'string', maxLength: 253 },
-    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400, nullable: true },
-    ring: { type: 'string', enum: [...RINGS], nullable: true },
-  },
-};
 const compileSchemas = () => {
   const ajv = new Ajv({ allErrors: false });
-  return { report: ajv.compile(reportSchema), enroll: ajv.compile(enrollSchema) };
+  return { report: ajv.compile(REPORT_SCHEMA), enroll: ajv.compile(ENROLL_SCHEMA) };
 };
 /** Compiled on first use, not at import (every CLI command imports this module). */
 let compiled: ReturnType<typeof compileSchemas> | undefined;
@@ -235,7 +168,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
     const { method, address } = request;
     const release = distribution.current();
     if (method === 'GET' || method === 'HEAD') {
-      if (pathname === '/metadata/timestamp.json') {
+      if (pathname === `/${AGENT_PATHS.timestamp}`) {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         const timestamp = release.timestamp;
         return { kind: 'bytes', body: timestamp, etag: sha256(timestamp), type: 'application/json', cacheControl: SHORT_LIVED };
@@ -258,28 +191,28 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
         return { kind: 'file', file: file.file, etag: file.sha256, cacheControl: IMMUTABLE, type: 'application/octet-stream' };
       }
-      if (pathname === '/agents/v1/index.json' && method === 'GET') {
+      if (pathname === `/${AGENT_PATHS.index}` && method === 'GET') {
         if (!release) throw new HttpError(404, 'the server has no release yet');
         const index = Buffer.from(JSON.stringify(release.index));
         return { kind: 'bytes', body: index, etag: sha256(index), type: 'application/json; charset=utf-8', cacheControl: SHORT_LIVED };
       }
-      if (pathname === '/agents/v1/policy' && method === 'GET') {
+      if (pathname === `/${AGENT_PATHS.policy}` && method === 'GET') {
         const ring = await registry.ringOf(await agentOf(request));
         if (ring === undefined) throw refused();
         const hold = isRing(ring) && options.released ? !options.released(ring) : false;
-        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold });
+        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold } satisfies AgentPolicy);
       }
-      if (pathname === '/agents/v1/events' && method === 'GET') {
+      if (pathname === `/${AGENT_PATHS.events}` && method === 'GET') {
         const id = await agentOf(request);
         await registry.seen(id, address).catch((error: unknown) => {
           throw error instanceof UnknownAgentError ? refused() : error;
         });
         const { pollSeconds, spreadSeconds } = options.settings();
-        return { kind: 'stream', agentId: id, hello: event('hello', { release: release?.index.release ?? 0, pollSeconds, spreadSeconds }) };
+        return { kind: 'stream', agentId: id, hello: formatEvent('hello', { release: release?.index.release ?? 0, pollSeconds, spreadSeconds } satisfies HelloEvent) };
       }
     }
     if (method === 'POST') {
-      if (pathname === '/agents/v1/enroll') {
+      if (pathname === `/${AGENT_PATHS.enroll}`) {
         const body = parse(request);
         const validateEnroll = schemas().enroll;
         if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
@@ -297,9 +230,9 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         log(`agent "${body.name}" enrolled from ${address}`);
         changed();
         const root = distribution.newestRoot();
-        return json(200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds });
+        return json(200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds } satisfies EnrollAnswer);
       }
-      if (pathname === '/agents/v1/report') {
+      if (pathname === `/${AGENT_PATHS.report}`) {
         const id = await agentOf(request);
         const body = parse(request);
         const validateReport = schemas().report;
@@ -309,7 +242,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         });
         options.onReport?.(id, body, address);
         const { pollSeconds, spreadSeconds } = options.settings();
-        return json(200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds });
+        return json(200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds } satisfies ReportAnswer);
       }
     }
     if (!['GET', 'HEAD', 'POST'].includes(method)) return { kind: 'status', status: 405, headers: { allow: 'GET, HEAD, POST' } };
@@ -431,8 +364,8 @@ class FileThreads {
     });
   }
 
-  send(message: string): void {
-    for (const worker of this.threads.keys()) worker.postMessage({ type: 'send', message } satisfies ToFileThread);
+  send(message: string, to?: string): void {
+    for (const worker of this.threads.keys()) worker.postMessage({ type: 'send', message, ...(to === undefined ? {} : { to }) } satisfies ToFileThread);
   }
 
   count(): number {
@@ -479,8 +412,8 @@ export interface AgentServer {
   readonly fileThreads: number;
   /** Agents with a notification stream open now. */
   connected(): number;
-  /** Ask every connected agent to update now (each still waits its random spread); returns how many were asked. */
-  askToUpdate(): Promise<number>;
+  /** Ask every connected agent, or only agent `id`, to update now (each still waits its random spread); returns how many were asked. */
+  askToUpdate(id?: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -537,11 +470,12 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     for (const id of streams.ids()) ids.add(id);
     return [...ids];
   };
-  const broadcast = (name: string, data: unknown): string[] => {
-    const message = event(name, data);
-    streams.send(message);
-    threads?.send(message);
-    return connectedIds();
+  const broadcast = (name: ServerEventName, data: HelloEvent | ReleaseEvent, to?: string): string[] => {
+    const message = formatEvent(name, data);
+    streams.send(message, to);
+    threads?.send(message, to);
+    const ids = connectedIds();
+    return to === undefined ? ids : ids.filter((id) => id === to);
   };
 
   // Each release's answers reach every thread before any agent is told of it.
@@ -619,9 +553,9 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
       return threads?.count() ?? 0;
     },
     connected: () => connectedIds().length,
-    askToUpdate: async () => {
+    askToUpdate: async (id) => {
       const release = distribution.current()?.index.release ?? 0;
-      const ids = broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds });
+      const ids = broadcast('update', { release, spreadSeconds: options.settings().spreadSeconds }, id);
       await registry.markNotified(ids, release);
       changed();
       return ids.length;

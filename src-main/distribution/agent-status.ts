@@ -78,3 +78,6 @@ export function countOf(state: AgentState): Exclude<keyof AgentCounts, 'total'> 
 export function emptyCounts(): AgentCounts {
   return { total: 0, current: 0, outdated: 0, updating: 0, failed: 0, unreachable: 0 };
 }
+
+/** The short form of an agent id that `bulwark agents list` and the console show, and commands accept. */
+export const shortId = (id: string): string => id.slice(0, 8);

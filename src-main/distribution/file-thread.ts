@@ -7,7 +7,8 @@
 // does it on one core (docs/benchmarks.md).
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
-import { AfterBurst, agentHttpServer, agentRequestListener, cacheRelease, PING_MS, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { PING_MS } from '../protocol/agent-protocol.js';
+import { AfterBurst, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
@@ -20,8 +21,8 @@ export type ToFileThread =
   | { type: 'reply'; id: number; reply: Reply }
   /** A new release: answer its timestamp and index from now on, then acknowledge. */
   | { type: 'release'; seq: number; answers: ReleaseAnswers }
-  /** An event for every stream this thread holds. */
-  | { type: 'send'; message: string }
+  /** An event for every stream this thread holds, or only agent `to`'s. */
+  | { type: 'send'; message: string; to?: string }
   | { type: 'close' };
 
 /** Messages to the main thread. */
@@ -77,7 +78,7 @@ port.on('message', (message: ToFileThread) => {
       post({ type: 'released', seq: message.seq });
       return;
     case 'send':
-      streams.send(message.message);
+      streams.send(message.message, message.to);
       return;
     case 'close':
       clearInterval(ping);

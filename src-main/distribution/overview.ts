@@ -26,6 +26,8 @@ export interface RingCounts {
 /** What the overview knows: the counts, the rings, and the agents the reminders name. */
 export interface AgentsPicture {
   counts: AgentCounts;
+  /** Components of the release that outdated agents lack (counted only while some are outdated). */
+  lagging: string[];
   rings: Record<string, RingCounts>;
   silent: { agents: number; names: string[] };
   /** Silent agents with only IPv4, or only IPv6. */
@@ -125,7 +127,9 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
           const basis = { release: this.distribution.current(), now: started };
           const [tallies, strangers, nextSilence] = await Promise.all([this.registry.tally(basis), this.registry.strangers(started), this.registry.nextSilence(started)]);
           const before = JSON.stringify(this.picture);
-          this.picture = { ...pictureOf(tallies), ...strangers };
+          const counted = pictureOf(tallies);
+          const lagging = counted.counts.outdated ? await this.registry.lagging(basis) : [];
+          this.picture = { ...counted, lagging, ...strangers };
           const moved = JSON.stringify(this.picture) !== before;
           if (moved || (heard && Date.now() - this.emittedAt >= SEEN_EVERY_MS)) {
             this.emittedAt = Date.now();
@@ -168,7 +172,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
 }
 
 function emptyPicture(): AgentsPicture {
-  return { counts: emptyCounts(), rings: {}, silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } };
+  return { counts: emptyCounts(), lagging: [], rings: {}, silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } };
 }
 
 /** The counts and the rings from the registry's tally. */

@@ -89,20 +89,20 @@ async function recover(dataDir: string, damage: string, log: (line: string) => v
     meta.enrollment_token !== undefined
       ? 'Agents started with the enrollment token enroll again by themselves: the token is unchanged.'
       : restored
-        ? 'The enrollment token is the one the copy holds (bulwark agents token shows it).'
-        : 'The enrollment token could not be read from it, so there is a new one (bulwark agents token): agents must be started with it to enroll again.';
+        ? 'The enrollment token is the one the copy holds (`bulwark agents token` shows it).'
+        : 'The enrollment token could not be read from it, so there is a new one (`bulwark agents token`): agents must be started with it to enroll again.';
   const note: SetAsideNote = restored
     ? {
         severity: 'warning',
         title: 'The agent registry was damaged and restored from its daily copy',
         body: `${file} was damaged (${damage}). It was set aside as ${moved} and the copy of ${restored.toISOString()} restored: agents enrolled since then must enroll again, and reports since then are gone. ${agentsAgain}`,
-        action: `Nothing else is needed. To recover more from the damaged file, stop the server and try: sqlite3 ${moved} .recover | sqlite3 ${path.join(dataDir, 'recovered.sqlite')}. Delete ${moved} to clear this reminder.`,
+        action: `Nothing else is needed. To recover more from the damaged file, stop the server and try \`sqlite3 ${moved} .recover | sqlite3 ${path.join(dataDir, 'recovered.sqlite')}\`. Delete ${moved} to clear this reminder.`,
       }
     : {
         severity: 'error',
         title: 'The agent registry was damaged: an empty one was started',
         body: `${file} was damaged (${damage}) and there was no good daily copy to restore. It was set aside as ${moved}, not deleted; the server started an empty registry, so it lists no agents until they enroll again. ${agentsAgain}`,
-        action: `To restore what it held: stop the server, then run sqlite3 ${moved} .recover | sqlite3 ${path.join(dataDir, 'recovered.sqlite')}, check the result, and move it to ${file} before starting the server again. Delete ${moved} to clear this reminder.`,
+        action: `To restore what it held: stop the server, run \`sqlite3 ${moved} .recover | sqlite3 ${path.join(dataDir, 'recovered.sqlite')}\`, check the result, and move it to ${file} before starting the server again. Delete ${moved} to clear this reminder.`,
       };
   noteSetAside(moved, note);
 }

@@ -15,40 +15,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
-import { BulwarkError, diskTrouble, StoreError } from '../engine/errors.js';
-import { SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
+import { BulwarkError, diskTrouble, StoreError, UsageError } from '../engine/errors.js';
+import type { AgentComponent, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
+import { shortId, SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
-export type Family = 4 | 6;
 export type AgentPhase = 'idle' | 'notified' | 'updating';
-
-export interface AgentComponent {
-  id: string;
-  version: number;
-  sha256?: string;
-  method?: string;
-}
-
-export interface AgentLastRun {
-  result: 'ok' | 'failed';
-  at: string;
-  trigger?: string;
-  /** How the changed components arrived: incremental, full, or none (nothing new). */
-  method?: string;
-  bytes: number;
-  error?: string;
-}
-
-/** What an agent says about itself, after every run and on a heartbeat. */
-export interface AgentReport {
-  name: string;
-  hostname: string;
-  addresses: { address: string; family: Family }[];
-  components: AgentComponent[];
-  lastRun?: AgentLastRun;
-  phase: 'idle' | 'updating';
-  /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
-  pollSeconds: number;
-}
 
 export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase'> {
   id: string;
@@ -87,6 +58,40 @@ export interface AgentPageQuery {
 
 /** The state column sorts by urgency. */
 const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'current'];
+
+/** Who an agent is, in a few words: to tell agents that share a name apart. */
+export interface AgentBrief {
+  id: string;
+  name: string;
+  hostname: string;
+  address: string;
+  ring: string;
+  lastSeen: string;
+}
+
+export { shortId } from './agent-status.js';
+
+/** No agent has that id or name. */
+export class UnknownAgentNameError extends UsageError {
+  constructor(readonly given: string) {
+    super(`no agent is named or numbered "${given}" (see bulwark agents list)`);
+  }
+}
+
+/** Several agents share the name given: one is picked by its id. */
+export class AmbiguousAgentError extends UsageError {
+  constructor(
+    readonly given: string,
+    readonly agents: AgentBrief[],
+  ) {
+    super(
+      `${agents.length} agents are named "${given}"; give the id of the one you mean: ${agents
+        .slice(0, 5)
+        .map((a) => `${shortId(a.id)} (${[a.hostname, a.address].filter(Boolean).join(', ') || 'no address'}, last seen ${a.lastSeen})`)
+        .join('; ')}`,
+    );
+  }
+}
 
 /** The enrollment token was wrong or has been rotated. */
 export class EnrollmentRefusedError extends BulwarkError {
@@ -141,6 +146,8 @@ CREATE TABLE IF NOT EXISTS agents (
   poll_seconds INTEGER NOT NULL DEFAULT 300,
 ${Object.entries(DERIVED_COLUMNS).map(([column, type]) => `  ${column} ${type}`).join(',\n')}
 );
+-- Each agent's last runs (RUNS_KEPT), for its details in the console.
+CREATE TABLE IF NOT EXISTS agent_runs (agent_id TEXT NOT NULL, at INTEGER NOT NULL, run TEXT NOT NULL, PRIMARY KEY (agent_id, at)) WITHOUT ROWID;
 -- Agents are listed by name, ignoring case (as the console sorts them).
 DROP INDEX IF EXISTS agents_by_name;
 CREATE INDEX IF NOT EXISTS agents_by_name_nocase ON agents (name COLLATE NOCASE, id);`;
@@ -172,6 +179,8 @@ interface PendingReport {
 
 /** Most reports committed together. */
 const GROUP_MAX = 1000;
+/** Runs kept per agent for its details. */
+const RUNS_KEPT = 20;
 
 export class AgentRegistry {
   private credentialKey: Buffer | undefined;
@@ -445,9 +454,17 @@ export class AgentRegistry {
         const changes = await this.transaction(async () => {
           const done: number[] = [];
           for (const { params } of group) {
-            done.push(await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
+            const changed = await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
-              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params));
+              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params);
+            done.push(changed);
+            // A run not seen before joins the agent's last runs (a report repeats its last run until the next).
+            if (changed && params[8] !== null && params[10] !== null) {
+              const id = params[14];
+              if (await this.run(`INSERT OR IGNORE INTO agent_runs (agent_id, at, run) VALUES (?, ?, ?)`, [id, params[10], params[8]])) {
+                await this.run(`DELETE FROM agent_runs WHERE agent_id = ?1 AND at < (SELECT at FROM agent_runs WHERE agent_id = ?1 ORDER BY at DESC LIMIT 1 OFFSET ${RUNS_KEPT - 1})`, [id]);
+              }
+            }
           }
           return done;
         });
@@ -481,11 +498,51 @@ export class AgentRegistry {
     return (await this.get<{ ring: string }>(`SELECT ring FROM agents WHERE id = ?`, [id]))?.ring;
   }
 
-  /** Move agents to `ring`, by id or by name; returns the ids moved. */
+  /**
+   * The one agent an operator means: by its id (or the start of it, 8 characters or more, as
+   * `bulwark agents list` shows it), else by its name. None, or a name several agents share, is refused
+   * with what to type instead.
+   */
+  async one(idOrName: string): Promise<AgentBrief> {
+    const rows = await this.all<{ id: string; name: string; hostname: string; address: string; ring: string; last_seen: number }>(
+      `SELECT id, name, hostname, address, ring, last_seen FROM agents WHERE id = ?1 OR name = ?1 OR (length(?1) >= 8 AND substr(id, 1, length(?1)) = ?1) ORDER BY last_seen DESC LIMIT 50`,
+      [idOrName],
+    );
+    const brief = (r: (typeof rows)[number]): AgentBrief => ({ id: r.id, name: r.name, hostname: r.hostname, address: r.address, ring: r.ring, lastSeen: new Date(r.last_seen).toISOString() });
+    const byId = rows.filter((r) => r.id === idOrName || r.id.startsWith(idOrName));
+    if (byId.length === 1) return brief(byId[0]!);
+    if (rows.length === 1) return brief(rows[0]!);
+    if (!rows.length) throw new UnknownAgentNameError(idOrName);
+    throw new AmbiguousAgentError(idOrName, rows.map(brief));
+  }
+
+  /** Move one agent (by id, or by a name no other agent has) to `ring`; returns its id. */
   async setRing(idOrName: string, ring: string): Promise<string[]> {
-    const rows = await this.all<{ id: string }>(`SELECT id FROM agents WHERE id = ? OR name = ?`, [idOrName, idOrName]);
-    for (const { id } of rows) await this.run(`UPDATE agents SET ring = ? WHERE id = ?`, [ring, id]);
-    return rows.map((r) => r.id);
+    const { id } = await this.one(idOrName);
+    await this.run(`UPDATE agents SET ring = ? WHERE id = ?`, [ring, id]);
+    return [id];
+  }
+
+  /**
+   * Forget an agent (by id, or a name no other agent has): its row and runs go, and its credential is
+   * refused from then on. A machine still running it must enroll again to come back.
+   */
+  async remove(idOrName: string): Promise<AgentBrief> {
+    const agent = await this.one(idOrName);
+    await this.transaction(async () => {
+      await this.run(`DELETE FROM agents WHERE id = ?`, [agent.id]);
+      await this.run(`DELETE FROM agent_runs WHERE agent_id = ?`, [agent.id]);
+    });
+    return agent;
+  }
+
+  /** One agent as listed, with its last runs (newest first); undefined when there is no such agent. */
+  async details(basis: StateBasis, id: string): Promise<(AgentListed & { enrolledAt: string; runs: AgentLastRun[] }) | undefined> {
+    const state = stateSql(basis);
+    const [row] = await this.read<Row & { state: AgentState }>(`SELECT *, ${state.sql} AS state FROM agents WHERE id = $id`, { ...state.params, $id: id });
+    if (!row) return undefined;
+    const runs = await this.read<{ run: string }>(`SELECT run FROM agent_runs WHERE agent_id = $id ORDER BY at DESC LIMIT ${RUNS_KEPT}`, { $id: id });
+    return { ...toRecord(row), state: row.state, families: familiesOf(row.families), runs: runs.map((r) => JSON.parse(r.run) as AgentLastRun) };
   }
 
   /** The agent was heard from (its notification stream opened or is alive). */
@@ -514,8 +571,14 @@ export class AgentRegistry {
   async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
     const group = async (where: string, params: SqlParams) => {
       const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
-      const names = count!.n ? await this.read<{ name: string }>(`SELECT name FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`, params) : [];
-      return { agents: count!.n, names: names.map((r) => r.name) };
+      // A name another agent shares is told apart by its id (as `bulwark agents list` shows it).
+      const names = count!.n
+        ? await this.read<{ name: string; id: string; shared: number }>(
+            `SELECT name, id, (SELECT COUNT(*) FROM agents other WHERE other.name = agents.name COLLATE NOCASE) > 1 AS shared FROM agents WHERE ${where} ORDER BY name COLLATE NOCASE, id LIMIT ${examples}`,
+            params,
+          )
+        : [];
+      return { agents: count!.n, names: names.map((r) => (r.shared ? `${r.name} (${shortId(r.id)})` : r.name)) };
     };
     return {
       silent: await group(SILENT_SQL, { $now: now }),
@@ -528,6 +591,21 @@ export class AgentRegistry {
   async nextSilence(now: number): Promise<number | undefined> {
     const [row] = await this.read<{ at: number | null }>(`SELECT MIN(last_seen + 2 * poll_seconds * 1000) AS at FROM agents WHERE NOT ${SILENT_SQL}`, { $now: now });
     return row?.at ?? undefined;
+  }
+
+  /** The components of the release that some outdated (or notified) agent lacks. */
+  async lagging(basis: StateBasis): Promise<string[]> {
+    const components = basis.release?.index.components ?? [];
+    if (!components.length) return [];
+    const state = stateSql(basis);
+    const params: SqlParams = { ...state.params };
+    const sums = components.map((c, i) => {
+      params[`$lagPath${i}`] = `$.${JSON.stringify(c.id)}`;
+      params[`$lagVersion${i}`] = c.version;
+      return `COALESCE(SUM(COALESCE(json_extract(versions, $lagPath${i}), 0) < $lagVersion${i}), 0) AS c${i}`;
+    });
+    const [row] = await this.read<Record<string, number>>(`SELECT ${sums.join(', ')} FROM agents WHERE ${state.sql} IN ('outdated', 'notified')`, params);
+    return components.filter((_, i) => (row?.[`c${i}`] ?? 0) > 0).map((c) => c.id);
   }
 
   /** Ring by ring: its agents, and those whose last run failed at or after `since` (ms). */

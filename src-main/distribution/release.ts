@@ -23,29 +23,8 @@ import type { RunRecord } from '../engine/history.js';
 import { INCREMENTAL_HISTORY } from '../engine/limits.js';
 import type { UpdateSource } from '../engine/source.js';
 import type { ComponentStore } from '../engine/store.js';
+import type { IndexComponent, ReleaseIndex } from '../protocol/agent-protocol.js';
 import { MadeFiles, type KeptVersion } from './made-files.js';
-
-/** What the server holds of one component, for its agents. */
-export interface IndexComponent {
-  id: string;
-  /** The version the server serves (its active one) and its content. */
-  version: number;
-  sha256: string;
-  length: number;
-  /** Signed targets of this component the server holds, as published upstream. */
-  signed: string[];
-  /** Older versions the server keeps, from which it makes incrementals to `version` on request. */
-  bases: { version: number; sha256: string }[];
-}
-
-/** The advisory index agents read at GET /agents/v1/index.json. */
-export interface ReleaseIndex {
-  release: number;
-  publishedAt: string;
-  /** Version of the upstream snapshot this release relays. */
-  snapshotVersion: number;
-  components: IndexComponent[];
-}
 
 export interface Release {
   index: ReleaseIndex;

@@ -13,15 +13,9 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../engine/files.js';
+import { isRing, RINGS, type Ring } from '../protocol/agent-protocol.js';
 import type { RingCounts } from './overview.js';
 import type { AgentRegistry } from './registry.js';
-
-export const RINGS = ['canary', 'early', 'broad'] as const;
-export type Ring = (typeof RINGS)[number];
-
-export function isRing(value: unknown): value is Ring {
-  return (RINGS as readonly unknown[]).includes(value);
-}
 
 export interface RolloutSettings {
   /** Roll releases out ring by ring (otherwise every agent gets a release at once). */

@@ -227,7 +227,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     trayModel(followed?.state ?? { type: 'idle' }, {
       startAtLogin: settings.data.startAtLogin,
       reminders: [...(followed?.status().reminders ?? []), ...(running?.service.agentReminders() ?? [])],
-      ...(running ? { agents: running.overview.counts } : {}),
+      ...(running ? { agents: running.overview.counts, headline: running.service.headline() } : {}),
     });
   const refreshTray = () => {
     if (!tray) return;
@@ -276,6 +276,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   }
   running = server;
   server.overview.on('change', guarded('updating the tray', refreshTray));
+  server.rollout.on('change', guarded('updating the tray', refreshTray));
   const { engine, service } = server;
   const startupRun: Promise<RunRecord | undefined> = server.startup.catch((error: unknown) => {
     log(`start-up update failed: ${describeError(error)}`);

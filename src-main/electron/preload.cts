@@ -9,7 +9,7 @@
 // test/electron-preload.test.ts checks them against it, by type and by running this file.
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
 
-const METHODS = ['snapshot', 'updateNow', 'saveSettings', 'importTrustedRoot', 'testConnection', 'agents', 'updateAgentsNow', 'enrollmentToken', 'rollout', 'setAgentRing', 'changeComponent'] as const;
+const METHODS = ['snapshot', 'updateNow', 'saveSettings', 'importTrustedRoot', 'testConnection', 'agents', 'updateAgentsNow', 'enrollmentToken', 'rollout', 'setAgentRing', 'changeComponent', 'agentDetails', 'updateAgentNow', 'forgetAgent'] as const;
 const EVENTS = ['state', 'progress', 'run', 'changed', 'agents'] as const;
 
 export type BridgeMethod = (typeof METHODS)[number];

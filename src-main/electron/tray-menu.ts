@@ -2,6 +2,7 @@
 // Electron; the adapter turns the model into a Tray and a Menu, and menu clicks come back as actions.
 import { componentInfo } from '../engine/components.js';
 import type { EngineState } from '../engine/state.js';
+import type { Headline } from '../engine/words.js';
 
 /** Which icon the tray shows (assets/tray-<state>…, see tray-icons.ts). */
 export type TrayIconState = 'idle' | 'updating' | 'failed';
@@ -64,13 +65,22 @@ export function agentsLine(agents: { total: number; current: number }): string {
 
 export function trayModel(
   state: EngineState,
-  options: { startAtLogin: boolean; reminders?: readonly { title: string }[]; agents?: { total: number; current: number } },
+  options: {
+    startAtLogin: boolean;
+    reminders?: readonly { title: string }[];
+    agents?: { total: number; current: number };
+    /** The installation in one line (console/words.ts): server and fleet, worst first. */
+    headline?: Headline;
+  },
 ): TrayModel {
-  const icon = trayIconState(state);
-  const status = statusLine(state);
-  // The most pressing reminder (IPv4/IPv6, proxy...) rides along in the tooltip, where it is seen.
-  const reminder = options.reminders?.[0];
-  const head = `Bulwark: ${state.type === 'failed' ? `Failed: ${state.error}` : status}`;
+  const { headline } = options;
+  // The icon follows the whole installation: a halted rollout or failing agents show as failed too.
+  const icon = headline && trayIconState(state) === 'idle' && headline.tone === 'error' ? 'failed' : trayIconState(state);
+  const status = headline ? truncate(headline.text, MAX_STATUS_CHARS) : statusLine(state);
+  // The most pressing reminder (IPv4/IPv6, proxy...) rides along in the tooltip, where it is seen,
+  // unless the headline already says what is wrong.
+  const reminder = headline && headline.tone !== 'ok' && headline.tone !== 'busy' ? undefined : options.reminders?.[0];
+  const head = `Bulwark: ${headline ? headline.text : state.type === 'failed' ? `Failed: ${state.error}` : status}`;
   return {
     icon,
     tooltip: reminder ? `${truncate(head, 60)}\n⚠ ${truncate(reminder.title, MAX_TOOLTIP_CHARS - 64)}` : truncate(head, MAX_TOOLTIP_CHARS),

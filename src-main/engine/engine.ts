@@ -18,6 +18,7 @@ import { collectGarbage } from './memory.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
 import { setAsideReminders } from './set-aside.js';
+import { savedWords } from './words.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
 import { checkSourceUrl, UpdateSource } from './source.js';
@@ -442,6 +443,23 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Run an update; while one is running, callers join it instead of starting another. */
   update(trigger: Trigger = 'manual'): Promise<RunRecord> {
     if (this.inFlight) return this.inFlight;
+    // (An Update now asked for by a person still runs, and fails saying why, as it always did.)
+    if (!this.source().url && trigger !== 'manual') {
+      // Nothing to run without a source: a fresh install waits for one (its console says so) rather
+      // than record a failed run at every start and schedule. The caller gets the reason.
+      const now = new Date().toISOString();
+      this.log('no update source is set yet; updates start once one is (Settings › Update source, or bulwark settings set source)');
+      return Promise.resolve({
+        trigger,
+        startedAt: now,
+        finishedAt: now,
+        result: 'failed',
+        bytes: 0,
+        error: 'no update source is configured: set its URL and trusted root.json in the settings',
+        errorCode: 'ERR_USAGE',
+        components: [],
+      });
+    }
     this.inFlight = this.run(trigger).finally(() => {
       this.inFlight = undefined;
     });
@@ -590,7 +608,8 @@ export function summarize(run: RunRecord): string {
       const versions = `${c.id} ${c.previousVersion ?? '(none)'} → ${c.result === 'ok' ? c.version : c.previousVersion ?? '(none)'}`;
       if (c.result === 'failed') return `    ${versions}  FAILED: ${c.error}`;
       if (c.method === 'none' && c.previousVersion === c.version) return `    ${c.id} stays at ${c.version ?? '(none)'} (${c.offeredVersion ?? '?'} offered) — ${c.reason}`;
-      const saved = c.fullBytes > 0 ? `, saved ${Math.max(0, 100 * (1 - c.bytes / c.fullBytes)).toFixed(1)}%` : '';
+      const words = savedWords(c.method, c.bytes, c.fullBytes);
+      const saved = words ? `, ${words}` : '';
       return `    ${versions}  ${c.method}: ${formatBytes(c.bytes)} of ${formatBytes(c.fullBytes)}${saved} — ${c.reason}`;
     });
   let head = `${run.trigger} update ${run.result === 'ok' ? 'done' : 'FAILED'}, ${formatBytes(run.bytes)} received`;

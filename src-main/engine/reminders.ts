@@ -5,6 +5,16 @@ import type { RunRecord } from './history.js';
 import { networkReminders, type NetworkReport } from './network.js';
 import type { SettingsData } from './settings.js';
 import type { StoreProblem } from './store.js';
+import { plainError, updateFailure } from './words.js';
+
+/** The host part of a source URL, for a sentence. */
+function sourceHost(url: string | undefined): string | undefined {
+  try {
+    return url ? new URL(url).host : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface Reminder {
   id: string;
@@ -13,6 +23,8 @@ export interface Reminder {
   body: string;
   /** What to do, in one sentence. */
   action: string;
+  /** The raw error behind it, for a "Details" disclosure. */
+  detail?: string;
 }
 
 export interface ReminderInputs {
@@ -57,12 +69,14 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
   }
   if (lastRun?.result === 'failed') {
     const proxy = settings.proxy.enabled;
+    const detail = lastRun.error ? { detail: lastRun.error } : {};
     if (lastRun.errorCode === 'ERR_PROXY_AUTH') {
       reminders.push({
         id: 'proxy-auth',
         severity: 'error',
         title: 'The proxy wants a valid user name and password',
-        body: `The last update failed: ${lastRun.error ?? 'the proxy refused the credentials'}.`,
+        body: 'The proxy refused the credentials it was given, so no update can get through it.',
+        ...detail,
         action: proxy
           ? 'Enter the proxy credentials in Settings › Proxy and use Test connection.'
           : 'Correct the credentials in HTTP_PROXY / HTTPS_PROXY, or set the proxy in Settings › Proxy, and use Test connection.',
@@ -70,44 +84,73 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
       return reminders;
     }
     switch (lastRun.errorCode) {
-      case 'ERR_NETWORK':
+      case 'ERR_NETWORK': {
+        const error = lastRun.error ?? '';
+        // Refused or not found: the address itself is the likely fault, not the way to it.
+        // (Through a proxy, it is the proxy that refused or did not resolve.)
+        const address = !(proxy && /through the proxy/.test(error)) && /ECONNREFUSED|connection refused|ENOTFOUND|EAI_AGAIN|does not resolve/i.test(error);
+        const host = sourceHost(lastRun.source ?? settings.source.url);
         reminders.push({
           id: 'source-unreachable',
           severity: 'error',
           title: 'The update source cannot be reached',
-          body: `The last update failed: ${lastRun.error ?? 'no connection'}.`,
-          action: proxy
-            ? 'Check the proxy in Settings › Proxy and use Test connection.'
-            : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
+          body: `Bulwark could not connect to ${host ?? 'the update source'}: ${plainError(error)}. Installed components stay as they are.`,
+          action: address
+            ? `Check the source URL in Settings › Update source (Test connection there says what fails)${proxy ? '' : '; if this server reaches the internet only through a proxy, set it in Settings › Proxy'}.`
+            : proxy
+              ? 'Check the proxy in Settings › Proxy and use Test connection.'
+              : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
+          ...detail,
         });
         break;
-      case 'ERR_CLOCK':
+      }
+      case 'ERR_CLOCK': {
+        // "this machine's clock is 2 days ahead of the update source (…): …"
+        const ahead = /clock is (.+?) ahead of the update source/.exec(lastRun.error ?? '')?.[1];
         reminders.push({
           id: 'clock',
           severity: 'error',
-          title: "This machine's clock is wrong",
-          body: `The last update failed: ${lastRun.error ?? "the signed metadata looks expired by this machine's clock"}.`,
+          title: ahead ? `This machine's clock is ${ahead} ahead of the update source` : "This machine's clock is wrong",
+          body: "By this machine's clock the source's signed metadata has expired, though by the source's own clock it is valid, so nothing was installed.",
           action: 'Set the clock right — let NTP keep it (timedatectl set-ntp true, or chrony) — then use Update now.',
+          ...detail,
         });
         break;
-      case 'ERR_FILE':
-        reminders.push({
-          id: 'disk',
-          severity: 'error',
-          title: 'Bulwark cannot write its data directory',
-          body: `The last update failed: ${lastRun.error ?? 'a file could not be written'}.`,
-          action: 'Do what the message says for that disk, then use Update now.',
-        });
-        break;
+      }
       case 'ERR_METADATA':
+        // Expired, not forged: the publisher stopped re-signing (or a freeze attack holds old metadata back).
+        if (/signed metadata has expired/.test(lastRun.error ?? '')) {
+          reminders.push({
+            id: 'metadata-expired',
+            severity: 'error',
+            title: "The update source's signed metadata has expired",
+            body: 'Its publisher has not re-signed it in time (a source frozen by an attacker looks the same), so nothing from it was installed.',
+            action: "Tell the source's publisher; Bulwark tries again at each update and installs as soon as the metadata is re-signed.",
+            ...detail,
+          });
+          break;
+        }
         reminders.push({
           id: 'metadata',
           severity: 'error',
           title: "The update source's signatures could not be verified",
-          body: lastRun.error ?? 'The signed metadata was rejected.',
+          body: 'What the source signed did not verify against the trusted root.json, so nothing from it was installed.',
           action: 'If the source was re-keyed, import its new root.json in Settings › Update source; otherwise contact its publisher.',
+          ...detail,
         });
         break;
+      default:
+        // Any other failure: said once, in words, with the raw text behind Details.
+        if (lastRun.errorCode !== 'ERR_USAGE' && lastRun.errorCode !== 'ERR_COOLDOWN') {
+          reminders.push({
+            id: 'update-failed',
+            severity: 'error',
+            title: `The last update failed: ${updateFailure(lastRun.errorCode, lastRun.error)}`,
+            body: 'Installed components stay as they are; the next update tries again.',
+            action: /ERR_STORE|ERR_FILE/.test(lastRun.errorCode ?? '') ? 'Free space, fix the permissions or remount the disk read-write (the details name the file), then use Update now.' : 'Use Update now to try again; if it fails again, the details below say where.',
+            ...detail,
+          });
+        }
     }
   }
   return reminders;

@@ -13,7 +13,7 @@ import { writeFileAtomic } from './files.js';
 import { damagedName, noteSetAside } from './set-aside.js';
 import { cronFor, DEFAULT_SCHEDULE, describeSchedule, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
 import { checkSourceUrl } from './source.js';
-import { DEFAULT_AGENT_PORT } from '../server/listen.js';
+import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 
 export interface SourceSetting {
   /** Base URL of the update source; empty means none configured yet. */
@@ -54,7 +54,11 @@ export interface SettingsData {
   proxy: ProxySetting;
   /** Agents' host names or addresses, to warn about ones this server cannot reach. */
   agents: string[];
-  notifications: { updateFailed: boolean; componentsInstalled: boolean };
+  /**
+   * What to tell, and where besides the desktop: `webhook` (an http(s) URL that gets a JSON POST) and
+   * `syslog` ("udp://HOST:PORT" or "tcp://HOST:PORT", RFC 5424), for a server without a desktop.
+   */
+  notifications: { updateFailed: boolean; componentsInstalled: boolean; webhook?: string; syslog?: string };
   startAtLogin: boolean;
   distribution: DistributionSetting;
 }
@@ -116,7 +120,12 @@ export const SETTINGS_SCHEMA = {
     type: 'object',
     additionalProperties: false,
     required: ['updateFailed', 'componentsInstalled'],
-    properties: { updateFailed: { type: 'boolean' }, componentsInstalled: { type: 'boolean' } },
+    properties: {
+      updateFailed: { type: 'boolean' },
+      componentsInstalled: { type: 'boolean' },
+      webhook: { type: 'string', maxLength: 2048, pattern: '^(|https?://.+)$' },
+      syslog: { type: 'string', maxLength: 300, pattern: '^(|(udp|tcp)://.+:[0-9]{1,5})$' },
+    },
   },
   startAtLogin: { type: 'boolean' },
   distribution: {
@@ -322,7 +331,7 @@ export class Settings {
           severity: 'warning',
           title: found.unusable ? 'The settings file was damaged: the defaults are in use' : 'Some settings were invalid: their defaults are in use',
           body: `${recovered}.`,
-          action: `Check the settings (Settings in the console, or bulwark settings get) and set again what was lost; the damaged copy still holds it. Then delete ${backup} to clear this reminder.`,
+          action: `Check the settings (Settings in the console, or \`bulwark settings get\`) and set again what was lost; the damaged copy still holds it. Then delete ${backup} to clear this reminder.`,
         });
       } catch {
         // The warning is said anyway (recovered); only the reminder is lost.
@@ -376,6 +385,21 @@ export class Settings {
     if (key === 'agents') {
       for (const agent of value as string[]) {
         if (!HOST_PATTERN.test(agent)) throw new SettingsError(`invalid agents: "${agent}" is not a host name or IP address; the previous value is kept`);
+      }
+    }
+    if (key === 'notifications') {
+      const { webhook, syslog } = value as SettingsData['notifications'];
+      if (webhook) {
+        let url: URL | undefined;
+        try {
+          url = new URL(webhook);
+        } catch {
+          // said below
+        }
+        if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new SettingsError(`the webhook "${webhook}" is not an http or https URL; the previous value is kept`, { field: 'notifications.webhook' });
+      }
+      if (syslog && !/^(udp|tcp):\/\/(\[[0-9a-fA-F:.]+\]|[^:[\]\s/]+):([0-9]{1,5})$/.test(syslog)) {
+        throw new SettingsError(`syslog "${syslog}" must be udp://HOST:PORT or tcp://HOST:PORT, e.g. udp://127.0.0.1:514; the previous value is kept`, { field: 'notifications.syslog' });
       }
     }
     if (key === 'source') {

@@ -11,6 +11,7 @@
 // Re-running with new versions publishes incrementally: metadata versions only go up, compressed
 // files and patches already built are reused, and files that left the metadata stay for
 // TARGET_RETENTION_DAYS so clients midway through an update can still fetch them.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
@@ -60,7 +61,7 @@ export interface PublishResult {
   components: PublishedComponent[];
 }
 
-/** What the publisher remembers between runs (OUT/publish-state.json); never read by clients. */
+/** What the publisher remembers between runs (beside the keys: publishStateFile); never read by clients. */
 interface PublishState {
   /** Built files by content: "<kind>:<sha256 of input(s)>" -> target file hash, length and name. */
   built: Record<string, { sha256: string; length: number; name: string }>;
@@ -175,11 +176,22 @@ function readJson<T>(file: string): T | undefined {
   }
 }
 
-function readState(out: string): PublishState {
-  const state = readJson<unknown>(path.join(out, 'publish-state.json'));
+/**
+ * Where the publisher keeps its state for `out`: beside its signing keys (private, never published),
+ * one file per site. Versions before this kept it in the site itself (OUT/publish-state.json), where
+ * any web server would hand it out: it is moved from there at the next publish.
+ */
+export function publishStateFile(keysDir: string, out: string): string {
+  const site = crypto.createHash('sha256').update(path.resolve(out)).digest('hex').slice(0, 16);
+  return path.join(keysDir, `publish-state-${site}.json`);
+}
+
+function readState(file: string, out: string): PublishState {
+  const legacy = path.join(out, 'publish-state.json');
+  const state = readJson<unknown>(fs.existsSync(file) ? file : legacy);
   if (state === undefined) return { built: {}, retired: {} };
   validateState ??= compileStateSchema();
-  if (!validateState(state)) throw new PublishError(`${path.join(out, 'publish-state.json')} is damaged`);
+  if (!validateState(state)) throw new PublishError(`${fs.existsSync(file) ? file : legacy} is damaged`);
   return state;
 }
 
@@ -272,7 +284,8 @@ export function publish(options: PublishOptions): PublishResult {
   const targetsDir = path.join(options.out, 'targets');
   fs.mkdirSync(metadataDir, { recursive: true });
   fs.mkdirSync(targetsDir, { recursive: true });
-  const state = readState(options.out);
+  const stateFile = publishStateFile(options.keys, options.out);
+  const state = readState(stateFile, options.out);
   // One compression context for the whole publish: see Encoder for why not one per file.
   const encoder = new Encoder();
   const bases = new ReusableReader();
@@ -297,7 +310,7 @@ export function publish(options: PublishOptions): PublishResult {
   /** List a stored target in the targets metadata. */
   const addTarget = (targetPath: string, built: { sha256: string; length: number }) => {
     if (!fs.existsSync(storedFile(targetPath, built.sha256))) {
-      throw new PublishError(`${storedFile(targetPath, built.sha256)} went missing; delete publish-state.json to rebuild`);
+      throw new PublishError(`${storedFile(targetPath, built.sha256)} went missing; delete ${stateFile} to rebuild`);
     }
     referenced.add(path.join('targets', hashedName(targetPath, built.sha256)));
     targetFiles[targetPath] = new TargetFile({ path: targetPath, length: built.length, hashes: { sha256: built.sha256 } });
@@ -422,7 +435,9 @@ export function publish(options: PublishOptions): PublishResult {
   writeFileAtomic(path.join(options.out, 'root.json'), metadataBytes(root));
 
   retireOldFiles(options.out, state, referenced, versions, now);
-  writeFileAtomic(path.join(options.out, 'publish-state.json'), JSON.stringify(state, null, 1));
+  writeFileAtomic(stateFile, JSON.stringify(state, null, 1), 0o600);
+  // Out of the published site (see publishStateFile), once it is safe beside the keys.
+  fs.rmSync(path.join(options.out, 'publish-state.json'), { force: true });
   log(`published targets v${versions.targets}, snapshot v${versions.snapshot}, timestamp v${versions.timestamp} (root v${versions.root})`);
   return { versions, components: published };
 }

@@ -1,17 +1,19 @@
-// Listening addresses as people write them: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0".
+// Addresses as people write them: where to listen ("127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0") and
+// which MQTT broker to announce releases through ("mqtt://broker.example:1883/bulwark/releases").
 import { describeError, UsageError } from '../engine/errors.js';
 import { errorCode } from '../engine/network.js';
-
-/** The agents' port when none is set. */
-export const DEFAULT_AGENT_PORT = 8470;
+import type { BrokerAddress } from '../protocol/broker.js';
 
 export interface ListenAddress {
   host: string;
   port: number;
 }
 
-/** Where the console listens: loopback (IPv4's, else IPv6's) when no host is given. */
-export type ConsoleListen = { host?: string; port: number };
+/**
+ * Where the console listens: loopback (IPv4's, else IPv6's) when no host is given. `remembered`: no
+ * address was asked for, so the one it had before a restart is taken again when it is free.
+ */
+export type ConsoleListen = { host?: string; port: number; remembered?: boolean };
 
 /** Parse ADDRESS:PORT; `what` names the flag or setting in the error ("--listen", "--agents-listen"). */
 export function parseListen(text: string, what = '--listen'): ListenAddress {
@@ -24,6 +26,20 @@ export function parseListen(text: string, what = '--listen'): ListenAddress {
 /** The form parseListen reads. */
 export function formatListen({ host, port }: ListenAddress): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Parse "mqtt://HOST:PORT/TOPIC" (mqtts for TLS); `what` names the flag in errors. */
+export function parseBrokerUrl(text: string, what = '--notify'): BrokerAddress {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`${what} "${text}" is not a URL; write mqtt://HOST:PORT/TOPIC`);
+  }
+  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new UsageError(`${what} must be an mqtt:// or mqtts:// URL, e.g. mqtt://broker.example:1883/bulwark/releases`);
+  const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!topic || /[#+]/.test(topic)) throw new UsageError(`${what} needs a topic without wildcards after the address, e.g. mqtt://broker.example:1883/bulwark/releases`);
+  return { url: `${url.protocol}//${url.host}`, topic };
 }
 
 /** Why an address could not be listened on, in words (the system says "listen EADDRINUSE: address already in use …"). */

@@ -10,22 +10,56 @@
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
+import { consoleAccess, rotateConsoleToken, saveConsoleAddress, signInUrl } from '../console/access.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import type { AgentRegistry } from '../distribution/registry.js';
 import { keepDailyCopies, openServerRegistry } from '../distribution/registry-file.js';
-import { parseBrokerUrl, ReleasePublisher } from '../distribution/broker.js';
+import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
-import { DEFAULT_ROLLOUT, isRing, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import { acquireLock } from '../engine/lock.js';
 import type { Reminder } from '../engine/reminders.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
+import type { Actor } from '../engine/audit.js';
 import { ComponentStore } from '../engine/store.js';
-import { startControl } from './control.js';
-import { DEFAULT_AGENT_PORT, describeListenError, formatListen, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { startControl } from '../engine/control.js';
+import { sendNotification } from './notify.js';
+import { notificationsFor } from './notifications.js';
+import { describeListenError, formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
+
+/**
+ * The browser console with the data directory's access secret, on the address it had before (when
+ * none is asked for and that one is free), which is then remembered for the next start.
+ */
+async function startBrowserConsole(dataDir: string, listen: ConsoleListen & { rendererDir: string }, service: ConsoleService, log: (line: string) => void): Promise<ConsoleServer> {
+  const access = consoleAccess(dataDir);
+  const start = (host: string | undefined, port: number) => startConsoleServer({ service, rendererDir: listen.rendererDir, ...(host ? { host } : {}), port, token: access.token, log });
+  let server: ConsoleServer | undefined;
+  if (listen.remembered && access.port) {
+    server = await start(access.host, access.port).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRINUSE' && error.code !== 'EADDRNOTAVAIL') throw error;
+      log(`the console's address from before, ${formatListen({ host: access.host ?? '127.0.0.1', port: access.port! })}, is taken; it moves to another port`);
+      return undefined;
+    });
+  }
+  server ??= await start(listen.host, listen.port).catch((error: unknown) => {
+    const where = listen.host ? formatListen({ host: listen.host, port: listen.port }) : `port ${listen.port}`;
+    throw new Error(`cannot serve the console on ${where}: ${describeListenError(error)}`);
+  });
+  const { hostname, port } = new URL(server.origin);
+  saveConsoleAddress(dataDir, hostname.replace(/^\[|\]$/g, ''), Number(port));
+  return server;
+}
+
+/** The actor a control call names (the CLI's user@host), checked for shape: it only goes into the audit log. */
+function cliActor(who: unknown): Actor {
+  return { via: 'cli', who: typeof who === 'object' && who && typeof (who as Actor).who === 'string' ? (who as Actor).who.slice(0, 200) : 'command line' };
+}
 
 export interface ServerOptions {
   dataDir: string;
@@ -121,6 +155,16 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
   const startup = engine.start();
   taken.push({ what: 'engine', undo: () => engine.stop() });
 
+  // Notifications beyond the desktop (a webhook, syslog), for every host; the desktop shows its own too.
+  let previousRun = engine.history.last();
+  engine.on('run', (run) => {
+    const wanted = settings.data.notifications;
+    const before = previousRun;
+    previousRun = run;
+    if (!wanted.webhook && !wanted.syslog) return;
+    for (const notification of notificationsFor(run, before, wanted)) void sendNotification(notification, wanted, log);
+  });
+
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined = unusable;
   const { distribution: serving } = settings.data;
@@ -173,10 +217,11 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
     });
     log(`announcing releases through the broker ${notify}`);
   }
-  const askToUpdate = async () => {
+  const askToUpdate = async (id?: string) => {
     const release = distribution.current();
-    if (broker && release) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
-    return (await agentServer?.askToUpdate()) ?? 0;
+    // The broker speaks to the whole fleet: one agent is asked over its own stream only.
+    if (broker && release && id === undefined) broker.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, updateAsked: new Date().toISOString() });
+    return (await agentServer?.askToUpdate(id)) ?? 0;
   };
 
   // The rollout moves on (or halts) as agents report, and as soak times run out.
@@ -200,17 +245,23 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
     dataDir,
     {
       update: () => engine.update('manual'),
-      change: (request) => engine.change(request),
-      rollout: async ({ action }) => {
+      // Commands on this directory run as the CLI's user; what they do is audited here, as the console's is.
+      change: ({ who, ...request }) => service.changeComponentAs(request, cliActor(who)),
+      rollout: async ({ action, who }) => {
         if (!rollout.current()) throw new UsageError('no release is being rolled out yet');
-        return service.changeRollout(action);
+        return service.changeRollout(action, cliActor(who));
       },
-      ring: async ({ agent, ring }) => {
+      ring: async ({ agent, ring, who }) => {
         if (!isRing(ring)) throw new UsageError(`"${ring}" is not a ring: canary, early or broad`);
-        const moved = await registry.setRing(agent, ring);
-        if (!moved.length) throw new UsageError(`no agent is named or numbered "${agent}" (see bulwark agents list)`);
-        await overview.recount();
-        return moved;
+        return service.moveAgent(agent, ring, cliActor(who));
+      },
+      remove: ({ agent, who }) => service.removeAgent(agent, cliActor(who)),
+      // `bulwark console-url --rotate`: the running console takes the new secret at once.
+      consoleToken: async ({ who }) => {
+        const token = rotateConsoleToken(dataDir);
+        consoleServer?.setToken(token);
+        service.audit.record(cliActor(who), { action: 'rotate-console-token', target: 'console access' });
+        return { url: signInUrl(consoleAccess(dataDir)) ?? null };
       },
     },
     log,
@@ -230,10 +281,7 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
   });
   let consoleServer: ConsoleServer | undefined;
   if (options.console) {
-    const { host, port } = options.console;
-    consoleServer = await startConsoleServer({ service, rendererDir: options.console.rendererDir, ...(host ? { host } : {}), port, log }).catch((error: unknown) => {
-      throw new Error(`cannot serve the console on ${host ? formatListen({ host, port }) : `port ${port}`}: ${describeListenError(error)}`);
-    });
+    consoleServer = await startBrowserConsole(dataDir, options.console, service, log);
     const started = consoleServer;
     taken.push({ what: 'console', undo: () => started.close() });
   }
@@ -249,6 +297,6 @@ function agentServiceReminder(error: string, registry: boolean): Reminder {
     body: `${error.charAt(0).toUpperCase()}${error.slice(1)}.`,
     action: registry
       ? 'Do what the message says for the registry file, then restart the server; it keeps updating itself meanwhile.'
-      : 'Stop the program that holds that port (ss -ltnp shows which), or choose another address with bulwark serve --agents-listen ADDRESS:PORT, then restart the server.',
+      : 'Stop the program that holds that port (`ss -ltnp` shows which), or choose another address with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
   };
 }

@@ -15,7 +15,7 @@ export class ConsoleApiError extends Error {
   }
 }
 
-export const UNAUTHORIZED_MESSAGE = 'Access token missing or wrong: open the URL printed by bulwark serve --console';
+export const UNAUTHORIZED_MESSAGE = "This browser's access to the console is no longer accepted: its access token was replaced.";
 
 /** A message for any failure, without transport noise (Electron prefixes IPC rejections). */
 export function errorMessage(error: unknown): string {

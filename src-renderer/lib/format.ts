@@ -1,6 +1,8 @@
 // Words and numbers as the console shows them. Pure functions: the components stay markup.
 import type { AgentCountsView, AgentsSummary, AgentStateView, EngineStateView, InstallMethod, RingView, ScheduleView, Trigger } from '../../src-main/console/contract.js';
 
+import { savedWords } from '../../src-main/engine/words.js';
+
 const KB = 1000;
 
 /** 16.2 kB, 4.0 MB: decimal units, as the CLI prints them. */
@@ -16,12 +18,9 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
-/** "saved 97%" for a download that cost 3% of the full file; undefined when nothing was saved. */
-export function savedShare(bytes: number, fullBytes: number): string | undefined {
-  if (!(fullBytes > 0) || bytes >= fullBytes) return undefined;
-  const saved = (1 - bytes / fullBytes) * 100;
-  const shown = saved >= 99.95 ? '99.9' : saved >= 99 ? saved.toFixed(1) : String(Math.floor(saved));
-  return `saved ${shown}%`;
+/** "saved 97%", "no saving", "compressed: no saving" (words.ts, as the log says it); undefined when unknown. */
+export function savedShare(bytes: number, fullBytes: number, method: string = 'incremental'): string | undefined {
+  return savedWords(method, bytes, fullBytes) || undefined;
 }
 
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
@@ -49,6 +48,16 @@ export function formatRelative(iso: string, now: number): string {
     value /= size;
   }
   return relative.format(Math.round(value), 'year');
+}
+
+/** A time something is due (the next update): "in 12 minutes", "in less than a minute", "any moment now" once it has come. */
+export function formatDue(iso: string, now: number): string {
+  const time = Date.parse(iso);
+  if (Number.isNaN(time)) return iso;
+  const seconds = (time - now) / 1000;
+  if (seconds <= 0) return 'any moment now';
+  if (seconds < 45) return 'in less than a minute';
+  return formatRelative(iso, now);
 }
 
 export function formatAbsolute(iso: string): string {
@@ -104,7 +113,8 @@ export function describeState(state: EngineStateView, nameOf: (id: string) => st
     case 'distributing':
       return 'Handing the new components to the agents';
     case 'failed':
-      return `Failed: ${state.error}`;
+      // In words only: the reminder says why and what to do, the history keeps the raw error.
+      return 'Last update failed';
   }
 }
 

@@ -17,7 +17,7 @@
 // - A ring move shows at once once the server has taken it: the server reads its agents again a
 //   moment after a move, and a page answered before that would still show the old ring. The move
 //   is kept over such pages (for a few seconds, until a page agrees) and the page is loaded again.
-import type { AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi, RingView, RolloutView } from '../../src-main/console/contract.js';
+import type { AgentDetailsView, AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi, RingView, RolloutView } from '../../src-main/console/contract.js';
 import type { ConnectionMonitor } from '../api/connection.js';
 import { errorMessage } from '../api/errors.js';
 import type { LoadStatus } from './console.svelte.js';
@@ -41,11 +41,27 @@ export type RolloutRequest =
   | { kind: 'done'; action: RolloutAction; rollout: RolloutView }
   | { kind: 'failed'; action: RolloutAction; message: string };
 
-/** The last ring move: which agent (by name, as the table shows it), to which ring, and how it went. */
+/** The last ring move: which agent (by name, as the table shows it), to which ring, from which (for an undo), and how it went. */
 export type RingMove =
   | { kind: 'idle' }
-  | { kind: 'sending' | 'moved'; id: string; name: string; ring: RingView }
+  | { kind: 'sending'; id: string; name: string; ring: RingView; undo?: boolean }
+  | { kind: 'moved'; id: string; name: string; ring: RingView; from: RingView; undo?: boolean }
   | { kind: 'failed'; id: string; name: string; ring: RingView; message: string };
+
+/** One agent's details, as the panel shows them. */
+export type AgentDetailsStatus =
+  | { kind: 'closed' }
+  | { kind: 'loading'; id: string; name: string }
+  | { kind: 'loaded'; agent: AgentDetailsView }
+  | { kind: 'gone'; id: string; name: string }
+  | { kind: 'failed'; id: string; name: string; message: string };
+
+/** The last action on one agent from its panel: update it now, or forget it. */
+export type AgentAction =
+  | { kind: 'idle' }
+  | { kind: 'sending'; action: 'update' | 'forget'; id: string; name: string }
+  | { kind: 'done'; action: 'update' | 'forget'; id: string; name: string; asked?: boolean }
+  | { kind: 'failed'; action: 'update' | 'forget'; id: string; name: string; message: string };
 
 /** 'changed' reasons that change the rollout card (the rollout itself, pins, the agent settings). */
 const ROLLOUT_REASONS = /^(?:rollout|pins|settings\.distribution)/;
@@ -76,6 +92,8 @@ export class AgentsState {
   rotation = $state.raw<RotateStatus>({ kind: 'idle' });
   rolloutRequest = $state.raw<RolloutRequest>({ kind: 'idle' });
   ringMove = $state.raw<RingMove>({ kind: 'idle' });
+  details = $state.raw<AgentDetailsStatus>({ kind: 'closed' });
+  agentAction = $state.raw<AgentAction>({ kind: 'idle' });
 
   /** The filter text the query uses now (filterText, once typing has paused). */
   #filter = $state('');
@@ -264,20 +282,78 @@ export class AgentsState {
     }
   }
 
-  /** Move an agent to another ring. Resolves true when the server took it. */
-  async setAgentRing(agent: { id: string; name: string }, ring: RingView): Promise<boolean> {
+  /** Move an agent to another ring (confirmed by the view first). Resolves true when the server took it. */
+  async setAgentRing(agent: { id: string; name: string }, ring: RingView, options: { undo?: boolean } = {}): Promise<boolean> {
     if (this.ringMove.kind === 'sending') return false;
     const { id, name } = agent;
-    this.ringMove = { kind: 'sending', id, name, ring };
+    this.ringMove = { kind: 'sending', id, name, ring, ...(options.undo ? { undo: true } : {}) };
     try {
-      await this.#api.call('setAgentRing', { id, ring });
+      const { from } = await this.#api.call('setAgentRing', { id, ring });
       this.#moves.set(id, { ring, until: Date.now() + MOVE_GRACE_MS });
-      this.ringMove = { kind: 'moved', id, name, ring };
+      this.ringMove = { kind: 'moved', id, name, ring, from, ...(options.undo ? { undo: true } : {}) };
+      if (this.details.kind === 'loaded' && this.details.agent.id === id) this.details = { kind: 'loaded', agent: { ...this.details.agent, ring } };
       if (this.page) this.page = this.#withMoves(this.page);
       void this.reload();
       return true;
     } catch (error) {
       this.ringMove = { kind: 'failed', id, name, ring, message: errorMessage(error) };
+      return false;
+    }
+  }
+
+  /** Put the last moved agent back in the ring it came from. */
+  async undoRingMove(): Promise<boolean> {
+    const move = this.ringMove;
+    if (move.kind !== 'moved' || move.undo) return false;
+    return this.setAgentRing({ id: move.id, name: move.name }, move.from, { undo: true });
+  }
+
+  /** Open one agent's details (loaded afresh each time). */
+  async openDetails(agent: { id: string; name: string }): Promise<void> {
+    const { id, name } = agent;
+    this.agentAction = { kind: 'idle' };
+    this.details = { kind: 'loading', id, name };
+    try {
+      const found = await this.#api.call('agentDetails', { id });
+      // Closed or another agent opened meanwhile: this answer is not wanted any more.
+      if (this.details.kind !== 'loading' || this.details.id !== id) return;
+      this.details = found ? { kind: 'loaded', agent: found } : { kind: 'gone', id, name };
+    } catch (error) {
+      if (this.details.kind === 'loading' && this.details.id === id) this.details = { kind: 'failed', id, name, message: errorMessage(error) };
+    }
+  }
+
+  closeDetails(): void {
+    this.details = { kind: 'closed' };
+  }
+
+  /** Ask one agent to update now. */
+  async updateAgent(agent: { id: string; name: string }): Promise<void> {
+    if (this.agentAction.kind === 'sending') return;
+    const { id, name } = agent;
+    this.agentAction = { kind: 'sending', action: 'update', id, name };
+    try {
+      const { asked } = await this.#api.call('updateAgentNow', { id });
+      this.agentAction = { kind: 'done', action: 'update', id, name, asked };
+    } catch (error) {
+      this.agentAction = { kind: 'failed', action: 'update', id, name, message: errorMessage(error) };
+    }
+  }
+
+  /** Forget an agent (confirmed by the view first). Resolves true when it is forgotten. */
+  async forgetAgent(agent: { id: string; name: string }): Promise<boolean> {
+    if (this.agentAction.kind === 'sending') return false;
+    const { id, name } = agent;
+    this.agentAction = { kind: 'sending', action: 'forget', id, name };
+    try {
+      await this.#api.call('forgetAgent', { id });
+      this.agentAction = { kind: 'done', action: 'forget', id, name };
+      this.details = { kind: 'closed' };
+      if (this.page) this.page = { ...this.page, agents: this.page.agents.filter((a) => a.id !== id), matching: Math.max(0, this.page.matching - 1) };
+      void this.reload();
+      return true;
+    } catch (error) {
+      this.agentAction = { kind: 'failed', action: 'forget', id, name, message: errorMessage(error) };
       return false;
     }
   }

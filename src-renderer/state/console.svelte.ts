@@ -27,6 +27,8 @@ import type {
 import type { ConnectionMonitor, ConnectionStatus } from '../api/connection.js';
 import { errorMessage, sentence } from '../api/errors.js';
 import { titleCase } from '../lib/format.js';
+import { headline, type Headline } from '../../src-main/engine/words.js';
+import { clock } from './clock.svelte.js';
 
 export type LoadStatus = 'loading' | 'ready' | 'failed';
 
@@ -74,6 +76,23 @@ export class ConsoleState {
   componentChange = $state.raw<ComponentChangeStatus>({ kind: 'idle' });
 
   readonly busy = $derived(this.engine.type !== 'idle' && this.engine.type !== 'failed');
+  /** Nothing installed and no run recorded yet. */
+  readonly neverUpdated = $derived(!this.snapshot?.lastRun && !this.snapshot?.components.some((c) => c.installedVersion !== null));
+  /** A fresh install: nothing installed or run yet; the overview shows how to begin (set a source, run the first update). */
+  readonly firstRun = $derived(!!this.snapshot && this.neverUpdated);
+  /** The whole installation in one line, the worst first (the same words the tray and `bulwark status` use). */
+  readonly headline = $derived.by((): Headline | null => {
+    const snapshot = this.snapshot;
+    if (!snapshot) return null;
+    return headline({
+      engine: this.engine,
+      neverUpdated: this.neverUpdated,
+      sourceSet: !!snapshot.settings.source.url,
+      agents: snapshot.agents && { ...snapshot.agents, halted: snapshot.agents.rollout.halted },
+      nameOf: (id) => this.componentName(id),
+      now: clock.now,
+    });
+  });
   readonly activity = $derived.by(() => activityOf(this.engine, this.progress, (id) => this.componentName(id)));
   readonly settings = $derived<SettingsView | null>(this.snapshot?.settings ?? null);
 

@@ -17,24 +17,31 @@ function consoleScript(): string {
   return src;
 }
 
-test('opening the console without the token or with a wrong one gives 401 and no page', async ({ page, bulwark, browserErrors }) => {
+test('opening the console without the token or with a wrong one gives a sign-in page (401), with nothing of the console in it', async ({ page, bulwark, browserErrors }) => {
   browserErrors.allow(REFUSED);
   const wrongToken = bulwark.token.slice(0, -1) + (bulwark.token.endsWith('A') ? 'B' : 'A');
-  for (const address of [`${bulwark.origin}/`, `${bulwark.origin}/?token=wrong`, `${bulwark.origin}/?token=${wrongToken}`, `${bulwark.origin}/?token=`, `${bulwark.origin}/#settings`]) {
+  for (const [address, wrong] of [[`${bulwark.origin}/`, false], [`${bulwark.origin}/?token=wrong`, true], [`${bulwark.origin}/?token=${wrongToken}`, true], [`${bulwark.origin}/?token=`, false], [`${bulwark.origin}/#settings`, false]] as const) {
     await test.step(address, async () => {
       const response = await page.goto(address);
       expect(response?.status()).toBe(401);
-      expect(await response?.json()).toEqual(UNAUTHORIZED);
+      expect(response?.headers()['content-type']).toBe('text/html; charset=utf-8');
       expect(response?.headers()['set-cookie']).toBeUndefined();
-      // Nothing of the console reached the browser.
+      await expect(page.getByRole('heading', { name: 'Sign in to the Bulwark console' })).toBeVisible();
+      await expect(page.getByText('bulwark console-url --data DIR')).toBeVisible();
+      await expect(page.getByRole('alert')).toHaveCount(wrong ? 1 : 0);
+      if (wrong) await expect(page.getByRole('alert')).toHaveText("That access token is not this server's: it was mistyped, or replaced since.");
+      // Nothing of the console reached the browser: no script, no data.
       await expect(page.locator('#app')).toHaveCount(0);
       await expect(page.locator('script')).toHaveCount(0);
-      await expect(page.getByTestId('engine-state')).toHaveCount(0);
-      expect(await page.content()).not.toMatch(/Bulwark|<script|data-testid|Update now/);
-      const cookies = await page.context().cookies();
-      expect(cookies).toEqual([]);
+      expect(await page.content()).not.toMatch(/<script|data-testid|Update now|virus/i);
+      expect(await page.context().cookies()).toEqual([]);
     });
   }
+  // The form signs in with the token, as the printed address does.
+  await page.getByLabel('Access token').fill(bulwark.token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(`${bulwark.origin}/`);
+  await expect(page.getByTestId('engine-state')).toBeVisible();
 });
 
 test('the console itself needs the token: its files, the API and the event stream answer 401 without the cookie', async ({ bulwark }) => {
@@ -42,9 +49,12 @@ test('the console itself needs the token: its files, the API and the event strea
   const anonymous = await playwrightRequest.newContext({ baseURL: bulwark.origin });
   try {
     const call = { headers: { 'content-type': 'application/json', 'x-bulwark-console': '1' }, data: null };
+    // The page itself: the sign-in page, without a script or anything of the console.
+    for (const page of [await anonymous.get('/'), await anonymous.get('/index.html')]) {
+      expect(page.status(), page.url()).toBe(401);
+      expect(await page.text()).not.toMatch(/<script|assets\//);
+    }
     const answers = [
-      await anonymous.get('/'),
-      await anonymous.get('/index.html'),
       await anonymous.get(consoleScript()),
       await anonymous.get('/api/events'),
       await anonymous.post('/api/call/snapshot', call),
@@ -87,13 +97,14 @@ test('with the printed URL the console opens, the token leaves the address bar a
   }
 });
 
-test('when the server goes away the console says so, and after a restart (a new token) it asks for the new URL', async ({ page, bulwark, browserErrors }) => {
-  browserErrors.allow(REFUSED);
+test('after a restart the console is where it was, with the same access: an open tab reconnects and a bookmark opens', async ({ page, bulwark, browserErrors }) => {
   // The event stream cut by the stopping server (Chromium reports it, depending on timing).
   browserErrors.allow(/^console\.error: Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING$/);
   await openConsole(page, bulwark);
-  await expect(page.getByTestId('engine-state')).toHaveText('Up to date');
+  await expect(page.getByTestId('engine-state')).toBeVisible();
   await expect(page.getByTestId('connection-banner')).toHaveCount(0);
+  const printed = await bulwark.cli(['console-url', '--data', bulwark.dataDir]);
+  expect(printed.stdout).toBe(`${bulwark.url}\n`);
 
   await bulwark.process.stop('SIGTERM');
   const banner = page.getByTestId('connection-banner');
@@ -101,14 +112,52 @@ test('when the server goes away the console says so, and after a restart (a new 
   // What was shown stays on screen.
   await expect(page.getByTestId('component-row-virus-pattern')).toBeVisible();
 
-  // The same server comes back on the same address, with a fresh token: the old cookie is refused.
-  const oldToken = bulwark.token;
+  const before = { url: bulwark.url, token: bulwark.token };
   await bulwark.restart();
-  expect(bulwark.token).not.toBe(oldToken);
-  await expect(banner).toContainText('Not signed in.', { timeout: 20_000 });
-  await expect(banner).toContainText('Access token missing or wrong: open the URL printed by bulwark serve --console');
+  expect({ url: bulwark.url, token: bulwark.token }).toEqual(before);
+  // The open tab comes back by itself, signed in, with live buttons.
+  await expect(banner).toHaveCount(0, { timeout: 20_000 });
+  await expect(page.getByRole('button', { name: 'Update now' })).toBeEnabled();
+  // A bookmark of the console (its address, no token) opens it in this browser.
+  const other = await page.context().newPage();
+  await other.goto(`${bulwark.origin}/#agents`);
+  await expect(other.getByRole('heading', { name: 'Agents', level: 1 })).toBeVisible();
+  await other.close();
+  const mode = fs.statSync(path.join(bulwark.dataDir, 'console.json')).mode & 0o777;
+  expect(mode).toBe(0o600);
+});
 
-  // Opening the new URL signs the browser in again.
-  await openConsole(page, bulwark);
+test('when the access token is replaced, an open tab is signed out: greyed out, no action works, and it signs in again in place', async ({ page, bulwark, browserErrors }) => {
+  browserErrors.allow(REFUSED);
+  browserErrors.allow(/^console\.error: Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING$/);
+  await openConsole(page, bulwark, '#agents');
+  await expect(page.getByRole('searchbox', { name: 'Filter agents' })).toBeEnabled();
+
+  const rotated = await bulwark.cli(['console-url', '--data', bulwark.dataDir, '--rotate']);
+  expect(rotated.code, rotated.stderr).toBe(0);
+  const newUrl = rotated.stdout.trim();
+  const newToken = new URL(newUrl).searchParams.get('token')!;
+  expect(newToken).not.toBe(bulwark.token);
+  expect(new URL(newUrl).origin).toBe(bulwark.origin);
+
+  const banner = page.getByTestId('connection-banner');
+  await expect(banner).toContainText('Signed out', { timeout: 20_000 });
+  await expect(banner).toContainText('its access token was replaced');
+  // Stale data stays visible, but every control of the view is disabled.
+  const view = page.getByTestId('view');
+  await expect(view).toHaveAttribute('disabled', '');
+  await expect(view.getByRole('heading', { name: 'Agents', level: 1, includeHidden: true })).toBeAttached();
+  const buttons = view.locator('button, input, select');
+  expect(await buttons.count()).toBeGreaterThan(3);
+  for (const control of await buttons.all()) await expect(control).toBeDisabled();
+
+  // Signing in again with the new token, from the banner, brings the same view back, live.
+  await banner.getByLabel('Access token').fill(newToken);
+  await banner.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(`${bulwark.origin}/#agents`);
   await expect(banner).toHaveCount(0);
+  await expect(page.getByRole('searchbox', { name: 'Filter agents' })).toBeEnabled();
+  // The operator's action is in the audit log.
+  const audit = fs.readFileSync(path.join(bulwark.dataDir, 'audit.jsonl'), 'utf8');
+  expect(audit).toMatch(/"via":"cli".*"action":"rotate-console-token"/);
 });

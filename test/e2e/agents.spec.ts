@@ -50,8 +50,9 @@ test('the Agents view lists both agents as current with their versions; the coun
     await expect(row(page, name).getByRole('cell').nth(1)).toContainText('127.0.0.1');
     await expect(row(page, name).getByRole('cell').nth(1)).toContainText(/IPv[46]/);
     await expectVersions(page, name, all);
-    // Each version names its component for screen readers (and on hover).
-    await expect(row(page, name).getByRole('listitem').filter({ hasText: NAMES['virus-pattern'] })).toHaveAttribute('title', `Virus Pattern ${latest('virus-pattern')}`);
+    // Each version's abbreviation is explained (on hover, to screen readers, and in the legend under the table).
+    await expect(row(page, name).locator('abbr', { hasText: 'VP' })).toHaveAttribute('title', NAMES['virus-pattern']);
+    await expect(page.getByTestId('versions-legend')).toContainText('VP Virus Pattern');
     await expect(row(page, name).getByRole('cell').nth(4)).toContainText('succeeded');
   }
   await expect(page.getByRole('button', { name: '2 agents' })).toHaveAttribute('aria-pressed', 'true');
@@ -226,7 +227,9 @@ test('an agent killed outright turns unreachable after twice its poll interval, 
   const card = page.getByRole('status').filter({ has: page.getByRole('heading', { name: '1 agent has not been heard from' }) });
   await expect(card).toBeVisible();
   await expect(card).toContainText('alpha did not report for more than twice its poll interval');
-  await expect(card).toContainText(`What to do: Check that \`bulwark agent\` runs there and can reach this server at ${bulwark.agentsUrl}.`);
+  // The command is shown as code, without its backticks.
+  await expect(card).toContainText(`What to do: Check that bulwark agent runs there and can reach this server at ${bulwark.agentsUrl}.`);
+  await expect(card.locator('code')).toHaveText('bulwark agent');
 });
 
 test.describe('with agents turned off', () => {

@@ -81,17 +81,23 @@ test('a component rolled back from the dialog is installed and pinned at the old
   await screenshot(page, 'rollback.png', row(page), async () => {
     await row(page).getByRole('button', { name: 'Roll back Virus Pattern…' }).click();
     await expect(dialog.getByRole('radio', { name: String(previous) })).toBeFocused();
+    // The reason, as the CLI's --reason: kept in the history and the audit log.
+    await dialog.getByLabel(/^Reason/).fill('false positives on invoices');
   });
   await expect(dialog).toBeVisible();
 
   // Roll back to the previous version.
   await dialog.getByRole('button', { name: `Roll back to ${previous}` }).click();
   await expect(dialog).toBeHidden();
-  await expect(page.getByTestId('component-change-result')).toHaveText(`Virus Pattern: rolled back from ${newest} to ${previous}, and pinned there.`);
+  await expect(page.getByTestId('component-change-result')).toHaveText(`Virus Pattern: rolled back from ${newest} to ${previous}, and pinned there (false positives on invoices).`);
   await expect(installedCell(page)).toContainText(String(previous));
   const badge = installedCell(page).getByTestId('pinned-badge');
   await expect(badge).toHaveText(new RegExp(`^Pinned at ${previous}`));
-  await expect(badge).toHaveAttribute('title', `rolled back from ${newest} to ${previous}, and pinned there`);
+  await expect(badge).toHaveAttribute('title', 'false positives on invoices');
+  // The audit log says who did it, from where, and why.
+  const audit = page.getByTestId('audit').getByRole('listitem').first();
+  await expect(audit).toContainText(`Rolled back Virus Pattern (${newest} → ${previous}): “false positives on invoices”`);
+  await expect(audit).toContainText('console, browser at 127.0.0.1');
   await expect(row(page).getByRole('button', { name: 'Unpin Virus Pattern' })).toBeVisible();
   await expect(row(page).getByRole('button', { name: 'Pin Virus Pattern', exact: true })).toHaveCount(0);
   await expect(page.getByTestId('component-change-error')).toHaveCount(0);

@@ -112,9 +112,29 @@ test('a release goes to canary first and broad holds; Halt and Resume change the
   await expect(ring(page, 'broad').getByTestId('ring-counts')).toHaveText('1 of 1 current');
   expect((await rolloutStatus()).stage).toBe('broad');
 
-  // Move bravo to early from the table.
-  await row(page, 'bravo').getByRole('combobox', { name: 'Ring of bravo' }).selectOption('early');
-  await expect(page.getByTestId('ring-move-result')).toHaveText('bravo is in early now.');
+  // Moving bravo to another ring from the table asks first: choosing in the select moves nothing yet.
+  const select = row(page, 'bravo').getByRole('combobox', { name: 'Ring of bravo' });
+  const confirm = page.getByRole('dialog', { name: 'Move bravo to canary?' });
+  await select.selectOption('canary');
+  await expect(confirm).toBeVisible();
+  await expect(confirm).toContainText('It is in broad now. In canary, it gets each release first, before any other ring.');
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await expect(confirm).toBeHidden();
+  await expect(select).toHaveValue('broad');
+  await expect(select).toBeFocused();
+  expect(((await bulwark.cli(['agents', 'list', '--data', bulwark.dataDir, '--json'])).stdout.match(/"ring":"broad"/g) ?? []).length).toBe(1);
+
+  await select.selectOption('early');
+  const confirmEarly = page.getByRole('dialog', { name: 'Move bravo to early?' });
+  await confirmEarly.getByRole('button', { name: 'Move to early' }).click();
+  await expect(page.getByTestId('ring-move-result')).toContainText('bravo is in early now.');
+  // The undo puts it back, and says so; then it is moved again for what follows.
+  await page.getByTestId('ring-move-result').getByRole('button', { name: 'Undo' }).click();
+  await expect(page.getByTestId('ring-move-result')).toHaveText('bravo is back in broad.');
+  await expect(select).toHaveValue('broad');
+  await select.selectOption('early');
+  await confirmEarly.getByRole('button', { name: 'Move to early' }).click();
+  await expect(page.getByTestId('ring-move-result')).toContainText('bravo is in early now.');
   await expect(ring(page, 'early').getByTestId('ring-counts')).toHaveText('1 of 1 current');
   await expect(ring(page, 'broad').getByTestId('ring-counts')).toHaveText('no agents');
   // A new page shows it too, and so does the CLI.
@@ -126,6 +146,17 @@ test('a release goes to canary first and broad holds; Halt and Resume change the
   expect(listed.code, listed.stderr).toBe(0);
   const rings = Object.fromEntries((JSON.parse(listed.stdout) as { agents: { name: string; ring: string }[] }).agents.map((a) => [a.name, a.ring]));
   expect(rings).toEqual({ alpha: 'canary', bravo: 'early' });
+  // Every operator action is in the audit log, with who: this console.
+  const audit = fs.readFileSync(path.join(bulwark.dataDir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { via: string; action: string; detail?: string });
+  expect(audit.map((a) => [a.via, a.action])).toEqual([
+    ['console', 'halt'],
+    ['console', 'resume'],
+    ['console', 'promote'],
+    ['console', 'ring'],
+    ['console', 'ring'],
+    ['console', 'ring'],
+  ]);
+  expect(audit.filter((a) => a.action === 'ring').map((a) => a.detail!.replace(/^\w{8}: /, ''))).toEqual(['broad → early', 'early → broad', 'broad → early']);
 });
 
 test('a canary agent that cannot install halts the rollout: the overview says so naming it, and the Rollout card lists it with its error', async ({ page, bulwark, source, agents }) => {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ComponentStore, type InstalledComponent } from '../../src-main/engine/store.js';
 import type { RunRecord } from '../../src-main/engine/history.js';
-import { requestUpdate } from '../../src-main/server/control.js';
+import { requestUpdate } from '../../src-main/engine/control.js';
 import { CliProcess, runCli, until } from './cli.js';
 import { tempDir, TestSource } from './fixtures.js';
 

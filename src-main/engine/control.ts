@@ -6,20 +6,22 @@
 //                   distribution) is done
 //   POST /change    an operator's pin, unpin or rollback (Engine.change); answers with its record
 //   POST /rollout   {action: promote|halt|resume} (servers); answers with the rollout's state
-//   POST /ring      {agent, ring} (servers); answers with the ids of the agents moved
+//   POST /ring      {agent, ring} (servers); answers with the agent moved (one: a shared name is refused)
+//   POST /remove    {agent} (servers); forgets the agent, answers with who it was
+// Calls that change something carry `who` (the CLI's user@host) for the audit log.
 // A refusal (a version not kept, metadata that does not verify, an unknown agent) answers 409 with
 // {error, code}, for the command to report as its own.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type http from 'node:http';
-import { createServer } from '../engine/node-http.js';
+import { createServer } from './node-http.js';
 import os from 'node:os';
 import path from 'node:path';
-import type { ComponentChange } from '../engine/engine.js';
-import { BulwarkError, describeError, type BulwarkErrorCode } from '../engine/errors.js';
-import type { RunRecord } from '../engine/history.js';
-import { bufferedRequest } from '../engine/http.js';
-import { Agent } from '../engine/undici.js';
+import type { ComponentChange } from './engine.js';
+import { BulwarkError, describeError, type BulwarkErrorCode } from './errors.js';
+import type { RunRecord } from './history.js';
+import { bufferedRequest } from './http.js';
+import { Agent } from './undici.js';
 
 /** Unix socket paths are limited to about 100 bytes: long data directories get one in the temp dir. */
 export function controlPath(dataDir: string): string {
@@ -32,9 +34,13 @@ export function controlPath(dataDir: string): string {
 /** The calls a process answers, by name; what each takes and gives is JSON. */
 export interface ControlHandlers {
   update(): Promise<RunRecord>;
-  change(request: ComponentChange): Promise<RunRecord>;
-  rollout?(request: { action: 'promote' | 'halt' | 'resume' }): Promise<unknown>;
-  ring?(request: { agent: string; ring: string }): Promise<unknown>;
+  /** `who`: the CLI's user, for the audit log. */
+  change(request: ComponentChange & { who?: unknown }): Promise<RunRecord>;
+  rollout?(request: { action: 'promote' | 'halt' | 'resume'; who?: unknown }): Promise<unknown>;
+  ring?(request: { agent: string; ring: string; who?: unknown }): Promise<unknown>;
+  remove?(request: { agent: string; who?: unknown }): Promise<unknown>;
+  /** A new console access secret (servers with a browser console). */
+  consoleToken?(request: { who?: unknown }): Promise<unknown>;
 }
 
 const MAX_REQUEST = 64 * 1024;
@@ -45,7 +51,7 @@ export async function startControl(dataDir: string, handlers: ControlHandlers, l
   if (process.platform !== 'win32') fs.rmSync(socket, { force: true });
   const calls = handlers as unknown as Record<string, ((body: unknown) => Promise<unknown>) | undefined>;
   const server = createServer((req, res) => {
-    const name = /^\/([a-z]+)$/.exec(req.url ?? '')?.[1];
+    const name = /^\/([A-Za-z]+)$/.exec(req.url ?? '')?.[1];
     const handler = req.method === 'POST' && name ? calls[name] : undefined;
     if (!handler) {
       res.writeHead(404).end();

@@ -1,0 +1,294 @@
+// The agent <-> server protocol, in one place both sides import: the paths, the messages each way,
+// the events on the notification stream, and the limits and deadlines either side holds the other to.
+// The server's side is src-main/distribution (agent-server.ts), the agent's src-main/agent.
+//
+// Layers, lowest first (test/layers.test.ts checks that no import runs upward): protocol < engine <
+// {publisher, distribution, agent} (which do not import each other) < console < server < demo <
+// {cli, electron}. The protocol is the contract at the bottom: it imports nothing of Bulwark's.
+//
+// Files, public like a CDN's (the vendor's signed data and the server's derivatives of it; agents
+// verify every byte), cacheable by any HTTP cache:
+//   GET|HEAD /metadata/timestamp.json        the upstream's timestamp, as the server verified it
+//   GET|HEAD /metadata/<v>.<role>.json       root chain, snapshot, targets (immutable)
+//   GET|HEAD /targets/<dir>/<sha256>.<name>  relayed signed targets (immutable, Range)
+//   GET|HEAD /made/<id>/<name>               server-made incrementals and full files (immutable, Range)
+//   GET      /agents/v1/index.json           the advisory index of the current release (ReleaseIndex)
+//
+// Agent endpoints, each authenticated by the agent's own credential (Authorization: Bearer), except
+// enrollment, which takes the enrollment token:
+//   POST /agents/v1/enroll    EnrollRequest -> EnrollAnswer
+//   POST /agents/v1/report    AgentReport -> ReportAnswer
+//   GET  /agents/v1/policy    AgentPolicy: the server's pins, the agent's ring, and whether to hold
+//   GET  /agents/v1/events    server-sent events (ServerEventName), pinged every PING_MS
+//
+// An MQTT broker may carry the announcements instead of the stream (ReleaseMessage, retained).
+import type { JSONSchemaType } from 'ajv';
+
+/** The agents' port when the server is told none. */
+export const DEFAULT_AGENT_PORT = 8470;
+
+/** An IP address family. */
+export type Family = 4 | 6;
+
+/** Paths of the agents' service, relative to the server's agent URL. */
+export const AGENT_PATHS = {
+  enroll: 'agents/v1/enroll',
+  report: 'agents/v1/report',
+  policy: 'agents/v1/policy',
+  events: 'agents/v1/events',
+  index: 'agents/v1/index.json',
+  timestamp: 'metadata/timestamp.json',
+} as const;
+
+/** A server-made file's path (made/<id>/<name>). */
+export const madePath = (id: string, name: string) => `made/${id}/${name}`;
+
+// --- Rings ---------------------------------------------------------------------------------------
+
+export const RINGS = ['canary', 'early', 'broad'] as const;
+export type Ring = (typeof RINGS)[number];
+
+export function isRing(value: unknown): value is Ring {
+  return (RINGS as readonly unknown[]).includes(value);
+}
+
+// --- Messages ------------------------------------------------------------------------------------
+
+/** What a new agent sends with the enrollment token. */
+export interface EnrollRequest {
+  token: string;
+  name: string;
+  hostname: string;
+  pollSeconds?: number;
+  ring?: Ring;
+}
+
+/** The server's answer to an enrollment: the agent's own credential, and how often to poll. */
+export interface EnrollAnswer {
+  id: string;
+  credential: string;
+  /** The newest root.json the server verified (JSON text). */
+  root?: string;
+  pollSeconds: number;
+  spreadSeconds: number;
+}
+
+export interface AgentComponent {
+  id: string;
+  version: number;
+  sha256?: string;
+  method?: string;
+}
+
+export interface AgentLastRun {
+  result: 'ok' | 'failed';
+  at: string;
+  trigger?: string;
+  /** How the changed components arrived: incremental, full, or none (nothing new). */
+  method?: string;
+  bytes: number;
+  error?: string;
+}
+
+/** What an agent says about itself, after every run and on a heartbeat. */
+export interface AgentReport {
+  name: string;
+  hostname: string;
+  addresses: { address: string; family: Family }[];
+  components: AgentComponent[];
+  lastRun?: AgentLastRun;
+  phase: 'idle' | 'updating';
+  /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
+  pollSeconds: number;
+}
+
+/** The server's answer to a report. */
+export interface ReportAnswer {
+  release: number;
+  pollSeconds: number;
+  spreadSeconds: number;
+}
+
+/** What the server asks of one agent (GET /agents/v1/policy). */
+export interface AgentPolicy {
+  /** The server's pinned components and their versions. */
+  pins: Record<string, number>;
+  ring: string;
+  /** The rollout has not reached the agent's ring: hold the installed versions. */
+  hold: boolean;
+}
+
+/** What the server holds of one component, for its agents. */
+export interface IndexComponent {
+  id: string;
+  /** The version the server serves (its active one) and its content. */
+  version: number;
+  sha256: string;
+  length: number;
+  /** Signed targets of this component the server holds, as published upstream. */
+  signed: string[];
+  /** Older versions the server keeps, from which it makes incrementals to `version` on request. */
+  bases: { version: number; sha256: string }[];
+}
+
+/** The advisory index agents read at GET /agents/v1/index.json (unsigned: it only chooses among ways to the signed latest). */
+export interface ReleaseIndex {
+  release: number;
+  publishedAt: string;
+  /** Version of the upstream snapshot this release relays. */
+  snapshotVersion: number;
+  components: IndexComponent[];
+}
+
+// --- Notifications -------------------------------------------------------------------------------
+
+/**
+ * The notification stream's events:
+ *   hello    on connect: {release, pollSeconds, spreadSeconds}
+ *   release  a new release: {release, spreadSeconds}
+ *   update   the operator asked every agent to update now: {release, spreadSeconds}
+ */
+export type ServerEventName = 'hello' | 'release' | 'update';
+export interface HelloEvent {
+  release: number;
+  pollSeconds: number;
+  spreadSeconds: number;
+}
+export interface ReleaseEvent {
+  release: number;
+  spreadSeconds: number;
+}
+
+/** An event in the server-sent events format. */
+export const formatEvent = (name: ServerEventName, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+
+/** The server's keep-alive comment on every stream. */
+export const PING_MS = 15_000;
+
+/** What the server publishes on the broker's topic (retained), and agents read. */
+export interface ReleaseMessage {
+  release: number;
+  spreadSeconds: number;
+  /** Set when the operator asked every agent to update now ("Update agents now"): its time. */
+  updateAsked?: string;
+}
+
+// --- Limits and deadlines ------------------------------------------------------------------------
+
+/** Sizes either side refuses beyond. */
+export const AGENT_LIMITS = {
+  /** A POST body the server reads (an enrollment, a report). */
+  requestBytes: 64 * 1024,
+  /** The index: 256 components with 15 bases each fit in a fraction of this. */
+  indexBytes: 1024 * 1024,
+  policyBytes: 64 * 1024,
+  /** An answer to an enrollment or a report. */
+  answerBytes: 1024 * 1024,
+  /** One line of the notification stream. */
+  eventLineBytes: 64 * 1024,
+  /** A broker message. */
+  brokerMessageBytes: 4096,
+  /** An agent's last error, as reported. */
+  reportErrorChars: 2000,
+} as const;
+
+/** Time limits of the agent's calls, in milliseconds. */
+export const AGENT_DEADLINES = {
+  /** Longest wait for an answer's head, and between two of its chunks. */
+  idleMs: 30_000,
+  /** Silence on the notification stream after which it is considered dead (the server pings every PING_MS). */
+  streamIdleMs: 45_000,
+} as const;
+
+/** Seconds between an agent's polls and reports until the server says otherwise. */
+export const DEFAULT_POLL_SECONDS = 300;
+/** The longest random wait between an announcement and the update, until the server says otherwise. */
+export const DEFAULT_SPREAD_SECONDS = 30;
+
+// --- Validation of what crosses --------------------------------------------------------------------
+
+export const COMPONENT_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Whether `data` has the shape of a ReleaseIndex (advice still: the signed metadata decides). */
+export function isReleaseIndex(data: unknown): data is ReleaseIndex {
+  const index = data as ReleaseIndex;
+  return (
+    typeof index === 'object' &&
+    index !== null &&
+    Array.isArray(index.components) &&
+    index.components.every(
+      (c) =>
+        typeof c?.id === 'string' &&
+        COMPONENT_ID.test(c.id) &&
+        Number.isSafeInteger(c.version) &&
+        typeof c.sha256 === 'string' &&
+        SHA256.test(c.sha256) &&
+        Array.isArray(c.signed) &&
+        c.signed.every((t) => typeof t === 'string') &&
+        Array.isArray(c.bases) &&
+        c.bases.every((b) => Number.isSafeInteger(b?.version) && typeof b.sha256 === 'string' && SHA256.test(b.sha256)),
+    )
+  );
+}
+
+/** The report as the server accepts it (JSON Schema, checked with ajv on the server). */
+export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'hostname', 'addresses', 'components', 'phase', 'pollSeconds'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 100 },
+    hostname: { type: 'string', maxLength: 253 },
+    addresses: {
+      type: 'array',
+      maxItems: 64,
+      items: { type: 'object', additionalProperties: false, required: ['address', 'family'], properties: { address: { type: 'string', maxLength: 64 }, family: { type: 'integer', enum: [4, 6] } } },
+    },
+    components: {
+      type: 'array',
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'version'],
+        properties: {
+          id: { type: 'string', pattern: COMPONENT_ID.source },
+          version: { type: 'integer', minimum: 1 },
+          sha256: { type: 'string', pattern: SHA256.source, nullable: true },
+          method: { type: 'string', maxLength: 16, nullable: true },
+        },
+      },
+    },
+    lastRun: {
+      type: 'object',
+      nullable: true,
+      additionalProperties: false,
+      required: ['result', 'at', 'bytes'],
+      properties: {
+        result: { type: 'string', enum: ['ok', 'failed'] },
+        at: { type: 'string', maxLength: 40 },
+        trigger: { type: 'string', maxLength: 16, nullable: true },
+        method: { type: 'string', maxLength: 16, nullable: true },
+        bytes: { type: 'integer', minimum: 0 },
+        error: { type: 'string', maxLength: AGENT_LIMITS.reportErrorChars, nullable: true },
+      },
+    },
+    phase: { type: 'string', enum: ['idle', 'updating'] },
+    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+  },
+};
+
+/** The enrollment request as the server accepts it. */
+export const ENROLL_SCHEMA: JSONSchemaType<EnrollRequest> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['token', 'name', 'hostname'],
+  properties: {
+    token: { type: 'string', maxLength: 256 },
+    name: { type: 'string', minLength: 1, maxLength: 100 },
+    hostname: { type: 'string', maxLength: 253 },
+    pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400, nullable: true },
+    ring: { type: 'string', enum: [...RINGS], nullable: true },
+  },
+};
