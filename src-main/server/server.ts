@@ -7,6 +7,7 @@
 //
 // The data directory's lock comes first, so a second server on the same directory fails before it
 // opens any file or port; every start-up step after it is given back if a later one fails.
+import fs from 'node:fs';
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
@@ -120,7 +121,10 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   try {
     // The lock first: a second server on this data directory is refused before it opens or writes
     // anything (`bulwark serve` takes it even earlier, before it saves its flags).
-    if (!options.lockTaken) taken.push({ what: 'lock', undo: acquireLock(dataDir) });
+    if (!options.lockTaken) {
+      fs.mkdirSync(dataDir, { recursive: true }); // a first start (the desktop app's) has none yet
+      taken.push({ what: 'lock', undo: acquireLock(dataDir) });
+    }
     return await assemble(options, taken, giveBack);
   } catch (error) {
     await giveBack();
