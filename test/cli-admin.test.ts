@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../src-main/distribution/registry.js';
-import { BIN, CliProcess, ensureBuilt, killChildren, ROOT, runCli, until, type CliResult } from './helpers/cli.js';
+import { BIN, CliProcess, closedPort, ensureBuilt, killChildren, ROOT, runCli, until, type CliResult } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
@@ -181,14 +181,27 @@ describe("the README's \"Using it\" sequence, as written", () => {
 });
 
 describe('a failed update', () => {
-  it('goes to stderr, not stdout, and exits 1', async () => {
+  it('goes to stderr, not stdout, and exits 1; a source given with it is saved once it works, or where there was none', async () => {
     const work = scratch('bulwark-admin-failed-');
     const source = new TestSource(path.join(work, 'source'));
     source.addPattern('scan-engine', { bytes: 10_000 });
     source.publish();
     await source.start();
     const data = path.join(work, 'data');
+    const saved = () => (JSON.parse(fs.readFileSync(path.join(data, 'settings.json'), 'utf8')) as { source: unknown }).source;
+    const dead = `http://127.0.0.1:${await closedPort()}/`;
+    // A new data directory keeps the source it is given even if the first update fails: nothing is
+    // replaced, and the next serve tries it again.
+    expect((await runCli(['update', '--data', data, '--source', dead, '--trusted-root', source.rootFile])).code).toBe(1);
+    expect(saved()).toEqual({ url: dead, trustedRoot: source.rootFile });
+    // A source that works replaces it...
     expect((await runCli(['update', '--data', data, '--source', source.url, '--trusted-root', source.rootFile])).code).toBe(0);
+    expect(saved()).toEqual({ url: source.url, trustedRoot: source.rootFile });
+    // ...and one that fails does not replace a working one.
+    const wrong = await runCli(['update', '--data', data, '--source', dead, '--trusted-root', source.rootFile]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(`bulwark update: the settings keep their source (${source.url}); the one given is saved once an update with it succeeds`);
+    expect(saved()).toEqual({ url: source.url, trustedRoot: source.rootFile });
     await source.stop();
     const failed = await runCli(['update', '--data', data]);
     expect(failed.code).toBe(1);

@@ -5,7 +5,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ipcChannel, type Snapshot } from '../src-main/console/contract.js';
+import { DEMO_AGENTS } from '../src-main/demo/demo.js';
 import { KNOWN_COMPONENTS } from '../src-main/engine/components.js';
+import { ComponentStore } from '../src-main/engine/store.js';
+import { until } from './helpers/cli.js';
 import { cleanUp, startOnFake, tempDir } from './helpers/fake-electron.js';
 
 afterEach(cleanUp);
@@ -28,10 +31,23 @@ describe('desktop demo mode', () => {
     expect(record).toMatchObject({ trigger: 'install', result: 'ok' });
     expect(record?.components.filter((c) => c.method === 'full')).toHaveLength(KNOWN_COMPONENTS.length);
 
-    const statuses = desktop.tray.models.map((m) => (m.menu[0]?.type === 'normal' ? m.menu[0].label : ''));
+    // The tray's headline speaks for the server and its two demo agents. When the server's run ends,
+    // the agents are counted against the new release: the headline may say they are current only if
+    // they already hold it (not counted against the release before).
+    const statusOf = (m: (typeof desktop.tray.models)[number]) => (m.menu[0]?.type === 'normal' ? m.menu[0].label : '');
+    const allCurrent = `Up to date: server and ${DEMO_AGENTS.length} agents`;
+    const agentsHoldEverything = () =>
+      DEMO_AGENTS.every((name) => {
+        const dir = path.join(source.dir, 'agents', name);
+        return fs.existsSync(path.join(dir, 'store')) && KNOWN_COMPONENTS.every((c) => new ComponentStore(dir).active(c.id)?.version === record?.components.find((r) => r.id === c.id)?.version);
+      });
+    if (statusOf(desktop.tray.model) === allCurrent) expect(agentsHoldEverything(), 'the agents hold the release the headline says they are current with').toBe(true);
+    await until(() => statusOf(desktop.tray.model) === allCurrent, 60_000, `the tray to say "${allCurrent}"`);
+    expect(agentsHoldEverything()).toBe(true);
+    const statuses = desktop.tray.models.map(statusOf);
     expect(statuses).toContain(`Updating 1 of ${KNOWN_COMPONENTS.length}: ${KNOWN_COMPONENTS.find((c) => c.id === record?.components[0]?.id)?.name}`);
-    expect(statuses.at(-1)).toBe('Up to date');
     expect(desktop.tray.model.icon).toBe('idle');
+    expect(desktop.tray.model.tooltip).toBe(`Bulwark: ${allCurrent}`);
 
     expect(desktop.notifications.map(({ kind, title }) => ({ kind, title }))).toEqual([
       { kind: 'components-installed', title: `${KNOWN_COMPONENTS.length} components updated` },

@@ -250,6 +250,31 @@ describe('remindersFor (settings, last run and network together)', () => {
     expect(remindersFor({ settings: settings(true), lastRun: run('ok'), network })).toEqual([]);
   });
 
+  it('a refused connection is the source URL\'s fault when direct, and the proxy\'s when through one (issue 22 item 10)', () => {
+    const unreachable = (proxyEnabled: boolean, error: string) =>
+      remindersFor({ settings: settings(proxyEnabled), lastRun: run('failed', error, 'ERR_NETWORK'), network: undefined }).find((r) => r.id === 'source-unreachable');
+    const direct = unreachable(false, 'cannot reach http://updates.test: connection refused');
+    expect(direct?.body).toBe('Bulwark could not connect to updates.test: nothing answers at that address (connection refused). Installed components stay as they are.');
+    expect(direct?.action).toMatch(/^Check the source URL in Settings › Update source/);
+    expect(unreachable(false, 'cannot reach http://updates.test: host name not found (DNS)')?.action).toMatch(/^Check the source URL in Settings › Update source/);
+    const proxied = unreachable(true, 'cannot reach http://updates.test through the proxy http://[fd00:b::1]:3128: connection refused');
+    expect(proxied?.body).toBe('Bulwark could not connect to the proxy [fd00:b::1]:3128: nothing answers at that address (connection refused). Installed components stay as they are.');
+    expect(proxied?.action).toBe('Check the proxy in Settings › Proxy and use Test connection.');
+    const fromEnv = unreachable(false, 'cannot reach http://updates.test through the proxy http://proxy.test:8080 as ann (from HTTPS_PROXY): host name not found (DNS)');
+    expect(fromEnv?.body).toMatch(/^Bulwark could not connect to the proxy proxy\.test:8080: the host name does not resolve\./);
+    expect(fromEnv?.action).toBe('Check the proxy in HTTP_PROXY / HTTPS_PROXY (or set one in Settings › Proxy) and use Test connection.');
+  });
+
+  it('expired signed metadata is said as such, for its publisher to re-sign, not as a wrong root.json', () => {
+    const metadata = (error: string) => remindersFor({ settings: settings(false), lastRun: run('failed', error, 'ERR_METADATA'), network: undefined }).find((r) => r.id === 'metadata');
+    const expired = metadata("the source's signed metadata has expired (timestamp.json is expired); its publisher must re-sign it");
+    expect(`${expired?.title} ${expired?.body}`).toMatch(/signatures could not be verified.*signed metadata has expired/);
+    expect(expired?.action).toMatch(/publisher must re-sign it/);
+    expect(expired?.body).not.toMatch(/root\.json/);
+    const forged = metadata("the source's metadata could not be verified: timestamp role signature threshold not met");
+    expect(forged?.body).toMatch(/did not verify against the trusted root\.json/);
+  });
+
   it('a 407 shows only the proxy-auth reminder beside the network ones', () => {
     // A proxy's refusal is recorded as ERR_PROXY_AUTH (see the fetcher), not as a network failure.
     const reminders = remindersFor({ settings: settings(true), lastRun: run('failed', 'the proxy [fd00:b::1]:3128 refused the credentials (407)', 'ERR_PROXY_AUTH'), network });

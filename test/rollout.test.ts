@@ -91,8 +91,13 @@ describe('rollout rings', () => {
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     expect(lab.active(lab.agentDir('early-1'))?.version).toBe(first);
     const reminders = await consoleReminders();
-    // The failing agent by name, its error in words (the raw one, naming virus-pattern, is in the Agents view).
-    expect(reminders.find((r) => r.id === 'rollout-halted')).toMatchObject({ severity: 'error', body: expect.stringMatching(/canary-1: something else is in the way of its files/) });
+    // Said in words naming the agent and the component it failed on (issue 22 item 2), the raw error behind Details.
+    expect(reminders.find((r) => r.id === 'rollout-halted')).toMatchObject({
+      severity: 'error',
+      body: `${halted.halted!.reason}. canary-1: Virus Pattern failed (something else is in the way of its files).`,
+      detail: `canary-1: ${halted.halted!.failing[0]!.error}`,
+    });
+    expect(halted.halted!.failing[0]!.error).toMatch(/^virus-pattern failed: /);
 
     // The operator decides the failure is canary-1's own: promote.
     expect(await rollout('promote')).toMatch(/early released/);
@@ -100,7 +105,7 @@ describe('rollout rings', () => {
   });
 });
 
-async function consoleReminders(): Promise<{ id: string; severity: string; body: string }[]> {
+async function consoleReminders(): Promise<{ id: string; severity: string; body: string; detail?: string }[]> {
   const [, url] = /^Console: (http:\/\/\S+)$/m.exec(lab.server!.stdout)!;
   const console = new URL(url!);
   const response = await fetch(`${console.origin}/api/call/snapshot`, {
@@ -108,5 +113,5 @@ async function consoleReminders(): Promise<{ id: string; severity: string; body:
     headers: { authorization: `Bearer ${console.searchParams.get('token')}`, 'content-type': 'application/json', 'x-bulwark-console': '1' },
     body: 'null',
   });
-  return ((await response.json()) as { reminders: { id: string; severity: string; body: string }[] }).reminders;
+  return ((await response.json()) as { reminders: { id: string; severity: string; body: string; detail?: string }[] }).reminders;
 }

@@ -1,7 +1,7 @@
 // The installation in words (engine/words.ts): the one headline the console, the tray and `bulwark
 // status` share, worst first; failures without their raw text; the saving of a download.
 import { describe, expect, it } from 'vitest';
-import { headline, plainError, savedWords, type HeadlineInput } from '../src-main/engine/words.js';
+import { headline, plainError, runFailureWords, savedWords, type HeadlineInput } from '../src-main/engine/words.js';
 import { trayModel } from '../src-main/electron/tray-menu.js';
 
 const counts = (c: Partial<NonNullable<HeadlineInput['agents']>['counts']> = {}) => ({ total: 5, current: 5, outdated: 0, updating: 0, failed: 0, unreachable: 0, ...c });
@@ -50,6 +50,15 @@ describe('plainError', () => {
     expect(plainError('cannot reach http://127.0.0.1:9: connection refused: connect ECONNREFUSED 127.0.0.1:9')).toBe('nothing answers at that address (connection refused)');
     expect(plainError('ENOSPC: no space left on device, write')).toBe('its disk is full');
     expect(plainError('something odd happened in /tmp/abc/def: details')).toBe('something odd happened in a file');
+  });
+});
+
+describe('runFailureWords', () => {
+  it("keeps which components a run failed on, and says why in words", () => {
+    expect(runFailureWords("virus-pattern failed: EROFS: read-only file system, open '/var/lib/bulwark-agent/tmp/x.part'")).toBe('Virus Pattern failed (its disk is read-only)');
+    expect(runFailureWords("virus-pattern, scan-engine failed: EISDIR: illegal operation on a directory, rename '/a' -> '/b'")).toBe('Virus Pattern, Scan Engine failed (something else is in the way of its files)');
+    expect(runFailureWords('acme-rules failed: the vendor changed its mind')).toBe('Acme Rules failed (the vendor changed its mind)');
+    expect(runFailureWords('cannot reach http://127.0.0.1:9: connection refused')).toBe('nothing answers at that address (connection refused)');
   });
 });
 

@@ -171,15 +171,17 @@ Options:
     usage: `bulwark update --data DIR [--source URL --trusted-root FILE] [--json]
 
 Refreshes the signed metadata, then installs each component's latest version by incremental
-pattern where possible and by full file otherwise. --source and --trusted-root are saved in the
-settings (as serve saves them; a new data directory is made for them); without them, the source in
-the settings is used. When a server (or an agent) runs on DIR, asks it to update now — joining its run,
-which then hands the result to the agents — and prints the result. Exits 1 if any component failed.
+pattern where possible and by full file otherwise. Without --source, the source in the settings is
+used. --source and --trusted-root are used for this update and saved in the settings once it
+succeeds (or at once when DIR has no source yet, so the next serve retries it): a source that fails
+never replaces a working one. A new data directory is made for them. When a server (or an agent)
+runs on DIR, asks it to update now — joining its run, which then hands the result to the agents —
+and prints the result. Exits 1 if any component failed, 2 if no source is given or set.
 
 Options:
   --data DIR            data directory (store, history, settings)
-  --source URL          update source base URL (saved in the settings)
-  --trusted-root FILE   the source's root.json (saved in the settings)
+  --source URL          update source base URL (saved once an update with it succeeds)
+  --trusted-root FILE   the source's root.json (saved with --source)
   --json                print one JSON object: result, bytes, components`,
     options: { ...dataOption, source: { type: 'string' }, 'trusted-root': { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
@@ -189,15 +191,20 @@ Options:
       const dataDir = source ? required(values, 'data') : existingDataDir(values);
       const { Engine, summarize } = await import('../engine/engine.js');
       const settings = await openSettings(dataDir);
-      const engine = new Engine({ dataDir, settings });
+      // A source given here is tried before it is kept: a failed update loses nothing, and a working
+      // source in the settings is not replaced by one that does not work.
+      const engine = new Engine({ dataDir, settings, ...(source ? { source } : {}) });
       let record: RunRecord;
       try {
-        // Saved like serve saves it (once this process holds the directory), so the next serve or
-        // update on DIR uses the same source.
         record = source
-          ? await engine.withLock(() => {
-              settings.set('source', source);
-              return engine.update('manual');
+          ? await engine.withLock(async () => {
+              const run = await engine.update('manual');
+              const saved = settings.data.source;
+              if (run.result === 'ok' || !saved.url) settings.set('source', source);
+              else if (saved.url !== source.url || saved.trustedRoot !== source.trustedRoot) {
+                err(`bulwark update: the settings keep their source (${saved.url}); the one given is saved once an update with it succeeds`);
+              }
+              return run;
             })
           : await engine.runOnce();
       } catch (error) {
@@ -212,7 +219,9 @@ Options:
       // A failure is for stderr, where scripts and people look for it.
       else if (record.result === 'ok') out(summarize(record));
       else err(summarize(record));
-      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE') return 2;
+      // No source given or set is a wrong command line, unless a damaged settings file just lost it:
+      // then the command was right, and the work failed.
+      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE' && !settings.recovered) return 2;
       return record.result === 'ok' ? 0 : 1;
     },
   },

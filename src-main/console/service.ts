@@ -21,7 +21,7 @@ import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { shortId } from '../distribution/agent-status.js';
-import { headline, plainError, type Headline } from '../engine/words.js';
+import { headline, runFailureWords, type Headline } from '../engine/words.js';
 import { AuditLog, type Actor } from '../engine/audit.js';
 import { DEFAULT_ROLLOUT, type Rollout } from '../distribution/rollout.js';
 import { isRing, type Ring } from '../protocol/agent-protocol.js';
@@ -549,14 +549,17 @@ export class ConsoleService {
     const reminders: Reminder[] = [];
     const halted = agents.rollout.current()?.halted;
     if (halted) {
-      // The agents by name with their errors in words; the raw errors are in the Agents view.
-      const failing = halted.failing.slice(0, 5).map((f) => `${f.name}: ${plainError(f.error)}`).join('; ');
+      // The agents by name with their errors in words (which components failed, and why); the raw
+      // errors behind Details, as in the Agents view.
+      const shown = halted.failing.slice(0, 5);
+      const failing = shown.map((f) => `${f.name}: ${runFailureWords(f.error)}`).join('; ');
       reminders.push({
         id: 'rollout-halted',
         severity: 'error',
         title: `The rollout of release ${agents.rollout.current()!.release} is halted`,
         body: `${sentenceCase(halted.reason)}.${failing ? ` ${failing}.` : ''}`,
         action: 'Look at the failing agents in the Agents view; then Resume the rollout, or roll the component back.',
+        ...(shown.length ? { detail: shown.map((f) => `${f.name}: ${f.error}`).join('\n') } : {}),
       });
     }
     const network = this.options.engine.status().network;

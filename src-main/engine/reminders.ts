@@ -86,20 +86,26 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
     switch (lastRun.errorCode) {
       case 'ERR_NETWORK': {
         const error = lastRun.error ?? '';
-        // Refused or not found: the address itself is the likely fault, not the way to it.
-        // (Through a proxy, it is the proxy that refused or did not resolve.)
-        const address = !(proxy && /through the proxy/.test(error)) && /ECONNREFUSED|connection refused|ENOTFOUND|EAI_AGAIN|does not resolve/i.test(error);
-        const host = sourceHost(lastRun.source ?? settings.source.url);
+        // Refused or not found: the address connected to is the likely fault, not the way to it. Through
+        // a proxy that address is the proxy's (the proxy failing to reach the source answers HTTP 5xx).
+        const refusedOrUnknown = /ECONNREFUSED|connection refused|ENOTFOUND|EAI_AGAIN|does not resolve|host name not found/i.test(error);
+        const throughProxy = / through the proxy (\S+)/.exec(error)?.[1]?.replace(/:$/, '');
+        const host = throughProxy ? `the proxy ${sourceHost(throughProxy) ?? throughProxy}` : (sourceHost(lastRun.source ?? settings.source.url) ?? 'the update source');
+        const checkProxy = proxy
+          ? 'Check the proxy in Settings › Proxy and use Test connection.'
+          : 'Check the proxy in HTTP_PROXY / HTTPS_PROXY (or set one in Settings › Proxy) and use Test connection.';
         reminders.push({
           id: 'source-unreachable',
           severity: 'error',
           title: 'The update source cannot be reached',
-          body: `Bulwark could not connect to ${host ?? 'the update source'}: ${plainError(error)}. Installed components stay as they are.`,
-          action: address
-            ? `Check the source URL in Settings › Update source (Test connection there says what fails)${proxy ? '' : '; if this server reaches the internet only through a proxy, set it in Settings › Proxy'}.`
-            : proxy
-              ? 'Check the proxy in Settings › Proxy and use Test connection.'
-              : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
+          body: `Bulwark could not connect to ${host}: ${plainError(error)}. Installed components stay as they are.`,
+          action: throughProxy
+            ? checkProxy
+            : refusedOrUnknown
+              ? `Check the source URL in Settings › Update source (Test connection there says what fails)${proxy ? '' : '; if this server reaches the internet only through a proxy, set it in Settings › Proxy'}.`
+              : proxy
+                ? checkProxy
+                : 'Check the network. If this server reaches the internet only through a proxy, set it in Settings › Proxy.',
           ...detail,
         });
         break;
@@ -118,26 +124,26 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
         break;
       }
       case 'ERR_METADATA':
-        // Expired, not forged: the publisher stopped re-signing (or a freeze attack holds old metadata back).
-        if (/signed metadata has expired/.test(lastRun.error ?? '')) {
-          reminders.push({
-            id: 'metadata-expired',
-            severity: 'error',
-            title: "The update source's signed metadata has expired",
-            body: 'Its publisher has not re-signed it in time (a source frozen by an attacker looks the same), so nothing from it was installed.',
-            action: "Tell the source's publisher; Bulwark tries again at each update and installs as soon as the metadata is re-signed.",
-            ...detail,
-          });
-          break;
-        }
-        reminders.push({
-          id: 'metadata',
-          severity: 'error',
-          title: "The update source's signatures could not be verified",
-          body: 'What the source signed did not verify against the trusted root.json, so nothing from it was installed.',
-          action: 'If the source was re-keyed, import its new root.json in Settings › Update source; otherwise contact its publisher.',
-          ...detail,
-        });
+        // Validly signed but past its expiry date (TUF spec §5.4.4) is the publisher's to fix, not a wrong root.json.
+        reminders.push(
+          /signed metadata has expired/.test(lastRun.error ?? '')
+            ? {
+                id: 'metadata',
+                severity: 'error',
+                title: "The update source's signatures could not be verified",
+                body: "Its signed metadata has expired: the publisher has not re-signed the source in time (or someone is replaying an old copy), so nothing from it was installed.",
+                action: "The source's publisher must re-sign it (bulwark publish does); the next update tries again.",
+                ...detail,
+              }
+            : {
+                id: 'metadata',
+                severity: 'error',
+                title: "The update source's signatures could not be verified",
+                body: 'What the source signed did not verify against the trusted root.json, so nothing from it was installed.',
+                action: 'If the source was re-keyed, import its new root.json in Settings › Update source; otherwise contact its publisher.',
+                ...detail,
+              },
+        );
         break;
       default:
         // Any other failure: said once, in words, with the raw text behind Details.

@@ -1,6 +1,7 @@
 // The installation in words, for the console, the tray and `bulwark status` alike: one headline for
 // server and fleet with the worst thing first, and failures said plainly (the raw text stays behind a
 // "Details" disclosure and in the history). Pure: no Node, imported by the renderer too.
+import { componentInfo } from './components.js';
 
 export type HeadlineTone = 'ok' | 'busy' | 'warning' | 'error' | 'setup';
 
@@ -49,7 +50,7 @@ export function updateFailure(code: string | undefined, error = ''): string {
     case 'ERR_PROXY_AUTH':
       return 'the proxy refused the user name or password';
     case 'ERR_METADATA':
-      return "the update source's signatures do not verify";
+      return /signed metadata has expired/.test(error) ? "the update source's signed metadata has expired" : "the update source's signatures do not verify";
     case 'ERR_HTTP':
       return /HTTP 404/.test(error) ? 'the update source lacks a file it lists' : 'the update source answered with an error';
     case 'ERR_COOLDOWN':
@@ -96,7 +97,7 @@ export function plainError(error: string, code?: string): string {
   const system = systemWords(error);
   if (system) return system;
   if (/ECONNREFUSED|connection refused/i.test(error)) return 'nothing answers at that address (connection refused)';
-  if (/ENOTFOUND|EAI_AGAIN|does not resolve|getaddrinfo/i.test(error)) return 'the host name does not resolve';
+  if (/ENOTFOUND|EAI_AGAIN|does not resolve|getaddrinfo|host name not found/i.test(error)) return 'the host name does not resolve';
   if (/ETIMEDOUT|timed? ?out|UND_ERR_.*TIMEOUT/i.test(error)) return 'no answer in time';
   if (/EHOSTUNREACH|ENETUNREACH|unreachable/i.test(error)) return 'the network cannot reach it';
   if (/certificate|TLS|SSL/i.test(error)) return 'its TLS certificate is not trusted';
@@ -110,6 +111,17 @@ export function plainError(error: string, code?: string): string {
   // No known cause: its first clause, without file paths.
   const first = error.split(/: /)[0]!.replace(/\s\/\S+/g, ' a file').trim();
   return first.length > 90 ? `${first.slice(0, 89)}…` : first || 'failed';
+}
+
+/**
+ * A run's failure in words that keep which components failed: a run record's error reads
+ * "<id>[, <id>…] failed: <the first one's error>", said as "Virus Pattern failed (its disk is
+ * read-only)". Any other error is plainError's.
+ */
+export function runFailureWords(error: string, code?: string): string {
+  const failed = /^([a-z0-9][a-z0-9_-]*(?:, [a-z0-9][a-z0-9_-]*)*) failed: ([\s\S]+)$/.exec(error);
+  if (!failed) return plainError(error, code);
+  return `${failed[1]!.split(', ').map((id) => componentInfo(id).name).join(', ')} failed (${plainError(failed[2]!, code)})`;
 }
 
 /** What the server itself is doing, in words (the engine's state). */

@@ -19,7 +19,7 @@ import { keepDailyCopies, openServerRegistry } from '../distribution/registry-fi
 import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
-import { Engine, pinnedVersions } from '../engine/engine.js';
+import { Engine, pinnedVersions, type Distributor } from '../engine/engine.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import { acquireLock } from '../engine/lock.js';
 import type { Reminder } from '../engine/reminders.js';
@@ -154,7 +154,17 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
   distribution.on('release', (release, { news }) => {
     if (news) rollout.start(release.index.release, ringSizes);
   });
-  const engine = new Engine({ dataDir, settings, log, distributor: distribution, lockTaken: true });
+  // The agents are recounted against a new release before the engine turns idle: otherwise the
+  // headline (console, tray, status) would say the fleet is current, counted against the release
+  // before, until the next recount a moment later.
+  const distributor: Distributor = {
+    keepVerifiedTarget: (target, file) => void distribution.keepVerifiedTarget(target, file),
+    distribute: async (run, source) => {
+      await distribution.distribute(run, source);
+      await overview.recount();
+    },
+  };
+  const engine = new Engine({ dataDir, settings, log, distributor, lockTaken: true });
   options.beforeStart?.(engine);
   const startup = engine.start();
   taken.push({ what: 'engine', undo: () => engine.stop() });

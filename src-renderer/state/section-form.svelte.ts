@@ -73,10 +73,17 @@ export class SectionForm<D extends object, F extends string> {
     return undefined;
   }
 
-  /** The submit handler: validate, send, report. */
-  async submit(event: SubmitEvent): Promise<void> {
+  /**
+   * The submit handler: validate, send, report. `ready` is work the draft still waits for (a file
+   * being imported into it): Save shows "Saving…" until it is done, then validates what it brought.
+   */
+  async submit(event: SubmitEvent, ready?: Promise<unknown>): Promise<void> {
     event.preventDefault();
     const formElement = event.currentTarget instanceof HTMLFormElement ? event.currentTarget : null;
+    if (ready) {
+      this.saveState = { kind: 'saving' };
+      await ready;
+    }
     this.#submitted = true;
     this.#refusal = null;
     clearTimeout(this.#savedTimer);

@@ -86,8 +86,20 @@ test.describe('a fresh install (no update source)', () => {
     await panel.getByLabel('Source URL').fill(source.url);
     await panel.getByRole('button', { name: 'Test connection' }).click();
     await expect(panel.getByTestId('connection-test-result')).toContainText('Connection works.');
+    // The root's import is held back (as a loaded machine or a slow link may): Save, clicked before it
+    // is done, waits for it ("Saving…") and then saves the source with it.
+    let releaseImport!: () => void;
+    const importHeld = new Promise<void>((resolve) => (releaseImport = resolve));
+    await page.route('**/api/call/importTrustedRoot', async (route) => {
+      await importHeld;
+      await route.continue();
+    });
     await panel.getByLabel('Trusted root.json file').setInputFiles(source.rootFile);
     await panel.getByRole('button', { name: 'Save update source' }).click();
+    await expect(panel.getByRole('button', { name: 'Saving…' })).toBeDisabled();
+    const saved = page.waitForResponse((response) => response.url().endsWith('/api/call/saveSettings'));
+    releaseImport();
+    expect(await (await saved).json()).toMatchObject({ ok: true, settings: { source: { url: source.url } } });
     await expect(panel.getByText('✓ Saved')).toBeVisible();
 
     await page.getByRole('link', { name: 'Overview' }).click();

@@ -308,7 +308,7 @@ export interface StatusJson {
   lastUpdate: { result: string; error?: string } | null;
   cooldownUntil: string | null;
   problems: { id: string; problem: string; message: string }[];
-  reminders: { id: string; severity: string; title: string; body: string; action: string }[];
+  reminders: { id: string; severity: string; title: string; body: string; action: string; detail?: string }[];
 }
 
 /** The reminders of a status, one line each, for matching. */
