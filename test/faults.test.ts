@@ -90,9 +90,9 @@ function component<T extends { id: string }>(components: T[], id: string): T {
 
 const exited = (result: CliResult, code: number): Said => ({ where: `exit code (stderr: ${result.stderr.trim()})`, text: String(result.code), says: new RegExp(`^${code}$`) });
 
-/** `bulwark update --data DIR --json [extra]` (run by `via`, e.g. faketime, if given). */
-function cliUpdate(lab: FaultLab, dataDir: string, extra: string[] = [], env: Record<string, string> = {}, via: string[] = []): Promise<CliResult> {
-  return lab.cli(['update', '--data', dataDir, '--json', ...extra], { env, timeoutMs: 60_000, via });
+/** `bulwark update --data DIR --json [extra]`. */
+function cliUpdate(lab: FaultLab, dataDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<CliResult> {
+  return lab.cli(['update', '--data', dataDir, '--json', ...extra], { env, timeoutMs: 60_000 });
 }
 
 /** A copy of the published file with one byte changed. */
@@ -251,9 +251,19 @@ function onFullDisk(lab: FaultLab, body: (dataDir: string, filler: string) => Pr
   return onTmpfs(lab, (dataDir, mountPoint) => body(dataDir, fillUp(mountPoint, 64 * 1024)));
 }
 
-const faketimeMissing = hasCommand('faketime') ? undefined : 'needs faketime (apt-get install faketime)';
-/** faketime moves the wall clock only: timers keep running at their pace. */
-const FAKETIME_ENV = { FAKETIME_DONT_FAKE_MONOTONIC: '1' };
+/**
+ * Debian's faketime library, preloaded into the bulwark process itself (the `faketime` command forks,
+ * and its child would outlive a kill by PID). It moves the wall clock only: timers keep their pace.
+ */
+const LIBFAKETIME = (() => {
+  try {
+    return fs.readdirSync('/usr/lib').map((arch) => path.join('/usr/lib', arch, 'faketime', 'libfaketime.so.1')).find((lib) => fs.existsSync(lib));
+  } catch {
+    return undefined;
+  }
+})();
+const faketimeMissing = LIBFAKETIME ? undefined : 'needs faketime (apt-get install faketime)';
+const clockAhead = (days: number): Record<string, string> => ({ LD_PRELOAD: LIBFAKETIME!, FAKETIME: `+${days}d`, FAKETIME_DONT_FAKE_MONOTONIC: '1' });
 
 /** `bulwark serve` on `dataDir` (agents on `agentsListen`), once its start-up update is done. */
 async function serving(dataDir: string, extra: string[] = [], agentsListen = '127.0.0.1:0'): Promise<{ process: CliProcess; agentsUrl: string | undefined }> {
@@ -1351,7 +1361,7 @@ export const SCENARIOS: Scenario[] = [
       if (faketimeMissing) throw new Skip(faketimeMissing);
       const dataDir = lab.dataDir('clock-ahead-days');
       const before = snapshot(dataDir);
-      const update = await cliUpdate(lab, dataDir, [], FAKETIME_ENV, ['faketime', '-f', '+2d']);
+      const update = await cliUpdate(lab, dataDir, [], clockAhead(2));
       const status = await lab.status(dataDir);
       const origin = esc(new URL(lab.source.url).origin);
       return {
@@ -1378,7 +1388,7 @@ export const SCENARIOS: Scenario[] = [
       if (faketimeMissing) throw new Skip(faketimeMissing);
       const dataDir = lab.dataDir('clock-ahead-year');
       const before = snapshot(dataDir);
-      const update = await cliUpdate(lab, dataDir, [], FAKETIME_ENV, ['faketime', '-f', '+400d']);
+      const update = await cliUpdate(lab, dataDir, [], clockAhead(400));
       return {
         dataDir,
         before,
@@ -1396,7 +1406,7 @@ export const SCENARIOS: Scenario[] = [
       const server = await theAgentsServer(lab);
       const dataDir = lab.dataDir('agent-clock-ahead');
       const before = snapshot(dataDir);
-      const agent = outputOf(lab.spawn(['agent', '--server', server.url, '--token', server.token, '--data', dataDir, '--trusted-root', lab.trustedRoot, '--name', 'ahead'], FAKETIME_ENV, ['faketime', '-f', '+2d']));
+      const agent = outputOf(lab.spawn(['agent', '--server', server.url, '--token', server.token, '--data', dataDir, '--trusted-root', lab.trustedRoot, '--name', 'ahead'], clockAhead(2)));
       const [line] = await agent.waitFor(/startup update FAILED.*/, 30_000);
       const status = await lab.status(dataDir);
       return {

@@ -121,7 +121,7 @@ describe('agent states', () => {
     return Date.now() + 60_000;
   }
 
-  it('each of the six states arises from its facts, in precedence order, in the page and the tally', async () => {
+  it('each of the seven states arises from its facts, in precedence order, in the page and the tally', async () => {
     const registry = await openRegistry();
     const now = await fleet(registry);
     const basis = { release: served, now };
@@ -149,8 +149,23 @@ describe('agent states', () => {
 
     // The console's counts: a notified agent is still outdated.
     const picture = pictureOf(tallies);
-    expect(picture.counts).toEqual({ total: 7, current: 1, outdated: 3, updating: 1, failed: 1, unreachable: 1 });
+    expect(picture.counts).toEqual({ total: 7, current: 1, held: 0, outdated: 3, updating: 1, failed: 1, unreachable: 1 });
     expect(picture.rings).toEqual({ broad: { agents: 5, current: 0, failed: 1 }, canary: { agents: 1, current: 0, failed: 0 }, early: { agents: 1, current: 1, failed: 0 } });
+
+    // The rollout holds broad back: its agents not current are held (the notified and the outdated),
+    // but unreachable, updating and failed still say what they say.
+    const held = { ...basis, held: ['broad'] };
+    expect(await statesByName(registry, held)).toEqual({
+      silent: 'unreachable',
+      busy: 'updating',
+      broken: 'failed',
+      fresh: 'current',
+      told: 'held',
+      'told-before': 'held',
+      lacking: 'held',
+    });
+    expect(pictureOf(await registry.tally(held)).counts).toEqual({ total: 7, current: 1, held: 3, outdated: 0, updating: 1, failed: 1, unreachable: 1 });
+    expect(names(await everyone(registry, held, { states: ['held'] }))).toEqual(['lacking', 'told', 'told-before']);
   });
 
   it('judges silence by each agent\'s own poll interval, and says when the next one falls silent', async () => {
@@ -183,7 +198,7 @@ describe('agent states', () => {
       'told-before': 'current',
       lacking: 'current',
     });
-    expect(pictureOf(await registry.tally(basis)).counts).toEqual({ total: 7, current: 4, outdated: 0, updating: 1, failed: 1, unreachable: 1 });
+    expect(pictureOf(await registry.tally(basis)).counts).toEqual({ total: 7, current: 4, held: 0, outdated: 0, updating: 1, failed: 1, unreachable: 1 });
   });
 
   it('a served component at version 0 is held by an agent without it; a newer release makes a current agent outdated', async () => {
@@ -350,6 +365,7 @@ describe('page', () => {
         { address: '192.0.2.5', family: 4 },
       ],
       components: [{ id: 'virus-pattern', version: 10, sha256: 'ab'.repeat(32), method: 'full' }],
+      consumers: [{ id: 'virus-pattern', engine: 'clamd', version: 10, active: true }],
       lastRun: run('ok', '2025-06-01T10:00:00.000Z'),
       pollSeconds: 120,
     });
@@ -368,6 +384,7 @@ describe('page', () => {
           { address: '192.0.2.5', family: 4 },
         ],
         components: [{ id: 'virus-pattern', version: 10, sha256: 'ab'.repeat(32), method: 'full' }],
+        consumers: [{ id: 'virus-pattern', engine: 'clamd', version: 10, active: true }],
         lastRun: run('ok', '2025-06-01T10:00:00.000Z'),
         phase: 'idle',
         notifiedRelease: 0,
@@ -531,12 +548,26 @@ describe('failures ring by ring', () => {
     const registry = await openRegistry();
     await fleet(registry);
     expect(byRing(await registry.ringFailures(since))).toEqual([
-      { ring: 'broad', agents: 5, failing: 3 },
-      { ring: 'canary', agents: 3, failing: 1 },
-      { ring: 'early', agents: 1, failing: 0 },
+      { ring: 'broad', agents: 5, failing: 3, content: 0 },
+      { ring: 'canary', agents: 3, failing: 1, content: 0 },
+      { ring: 'early', agents: 1, failing: 0, content: 0 },
     ]);
     expect(byRing(await registry.ringFailures(since - 1)).map((r) => r.failing)).toEqual([3, 2, 0]);
     expect(byRing(await registry.ringFailures(since + 6001)).map((r) => r.failing)).toEqual([1, 0, 0]);
+  });
+
+  it('leaves out an agent\'s own (local) failures, counts content failures apart, and dates a refusal from when it was first refused', async () => {
+    const registry = await openRegistry();
+    const failure = (kind: 'content' | 'local', at: number) => ({ kind, component: 'clamav-test-sigs', version: 3, ...(kind === 'content' ? { engine: 'clamd', stage: 'check' as const } : {}), message: kind === 'content' ? 'Malformed database' : 'EROFS', at: new Date(at).toISOString() });
+    await enrollAndReport(registry, 'c-local', { ring: 'canary', lastRun: { ...run('failed', since + 10, 'read-only'), failure: failure('local', since + 10) } });
+    await enrollAndReport(registry, 'c-content', { ring: 'canary', lastRun: { ...run('failed', since + 20, 'refused'), failure: failure('content', since + 20) } });
+    // Reported again a minute later (no retry): still the refusal of since + 20.
+    await enrollAndReport(registry, 'c-refused-before', { ring: 'canary', lastRun: { ...run('failed', since + 60_000, 'refused'), failure: failure('content', since - 5) } });
+    expect(await registry.ringFailures(since)).toEqual([{ ring: 'canary', agents: 3, failing: 1, content: 1 }]);
+    expect(await registry.failing('canary', since, 10)).toEqual([{ name: 'c-content', error: 'refused', failure: failure('content', since + 20) }]);
+    expect((await registry.ringFailures(since - 10))[0]).toMatchObject({ failing: 2, content: 2 });
+    // The agents list still shows the local failure as failed.
+    expect((await statesByName(registry, { release: undefined, now: Date.now() }))['c-local']).toBe('failed');
   });
 
   it('names the first failing agents of a ring with their errors', async () => {
@@ -569,7 +600,7 @@ describe('reports', () => {
     expect(row!.state).toBe('failed');
     expect(row!.lastRun).toEqual(run('failed', failedAt, 'disk full'));
     expect(await registry.failing('broad', failedAt, 5)).toEqual([{ name: 'flaky', error: 'disk full' }]);
-    expect(await registry.ringFailures(failedAt)).toEqual([{ ring: 'broad', agents: 1, failing: 1 }]);
+    expect(await registry.ringFailures(failedAt)).toEqual([{ ring: 'broad', agents: 1, failing: 1, content: 0 }]);
     expect(names(await everyone(registry, basis, { text: 'DISK' }))).toEqual(['flaky']);
 
     // The next run succeeds: the failure and its error are gone.
@@ -577,7 +608,7 @@ describe('reports', () => {
     const after = { release: undefined, now: Date.now() };
     expect((await everyone(registry, after)).agents[0]!.state).toBe('current');
     expect(await registry.failing('broad', 0, 5)).toEqual([]);
-    expect(await registry.ringFailures(0)).toEqual([{ ring: 'broad', agents: 1, failing: 0 }]);
+    expect(await registry.ringFailures(0)).toEqual([{ ring: 'broad', agents: 1, failing: 0, content: 0 }]);
     expect(names(await everyone(registry, after, { text: 'disk' }))).toEqual([]);
   });
 

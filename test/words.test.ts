@@ -20,12 +20,17 @@ describe('headline', () => {
   it('says the server and the fleet when all is well', () => {
     expect(headline(input())).toEqual({ tone: 'ok', text: 'Up to date: server and 5 agents' });
     expect(headline(input({ agents: null }))).toEqual({ tone: 'ok', text: 'Up to date' });
-    expect(headline(input(agents({ counts: counts({ current: 3, outdated: 2 }), held: 2 })))).toEqual({ tone: 'ok', text: 'Up to date: server and 3 of 5 agents (2 agents waiting for the rollout)' });
+    // Held agents are counted apart from the outdated ones (agent-status.ts).
+    expect(headline(input(agents({ counts: counts({ current: 3 }), held: 2 })))).toEqual({ tone: 'ok', text: 'Up to date: server and 3 of 5 agents (2 agents waiting for the rollout)' });
+    expect(headline(input(agents({ counts: counts({ current: 2, outdated: 1 }), held: 2 })))).toEqual({ tone: 'warning', text: '1 agent out of date' });
   });
 
   it('puts the worst first: a halted rollout over a green server, a failing server over outdated agents', () => {
     const halted = input(agents({ counts: counts({ current: 0, failed: 1, outdated: 4 }), halted: { reason: '1 of 1 canary agent failed with release 7' } }));
     expect(headline(halted)).toEqual({ tone: 'error', text: 'Rollout halted: 1 of 1 canary agent failed' });
+    // Content an engine would not load: which, and in which engine (its words are in the reminder).
+    const refused = input(agents({ halted: { reason: 'the content failed to load in clamd on canary-1: LibClamAV Error: Malformed database', content: { component: 'clamav-test-sigs', version: 3, engine: 'clamd' } } }));
+    expect(headline(refused)).toEqual({ tone: 'error', text: 'Rollout halted: clamav-test-sigs 3 failed to load in clamd' });
     const failing = input({ engine: { type: 'failed', code: 'ERR_NETWORK', error: 'cannot reach http://x: connection refused' }, ...agents({ counts: counts({ current: 2, outdated: 3 }) }) });
     expect(headline(failing)).toEqual({ tone: 'error', text: 'Updates failing: the update source cannot be reached' });
     expect(headline(input(agents({ counts: counts({ current: 4, failed: 1 }) })))).toEqual({ tone: 'error', text: '1 agent failed to update' });
@@ -53,11 +58,21 @@ describe('plainError', () => {
   });
 });
 
+describe('plainError for an engine that would not take a version', () => {
+  it("names the engine, the component and the version, without the engine's raw output", () => {
+    expect(plainError('clamav-test-sigs failed: clamd refused clamav-test-sigs 3 at its check (clamscan exit 2): LibClamAV Error: cli_loadhash: Malformed database')).toBe('clamd would not load clamav-test-sigs 3');
+    expect(plainError('clamav-test-sigs failed: clamav-test-sigs 3 was refused by clamd at 2026-12-07T03:00:00.000Z: Malformed database')).toBe('clamd would not load clamav-test-sigs 3');
+    expect(plainError('x failed: clamd did not reload x 4 (clamdscan exit 2): ERROR: Could not connect; the previous version is back in place')).toBe('clamd did not reload x 4');
+    expect(plainError('x failed: clamd failed its health probe with x 5 for 30 s (clamdscan exit 0): /p: OK')).toBe('clamd failed its health probe with x 5');
+  });
+});
+
 describe('runFailureWords', () => {
   it("keeps which components a run failed on, and says why in words", () => {
     expect(runFailureWords("virus-pattern failed: EROFS: read-only file system, open '/var/lib/bulwark-agent/tmp/x.part'")).toBe('Virus Pattern failed (its disk is read-only)');
     expect(runFailureWords("virus-pattern, scan-engine failed: EISDIR: illegal operation on a directory, rename '/a' -> '/b'")).toBe('Virus Pattern, Scan Engine failed (something else is in the way of its files)');
     expect(runFailureWords('acme-rules failed: the vendor changed its mind')).toBe('Acme Rules failed (the vendor changed its mind)');
+    expect(runFailureWords('yara-rules failed: yara refused yara-rules 1 at its check (yara exit 1): error: rule "broken"')).toBe('Yara Rules failed (yara would not load yara-rules 1)');
     expect(runFailureWords('cannot reach http://127.0.0.1:9: connection refused')).toBe('nothing answers at that address (connection refused)');
   });
 });

@@ -21,6 +21,7 @@ import { isValidVersion } from '../engine/components.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
 import { writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
+import { consumerViews, type ConsumerView } from '../engine/consumers.js';
 import { networkReason } from '../engine/fetcher.js';
 import { bufferedRequest } from '../engine/http.js';
 import { errorCode, explainUnreachable } from '../engine/network.js';
@@ -53,6 +54,8 @@ export interface AgentOptions {
   notify?: BrokerAddress;
   /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
   mirrors?: string[];
+  /** The consumers file: the engines each component is handed to (default: DATA/consumers.json, if any). */
+  consumers?: string;
   log?: (line: string) => void;
   /** For tests: the random source for spreads and jitter. */
   random?: () => number;
@@ -129,11 +132,12 @@ export class Agent {
       settings: this.settings,
       offers: (fetcher) => loadOffers(this.server, fetcher),
       ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
+      ...(options.consumers ? { consumers: options.consumers } : {}),
       // The agent follows its server's policy (its pins: a rollback there is a rollback here; its
       // rollout: hold until the agent's ring is reached), and its own pins.
       policy: async () => {
         const server = await this.serverPolicy();
-        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold };
+        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold, holdAt: server.holdAt };
       },
       familyRemedy: AGENT_FAMILY_REMEDY,
       ...(options.lockTaken ? { lockTaken: true } : {}),
@@ -177,8 +181,8 @@ export class Agent {
   }
 
   /** The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. */
-  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean }> {
-    const none = { pins: new Map<string, number>(), hold: false };
+  private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean; holdAt: Map<string, number> }> {
+    const none = { pins: new Map<string, number>(), hold: false, holdAt: new Map<string, number>() };
     if (!this.enrollment) return none;
     try {
       const response = await bufferedRequest(this.url(AGENT_PATHS.policy), {
@@ -188,9 +192,9 @@ export class Agent {
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       if (response.status !== 200) return none;
-      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown };
-      const pins = Object.entries(policy.pins ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1]));
-      return { pins: new Map(pins), hold: policy.hold === true };
+      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown; holdAt?: Record<string, unknown> };
+      const versions = (map: Record<string, unknown> | undefined) => new Map(Object.entries(map ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
+      return { pins: versions(policy.pins), hold: policy.hold === true, holdAt: versions(policy.holdAt) };
     } catch {
       // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back or held.
       return none;
@@ -490,9 +494,11 @@ export class Agent {
               method: changed.some((c) => c.method === 'full') ? 'full' : changed.length ? 'incremental' : 'none',
               bytes: last.bytes,
               ...(last.error ? { error: last.error.slice(0, AGENT_LIMITS.reportErrorChars) } : {}),
+              ...(last.failure ? { failure: { ...last.failure, message: last.failure.message.slice(0, AGENT_LIMITS.reportErrorChars) } } : {}),
             },
           }
         : {}),
+      ...consumersReport(consumerViews(this.options.dataDir, (id) => this.engine.store.active(id))),
       phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
     };
@@ -505,6 +511,12 @@ export class Agent {
       this.log(`cannot report to the server: ${describeError(error)}`);
     }
   }
+}
+
+/** The engines this agent hands its components to, as its report carries them (none: no field). */
+function consumersReport(views: readonly ConsumerView[]): Pick<AgentReport, 'consumers'> {
+  if (!views.length) return {};
+  return { consumers: views.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.failure ? { error: c.failure.message.slice(0, 2000) } : {}) })) };
 }
 
 function safeJson(text: string): unknown {

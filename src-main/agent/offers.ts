@@ -4,10 +4,10 @@
 // every result against the signed catalogue). A server that holds an older version than the
 // catalogue's latest has not finished its own update yet: the agent waits for it.
 import type { CatalogueComponent } from '../engine/catalogue.js';
-import { SourceError } from '../engine/errors.js';
+import { HttpStatusError, SourceError } from '../engine/errors.js';
 import type { HttpFetcher } from '../engine/fetcher.js';
 import type { ServerOffers } from '../engine/update-run.js';
-import { AGENT_LIMITS, AGENT_PATHS, isReleaseIndex, madePath, type IndexComponent } from '../protocol/agent-protocol.js';
+import { AGENT_LIMITS, AGENT_PATHS, evidencePath, isReleaseIndex, madePath, type IndexComponent, type KeptEvidence } from '../protocol/agent-protocol.js';
 
 export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<ServerOffers> {
   const bytes = await fetcher.downloadBytes(new URL(AGENT_PATHS.index, server).href, AGENT_LIMITS.indexBytes);
@@ -41,5 +41,27 @@ export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<
       const held = byId.get(id);
       return held && (held.sha256 === sha256 || held.bases.some((b) => b.sha256 === sha256)) ? made(id, `${sha256}.zst`) : undefined;
     },
+    // Only bytes to check: update-run.ts verifies them against this agent's own trusted root.
+    evidence: async (id, version) => {
+      let bytes: Buffer;
+      try {
+        bytes = await fetcher.downloadBytes(new URL(evidencePath(id, version), server).href, AGENT_LIMITS.evidenceBytes);
+      } catch (error) {
+        // The fetcher's HTTP errors are tuf-js's DownloadHTTPError, with an HttpStatusError as the cause.
+        if ((error as { cause?: unknown }).cause instanceof HttpStatusError && ((error as { cause: HttpStatusError }).cause.status === 404)) return undefined;
+        throw error;
+      }
+      const kept = safeJson(bytes) as Partial<Record<keyof KeptEvidence, unknown>> | undefined;
+      if (typeof kept?.targets !== 'string' || typeof kept.catalogue !== 'string') throw new SourceError(`the server's signed metadata for ${id} ${version} is malformed`);
+      return { targets: Buffer.from(kept.targets, 'utf8'), catalogue: Buffer.from(kept.catalogue, 'utf8') };
+    },
   };
+}
+
+function safeJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }

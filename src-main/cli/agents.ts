@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 // What a command needs beyond flag parsing it imports when it runs (see main.ts).
 import type { AgentCounts } from '../distribution/agent-status.js';
-import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
+import { DEFAULT_ROLLOUT, heldRings, Rollout } from '../distribution/rollout.js';
 import { isRing, RINGS } from '../protocol/agent-protocol.js';
 import type { RolloutView } from '../console/contract.js';
 import type { RingCounts } from '../distribution/overview.js';
@@ -67,8 +67,14 @@ export const serveFlags = {
   },
 } as const;
 
+/** The rings a server's rollout holds back now, read from its data directory (their agents count as held). */
+async function heldOn(dataDir: string): Promise<string[]> {
+  const { Settings } = await import('../engine/settings.js');
+  return heldRings(Rollout.read(dataDir), { ...DEFAULT_ROLLOUT, ...Settings.openReadOnly(dataDir).data.distribution.rollout });
+}
+
 /** A server's agents at a glance, for `bulwark status`: counts and reminders (undefined where no agent ever enrolled). */
-export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; rings: Record<string, RingCounts>; reminders: Reminder[] } | undefined> {
+export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
   let registry: Awaited<ReturnType<typeof AgentRegistry.open>>;
@@ -76,14 +82,14 @@ export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefi
     registry = await AgentRegistry.open(dataDir, { readOnly: true });
   } catch (error) {
     // Damaged, say: status still shows everything else, and says so.
-    const { counts, rings } = pictureOf([]);
+    const { counts } = pictureOf([]);
     const action = 'The server checks the registry whenever it starts (`bulwark serve`): it sets a damaged one aside, never deleting it, and restores its daily copy. If it cannot open the file either, do what the message says.';
-    return { counts, rings, reminders: [{ id: 'agents-registry', severity: 'error', title: 'The agent registry cannot be read', body: `${describeError(error)}.`, action }] };
+    return { counts, reminders: [{ id: 'agents-registry', severity: 'error', title: 'The agent registry cannot be read', body: `${describeError(error)}.`, action }] };
   }
   try {
     const now = Date.now();
-    const { counts, rings } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now }));
-    return { counts, rings, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
+    const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now, held: await heldOn(dataDir) }));
+    return { counts, reminders: agentReminders(await registry.strangers(now), { stack, url: undefined }) };
   } finally {
     await registry.close();
   }
@@ -113,6 +119,18 @@ function proxyFlag(values: Record<string, unknown>): ProxySetting | undefined {
   return { enabled: true, host, port, username, password: username ? (process.env.BULWARK_PROXY_PASSWORD ?? '') : '' };
 }
 
+/**
+ * The consumers file a command is to use (--consumers FILE, else DATA/consumers.json if present),
+ * validated now so that a broken one stops the command with the file and entry named (exit 2).
+ */
+export async function consumersFlag(dataDir: string, given: unknown): Promise<string | undefined> {
+  if (given !== undefined && typeof given !== 'string') throw new UsageError('--consumers takes a file');
+  const [{ consumersFileOf }, { loadConsumerConfig }] = await Promise.all([import('../engine/consumers.js'), import('../engine/consumer-config.js')]);
+  const file = consumersFileOf(dataDir, given || undefined);
+  if (file) loadConsumerConfig(file);
+  return file;
+}
+
 export const agentCommands: Record<string, Command> = {
   agent: {
     summary: 'run an agent: keep this endpoint current from a Bulwark server, until stopped',
@@ -140,7 +158,10 @@ Options:
                         the server's --notify) instead of a stream held open to the server
   --mirror URL          fetch metadata and files from this HTTP cache of the server (repeatable; tried
                         in order, then the server itself); reports still go to the server
-  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)`,
+  --ring RING           the rollout ring to enroll in: canary, early or broad (default broad)
+  --consumers FILE      the engines that use the components here (clamd, YARA...): each version is
+                        checked, placed, reloaded and probed before it becomes active (default:
+                        DIR/consumers.json if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       server: { type: 'string' },
@@ -152,9 +173,11 @@ Options:
       notify: { type: 'string' },
       mirror: { type: 'string', multiple: true },
       ring: { type: 'string' },
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = path.resolve(required(values, 'data'));
+      const consumers = await consumersFlag(dataDir, values.consumers);
       const server = required(values, 'server');
       checkServerUrl(server);
       const trustedRoot = typeof values['trusted-root'] === 'string' ? values['trusted-root'] : undefined;
@@ -185,11 +208,13 @@ Options:
           ...(notify ? { notify } : {}),
           ...(mirrors.length ? { mirrors } : {}),
           ...(ring ? { ring } : {}),
+          ...(consumers ? { consumers } : {}),
         });
       } catch (error) {
         release();
         throw error;
       }
+      if (consumers) stamp(`handing components to their engines as ${consumers} says`);
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
       try {
@@ -224,13 +249,13 @@ bulwark agents ring NAME|ID RING --data DIR
 bulwark agents remove NAME|ID --data DIR
 
 Works while the server runs. \`list\` shows each agent's id, name, address and family, component
-versions, state (current, outdated, notified, updating, failed, unreachable), when it was last
-seen and its last result. \`token\` prints the enrollment token new agents need; --rotate replaces
-it (enrolled agents keep working, new ones need the new token). \`ring\` moves one agent to a rollout
-ring: canary (gets each release first), early, or broad (after the others; the default). \`remove\`
-forgets an agent (a machine taken out of service): its credential is refused from then on.
-An agent is named by its id (the first 8 characters that \`list\` shows are enough) or by its name
-when no other agent has it.
+versions, state (current, held by the rollout, outdated, notified, updating, failed, unreachable),
+when it was last seen, its last result, and the engines its components are handed to. \`token\`
+prints the enrollment token new agents need; --rotate replaces it (enrolled agents keep working, new
+ones need the new token). \`ring\` moves one agent to a rollout ring: canary (gets each release
+first), early, or broad (after the others; the default). \`remove\` forgets an agent (a machine taken
+out of service): its credential is refused from then on. An agent is named by its id (the first 8
+characters that \`list\` shows are enough) or by its name when no other agent has it.
 
 Options:
   --data DIR   the server's data directory
@@ -302,7 +327,7 @@ Options:
       try {
         const release = Distribution.readCurrent(dataDir);
         // One moment for the counts and the rows, so they agree.
-        const basis = { release, now: Date.now() };
+        const basis = { release, now: Date.now(), held: await heldOn(dataDir) };
         const { counts } = pictureOf(await registry.tally(basis));
         if (values.json) {
           // Streamed: 100,000 agents are written as SQLite makes their JSON, never held all at once.
@@ -321,7 +346,7 @@ Options:
           out(']}');
           return 0;
         }
-        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
+        out(`${counts.total} agent${counts.total === 1 ? '' : 's'}: ${counts.current} current, ${counts.held} held by the rollout, ${counts.outdated} outdated, ${counts.updating} updating, ${counts.failed} failed, ${counts.unreachable} unreachable`);
         await registry.eachListed(basis, (rows) => {
           for (const json of rows) {
             const row = JSON.parse(json.toString('utf8')) as AgentListed;
@@ -330,6 +355,7 @@ Options:
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${row.lastRun.error}` : ''}` : 'no run yet';
             out(`  ${shortId(row.id)}  ${row.name.padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
             out(`  ${''.padEnd(8)}  ${versions}`);
+            for (const c of row.consumers ?? []) out(`  ${''.padEnd(8)}  ${c.id} → ${c.engine}: ${c.active ? 'has the active version' : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet'}${c.error ? ` (${c.error})` : ''}`);
           }
         });
         return 0;
@@ -388,7 +414,7 @@ Options:
       const [{ AgentRegistry }, { Distribution }, { pictureOf }] = await registryModules();
       const registry = await AgentRegistry.open(dataDir, { readOnly: true });
       try {
-        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now() })).rings;
+        counted = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now: Date.now(), held: heldRings(state, settings) })).rings;
       } finally {
         await registry.close();
       }
@@ -403,6 +429,8 @@ Options:
     else if (!state) out('No release has been rolled out yet.');
     else out(`Release ${state.release}: ${state.halted ? `HALTED at ${state.stage} since ${state.halted.at} — ${state.halted.reason}` : `${state.stage} released since ${state.stageSince}`}; soak ${settings.soakSeconds} s`);
     for (const r of rings) out(`  ${r.ring.padEnd(7)} ${r.released ? 'released' : 'held    '}  ${r.current}/${r.agents} current${r.failed ? `, ${r.failed} failed` : ''}`);
+    const content = state?.halted?.content;
+    if (content) out(`  ${content.component ?? 'the content'}${content.version !== undefined ? ` ${content.version}` : ''} failed to load in ${content.engine ?? 'its engine'} (${content.stage ?? 'check'}) on ${content.agents.join(', ')}: ${content.message}`);
     for (const f of state?.halted?.failing ?? []) out(`  failing: ${f.name}: ${f.error}`);
     return 0;
   },

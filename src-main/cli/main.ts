@@ -13,7 +13,8 @@ import type { RoleName } from '../publisher/signing-keys.js';
 import type { Settings, SettingsData } from '../engine/settings.js';
 import { parseListen } from '../server/listen.js';
 import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
-import { agentCommands, agentsAtAGlance, rolloutCommand, serveFlags } from './agents.js';
+import { agentCommands, agentsAtAGlance, consumersFlag, rolloutCommand, serveFlags } from './agents.js';
+import { consumersCommand } from './consumers.js';
 import { componentCommand } from './component.js';
 import { closest, dataOption, err, existingDataDir, lockDataDir, out, parseProblem, required, type Command } from './command.js';
 
@@ -252,17 +253,14 @@ Options:
       // The installation in one line, as the console and the tray say it (console/words.ts).
       const { headline } = await import('../engine/words.js');
       const engineNow = running ? running.state : last?.result === 'failed' ? { type: 'failed', ...(last.errorCode ? { code: last.errorCode } : {}), ...(last.error ? { error: last.error } : {}) } : { type: 'idle' };
-      const [{ Rollout }, { RINGS }] = await Promise.all([import('../distribution/rollout.js'), import('../protocol/agent-protocol.js')]);
+      const { Rollout } = await import('../distribution/rollout.js');
       const rollout = enrollment ? undefined : Rollout.read(dataDir);
-      const ringsOn = settings.data.distribution.rollout?.enabled ?? true;
-      const released = (ring: string) => !ringsOn || !rollout || RINGS.indexOf(ring as never) <= RINGS.indexOf(rollout.stage);
-      let held = 0;
-      for (const [ring, r] of Object.entries(agents?.rings ?? {})) if (!released(ring)) held += Math.max(0, r.agents - r.current - r.failed);
       const said = headline({
         engine: engineNow,
         neverUpdated: !last && status.components.length === 0,
         sourceSet: !!settings.data.source.url,
-        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held, halted: rollout?.halted ?? null } : null,
+        // Agents held back by the rollout are counted apart (agent-status.ts), never as outdated.
+        agents: agents ? { enabled: settings.data.distribution.enabled, counts: agents.counts, held: agents.counts.held, halted: rollout?.halted ?? null } : null,
         nameOf: (id) => componentInfo(id).name,
         now: Date.now(),
       });
@@ -286,6 +284,7 @@ Options:
         network: status.network ? { stack: status.network.stack.kind, source: status.network.source ? { host: status.network.source.host, ipv4: status.network.source.v4, ipv6: status.network.source.v6 } : null, checkedAt: status.network.checkedAt } : null,
         cooldownUntil: status.cooldownUntil,
         problems: status.problems,
+        consumers: status.consumers,
         ...(agents ? { agents: agents.counts } : {}),
         reminders: [...status.reminders, ...(agents?.reminders ?? [])],
       };
@@ -299,10 +298,16 @@ Options:
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
       out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
-      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
+      if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.held} held by the rollout, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
       if (!report.components.length) out('No components installed.');
       for (const c of report.components) out(`  ${c.name.padEnd(32)} ${String(c.version).padStart(8)}  ${c.method.padEnd(11)} ${c.installedAt}  ${c.sha256.slice(0, 16)}…  ${c.path}`);
+      if (report.consumers.length) out('Engines the components are handed to:');
+      for (const c of report.consumers) {
+        const where = c.active ? `has the active version${c.version !== null ? ` (${c.version})` : ''}` : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet';
+        out(`  ${c.id} → ${c.engine} (${c.path}): ${where}`);
+        if (c.failure) out(`    ${c.failure.version} ${c.failure.kind === 'content' ? 'refused' : 'failed'} at ${c.failure.stage} (${c.failure.at}): ${c.failure.message}`);
+      }
       return 0;
     },
   },
@@ -312,6 +317,7 @@ Options:
     usage: `bulwark serve --data DIR [--source URL --trusted-root FILE] [--schedule TEXT] [--console [--listen ADDR:PORT]]
               [--agents-listen ADDR:PORT ... | --agents-listen off] [--agent-poll SECONDS] [--agent-spread SECONDS]
               [--notify mqtt://HOST:PORT/TOPIC] [--rollout on|off] [--rollout-soak SECONDS] [--agent-threads N|auto]
+              [--consumers FILE]
 
 Runs the start-up update, then updates on the schedule from the settings (hourly by default)
 until SIGINT or SIGTERM, and hands every update to the agents (see bulwark agent --help).
@@ -338,7 +344,9 @@ Options:
                              (default 900)
   --agent-threads N|auto     threads that take the agents' connections off the main thread; 0: the
                              main thread answers them (auto: one per core, up to 4, once 1,000
-                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)`,
+                             agents are enrolled; needs Node 22.12+ on Linux and 2 cores)
+  --consumers FILE           engines on this machine that use the components (default: DIR/consumers.json
+                             if there is one; see docs/consumers.md)`,
     options: {
       ...dataOption,
       source: { type: 'string' },
@@ -347,11 +355,13 @@ Options:
       console: { type: 'boolean' },
       listen: { type: 'string' },
       ...serveFlags.options,
+      consumers: { type: 'string' },
     },
     async run(values) {
       const dataDir = required(values, 'data');
       // Check every flag before saving any, so a refused command line changes nothing.
       const source = await sourceFlags(values);
+      const consumers = await consumersFlag(path.resolve(dataDir), values.consumers);
       const { parseSchedule } = await import('../engine/schedule.js');
       const schedule = typeof values.schedule === 'string' ? parseSchedule(values.schedule) : undefined;
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
@@ -367,7 +377,7 @@ Options:
         if (schedule) settings.set('schedule', schedule);
         if (distribution) settings.set('distribution', distribution);
         const { serve } = await import('./serve.js');
-        return await serve(dataDir, settings, { lockTaken: true, ...(values.console ? { console: listen } : {}) });
+        return await serve(dataDir, settings, { lockTaken: true, ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
       } finally {
         release();
       }
@@ -411,6 +421,7 @@ Options:
   ...agentCommands,
   component: componentCommand,
   rollout: rolloutCommand,
+  consumers: consumersCommand,
 
   'test-connection': {
     summary: 'check that the update source can be reached, directly or through the proxy',
@@ -636,6 +647,6 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
   } catch (error) {
     err(`bulwark ${name}: ${describeError(error)}`);
-    return error instanceof UsageError || (error instanceof BulwarkError && error.code === 'ERR_SETTINGS') ? 2 : 1;
+    return error instanceof UsageError || (error instanceof BulwarkError && (error.code === 'ERR_SETTINGS' || error.code === 'ERR_CONSUMER_CONFIG')) ? 2 : 1;
   }
 }

@@ -19,6 +19,8 @@ export interface ServeOptions {
   stopping?: () => Promise<void> | void;
   /** The caller holds the data directory's lock (taken before it saved its flags). */
   lockTaken?: boolean;
+  /** The consumers file (engines on this machine that use the components). */
+  consumers?: string;
 }
 
 /** Host the server until SIGINT/SIGTERM. */
@@ -33,6 +35,7 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
     log: stamp,
     host: 'browser',
     ...(options.lockTaken ? { lockTaken: true } : {}),
+    ...(options.consumers ? { consumers: options.consumers } : {}),
     ...(options.console ? { console: { ...options.console, rendererDir: RENDERER_DIR } } : {}),
     // Before the start-up update begins, which runs while the agents' service starts.
     beforeStart: (engine) =>

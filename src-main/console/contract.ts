@@ -91,11 +91,13 @@ export interface SettingsView {
   host: 'desktop' | 'browser';
 }
 
-export type AgentStateView = 'current' | 'outdated' | 'notified' | 'updating' | 'failed' | 'unreachable';
+export type AgentStateView = 'current' | 'held' | 'outdated' | 'notified' | 'updating' | 'failed' | 'unreachable';
 
 export interface AgentCountsView {
   total: number;
   current: number;
+  /** Held back by the rollout on purpose (their ring is not released yet): not outdated. */
+  held: number;
   /** Notified agents count here too: they have not started yet. */
   outdated: number;
   updating: number;
@@ -115,7 +117,13 @@ export interface RolloutView {
   stage: RingView | null;
   stageSince: string | null;
   soakSeconds: number;
-  halted: { at: string; reason: string; failing: { name: string; error: string }[] } | null;
+  halted: {
+    at: string;
+    reason: string;
+    failing: { name: string; error: string }[];
+    /** Content that an engine would not load on canary agents: which, where, and the engine's words. */
+    content?: { component?: string; version?: number; engine?: string; stage?: string; message: string; agents: string[] };
+  } | null;
   rings: { ring: RingView; agents: number; current: number; failed: number; released: boolean }[];
 }
 
@@ -131,7 +139,7 @@ export interface AgentsSummary {
   /** The release agents are offered now. */
   release: number | null;
   rollout: RolloutView;
-  /** Outdated only because the rollout has not reached their ring yet (counted in counts.outdated too). */
+  /** Held back by the rollout (its ring not reached yet): counts.held, never in counts.outdated. */
   held: number;
   /** Since when outdated agents lack what the server serves (when the server installed it); null when none is. */
   outdatedSince: string | null;
@@ -152,6 +160,8 @@ export interface AgentView {
   ring: RingView;
   /** Not current because the rollout has not reached its ring yet (on purpose, not a problem). */
   held: boolean;
+  /** The engines its components are handed to, and whether each has the component's active version. */
+  consumers: { id: string; engine: string; version: number | null; active: boolean; error?: string }[];
 }
 
 /** One run of an agent, as it reported it. */

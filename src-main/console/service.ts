@@ -329,12 +329,12 @@ export class ConsoleService {
   private sampleFleet(): void {
     const summary = this.agentsSummary();
     if (!summary || summary.counts.total === 0) return;
-    const { counts, held } = summary;
+    const { counts } = summary;
     const sample: FleetSampleView = {
       at: new Date().toISOString(),
       current: counts.current,
-      held: Math.min(held, counts.outdated),
-      outdated: Math.max(0, counts.outdated - held) + counts.updating,
+      held: counts.held,
+      outdated: counts.outdated + counts.updating,
       failed: counts.failed + counts.unreachable,
     };
     const last = this.fleet[this.fleet.length - 1];
@@ -365,7 +365,7 @@ export class ConsoleService {
     const from = current.stage;
     if (action === 'promote') rollout.promote((ring) => overview.ring(ring).agents);
     else if (action === 'halt') rollout.halt('halted by the operator');
-    else rollout.resume();
+    else rollout.resume((ring) => overview.ring(ring).agents);
     const view = this.rolloutView();
     this.record(actor, { action, target: `release ${current.release}`, ...(action === 'promote' ? { detail: `${from} → ${view.stage}` } : action === 'halt' ? { detail: `at ${from}` } : {}) });
     this.emit('changed', { reason: 'rollout' });
@@ -423,10 +423,9 @@ export class ConsoleService {
 
   private async agentDetails(id: string): Promise<AgentDetailsView | null> {
     const { registry, distribution, rollout } = this.agentsAccess();
-    const row = await registry.details({ release: distribution.current(), now: Date.now() }, id);
+    const row = await registry.details({ release: distribution.current(), now: Date.now(), held: rollout.heldRings() }, id);
     if (!row) return null;
-    const held = row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
-    return { ...agentView(row, held), enrolledAt: row.enrolledAt, pollSeconds: row.pollSeconds, addresses: row.addresses, runs: row.runs };
+    return { ...agentView(row), enrolledAt: row.enrolledAt, pollSeconds: row.pollSeconds, addresses: row.addresses, runs: row.runs };
   }
 
   rolloutView(): RolloutView {
@@ -453,8 +452,8 @@ export class ConsoleService {
     const agents = this.options.agents;
     if (!agents) return null;
     const rollout = this.rolloutView();
-    // Behind only because the rollout holds their ring: not a problem, and not counted as one.
-    const held = rollout.enabled && rollout.stage ? rollout.rings.filter((r) => !r.released).reduce((sum, r) => sum + Math.max(0, r.agents - r.current - r.failed), 0) : 0;
+    // Behind only because the rollout holds their ring: not a problem, and not counted as one (agent-status.ts).
+    const { held } = agents.overview.counts;
     const since = agents.overview.picture.lagging
       .map((id) => this.options.engine.store.active(id)?.installedAt)
       .filter((at): at is string => !!at)
@@ -490,7 +489,7 @@ export class ConsoleService {
     const { registry, distribution, rollout } = this.agentsAccess();
     const text = query.filter?.trim() ?? '';
     const page = await registry.page(
-      { release: distribution.current(), now: Date.now() },
+      { release: distribution.current(), now: Date.now(), held: rollout.heldRings() },
       {
         // "Outdated" as the counts mean it: notified agents have not started yet either.
         ...(query.state ? { states: query.state === 'outdated' ? ['outdated', 'notified'] : [query.state] } : {}),
@@ -501,8 +500,7 @@ export class ConsoleService {
         limit: query.limit ?? 500,
       },
     );
-    const held = (row: AgentListed) => row.state !== 'current' && isRing(row.ring) && !rollout.released(row.ring);
-    return { summary: this.agentsSummary()!, matching: page.matching, agents: page.agents.map((row) => agentView(row, held(row))) };
+    return { summary: this.agentsSummary()!, matching: page.matching, agents: page.agents.map(agentView) };
   }
 
   snapshot(): Snapshot {
@@ -548,7 +546,19 @@ export class ConsoleService {
     if (!agents) return [];
     const reminders: Reminder[] = [];
     const halted = agents.rollout.current()?.halted;
-    if (halted) {
+    if (halted?.content) {
+      // An engine would not load the content: which component and version, on which agents, in the engine's words.
+      const { content } = halted;
+      const what = content.component ? `${content.component}${content.version !== undefined ? ` ${content.version}` : ''}` : 'its content';
+      reminders.push({
+        id: 'rollout-halted',
+        severity: 'error',
+        title: `The rollout of release ${agents.rollout.current()!.release} is halted: ${what} failed to load in ${content.engine ?? 'an engine'}`,
+        body: `${sentenceCase(halted.reason)}.`,
+        action: `The agents that have not received it keep their versions. Publish a fixed version of ${content.component ?? 'the component'} (the next release starts a new rollout) or roll it back; the failing agents are in the Agents view. Resume only once the engine takes it.`,
+        ...(halted.failing.length ? { detail: halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('\n') } : {}),
+      });
+    } else if (halted) {
       // The agents by name with their errors in words (which components failed, and why); the raw
       // errors behind Details, as in the Agents view.
       const shown = halted.failing.slice(0, 5);
@@ -660,7 +670,7 @@ function loadFleetSamples(dataDir: string): FleetSampleView[] {
   }
 }
 
-function agentView(row: AgentListed, held: boolean): AgentView {
+function agentView(row: AgentListed): AgentView {
   return {
     id: row.id,
     name: row.name,
@@ -672,7 +682,8 @@ function agentView(row: AgentListed, held: boolean): AgentView {
     lastSeen: row.lastSeen,
     lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
-    held,
+    held: row.state === 'held',
+    consumers: row.consumers.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.error ? { error: c.error } : {}) })),
   };
 }
 

@@ -15,6 +15,7 @@ import { publish } from '../publisher/publisher.js';
 import { Settings } from '../engine/settings.js';
 import { listen, staticHandler } from './static-server.js';
 import { PatternSeries, prng } from './patterns.js';
+import { DEMO_SIGNATURES, DemoSignatures, findClamd, startDemoClamd, type DemoClamd } from './clamav.js';
 
 export interface DemoOptions {
   dir?: string;
@@ -47,8 +48,15 @@ const DEMO_LEVEL = 9;
 class DemoInput {
   private readonly series = new Map<string, PatternSeries>();
   private fullOnlyVersion = new Map<string, number>();
+  /** ClamAV custom signatures, where ClamAV is installed (clamav.ts). */
+  private readonly signatures: DemoSignatures | undefined;
 
-  constructor(private readonly dir: string) {}
+  constructor(
+    private readonly dir: string,
+    demoDir: string,
+  ) {
+    this.signatures = findClamd().ok ? new DemoSignatures(demoDir, dir) : undefined;
+  }
 
   private write(id: string, version: number, content: Buffer): void {
     const componentDir = path.join(this.dir, id);
@@ -79,6 +87,7 @@ class DemoInput {
         this.writeFullOnly(component.id, latest);
       }
     }
+    this.signatures?.init();
   }
 
   private writeFullOnly(id: string, version: number): void {
@@ -106,6 +115,7 @@ class DemoInput {
         changed.push(`${id} ${next}`);
       }
     }
+    if (this.signatures) changed.push(`${DEMO_SIGNATURES} ${this.signatures.next()}`);
     return changed;
   }
 }
@@ -123,7 +133,7 @@ export async function startDemoSource(options: { dir?: string; everySeconds: num
   const inputDir = path.join(dir, 'input');
   const sourceDir = path.join(dir, 'source');
   const log = options.log;
-  const input = new DemoInput(inputDir);
+  const input = new DemoInput(inputDir, dir);
   input.init();
   const republish = () => publish({ input: inputDir, out: sourceDir, keys: path.join(dir, 'keys'), level: DEMO_LEVEL, expiryDays: { timestamp: 1 } });
   republish();
@@ -162,21 +172,48 @@ export function useDemoSource(settings: Settings, source: DemoSource): void {
 /** The demo's agents: two, in this process, each with its own data directory under the demo's. */
 export const DEMO_AGENTS = ['demo-agent-1', 'demo-agent-2'];
 
+/** The demo's agents, and the clamd the first one hands the demo signatures to (where ClamAV is installed). */
+export interface DemoAgents {
+  agents: Agent[];
+  /** Stop the agents, then the demo's clamd. */
+  stop(): Promise<void>;
+}
+
 /** Start the demo's agents against the running server; resolves once each has enrolled and started. */
-export async function startDemoAgents(server: BulwarkServer, dir: string, log: (line: string) => void): Promise<Agent[]> {
+export async function startDemoAgents(server: BulwarkServer, dir: string, log: (line: string) => void): Promise<DemoAgents> {
   const url = server.agentServer?.urls[0];
   if (!url) {
     log(`demo: no agents (${server.agentServiceError ?? 'agents are not served'})`);
-    return [];
+    return { agents: [], stop: async () => {} };
   }
   const token = await server.registry.enrollmentToken();
+  const clamd: DemoClamd | undefined = await startDemoClamd(dir, log);
   const agents = DEMO_AGENTS.map(
-    (name) => new Agent({ server: url, token, name, dataDir: path.join(dir, 'agents', name), log: (line) => log(`[${name}] ${line}`), trustedRoot: path.join(dir, 'source', 'root.json') }),
+    (name, i) =>
+      new Agent({
+        server: url,
+        token,
+        name,
+        dataDir: path.join(dir, 'agents', name),
+        log: (line) => log(`[${name}] ${line}`),
+        trustedRoot: path.join(dir, 'source', 'root.json'),
+        ...(i === 0 && clamd ? { consumers: clamd.consumersFile } : {}),
+      }),
   );
+  // What clamd detects, after each run of the agent that feeds it.
+  if (clamd) agents[0]!.engine.on('run', () => void clamd.detectionsChanged());
   // Not awaited as a whole: each runs its start-up update, which must not hold up the server.
   for (const agent of agents) agent.start().catch((error: unknown) => log(`demo agent could not start: ${describeError(error)}`));
   log(`demo: ${agents.length} agents (${DEMO_AGENTS.join(', ')}) follow the server at ${url}`);
-  return agents;
+  let stopped: Promise<void> | undefined;
+  return {
+    agents,
+    stop: () =>
+      (stopped ??= (async () => {
+        await Promise.all(agents.map((agent) => agent.stop()));
+        await clamd?.stop();
+      })()),
+  };
 }
 
 export async function runDemo(options: DemoOptions): Promise<number> {
@@ -188,7 +225,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const dataDir = path.join(source.dir, 'data');
   const settings = Settings.open(dataDir);
   useDemoSource(settings, source);
-  let agents: Agent[] = [];
+  let agents: DemoAgents | undefined;
   try {
     return await options.serve(dataDir, settings, {
       log,
@@ -197,12 +234,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         agents = await startDemoAgents(server, source.dir, log);
       },
       stopping: async () => {
-        await Promise.all(agents.map((agent) => agent.stop()));
-        agents = [];
+        await agents?.stop();
       },
     });
   } finally {
-    await Promise.all(agents.map((agent) => agent.stop()));
+    await agents?.stop();
     await source.stop();
   }
 }

@@ -17,6 +17,7 @@ import net, { type AddressInfo, type ListenOptions } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { Ajv } from 'ajv';
 import { describeError } from '../engine/errors.js';
+import type { Evidence } from '../engine/evidence.js';
 import { sha256 } from '../engine/files.js';
 import {
   AfterBurst,
@@ -38,6 +39,7 @@ import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry } from '.
 import {
   AGENT_PATHS,
   ENROLL_SCHEMA,
+  EVIDENCE_PATH,
   formatEvent,
   isRing,
   PING_MS,
@@ -46,6 +48,7 @@ import {
   type AgentReport,
   type EnrollAnswer,
   type HelloEvent,
+  type KeptEvidence,
   type ReleaseEvent,
   type ReportAnswer,
   type Ring,
@@ -76,6 +79,10 @@ export interface AgentServerOptions {
   pins?: () => Record<string, number>;
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
   released?: (ring: Ring) => boolean;
+  /** The versions of the last release that passed the rollout (held agents move up to them). */
+  passedVersions?: () => Record<string, number>;
+  /** The signed metadata kept with each installed version (served to held agents for the versions they take). */
+  evidence?: Evidence;
   log?: (line: string) => void;
   /** File threads to take the agents' connections (fileThreadPlan()); none when absent. */
   fileThreads?: FileThreadPlan;
@@ -200,7 +207,13 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         const ring = await registry.ringOf(await agentOf(request));
         if (ring === undefined) throw refused();
         const hold = isRing(ring) && options.released ? !options.released(ring) : false;
-        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold } satisfies AgentPolicy);
+        return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold, ...(hold ? { holdAt: options.passedVersions?.() ?? {} } : {}) } satisfies AgentPolicy);
+      }
+      const evidence = EVIDENCE_PATH.exec(pathname);
+      if (evidence && method === 'GET') {
+        const kept = options.evidence?.read(evidence[1]!, Number(evidence[2]));
+        if (!kept) throw new HttpError(404, 'no signed metadata is kept here for that version');
+        return json(200, { targets: kept.targets.toString('utf8'), catalogue: kept.catalogue.toString('utf8') } satisfies KeptEvidence);
       }
       if (pathname === `/${AGENT_PATHS.events}` && method === 'GET') {
         const id = await agentOf(request);

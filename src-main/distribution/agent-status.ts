@@ -5,6 +5,7 @@
 //   updating      it said it started a run
 //   failed        its last run failed
 //   current       it holds every component at (at least) the version the server serves
+//   held          its ring is held back by the rollout (on purpose: not outdated)
 //   notified      told of the release, not started yet
 //   outdated      anything else
 //
@@ -12,14 +13,16 @@
 // agents happens in SQLite and the server keeps no row per agent in memory.
 import type { Release } from './release.js';
 
-export type AgentState = 'current' | 'outdated' | 'notified' | 'updating' | 'failed' | 'unreachable';
+export type AgentState = 'current' | 'held' | 'outdated' | 'notified' | 'updating' | 'failed' | 'unreachable';
 
-export const AGENT_STATES: readonly AgentState[] = ['current', 'outdated', 'notified', 'updating', 'failed', 'unreachable'];
+export const AGENT_STATES: readonly AgentState[] = ['current', 'held', 'outdated', 'notified', 'updating', 'failed', 'unreachable'];
 
 /** The counts the console shows: a notified agent is still outdated. */
 export interface AgentCounts {
   total: number;
   current: number;
+  /** Held back by the rollout (their ring is not released yet). */
+  held: number;
   outdated: number;
   updating: number;
   failed: number;
@@ -33,6 +36,8 @@ export type SqlParams = Record<`$${string}`, string | number | null>;
 export interface StateBasis {
   release: Release | undefined;
   now: number;
+  /** Rings the rollout holds back now (rollout.ts heldRings). */
+  held?: readonly string[];
 }
 
 /**
@@ -51,8 +56,10 @@ export const SILENT_SQL = `($now - last_seen > 2 * poll_seconds * 1000)`;
  * The agent's state as an SQL expression over the agents table, and the parameters it binds. `versions`
  * is the JSON object of the versions it reported (component id → version).
  */
-export function stateSql({ release, now }: StateBasis): { sql: string; params: SqlParams } {
+export function stateSql({ release, now, held: heldRings = [] }: StateBasis): { sql: string; params: SqlParams } {
   const params: SqlParams = { $now: now, $release: release?.index.release ?? 0, $releaseVersions: versionsJson(release?.index.components ?? []) };
+  heldRings.forEach((ring, i) => (params[`$heldRing${i}`] = ring));
+  const heldSql = heldRings.length ? `WHEN ring IN (${heldRings.map((_, i) => `$heldRing${i}`).join(', ')}) THEN 'held'` : '';
   const held = (release?.index.components ?? []).map((component, i) => {
     params[`$path${i}`] = `$.${JSON.stringify(component.id)}`;
     params[`$version${i}`] = component.version;
@@ -65,6 +72,7 @@ export function stateSql({ release, now }: StateBasis): { sql: string; params: S
     WHEN phase = 'updating' THEN 'updating'
     WHEN last_result = 'failed' THEN 'failed'
     WHEN versions = $releaseVersions OR (${current}) THEN 'current'
+    ${heldSql}
     WHEN phase = 'notified' AND $release > 0 AND notified_release >= $release THEN 'notified'
     ELSE 'outdated' END)`;
   return { sql, params };
@@ -76,7 +84,7 @@ export function countOf(state: AgentState): Exclude<keyof AgentCounts, 'total'> 
 }
 
 export function emptyCounts(): AgentCounts {
-  return { total: 0, current: 0, outdated: 0, updating: 0, failed: 0, unreachable: 0 };
+  return { total: 0, current: 0, held: 0, outdated: 0, updating: 0, failed: 0, unreachable: 0 };
 }
 
 /** The short form of an agent id that `bulwark agents list` and the console show, and commands accept. */

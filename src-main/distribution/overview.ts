@@ -62,6 +62,8 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     private readonly registry: AgentRegistry,
     private readonly distribution: Distribution,
     private readonly log: (line: string) => void = () => {},
+    /** The rings the rollout holds back now (their agents count as held, not outdated). */
+    private readonly heldRings: () => readonly string[] = () => [],
   ) {
     super();
   }
@@ -124,7 +126,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
         const heard = this.heard;
         this.heard = false;
         try {
-          const basis = { release: this.distribution.current(), now: started };
+          const basis = { release: this.distribution.current(), now: started, held: this.heldRings() };
           const [tallies, strangers, nextSilence] = await Promise.all([this.registry.tally(basis), this.registry.strangers(started), this.registry.nextSilence(started)]);
           const before = JSON.stringify(this.picture);
           const counted = pictureOf(tallies);

@@ -16,12 +16,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { BulwarkError, diskTrouble, StoreError, UsageError } from '../engine/errors.js';
-import type { AgentComponent, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
+import type { AgentComponent, AgentConsumer, AgentFailure, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
 import { shortId, SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
 export type AgentPhase = 'idle' | 'notified' | 'updating';
 
-export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase'> {
+export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'consumers'> {
+  consumers: AgentConsumer[];
   id: string;
   ring: string;
   enrolledAt: string;
@@ -56,8 +57,11 @@ export interface AgentPageQuery {
   limit: number;
 }
 
+/** An agent whose last run failed at or after $since, not by a failure of its own (null: an agent that does not say whose). */
+const FAILED_SINCE = `(last_result = 'failed' AND last_failure IS NOT 'local' AND COALESCE(last_failure_at, last_run_at) >= $since)`;
+
 /** The state column sorts by urgency. */
-const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'current'];
+const STATE_ORDER: readonly AgentState[] = ['failed', 'unreachable', 'outdated', 'notified', 'updating', 'held', 'current'];
 
 /** Who an agent is, in a few words: to tell agents that share a name apart. */
 export interface AgentBrief {
@@ -116,6 +120,7 @@ interface Row {
   phase: AgentPhase;
   notified_release: number;
   poll_seconds: number;
+  consumers: string;
 }
 
 /** Columns derived from a report at write time, so the queries over a whole fleet never parse JSON per row. */
@@ -125,6 +130,9 @@ const DERIVED_COLUMNS = {
   last_result: 'TEXT', // 'ok' | 'failed' (last_run.result)
   last_run_at: 'INTEGER', // ms (last_run.at)
   last_error: 'TEXT', // last_run.error
+  last_failure: 'TEXT', // last_run.failure.kind: 'content' | 'local' | 'release' (null: an agent that does not say)
+  last_failure_at: 'INTEGER', // ms (last_run.failure.at): a version refused earlier counts from when it was refused
+  consumers: `TEXT NOT NULL DEFAULT '[]'`, // the engines its components are handed to (AgentConsumer[])
 } as const;
 
 const SCHEMA = `
@@ -322,7 +330,9 @@ export class AgentRegistry {
         families = COALESCE((SELECT group_concat(family, ',') FROM (SELECT DISTINCT json_extract(value, '$.family') AS family FROM json_each(addresses) ORDER BY 1)), ''),
         last_result = json_extract(last_run, '$.result'),
         last_run_at = CAST(ROUND((julianday(json_extract(last_run, '$.at')) - 2440587.5) * 86400000) AS INTEGER),
-        last_error = json_extract(last_run, '$.error')`);
+        last_error = json_extract(last_run, '$.error'),
+        last_failure = json_extract(last_run, '$.failure.kind'),
+        last_failure_at = CAST(ROUND((julianday(json_extract(last_run, '$.failure.at')) - 2440587.5) * 86400000) AS INTEGER)`);
     });
   }
 
@@ -421,6 +431,7 @@ export class AgentRegistry {
    */
   report(id: string, report: AgentReport, address: string): Promise<void> {
     const lastRunAt = report.lastRun ? Date.parse(report.lastRun.at) : NaN;
+    const failureAt = report.lastRun?.failure ? Date.parse(report.lastRun.failure.at) : NaN;
     const params = [
       report.name,
       report.hostname,
@@ -437,6 +448,9 @@ export class AgentRegistry {
       report.phase,
       report.pollSeconds,
       id,
+      report.lastRun?.failure?.kind ?? null,
+      Number.isFinite(failureAt) ? failureAt : null,
+      JSON.stringify(report.consumers ?? []),
     ];
     return new Promise((resolve, reject) => {
       this.pending.push({ params, resolve, reject });
@@ -456,6 +470,7 @@ export class AgentRegistry {
           for (const { params } of group) {
             const changed = await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
+              last_failure = IIF(?9 IS NULL, last_failure, ?16), last_failure_at = IIF(?9 IS NULL, last_failure_at, ?17), consumers = ?18,
               phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params);
             done.push(changed);
             // A run not seen before joins the agent's last runs (a report repeats its last run until the next).
@@ -608,17 +623,26 @@ export class AgentRegistry {
     return components.filter((_, i) => (row?.[`c${i}`] ?? 0) > 0).map((c) => c.id);
   }
 
-  /** Ring by ring: its agents, and those whose last run failed at or after `since` (ms). */
-  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number }[]> {
-    return this.read(`SELECT ring, COUNT(*) AS agents, COALESCE(SUM(last_result = 'failed' AND last_run_at >= $since), 0) AS failing FROM agents GROUP BY ring`, { $since: since });
+  /**
+   * Ring by ring: its agents, those whose last run failed at or after `since` (ms) other than by a
+   * failure of their own (local: their disk, permissions, network), and of those the content failures
+   * (an engine would not load the version). A version refused earlier counts from when it was refused.
+   */
+  async ringFailures(since: number): Promise<{ ring: string; agents: number; failing: number; content: number }[]> {
+    return this.read(
+      `SELECT ring, COUNT(*) AS agents, COALESCE(SUM(${FAILED_SINCE}), 0) AS failing, COALESCE(SUM(${FAILED_SINCE} AND last_failure = 'content'), 0) AS content FROM agents GROUP BY ring`,
+      { $since: since },
+    );
   }
 
-  /** The first few agents of `ring` whose last run failed at or after `since`, with their errors. */
-  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string }[]> {
-    return this.read(`SELECT name, COALESCE(last_error, 'failed') AS error FROM agents WHERE ring = $ring AND last_result = 'failed' AND last_run_at >= $since ORDER BY name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`, {
-      $ring: ring,
-      $since: since,
-    });
+  /** The first few agents of `ring` counted as failing by ringFailures, with their errors and whose failure it was (content failures first). */
+  async failing(ring: string, since: number, limit: number): Promise<{ name: string; error: string; failure?: AgentFailure }[]> {
+    const rows = await this.read<{ name: string; error: string; failure: string | null }>(
+      `SELECT name, COALESCE(last_error, 'failed') AS error, json_extract(last_run, '$.failure') AS failure FROM agents
+       WHERE ring = $ring AND ${FAILED_SINCE} ORDER BY last_failure IS NOT 'content', name COLLATE NOCASE, id LIMIT ${Math.trunc(limit)}`,
+      { $ring: ring, $since: since },
+    );
+    return rows.map(({ name, error, failure }) => ({ name, error, ...(failure ? { failure: JSON.parse(failure) as AgentFailure } : {}) }));
   }
 
   /** One page of agents, filtered and sorted in SQLite, and how many match in all. */
@@ -667,7 +691,7 @@ export class AgentRegistry {
         // Spliced as text: the JSON columns hold JSON.stringify's output (report()), so nothing is parsed again.
         `SELECT CAST(concat('{"id":', json_quote(id), ',"name":', json_quote(name), ',"hostname":', json_quote(hostname), ',"ring":', json_quote(ring),
            ',"enrolledAt":"', ${iso('enrolled_at')}, '","lastSeen":"', ${iso('last_seen')}, '","address":', json_quote(address),
-           ',"addresses":', addresses, ',"components":', components, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
+           ',"addresses":', addresses, ',"components":', components, ',"consumers":', consumers, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
            ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
          FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''}
          ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
@@ -708,6 +732,7 @@ function toRecord(row: Row): AgentRecord {
     address: row.address,
     addresses: JSON.parse(row.addresses) as AgentRecord['addresses'],
     components: JSON.parse(row.components) as AgentComponent[],
+    consumers: JSON.parse(row.consumers ?? '[]') as AgentConsumer[],
     lastRun: row.last_run ? (JSON.parse(row.last_run) as AgentLastRun) : null,
     phase: row.phase,
     notifiedRelease: row.notified_release,

@@ -283,7 +283,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     return undefined;
   });
   const runningDemo = demoSource;
-  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : [];
+  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : undefined;
 
   // ---- The console API over IPC, for our windows only ----
   const stopEvents = serveConsoleOverIpc(adapter, service, {
@@ -331,7 +331,7 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     stopTrayFollowingSettings();
     tray?.destroy();
     try {
-      await Promise.all(demoAgents.map((agent) => agent.stop()));
+      await demoAgents?.stop();
       await server.stop();
     } finally {
       await runningDemo?.stop();

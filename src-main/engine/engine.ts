@@ -5,12 +5,13 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
-import { describeError, errorCodeOf, UsageError } from './errors.js';
+import { consumerViews, Consumers, type ConsumerView } from './consumers.js';
+import { BulwarkError, ConsumerError, describeError, errorCodeOf, UsageError } from './errors.js';
 import { Evidence } from './evidence.js';
 import { readPins, writePins, type Pins } from './pins.js';
 import { cooldownFor, HttpFetcher, sweepDownloads } from './fetcher.js';
 import { sha256, sweepTempFiles, writeFileAtomic } from './files.js';
-import { History, type RunRecord, type Trigger } from './history.js';
+import { History, runFailure, type RunRecord, type Trigger } from './history.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { acquireLock, isRunning, processIdentity, type ProcessIdentity } from './lock.js';
 import { dispatcherFor, routeFor } from './proxy.js';
@@ -51,6 +52,8 @@ export interface EngineOptions {
    * flags, an enrollment), and releases it: hosting does not take it again.
    */
   lockTaken?: boolean;
+  /** The consumers file (engines each component is handed to); DATA/consumers.json when absent and present. */
+  consumers?: string;
   log?: (line: string) => void;
 }
 
@@ -74,6 +77,8 @@ export interface EngineStatus {
   cooldownUntil: string | null;
   /** Installed components whose file or record is damaged (the next update repairs them). */
   problems: StoreProblem[];
+  /** The engines components are handed to here, and whether each has the active version. */
+  consumers: ConsumerView[];
 }
 
 /** Who runs (PID and start time, so a reused PID is not taken for a server), and what it is doing. */
@@ -110,6 +115,8 @@ export interface Policy {
   pins: ReadonlyMap<string, number>;
   /** Hold every installed component at its version (the rollout has not reached this agent's ring). */
   hold: boolean;
+  /** While held: the versions of the last release that passed the rollout, which a held agent with less moves up to. */
+  holdAt?: ReadonlyMap<string, number>;
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -310,11 +317,18 @@ export class Engine extends EventEmitter<EngineEvents> {
       const file = this.store.versions(id).includes(target) ? this.store.pathOf(id, target) : undefined;
       if (!file) throw new UsageError(`${id} ${target} is not kept here (kept: ${this.store.versions(id).join(', ') || 'none'})`);
       const data = fs.readFileSync(file);
+      const hash = sha256(data);
       // The vendor's word, not the store's: the metadata kept with the version must verify against the trusted root.
-      this.evidence.verify(id, target, sha256(data));
+      this.evidence.verify(id, target, hash);
       this.machine.transition({ type: 'checking', trigger: 'manual' });
       this.machine.transition({ type: 'applying', trigger: 'manual', component: id, index: 0, total: 1, bytes: 0 });
-      this.store.activate(id, target, { sha256: sha256(data), length: data.length, installedAt: started, method: this.evidence.method(id, target) ?? 'full' });
+      // The kept version goes to the engine that uses it the same way as an update's (check, place, reload, health).
+      try {
+        await this.consumers('manual')?.hand(id, { version: target, sha256: hash, file });
+      } catch (error) {
+        return this.refusedChange(started, id, installed?.version ?? null, target, error);
+      }
+      this.store.activate(id, target, { sha256: hash, length: data.length, installedAt: started, method: this.evidence.method(id, target) ?? 'full' });
       reason = installed && installed.version > target ? `rolled back from ${installed.version} to ${target}, and pinned there` : `moved to ${target}, and pinned there`;
       pins[id] = { version: target, at: started, reason: request.reason ?? reason };
       version = target;
@@ -344,6 +358,31 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.log(summarize(record));
     this.emit('run', record);
     this.emit('pins', readPins(this.options.dataDir));
+    return record;
+  }
+
+  /** A rollback whose version the engine that uses it would not take: recorded as a failed change; nothing moved. */
+  private refusedChange(started: string, id: string, previous: number | null, target: number, error: unknown): RunRecord {
+    const message = describeError(error);
+    const code = error instanceof BulwarkError ? { errorCode: error.code } : {};
+    const consumer =
+      error instanceof ConsumerError ? { consumer: { version: target, engine: error.engine, stage: error.stage, kind: error.kind, message: error.engineMessage ?? error.message, at: error.at } } : {};
+    const record: RunRecord = {
+      trigger: 'manual',
+      startedAt: started,
+      finishedAt: new Date().toISOString(),
+      result: 'failed',
+      bytes: 0,
+      error: message,
+      ...code,
+      components: [{ id, previousVersion: previous, version: previous, offeredVersion: target, method: 'none', reason: `not rolled back to ${target}`, bytes: 0, fullBytes: 0, durationMs: 0, result: 'failed', error: message, ...code, ...consumer }],
+    };
+    const failure = runFailure(record);
+    if (failure) record.failure = failure;
+    this.machine.transition({ type: 'failed', error: message, ...(code.errorCode ? { code: code.errorCode } : {}), at: record.finishedAt });
+    this.record(record);
+    this.log(summarize(record));
+    this.emit('run', record);
     return record;
   }
 
@@ -402,7 +441,13 @@ export class Engine extends EventEmitter<EngineEvents> {
       reminders: [...remindersFor({ settings: settings.data, lastRun, network, cooldownUntil: this.cooldownUntil(), storeProblems: problems }), ...setAside, ...host],
       problems,
       cooldownUntil: this.cooldownUntil()?.toISOString() ?? null,
+      consumers: consumerViews(this.options.dataDir, (id) => this.store.active(id)),
     };
+  }
+
+  /** The consumers file this engine uses, if any (read for each run, so an edit applies at the next one). Throws ConsumerConfigError. */
+  consumers(trigger: Trigger): Consumers | undefined {
+    return Consumers.open(this.options.dataDir, this.options.consumers, { log: this.log, trigger });
   }
 
   /**
@@ -498,7 +543,8 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const { pins, hold } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false };
+      const { pins, hold, holdAt } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined };
+      const handoff = this.consumers(trigger);
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
       record = await runUpdate(
@@ -512,7 +558,9 @@ export class Engine extends EventEmitter<EngineEvents> {
           verifyStore: !this.storeVerified,
           pins,
           hold,
+          ...(holdAt ? { holdAt } : {}),
           evidence: this.evidence,
+          ...(handoff ? { handoff } : {}),
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
           ...(distributor ? { onVerifiedTarget: (target: string, file: string) => distributor.keepVerifiedTarget(target, file) } : {}),
         },
@@ -533,6 +581,8 @@ export class Engine extends EventEmitter<EngineEvents> {
         ...(code ? { errorCode: code } : {}),
         components: [],
       };
+      const failure = runFailure(record);
+      if (failure) record.failure = failure;
     }
     if (url) record.source = url;
     // Distribute after every run that refreshed the signed metadata: agents need the fresh timestamp

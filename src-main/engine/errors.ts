@@ -20,7 +20,9 @@ export type BulwarkErrorCode =
   | 'ERR_PUBLISH'
   | 'ERR_BUSY'
   | 'ERR_FILE'
-  | 'ERR_CLOCK';
+  | 'ERR_CLOCK'
+  | 'ERR_CONSUMER'
+  | 'ERR_CONSUMER_CONFIG';
 
 export class BulwarkError extends Error {
   constructor(
@@ -176,6 +178,50 @@ export class FileError extends BulwarkError {
     super('ERR_FILE', message, options);
   }
 }
+
+/** Where a consumer hand-off failed: checking the candidate, placing it, reloading the engine, or probing it. */
+export type ConsumerStage = 'check' | 'place' | 'reload' | 'health';
+
+/**
+ * Whose failure it is: 'content' (the engine would not take this version: its check, reload or health
+ * failed) halts a rollout; 'local' (this machine's: a full or read-only disk, permissions, a program
+ * missing) marks only the machine it happened on.
+ */
+export type FailureKind = 'content' | 'local';
+
+/** A component could not be handed to the engine that uses it (consumers.ts); the previous version stays. */
+export class ConsumerError extends BulwarkError {
+  /** The engine's own words (its command's output, trimmed), when it said something. */
+  readonly engineMessage: string | undefined;
+  /** When it happened (for a version refused earlier: when it was refused). */
+  readonly at: string;
+
+  constructor(
+    readonly stage: ConsumerStage,
+    readonly kind: FailureKind,
+    /** The engine's name, for messages: "clamd". */
+    readonly engine: string,
+    message: string,
+    options?: { cause?: unknown; engineMessage?: string; at?: string },
+  ) {
+    super('ERR_CONSUMER', message, options);
+    this.engineMessage = options?.engineMessage;
+    this.at = options?.at ?? new Date().toISOString();
+  }
+}
+
+/** A consumers file is not valid: `file` and `entry` (a component id, when one is at fault) name the place. */
+export class ConsumerConfigError extends BulwarkError {
+  constructor(
+    readonly file: string,
+    readonly entry: string | undefined,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('ERR_CONSUMER_CONFIG', `${file}${entry ? `, entry "${entry}"` : ''}: ${message}`, options);
+  }
+}
+
 
 /** This machine's clock disagrees with the update source's by more than its signed metadata allows. */
 export class ClockError extends BulwarkError {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FileError } from './errors.js';
 import { writeFileAtomic } from './files.js';
+import type { ConsumerStage, FailureKind } from './errors.js';
 import type { InstallMethod } from './store.js';
 
 /** What started a run; 'notification' is an agent told of a new release by its server. */
@@ -28,6 +29,25 @@ export interface ComponentRun {
   errorCode?: string;
   /** What was wrong with the installed copy before this run (a damaged file, or its record), which it repaired. */
   problem?: string;
+  /** The engine that uses it would not take the version (consumers.ts): where, and in its own words. */
+  consumer?: { version: number; engine: string; stage: ConsumerStage; kind: FailureKind; message: string; at: string };
+}
+
+/**
+ * Whose failure a failed run was, for a rollout to judge: 'content' (an engine would not take the
+ * version: it halts a rollout at its canary), 'local' (this machine's disk, permissions, network or
+ * configuration: only this machine is marked), or 'release' (the release could not be installed as
+ * served: verification, metadata; counted against the rollout's thresholds).
+ */
+export interface RunFailure {
+  kind: FailureKind | 'release';
+  component?: string;
+  version?: number;
+  engine?: string;
+  stage?: ConsumerStage;
+  message: string;
+  /** When it first happened (a version refused earlier is reported with the time it was refused). */
+  at: string;
 }
 
 export interface RunRecord {
@@ -43,7 +63,30 @@ export interface RunRecord {
   errorCode?: string;
   /** Something went wrong around the run that did not fail it (its history could not be written). */
   warning?: string;
+  /** A failed run: whose failure it was (see RunFailure). */
+  failure?: RunFailure;
   components: ComponentRun[];
+}
+
+/** Error codes of failures that are this machine's own: its disk, permissions, network or configuration. */
+const LOCAL_CODES = new Set(['ERR_STORE', 'ERR_FILE', 'ERR_NETWORK', 'ERR_HTTP', 'ERR_PROXY_AUTH', 'ERR_COOLDOWN', 'ERR_BUSY', 'ERR_USAGE', 'ERR_SETTINGS', 'ERR_CONSUMER_CONFIG']);
+
+/** Whose failure a failed run was (undefined for a run that did not fail). */
+export function runFailure(run: Pick<RunRecord, 'result' | 'error' | 'errorCode' | 'components' | 'finishedAt'>): RunFailure | undefined {
+  if (run.result !== 'failed') return undefined;
+  const component = run.components.find((c) => c.result === 'failed');
+  if (component?.consumer) {
+    const { version, engine, stage, kind, message, at } = component.consumer;
+    return { kind, component: component.id, version, engine, stage, message, at };
+  }
+  const code = component ? component.errorCode : run.errorCode;
+  const message = (component ? component.error : run.error) ?? run.error ?? 'failed';
+  return {
+    kind: code !== undefined && LOCAL_CODES.has(code) ? 'local' : 'release',
+    ...(component ? { component: component.id, ...(component.offeredVersion !== undefined ? { version: component.offeredVersion } : {}) } : {}),
+    message,
+    at: run.finishedAt,
+  };
 }
 
 /** Past this size the oldest runs are dropped, down to half of it (so trimming is rare). */

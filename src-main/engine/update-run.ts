@@ -4,7 +4,9 @@
 //      version exists), or full (otherwise, or when the incremental fails), and say why;
 //   3. download to a temp file (checked against its signed hash), rebuild or decompress, verify the
 //      result against the signed hash of the full file;
-//   4. write it into the store and activate it (atomic rename).
+//   4. write it into the store; hand it to the engine that uses it, where one is configured (check,
+//      place, reload, health: consumers.ts); activate it (atomic rename). A version its engine refuses
+//      is not activated: the previous one stays, in the engine and in the store.
 // Temp files go through one cleanup path: the run's temp directory is emptied when it ends.
 //
 // An agent updating from its Bulwark server also gets the server's offers (ServerOffers): files the
@@ -15,11 +17,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull } from './codec.js';
-import { BulwarkError, CooldownError, describeError, DowngradeError, errorCodeOf, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
+import type { ConsumerFailure, Handoff } from './consumers.js';
+import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, errorCodeOf, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
-import type { ComponentRun, RunRecord, Trigger } from './history.js';
+import { runFailure, type ComponentRun, type RunRecord, type Trigger } from './history.js';
 import { INCREMENTAL_WORTH_RATIO, type Limits } from './limits.js';
 import type { UpdateSource } from './source.js';
 import type { ComponentStore, InstalledComponent, InstallMethod, StoreProblem } from './store.js';
@@ -42,6 +45,8 @@ export interface ServerOffers {
   full(entry: CatalogueComponent): string | undefined;
   /** URL of a server-made full file of an older version the server keeps, by content (for a rollback). */
   fullOf(id: string, sha256: string): string | undefined;
+  /** The vendor's signed metadata the server kept with a version it installed (checked here against the trusted root before use). */
+  evidence?(id: string, version: number): Promise<{ targets: Buffer; catalogue: Buffer } | undefined>;
 }
 
 export interface RunContext {
@@ -61,8 +66,12 @@ export interface RunContext {
   pins?: ReadonlyMap<string, number>;
   /** Leave every installed component where it is (the rollout has not reached this agent's ring yet). */
   hold?: boolean;
+  /** While held: the last release that passed the rollout; a component below its version (or not installed) moves up to it. */
+  holdAt?: ReadonlyMap<string, number>;
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
+  /** The engines that use the components on this machine: each version is handed over before it is activated. */
+  handoff?: Handoff;
   now?: () => Date;
 }
 
@@ -93,6 +102,8 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
       const code = fields.errorCode ?? errorCodeOf(fields.error);
       if (code) record.errorCode = code;
     }
+    const failure = runFailure(record);
+    if (failure) record.failure = failure;
     return record;
   };
 
@@ -133,6 +144,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
       : await updateComponent(ctx, entry, index, total, now, offers, problems.get(entry.id));
     ctx.fetcher.partOf = undefined;
     if (sourceUnreachable(cause)) unreachable = cause;
+    if (run.result === 'ok') await settleConsumer(ctx, run);
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
   }
@@ -144,6 +156,40 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     // The first failure's code too, so the reminders can say what kind of failure it was (a full disk, the source gone).
     ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}`, ...(failed[0]!.errorCode ? { errorCode: failed[0]!.errorCode } : {}) } : {}),
   });
+}
+
+/**
+ * The engine must have the active version even when this run changed nothing (a consumer configured
+ * since, or its file replaced or removed by someone): hand it over again.
+ */
+async function settleConsumer(ctx: RunContext, run: ComponentRun): Promise<void> {
+  const active = ctx.store.active(run.id);
+  if (!ctx.handoff || !active || ctx.handoff.settled(run.id, active)) return;
+  const refusal = ctx.handoff.refused(run.id, active.version, active.sha256);
+  try {
+    if (refusal) throw refused(run.id, active.version, refusal);
+    await ctx.handoff.hand(run.id, { version: active.version, sha256: active.sha256, file: active.path });
+    run.reason += `; handed to its engine again`;
+  } catch (error) {
+    run.result = 'failed';
+    run.error = describeError(error);
+    if (error instanceof BulwarkError) run.errorCode = error.code;
+    if (error instanceof ConsumerError) run.consumer = consumerFailure(error, active.version);
+  }
+}
+
+/** An error Node raised for a system call (EISDIR, ENOSPC, EROFS, EACCES...). */
+function isSystemError(error: unknown): boolean {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string' && /^E[A-Z]+$/.test(String((error as NodeJS.ErrnoException).code));
+}
+
+/** The error of a version its engine refused here before (with the time it was refused). */
+function refused(id: string, version: number, refusal: ConsumerFailure): ConsumerError {
+  return new ConsumerError(refusal.stage, refusal.kind, refusal.engine, `${id} ${version} was refused by ${refusal.engine} at ${refusal.at}: ${refusal.message}`, { engineMessage: refusal.message, at: refusal.at });
+}
+
+function consumerFailure(error: ConsumerError, version: number): NonNullable<ComponentRun['consumer']> {
+  return { version, engine: error.engine, stage: error.stage, kind: error.kind, message: error.engineMessage ?? error.message, at: error.at };
 }
 
 function skipped(installed: InstalledComponent | undefined, entry: CatalogueComponent, cause: unknown): ComponentRun {
@@ -190,7 +236,7 @@ async function updateComponent(
   const installed = problem ? undefined : ctx.store.active(entry.id);
   // Never below what this store holds, even when the record of it is damaged.
   const floor = installed?.version ?? problem?.version ?? ctx.store.versions(entry.id).at(-1);
-  const outcome = ({ cause, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown }) => {
+  const outcome = ({ cause, candidate, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown; candidate?: number }) => {
     const run: ComponentRun = {
       id: entry.id,
       previousVersion: installed?.version ?? problem?.version ?? null,
@@ -203,8 +249,10 @@ async function updateComponent(
     };
     if (cause !== undefined) {
       run.error = describeError(cause);
-      const code = errorCodeOf(cause);
+      // Ours, or a file system's refusal (a directory in the way, a full or read-only disk, permissions): this machine's.
+      const code = errorCodeOf(cause) ?? (isSystemError(cause) ? 'ERR_FILE' : undefined);
       if (code) run.errorCode = code;
+      if (cause instanceof ConsumerError) run.consumer = consumerFailure(cause, candidate ?? entry.latest);
     }
     return { run, cause };
   };
@@ -217,11 +265,25 @@ async function updateComponent(
     try {
       return outcome(await followPin(ctx, entry, installed, pin, offers, now, index, total));
     } catch (error) {
-      return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error });
+      return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: pin });
     }
   }
-  if (ctx.hold && installed && installed.version < entry.latest) {
-    return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+  if (ctx.hold && (!installed || installed.version < entry.latest)) {
+    const passed = ctx.holdAt?.get(entry.id);
+    if (passed === undefined || passed < entry.latest) {
+      if (installed && (passed === undefined || installed.version >= passed)) {
+        return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+      }
+      if (passed === undefined) {
+        return outcome({ method: 'none', reason: "held: the server's rollout has not reached this agent's ring yet, and no release of it has passed the rollout", version: null, result: 'ok' });
+      }
+      // Less than the last release that passed (a new agent, or one that was away): up to that release, not the one being rolled out.
+      try {
+        return outcome(await installVouched(ctx, entry, installed, passed, offers, now, index, total));
+      } catch (error) {
+        return outcome({ method: 'none', reason: `held: taking ${passed}, the last release that passed the server's rollout, failed`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: passed });
+      }
+    }
   }
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
@@ -229,9 +291,15 @@ async function updateComponent(
   if (installed?.version === entry.latest) {
     return outcome({ method: 'none', reason: 'up to date', version: installed.version, result: 'ok' });
   }
+  // Its engine refused this very version here before: no retry every poll, only when a newer one comes.
+  const refusal = ctx.handoff?.refused(entry.id, entry.latest, entry.full.sha256);
+  if (refusal) {
+    return outcome({ method: 'none', reason: `refused by ${refusal.engine} (${refusal.stage}); waiting for a newer version`, version: installed?.version ?? null, result: 'failed', cause: refused(entry.id, entry.latest, refusal) });
+  }
   try {
     // An earlier run was stopped after writing this verified version but before activating it.
     if (ctx.store.hasVerified(entry.id, entry.latest, entry.full.sha256)) {
+      await ctx.handoff?.hand(entry.id, { version: entry.latest, sha256: entry.full.sha256, file: ctx.store.pathOf(entry.id, entry.latest) });
       if (!ctx.evidence?.has(entry.id, entry.latest)) ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence());
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: 'full' });
       const why = problem ? `${problem.message}; the stored file matches the signed hash: re-activated it` : 'completed an interrupted install (file already verified in the store)';
@@ -254,6 +322,8 @@ async function updateComponent(
     try {
       const data = way.method === 'incremental' ? await rebuild(ctx, entry, installed!, way, index, total) : await downloadFull(ctx, entry, way, index, total);
       await ctx.store.writeVerified(entry.id, entry.latest, data, entry.full, `the file rebuilt from ${describeWay(way, entry.latest)}`);
+      // Verified, and now to the engine that uses it: a version it refuses is not activated.
+      await ctx.handoff?.hand(entry.id, { version: entry.latest, sha256: entry.full.sha256, file: ctx.store.pathOf(entry.id, entry.latest) });
       ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence(), way.method);
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
@@ -261,6 +331,8 @@ async function updateComponent(
       return outcome({ method: way.method, reason, version: entry.latest, result: 'ok' });
     } catch (error) {
       if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
+      // The engine's answer is about the content, whichever way it came: no other way is tried.
+      if (error instanceof ConsumerError) return outcome({ method: 'none', reason: `not taken by ${error.engine} (${error.stage})`, version: installed?.version ?? null, result: 'failed', cause: error });
       failures.push(`${describeWay(way, entry.latest)} unusable (${describeError(error)})`);
       lastError = error;
     }
@@ -365,20 +437,93 @@ async function followPin(
   if (installed?.version === pin) return { method: 'none', reason: `pinned at ${pin}`, version: pin, result: 'ok' };
   const evidence = ctx.evidence?.read(entry.id, pin);
   if (!ctx.evidence || !evidence) throw new VerificationError(`no signed metadata is kept here for ${entry.id} ${pin}, so it cannot be verified: refused`);
-  const vouched = parseCatalogue(evidence.catalogue).components.find((c) => c.id === entry.id);
-  if (!vouched || vouched.latest !== pin) throw new VerificationError(`the signed metadata kept for ${entry.id} ${pin} does not name that version`);
+  const vouched = vouchedBy(evidence, entry.id, pin);
   const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;
-  if (!ctx.store.hasVerified(entry.id, pin, vouched.full.sha256)) {
-    // Not kept here any more: the server makes the full file of any version it keeps.
+  await activateVouched(ctx, entry, pin, vouched, evidence, offers, now, index, total);
+  return { method: 'none', reason, version: pin, result: 'ok' };
+}
+
+/** The catalogue entry kept signed metadata gives `id`, which must name `version`. */
+function vouchedBy(evidence: { catalogue: Buffer }, id: string, version: number): CatalogueComponent {
+  let catalogue: Catalogue;
+  try {
+    catalogue = parseCatalogue(evidence.catalogue);
+  } catch (cause) {
+    throw new VerificationError(`the signed metadata kept for ${id} ${version} is unusable`, { cause });
+  }
+  const vouched = catalogue.components.find((c) => c.id === id);
+  if (!vouched || vouched.latest !== version) throw new VerificationError(`the signed metadata kept for ${id} ${version} does not name that version`);
+  return vouched;
+}
+
+/**
+ * A held agent below the last release that passed the server's rollout (a new agent has nothing): take
+ * that release's version, never a lower one than it holds. The vendor's word for it is the metadata
+ * kept with it, here if this agent installed it before, else the server's, checked against this
+ * agent's own trusted root like its own would be (spec §5.6.3, evidence.ts).
+ */
+async function installVouched(
+  ctx: RunContext,
+  entry: CatalogueComponent,
+  installed: InstalledComponent | undefined,
+  version: number,
+  offers: ServerOffers | undefined,
+  now: () => Date,
+  index: number,
+  total: number,
+): Promise<Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'>> {
+  if (!ctx.evidence) throw new VerificationError(`no signed metadata can be kept here for ${entry.id} ${version}`);
+  const kept = ctx.evidence.read(entry.id, version);
+  const fromServer = kept ? undefined : await offers?.evidence?.(entry.id, version);
+  if (!kept && !fromServer) throw new SourceError(`the server keeps no signed metadata for ${entry.id} ${version}`);
+  const evidence = kept ?? { ...fromServer!, root: fs.readFileSync(path.join(ctx.source.metadataDir, 'root.json')) };
+  // Checked before anything is downloaded: the server's word alone moves nothing.
+  const vouched = vouchedBy(evidence, entry.id, version);
+  ctx.evidence.verify(entry.id, version, vouched.full.sha256, evidence);
+  const method = await activateVouched(ctx, entry, version, vouched, evidence, offers, now, index, total, fromServer);
+  const from = installed ? `from ${installed.version} ` : '';
+  return {
+    method: method === 'kept' ? 'none' : method,
+    reason: `held: moved ${from}to ${version}, the last release that passed the server's rollout (${entry.latest} is being rolled out)`,
+    version,
+    result: 'ok',
+  };
+}
+
+/**
+ * Make a version the vendor vouched for (`vouched`, from verified `evidence`) active: its file from
+ * the store, or the server's full file of it; handed to its engine; activated. Returns how the file
+ * came ('kept': from the store). New evidence (the server's) is kept with the version.
+ */
+async function activateVouched(
+  ctx: RunContext,
+  entry: CatalogueComponent,
+  version: number,
+  vouched: CatalogueComponent,
+  evidence: { targets: Buffer; catalogue: Buffer; root: Buffer },
+  offers: ServerOffers | undefined,
+  now: () => Date,
+  index: number,
+  total: number,
+  keepEvidence?: { targets: Buffer; catalogue: Buffer },
+): Promise<'kept' | 'full'> {
+  let method: 'kept' | 'full' = 'kept';
+  if (!ctx.store.hasVerified(entry.id, version, vouched.full.sha256)) {
+    // Not kept here (any more): the server makes the full file of any version it keeps.
     const url = offers?.fullOf(entry.id, vouched.full.sha256);
-    if (!url) throw new SourceError(`${entry.id} ${pin} is no longer kept here${offers ? ' nor on the server' : ''}`);
+    if (!url) throw new SourceError(`${entry.id} ${version} is no longer kept here${offers ? ' nor on the server' : ''}`);
     ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
     const frame = await ctx.fetcher.downloadBytes(url, compressBound(vouched.full.length));
     ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
     const data = decompressFull(frame, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, vouched.full.length) });
-    await ctx.store.writeVerified(entry.id, pin, data, vouched.full, `the server's file of ${entry.id} ${pin}`);
+    await ctx.store.writeVerified(entry.id, version, data, vouched.full, `the server's file of ${entry.id} ${version}`);
+    method = 'full';
   }
-  ctx.evidence.verify(entry.id, pin, vouched.full.sha256, evidence);
-  ctx.store.activate(entry.id, pin, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence.method(entry.id, pin) ?? 'full' });
-  return { method: 'none', reason, version: pin, result: 'ok' };
+  ctx.evidence!.verify(entry.id, version, vouched.full.sha256, evidence);
+  const refusal = ctx.handoff?.refused(entry.id, version, vouched.full.sha256);
+  if (refusal) throw refused(entry.id, version, refusal);
+  await ctx.handoff?.hand(entry.id, { version, sha256: vouched.full.sha256, file: ctx.store.pathOf(entry.id, version) });
+  if (keepEvidence) ctx.evidence!.keep(entry.id, version, { ...keepEvidence, metadataDir: ctx.source.metadataDir }, 'full');
+  ctx.store.activate(entry.id, version, { sha256: vouched.full.sha256, length: vouched.full.length, installedAt: now().toISOString(), method: ctx.evidence!.method(entry.id, version) ?? 'full' });
+  return method;
 }

@@ -21,11 +21,12 @@ export interface HeadlineInput {
     enabled: boolean;
     error?: string | undefined;
     counts: { total: number; current: number; outdated: number; updating: number; failed: number; unreachable: number };
-    /** Outdated only because the rollout has not reached their ring (counted in `outdated` too). */
+    /** Held back by the rollout (their ring not reached yet): not in `outdated`. */
     held: number;
     /** Since when the outdated agents (not held) lack what the server serves; null when unknown. */
     outdatedSince?: string | null;
-    halted?: { reason: string } | null;
+    /** A halted rollout: why, and for content an engine would not load, which and where. */
+    halted?: { reason: string; content?: { component?: string; version?: number; engine?: string } } | null;
   } | null;
   nameOf: (id: string) => string;
   now: number;
@@ -94,6 +95,8 @@ function systemWords(error: string): string | undefined {
  * "nothing answers at that address". The raw text is for the Details disclosure.
  */
 export function plainError(error: string, code?: string): string {
+  const consumer = consumerWords(error);
+  if (consumer) return consumer;
   const system = systemWords(error);
   if (system) return system;
   if (/ECONNREFUSED|connection refused/i.test(error)) return 'nothing answers at that address (connection refused)';
@@ -111,6 +114,19 @@ export function plainError(error: string, code?: string): string {
   // No known cause: its first clause, without file paths.
   const first = error.split(/: /)[0]!.replace(/\s\/\S+/g, ' a file').trim();
   return first.length > 90 ? `${first.slice(0, 89)}…` : first || 'failed';
+}
+
+/** An engine that would not take a version (engine/consumers.ts's messages), in words; undefined for other errors. */
+function consumerWords(error: string): string | undefined {
+  const check = /(\S+) refused ([a-z0-9][a-z0-9-]*) (\d+) at its check/.exec(error);
+  if (check) return `${check[1]} would not load ${check[2]} ${check[3]}`;
+  const before = /([a-z0-9][a-z0-9-]*) (\d+) was refused by (\S+) at /.exec(error);
+  if (before) return `${before[3]} would not load ${before[1]} ${before[2]}`;
+  const reload = /(\S+) did not reload ([a-z0-9][a-z0-9-]*) (\d+)/.exec(error);
+  if (reload) return `${reload[1]} did not reload ${reload[2]} ${reload[3]}`;
+  const health = /(\S+) failed its health probe with ([a-z0-9][a-z0-9-]*) (\d+)/.exec(error);
+  if (health) return `${health[1]} failed its health probe with ${health[2]} ${health[3]}`;
+  return undefined;
 }
 
 /**
@@ -149,6 +165,10 @@ export function headline(input: HeadlineInput): Headline {
   const { engine, agents } = input;
   const counts = agents?.counts;
   if (!input.sourceSet && input.neverUpdated) return { tone: 'setup', text: 'Set up: choose an update source' };
+  if (agents?.halted?.content?.component) {
+    const { component, version, engine: by } = agents.halted.content;
+    return { tone: 'error', text: `Rollout halted: ${component}${version !== undefined ? ` ${version}` : ''} failed to load in ${by ?? 'its engine'}` };
+  }
   if (agents?.halted) {
     const reason = agents.halted.reason.replace(/ with release \d+.*$/, '');
     return { tone: 'error', text: /operator/.test(reason) ? 'Rollout halted by the operator' : `Rollout halted: ${reason}` };
@@ -159,7 +179,7 @@ export function headline(input: HeadlineInput): Headline {
   const busy = engine.type !== 'idle';
   if (busy) return { tone: 'busy', text: serverWords(engine, input.nameOf, input.neverUpdated) };
   if (counts?.unreachable) return { tone: 'warning', text: `${plural(counts.unreachable, 'agent')} not heard from` };
-  const behind = counts ? counts.outdated - (agents?.held ?? 0) : 0;
+  const behind = counts ? counts.outdated : 0;
   if (counts && behind > 0) {
     const since = agents?.outdatedSince ? input.now - Date.parse(agents.outdatedSince) : NaN;
     return { tone: 'warning', text: `${plural(behind, 'agent')} out of date${since >= 3_600_000 ? ` for ${roughSpan(since)}` : ''}` };

@@ -19,7 +19,13 @@
 //   POST /agents/v1/enroll    EnrollRequest -> EnrollAnswer
 //   POST /agents/v1/report    AgentReport -> ReportAnswer
 //   GET  /agents/v1/policy    AgentPolicy: the server's pins, the agent's ring, and whether to hold
+//                             (and, held, the versions of the last release that passed the rollout)
 //   GET  /agents/v1/events    server-sent events (ServerEventName), pinged every PING_MS
+//
+// Public too (the vendor's signed data), for held agents that take the last release that passed:
+//   GET      /agents/v1/evidence/<id>/<version>   KeptEvidence: the signed metadata the server kept with
+//                                                  a version it installed; the agent checks it against
+//                                                  its own trusted root before it takes the version
 //
 // An MQTT broker may carry the announcements instead of the stream (ReleaseMessage, retained).
 import type { JSONSchemaType } from 'ajv';
@@ -42,6 +48,11 @@ export const AGENT_PATHS = {
 
 /** A server-made file's path (made/<id>/<name>). */
 export const madePath = (id: string, name: string) => `made/${id}/${name}`;
+
+/** The signed metadata kept with a version (agents/v1/evidence/<id>/<version>). */
+export const evidencePath = (id: string, version: number) => `agents/v1/evidence/${id}/${version}`;
+/** The same, as the server matches it: the component id and the version. */
+export const EVIDENCE_PATH = /^\/agents\/v1\/evidence\/([a-z0-9][a-z0-9-]{0,63})\/([1-9][0-9]{0,9})$/;
 
 // --- Rings ---------------------------------------------------------------------------------------
 
@@ -88,6 +99,38 @@ export interface AgentLastRun {
   method?: string;
   bytes: number;
   error?: string;
+  /** A failed run: whose failure it was (content, local, release) and, for an engine's refusal, which and why. */
+  failure?: AgentFailure;
+}
+
+/**
+ * Whose failure a failed run was: 'content' (an engine on the agent would not load the version: its
+ * check, reload or health failed; halts a rollout at its canary), 'local' (the agent's own disk,
+ * permissions, network or configuration: never halts), 'release' (anything else: counted against the
+ * rollout's thresholds).
+ */
+export interface AgentFailure {
+  kind: 'content' | 'local' | 'release';
+  component?: string;
+  version?: number;
+  /** The engine that refused it ("clamd"), and at which step. */
+  engine?: string;
+  stage?: 'check' | 'place' | 'reload' | 'health';
+  /** The engine's own words, or the error. */
+  message: string;
+  /** When it happened (a version refused earlier: when it was refused). */
+  at: string;
+}
+
+/** An engine a component is handed to on the agent (its consumers file), and whether it has the active version. */
+export interface AgentConsumer {
+  id: string;
+  engine: string;
+  /** The version the engine was last handed (null: none yet). */
+  version: number | null;
+  active: boolean;
+  /** Its last failure, if the last hand-off failed. */
+  error?: string;
 }
 
 /** What an agent says about itself, after every run and on a heartbeat. */
@@ -96,6 +139,8 @@ export interface AgentReport {
   hostname: string;
   addresses: { address: string; family: Family }[];
   components: AgentComponent[];
+  /** The engines its components are handed to (absent: none configured). */
+  consumers?: AgentConsumer[];
   lastRun?: AgentLastRun;
   phase: 'idle' | 'updating';
   /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
@@ -116,6 +161,14 @@ export interface AgentPolicy {
   ring: string;
   /** The rollout has not reached the agent's ring: hold the installed versions. */
   hold: boolean;
+  /** Held: the versions of the last release that passed the rollout, which a held agent with less (a new one) moves up to. */
+  holdAt?: Record<string, number>;
+}
+
+/** The signed metadata a server kept with a version it installed (JSON text of each). */
+export interface KeptEvidence {
+  targets: string;
+  catalogue: string;
 }
 
 /** What the server holds of one component, for its agents. */
@@ -190,6 +243,8 @@ export const AGENT_LIMITS = {
   brokerMessageBytes: 4096,
   /** An agent's last error, as reported. */
   reportErrorChars: 2000,
+  /** Kept evidence: signed targets metadata (8 MB, the engine's own limit) and a catalogue (1 MB), as JSON strings. */
+  evidenceBytes: 2 * (8 + 1) * 1024 * 1024,
 } as const;
 
 /** Time limits of the agent's calls, in milliseconds. */
@@ -272,6 +327,39 @@ export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
         method: { type: 'string', maxLength: 16, nullable: true },
         bytes: { type: 'integer', minimum: 0 },
         error: { type: 'string', maxLength: AGENT_LIMITS.reportErrorChars, nullable: true },
+        failure: {
+          type: 'object',
+          nullable: true,
+          additionalProperties: false,
+          required: ['kind', 'message', 'at'],
+          properties: {
+            kind: { type: 'string', enum: ['content', 'local', 'release'] },
+            component: { type: 'string', pattern: COMPONENT_ID.source, nullable: true },
+            version: { type: 'integer', minimum: 1, nullable: true },
+            engine: { type: 'string', maxLength: 64, nullable: true },
+            stage: { type: 'string', enum: ['check', 'place', 'reload', 'health'], nullable: true },
+            message: { type: 'string', maxLength: AGENT_LIMITS.reportErrorChars },
+            at: { type: 'string', maxLength: 40 },
+          },
+        },
+      },
+    },
+    consumers: {
+      type: 'array',
+      nullable: true,
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'engine', 'version', 'active'],
+        properties: {
+          id: { type: 'string', pattern: COMPONENT_ID.source },
+          engine: { type: 'string', minLength: 1, maxLength: 64 },
+          // Required and nullable (null: nothing handed over yet), which JSONSchemaType cannot spell.
+          version: { type: 'integer', minimum: 1, nullable: true } as never,
+          active: { type: 'boolean' },
+          error: { type: 'string', maxLength: AGENT_LIMITS.reportErrorChars, nullable: true },
+        },
       },
     },
     phase: { type: 'string', enum: ['idle', 'updating'] },

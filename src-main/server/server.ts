@@ -20,6 +20,7 @@ import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions, type Distributor } from '../engine/engine.js';
+import { Evidence } from '../engine/evidence.js';
 import { describeError, UsageError } from '../engine/errors.js';
 import { acquireLock } from '../engine/lock.js';
 import type { Reminder } from '../engine/reminders.js';
@@ -76,6 +77,8 @@ export interface ServerOptions {
   beforeStart?: (engine: Engine) => void;
   /** The host took the data directory's lock before it wrote anything (and releases it itself). */
   lockTaken?: boolean;
+  /** The consumers file: engines on this machine that use the components (default: DATA/consumers.json, if any). */
+  consumers?: string;
 }
 
 export interface BulwarkServer {
@@ -144,15 +147,20 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
     taken.push({ what: "agent registry's daily copy", undo: () => copies.stop() });
   }
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
-  const overview = new AgentsOverview(registry, distribution, log);
+  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  const overview = new AgentsOverview(registry, distribution, log, () => rollout.heldRings());
   await overview.start();
   taken.push({ what: 'agents overview', undo: () => overview.stop() });
+  // Agents of a ring held back, or released, count differently.
+  rollout.on('change', () => overview.changed());
   const ringSizes = (ring: string) => overview.ring(ring).agents;
   // The rollout takes each new release before anyone is told of it, so no agent of a ring it has not
   // reached sees the release unheld.
-  const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  const versionsOf = (release: Release | undefined) => Object.fromEntries((release?.index.components ?? []).map((c) => [c.id, c.version]));
+  let served = versionsOf(distribution.current());
   distribution.on('release', (release, { news }) => {
-    if (news) rollout.start(release.index.release, ringSizes);
+    if (news) rollout.start(release.index.release, ringSizes, versionsOf(release), served);
+    served = versionsOf(release);
   });
   // The agents are recounted against a new release before the engine turns idle: otherwise the
   // headline (console, tray, status) would say the fleet is current, counted against the release
@@ -164,7 +172,7 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
       await overview.recount();
     },
   };
-  const engine = new Engine({ dataDir, settings, log, distributor, lockTaken: true });
+  const engine = new Engine({ dataDir, settings, log, distributor, lockTaken: true, ...(options.consumers ? { consumers: options.consumers } : {}) });
   options.beforeStart?.(engine);
   const startup = engine.start();
   taken.push({ what: 'engine', undo: () => engine.stop() });
@@ -195,6 +203,8 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
+          passedVersions: () => rollout.passedVersions(),
+          evidence: new Evidence(dataDir),
           log,
           fileThreads: threads,
         },

@@ -129,6 +129,7 @@ export function titleCase(id: string): string {
 /** An agent's state as the table's badge says it, with the badge's tone. */
 export const AGENT_STATES: Record<AgentStateView, { word: string; tone: 'ok' | 'warning' | 'info' | 'failed' }> = {
   current: { word: 'current', tone: 'ok' },
+  held: { word: 'held', tone: 'info' },
   outdated: { word: 'outdated', tone: 'warning' },
   notified: { word: 'notified', tone: 'warning' },
   updating: { word: 'updating', tone: 'info' },
@@ -156,7 +157,7 @@ export function initials(name: string): string {
 
 /**
  * The agents in a few words, for the overview: "2 of 2 current", "1 of 3 current · 1 unreachable ·
- * 1 failed", "none yet", "turned off", "cannot be served".
+ * 1 failed", "1 of 2 current · 1 held by the rollout", "none yet", "turned off", "cannot be served".
  */
 export function describeAgents(summary: AgentsSummary): string {
   if (summary.error) return 'cannot be served';
@@ -166,6 +167,8 @@ export function describeAgents(summary: AgentsSummary): string {
   const problems = (['unreachable', 'failed', 'outdated', 'updating'] as const satisfies readonly (keyof AgentCountsView)[])
     .filter((key) => counts[key] > 0)
     .map((key) => `${formatCount(counts[key])} ${key}`);
+  // Held on purpose by the rollout: said, but after the problems.
+  if (counts.held > 0) problems.push(`${formatCount(counts.held)} held by the rollout`);
   return [`${formatCount(counts.current)} of ${formatCount(counts.total)} current`, ...problems].join(' · ');
 }
 

@@ -159,44 +159,59 @@ test('a release goes to canary first and broad holds; Halt and Resume change the
   expect(audit.filter((a) => a.action === 'ring').map((a) => a.detail!.replace(/^\w{8}: /, ''))).toEqual(['broad → early', 'early → broad', 'broad → early']);
 });
 
-test('a canary agent that cannot install halts the rollout: the overview says so naming it, and the Rollout card lists it with its error', async ({ page, bulwark, source, agents }) => {
+test('a canary whose engine cannot load the content halts the rollout: the overview names the component, the engine, the agent and its words; the Agents view shows the engine, the failing canary and broad held', async ({
+  page,
+  bulwark,
+  source,
+  agents,
+}) => {
   test.slow();
-  // The canary agent cannot install the next version: a directory holds the place of its file.
-  const next = BEFORE + 2;
+  // The canary hands YARA rules to a real yara, which must compile them (its check) before they are placed.
   const dataDir = tempDir('bulwark-e2e-agent-charlie-');
-  const blocker = path.join(dataDir, 'store', ID, String(next));
-  fs.mkdirSync(blocker, { recursive: true });
-  fs.writeFileSync(path.join(blocker, 'in-the-way'), 'not a pattern');
-  const [charlie, delta] = await Promise.all([agents.start('charlie', { ring: 'canary', dataDir }), agents.start('delta', { ring: 'broad' })]);
+  const rules = path.join(dataDir, 'rules');
+  fs.mkdirSync(rules);
+  const empty = path.join(dataDir, 'empty');
+  fs.writeFileSync(empty, '');
+  const consumers = path.join(dataDir, 'consumers.json');
+  fs.writeFileSync(consumers, JSON.stringify({ 'yara-rules': { engine: 'yara', path: path.join(rules, 'bulwark.yar'), check: ['yara', '{file}', empty] } }));
+  const [charlie, delta] = await Promise.all([agents.start('charlie', { ring: 'canary', dataDir, args: ['--consumers', consumers] }), agents.start('delta', { ring: 'broad' })]);
 
   await openConsole(page, bulwark);
-  expect(await releaseNext(page, source)).toBe(next);
+  // The next release brings rules that do not compile, beside the next virus pattern.
+  source.writeVersion('yara-rules', 1, 'rule broken { strings: $a = "x" condition: $b }\n');
+  await releaseNext(page, source);
   await charlie.process.waitFor(/FAILED/);
 
-  // The overview's reminder names the agent and leads to the Agents view.
-  const reminder = page.getByRole('alert').filter({ has: page.getByRole('heading', { name: /^The rollout of release \d+ is halted$/ }) });
+  // The overview's reminder names the component, its version, the engine, the agent and yara's words.
+  const reminder = page.getByRole('alert').filter({ has: page.getByRole('heading', { name: /^The rollout of release \d+ is halted: yara-rules 1 failed to load in yara$/ }) });
   await expect(reminder).toBeVisible({ timeout: 20_000 });
-  await expect(reminder).toContainText('1 of 1 canary agent failed with release');
-  await expect(reminder).toContainText('charlie: ');
-  await expect(reminder).toContainText('What to do: Look at the failing agents in the Agents view; then Resume the rollout, or roll the component back.');
+  await expect(reminder).toContainText('The content failed to load in yara on charlie: ');
+  await expect(reminder).toContainText('undefined string "$b"');
+  await expect(reminder).toContainText('The agents that have not received it keep their versions.');
   await reminder.getByRole('button', { name: 'Open the Agents view' }).click();
   await expect(page.getByRole('heading', { name: 'Agents', level: 1 })).toBeFocused();
 
-  // The card: halted at canary, why, and the failing agent with its error; broad still held.
+  // The card: halted at canary, why, which content, and the failing agent with its error; broad still held.
   await expect(card(page).getByTestId('rollout-stage')).toContainText('Halted at canary');
   const halted = card(page).getByTestId('rollout-halted');
-  await expect(halted).toContainText('1 of 1 canary agent failed with release');
+  await expect(halted).toContainText('The content failed to load in yara on charlie');
+  await expect(card(page).getByTestId('rollout-content')).toHaveText('yara-rules 1 did not load in yara (its check failed); agents that have not received it keep their versions.');
   const failing = halted.getByRole('list', { name: 'Failing agents' }).getByRole('listitem');
   await expect(failing).toHaveCount(1);
   await expect(failing).toContainText('charlie: ');
+  // In words (the raw error, yara's own, is behind Details).
   const error = (await row(page, 'charlie').getByTestId('agent-error').textContent())!;
-  expect(error.length).toBeGreaterThan(0);
+  expect(error).toBe('Yara Rules failed (yara would not load yara-rules 1)');
   await expect(failing).toContainText(error);
   await expect(ring(page, 'canary').getByTestId('ring-counts')).toHaveText('0 of 1 current · 1 failed');
   await expect(ring(page, 'broad').getByTestId('ring-state')).toHaveText('held');
   await expect(card(page).getByRole('button', { name: 'Resume' })).toBeVisible();
   await expect(card(page).getByRole('button', { name: 'Halt' })).toHaveCount(0);
-  // The broad agent holds its version.
+  // Per agent: charlie's engine never got the rules (nothing placed), delta is held (not outdated) and holds its version.
+  await expect(row(page, 'charlie').getByTestId('agent-consumer-yara-rules')).toHaveText('yara has nothing yet');
+  expect(fs.existsSync(path.join(rules, 'bulwark.yar'))).toBe(false);
+  await expect(row(page, 'delta').getByTestId('agent-state')).toHaveText('held');
+  await expect(page.getByRole('button', { name: '1 held' })).toBeVisible();
   expect(versionIn(await delta.status())).toBe(BEFORE);
 });
 

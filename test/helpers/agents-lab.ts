@@ -130,6 +130,20 @@ export class AgentsLab {
     return JSON.parse(result.stdout);
   }
 
+  /** Call the server's console API (the server was started with --console): a snapshot, a page of agents... */
+  async consoleCall<T>(method: string, params: unknown = null): Promise<T> {
+    const [, url] = /^Console: (http:\/\/\S+)$/m.exec(this.server!.stdout) ?? [];
+    if (!url) throw new Error('the server was not started with --console');
+    const console = new URL(url);
+    const response = await fetch(`${console.origin}/api/call/${method}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${console.searchParams.get('token')}`, 'content-type': 'application/json', 'x-bulwark-console': '1' },
+      body: JSON.stringify(params),
+    });
+    if (!response.ok) throw new Error(`console ${method}: HTTP ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  }
+
   async stop(): Promise<void> {
     for (const child of this.processes) {
       if (child.running) await child.stop('SIGTERM', 10_000).catch(() => child.running && process.kill(child.pid, 'SIGKILL'));

@@ -234,9 +234,9 @@ export class FaultLab {
     };
   }
 
-  /** `bulwark ARGS` as a child process (the compiled CLI), with extra environment, run by `via` if given (faketime -f +2d). */
-  cli(args: string[], options: { env?: Record<string, string>; timeoutMs?: number; via?: string[] } = {}): Promise<CliResult> {
-    const child = this.spawn(args, options.env, options.via);
+  /** `bulwark ARGS` as a child process (the compiled CLI), with extra environment. */
+  cli(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+    const child = this.spawn(args, options.env);
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -255,9 +255,8 @@ export class FaultLab {
   }
 
   /** A `bulwark` child left running (serve, or an update to be killed). */
-  spawn(args: string[], env: Record<string, string> = {}, via: string[] = []): ChildProcess {
-    const [command, ...prefix] = [...via, process.execPath];
-    const child = spawn(command!, [...prefix, BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...env } });
+  spawn(args: string[], env: Record<string, string> = {}): ChildProcess {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...env } });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
