@@ -155,6 +155,8 @@ function percentile(values, p) {
 }
 
 /** The built-in components besides the virus pattern (a source with `everyComponent` serves them too). */
+const LARGE_COMPONENT = 'scan-engine';
+const LARGE_TARGETS = { ratio2MB: 0.8, ratio4kB: 0.9, p99Times: 3, rssDuringMB: 250, rssAfterTimes: 1.2 };
 const OTHER_COMPONENTS = ['smart-scan-agent-pattern', 'damage-cleanup-template', 'intellitrap-exception-pattern', 'spyware-pattern', 'scan-engine', 'outbreak-defense-policy'];
 
 class Source {
@@ -165,7 +167,10 @@ class Source {
     this.series = new PatternSeries('virus-pattern', 171, 1_000_000, 42, { addedMin: 0.005, addedMax: 0.005, removed: 0.005, changed: 5 });
     fs.mkdirSync(path.join(dir, 'input', 'virus-pattern'), { recursive: true });
     this.write(this.series.content());
-    for (const id of everyComponent ? OTHER_COMPONENTS : []) {
+    // A 2 MB full-only file (incompressible, so its relayed full file is 2 MB too): the large file agents fetch.
+    fs.mkdirSync(path.join(dir, 'input', LARGE_COMPONENT), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'input', LARGE_COMPONENT, '100'), crypto.randomBytes(2_000_000));
+    for (const id of everyComponent ? OTHER_COMPONENTS.filter((c) => c !== LARGE_COMPONENT) : []) {
       fs.mkdirSync(path.join(dir, 'input', id), { recursive: true });
       fs.writeFileSync(path.join(dir, 'input', id, '100'), crypto.randomBytes(16_384));
     }
@@ -433,6 +438,36 @@ function wrkAlternating(bulwarkUrl, nginxUrl, paths, connections) {
   return { bulwark: { ...medianRun(runs.bulwark), errors: errors(runs.bulwark) }, nginx: { ...medianRun(runs.nginx), errors: errors(runs.nginx) } };
 }
 
+/**
+ * A 2 MB relayed file and the ~4 kB incremental, each alone, at 500 and 2,000 connections, wrk against
+ * Bulwark and nginx in turn; the server's RSS (its threads included) at its peak during the floods, and
+ * 10 s after the last, against its RSS before them.
+ */
+async function largeFilesBench(server, nginx) {
+  const release = JSON.parse(fs.readFileSync(path.join(server.dataDir, 'distribution', 'release.json'), 'utf8'));
+  const files = {
+    '2 MB': `/targets/${release.relayed.find((r) => r.startsWith(`${LARGE_COMPONENT}/`) && /\.(zst|xz)$/.test(r))}`,
+    '4 kB': `/targets/${release.relayed.find((r) => /\.v_\d+\.\d+$/.test(r))}`,
+  };
+  const bytes = Object.fromEntries(Object.entries(files).map(([k, url]) => [k, fs.statSync(path.join(server.dataDir, 'distribution', url)).size]));
+  await sleep(3000);
+  const idleMB = treeRssKb(server.child.pid) / 1024;
+  const runs = [];
+  const peak = peakSampler(server.child.pid);
+  for (const [name, url] of Object.entries(files)) {
+    for (const n of [500, 2000]) {
+      wrkRun(server.url, [url], n, 2); // each thread reads it once and keeps it
+      const { bulwark, nginx: x } = wrkAlternating(server.url, nginx.url, [url], n);
+      runs.push({ name, bytes: bytes[name], n, bulwark, nginx: x });
+      log(`  ${name} file, ${n} connections: wrk ${fmtInt(bulwark.rps)} vs nginx ${fmtInt(x.rps)} (${(bulwark.rps / x.rps).toFixed(2)}x); p99 ${fmtMs(bulwark.p99)} vs ${fmtMs(x.p99)}`);
+    }
+  }
+  const peakMB = peak() / 1024;
+  await sleep(10_000);
+  const afterMB = treeRssKb(server.child.pid) / 1024;
+  return { idleMB, peakMB, afterMB, runs };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registry, memory, demo
 // ---------------------------------------------------------------------------------------------
@@ -623,6 +658,24 @@ function report(results) {
   const errors = throughput.reduce((sum, t) => sum + t.bulwarkWrk.errors + t.nginxWrk.errors, 0);
   p(`Goal: at least ${TARGETS.throughputRatio}× nginx's throughput. wrk counted ${fmtInt(errors)} errors (connection, read, write, timeout or a status other than 2xx/3xx) over all its runs.`);
   p();
+  if (results.large) {
+    const l = results.large;
+    p('### Large and small files against nginx');
+    p();
+    p(`One file alone, requested over and over by every connection (wrk, ${WRK_RUNS} alternating runs of ${WRK_SECONDS} s against each server, the median run of each): a 2 MB relayed full file and the ~4 kB incremental. Bulwark's threads answer both from the file read once into their response cache, on the fast path; nginx with sendfile.`);
+    p();
+    p('| File | Connections | Bulwark requests/s | nginx requests/s | Ratio (goal) | Bulwark p50 / p99 | nginx p50 / p99 | p99 ÷ nginx (goal at 2,000) |');
+    p('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of l.runs) {
+      const goal = r.name === '2 MB' ? LARGE_TARGETS.ratio2MB : LARGE_TARGETS.ratio4kB;
+      const ratio = r.bulwark.rps / r.nginx.rps;
+      const p99 = r.bulwark.p99 / r.nginx.p99;
+      p(`| ${r.name} (${fmtInt(r.bytes)} B) | ${fmtInt(r.n)} | ${fmtInt(r.bulwark.rps)} | ${fmtInt(r.nginx.rps)} | ${ratio.toFixed(2)}× (≥ ${goal}) ${ratio >= goal ? '**PASS**' : '**FAIL**'} | ${fmtMs(r.bulwark.p50)} / ${fmtMs(r.bulwark.p99)} | ${fmtMs(r.nginx.p50)} / ${fmtMs(r.nginx.p99)} | ${p99.toFixed(1)}×${r.n === 2000 ? ` (≤ ${LARGE_TARGETS.p99Times}) ${p99 <= LARGE_TARGETS.p99Times ? '**PASS**' : '**FAIL**'}` : ''} |`);
+    }
+    p();
+    p(`Server RSS (its threads included): ${l.idleMB.toFixed(0)} MB before the floods, at most ${l.peakMB.toFixed(0)} MB during them (goal ≤ ${LARGE_TARGETS.rssDuringMB} MB: ${l.peakMB <= LARGE_TARGETS.rssDuringMB ? '**PASS**' : '**FAIL**'}), ${l.afterMB.toFixed(0)} MB 10 s after the last (${(l.afterMB / l.idleMB).toFixed(2)}× the RSS before; goal ≤ ${LARGE_TARGETS.rssAfterTimes}×: ${l.afterMB / l.idleMB <= LARGE_TARGETS.rssAfterTimes ? '**PASS**' : '**FAIL**'}). Load average ${results.loadStart ?? '?'} at the start of this script, ${results.loadEnd ?? '?'} at its end.`);
+    p();
+  }
   p('### Memory of `bulwark serve`');
   p();
   p('| Measure | RSS | Goal |');
@@ -670,6 +723,7 @@ async function main() {
   }
   fs.rmSync(WORK, { recursive: true, force: true });
   fs.mkdirSync(WORK, { recursive: true });
+  const loadStart = os.loadavg().map((l) => l.toFixed(2)).join(' / ');
   const source = new Source(path.join(WORK, 'source'));
   source.next();
   source.url = await source.serve();
@@ -706,6 +760,7 @@ async function main() {
     throughput.push({ n, bulwark: bulwarkRun, nginx: nginxRun, bulwarkWrk, nginxWrk });
     log(`throughput, ${n} connections: undici ${fmtInt(bulwarkRun.rps)} vs nginx ${fmtInt(nginxRun.rps)} requests/s; wrk ${fmtInt(bulwarkWrk.rps)} vs nginx ${fmtInt(nginxWrk.rps)}`);
   }
+  const large = await largeFilesBench(server, nginx);
   await sleep(5000);
   const rssAfterFloodsMB = rssKb(server.child.pid) / 1024;
   // For comparison: the main thread alone (what Node 20 gets), against the same nginx.
@@ -731,7 +786,7 @@ async function main() {
   await stop(alone.child);
   nginx.child.kill('SIGTERM');
   if (process.argv.includes('--only') && process.argv.includes('fanout')) {
-    log(JSON.stringify({ fanout, throughput, mainThreadAlone, rssAfterFloodsMB }));
+    log(JSON.stringify({ fanout, throughput, large, mainThreadAlone, rssAfterFloodsMB }));
     await source.server.close();
     return;
   }
@@ -745,7 +800,7 @@ async function main() {
   const demo = await demoBench();
   await source.server.close();
 
-  const results = { date: new Date().toISOString().slice(0, 10), machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`, threadedNode: THREADED_NODE_VERSION, idleThreadedNode, threads, durationMs: nowMs() - started, fanout, throughput, mainThreadAlone, rssAfterFloodsMB, memory, registry, demo };
+  const results = { date: new Date().toISOString().slice(0, 10), machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`, threadedNode: THREADED_NODE_VERSION, idleThreadedNode, threads, durationMs: nowMs() - started, fanout, throughput, large, mainThreadAlone, rssAfterFloodsMB, memory, registry, demo, loadStart, loadEnd: os.loadavg().map((l) => l.toFixed(2)).join(' / ') };
   fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify(results, null, 1));
   writeReport(report(results));
   log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);

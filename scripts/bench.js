@@ -886,8 +886,9 @@ async function main() {
     fs.mkdirSync(path.dirname(REPORT_FILE), { recursive: true });
     // The server benchmark (scripts/bench-server.js) keeps its own section in the same report.
     const previous = fs.existsSync(REPORT_FILE) ? fs.readFileSync(REPORT_FILE, 'utf8') : '';
-    const server = /<!-- server-bench:start -->[\s\S]*<!-- server-bench:end -->\n?/.exec(previous)?.[0] ?? '';
-    fs.writeFileSync(REPORT_FILE, server ? `${markdown.trimEnd()}\n\n${server}` : markdown);
+    // The other scripts' sections (scripts/bench-server.js, scripts/bench-limits.js) are kept as they are.
+    const kept = ['server-bench', 'limits-bench'].map((name) => new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(previous)?.[0] ?? '').filter(Boolean);
+    fs.writeFileSync(REPORT_FILE, [markdown.trimEnd(), ...kept.map((k) => k.trimEnd())].join('\n\n') + '\n');
     log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
   } else {
     const preview = path.join(BENCH_DIR, 'benchmarks.preview.md');

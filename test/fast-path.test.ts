@@ -252,6 +252,21 @@ describe('fast path', () => {
 });
 
 describe('readPlainHead', () => {
+  it('holds content-addressed files of a few MB for the fast path, in their own budget', () => {
+    const cache = new ResponseCache(64 * 1024 * 1024, 1024 * 1024, 8 * 1024 * 1024, 5 * 1024 * 1024);
+    const twoMb = (fill: string) => Buffer.alloc(2 * 1024 * 1024, fill);
+    cache.put('/a', twoMb('a'), HEADERS, 'a'.repeat(64));
+    cache.put('/changing', twoMb('c'), { ...HEADERS, 'cache-control': 'no-cache' }, 'c'.repeat(64));
+    cache.put('/small', SMALL, HEADERS, 'e'.repeat(64));
+    cache.put('/b', twoMb('b'), HEADERS, 'b'.repeat(64));
+    cache.put('/too-large', Buffer.alloc(9 * 1024 * 1024), HEADERS, 'd'.repeat(64));
+    const socket = { write: () => true } as unknown as net.Socket;
+    const held = (url: string) => cache.answerOnSocket(socket, { method: 'HEAD', url, ifNoneMatch: undefined }, '');
+    expect(['/a', '/b', '/small', '/changing', '/too-large'].map(held)).toEqual([true, true, true, false, false]);
+    cache.put('/c', twoMb('c'), HEADERS, 'f'.repeat(64)); // over the 5 MB budget: the oldest large one goes, the small one stays
+    expect(['/a', '/b', '/c', '/small'].map(held)).toEqual([false, true, true, true]);
+  });
+
   it('reads method, target and If-None-Match; trims optional whitespace', () => {
     expect(readPlainHead('GET /a/b.json?x=1 HTTP/1.1\r\nHost: h\r\nIf-None-Match: \t"x" \r\nAccept: */*')).toEqual({ method: 'GET', url: '/a/b.json?x=1', ifNoneMatch: '"x"' });
     expect(readPlainHead('HEAD / HTTP/1.1\r\nhost:h')).toEqual({ method: 'HEAD', url: '/', ifNoneMatch: undefined });

@@ -147,13 +147,15 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
     expect(['node-gyp', 'prebuild-install', 'node-addon-api', 'tar'].filter((name) => packages.has(name))).toEqual([]);
   });
 
-  it('keeps the native .node files of zstd-napi and sqlite3 on disk in app.asar.unpacked, without their build leftovers', () => {
-    for (const file of ['node_modules/zstd-napi/build/Release/binding.node', 'node_modules/sqlite3/build/Release/node_sqlite3.node']) {
+  it('keeps the native .node files of zstd-napi, node-liblzma and sqlite3 on disk in app.asar.unpacked, without their build leftovers', () => {
+    const built = ['node_modules/node-liblzma/build/Release/node_lzma.node', 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
+    for (const file of built) {
       expect(fs.statSync(path.join(resources, 'app.asar.unpacked', file)).size, file).toBeGreaterThan(100_000);
       expect((statFile(asar, file) as { unpacked?: boolean }).unpacked, file).toBe(true);
     }
     const unpacked = fs.readdirSync(path.join(resources, 'app.asar.unpacked'), { recursive: true, encoding: 'utf8' });
-    expect(unpacked.filter((f) => f.endsWith('.node')).sort()).toEqual(['node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node']);
+    // node-liblzma also ships binaries for macOS and Windows (prebuilds/), which load where no build/Release is.
+    expect(unpacked.filter((f) => f.endsWith('.node') && !f.startsWith('node_modules/node-liblzma/prebuilds/')).sort()).toEqual(built);
     expect(unpacked.filter((f) => /\.(a|o|c|cc|h|tar\.gz)$|(^|\/)(obj|obj\.target|deps|src)(\/|$)/.test(f))).toEqual([]);
   });
 

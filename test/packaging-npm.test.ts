@@ -3,7 +3,7 @@
 // HTTP from a source on 127.0.0.1, serve stopping on SIGTERM). Also: bin/bulwark.js run before any
 // build says what to do in one line.
 //
-// The install compiles the two native modules (sqlite3, zstd-napi) from source, as it does on any
+// The install compiles the three native modules (sqlite3, zstd-napi, node-liblzma) from source, as it does on any
 // machine without their prebuilt binaries: this file takes minutes, not seconds.
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -116,6 +116,7 @@ describe('the npm package, installed into a clean prefix', () => {
     const modules = path.join(prefix, 'lib', 'node_modules', 'bulwark', 'node_modules');
     expect(fs.existsSync(path.join(modules, 'zstd-napi', 'build', 'Release', 'binding.node'))).toBe(true);
     expect(fs.existsSync(path.join(modules, 'sqlite3', 'build', 'Release', 'node_sqlite3.node'))).toBe(true);
+    expect(fs.existsSync(path.join(modules, 'node-liblzma', 'build', 'Release', 'node_lzma.node'))).toBe(true);
     for (const devTool of ['typescript', 'vite', 'vitest', 'svelte-check', '@playwright/test', 'electron', 'electron-builder']) {
       expect(fs.existsSync(path.join(modules, devTool)), devTool).toBe(false);
     }

@@ -60,3 +60,29 @@ it('refuses component ids that could escape the store', async () => {
   const store = new ComponentStore(dir);
   await expect(store.writeVerified('../etc', 1, Buffer.from('x'), { sha256: sha256(Buffer.from('x')), length: 1 }, 'x')).rejects.toThrow(/invalid component id/);
 });
+
+it('checks an active file by size, time and inode on every run, and by hash when asked or when a day has passed', async () => {
+  const store = new ComponentStore(dir);
+  const active = await install(store, 1);
+  expect(store.problem('virus-pattern', false)).toBeUndefined();
+  // Another file of the same size and time put in its place: a new inode, seen without reading it.
+  const replacement = `${active.path}.new`;
+  fs.writeFileSync(replacement, 'pattern X');
+  fs.utimesSync(replacement, active.mtimeMs! / 1000, active.mtimeMs! / 1000);
+  fs.renameSync(replacement, active.path);
+  expect(store.problem('virus-pattern', false)).toMatchObject({ problem: 'file-damaged' });
+  // The same change in place (same inode, time put back) is found only by the hash.
+  await install(store, 2);
+  const second = store.active('virus-pattern')!;
+  fs.writeFileSync(second.path, 'pattern Y');
+  fs.utimesSync(second.path, second.mtimeMs! / 1000, second.mtimeMs! / 1000);
+  expect(store.problem('virus-pattern', false)).toBeUndefined();
+  expect(store.problem('virus-pattern', true)).toMatchObject({ problem: 'file-damaged' });
+
+  // A full check is remembered for every process on the store; the next one is due a day later.
+  expect(store.fullCheckDue()).toBe(true);
+  store.problems(true, new Date('2030-01-01T00:00:00Z'));
+  expect(store.lastFullCheck()).toEqual(new Date('2030-01-01T00:00:00Z'));
+  expect(new ComponentStore(dir).fullCheckDue(new Date('2030-01-01T23:00:00Z'))).toBe(false);
+  expect(new ComponentStore(dir).fullCheckDue(new Date('2030-01-02T00:00:00Z'))).toBe(true);
+});

@@ -315,6 +315,23 @@ describe('a damaged store', () => {
     expect(fresh.status().problems).toEqual([]);
   });
 
+  it('a one-shot run hashes the store only when its last full check is a day old', async () => {
+    const original = await installed();
+    const file = path.join(dataDir, 'store', 'virus-pattern', '173');
+    const { mtimeMs } = JSON.parse(fs.readFileSync(path.join(dataDir, 'store', 'virus-pattern', 'active.json'), 'utf8')) as { mtimeMs: number };
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([original[100]! ^ 0xff]), 0, 1, 100);
+    fs.closeSync(fd);
+    fs.utimesSync(file, mtimeMs / 1000, mtimeMs / 1000);
+    const oneShot = () => new Engine({ dataDir, settings: Settings.open(dataDir), source: { url: source.url, trustedRoot: path.join(dataDir, 'imported-root.json') }, verifyStoreAtStart: false });
+    // The install's run hashed everything a moment ago: a change that keeps size, time and inode goes unseen...
+    expect(component(await oneShot().runOnce(), 'virus-pattern')).toMatchObject({ method: 'none', reason: 'up to date' });
+    // ...until the last full check is a day old.
+    fs.writeFileSync(path.join(dataDir, 'store-check.json'), JSON.stringify({ fullCheckAt: new Date(Date.now() - 86_400_000).toISOString() }));
+    expect(component(await oneShot().runOnce(), 'virus-pattern')).toMatchObject({ method: 'full', problem: 'the active file of virus-pattern 173 does not match its recorded length and SHA-256' });
+    expect(fs.readFileSync(file).equals(original)).toBe(true);
+  });
+
   it('a truncated active file is noticed by size, shown in status, and repaired by the next update of the same process', async () => {
     const original = await installed();
     const running = engine();

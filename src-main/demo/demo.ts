@@ -135,7 +135,7 @@ export async function startDemoSource(options: { dir?: string; everySeconds: num
   const log = options.log;
   const input = new DemoInput(inputDir, dir);
   input.init();
-  const republish = () => publish({ input: inputDir, out: sourceDir, keys: path.join(dir, 'keys'), level: DEMO_LEVEL, expiryDays: { timestamp: 1 } });
+  const republish = () => publish({ input: inputDir, out: sourceDir, keys: path.join(dir, 'keys'), level: DEMO_LEVEL, fullCodecs: ['zstd'], expiryDays: { timestamp: 1 } });
   republish();
   const server = await listen(staticHandler(sourceDir), '127.0.0.1', options.port);
   let tick = 0;

@@ -162,8 +162,9 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
     return;
   }
   const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
-  // Small immutable files are answered from memory from the second request on.
-  if (size <= cache.maxEntryBytes) cache.put(req.url ?? '', fs.readFileSync(file), headers, etag);
+  // Files are answered from memory from the second request on, by whichever thread holds the connection and
+  // on its fast path: small ones always, content-addressed ones (they never change) up to a few MB.
+  if (size <= cache.maxEntryBytes || (cacheControl === IMMUTABLE && size <= cache.maxImmutableEntryBytes)) cache.put(req.url ?? '', fs.readFileSync(file), headers, etag);
   if (req.headers['if-none-match'] === `"${etag}"`) {
     res.writeHead(304, headers).end();
     return;
@@ -217,9 +218,18 @@ export class ResponseCache {
   private readonly entries = new Map<string, CacheEntry>();
   private bytes = 0;
 
+  private largeBytes = 0;
+
   constructor(
     private readonly maxBytes = 64 * 1024 * 1024,
     readonly maxEntryBytes = 1024 * 1024,
+    /**
+     * Content-addressed files up to this size are kept too (a whole pattern file agents fetch in a
+     * fan-out: one buffer per thread, written to every connection without a copy), within their own
+     * budget so they never push the small answers out. Larger ones are streamed from disk.
+     */
+    readonly maxImmutableEntryBytes = 8 * 1024 * 1024,
+    private readonly maxLargeBytes = 32 * 1024 * 1024,
   ) {}
 
   /** Answer `req` from memory if its whole answer is here (no Range asked); true when answered. */
@@ -263,16 +273,19 @@ export class ResponseCache {
   }
 
   put(url: string, body: Buffer, headers: http.OutgoingHttpHeaders, etag: string): void {
-    if (body.length > this.maxEntryBytes) return;
+    const large = body.length > this.maxEntryBytes;
+    if (large && (headers['cache-control'] !== IMMUTABLE || body.length > this.maxImmutableEntryBytes)) return;
     this.remove(url);
     const all: http.OutgoingHttpHeaders = { ...headers, etag: `"${etag}"`, 'content-length': body.length };
     const lines = (names: string[]) => names.flatMap((name) => [all[name] ?? []].flat().map((value) => `${name}: ${value}\r\n`)).join('');
     this.entries.set(url, { body, headers: all, etag: `"${etag}"`, lines200: lines(Object.keys(all)), lines304: lines(['etag', 'cache-control']) });
-    this.bytes += body.length;
+    if (large) this.largeBytes += body.length;
+    else this.bytes += body.length;
+    // Oldest first, each kind within its own budget.
     for (const [key, entry] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(key);
-      this.bytes -= entry.body.length;
+      if (this.bytes <= this.maxBytes && this.largeBytes <= this.maxLargeBytes) break;
+      const entryLarge = entry.body.length > this.maxEntryBytes;
+      if (entryLarge ? this.largeBytes > this.maxLargeBytes : this.bytes > this.maxBytes) this.remove(key);
     }
   }
 
@@ -280,7 +293,8 @@ export class ResponseCache {
     const entry = this.entries.get(url);
     if (!entry) return;
     this.entries.delete(url);
-    this.bytes -= entry.body.length;
+    if (entry.body.length > this.maxEntryBytes) this.largeBytes -= entry.body.length;
+    else this.bytes -= entry.body.length;
   }
 }
 

@@ -148,6 +148,11 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
     for (const entry of catalogue.components) {
       const active = this.store.active(entry.id);
       if (!active) continue;
+      // Hashed before agents are pointed at it (once per file: the hash is kept by size, time and inode).
+      if (this.hashOf(active.path) !== active.sha256) {
+        this.log(`distribution: ${entry.id} ${active.version} does not match its recorded SHA-256; not offered to agents until it is repaired`);
+        continue;
+      }
       /** A signed target of this release that the server holds (downloaded and verified, now or in an earlier run). */
       const held = (target: string) => {
         const hash = signedTargets[target]?.hashes.sha256;
@@ -201,7 +206,7 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
 
   private hashOf(file: string): string {
     const stat = fs.statSync(file);
-    const key = `${stat.size}:${stat.mtimeMs}`;
+    const key = `${stat.size}:${stat.mtimeMs}:${stat.ino}`;
     const cached = this.hashes.get(file);
     if (cached?.key === key) return cached.sha256;
     const hash = sha256(fs.readFileSync(file));

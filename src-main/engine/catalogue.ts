@@ -12,6 +12,8 @@ export interface IncrementalEntry {
   from: number;
   /** TUF target path of the pattern, e.g. "virus-pattern/v_173.175". */
   target: string;
+  /** How it is coded (codec.ts): 'zstd' (patch-from) or 'records'; absent in older catalogues, meaning 'zstd'. */
+  format?: string;
 }
 
 export interface CatalogueComponent {
@@ -25,6 +27,8 @@ export interface CatalogueComponent {
     /** Length and SHA-256 of the uncompressed file: what the client stores and verifies. */
     length: number;
     sha256: string;
+    /** How the full file is coded (codec.ts): 'zstd' or 'xz'; absent in older catalogues, meaning 'zstd'. */
+    codec?: string;
   };
   incrementals: IncrementalEntry[];
 }
@@ -35,6 +39,7 @@ export interface Catalogue {
   components: CatalogueComponent[];
 }
 
+const CODEC_NAME = '^[a-z0-9-]{1,32}$';
 const targetPath = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}/[A-Za-z0-9_.]{1,80}$' } as const;
 
 const schema: JSONSchemaType<Catalogue> = {
@@ -61,6 +66,8 @@ const schema: JSONSchemaType<Catalogue> = {
               target: targetPath,
               length: { type: 'integer', minimum: 0 },
               sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+              // Any name: one this version cannot decode is reported as such when it is needed.
+              codec: { type: 'string', pattern: CODEC_NAME, nullable: true },
             },
           },
           incrementals: {
@@ -72,6 +79,7 @@ const schema: JSONSchemaType<Catalogue> = {
               properties: {
                 from: { type: 'integer', minimum: 1, maximum: MAX_VERSION },
                 target: targetPath,
+                format: { type: 'string', pattern: CODEC_NAME, nullable: true },
               },
             },
           },
@@ -116,6 +124,7 @@ export function incrementalTarget(id: string, from: number, to: number): string 
   return `${id}/v_${from}.${to}`;
 }
 
-export function fullTarget(id: string, version: number): string {
-  return `${id}/${version}.zst`;
+/** TUF target path of a full file: <id>/<version>.zst, or .xz for an xz-coded one. */
+export function fullTarget(id: string, version: number, codec = 'zstd'): string {
+  return `${id}/${version}.${codec === 'zstd' ? 'zst' : codec}`;
 }

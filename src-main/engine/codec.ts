@@ -1,14 +1,32 @@
-// Compression of full files and incremental patterns, both Zstandard (the official library through
-// zstd-napi). An incremental pattern is a zstd frame compressed with the base version as a raw-content
-// dictionary: the same "patch-from" technique as `zstd --patch-from`, chosen by measurement against
-// xdelta3 and bsdiff (docs/benchmarks.md). Full files are zstd frames with long-distance matching.
+// Compression of full files and incremental patterns. Each published file says in the signed catalogue how
+// it is coded, chosen per file when it is published (docs/benchmarks.md has the measurements):
+//
+//   full files     'zstd'     a zstd frame with long-distance matching (the official library, zstd-napi)
+//                  'xz'       an .xz file (LZMA2, xz.ts): smaller on binary databases
+//   incrementals   'zstd'     a zstd frame compressed with the base version as a raw-content dictionary:
+//                             the "patch-from" technique of `zstd --patch-from`, for any file
+//                  'records'  which records went and which came (records.ts), for text lists of records
+//
+// A catalogue entry without a codec is 'zstd' (what every earlier Bulwark published), so older sources keep
+// working; a codec this version does not know is reported as such, never guessed at.
 import binding from 'zstd-napi/binding.js';
 import { CorruptDataError } from './errors.js';
+import { applyRecordPatch, createRecordPatch, isRecordPatch } from './records.js';
+import { compressXz, decompressXz } from './xz.js';
 
 export interface CodecLimits {
   /** Largest decompressed component file we accept; guards against decompression bombs. */
   maxFileBytes: number;
+  /** The exact length the result must have (the signed length), when known; formats without a declared size need it. */
+  expectedLength?: number;
 }
+
+/** How a full file is coded (`full.codec` in the catalogue). */
+export type FullCodec = 'zstd' | 'xz';
+/** How an incremental is coded (`format` of a catalogue incremental). */
+export type PatchFormat = 'zstd' | 'records';
+export const FULL_CODECS: readonly FullCodec[] = ['zstd', 'xz'];
+export const PATCH_FORMATS: readonly PatchFormat[] = ['zstd', 'records'];
 
 /** zstd's largest window on 64-bit builds; frames that need more are refused. */
 const MAX_WINDOW_LOG = 31;
@@ -143,12 +161,167 @@ function decompressInto(frame: Uint8Array, limits: CodecLimits, dictionary?: Uin
   return output;
 }
 
-/** Decompress a downloaded full file. */
-export function decompressFull(frame: Uint8Array, limits: CodecLimits): Buffer {
-  return decompressInto(frame, limits);
+function expected(limits: CodecLimits, what: string): number {
+  if (limits.expectedLength === undefined) throw new CorruptDataError(`${what} needs the expected length of its result`);
+  if (limits.expectedLength > limits.maxFileBytes) throw new CorruptDataError(`expected size ${limits.expectedLength} exceeds the limit of ${limits.maxFileBytes} bytes`);
+  return limits.expectedLength;
 }
 
-/** Rebuild the full file from the installed base and an incremental pattern. */
-export function applyPatch(base: Uint8Array, patch: Uint8Array, limits: CodecLimits): Buffer {
-  return decompressInto(patch, limits, base);
+/** Decompress a downloaded full file coded with `codec` (the catalogue's `full.codec`, 'zstd' when absent). */
+export function decompressFull(frame: Uint8Array, limits: CodecLimits, codec: string = 'zstd'): Buffer {
+  if (codec === 'zstd') return checkedLength(decompressInto(frame, limits), limits);
+  if (codec === 'xz') return decompressXz(frame, expected(limits, 'an xz file'));
+  throw new CorruptDataError(`full file coded as "${codec}", which this version of Bulwark cannot decode`);
+}
+
+/** Rebuild the full file from the installed base and an incremental in `format` ('zstd' when absent). */
+export function applyPatch(base: Uint8Array, patch: Uint8Array, limits: CodecLimits, format: string = 'zstd'): Buffer {
+  if (format === 'zstd') return checkedLength(decompressInto(patch, limits, base), limits);
+  if (format === 'records') return applyRecordPatch(base, patch, expected(limits, 'a record patch'));
+  throw new CorruptDataError(`incremental coded as "${format}", which this version of Bulwark cannot apply`);
+}
+
+function checkedLength(data: Buffer, limits: CodecLimits): Buffer {
+  if (limits.expectedLength !== undefined && data.length !== limits.expectedLength) {
+    throw new CorruptDataError(`decoded ${data.length} bytes, expected ${limits.expectedLength}`);
+  }
+  return data;
+}
+
+/** Whether a codec or format name is one this version decodes. */
+export function knownFullCodec(codec: string | undefined): boolean {
+  return codec === undefined || (FULL_CODECS as readonly string[]).includes(codec);
+}
+export function knownPatchFormat(format: string | undefined): boolean {
+  return format === undefined || (PATCH_FORMATS as readonly string[]).includes(format);
+}
+
+// ---- Choosing per file, at publish time ----
+
+/** Full files up to this size are coded both ways and the smaller kept; larger ones by a sample's verdict. */
+export const FULL_TRIAL_MAX = 24 * 1024 * 1024;
+/** The sample a large file's codec is chosen on: this many slices of SAMPLE_SLICE, spread over the file. */
+const SAMPLE_SLICES = 4;
+const SAMPLE_SLICE = 512 * 1024;
+/** zstd's level for a sample (the full level on half a megabyte would measure the same, at more cost). */
+const SAMPLE_ZSTD_LEVEL = 19;
+
+function sampleOf(content: Uint8Array): Uint8Array[] {
+  if (content.length <= SAMPLE_SLICES * SAMPLE_SLICE) return [content];
+  return Array.from({ length: SAMPLE_SLICES }, (_, i) => {
+    const start = Math.floor(((content.length - SAMPLE_SLICE) * i) / (SAMPLE_SLICES - 1));
+    return content.subarray(start, start + SAMPLE_SLICE);
+  });
+}
+
+export interface FullEstimate {
+  /** The codec that compresses the sample best. */
+  codec: FullCodec;
+  /** Compressed size per byte of the whole file, as the sample suggests. */
+  ratio: number;
+}
+
+/**
+ * Which codec suits a file, from a sample of it (a few spread slices, each compressed both ways): cheap
+ * next to compressing the file, and enough to tell a binary database that LZMA codes much better from
+ * text that zstd's long window serves as well. Also gives the compressed size to expect.
+ */
+export function estimateFull(content: Uint8Array, encoder: Encoder, codecs: readonly FullCodec[] = FULL_CODECS): FullEstimate {
+  let zstd = 0;
+  let xz = 0;
+  let raw = 0;
+  for (const slice of sampleOf(content)) {
+    zstd += codecs.includes('zstd') ? encoder.compressFull(slice, SAMPLE_ZSTD_LEVEL).length : Infinity;
+    xz += codecs.includes('xz') ? compressXz(slice).length : Infinity;
+    raw += slice.length;
+  }
+  const codec: FullCodec = xz < zstd ? 'xz' : 'zstd';
+  return { codec, ratio: Math.min(zstd, xz) / Math.max(1, raw) };
+}
+
+/**
+ * Compress a full file for publishing with the codec that makes it smallest: both are tried on files up
+ * to FULL_TRIAL_MAX, larger files get the codec their sample chose (one compression of a 66 MB file
+ * costs about a minute).
+ */
+export function compressFullBest(
+  content: Uint8Array,
+  encoder: Encoder,
+  level = FULL_LEVEL,
+  estimate?: FullEstimate,
+  codecs: readonly FullCodec[] = FULL_CODECS,
+): { codec: FullCodec; data: Buffer } {
+  if (codecs.length === 1) return codecs[0] === 'xz' ? { codec: 'xz', data: compressXz(content) } : { codec: 'zstd', data: encoder.compressFull(content, level) };
+  if (content.length > FULL_TRIAL_MAX) {
+    const codec = (estimate ?? estimateFull(content, encoder, codecs)).codec;
+    return { codec, data: codec === 'xz' ? compressXz(content) : encoder.compressFull(content, level) };
+  }
+  const zstd = encoder.compressFull(content, level);
+  const xz = compressXz(content);
+  return xz.length < zstd.length ? { codec: 'xz', data: xz } : { codec: 'zstd', data: zstd };
+}
+
+/** A record-aware incremental, when the file is a text list of records (see records.ts). */
+export function createRecordsPatch(base: Uint8Array, target: Uint8Array): Buffer | undefined {
+  return createRecordPatch(base, target);
+}
+
+export { isRecordPatch };
+
+/**
+ * What a byte-level (zstd patch-from) incremental from `base` to `target` would cost, estimated without
+ * building it: the share of a sample of the target covered by runs of at least 64 bytes found in the base
+ * (an index of the base every 32 bytes, looked up at every byte of the sample, as rsync's rolling
+ * checksum does), the rest costed at the file's compression ratio. Memory: 4 bytes per 16 bytes of base
+ * (16 MiB for 66 MB), against the 2^26-entry match tables the build needs. Used to skip building an
+ * incremental that could not be worth publishing.
+ */
+export function estimatePatch(base: Uint8Array, target: Uint8Array, ratio: number): number {
+  const STRIDE = 32;
+  const BLOCK = 32;
+  if (base.length < BLOCK || target.length < BLOCK) return Math.ceil(target.length * ratio);
+  const positions = Math.floor((base.length - BLOCK) / STRIDE) + 1;
+  const bits = Math.max(10, Math.ceil(Math.log2(positions * 2)));
+  const mask = (1 << bits) - 1;
+  const table = new Int32Array(1 << bits).fill(-1);
+  const hashAt = (data: Uint8Array, at: number) => {
+    let h = 0;
+    for (let k = 0; k < BLOCK; k++) h = (Math.imul(h, 0x01000193) + data[at + k]!) | 0;
+    return h;
+  };
+  for (let p = 0; p + BLOCK <= base.length; p += STRIDE) table[(hashAt(base, p) >>> 0) & mask] = p;
+  // h(window) = sum of data[at+k] * M^(BLOCK-1-k) (mod 2^32); rolling it one byte needs M^(BLOCK-1).
+  let power = 1;
+  for (let k = 1; k < BLOCK; k++) power = Math.imul(power, 0x01000193);
+  const slices = target.length <= 4 * 1024 * 1024 ? [[0, target.length]] : Array.from({ length: 32 }, (_, i) => {
+    const start = Math.floor(((target.length - 131072) * i) / 31);
+    return [start, start + 131072];
+  });
+  let scanned = 0;
+  let covered = 0;
+  let matches = 0;
+  for (const [start, end] of slices as [number, number][]) {
+    scanned += end - start;
+    let at = start;
+    let h = end - start >= BLOCK ? hashAt(target, at) : 0;
+    while (at + BLOCK <= end) {
+      const candidate = table[(h >>> 0) & mask]!;
+      if (candidate >= 0 && base[candidate] === target[at] && base[candidate + BLOCK - 1] === target[at + BLOCK - 1]) {
+        let length = 0;
+        while (at + length < end && candidate + length < base.length && base[candidate + length] === target[at + length]) length++;
+        if (length >= BLOCK) {
+          covered += length;
+          matches++;
+          at += length;
+          if (at + BLOCK <= end) h = hashAt(target, at);
+          continue;
+        }
+      }
+      if (at + BLOCK >= end) break;
+      h = (Math.imul(h - Math.imul(target[at]!, power), 0x01000193) + target[at + BLOCK]!) | 0;
+      at++;
+    }
+  }
+  const uncovered = Math.max(0, scanned - covered) / scanned;
+  return Math.ceil(uncovered * target.length * ratio + (matches * 4 * target.length) / scanned);
 }

@@ -52,6 +52,8 @@ export interface EngineOptions {
    * flags, an enrollment), and releases it: hosting does not take it again.
    */
   lockTaken?: boolean;
+  /** Hash every active file at this process's first run (true: servers, agents, the desktop app); false for a one-shot run. */
+  verifyStoreAtStart?: boolean;
   /** The consumers file (engines each component is handed to); DATA/consumers.json when absent and present. */
   consumers?: string;
   log?: (line: string) => void;
@@ -149,8 +151,12 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly limits: Limits;
   private readonly log: (line: string) => void;
   private inFlight: Promise<RunRecord> | undefined;
-  /** The first run of this process checks every active file by its hash; later ones by size and time. */
-  private storeVerified = false;
+  /**
+   * Whether this process has hashed every active file yet: a long-running one (server, agent, desktop)
+   * does at its first run, then daily (ComponentStore.fullCheckDue); other runs check by size, time and
+   * inode. A one-shot `bulwark update` hashes only when the store's last full check is a day old.
+   */
+  private storeVerified: boolean;
   private network: NetworkReport | undefined;
   private networkTimer: NodeJS.Timeout | undefined;
   private releaseLock: (() => void) | undefined;
@@ -160,6 +166,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   constructor(private readonly options: EngineOptions) {
     super();
+    this.storeVerified = options.verifyStoreAtStart === false;
     fs.mkdirSync(options.dataDir, { recursive: true });
     this.store = new ComponentStore(options.dataDir);
     this.history = new History(options.dataDir);
@@ -555,7 +562,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           limits: this.limits,
           tempDir: path.join(this.options.dataDir, 'tmp'),
           onProgress: (progress) => this.onProgress(trigger, progress, runFetcher),
-          verifyStore: !this.storeVerified,
+          verifyStore: !this.storeVerified || this.store.fullCheckDue(),
           pins,
           hold,
           ...(holdAt ? { holdAt } : {}),

@@ -25,9 +25,14 @@ export interface InstalledComponent {
   path: string;
   /** The stored file's modification time when it was activated: a cheap sign that it changed since. */
   mtimeMs?: number;
+  /** The stored file's inode when it was activated: a file replaced by another of the same size and time is seen. */
+  ino?: number;
 }
 
 type ActiveRecord = Omit<InstalledComponent, 'id' | 'path'>;
+
+/** How often every active file is hashed in full even when nothing looks changed (besides at start-up). */
+export const FULL_CHECK_INTERVAL_MS = 24 * 3_600_000;
 
 /** What is wrong with a component in the store, when something is. */
 export interface StoreProblem {
@@ -102,9 +107,9 @@ export class ComponentStore {
   }
 
   /**
-   * Check a component's active file against its record: by size and modification time (cheap), or
-   * by SHA-256 when `deep` (at start, and whenever the cheap check finds a change). Undefined when
-   * the component is fine or not installed.
+   * Check a component's active file against its record: by size, modification time and inode (cheap:
+   * one stat), or by SHA-256 when `deep` (at start-up, daily, and whenever the cheap check finds a
+   * change). Undefined when the component is fine or not installed.
    */
   problem(id: string, deep: boolean): StoreProblem | undefined {
     const read = this.readActive(id);
@@ -113,15 +118,51 @@ export class ComponentStore {
     const { component } = read;
     const stat = fs.statSync(component.path);
     // (Within a millisecond: setting a time back through utimes() rounds.)
-    const changed = stat.size !== component.length || (component.mtimeMs !== undefined && Math.abs(stat.mtimeMs - component.mtimeMs) > 1);
+    const changed =
+      stat.size !== component.length ||
+      (component.mtimeMs !== undefined && Math.abs(stat.mtimeMs - component.mtimeMs) > 1) ||
+      (component.ino !== undefined && stat.ino !== component.ino);
     if (!deep && !changed) return undefined;
     if (stat.size === component.length && sha256(fs.readFileSync(component.path)) === component.sha256) return undefined;
     return { id, version: component.version, problem: 'file-damaged', message: `the active file of ${id} ${component.version} does not match its recorded length and SHA-256` };
   }
 
-  /** Problems of every component in the store. */
-  problems(deep: boolean): StoreProblem[] {
-    return this.ids().flatMap((id) => this.problem(id, deep) ?? []);
+  /**
+   * Problems of every component in the store. A full (`deep`) check is remembered (lastFullCheck) to the
+   * hour: a process that starts again soon after does not rewrite the record.
+   */
+  problems(deep: boolean, now = new Date()): StoreProblem[] {
+    const found = this.ids().flatMap((id) => this.problem(id, deep) ?? []);
+    const last = deep ? this.lastFullCheck() : undefined;
+    if (deep && (!last || Math.abs(now.getTime() - last.getTime()) >= 3_600_000)) {
+      try {
+        writeFileAtomic(this.fullCheckFile, JSON.stringify({ fullCheckAt: now.toISOString() }) + '\n');
+      } catch {
+        // Only a reminder of when to hash again: the next run hashes once more.
+      }
+    }
+    return found;
+  }
+
+  /** Beside the store (store/ holds one directory per component): when its active files were last hashed. */
+  private get fullCheckFile(): string {
+    return path.join(path.dirname(this.dir), 'store-check.json');
+  }
+
+  /** When every active file was last hashed in full (by any process on this store), if it was. */
+  lastFullCheck(): Date | undefined {
+    try {
+      const at = new Date((JSON.parse(fs.readFileSync(this.fullCheckFile, 'utf8')) as { fullCheckAt: string }).fullCheckAt);
+      return Number.isNaN(at.getTime()) ? undefined : at;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether a full check is due: none yet, or the last one is FULL_CHECK_INTERVAL_MS old (or in the future: a clock set back). */
+  fullCheckDue(now = new Date()): boolean {
+    const last = this.lastFullCheck();
+    return !last || now.getTime() - last.getTime() >= FULL_CHECK_INTERVAL_MS || last.getTime() > now.getTime() + 60_000;
   }
 
   list(): InstalledComponent[] {
@@ -180,10 +221,11 @@ export class ComponentStore {
   }
 
   /** Make `version` the active one: the single atomic step of an install. */
-  activate(id: string, version: number, record: Omit<ActiveRecord, 'version' | 'mtimeMs'>): InstalledComponent {
+  activate(id: string, version: number, record: Omit<ActiveRecord, 'version' | 'mtimeMs' | 'ino'>): InstalledComponent {
     const file = path.join(this.componentDir(id), 'active.json');
+    const stat = fs.statSync(this.pathOf(id, version));
     // Whole milliseconds: what every file system and utimes() keep exactly.
-    const active: ActiveRecord = { version, ...record, mtimeMs: Math.floor(fs.statSync(this.pathOf(id, version)).mtimeMs) };
+    const active: ActiveRecord = { version, ...record, mtimeMs: Math.floor(stat.mtimeMs), ino: stat.ino };
     try {
       writeFileAtomic(file, JSON.stringify(active, null, 1) + '\n');
     } catch (cause) {

@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
-import { applyPatch, decompressFull } from './codec.js';
+import { applyPatch, decompressFull, knownFullCodec, knownPatchFormat } from './codec.js';
 import type { ConsumerFailure, Handoff } from './consumers.js';
 import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, errorCodeOf, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
@@ -60,7 +60,7 @@ export interface RunContext {
   offers?: () => Promise<ServerOffers | undefined>;
   /** Servers: a signed target was downloaded and verified (kept for relaying to agents). */
   onVerifiedTarget?: (target: string, file: string) => void;
-  /** Check every active file by its SHA-256 before the run (a process's first run); by size and time otherwise. */
+  /** Check every active file by its SHA-256 before the run (at start-up and daily); by size, time and inode otherwise. */
   verifyStore?: boolean;
   /** Pinned components and the version each stays at (this store's own pins, or an agent's server's). */
   pins?: ReadonlyMap<string, number>;
@@ -124,7 +124,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   }
 
   // A damaged or missing active file, or a damaged record of it, is repaired by this run (in full) and said.
-  const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false).map((p) => [p.id, p]));
+  const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false, now()).map((p) => [p.id, p]));
 
   // The version each component is to reach; a partial download of any other version (superseded by a
   // newer one, pinned away from) or of one installed by another way is of no more use: dropped now,
@@ -211,7 +211,7 @@ function skipped(installed: InstalledComponent | undefined, entry: CatalogueComp
 
 /** One way to the latest version of a component, in the order they are tried. */
 type Way =
-  | { method: 'incremental'; from: number; signed: true; target: string }
+  | { method: 'incremental'; from: number; signed: true; target: string; format?: string }
   | { method: 'incremental'; from: number; signed: false; url: string }
   | { method: 'full'; signed: true; target: string }
   | { method: 'full'; signed: false; url: string };
@@ -356,7 +356,7 @@ async function waysToLatest(
     const listed = entry.incrementals.find((i) => i.from === installed.version);
     const unusable = listed && (!offers || offers.hasSigned(listed.target)) ? await whyIncrementalUnusable(ctx, listed, entry) : undefined;
     if (listed && unusable) whyNoIncremental = `incremental v_${listed.from}.${entry.latest} unusable (${unusable})`;
-    else if (listed && (!offers || offers.hasSigned(listed.target))) ways.push({ method: 'incremental', from: installed.version, signed: true, target: listed.target });
+    else if (listed && (!offers || offers.hasSigned(listed.target))) ways.push({ method: 'incremental', from: installed.version, signed: true, target: listed.target, ...(listed.format ? { format: listed.format } : {}) });
     const made = offers?.incremental(entry, installed);
     if (made) ways.push({ method: 'incremental', from: installed.version, signed: false, url: made });
     if (!ways.length && !whyNoIncremental) {
@@ -375,6 +375,7 @@ async function waysToLatest(
  * not listed, or not clearly smaller than the compressed full file.
  */
 async function whyIncrementalUnusable(ctx: RunContext, incremental: IncrementalEntry, entry: CatalogueComponent): Promise<string | undefined> {
+  if (!knownPatchFormat(incremental.format)) return `coded as "${incremental.format}", which this version of Bulwark cannot apply`;
   try {
     const [patch, full] = await Promise.all([ctx.source.targetInfo(incremental.target), ctx.source.targetInfo(entry.full.target)]);
     if (patch.length > full.length * INCREMENTAL_WORTH_RATIO) return `${patch.length} bytes, not clearly smaller than the ${full.length}-byte full file`;
@@ -409,14 +410,17 @@ async function rebuild(ctx: RunContext, entry: CatalogueComponent, installed: In
   ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
   // The base is not re-hashed here: a damaged base yields a result that fails the signed hash,
   // checked as the result is written (ComponentStore.writeVerified), and the full file is taken.
-  return applyPatch(fs.readFileSync(installed.path), patch, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length) });
+  return applyPatch(fs.readFileSync(installed.path), patch, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length), expectedLength: entry.full.length }, way.signed ? way.format : 'zstd');
 }
 
 async function downloadFull(ctx: RunContext, entry: CatalogueComponent, way: Extract<Way, { method: 'full' }>, index: number, total: number): Promise<Buffer> {
   ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
+  // The signed full file in the codec the catalogue names; a server-made one is always a zstd frame.
+  const codec = way.signed ? (entry.full.codec ?? 'zstd') : 'zstd';
+  if (!knownFullCodec(codec)) throw new SourceError(`the full file is coded as "${codec}", which this version of Bulwark cannot decode: update Bulwark`);
   const compressed = way.signed ? await downloadSigned(ctx, way.target) : await ctx.fetcher.downloadBytes(way.url, compressBound(entry.full.length));
   ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
-  return decompressFull(compressed, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length) });
+  return decompressFull(compressed, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, entry.full.length), expectedLength: entry.full.length }, codec);
 }
 
 /**
@@ -515,7 +519,7 @@ async function activateVouched(
     ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
     const frame = await ctx.fetcher.downloadBytes(url, compressBound(vouched.full.length));
     ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });
-    const data = decompressFull(frame, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, vouched.full.length) });
+    const data = decompressFull(frame, { maxFileBytes: Math.min(ctx.limits.maxFileBytes, vouched.full.length), expectedLength: vouched.full.length });
     await ctx.store.writeVerified(entry.id, version, data, vouched.full, `the server's file of ${entry.id} ${version}`);
     method = 'full';
   }

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from '../engine/catalogue.js';
-import { Encoder, FULL_LEVEL, PATCH_LEVEL } from '../engine/codec.js';
+import { compressFullBest, createRecordsPatch, Encoder, estimateFull, estimatePatch, FULL_CODECS, FULL_LEVEL, PATCH_LEVEL, type FullCodec, type FullEstimate } from '../engine/codec.js';
 import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion, type ComponentDeclaration, type ComponentInfo } from '../engine/components.js';
 import { PublishError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
@@ -28,9 +28,14 @@ import {
   INCREMENTAL_WORTH_RATIO,
   TARGET_RETENTION_DAYS,
 } from '../engine/limits.js';
+import { xzAvailable } from '../engine/xz.js';
 import { loadOrCreateKeys, ROLES, type RoleName, type SigningKey } from './signing-keys.js';
 
 const SPEC_VERSION = '1.0.31';
+/** Files above this size have their full file's codec and size estimated from a sample before incrementals are built. */
+const ESTIMATE_FROM_BYTES = 8 * 1024 * 1024;
+/** An incremental's byte-level build is skipped only when its estimate is over the limit by this factor. */
+const ESTIMATE_MARGIN = 1.15;
 const DAY_MS = 86_400_000;
 
 export interface PublishOptions {
@@ -42,6 +47,11 @@ export interface PublishOptions {
   level?: number;
   /** zstd level for incremental patterns (PATCH_LEVEL by default). */
   patchLevel?: number;
+  /**
+   * Codecs a full file may be published in; the smallest is chosen per file (all by default). The demo
+   * publishes zstd only: its source, server and agents share one process, and xz's encoder needs ~94 MiB.
+   */
+  fullCodecs?: readonly FullCodec[];
   now?: Date;
   log?: (line: string) => void;
 }
@@ -51,9 +61,14 @@ export interface PublishedComponent {
   latest: number;
   fullBytes: number;
   compressedBytes: number;
-  incrementals: { from: number; bytes: number }[];
-  /** Incrementals not published because they were not clearly smaller than the compressed full file. */
-  skipped: { from: number; bytes: number }[];
+  /** How the full file is coded ('zstd' or 'xz'). */
+  codec: string;
+  incrementals: { from: number; bytes: number; format: string }[];
+  /**
+   * Incrementals not published because they were not clearly smaller than the compressed full file;
+   * `estimated` when its size was estimated and it was never built.
+   */
+  skipped: { from: number; bytes: number; estimated?: boolean }[];
 }
 
 export interface PublishResult {
@@ -61,10 +76,21 @@ export interface PublishResult {
   components: PublishedComponent[];
 }
 
+interface BuiltFile {
+  sha256: string;
+  length: number;
+  name: string;
+  codec?: string;
+  estimated?: boolean;
+}
+
 /** What the publisher remembers between runs (beside the keys: publishStateFile); never read by clients. */
 interface PublishState {
-  /** Built files by content: "<kind>:<sha256 of input(s)>" -> target file hash, length and name. */
-  built: Record<string, { sha256: string; length: number; name: string }>;
+  /**
+   * Built files by content: "<kind>:<sha256 of input(s)>" -> target file hash, length and name, and how it
+   * is coded; an incremental never built because its estimate was not worth it has no hash and `estimated`.
+   */
+  built: Record<string, BuiltFile>;
   /** Target files and metadata no longer referenced, with when they were retired. */
   retired: Record<string, string>;
 }
@@ -79,7 +105,13 @@ const stateSchema: JSONSchemaType<PublishState> = {
       additionalProperties: {
         type: 'object',
         required: ['sha256', 'length', 'name'],
-        properties: { sha256: { type: 'string' }, length: { type: 'integer' }, name: { type: 'string' } },
+        properties: {
+          sha256: { type: 'string' },
+          length: { type: 'integer' },
+          name: { type: 'string' },
+          codec: { type: 'string', nullable: true },
+          estimated: { type: 'boolean', nullable: true },
+        },
       },
     },
     retired: { type: 'object', required: [], additionalProperties: { type: 'string' } },
@@ -274,6 +306,13 @@ export function publish(options: PublishOptions): PublishResult {
   const log = options.log ?? (() => {});
   const level = options.level ?? FULL_LEVEL;
   const patchLevel = options.patchLevel ?? PATCH_LEVEL;
+  if (options.fullCodecs && (options.fullCodecs.length === 0 || options.fullCodecs.some((c) => !FULL_CODECS.includes(c)))) {
+    throw new PublishError(`full codecs must be among ${FULL_CODECS.join(', ')}`);
+  }
+  if (options.fullCodecs?.includes('xz') && !xzAvailable()) throw new PublishError('xz was asked for, but node-liblzma could not be loaded here (npm install builds it against liblzma-dev)');
+  // Without the binding (a platform node-liblzma has no build for), full files are published in zstd.
+  const fullCodecs = options.fullCodecs ?? FULL_CODECS.filter((c) => c !== 'xz' || xzAvailable());
+  if (!xzAvailable()) log('xz is not available here (node-liblzma could not be loaded): full files are published in zstd');
   const expiryDays = { ...DEFAULT_EXPIRY_DAYS, ...options.expiryDays };
   for (const [role, days] of Object.entries(expiryDays)) {
     if (!(Number.isFinite(days) && days > 0 && days <= 3650)) throw new PublishError(`expiry for ${role} must be between 0 and 3650 days`);
@@ -315,13 +354,14 @@ export function publish(options: PublishOptions): PublishResult {
     referenced.add(path.join('targets', hashedName(targetPath, built.sha256)));
     targetFiles[targetPath] = new TargetFile({ path: targetPath, length: built.length, hashes: { sha256: built.sha256 } });
   };
-  /** Build once per distinct input: compressing 50 MB at FULL_LEVEL takes minutes. */
-  const buildOnce = (cacheKey: string, targetPath: string, build: () => Buffer) => {
+  /** Build once per distinct input: compressing 50 MB takes a minute or more. */
+  const buildOnce = (cacheKey: string, build: () => { targetPath: string; data: Buffer; codec: string }) => {
     const cached = state.built[cacheKey];
-    if (cached?.sha256 && fs.existsSync(storedFile(targetPath, cached.sha256))) return { ...cached, created: false };
-    const built = store(targetPath, build());
-    state.built[cacheKey] = { sha256: built.sha256, length: built.length, name: targetPath };
-    return built;
+    if (cached?.sha256 && fs.existsSync(storedFile(cached.name, cached.sha256))) return { ...cached, codec: cached.codec ?? 'zstd', created: false };
+    const { targetPath, data, codec } = build();
+    const built = store(targetPath, data);
+    state.built[cacheKey] = { sha256: built.sha256, length: built.length, name: targetPath, codec };
+    return { ...built, name: targetPath, codec };
   };
   const readLatest = (component: InputComponent) => {
     const latest = component.versions.at(-1)!;
@@ -329,25 +369,64 @@ export function publish(options: PublishOptions): PublishResult {
     if (bytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
     return { latest, bytes, hash: sha256(bytes) };
   };
+  /**
+   * The incremental from `base` to `latest` in the format that makes it smallest: the record-aware one for
+   * text lists of records (cheap to build), the byte-level zstd patch for anything. The byte-level build is
+   * skipped when an estimate of it shows it could not be worth publishing, or could not beat the record one.
+   */
+  const buildIncremental = (
+    component: InputComponent,
+    from: number,
+    base: Buffer,
+    latest: { latest: number; bytes: Buffer },
+    limit: number | undefined,
+    fullRatio: number | undefined,
+  ): { estimated: number } | { targetPath: string; data: Buffer; codec: string } => {
+    const targetPath = incrementalTarget(component.id, from, latest.latest);
+    const records = createRecordsPatch(base, latest.bytes);
+    if (fullRatio !== undefined && limit !== undefined) {
+      // A margin over the estimate: skipping one that would have been worth it costs more than a wasted build.
+      const estimate = estimatePatch(base, latest.bytes, fullRatio);
+      if ((!records || records.length > limit) && estimate > limit * ESTIMATE_MARGIN) return { estimated: estimate };
+      if (records && estimate > records.length * ESTIMATE_MARGIN) return { targetPath, data: records, codec: 'records' };
+    }
+    const zstd = encoder.createPatch(base, latest.bytes, patchLevel);
+    return records && records.length < zstd.length ? { targetPath, data: records, codec: 'records' } : { targetPath, data: zstd, codec: 'zstd' };
+  };
 
-  // Incrementals of every component first, full files after: the context keeps the largest workspace it
-  // has needed, and a full file's (at FULL_LEVEL, tables for the whole file) is larger than an incremental's
-  // for files up to about 30 MB, so building it first would leave it under every incremental's tables.
-  // Whether an incremental is worth publishing is only known once its full file is: a new one is stored
-  // now and removed again if it is not.
-  const patches = new Map<string, { from: number; key: string; length: number; created: boolean }[]>();
+  // Incrementals of every component first, full files after: the zstd context keeps the largest workspace
+  // it has needed, and a full file's (at FULL_LEVEL, tables for the whole file) is larger than an
+  // incremental's for files up to about 30 MB, so building it first would leave it under every
+  // incremental's tables. Whether an incremental is worth publishing is only known for certain once its
+  // full file is: a new one is stored now and removed again if it is not. For large files (where a
+  // byte-level build costs seconds and hundreds of MB) a sample of the latest version tells the full
+  // file's codec and size beforehand, so incrementals that could not be worth it are not built at all.
+  const patches = new Map<string, { from: number; key: string; length: number; created: boolean; estimated?: boolean }[]>();
+  const estimates = new Map<string, FullEstimate>();
   for (const component of components.filter((c) => c.info.duplication)) {
     const latest = readLatest(component);
-    const built: { from: number; key: string; length: number; created: boolean }[] = [];
+    const estimate = latest.bytes.length > ESTIMATE_FROM_BYTES ? estimateFull(latest.bytes, encoder, fullCodecs) : undefined;
+    if (estimate) estimates.set(component.id, estimate);
+    const limit = estimate ? latest.bytes.length * estimate.ratio * INCREMENTAL_WORTH_RATIO : undefined;
+    const built: { from: number; key: string; length: number; created: boolean; estimated?: boolean }[] = [];
     // Newest base first: bases grow with the versions, so zstd's largest tables are allocated first and
     // the smaller ones fit where they were (oldest first left the allocator's heap 20-40 MB larger).
     for (const from of component.versions.slice(0, -1).slice(-INCREMENTAL_HISTORY).reverse()) {
       const baseBytes = bases.read(path.join(component.dir, String(from)));
-      const key = `patch:${patchLevel}:${sha256(baseBytes)}:${latest.hash}`;
+      const key = `incremental:${patchLevel}:${sha256(baseBytes)}:${latest.hash}`;
       const cached = state.built[key];
-      // Known from an earlier run (published, or measured as not worth it): nothing to build.
-      if (cached) built.push({ from, key, length: cached.length, created: false });
-      else built.push({ from, key, ...buildOnce(key, incrementalTarget(component.id, from, latest.latest), () => encoder.createPatch(baseBytes, latest.bytes, patchLevel)) });
+      // Known from an earlier run (published, or measured or estimated as not worth it): nothing to build.
+      if (cached) {
+        built.push({ from, key, length: cached.length, created: false, ...(cached.estimated ? { estimated: true } : {}) });
+        continue;
+      }
+      const result = buildIncremental(component, from, baseBytes, latest, limit, estimate?.ratio);
+      if ('estimated' in result) {
+        state.built[key] = { sha256: '', length: result.estimated, name: incrementalTarget(component.id, from, latest.latest), estimated: true };
+        built.push({ from, key, length: result.estimated, created: false, estimated: true });
+      } else {
+        built.push({ from, key, ...buildOnce(key, () => result) });
+      }
     }
     patches.set(component.id, built.reverse());
   }
@@ -357,34 +436,42 @@ export function publish(options: PublishOptions): PublishResult {
   for (const component of components) {
     const { info } = component;
     const { latest, bytes: latestBytes, hash: latestHash } = readLatest(component);
-    const full = buildOnce(`full:${level}:${latestHash}`, fullTarget(component.id, latest), () => encoder.compressFull(latestBytes, level));
-    addTarget(fullTarget(component.id, latest), full);
+    const full = buildOnce(`full:${level}:${[...fullCodecs].sort().join('+')}:${latestHash}`, () => {
+      const { codec, data } = compressFullBest(latestBytes, encoder, level, estimates.get(component.id), fullCodecs);
+      return { targetPath: fullTarget(component.id, latest, codec), data, codec };
+    });
+    addTarget(full.name, full);
     const entry: CatalogueComponent = {
       id: component.id,
       name: info.name,
       duplication: info.duplication,
       latest,
-      full: { target: fullTarget(component.id, latest), length: latestBytes.length, sha256: latestHash },
+      full: { target: full.name, length: latestBytes.length, sha256: latestHash, codec: full.codec },
       incrementals: [],
     };
-    const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, incrementals: [], skipped: [] };
-    for (const { from, key, length, created } of patches.get(component.id) ?? []) {
+    const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, codec: full.codec, incrementals: [], skipped: [] };
+    for (const { from, key, length, created, estimated } of patches.get(component.id) ?? []) {
       const target = incrementalTarget(component.id, from, latest);
       if (length > full.length * INCREMENTAL_WORTH_RATIO) {
-        summary.skipped.push({ from, bytes: length });
+        summary.skipped.push({ from, bytes: length, ...(estimated ? { estimated } : {}) });
         if (created) {
           fs.rmSync(storedFile(target, state.built[key]!.sha256), { force: true });
           state.built[key] = { sha256: '', length, name: target }; // its length is remembered: not built again
         }
         continue;
       }
-      // Built in an earlier run but its file went missing, or measured then as not worth it: build it now.
-      addTarget(target, buildOnce(key, target, () => encoder.createPatch(bases.read(path.join(component.dir, String(from))), latestBytes, patchLevel)));
-      entry.incrementals.push({ from, target });
-      summary.incrementals.push({ from, bytes: length });
+      // Built in an earlier run but its file went missing, measured then as not worth it, or only estimated: build it now.
+      const built = buildOnce(key, () => {
+        const result = buildIncremental(component, from, bases.read(path.join(component.dir, String(from))), { latest, bytes: latestBytes }, undefined, undefined);
+        if ('estimated' in result) throw new Error('unreachable: no estimate without a limit');
+        return result;
+      });
+      addTarget(target, built);
+      entry.incrementals.push({ from, target, format: built.codec });
+      summary.incrementals.push({ from, bytes: built.length, format: built.codec });
     }
     log(
-      `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B` +
+      `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B (${full.codec})` +
         (info.duplication ? `, ${summary.incrementals.length} incremental(s)` : '') +
         (summary.skipped.length ? `, ${summary.skipped.length} not worth publishing` : ''),
     );

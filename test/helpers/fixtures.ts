@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PatternSeries } from '../../src-main/demo/patterns.js';
 import { listen, staticHandler, type RequestHandler, type RunningServer } from '../../src-main/demo/static-server.js';
+import type { FullCodec } from '../../src-main/engine/codec.js';
 import { publish, type PublishResult } from '../../src-main/publisher/publisher.js';
 
 export function tempDir(prefix = 'bulwark-test-'): string {
@@ -27,6 +28,11 @@ export class TestSource {
   intercept: ((req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]) => boolean) | undefined;
   /** Paths requested, in order (for asserting what was or was not downloaded). */
   readonly requests: string[] = [];
+  /**
+   * Full files as zstd frames, the suite's tests name them <version>.zst; codec.test.ts and
+   * publisher.test.ts publish with every codec.
+   */
+  fullCodecs: readonly FullCodec[] = ['zstd'];
 
   constructor(readonly dir: string = tempDir('bulwark-source-')) {
     this.input = path.join(dir, 'input');
@@ -77,7 +83,7 @@ export class TestSource {
   }
 
   publish(): PublishResult {
-    return publish({ input: this.input, out: this.out, keys: this.keys, level: TEST_LEVEL });
+    return publish({ input: this.input, out: this.out, keys: this.keys, level: TEST_LEVEL, fullCodecs: this.fullCodecs });
   }
 
   /** The on-disk file (hashed name) of a published target, e.g. "virus-pattern/v_173.175". */
