@@ -472,25 +472,29 @@ describe('strangers and their reminders', () => {
       { address: '2001:db8::9', family: 6 as const },
     ];
     for (const name of ['quiet-3', 'quiet-1', 'quiet-2']) await enrollAndReport(registry, name, { pollSeconds: 1, addresses: dual });
-    for (const name of ['v4-c', 'v4-a', 'v4-b']) await enrollAndReport(registry, name, { addresses: [{ address: '10.0.0.4', family: 4 }, { address: '10.0.1.4', family: 4 }] });
-    await enrollAndReport(registry, 'v6-a', { address: '2001:db8::6', addresses: [{ address: '2001:db8::6', family: 6 }] });
+    const only4 = [{ address: '10.0.0.4', family: 4 as const }, { address: '10.0.1.4', family: 4 as const }];
+    for (const name of ['v4-c', 'v4-a', 'v4-b']) await enrollAndReport(registry, name, { pollSeconds: 1, addresses: only4 });
+    await enrollAndReport(registry, 'v6-a', { pollSeconds: 1, address: '2001:db8::6', addresses: [{ address: '2001:db8::6', family: 6 }] });
+    // Single-stack agents still heard from: they get through (by a proxy), so no family card names them.
+    await enrollAndReport(registry, 'v4-live', { addresses: only4 });
+    await enrollAndReport(registry, 'v6-live', { address: '2001:db8::7', addresses: [{ address: '2001:db8::7', family: 6 }] });
     await enrollAndReport(registry, 'both', { addresses: dual });
     await enrollAndReport(registry, 'nothing', { addresses: [] });
     await enrollOnly(registry, 'never-reported');
     return Date.now() + 60_000;
   }
 
-  it('counts silent, IPv4-only and IPv6-only agents and names the first few', async () => {
+  it('counts silent agents, and the silent ones with only IPv4 or only IPv6, and names the first few', async () => {
     const registry = await openRegistry();
     const now = await fleet(registry);
     expect(await registry.strangers(now, 2)).toEqual({
-      silent: { agents: 3, names: ['quiet-1', 'quiet-2'] },
+      silent: { agents: 7, names: ['quiet-1', 'quiet-2'] },
       only4: { agents: 3, names: ['v4-a', 'v4-b'] },
       only6: { agents: 1, names: ['v6-a'] },
     });
     expect((await registry.strangers(now)).only4.names).toEqual(['v4-a', 'v4-b', 'v4-c']);
-    // Before their two poll intervals pass, nobody is silent.
-    expect((await registry.strangers(Date.now() - 10_000)).silent).toEqual({ agents: 0, names: [] });
+    // Before their two poll intervals pass, nobody is silent, and no single-stack agent is a concern.
+    expect(await registry.strangers(Date.now() - 10_000)).toEqual({ silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } });
   });
 
   it('become reminder cards naming the agents a single-stack server cannot reach', async () => {
@@ -500,11 +504,11 @@ describe('strangers and their reminders', () => {
     const v6server = agentReminders(strangers, { stack: 'ipv6', url: 'https://[2001:db8::1]:8443' });
     expect(v6server.map((r) => r.id)).toEqual(['agents-unreachable', 'agents-family']);
     const [silent, family] = v6server;
-    expect(silent!.title).toBe('3 agents have not been heard from');
-    expect(silent!.body).toMatch(/^quiet-1, quiet-2 and 1 more did not report/);
+    expect(silent!.title).toBe('7 agents have not been heard from');
+    expect(silent!.body).toMatch(/^quiet-1, quiet-2 and 5 more did not report/);
     expect(silent!.action).toContain('https://[2001:db8::1]:8443');
     expect(family!.title).toBe('3 agents have only IPv4; this server only IPv6');
-    expect(family!.body).toMatch(/^v4-a, v4-b and 1 more cannot reach a pure IPv6 server/);
+    expect(family!.body).toMatch(/^v4-a, v4-b and 1 more cannot reach a pure IPv6 server directly, and have not been heard from/);
 
     const v4server = agentReminders(strangers, { stack: 'ipv4', url: undefined });
     expect(v4server[1]!.title).toBe('1 agent has only IPv6; this server only IPv4');
@@ -714,7 +718,8 @@ describe('migration', () => {
     // last_run_at is the run's millisecond, no later.
     expect(await registry.failing('canary', Date.parse(failedAt) + 1, 5)).toEqual([]);
     expect(names(await everyone(registry, basis, { text: 'DISK FULL' }))).toEqual(['old-timer']);
-    expect(await registry.strangers(now)).toMatchObject({ only4: { agents: 1, names: ['good'] }, only6: { agents: 0 } });
+    // Once silent (two poll intervals of 300 s), its families from the migrated JSON name the IPv4-only one.
+    expect(await registry.strangers(now + 601_000)).toMatchObject({ only4: { agents: 1, names: ['good'] }, only6: { agents: 0 } });
     await registry.close();
     opened = [];
 

@@ -87,6 +87,8 @@ export interface AgentOptions {
   log?: (line: string) => void;
   /** For tests: the random source for spreads and jitter. */
   random?: () => number;
+  /** The caller took the data directory's lock before anything was written (and releases it). */
+  lockTaken?: boolean;
 }
 
 /** What agent.json holds. */
@@ -184,6 +186,8 @@ export class Agent {
     this.log = options.log ?? (() => {});
     this.random = options.random ?? Math.random;
     this.settings = Settings.open(options.dataDir);
+    // Said like the server says it (and kept as a reminder): a damaged settings.json loses its proxy.
+    if (this.settings.recovered) this.log(`warning: ${this.settings.recovered}`);
     if (options.proxy) this.settings.set('proxy', options.proxy);
     this.engine = new Engine({
       dataDir: options.dataDir,
@@ -201,6 +205,7 @@ export class Agent {
         return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold, holdAt: server.holdAt, ...(holdLapsed ? { holdLapsed } : {}) };
       },
       familyRemedy: AGENT_FAMILY_REMEDY,
+      ...(options.lockTaken ? { lockTaken: true } : {}),
       log: this.log,
     });
   }

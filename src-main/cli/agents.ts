@@ -14,10 +14,10 @@ import type { AgentBrief, AgentListed } from '../distribution/registry.js';
 import { shortId } from '../distribution/agent-status.js';
 import { visible } from '../distribution/untrusted.js';
 import type { Actor } from '../engine/audit.js';
-import { UsageError } from '../engine/errors.js';
+import { describeError, UsageError } from '../engine/errors.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
 import { parseBrokerUrl, parseListen } from '../server/listen.js';
-import { dataOption, err, existingDataDir, integerFlag, out, required, untilSignal, type Command } from './command.js';
+import { dataOption, err, existingDataDir, integerFlag, lockDataDir, out, required, untilSignal, type Command } from './command.js';
 
 /** The registry and what its listings need: the current release and the overview's arithmetic. */
 const registryModules = () => Promise.all([import('../distribution/registry.js'), import('../distribution/release.js'), import('../distribution/overview.js')]);
@@ -78,7 +78,15 @@ async function heldOn(dataDir: string): Promise<string[]> {
 export async function agentsAtAGlance(dataDir: string, stack: StackKind | undefined): Promise<{ counts: AgentCounts; reminders: Reminder[] } | undefined> {
   if (!fs.existsSync(path.join(dataDir, 'agents.sqlite'))) return undefined;
   const [{ AgentRegistry }, { Distribution }, { agentReminders, pictureOf }] = await registryModules();
-  const registry = await AgentRegistry.open(dataDir, { readOnly: true });
+  let registry: Awaited<ReturnType<typeof AgentRegistry.open>>;
+  try {
+    registry = await AgentRegistry.open(dataDir, { readOnly: true });
+  } catch (error) {
+    // Damaged, say: status still shows everything else, and says so.
+    const { counts } = pictureOf([]);
+    const action = 'The server checks the registry whenever it starts (`bulwark serve`): it sets a damaged one aside, never deleting it, and restores its daily copy. If it cannot open the file either, do what the message says.';
+    return { counts, reminders: [{ id: 'agents-registry', severity: 'error', title: 'The agent registry cannot be read', body: `${describeError(error)}.`, action }] };
+  }
   try {
     const now = Date.now();
     const { counts } = pictureOf(await registry.tally({ release: Distribution.readCurrent(dataDir), now, held: await heldOn(dataDir) }));
@@ -214,20 +222,30 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
       const [{ Agent }, { checkSourceUrl }] = await Promise.all([import('../agent/agent.js'), import('../engine/source.js')]);
       const mirrors = ((values.mirror as string[] | undefined) ?? []).map((m) => checkSourceUrl(m).href.replace(/\/?$/, '/'));
       const stamp = (line: string) => out(`${new Date().toISOString()} ${line}`);
-      const agent = new Agent({
-        server,
-        dataDir,
-        log: stamp,
-        ...(token !== undefined ? { token } : {}),
-        ...(name ? { name } : {}),
-        ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
-        ...(insecure ? { insecureTrustFirstServer: true } : {}),
-        ...(maxHold !== undefined ? { maxHoldSeconds: maxHold } : {}),
-        ...(proxy ? { proxy } : {}),
-        ...(notify ? { notify } : {}),
-        ...(mirrors.length ? { mirrors } : {}),
-        ...(consumers ? { consumers } : {}),
-      });
+      // The lock before any write (settings, enrollment): a second agent on a data directory in use is
+      // refused and changes nothing (it would otherwise save its proxy, or enroll elsewhere).
+      const release = lockDataDir(dataDir);
+      let agent: InstanceType<typeof Agent>;
+      try {
+        agent = new Agent({
+          lockTaken: true,
+          server,
+          dataDir,
+          log: stamp,
+          ...(token !== undefined ? { token } : {}),
+          ...(name ? { name } : {}),
+          ...(trustedRoot ? { trustedRoot: path.resolve(trustedRoot) } : {}),
+          ...(insecure ? { insecureTrustFirstServer: true } : {}),
+          ...(maxHold !== undefined ? { maxHoldSeconds: maxHold } : {}),
+          ...(proxy ? { proxy } : {}),
+          ...(notify ? { notify } : {}),
+          ...(mirrors.length ? { mirrors } : {}),
+          ...(consumers ? { consumers } : {}),
+        });
+      } catch (error) {
+        release();
+        throw error;
+      }
       if (consumers) stamp(`handing components to their engines as ${consumers} says`);
       const stopped = untilSignal(stamp, 'stopping').then(() => 'stopped' as const);
       const failed = agent.failed();
@@ -244,7 +262,11 @@ token --ring RING\` enrolls into RING, and \`bulwark agents ring NAME RING\` mov
           void started.catch(() => undefined); // it gives up once stop() below aborts it
         }
       } finally {
-        await agent.stop();
+        try {
+          await agent.stop();
+        } finally {
+          release();
+        }
       }
       stamp('stopped');
       return 0;

@@ -16,7 +16,7 @@ import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 import { agentCommands, agentsAtAGlance, consumersFlag, rolloutCommand, serveFlags } from './agents.js';
 import { consumersCommand } from './consumers.js';
 import { componentCommand } from './component.js';
-import { closest, dataOption, err, existingDataDir, out, parseProblem, required, type Command } from './command.js';
+import { closest, dataOption, err, existingDataDir, lockDataDir, out, parseProblem, required, type Command } from './command.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -379,13 +379,20 @@ Options:
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       // No --listen: the address it had before (kept in the data directory), else any free port.
       const listen = typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0, remembered: true };
-      const settings = await openSettings(dataDir);
-      const distribution = serveFlags.parse(values, settings.data.distribution);
-      if (source) settings.set('source', source);
-      if (schedule) settings.set('schedule', schedule);
-      if (distribution) settings.set('distribution', distribution);
-      const { serve } = await import('./serve.js');
-      return serve(dataDir, settings, { ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
+      // The lock before any write: a second server on a data directory in use is refused and
+      // changes nothing (its flags would otherwise move the running one's port or source).
+      const release = lockDataDir(dataDir);
+      try {
+        const settings = await openSettings(dataDir);
+        const distribution = serveFlags.parse(values, settings.data.distribution);
+        if (source) settings.set('source', source);
+        if (schedule) settings.set('schedule', schedule);
+        if (distribution) settings.set('distribution', distribution);
+        const { serve } = await import('./serve.js');
+        return await serve(dataDir, settings, { lockTaken: true, ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
+      } finally {
+        release();
+      }
     },
   },
 

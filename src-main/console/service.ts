@@ -233,6 +233,7 @@ export class ConsoleService {
     engine.on('run', (run) => this.emit('run', run));
     engine.on('network', () => this.emit('changed', { reason: 'network' }));
     engine.on('pins', () => this.emit('changed', { reason: 'pins' }));
+    engine.on('reminders', () => this.emit('changed', { reason: 'reminders' }));
     options.agents?.rollout.on('change', () => this.emit('changed', { reason: 'rollout' }));
     this.fleet = loadFleetSamples(options.dataDir);
     let agentReminders = '';
@@ -550,20 +551,11 @@ export class ConsoleService {
     };
   }
 
-  /** Reminders about the agents: the service could not start, agents gone silent or on the other address family. */
+  /** Reminders about the agents: a halted rollout, agents gone silent or on the other address family (the server's own, such as its port taken, are the engine's). */
   agentReminders(): Reminder[] {
     const agents = this.options.agents;
     if (!agents) return [];
     const reminders: Reminder[] = [];
-    if (agents.error) {
-      reminders.push({
-        id: 'agents-service',
-        severity: 'error',
-        title: 'Agents cannot connect to this server',
-        body: sentenceCase(agents.error) + '.',
-        action: 'Free that address or choose another with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
-      });
-    }
     const halted = agents.rollout.current()?.halted;
     if (halted?.content) {
       // An engine would not load the content: which component and version, on which agents, in the engine's words.

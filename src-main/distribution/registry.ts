@@ -17,7 +17,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
-import { BulwarkError, StoreError, UsageError } from '../engine/errors.js';
+import { BulwarkError, diskTrouble, StoreError, UsageError } from '../engine/errors.js';
 import { RINGS, type AgentComponent, type AgentConsumer, type AgentFailure, type AgentLastRun, type AgentReport, type Family, type Ring, type ServerOrder, type TrustMode } from '../protocol/agent-protocol.js';
 import { visible } from './untrusted.js';
 import { shortId, SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
@@ -225,20 +225,25 @@ export class AgentRegistry {
     this.reader = db;
   }
 
-  /** Open (or create) DATA/agents.sqlite; read-only opens fail when there is none. */
-  static async open(dataDir: string, options: { readOnly?: boolean } = {}): Promise<AgentRegistry> {
-    const file = path.join(dataDir, 'agents.sqlite');
+  /**
+   * Open (or create) DATA/agents.sqlite; read-only opens fail when there is none. `memory`: an empty
+   * registry that is never written anywhere (a server whose registry file cannot be opened at all).
+   */
+  static async open(dataDir: string, options: { readOnly?: boolean; memory?: boolean } = {}): Promise<AgentRegistry> {
+    const file = options.memory ? ':memory:' : path.join(dataDir, 'agents.sqlite');
     if (options.readOnly && !fs.existsSync(file)) throw new StoreError(`no agent registry in ${dataDir} (no agent has enrolled with a server there)`);
     fs.mkdirSync(dataDir, { recursive: true });
     const connect = (mode: number) =>
       new Promise<sqlite3.Database>((resolve, reject) => {
-        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(new StoreError(`cannot open the agent registry ${file}`, { cause: error })) : resolve(opened)));
+        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(new StoreError(`cannot open the agent registry ${file}`, { cause: error, file })) : resolve(opened)));
       });
     const db = await connect(options.readOnly ? sqlite3.OPEN_READONLY : sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE);
     const registry = new AgentRegistry(db, file);
     try {
       await registry.exec('PRAGMA busy_timeout = 5000');
-      if (!options.readOnly) {
+      if (options.memory) {
+        await registry.exec(SCHEMA);
+      } else if (!options.readOnly) {
         await registry.exec('PRAGMA journal_mode = WAL');
         // NORMAL in WAL mode: a kill -9 loses nothing committed; only a power cut can cost the last reports.
         await registry.exec('PRAGMA synchronous = NORMAL');
@@ -260,6 +265,71 @@ export class AgentRegistry {
       throw error;
     }
     return registry;
+  }
+
+  /**
+   * What SQLite's own check finds wrong with a registry file (PRAGMA quick_check: every page and
+   * record, not the indexes' agreement with their table), or undefined when nothing. Damage that stops
+   * the file from opening at all (not a database) is said too; any other failure to open is thrown.
+   */
+  static async check(file: string): Promise<string | undefined> {
+    let db: sqlite3.Database | undefined;
+    const connect = (mode: number) =>
+      new Promise<sqlite3.Database>((resolve, reject) => {
+        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(error) : resolve(opened)));
+      });
+    try {
+      // Read-write (never creating it), as a WAL database needs to read its log; read-only where it cannot be written.
+      db = await connect(sqlite3.OPEN_READWRITE).catch(() => connect(sqlite3.OPEN_READONLY));
+      const rows = await new Promise<{ quick_check: string }[]>((resolve, reject) => db!.all<{ quick_check: string }>('PRAGMA quick_check(5)', (error, found) => (error ? reject(error) : resolve(found))));
+      // Its lines, without the "*** in database main ***" heading.
+      const problems = rows.flatMap((row) => row.quick_check.split('\n')).filter((text) => text !== 'ok' && !text.startsWith('***'));
+      return problems.length ? `SQLite's check found: ${problems.join('; ')}` : undefined;
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) return `${(error as Error).message.replace(/^SQLITE_\w+: /, '')} (${code})`;
+      throw new StoreError(`cannot check the agent registry ${file}`, { cause: error, file });
+    } finally {
+      await new Promise<void>((resolve) => (db ? db.close(() => resolve()) : resolve()));
+    }
+  }
+
+  /** The registry's settings (the enrollment token, the credential key) as far as a damaged file still gives them. */
+  static async readMeta(file: string): Promise<Record<string, string>> {
+    try {
+      const db = await new Promise<sqlite3.Database>((resolve, reject) => {
+        const opened: sqlite3.Database = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (error) => (error ? reject(error) : resolve(opened)));
+      });
+      const rows = await new Promise<{ key: string; value: string }[]>((resolve) => db.all<{ key: string; value: string }>('SELECT key, value FROM meta', (error, found) => resolve(error ? [] : found)));
+      await new Promise<void>((resolve) => db.close(() => resolve()));
+      return Object.fromEntries(rows.filter((row) => typeof row.key === 'string' && typeof row.value === 'string').map((row) => [row.key, row.value]));
+    } catch {
+      return {};
+    }
+  }
+
+  /** Keep these settings (salvaged from a damaged registry) in this one. */
+  async writeMeta(meta: Record<string, string>): Promise<void> {
+    for (const [key, value] of Object.entries(meta)) await this.run(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, [key, value]);
+  }
+
+  /**
+   * A consistent copy of the registry into `file`, made by SQLite's online backup API while the server
+   * goes on (reports wait only for the moment each batch of pages is copied).
+   */
+  async copyTo(file: string): Promise<void> {
+    type Backup = { step(pages: number, done: (error: Error | null) => void): void; finish(done: (error: Error | null) => void): void; completed: boolean };
+    const backup = (this.db as unknown as { backup(file: string): Backup }).backup(file);
+    await new Promise<void>((resolve, reject) => backup.step(-1, (error) => (error ? reject(this.failed(error)) : resolve())));
+    await new Promise<void>((resolve, reject) => backup.finish((error) => (error ? reject(this.failed(error)) : resolve())));
+    if (!backup.completed) throw new StoreError(`the copy of the agent registry into ${file} did not complete`, { file });
+    // A file of its own, without a write-ahead log: readable as it is, even from a read-only disk.
+    await new Promise<void>((resolve, reject) => {
+      const copy: sqlite3.Database = new sqlite3.Database(file, sqlite3.OPEN_READWRITE, (error) => {
+        if (error) return reject(this.failed(error));
+        copy.exec('PRAGMA journal_mode = DELETE', (changed) => copy.close((closed) => (changed || closed ? reject(this.failed((changed ?? closed)!)) : resolve())));
+      });
+    });
   }
 
   private async missingColumns(): Promise<string[]> {
@@ -285,31 +355,37 @@ export class AgentRegistry {
     });
   }
 
+  /** A statement failed: on which file, and why (a disk's refusal in words: a full disk, a read-only mount). */
+  private failed(error: Error): StoreError {
+    return new StoreError(diskTrouble(error, this.file) ? `the agent registry ${this.file}` : `the agent registry ${this.file}: ${error.message}`, { cause: error, file: this.file });
+  }
+
   private exec(sql: string): Promise<void> {
-    return new Promise((resolve, reject) => this.db.exec(sql, (error) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve())));
+    return new Promise((resolve, reject) => this.db.exec(sql, (error) => (error ? reject(this.failed(error)) : resolve())));
   }
 
   private run(sql: string, params: unknown[]): Promise<number> {
+    const failed = (error: Error) => this.failed(error);
     return new Promise((resolve, reject) =>
       this.db.run(sql, params, function (error) {
-        if (error) reject(new StoreError(`agent registry: ${error.message}`, { cause: error }));
+        if (error) reject(failed(error));
         else resolve(this.changes);
       }),
     );
   }
 
   private get<T>(sql: string, params: unknown[]): Promise<T | undefined> {
-    return new Promise((resolve, reject) => this.db.get<T>(sql, params, (error, row) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(row))));
+    return new Promise((resolve, reject) => this.db.get<T>(sql, params, (error, row) => (error ? reject(this.failed(error)) : resolve(row))));
   }
 
   private all<T>(sql: string, params: unknown[]): Promise<T[]> {
-    return new Promise((resolve, reject) => this.db.all<T>(sql, params, (error, rows) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(rows))));
+    return new Promise((resolve, reject) => this.db.all<T>(sql, params, (error, rows) => (error ? reject(this.failed(error)) : resolve(rows))));
   }
 
   /** A read over the fleet, on the reader connection. */
   private read<T>(sql: string, params: SqlParams): Promise<T[]> {
     return new Promise((resolve, reject) =>
-      this.reader.all<T>(sql, usedIn(sql, params), (error, rows) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(rows))),
+      this.reader.all<T>(sql, usedIn(sql, params), (error, rows) => (error ? reject(this.failed(error)) : resolve(rows))),
     );
   }
 
@@ -557,7 +633,10 @@ export class AgentRegistry {
     return this.read<AgentTally>(`SELECT ${state.sql} AS state, ring, COUNT(*) AS agents FROM agents GROUP BY 1, 2`, state.params);
   }
 
-  /** Agents gone silent, and agents with only IPv4 or only IPv6: how many, and the first few names. */
+  /**
+   * Agents gone silent, and those of them with only IPv4 or only IPv6 (an agent heard from reaches
+   * this server, through a proxy if need be): how many, and the first few names.
+   */
   async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
     const group = async (where: string, params: SqlParams) => {
       const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
@@ -572,8 +651,8 @@ export class AgentRegistry {
     };
     return {
       silent: await group(SILENT_SQL, { $now: now }),
-      only4: await group(`families = '4'`, {}),
-      only6: await group(`families = '6'`, {}),
+      only4: await group(`families = '4' AND ${SILENT_SQL}`, { $now: now }),
+      only6: await group(`families = '6' AND ${SILENT_SQL}`, { $now: now }),
     };
   }
 

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull, knownFullCodec, knownPatchFormat } from './codec.js';
 import type { ConsumerFailure, Handoff } from './consumers.js';
-import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
+import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, errorCodeOf, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
@@ -89,7 +89,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   fs.mkdirSync(ctx.tempDir, { recursive: true });
   sweepTempFiles(ctx.tempDir);
   ctx.store.recover();
-  const finish = (fields: Pick<RunRecord, 'result' | 'components'> & { error?: unknown }): RunRecord => {
+  const finish = (fields: Pick<RunRecord, 'result' | 'components' | 'errorCode'> & { error?: unknown }): RunRecord => {
     sweepTempFiles(ctx.tempDir);
     const record: RunRecord = {
       trigger,
@@ -101,7 +101,8 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     };
     if (fields.error !== undefined) {
       record.error = describeError(fields.error);
-      if (fields.error instanceof BulwarkError) record.errorCode = fields.error.code;
+      const code = fields.errorCode ?? errorCodeOf(fields.error);
+      if (code) record.errorCode = code;
     }
     const failure = runFailure(record);
     if (failure) record.failure = failure;
@@ -127,23 +128,35 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   // A damaged or missing active file, or a damaged record of it, is repaired by this run (in full) and said.
   const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false, now()).map((p) => [p.id, p]));
 
+  // The version each component is to reach; a partial download of any other version (superseded by a
+  // newer one, pinned away from) or of one installed by another way is of no more use: dropped now,
+  // and again once this run has installed what it could.
+  const target = new Map(catalogue.components.map((entry) => [entry.id, ctx.pins?.get(entry.id) ?? entry.latest]));
+  const wanted = (id: string, version: number) => target.get(id) === version && ctx.store.active(id)?.version !== version;
+  ctx.fetcher.dropPartials(wanted);
+
   const runs: ComponentRun[] = [];
   const total = catalogue.components.length;
   let unreachable: unknown;
   for (const [index, entry] of catalogue.components.entries()) {
+    // Its downloads' partial files are named for the version they are of.
+    ctx.fetcher.partOf = { id: entry.id, version: target.get(entry.id)! };
     const { run, cause } = unreachable
       ? { run: skipped(ctx.store.active(entry.id), entry, unreachable), cause: undefined }
       : await updateComponent(ctx, entry, index, total, now, offers, problems.get(entry.id));
+    ctx.fetcher.partOf = undefined;
     if (sourceUnreachable(cause)) unreachable = cause;
     if (run.result === 'ok') await settleConsumer(ctx, run);
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
   }
+  ctx.fetcher.dropPartials(wanted);
   const failed = runs.filter((r) => r.result === 'failed');
   return finish({
     result: failed.length ? 'failed' : 'ok',
     components: runs,
-    ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}` } : {}),
+    // The first failure's code too, so the reminders can say what kind of failure it was (a full disk, the source gone).
+    ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}`, ...(failed[0]!.errorCode ? { errorCode: failed[0]!.errorCode } : {}) } : {}),
   });
 }
 
@@ -238,9 +251,9 @@ async function updateComponent(
     };
     if (cause !== undefined) {
       run.error = describeError(cause);
-      if (cause instanceof BulwarkError) run.errorCode = cause.code;
-      // A file system's refusal (a directory in the way, a full or read-only disk, permissions): this machine's.
-      else if (isSystemError(cause)) run.errorCode = 'ERR_FILE';
+      // Ours, or a file system's refusal (a directory in the way, a full or read-only disk, permissions): this machine's.
+      const code = errorCodeOf(cause) ?? (isSystemError(cause) ? 'ERR_FILE' : undefined);
+      if (code) run.errorCode = code;
       if (cause instanceof ConsumerError) run.consumer = consumerFailure(cause, candidate ?? entry.latest);
     }
     return { run, cause };
