@@ -285,7 +285,8 @@ async function theAgentsServer(lab: FaultLab) {
   if (agentsServer?.process.running) return agentsServer;
   const dataDir = lab.dataDir('agents-server');
   const { process: serve, agentsUrl } = await serving(dataDir);
-  const token = /Enrollment token: (\S+)/.exec((await lab.cli(['agents', 'token', '--data', dataDir])).stdout)?.[1];
+  // The join string, alone on the last line.
+  const token = (await lab.cli(['agents', 'token', '--data', dataDir])).stdout.trim().split('\n').at(-1)?.trim();
   if (!agentsUrl || !token) throw new Error(`no agents' address or token\n${serve.stdout}${serve.stderr}`);
   agentsServer = { process: serve, dataDir, url: agentsUrl, token };
   return agentsServer;
@@ -1347,7 +1348,7 @@ export const SCENARIOS: Scenario[] = [
               text: rotate.stderr,
               says: new RegExp(`^bulwark agents: the agent registry ${esc(dataDir)}/agents\\.sqlite: the disk holding it is full \\(no space left on device, SQLITE_[A-Z]+\\): free space on it \\(df -h ${esc(dataDir)}\\), then try again$`, 'm'),
             },
-            { where: 'the token afterwards', text: shown.stdout, says: new RegExp(`Enrollment token: ${esc(token)}$`, 'm') },
+            { where: 'the token afterwards', text: shown.stdout, says: new RegExp(`Enrollment token of the broad ring: ${esc(token)}$`, 'm') },
           ],
         };
       }),

@@ -87,7 +87,8 @@ describe.skipIf(Boolean(skipReason))(`an agent and its server on different addre
   }, 60_000);
 
   it('direct, the pure IPv4 agent says its server has IPv6 addresses only and names the dual-stack proxy remedy; through the proxy it updates', async () => {
-    const token = /Enrollment token: (\S+)/.exec((await bulwark(ns.srv6, ['agents', 'token', '--data', path.join(work, 'server')])).stdout)![1]!;
+    // The join string: `bulwark agents token` prints it alone on its last line.
+    const token = (await bulwark(ns.srv6, ['agents', 'token', '--data', path.join(work, 'server')])).stdout.trim().split('\n').at(-1)!.trim();
     const dataDir = path.join(work, 'agent');
     const args = ['agent', '--server', `http://bulwark6.test:${AGENT_PORT}/`, '--token', token, '--data', dataDir, '--name', 'ipv4-only'];
 

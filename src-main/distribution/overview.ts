@@ -15,6 +15,7 @@ import type { Family, StackKind } from '../engine/network.js';
 import { AGENT_STATES, countOf, emptyCounts, type AgentCounts } from './agent-status.js';
 import type { AgentRegistry, AgentTally } from './registry.js';
 import type { Distribution } from './release.js';
+import { visible } from './untrusted.js';
 
 /** A ring's agents, and how many of them are current and failed. */
 export interface RingCounts {
@@ -198,7 +199,8 @@ export function pictureOf(tallies: readonly AgentTally[]): Pick<AgentsPicture, '
  */
 export function agentReminders(picture: Pick<AgentsPicture, 'silent' | 'only4' | 'only6'>, server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
   const reminders: Reminder[] = [];
-  const more = (group: { agents: number; names: string[] }) => group.names.join(', ') + (group.agents > group.names.length ? ` and ${group.agents - group.names.length} more` : '');
+  // Names are the agents' words: made visible text (untrusted.ts) before they reach a card.
+  const more = (group: { agents: number; names: string[] }) => group.names.map((name) => visible(name, 100)).join(', ') + (group.agents > group.names.length ? ` and ${group.agents - group.names.length} more` : '');
   const { silent } = picture;
   if (silent.agents) {
     const one = silent.agents === 1;

@@ -119,6 +119,8 @@ export interface Policy {
   hold: boolean;
   /** While held: the versions of the last release that passed the rollout, which a held agent with less moves up to. */
   holdAt?: ReadonlyMap<string, number>;
+  /** A hold no longer obeyed: held since `since`, longer than the agent's maximum; components behind are taken to the latest, and say why. */
+  holdLapsed?: { since: string; maxHoldSeconds: number };
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -550,7 +552,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const { pins, hold, holdAt } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined };
+      const { pins, hold, holdAt, holdLapsed } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined, holdLapsed: undefined };
       const handoff = this.consumers(trigger);
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
@@ -566,6 +568,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           pins,
           hold,
           ...(holdAt ? { holdAt } : {}),
+          ...(holdLapsed ? { holdLapsed } : {}),
           evidence: this.evidence,
           ...(handoff ? { handoff } : {}),
           ...(offers ? { offers: () => offers(runFetcher) } : {}),

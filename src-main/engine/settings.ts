@@ -13,7 +13,7 @@ import { writeFileAtomic } from './files.js';
 import { damagedName, noteSetAside } from './set-aside.js';
 import { cronFor, DEFAULT_SCHEDULE, describeSchedule, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
 import { checkSourceUrl } from './source.js';
-import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
+import { AGENT_TIMING, DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 
 export interface SourceSetting {
   /** Base URL of the update source; empty means none configured yet. */
@@ -135,8 +135,8 @@ export const SETTINGS_SCHEMA = {
     properties: {
       enabled: { type: 'boolean' },
       listen: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$' } },
-      pollSeconds: { type: 'integer', minimum: 10, maximum: 86400 },
-      spreadSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
+      pollSeconds: { type: 'integer', minimum: AGENT_TIMING.pollSeconds.min, maximum: AGENT_TIMING.pollSeconds.max },
+      spreadSeconds: { type: 'integer', minimum: AGENT_TIMING.spreadSeconds.min, maximum: AGENT_TIMING.spreadSeconds.max },
       notify: { type: 'string', maxLength: 2048, pattern: '^(|mqtts?://.+)$' },
       threads: { type: 'integer', minimum: 0, maximum: 16 },
       rollout: {

@@ -43,7 +43,7 @@ export interface ServerOffers {
   incremental(entry: CatalogueComponent, installed: InstalledComponent): string | undefined;
   /** URL of a server-made full file (a zstd frame) of the catalogue's latest. */
   full(entry: CatalogueComponent): string | undefined;
-  /** URL of a server-made full file of an older version the server keeps, by content (for a rollback). */
+  /** URL of a server-made full file of the version the server serves, by content (for a rollback to it). */
   fullOf(id: string, sha256: string): string | undefined;
   /** The vendor's signed metadata the server kept with a version it installed (checked here against the trusted root before use). */
   evidence?(id: string, version: number): Promise<{ targets: Buffer; catalogue: Buffer } | undefined>;
@@ -68,6 +68,8 @@ export interface RunContext {
   hold?: boolean;
   /** While held: the last release that passed the rollout; a component below its version (or not installed) moves up to it. */
   holdAt?: ReadonlyMap<string, number>;
+  /** A hold this agent no longer obeys (held longer than its maximum): components behind go to the latest, saying so. */
+  holdLapsed?: { since: string; maxHoldSeconds: number };
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
   /** The engines that use the components on this machine: each version is handed over before it is activated. */
@@ -236,7 +238,7 @@ async function updateComponent(
   const installed = problem ? undefined : ctx.store.active(entry.id);
   // Never below what this store holds, even when the record of it is damaged.
   const floor = installed?.version ?? problem?.version ?? ctx.store.versions(entry.id).at(-1);
-  const outcome = ({ cause, candidate, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown; candidate?: number }) => {
+  const outcome = ({ cause, candidate, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result' | 'order'> & { cause?: unknown; candidate?: number }) => {
     const run: ComponentRun = {
       id: entry.id,
       previousVersion: installed?.version ?? problem?.version ?? null,
@@ -263,28 +265,33 @@ async function updateComponent(
   const pin = ctx.pins?.get(entry.id);
   if (pin !== undefined && pin !== entry.latest) {
     try {
-      return outcome(await followPin(ctx, entry, installed, pin, offers, now, index, total));
+      const followed = await followPin(ctx, entry, installed, pin, offers, now, index, total);
+      return outcome({ ...followed, ...(pin < entry.latest ? { order: 'pin' as const } : {}) });
     } catch (error) {
       return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: pin });
     }
   }
+  // Held (and kept behind the vendor's latest: order 'hold', on the agent's --max-hold clock).
   if (ctx.hold && (!installed || installed.version < entry.latest)) {
     const passed = ctx.holdAt?.get(entry.id);
     if (passed === undefined || passed < entry.latest) {
       if (installed && (passed === undefined || installed.version >= passed)) {
-        return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+        return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok', order: 'hold' });
       }
       if (passed === undefined) {
-        return outcome({ method: 'none', reason: "held: the server's rollout has not reached this agent's ring yet, and no release of it has passed the rollout", version: null, result: 'ok' });
+        return outcome({ method: 'none', reason: "held: the server's rollout has not reached this agent's ring yet, and no release of it has passed the rollout", version: null, result: 'ok', order: 'hold' });
       }
       // Less than the last release that passed (a new agent, or one that was away): up to that release, not the one being rolled out.
       try {
-        return outcome(await installVouched(ctx, entry, installed, passed, offers, now, index, total));
+        return outcome({ ...(await installVouched(ctx, entry, installed, passed, offers, now, index, total)), order: 'hold' });
       } catch (error) {
         return outcome({ method: 'none', reason: `held: taking ${passed}, the last release that passed the server's rollout, failed`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: passed });
       }
     }
   }
+  // Past its maximum, a hold is not obeyed: the vendor's latest is taken, and the reason says so.
+  const lapsed = ctx.holdLapsed && installed && installed.version < entry.latest ? ctx.holdLapsed : undefined;
+  const lapseNote = lapsed ? `hold lapsed: the server has kept this agent behind the vendor's latest since ${lapsed.since}, longer than its maximum of ${formatDuration(lapsed.maxHoldSeconds)} (--max-hold), so it takes the vendor's latest` : undefined;
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
   }
@@ -309,9 +316,11 @@ async function updateComponent(
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
   }
 
-  if (offers && !offers.holdsLatest(entry)) {
-    // The server has not finished installing this version itself; nothing to take from it yet.
-    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok' });
+  if (offers && !offers.holdsLatest(entry) && !lapsed) {
+    // The server has not finished installing this version itself; nothing to take from it yet. Its
+    // index is unsigned, so this too is a hold, bounded like one: past the agent's maximum, the run
+    // tries the files anyway (and fails, visibly, if the server has none of them).
+    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok', ...(installed && installed.version < entry.latest ? { order: 'wait' as const } : {}) });
   }
 
   // Choose: the incremental from the installed version (signed, then the server's), then the full file.
@@ -327,8 +336,8 @@ async function updateComponent(
       ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence(), way.method);
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
-      const reason = [how, ...failures].filter(Boolean).join('; ') || 'full file';
-      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok' });
+      const reason = [lapseNote, how, ...failures].filter(Boolean).join('; ') || 'full file';
+      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok', ...(lapsed ? { order: 'hold-lapsed' as const } : {}) });
     } catch (error) {
       if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
       // The engine's answer is about the content, whichever way it came: no other way is tried.
@@ -398,6 +407,13 @@ async function downloadSigned(ctx: RunContext, target: string): Promise<Buffer> 
   }
 }
 
+/** Seconds for people: "24 h", "90 min", "45 s". */
+export function formatDuration(seconds: number): string {
+  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
 /** zstd's worst case for a frame of `n` bytes (ZSTD_COMPRESSBOUND), plus room for the frame header. */
 function compressBound(n: number): number {
   return n + (n >>> 8) + (n < 128 * 1024 ? (128 * 1024 - n) >>> 11 : 0) + 64;
@@ -440,7 +456,7 @@ async function followPin(
 ): Promise<Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'>> {
   if (installed?.version === pin) return { method: 'none', reason: `pinned at ${pin}`, version: pin, result: 'ok' };
   const evidence = ctx.evidence?.read(entry.id, pin);
-  if (!ctx.evidence || !evidence) throw new VerificationError(`no signed metadata is kept here for ${entry.id} ${pin}, so it cannot be verified: refused`);
+  if (!ctx.evidence || !evidence) throw new VerificationError(`${entry.id} ${pin} was never installed here (no signed metadata of it is kept), so the pin cannot be verified: refused; staying at ${installed?.version ?? 'nothing'}`);
   const vouched = vouchedBy(evidence, entry.id, pin);
   const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;
   await activateVouched(ctx, entry, pin, vouched, evidence, offers, now, index, total);

@@ -13,6 +13,7 @@ import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
 import { consoleAccess, rotateConsoleToken, saveConsoleAddress, signInUrl } from '../console/access.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
+import { joinInfo, readTrustedRoot, type JoinInfo } from '../distribution/enrollment.js';
 import { AgentsOverview } from '../distribution/overview.js';
 import type { AgentRegistry } from '../distribution/registry.js';
 import { keepDailyCopies, openServerRegistry } from '../distribution/registry-file.js';
@@ -32,7 +33,7 @@ import { startControl } from '../engine/control.js';
 import { sendNotification } from './notify.js';
 import { notificationsFor } from './notifications.js';
 import { describeListenError, formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
-import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
+import { DEFAULT_AGENT_PORT, isRing, type Ring } from '../protocol/agent-protocol.js';
 
 /**
  * The browser console with the data directory's access secret, on the address it had before (when
@@ -94,6 +95,8 @@ export interface BulwarkServer {
   readonly consoleServer: ConsoleServer | undefined;
   /** The start-up update; failures are recorded in its record, not thrown. */
   readonly startup: Promise<RunRecord>;
+  /** The join string that enrolls new agents into `ring` (`rotate`: with a new token). */
+  joinString(ring: Ring, rotate?: boolean): Promise<JoinInfo>;
   stop(): Promise<void>;
 }
 
@@ -148,6 +151,7 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
   }
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
   const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  distribution.passedVersions = () => rollout.passedVersions();
   const overview = new AgentsOverview(registry, distribution, log, () => rollout.heldRings());
   await overview.start();
   taken.push({ what: 'agents overview', undo: () => overview.stop() });
@@ -200,6 +204,7 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
           registry,
           settings: () => settings.data.distribution,
           onAgentsChanged: () => overview.changed(),
+          trustedRoot: () => readTrustedRoot(settings.data.source.trustedRoot),
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
@@ -295,12 +300,13 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
   });
   if (control) taken.push({ what: 'control channel', undo: () => control.close() });
 
+  const joinString = (ring: Ring, rotate = false) => joinInfo(registry, readTrustedRoot(settings.data.source.trustedRoot), ring, rotate);
   const service = new ConsoleService({
     engine,
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, overview, rollout, askToUpdate, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, rollout, askToUpdate, joinString, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
@@ -309,7 +315,7 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
     const started = consoleServer;
     taken.push({ what: 'console', undo: () => started.close() });
   }
-  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, stop };
+  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, joinString, stop };
 }
 
 /** The card for agents that cannot connect: the agents' port taken, or the registry unusable. */
