@@ -1039,11 +1039,14 @@ export const SCENARIOS: Scenario[] = [
   {
     id: 'live-lock',
     group: 'local',
-    title: 'another live Bulwark process holds the data directory',
-    proves: '`bulwark update` refuses, naming that process\'s PID, and touches nothing',
+    title: 'another live Bulwark process holds the data directory, whose settings.json has an invalid field hand-edited since',
+    proves: '`bulwark update` (with and without --source) refuses, naming that process\'s PID, and touches nothing: settings.json stays byte for byte (not repaired), no damaged copy is made',
     alsoIn: 'lock.test.ts',
     async run(lab) {
       const dataDir = lab.dataDir('live-lock');
+      const file = path.join(dataDir, 'settings.json');
+      fs.writeFileSync(file, JSON.stringify({ ...(JSON.parse(fs.readFileSync(file, 'utf8')) as object), schedule: { kind: 'interval', every: 7, unit: 'minutes' } }, null, '\t'));
+      const original = fs.readFileSync(file);
       const script = `import { acquireLock } from ${JSON.stringify(LOCK_MODULE)}; acquireLock(${JSON.stringify(dataDir)}); console.log('locked'); setInterval(() => {}, 1000);`;
       const holder = lab.track(spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }));
       let out = '';
@@ -1051,10 +1054,14 @@ export const SCENARIOS: Scenario[] = [
       await until(() => out.includes('locked') || holder.exitCode !== null, 15_000, 'the other process to take the lock');
       const before = snapshot(dataDir);
       const update = await lab.cli(['update', '--data', dataDir]);
+      const withSource = await lab.cli(['update', '--data', dataDir, '--source', lab.source.url, '--trusted-root', lab.trustedRoot]);
+      const refused = new RegExp(`^bulwark update: another Bulwark process \\(PID ${holder.pid}\\) is using ${esc(dataDir)}$`, 'm');
+      expect(fs.readFileSync(file).equals(original), 'settings.json byte for byte').toBe(true);
+      expect(fs.readdirSync(dataDir).filter((n) => n.startsWith('settings.json.')), 'copies made by a refused update').toEqual([]);
       return {
         dataDir,
         before,
-        said: [exited(update, 1), { where: 'update stderr', text: update.stderr, says: new RegExp(`^bulwark update: another Bulwark process \\(PID ${holder.pid}\\) is using ${esc(dataDir)}$`, 'm') }],
+        said: [exited(update, 1), { where: 'update stderr', text: update.stderr, says: refused }, exited(withSource, 1), { where: 'update --source stderr', text: withSource.stderr, says: refused }],
       };
     },
   },
