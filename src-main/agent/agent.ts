@@ -655,10 +655,13 @@ export class Agent {
     this.engine.update(trigger).catch((error: unknown) => this.log(`update failed: ${describeError(error)}`));
   }
 
-  /** The fallback: a poll (and so a report) every pollSeconds, ±20%. */
+  /** The fallback: a poll (and so a report, also mid-run) every pollSeconds, ±20%. */
   private schedulePoll(): void {
     const wait = this.pollSeconds * 1000 * (0.8 + 0.4 * this.random());
     this.pollTimer = setTimeout(() => {
+      // Mid-run, a report that it still is: the console tells a run going on from an agent silent
+      // since it began one (src-renderer/lib/format.ts agentBadge).
+      if (this.engine.busy) void this.report(undefined, 'updating');
       this.update('schedule');
       this.schedulePoll();
     }, wait);

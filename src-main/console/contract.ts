@@ -165,6 +165,8 @@ export interface AgentView {
   versions: { id: string; version: number; method?: string }[];
   state: AgentStateView;
   lastSeen: string;
+  /** How often it polls and reports (an agent mid-run reports at least this often). */
+  pollSeconds: number;
   lastRun: { result: 'ok' | 'failed'; at: string; trigger?: string; method?: string; bytes: number; error?: string } | null;
   ring: RingView;
   /** Not current because the rollout has not reached its ring yet (on purpose, not a problem). */

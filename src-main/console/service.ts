@@ -704,6 +704,7 @@ function agentView(row: AgentListed): AgentView {
     versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: visible(c.method, 16) } : {}) })),
     state: row.state,
     lastSeen: row.lastSeen,
+    pollSeconds: row.pollSeconds,
     lastRun: row.lastRun ? agentRunView(row.lastRun) : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
     held: row.state === 'held',
