@@ -135,6 +135,8 @@ export interface AgentsSummary {
   urls: string[];
   /** Why agents cannot be served, when enabled but not serving. */
   error?: string;
+  /** What to do about it, fitting its cause. */
+  action?: string;
   counts: AgentCountsView;
   /** The release agents are offered now. */
   release: number | null;

@@ -151,6 +151,11 @@ export function agentBadge(agent: { state: AgentStateView; lastSeen: string; pol
   return AGENT_STATES[agent.state];
 }
 
+/** Text with `commands` in backticks, as parts: the commands are shown as code, not with their backticks. */
+export function codeParts(text: string): { text: string; code: boolean }[] {
+  return text.split('`').map((part, i) => ({ text: part, code: i % 2 === 1 })).filter((part) => part.text !== '');
+}
+
 /** "1,234": counts as the console shows them. */
 export function formatCount(count: number): string {
   return count.toLocaleString('en-US');
