@@ -392,7 +392,8 @@ export class Agent {
     const route = routeFor(this.settings.data.proxy, this.server);
     // undici turns a proxy's refusal of a CONNECT tunnel (https servers) into an error, not an answer.
     const refused = route.viaProxy ? proxyRefusalStatus(cause) : undefined;
-    if (refused !== undefined) return this.proxyAnswered(refused, { 'proxy-authenticate': '' }, undefined)!;
+    const proxied = refused === undefined ? undefined : this.proxyAnswered(refused, { 'proxy-authenticate': '' }, undefined);
+    if (proxied) return proxied;
     if (!route.viaProxy) {
       const mismatch = await explainUnreachable(new URL(this.server).hostname, cause, { remedy: AGENT_FAMILY_REMEDY });
       if (mismatch) return new NetworkError(`cannot reach the server ${new URL(this.server).origin}: ${mismatch.message} (${errorCode(cause) ?? networkReason(cause)}). ${mismatch.action}`, { familyMismatch: true });
