@@ -1,10 +1,13 @@
 // Agents when things go wrong, with real processes: killed mid-update, their server restarted, wrong
 // and rotated enrollment tokens, one agent's credential used against another's record, and agent
 // credentials tried on the console.
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { Agent } from '../src-main/agent/agent.js';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab, lastLine } from './helpers/agents-lab.js';
 import { closedPort, ensureBuilt, runCli, until } from './helpers/cli.js';
@@ -253,3 +256,46 @@ async function trickleProxy(upstream: string) {
       }),
   });
 }
+
+describe('an agent reconnecting over and over', () => {
+  it('adds no abort listener per reconnection: 300 reconnects (streams ended cleanly or with 503, no wait between them) and no MaxListenersExceededWarning', { timeout: 60_000 }, async () => {
+    let streams = 0;
+    const server = http.createServer((req, res) => {
+      if (req.url!.startsWith('/agents/v1/events')) {
+        streams += 1;
+        // Half end cleanly, half fail: both ways go through the back-off (and its sleep).
+        if (streams % 2) res.writeHead(200, { 'content-type': 'text/event-stream' }).end();
+        else res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"busy"}');
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"the server has no release yet"}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-reconnects-'));
+    fs.writeFileSync(path.join(dataDir, 'agent.json'), JSON.stringify({ server: url, id: 'r1', credential: 'r1.secret', name: 'r1', enrolledAt: new Date().toISOString() }));
+    // Only its presence is checked: with no release on the server, no run reads it.
+    fs.writeFileSync(path.join(dataDir, 'trusted-root.json'), '{"signed":{"_type":"root"}}');
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const lines: string[] = [];
+    // random() = 0: every back-off wait is 0 ms, so hundreds of reconnections take a moment.
+    const agent = new Agent({ server: url, dataDir, random: () => 0, log: (line) => lines.push(line) });
+    try {
+      await agent.start();
+      await until(() => streams >= 300, 30_000, '300 reconnections');
+      const signal = (agent as unknown as { abort: AbortController }).abort.signal;
+      expect(getEventListeners(signal, 'abort').length, 'abort listeners left on the agent\'s signal').toBeLessThanOrEqual(2);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((w) => /MaxListeners/.test(w))).toEqual([]);
+      expect(lines.filter((l) => /notification stream: the server ended it; reconnecting in 0\.0 s/.test(l)).length).toBeGreaterThan(100);
+    } finally {
+      process.off('warning', onWarning);
+      await agent.stop();
+      server.closeAllConnections();
+      server.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

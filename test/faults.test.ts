@@ -47,7 +47,7 @@ import { resign } from './helpers/sign.js';
 export interface Scenario {
   /** Stable name: docs/reliability.md has one row per id. */
   id: string;
-  group: 'network' | 'hostile source' | 'local' | 'server' | 'proxy' | 'console';
+  group: 'network' | 'hostile source' | 'local' | 'server' | 'agent' | 'proxy' | 'console';
   /** What is done to Bulwark. */
   title: string;
   /** What the scenario proves, in words (the assertion). */
@@ -290,6 +290,42 @@ async function theAgentsServer(lab: FaultLab) {
   if (!agentsUrl || !token) throw new Error(`no agents' address or token\n${serve.stdout}${serve.stderr}`);
   agentsServer = { process: serve, dataDir, url: agentsUrl, token };
   return agentsServer;
+}
+
+/**
+ * A small HTTP server of the test's own in front of the agents' server: `intercept` answers what it
+ * wants (returns true), everything else is passed through. Stopped with the lab's other children.
+ */
+async function inFrontOf(serverUrl: string, intercept: (req: http.IncomingMessage, res: http.ServerResponse) => boolean): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    if (intercept(req, res)) return;
+    const target = new URL(req.url!, serverUrl);
+    const up = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host } }, (answer) => {
+      res.writeHead(answer.statusCode!, answer.headers);
+      answer.pipe(res);
+    });
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** The agents `bulwark agents list --json` shows, by name. */
+async function listedAgents(lab: FaultLab, dataDir: string): Promise<Map<string, { state: string; phase?: string; lastSeen?: string }>> {
+  const list = await lab.cli(['agents', 'list', '--data', dataDir, '--json']);
+  const parsed = JSON.parse(list.stdout) as { agents: { name: string; state: string; phase?: string; lastSeen?: string }[] };
+  return new Map(parsed.agents.map((a) => [a.name, a]));
 }
 
 /** A registry in `dataDir` with `count` enrolled agents (and its daily copy, made the way the server makes it). */
@@ -1003,11 +1039,14 @@ export const SCENARIOS: Scenario[] = [
   {
     id: 'live-lock',
     group: 'local',
-    title: 'another live Bulwark process holds the data directory',
-    proves: '`bulwark update` refuses, naming that process\'s PID, and touches nothing',
+    title: 'another live Bulwark process holds the data directory, whose settings.json has an invalid field hand-edited since',
+    proves: '`bulwark update` (with and without --source) refuses, naming that process\'s PID, and touches nothing: settings.json stays byte for byte (not repaired), no damaged copy is made',
     alsoIn: 'lock.test.ts',
     async run(lab) {
       const dataDir = lab.dataDir('live-lock');
+      const file = path.join(dataDir, 'settings.json');
+      fs.writeFileSync(file, JSON.stringify({ ...(JSON.parse(fs.readFileSync(file, 'utf8')) as object), schedule: { kind: 'interval', every: 7, unit: 'minutes' } }, null, '\t'));
+      const original = fs.readFileSync(file);
       const script = `import { acquireLock } from ${JSON.stringify(LOCK_MODULE)}; acquireLock(${JSON.stringify(dataDir)}); console.log('locked'); setInterval(() => {}, 1000);`;
       const holder = lab.track(spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }));
       let out = '';
@@ -1015,10 +1054,14 @@ export const SCENARIOS: Scenario[] = [
       await until(() => out.includes('locked') || holder.exitCode !== null, 15_000, 'the other process to take the lock');
       const before = snapshot(dataDir);
       const update = await lab.cli(['update', '--data', dataDir]);
+      const withSource = await lab.cli(['update', '--data', dataDir, '--source', lab.source.url, '--trusted-root', lab.trustedRoot]);
+      const refused = new RegExp(`^bulwark update: another Bulwark process \\(PID ${holder.pid}\\) is using ${esc(dataDir)}$`, 'm');
+      expect(fs.readFileSync(file).equals(original), 'settings.json byte for byte').toBe(true);
+      expect(fs.readdirSync(dataDir).filter((n) => n.startsWith('settings.json.')), 'copies made by a refused update').toEqual([]);
       return {
         dataDir,
         before,
-        said: [exited(update, 1), { where: 'update stderr', text: update.stderr, says: new RegExp(`^bulwark update: another Bulwark process \\(PID ${holder.pid}\\) is using ${esc(dataDir)}$`, 'm') }],
+        said: [exited(update, 1), { where: 'update stderr', text: update.stderr, says: refused }, exited(withSource, 1), { where: 'update --source stderr', text: withSource.stderr, says: refused }],
       };
     },
   },
@@ -1752,6 +1795,163 @@ export const SCENARIOS: Scenario[] = [
         };
       } finally {
         await registry.close();
+      }
+    },
+  },
+
+  // ── the agent ───────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'agent-streams-end',
+    group: 'agent',
+    title: 'a real `bulwark agent` behind an HTTP server of the test\'s own that answers every notification stream with 200 and ends it at once',
+    proves: 'each reconnection goes through the capped, jittered back-off (a handful in 6 s, not thousands) and is logged; the agent still updates (its start-up run and polls do not need the stream); no MaxListenersExceededWarning',
+    alsoIn: 'agents-faults.test.ts (hundreds of reconnects add no abort listener)',
+    async run(lab) {
+      const server = await theAgentsServer(lab);
+      const streams: number[] = [];
+      const front = await inFrontOf(server.url, (req, res) => {
+        if (!req.url!.startsWith('/agents/v1/events')) return false;
+        streams.push(Date.now());
+        res.writeHead(200, { 'content-type': 'text/event-stream' }).end();
+        return true;
+      });
+      try {
+        const dataDir = lab.dataDir('agent-streams-end');
+        const before = snapshot(dataDir);
+        const agent = outputOf(lab.spawn(['agent', '--server', front.url, '--token', server.token, '--data', dataDir, '--trusted-root', lab.trustedRoot, '--name', 'streams-end']));
+        await agent.waitFor(/agent running in /, 30_000);
+        await until(() => streams.length > 0, 10_000, 'the first notification stream');
+        const first = streams[0]!;
+        await new Promise((resolve) => setTimeout(resolve, 6000));
+        const inSixSeconds = streams.filter((t) => t - first <= 6000).length;
+        return {
+          dataDir,
+          before,
+          settings: (now) => expect(now).toMatchObject({ source: { url: front.url } }),
+          updated: UPDATED,
+          said: [
+            { where: 'notification streams asked for in 6 s', text: String(inSixSeconds), says: /^([1-9]|10)$/ },
+            { where: 'agent log', text: agent.text(), says: /notification stream: the server ended it; reconnecting in \d+\.\d s/ },
+            { where: 'agent log (no leaked abort listeners)', text: /MaxListenersExceeded/.test(agent.text()) ? agent.text() : 'no warning', says: /^no warning$/ },
+          ],
+        };
+      } finally {
+        await front.close();
+      }
+    },
+  },
+  {
+    id: 'agent-proxy-refusals',
+    group: 'agent',
+    title: 'real agents through tinyproxy: a wrong proxy password at first contact and once enrolled (tinyproxy answers 401), tinyproxy unable to reach the server (its 500), and a wrong enrollment token sent through it',
+    proves: 'the proxy\'s answers are told from the server\'s: the agents keep running and retrying, blaming the proxy (never "the enrollment token is wrong" or "no longer knows its credential"); the token the server itself refuses through the proxy still ends that agent, saying so',
+    alsoIn: 'proxy.test.ts (the update path)',
+    async run(lab) {
+      const tiny = await proxy(lab);
+      const server = await theAgentsServer(lab);
+      const through = (password: string) => ({ args: ['--proxy', `127.0.0.1:${tiny.port}`, '--proxy-user', PROXY_USER], env: { BULWARK_PROXY_PASSWORD: password } });
+      const wrong = through(`wrong${PROXY_PASSWORD}`);
+      const right = through(PROXY_PASSWORD);
+      const proxyName = `proxy http://127\\.0\\.0\\.1:${tiny.port} as ${PROXY_USER}`;
+      // First contact, wrong proxy password.
+      const firstChild = lab.spawn(['agent', '--server', server.url, '--token', server.token, '--trusted-root', lab.trustedRoot, '--data', lab.scratch('proxy-first'), '--name', 'p-first', ...wrong.args], wrong.env);
+      const first = outputOf(firstChild);
+      // Enrolled (its credential on disk, no token), wrong proxy password: the data directory checked below.
+      const dataDir = lab.dataDir('agent-proxy-refusals');
+      fs.writeFileSync(path.join(dataDir, 'agent.json'), JSON.stringify({ server: server.url, id: 'p1', credential: 'p1.secret', name: 'p-enrolled', enrolledAt: new Date().toISOString() }));
+      fs.copyFileSync(lab.trustedRoot, path.join(dataDir, 'trusted-root.json'));
+      const before = snapshot(dataDir);
+      const enrolledChild = lab.spawn(['agent', '--server', server.url, '--data', dataDir, ...wrong.args], wrong.env);
+      const enrolled = outputOf(enrolledChild);
+      // The right password, but nothing listens where the server should be: tinyproxy answers 500.
+      const dead = `http://127.0.0.1:${await closedPort()}/`;
+      const unreachableChild = lab.spawn(['agent', '--server', dead, '--token', server.token, '--trusted-root', lab.trustedRoot, '--data', lab.scratch('proxy-500'), '--name', 'p-500', ...right.args], right.env);
+      const unreachable = outputOf(unreachableChild);
+      // The right password and a wrong token: the server's own refusal, through the proxy.
+      const badToken = server.token.replace(/^(\S{5})(\S)/, (_m, head: string, c: string) => `${head}${c === 'a' ? 'b' : 'a'}`);
+      const refused = lab.cli(['agent', '--server', server.url, '--token', badToken, '--trusted-root', lab.trustedRoot, '--data', lab.scratch('proxy-token'), '--name', 'p-token', ...right.args], { env: right.env, timeoutMs: 60_000 });
+      // Each has said why and tried again at least once.
+      const twice = (pattern: RegExp) => new RegExp(`${pattern.source}[^]*${pattern.source}`);
+      const firstSaid = await first.waitFor(twice(new RegExp(`the ${proxyName} refused the credentials \\(HTTP 401\\)[^\\n]*; trying again in \\d+ s`)), 30_000);
+      const enrolledSaid = await enrolled.waitFor(twice(new RegExp(`notification stream: the ${proxyName} refused the credentials \\(HTTP 401\\)[^\\n]*; reconnecting in`)), 30_000);
+      const unreachableSaid = await unreachable.waitFor(twice(new RegExp(`the ${proxyName} answered HTTP 500 instead of the server[^\\n]*; trying again in \\d+ s`)), 30_000);
+      const tokenRefused = await refused;
+      const running = [firstChild, enrolledChild, unreachableChild].map((c) => (c.exitCode === null && c.signalCode === null ? 'running' : `exited (${c.exitCode ?? c.signalCode})`));
+      return {
+        dataDir,
+        before,
+        settings: (now) => expect(now).toMatchObject({ proxy: { enabled: true, host: '127.0.0.1', port: tiny.port, username: PROXY_USER } }),
+        history: () => undefined, // the enrolled agent's start-up run (refused by the proxy) is added
+        said: [
+          { where: 'first contact, wrong proxy password', text: firstSaid[0], says: /refused the credentials/ },
+          { where: 'first contact: never the token', text: first.text(), says: /^(?![^]*enrollment token)/ },
+          { where: 'enrolled, wrong proxy password', text: enrolledSaid[0], says: /refused the credentials/ },
+          { where: 'enrolled: never the credential', text: enrolled.text(), says: /^(?![^]*no longer knows)/ },
+          { where: 'proxy could not reach the server', text: unreachableSaid[0], says: /answered HTTP 500 instead of the server/ },
+          { where: 'the three agents, still running', text: running.join(', '), says: /^running, running, running$/ },
+          exited(tokenRefused, 1),
+          { where: 'wrong token through the proxy', text: tokenRefused.stderr, says: /the server refused the enrollment token: it is wrong or was rotated/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'agent-killed-mid-update',
+    group: 'agent',
+    title: 'a real agent killed with SIGKILL mid-update (its download held), then started again while the server says it has no release and holds no stream open',
+    proves: 'the server shows it "updating" once it said so; after the restart, the report it sends at start-up clears that at once (no run needed), instead of twice its poll interval later',
+    alsoIn: 'words.test.ts (the console tells "updating" from "silent since it started updating")',
+    async run(lab) {
+      const server = await theAgentsServer(lab);
+      let hold = true;
+      let noRelease = false;
+      const held: http.ServerResponse[] = [];
+      const front = await inFrontOf(server.url, (req, res) => {
+        if (hold && /^\/(targets|made)\//.test(req.url!)) {
+          held.push(res);
+          return true;
+        }
+        // After the restart: no release, and no stream (whose hello would start a run): only the agent's own reports can clear the state.
+        if (noRelease && req.url!.startsWith('/agents/v1/index.json')) {
+          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"the server has no release yet"}');
+          return true;
+        }
+        if (noRelease && req.url!.startsWith('/agents/v1/events')) {
+          res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"busy"}');
+          return true;
+        }
+        return false;
+      });
+      try {
+        const dataDir = lab.dataDir('agent-killed-mid-update');
+        const before = snapshot(dataDir);
+        const args = ['agent', '--server', front.url, '--token', server.token, '--data', dataDir, '--trusted-root', lab.trustedRoot, '--name', 'killed'];
+        const agent = lab.spawn(args);
+        await until(() => held.length > 0, 30_000, 'a download held');
+        const during = await until(async () => ((await listedAgents(lab, server.dataDir)).get('killed')?.state === 'updating' ? 'updating' : undefined), 10_000, 'the server to show it updating');
+        agent.kill('SIGKILL');
+        await new Promise((resolve) => agent.once('exit', resolve));
+        for (const res of held) res.destroy();
+        hold = false;
+        noRelease = true;
+        const again = outputOf(lab.spawn(args.filter((a, i) => !(args[i - 1] === '--token' || a === '--token'))));
+        await again.waitFor(/agent running in /, 30_000);
+        const after = await until(async () => {
+          const state = (await listedAgents(lab, server.dataDir)).get('killed')?.state;
+          return state !== 'updating' ? state : undefined;
+        }, 5000, 'the restarted agent to be shown not updating').catch(() => 'still updating');
+        return {
+          dataDir,
+          before,
+          settings: (now) => expect(now).toMatchObject({ source: { url: front.url } }),
+          history: () => undefined,
+          said: [
+            { where: 'server, mid-update', text: during, says: /^updating$/ },
+            { where: 'server, after the restart', text: after, says: /^(outdated|current|failed)$/ },
+          ],
+        };
+      } finally {
+        await front.close();
       }
     },
   },

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { headline, plainError, runFailureWords, savedWords, type HeadlineInput } from '../src-main/engine/words.js';
 import { trayModel } from '../src-main/electron/tray-menu.js';
+import { agentBadge } from '../src-renderer/lib/format.js';
 
 const counts = (c: Partial<NonNullable<HeadlineInput['agents']>['counts']> = {}) => ({ total: 5, current: 5, outdated: 0, updating: 0, failed: 0, unreachable: 0, ...c });
 const input = (over: Partial<HeadlineInput> = {}): HeadlineInput => ({
@@ -95,5 +96,21 @@ describe('the tray', () => {
     expect(model.tooltip).toBe('Bulwark: Rollout halted: 1 of 1 canary agent failed');
     expect(model.menu[0]).toMatchObject({ label: 'Rollout halted: 1 of 1 canary agent failed' });
     expect(trayModel({ type: 'idle' }, { startAtLogin: false, headline: { tone: 'ok', text: 'Up to date: server and 5 agents' } }).icon).toBe('idle');
+  });
+});
+
+describe("an agent's badge in the console", () => {
+  const now = Date.parse('2026-12-07T12:00:00Z');
+  const ago = (seconds: number) => new Date(now - seconds * 1000).toISOString();
+  it('tells "updating" from "silent since it started updating" (killed mid-run): past a poll interval and a half without a report', () => {
+    expect(agentBadge({ state: 'updating', lastSeen: ago(30), pollSeconds: 300 }, now)).toMatchObject({ word: 'updating', tone: 'info' });
+    // A live agent mid-run reports at each poll (at most 1.2 poll intervals apart).
+    expect(agentBadge({ state: 'updating', lastSeen: ago(360), pollSeconds: 300 }, now).word).toBe('updating');
+    const silent = agentBadge({ state: 'updating', lastSeen: ago(460), pollSeconds: 300 }, now);
+    expect(silent).toMatchObject({ word: 'silent since it started updating', tone: 'warning' });
+    expect(silent.title).toMatch(/may have been stopped mid-update/);
+    // Other states keep their words, however long the silence (unreachable comes from the server at twice the interval).
+    expect(agentBadge({ state: 'current', lastSeen: ago(460), pollSeconds: 300 }, now).word).toBe('current');
+    expect(agentBadge({ state: 'unreachable', lastSeen: ago(700), pollSeconds: 300 }, now).word).toBe('unreachable');
   });
 });

@@ -7,7 +7,10 @@
 //   start-up update -> follow the server's notification stream
 //     - "release": wait a random spread (no thundering herd), then update
 //     - a jittered poll timer as a fallback, and a poll after every reconnect
-//     - reconnect with capped exponential back-off and jitter
+//     - every reconnection, after a stream that failed or one that ended cleanly, waits out the same
+//       capped, jittered back-off; a stream that lived long starts it over
+//   an answer the proxy on the way wrote (its 401/407, its 5xx) is told from the server's: only a
+//     refusal from the server itself ends the agent; anything else is said and retried
 //   after every run and on each poll: report to the server
 //
 // Files in the agent's data directory, beside the engine's own (store/, history.jsonl, tuf/...):
@@ -17,17 +20,18 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { isValidVersion } from '../engine/components.js';
-import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
+import { BulwarkError, describeError, NetworkError, ProxyAuthError, UsageError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
 import { consumerViews, type ConsumerView } from '../engine/consumers.js';
 import { networkReason } from '../engine/fetcher.js';
 import { bufferedRequest } from '../engine/http.js';
 import { errorCode, explainUnreachable } from '../engine/network.js';
-import { dispatcherFor, routeFor } from '../engine/proxy.js';
+import { answeredByProxy, dispatcherFor, proxyRefusalStatus, routeFor } from '../engine/proxy.js';
 import type { ProxySetting } from '../engine/settings.js';
 import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
@@ -55,7 +59,7 @@ import {
 } from '../protocol/agent-protocol.js';
 import type { BrokerAddress } from '../protocol/broker.js';
 import { followBroker } from './broker.js';
-import { Backoff, followEvents, StreamViolation } from './events.js';
+import { Backoff, followEvents, LONG_LIVED_MS, sleep, StreamRefused, StreamViolation } from './events.js';
 import { loadOffers } from './offers.js';
 import { holdFor, judgeRun, readOrders, writeOrders, type OrdersFile } from './orders.js';
 
@@ -157,7 +161,8 @@ export class Agent {
   private stopping = false;
   /** The report being sent, and whether another was asked for meanwhile. */
   private reporting: Promise<void> | undefined;
-  private reportAgain = false;
+  /** A report asked for while one was on its way, with the phase it was asked with (the last ask wins). */
+  private reportAgain: { phase?: AgentReport['phase'] } | undefined;
   private readonly abort = new AbortController();
   private pollTimer: NodeJS.Timeout | undefined;
   private spreadTimer: NodeJS.Timeout | undefined;
@@ -226,6 +231,9 @@ export class Agent {
       if (state.type === 'checking') void this.report(undefined, 'updating');
     });
     this.engine.host({ schedule: false });
+    // Where it stands, at once: an agent killed mid-update was left "updating" on the server, which
+    // this clears now rather than when it is next heard from (a run may not even start: no release yet).
+    void this.report();
     // A server that has not finished its first update has nothing to serve: wait for its announcement
     // rather than record a failed run (which would show this agent as failed on the server).
     const hasRelease = await this.serverHasRelease();
@@ -354,11 +362,38 @@ export class Agent {
     } catch {
       // an error page: the status says enough
     }
+    const proxied = this.proxyAnswered(response.status, response.headers, json);
+    if (proxied) throw proxied;
     return { status: response.status, json };
   }
 
-  private async unreachable(cause: unknown): Promise<NetworkError> {
+  /**
+   * An answer other than 2xx that the proxy on the way wrote, not the server: the error that says so
+   * (ProxyAuthError for its 401/407, NetworkError for the rest), which the agent retries; undefined
+   * for the server's own answer. Told apart as the update path tells them (answeredByProxy: a 407,
+   * Proxy-Authenticate, a realm or Server header naming a proxy), and through a proxy only the
+   * server's own JSON {"error"} counts as the server's word: an error page is never taken for a
+   * refusal that would end the agent.
+   */
+  private proxyAnswered(status: number, headers: IncomingHttpHeaders, body: unknown): ProxyAuthError | NetworkError | undefined {
+    if (status < 300) return undefined;
     const route = routeFor(this.settings.data.proxy, this.server);
+    if (!route.viaProxy) return undefined;
+    const json = /\bjson\b/i.test(String(headers['content-type'] ?? '')) && typeof (body as { error?: unknown } | null)?.error === 'string';
+    if (json && !answeredByProxy(status, headers)) return undefined;
+    const origin = new URL(this.server).origin;
+    if (status === 401 || status === 407) {
+      return new ProxyAuthError(`the ${route.description} refused the credentials (HTTP ${status}) on the way to ${origin}: check the proxy user name and password (--proxy-user, BULWARK_PROXY_PASSWORD); the server was not asked`, { status });
+    }
+    return new NetworkError(`the ${route.description} answered HTTP ${status} instead of the server ${origin}: it could not reach the server (or would not forward the request)`);
+  }
+
+  private async unreachable(cause: unknown): Promise<NetworkError | ProxyAuthError> {
+    const route = routeFor(this.settings.data.proxy, this.server);
+    // undici turns a proxy's refusal of a CONNECT tunnel (https servers) into an error, not an answer.
+    const refused = route.viaProxy ? proxyRefusalStatus(cause) : undefined;
+    const proxied = refused === undefined ? undefined : this.proxyAnswered(refused, { 'proxy-authenticate': '' }, undefined);
+    if (proxied) return proxied;
     if (!route.viaProxy) {
       const mismatch = await explainUnreachable(new URL(this.server).hostname, cause, { remedy: AGENT_FAMILY_REMEDY });
       if (mismatch) return new NetworkError(`cannot reach the server ${new URL(this.server).origin}: ${mismatch.message} (${errorCode(cause) ?? networkReason(cause)}). ${mismatch.action}`, { familyMismatch: true });
@@ -385,7 +420,7 @@ export class Agent {
       try {
         return await this.enrollOnce(this.join.token);
       } catch (error) {
-        if (!(error instanceof NetworkError || error instanceof RootRefusedError) || this.stopping) throw error;
+        if (!(error instanceof NetworkError || error instanceof ProxyAuthError || error instanceof RootRefusedError) || this.stopping) throw error;
         const wait = backoff.next();
         this.log(`${describeError(error)}; trying again in ${Math.round(wait / 1000)} s`);
         await sleep(wait, this.abort.signal);
@@ -414,6 +449,8 @@ export class Agent {
     const why = typeof said === 'string' ? `: ${JSON.stringify(said.slice(0, 300))}` : '';
     if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current join string with \`bulwark agents token\` on the server)`);
     if (status === 429) throw new NetworkError(`the server refuses enrollments from this address for now (too many failed attempts came from it)${why}`);
+    // The server failed (not a refusal): tried again, like an unreachable server.
+    if (status >= 500) throw new NetworkError(`the server answered HTTP ${status} to the enrollment${why}`);
     if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${why}`);
     const answer = json as Partial<Record<keyof EnrollAnswer, unknown>>;
     if (typeof answer.id !== 'string' || typeof answer.credential !== 'string') throw new EnrollmentError('the server answered the enrollment without a credential; is this a Bulwark server?');
@@ -490,7 +527,7 @@ export class Agent {
         this.enrollment = await this.enrollOnce(this.join.token);
         return;
       } catch (error) {
-        if (error instanceof NetworkError) return; // try again at the next reconnect
+        if (error instanceof NetworkError || error instanceof ProxyAuthError) return; // try again at the next reconnect
         this.giveUp(error as Error);
         return;
       }
@@ -512,16 +549,14 @@ export class Agent {
   private async followServer(): Promise<void> {
     const backoff = new Backoff(1000, 60_000, this.random);
     let connectedOnce = false;
-    /** The last stream broke the protocol: the next hello does not reset the back-off. */
-    let violated = false;
     while (!this.stopping && !this.fatal) {
       const opened = Date.now();
+      let failure: unknown;
       try {
         await followEvents(this.url(AGENT_PATHS.events), { credential: this.enrollment!.credential, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}), idleMs: AGENT_DEADLINES.streamIdleMs, signal: this.abort.signal }, (event) => {
           if (event.event === 'hello') {
             if (connectedOnce) this.log('reconnected to the server');
             connectedOnce = true;
-            if (!violated) backoff.reset();
             const hello = safeJson(event.data) as Partial<HelloEvent> | undefined;
             this.applyServerSettings(hello ?? {});
             // A poll after every (re)connect: releases announced while the stream was down are caught now
@@ -539,20 +574,28 @@ export class Agent {
             this.afterSpread('notification');
           }
         });
-        violated = false;
       } catch (error) {
-        if (this.stopping) return;
-        if (error instanceof HttpStatusError && error.status === 401) {
-          await this.credentialRefused();
-          continue;
-        }
-        violated = error instanceof StreamViolation;
-        if (!violated && Date.now() - opened > 30_000) backoff.reset();
-        const wait = backoff.next();
-        const why = violated ? `${(error as Error).message}: dropped the connection` : describeError(await this.unreachable(error));
-        this.log(`notification stream: ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
-        await sleep(wait, this.abort.signal);
+        failure = error;
       }
+      if (this.stopping) return;
+      let why: string;
+      if (failure === undefined) why = 'the server ended it';
+      else if (failure instanceof StreamViolation) why = `${failure.message}: dropped the connection`;
+      else if (failure instanceof StreamRefused) {
+        const proxied = this.proxyAnswered(failure.status, failure.headers, safeJson(failure.body.toString('utf8')));
+        if (!proxied && failure.status === 401) {
+          // The server itself no longer knows the credential: enroll again (or give up), then reconnect.
+          await this.credentialRefused();
+          if (this.fatal || this.stopping) return;
+          why = 'the server refused the credential';
+        } else why = proxied ? describeError(proxied) : `the server answered HTTP ${failure.status}`;
+      } else why = describeError(await this.unreachable(failure));
+      // A stream that lived long was a working connection: start the back-off over. Any other end,
+      // clean or not (a proxy answering 200 and closing), waits its turn like a failure.
+      if (!(failure instanceof StreamViolation) && Date.now() - opened > LONG_LIVED_MS) backoff.reset();
+      const wait = backoff.next();
+      this.log(`notification stream: ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
+      await sleep(wait, this.abort.signal);
     }
   }
 
@@ -613,10 +656,13 @@ export class Agent {
     this.engine.update(trigger).catch((error: unknown) => this.log(`update failed: ${describeError(error)}`));
   }
 
-  /** The fallback: a poll (and so a report) every pollSeconds, ±20%. */
+  /** The fallback: a poll (and so a report, also mid-run) every pollSeconds, ±20%. */
   private schedulePoll(): void {
     const wait = this.pollSeconds * 1000 * (0.8 + 0.4 * this.random());
     this.pollTimer = setTimeout(() => {
+      // Mid-run, a report that it still is: the console tells a run going on from an agent silent
+      // since it began one (src-renderer/lib/format.ts agentBadge).
+      if (this.engine.busy) void this.report(undefined, 'updating');
       this.update('schedule');
       this.schedulePoll();
     }, wait);
@@ -631,16 +677,18 @@ export class Agent {
    */
   private report(run?: RunRecord, phase?: AgentReport['phase']): Promise<void> {
     if (this.reporting) {
-      this.reportAgain = true;
+      this.reportAgain = phase ? { phase } : {};
       return this.reporting;
     }
     this.reporting = (async () => {
       try {
         await this.sendReport(run, phase);
-        // The state as it is now: the history's last run, and busy or not.
+        // The state as it is now: the history's last run, and busy or not (or the phase last asked for:
+        // a run that has begun says so before the engine counts itself busy).
         while (this.reportAgain) {
-          this.reportAgain = false;
-          await this.sendReport();
+          const again = this.reportAgain;
+          this.reportAgain = undefined;
+          await this.sendReport(undefined, again.phase);
         }
       } finally {
         this.reporting = undefined;
@@ -710,16 +758,6 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
-  });
 }
 
 /** This machine's own addresses (not loopback, not link-local), for the server's family checks. */

@@ -1,5 +1,6 @@
 // The agent's end of the server's notification stream (server-sent events, parsed as they arrive),
 // and the back-off it reconnects with.
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { HttpStatusError } from '../engine/errors.js';
 import { streamRequest } from '../engine/http.js';
@@ -13,9 +14,22 @@ export interface ServerEvent {
 /** The stream broke the protocol (a line or an event over its limit): the agent drops it and reconnects with back-off. */
 export class StreamViolation extends Error {}
 
+/** An answer other than 200 to the stream's GET, with what tells who wrote it (the server, or a proxy on the way). */
+export class StreamRefused extends HttpStatusError {
+  constructor(
+    status: number,
+    url: string,
+    readonly headers: IncomingHttpHeaders,
+    readonly body: Buffer,
+  ) {
+    super(status, url);
+  }
+}
+
 /**
  * Hold GET `url` open and hand each event to `onEvent`. Resolves when the server ends the stream,
- * rejects on a network error, an HTTP error (HttpStatusError), silence longer than `idleMs` (the
+ * rejects on a network error, an answer other than 200 (StreamRefused, with its head and up to
+ * AGENT_LIMITS.answerBytes of its body), silence longer than `idleMs` (the
  * server pings every 15 s), a line or an event over its limit (StreamViolation: what is held of the
  * stream stays bounded) or `signal`.
  */
@@ -27,6 +41,7 @@ export async function followEvents(
   let buffer = '';
   let event: ServerEvent = { event: 'message', data: '' };
   const decoder = new TextDecoder();
+  let refused: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number } | undefined;
   await streamRequest(
     url,
     {
@@ -36,10 +51,17 @@ export async function followEvents(
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     },
     {
-      head({ status }) {
-        if (status !== 200) throw new HttpStatusError(status, url);
+      head({ status, headers }) {
+        if (status !== 200) refused = { status, headers, chunks: [], size: 0 };
       },
       data(chunk) {
+        if (refused) {
+          // Kept to tell the server's refusal (JSON) from a proxy's error page; bounded like any answer.
+          refused.size += chunk.length;
+          if (refused.size > AGENT_LIMITS.answerBytes) throw new HttpStatusError(refused.status, url);
+          refused.chunks.push(chunk);
+          return;
+        }
         buffer += decoder.decode(chunk, { stream: true });
         let newline: number;
         while ((newline = buffer.indexOf('\n')) >= 0) {
@@ -59,11 +81,15 @@ export async function followEvents(
       },
     },
   );
+  if (refused) throw new StreamRefused(refused.status, url, refused.headers, Buffer.concat(refused.chunks));
 }
 
 /**
  * Capped exponential back-off with full jitter (each wait is random between 0 and the cap of its
  * step), so agents that lost their server at the same moment come back spread out, not together.
+ * Every reconnection goes through it, a stream that failed or one that ended cleanly alike (a proxy
+ * that answers 200 and closes would otherwise be asked again thousands of times a second); only a
+ * stream that lived long (LONG_LIVED_MS) starts it over.
  */
 export class Backoff {
   private attempt = 0;
@@ -83,4 +109,21 @@ export class Backoff {
   reset(): void {
     this.attempt = 0;
   }
+}
+
+/** A stream that stayed open this long was a working connection: its end starts the back-off over. */
+export const LONG_LIVED_MS = 30_000;
+
+/** Wait `ms`, or less if `signal` aborts; the abort listener goes with the wait (no listener piles up per reconnection). */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

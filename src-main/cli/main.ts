@@ -38,6 +38,20 @@ const openSettings = async (dataDir: string) => warnIfRecovered((await import('.
 /** For commands that only look: settings.json is never written, renamed or created. */
 const readSettings = async (dataDir: string) => warnIfRecovered((await import('../engine/settings.js')).Settings.openReadOnly(dataDir));
 
+/** What `bulwark update` prints of a run, and its exit code; `recovered`: a damaged settings file just lost what it held. */
+async function reportUpdate(record: RunRecord, json: boolean, recovered: string | undefined): Promise<number> {
+  const { summarize } = await import('../engine/engine.js');
+  if (record.warning) err(`bulwark update: warning: ${record.warning}`);
+  if (json) out(JSON.stringify(updateJson(record)));
+  // A failure is for stderr, where scripts and people look for it.
+  else if (record.result === 'ok') out(summarize(record));
+  else err(summarize(record));
+  // No source given or set is a wrong command line, unless a damaged settings file just lost it:
+  // then the command was right, and the work failed.
+  if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE' && !recovered) return 2;
+  return record.result === 'ok' ? 0 : 1;
+}
+
 async function sourceFlags(values: Record<string, unknown>) {
   const url = values.source as string | undefined;
   const root = values['trusted-root'] as string | undefined;
@@ -190,14 +204,27 @@ Options:
       // Setting the source is how a data directory starts (as with serve); without it, a mistyped
       // --data is refused rather than created.
       const dataDir = source ? required(values, 'data') : existingDataDir(values);
-      const { Engine, summarize } = await import('../engine/engine.js');
-      const settings = await openSettings(dataDir);
-      // A source given here is tried before it is kept: a failed update loses nothing, and a working
-      // source in the settings is not replaced by one that does not work. One run and out: the store is
-      // hashed when its last full check is a day old, not at every run.
-      const engine = new Engine({ dataDir, settings, verifyStoreAtStart: false, ...(source ? { source } : {}) });
-      let record: RunRecord;
+      const { Engine } = await import('../engine/engine.js');
+      // The lock before anything is written (a settings file repaired, a source saved): a refused
+      // update changes nothing. Only --source may make a new data directory.
+      let release: () => void;
       try {
+        release = source ? lockDataDir(dataDir) : (await import('../engine/lock.js')).acquireLock(dataDir);
+      } catch (error) {
+        // A server (or agent) holds this data directory: ask it to update now, joining its run.
+        if (!(error instanceof BusyError) || source) throw error;
+        const joined = await (await import('../engine/control.js')).requestUpdate(dataDir);
+        if (!joined) throw error;
+        return reportUpdate(joined, values.json === true, (await readSettings(dataDir)).recovered);
+      }
+      let record: RunRecord;
+      let settings: Settings;
+      try {
+        settings = await openSettings(dataDir);
+        // A source given here is tried before it is kept: a failed update loses nothing, and a working
+        // source in the settings is not replaced by one that does not work. One run and out: the store is
+        // hashed when its last full check is a day old, not at every run.
+        const engine = new Engine({ dataDir, settings, verifyStoreAtStart: false, lockTaken: true, ...(source ? { source } : {}) });
         record = source
           ? await engine.withLock(async () => {
               const run = await engine.update('manual');
@@ -209,22 +236,10 @@ Options:
               return run;
             })
           : await engine.runOnce();
-      } catch (error) {
-        // A server (or agent) holds this data directory: ask it to update now, joining its run.
-        if (!(error instanceof BusyError) || source) throw error;
-        const joined = await (await import('../engine/control.js')).requestUpdate(dataDir);
-        if (!joined) throw error;
-        record = joined;
+      } finally {
+        release();
       }
-      if (record.warning) err(`bulwark update: warning: ${record.warning}`);
-      if (values.json) out(JSON.stringify(updateJson(record)));
-      // A failure is for stderr, where scripts and people look for it.
-      else if (record.result === 'ok') out(summarize(record));
-      else err(summarize(record));
-      // No source given or set is a wrong command line, unless a damaged settings file just lost it:
-      // then the command was right, and the work failed.
-      if (record.result !== 'ok' && record.errorCode === 'ERR_USAGE' && !settings.recovered) return 2;
-      return record.result === 'ok' ? 0 : 1;
+      return reportUpdate(record, values.json === true, settings.recovered);
     },
   },
 

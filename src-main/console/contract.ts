@@ -135,6 +135,8 @@ export interface AgentsSummary {
   urls: string[];
   /** Why agents cannot be served, when enabled but not serving. */
   error?: string;
+  /** What to do about it, fitting its cause. */
+  action?: string;
   counts: AgentCountsView;
   /** The release agents are offered now. */
   release: number | null;
@@ -165,6 +167,8 @@ export interface AgentView {
   versions: { id: string; version: number; method?: string }[];
   state: AgentStateView;
   lastSeen: string;
+  /** How often it polls and reports (an agent mid-run reports at least this often). */
+  pollSeconds: number;
   lastRun: { result: 'ok' | 'failed'; at: string; trigger?: string; method?: string; bytes: number; error?: string } | null;
   ring: RingView;
   /** Not current because the rollout has not reached its ring yet (on purpose, not a problem). */

@@ -218,6 +218,8 @@ export interface AgentsAccess {
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
+  /** What to do about it, fitting its cause (a port taken, a low port, an address this machine lacks, the registry). */
+  action?: string;
 }
 
 type Listener = <E extends ConsoleEvent>(event: E, payload: ConsoleEvents[E]) => void;
@@ -472,7 +474,7 @@ export class ConsoleService {
     return {
       enabled: this.options.settings.data.distribution.enabled,
       urls: agents.server?.urls ?? [],
-      ...(agents.error ? { error: agents.error } : {}),
+      ...(agents.error ? { error: agents.error, ...(agents.action ? { action: agents.action } : {}) } : {}),
       counts: agents.overview.counts,
       release: agents.distribution.current()?.index.release ?? null,
       rollout,
@@ -704,6 +706,7 @@ function agentView(row: AgentListed): AgentView {
     versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: visible(c.method, 16) } : {}) })),
     state: row.state,
     lastSeen: row.lastSeen,
+    pollSeconds: row.pollSeconds,
     lastRun: row.lastRun ? agentRunView(row.lastRun) : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
     held: row.state === 'held',

@@ -3,7 +3,7 @@
 import type { Dispatcher } from 'undici';
 import { bufferedRequest } from './http.js';
 import { explainUnreachable } from './network.js';
-import { dispatcherFor, routeFor } from './proxy.js';
+import { answeredByProxy, dispatcherFor, routeFor } from './proxy.js';
 import type { ProxySetting } from './settings.js';
 
 export interface ConnectionTestOptions {
@@ -61,7 +61,7 @@ export async function testConnection(options: ConnectionTestOptions): Promise<Co
     dispatcher = dispatcherFor(options.proxy, options.env);
     const response = await bufferedRequest(target, { dispatcher, timeoutMs, signal: AbortSignal.timeout(timeoutMs), maxBytes: 1024 * 1024 });
     const status = response.status;
-    const proxyAuthenticate = response.headers['proxy-authenticate'] !== undefined || /proxy/i.test(String(response.headers['www-authenticate'] ?? ''));
+    const proxyAuthenticate = answeredByProxy(status, response.headers);
     if (viaProxy && (status === 407 || (status === 401 && (route.username || proxyAuthenticate)))) {
       // tinyproxy answers a wrong proxy password with 401 (naming itself in WWW-Authenticate) instead of 407.
       return route.username

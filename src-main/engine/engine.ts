@@ -264,7 +264,8 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** A single update without hosting (the `bulwark update` command): lock, update, unlock. */
   async runOnce(trigger: Trigger = 'manual'): Promise<RunRecord> {
-    const release = acquireLock(this.options.dataDir);
+    // The caller may hold the lock already (`bulwark update` takes it before it opens the settings).
+    const release = this.options.lockTaken ? () => undefined : acquireLock(this.options.dataDir);
     this.sweepLeftovers();
     try {
       return await this.update(trigger);
@@ -276,7 +277,8 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Run `work` on this data directory without a process holding it (the CLI on a stopped server): lock, work, unlock. */
   async withLock<T>(work: () => Promise<T>): Promise<T> {
-    const release = acquireLock(this.options.dataDir);
+    // The caller may hold the lock already (`bulwark update` takes it before it opens the settings).
+    const release = this.options.lockTaken ? () => undefined : acquireLock(this.options.dataDir);
     this.sweepLeftovers();
     try {
       return await work();

@@ -21,6 +21,7 @@ import { writeFileAtomic } from './files.js';
 import { streamRequest } from './http.js';
 import { STATUS_CODES } from './node-http.js';
 import { errorCode, explainUnreachable } from './network.js';
+import { answeredByProxy, proxyRefusalStatus } from './proxy.js';
 
 export interface FetcherOptions {
   /** undici dispatcher (Agent, ProxyAgent...); a plain Agent when absent. */
@@ -325,7 +326,7 @@ export class HttpFetcher implements Fetcher {
   private refusal(url: string, status: number, headers: IncomingHttpHeaders): Error {
     const origin = new URL(url).origin;
     const viaProxy = this.viaProxy();
-    if (viaProxy && (status === 407 || (status === 401 && this.proxyAnswered(headers)))) {
+    if (viaProxy && (status === 407 || (status === 401 && answeredByProxy(status, headers)))) {
       return new ProxyAuthError(`the ${this.options.route} refused the credentials (authentication failed, HTTP ${status}) for ${origin}`, { status });
     }
     const wait = retryAfter(header(headers, 'retry-after'), this.now());
@@ -344,22 +345,12 @@ export class HttpFetcher implements Fetcher {
     return Boolean(this.options.route && this.options.route !== 'direct connection');
   }
 
-  /**
-   * A 401 that the proxy wrote, not the source behind it: tinyproxy answers wrong proxy credentials
-   * with 401 (not 407). Such an answer names the proxy's realm or carries Proxy-Authenticate; update
-   * sources are static files and never ask for credentials of their own.
-   */
-  private proxyAnswered(headers: IncomingHttpHeaders): boolean {
-    return headers['proxy-authenticate'] !== undefined || /proxy/i.test(header(headers, 'www-authenticate') ?? '') || /proxy/i.test(header(headers, 'server') ?? '');
-  }
-
   private async unreachable(url: string, cause: unknown, brokeOff: boolean): Promise<NetworkError | ProxyAuthError> {
     const origin = new URL(url).origin;
     const via = this.viaProxy() ? ` through the ${this.options.route}` : '';
     // undici's ProxyAgent turns the proxy's own refusals into errors: a 407, or a tunnel it would not open.
-    const refused = /Proxy Authentication Required \((\d{3})\)|Proxy response \((\d{3})\)/.exec(messageChain(cause));
-    if (refused && this.viaProxy()) {
-      const status = Number(refused[1] ?? refused[2]);
+    const status = proxyRefusalStatus(cause);
+    if (status !== undefined && this.viaProxy()) {
       if (status === 407) return new ProxyAuthError(`the ${this.options.route} refused the request for ${origin}: it wants valid credentials (HTTP 407)`, { status, cause });
       return new NetworkError(`the ${this.options.route} would not connect to ${origin} (HTTP ${status})`, { cause });
     }
@@ -371,13 +362,6 @@ export class HttpFetcher implements Fetcher {
     if (mismatch) return new NetworkError(`cannot reach ${origin}: ${mismatch.message} (${errorCode(cause) ?? networkReason(cause)}). ${mismatch.action}`, { familyMismatch: true });
     return new NetworkError(`cannot reach ${origin}${via}: ${networkReason(cause)}`, { cause });
   }
-}
-
-/** The messages of an error and its causes, joined. */
-function messageChain(error: unknown): string {
-  const parts: string[] = [];
-  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) if (e.message) parts.push(e.message);
-  return parts.join(': ');
 }
 
 /** A partial download's name: the component version it is for, when known, and the URL's hash. */

@@ -1,6 +1,7 @@
 // Upstream traffic through an HTTP proxy, with undici's ProxyAgent: absolute-form requests for http
 // sources, CONNECT tunnels for https, Basic credentials. In headless mode the standard
 // HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply when no proxy is set in the settings.
+import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from './undici.js';
 import type { ProxySetting } from './settings.js';
 
@@ -86,4 +87,31 @@ export function routeFor(proxy: ProxySetting, target: string, env: NodeJS.Proces
   const username = decodeURIComponent(parsed.username);
   const name = `${parsed.protocol}//${parsed.host}`;
   return { viaProxy: true, proxy: name, username, from, description: `proxy ${name}${username ? ` as ${username}` : ''} (from ${from})` };
+}
+
+/**
+ * Whether an answer that came back through a proxy was written by the proxy itself rather than
+ * forwarded from the server behind it: a 407, or an answer that names a proxy — Proxy-Authenticate, a
+ * WWW-Authenticate realm or a Server header naming one (tinyproxy answers a wrong password with 401,
+ * "Server: tinyproxy/…", realm "Tinyproxy"; its 500 when it cannot reach the server says the same),
+ * squid's X-Squid-Error. A forwarded answer keeps the server's own headers (proxies add Via, which
+ * therefore proves nothing). Used by the update path and the agent's calls alike.
+ */
+export function answeredByProxy(status: number, headers: IncomingHttpHeaders): boolean {
+  const one = (name: string) => {
+    const value = headers[name];
+    return Array.isArray(value) ? value.join(', ') : (value ?? '');
+  };
+  return status === 407 || headers['proxy-authenticate'] !== undefined || headers['x-squid-error'] !== undefined || /proxy/i.test(one('www-authenticate')) || /proxy|squid/i.test(one('server'));
+}
+
+/**
+ * The status of a proxy's refusal that undici turned into an error rather than an answer (a CONNECT
+ * tunnel it would not open, a 407), found in the messages of `error` and its causes.
+ */
+export function proxyRefusalStatus(error: unknown): number | undefined {
+  const parts: string[] = [];
+  for (let e = error as { message?: string; cause?: unknown } | undefined; e && parts.length < 10; e = e.cause as typeof e) if (e.message) parts.push(e.message);
+  const refused = /Proxy Authentication Required \((\d{3})\)|Proxy response \((\d{3})\)/.exec(parts.join(': '));
+  return refused ? Number(refused[1] ?? refused[2]) : undefined;
 }

@@ -55,3 +55,17 @@ export function describeListenError(error: unknown): string {
       return describeError(error);
   }
 }
+
+/** What to do when an address could not be listened on: what fits its cause (describeListenError). */
+export function listenErrorAction(error: unknown, flag: string): string {
+  switch (errorCode(error)) {
+    case 'EADDRINUSE':
+      return `Stop the program that holds that port (\`ss -ltnp\` shows which), or choose another address with \`${flag} ADDRESS:PORT\`, then restart the server.`;
+    case 'EACCES':
+      return `Choose a port from 1024 up with \`${flag} ADDRESS:PORT\` (or let the server bind low ports: CAP_NET_BIND_SERVICE), then restart the server.`;
+    case 'EADDRNOTAVAIL':
+      return `Choose an address this machine has (\`ip addr\` lists them; 0.0.0.0 or [::] for all) with \`${flag} ADDRESS:PORT\`, then restart the server.`;
+    default:
+      return `Check the address given with \`${flag} ADDRESS:PORT\` against the message, then restart the server.`;
+  }
+}

@@ -32,7 +32,7 @@ import { ComponentStore } from '../engine/store.js';
 import { startControl } from '../engine/control.js';
 import { sendNotification } from './notify.js';
 import { notificationsFor } from './notifications.js';
-import { describeListenError, formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { describeListenError, formatListen, listenErrorAction, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
 import { DEFAULT_AGENT_PORT, isRing, type Ring } from '../protocol/agent-protocol.js';
 
 /**
@@ -193,6 +193,8 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
 
   let agentServer: AgentServer | undefined;
   let agentServiceError: string | undefined = unusable;
+  /** What the operator can do about it, fitting its cause. */
+  let agentServiceAction: string | undefined = unusable ? 'Do what the message says for the registry file, then restart the server; it keeps updating itself meanwhile.' : undefined;
   const { distribution: serving } = settings.data;
   if (serving.enabled && !unusable) {
     const listen = agentListenAddresses(settings);
@@ -225,10 +227,11 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
     } catch (error) {
       // The server still updates itself; the console and status say why agents cannot connect.
       agentServiceError = `cannot serve agents on ${listen.map(formatListen).join(', ')}: ${describeListenError(error)}`;
+      agentServiceAction = listenErrorAction(error, 'bulwark serve --agents-listen');
       log(agentServiceError);
     }
   }
-  if (agentServiceError) engine.setHostReminders([agentServiceReminder(agentServiceError, unusable !== undefined)]);
+  if (agentServiceError) engine.setHostReminders([agentServiceReminder(agentServiceError, agentServiceAction!)]);
 
   // Releases also go through an MQTT broker when one is set (agents given --notify follow it there).
   let broker: ReleasePublisher | undefined;
@@ -306,7 +309,7 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, overview, rollout, askToUpdate, joinString, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, rollout, askToUpdate, joinString, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError, action: agentServiceAction! } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
@@ -319,14 +322,12 @@ async function assemble(options: ServerOptions, taken: Taken, stop: () => Promis
 }
 
 /** The card for agents that cannot connect: the agents' port taken, or the registry unusable. */
-function agentServiceReminder(error: string, registry: boolean): Reminder {
+function agentServiceReminder(error: string, action: string): Reminder {
   return {
     id: 'agents-service',
     severity: 'error',
     title: 'Agents cannot connect to this server',
     body: `${error.charAt(0).toUpperCase()}${error.slice(1)}.`,
-    action: registry
-      ? 'Do what the message says for the registry file, then restart the server; it keeps updating itself meanwhile.'
-      : 'Stop the program that holds that port (`ss -ltnp` shows which), or choose another address with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
+    action,
   };
 }

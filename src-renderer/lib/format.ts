@@ -137,6 +137,25 @@ export const AGENT_STATES: Record<AgentStateView, { word: string; tone: 'ok' | '
   unreachable: { word: 'unreachable', tone: 'failed' },
 };
 
+/**
+ * An agent's badge at `now`: its state's word, except for an agent that said it began a run and has
+ * not been heard from for over a poll interval and a half since (a live agent mid-run reports at each
+ * poll): "silent since it started updating", most likely stopped or killed mid-run, until it counts
+ * as unreachable at twice its poll interval.
+ */
+export function agentBadge(agent: { state: AgentStateView; lastSeen: string; pollSeconds?: number }, now: number): { word: string; tone: 'ok' | 'warning' | 'info' | 'failed'; title?: string } {
+  const silentMs = now - Date.parse(agent.lastSeen);
+  if (agent.state === 'updating' && agent.pollSeconds && silentMs > 1.5 * agent.pollSeconds * 1000) {
+    return { word: 'silent since it started updating', tone: 'warning', title: `It said it began an update and has not reported since (it reports every ${agent.pollSeconds} s while it runs): it may have been stopped mid-update. A restarted agent reports at once.` };
+  }
+  return AGENT_STATES[agent.state];
+}
+
+/** Text with `commands` in backticks, as parts: the commands are shown as code, not with their backticks. */
+export function codeParts(text: string): { text: string; code: boolean }[] {
+  return text.split('`').map((part, i) => ({ text: part, code: i % 2 === 1 })).filter((part) => part.text !== '');
+}
+
 /** "1,234": counts as the console shows them. */
 export function formatCount(count: number): string {
   return count.toLocaleString('en-US');

@@ -284,6 +284,22 @@ test.describe('with the agent address taken', () => {
     await expect(notice).toContainText('Agents cannot connect to this server.');
     await expect(notice).toContainText(`Cannot serve agents on ${agentsListen}`);
     await expect(notice).toContainText('bulwark serve --agents-listen ADDRESS:PORT');
+    // What to do fits the cause: a port another program holds.
+    await expect(page.getByTestId('agents-notice-action')).toContainText('Stop the program that holds that port');
     await expect(page.getByRole('button', { name: 'Update agents now' })).toBeDisabled();
+  });
+});
+
+test.describe('with an agent address this machine does not have', () => {
+  // 192.0.2.1 (TEST-NET-1, RFC 5737) is on no interface here: EADDRNOTAVAIL, not a port taken.
+  test.use({ agentsListen: async ({}, use) => use('192.0.2.1:0') });
+
+  test('the Agents view says what fits that cause, not "free that port"', async ({ page, bulwark }) => {
+    await openConsole(page, bulwark);
+    await page.getByRole('link', { name: 'Agents', exact: true }).click();
+    const notice = page.getByTestId('agents-notice');
+    await expect(notice).toContainText('Cannot serve agents on 192.0.2.1:0: this machine has no such address (EADDRNOTAVAIL)');
+    await expect(page.getByTestId('agents-notice-action')).toContainText('Choose an address this machine has');
+    await expect(notice).not.toContainText(/Free that address|holds that port/);
   });
 });
