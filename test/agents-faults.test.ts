@@ -3,11 +3,13 @@
 // credentials tried on the console.
 import { getEventListeners } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../src-main/agent/agent.js';
+import { followBroker } from '../src-main/agent/broker.js';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab, lastLine } from './helpers/agents-lab.js';
 import { closedPort, ensureBuilt, runCli, until } from './helpers/cli.js';
@@ -297,5 +299,41 @@ describe('an agent reconnecting over and over', () => {
       server.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('an agent whose MQTT broker drops every connection', () => {
+  it('reconnects through the same capped back-off as the notification stream (waits that grow, said in the log) and stops when the agent does', { timeout: 30_000 }, async () => {
+    // A broker that accepts and closes at once: the worst a restarting or overloaded broker does.
+    const connections: number[] = [];
+    const broker = net.createServer((socket) => {
+      connections.push(Date.now());
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
+    const port = (broker.address() as AddressInfo).port;
+    const lines: string[] = [];
+    const abort = new AbortController();
+    // random() = 1: each wait is its step's cap (1 s, 2 s, 4 s …), so the growth is exact.
+    const following = followBroker(
+      { url: `mqtt://127.0.0.1:${port}`, topic: 'bulwark/test' },
+      { clientId: 'backoff-test', signal: abort.signal, random: () => 1, log: (line) => lines.push(line) },
+      () => undefined,
+    );
+    try {
+      await until(() => connections.length >= 3, 15_000, 'three connections to the broker');
+      const waits = lines.map((line) => /connection closed; reconnecting in ([\d.]+) s/.exec(line)?.[1]).filter(Boolean);
+      expect(waits.slice(0, 2)).toEqual(['1.0', '2.0']);
+      // The gaps between attempts follow the waits (not MQTT.js's fixed period).
+      expect(connections[1]! - connections[0]!).toBeGreaterThanOrEqual(900);
+      expect(connections[2]! - connections[1]!).toBeGreaterThanOrEqual(1900);
+    } finally {
+      abort.abort();
+      await following;
+    }
+    const after = connections.length;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(connections.length, 'no reconnection after the agent stopped').toBe(after);
+    broker.close();
   });
 });

@@ -1900,7 +1900,7 @@ export const SCENARIOS: Scenario[] = [
     group: 'agent',
     title: 'a real agent killed with SIGKILL mid-update (its download held), then started again while the server says it has no release and holds no stream open',
     proves: 'the server shows it "updating" once it said so; after the restart, the report it sends at start-up clears that at once (no run needed), instead of twice its poll interval later',
-    alsoIn: 'words.test.ts (the console tells "updating" from "silent since it started updating")',
+    alsoIn: 'words.test.ts (the console tells "updating" from "silent since it started updating", as `agents list` does here)',
     async run(lab) {
       const server = await theAgentsServer(lab);
       let hold = true;
@@ -1931,6 +1931,11 @@ export const SCENARIOS: Scenario[] = [
         const during = await until(async () => ((await listedAgents(lab, server.dataDir)).get('killed')?.state === 'updating' ? 'updating' : undefined), 10_000, 'the server to show it updating');
         agent.kill('SIGKILL');
         await new Promise((resolve) => agent.once('exit', resolve));
+        // Eight minutes on (past a poll interval and a half of 300 s, short of the two that make it
+        // unreachable), `agents list` says it has been silent since it started updating.
+        const silent = faketimeMissing
+          ? 'silent since it started updating (faketime missing: not checked)'
+          : ((await lab.cli(['agents', 'list', '--data', server.dataDir], { env: { LD_PRELOAD: LIBFAKETIME!, FAKETIME: '+8m', FAKETIME_DONT_FAKE_MONOTONIC: '1' } })).stdout.split('\n').find((line) => line.includes(' killed ')) ?? '');
         for (const res of held) res.destroy();
         hold = false;
         noRelease = true;
@@ -1947,6 +1952,7 @@ export const SCENARIOS: Scenario[] = [
           history: () => undefined,
           said: [
             { where: 'server, mid-update', text: during, says: /^updating$/ },
+            { where: '`agents list` eight minutes later', text: silent, says: /updating \(silent since it started updating\)/ },
             { where: 'server, after the restart', text: after, says: /^(outdated|current|failed)$/ },
           ],
         };

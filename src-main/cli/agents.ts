@@ -15,6 +15,7 @@ import { shortId } from '../distribution/agent-status.js';
 import { visible } from '../distribution/untrusted.js';
 import type { Actor } from '../engine/audit.js';
 import { describeError, UsageError } from '../engine/errors.js';
+import { SILENT_MID_UPDATE, silentMidUpdate } from '../engine/words.js';
 import type { DistributionSetting, ProxySetting } from '../engine/settings.js';
 import { parseBrokerUrl, parseListen } from '../server/listen.js';
 import { dataOption, err, existingDataDir, integerFlag, lockDataDir, out, required, untilSignal, type Command } from './command.js';
@@ -410,7 +411,8 @@ Options:
             const families = row.families.map((f) => `IPv${f}`).join('+') || '—';
             const versions = row.components.map((c) => `${c.id} ${c.version}`).join(', ') || 'no components';
             const last = row.lastRun ? `${row.lastRun.result}${row.lastRun.error ? `: ${visible(row.lastRun.error, 300)}` : ''}` : 'no run yet';
-            out(`  ${shortId(row.id)}  ${visible(row.name, 100).padEnd(20)} ${row.state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
+            const state = silentMidUpdate(row, basis.now) ? `${row.state} (${SILENT_MID_UPDATE})` : row.state;
+            out(`  ${shortId(row.id)}  ${visible(row.name, 100).padEnd(20)} ${state.padEnd(11)} ${row.ring.padEnd(6)} ${row.address.padEnd(16)} ${families.padEnd(9)} seen ${row.lastSeen}  ${last}`);
             out(`  ${''.padEnd(8)}  ${versions}`);
             for (const c of row.consumers ?? []) out(`  ${''.padEnd(8)}  ${c.id} → ${visible(c.engine, 64)}: ${c.active ? 'has the active version' : c.version !== null ? `has ${c.version}, not the active version` : 'has nothing yet'}${c.error ? ` (${visible(c.error, 300)})` : ''}`);
             for (const order of row.orders ?? []) out(`  ${''.padEnd(8)}  ${visible(describeOrder(order), 400)}`);

@@ -34,6 +34,17 @@ export interface HeadlineInput {
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
+/**
+ * An agent that said it began a run and has not been heard from for over a poll interval and a half
+ * (a live agent mid-run reports at each poll): most likely stopped or killed mid-run, until it counts
+ * as unreachable at twice its poll interval. The console's badge and `bulwark agents list` both say it.
+ */
+export function silentMidUpdate(agent: { state: string; lastSeen: string; pollSeconds?: number }, now: number): boolean {
+  return agent.state === 'updating' && Boolean(agent.pollSeconds) && now - Date.parse(agent.lastSeen) > 1.5 * agent.pollSeconds! * 1000;
+}
+
+export const SILENT_MID_UPDATE = 'silent since it started updating';
+
 /** "3 days", "5 hours", "40 minutes": how long, roughly. */
 export function roughSpan(ms: number): string {
   const minutes = Math.round(ms / 60_000);

@@ -1,7 +1,7 @@
 // Words and numbers as the console shows them. Pure functions: the components stay markup.
 import type { AgentCountsView, AgentsSummary, AgentStateView, EngineStateView, InstallMethod, RingView, ScheduleView, Trigger } from '../../src-main/console/contract.js';
 
-import { savedWords } from '../../src-main/engine/words.js';
+import { savedWords, SILENT_MID_UPDATE, silentMidUpdate } from '../../src-main/engine/words.js';
 
 const KB = 1000;
 
@@ -137,16 +137,10 @@ export const AGENT_STATES: Record<AgentStateView, { word: string; tone: 'ok' | '
   unreachable: { word: 'unreachable', tone: 'failed' },
 };
 
-/**
- * An agent's badge at `now`: its state's word, except for an agent that said it began a run and has
- * not been heard from for over a poll interval and a half since (a live agent mid-run reports at each
- * poll): "silent since it started updating", most likely stopped or killed mid-run, until it counts
- * as unreachable at twice its poll interval.
- */
+/** An agent's badge at `now`: its state's word, or "silent since it started updating" (silentMidUpdate). */
 export function agentBadge(agent: { state: AgentStateView; lastSeen: string; pollSeconds?: number }, now: number): { word: string; tone: 'ok' | 'warning' | 'info' | 'failed'; title?: string } {
-  const silentMs = now - Date.parse(agent.lastSeen);
-  if (agent.state === 'updating' && agent.pollSeconds && silentMs > 1.5 * agent.pollSeconds * 1000) {
-    return { word: 'silent since it started updating', tone: 'warning', title: `It said it began an update and has not reported since (it reports every ${agent.pollSeconds} s while it runs): it may have been stopped mid-update. A restarted agent reports at once.` };
+  if (silentMidUpdate(agent, now)) {
+    return { word: SILENT_MID_UPDATE, tone: 'warning', title: `It said it began an update and has not reported since (it reports every ${agent.pollSeconds} s while it runs): it may have been stopped mid-update. A restarted agent reports at once.` };
   }
   return AGENT_STATES[agent.state];
 }
