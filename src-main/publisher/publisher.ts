@@ -309,10 +309,11 @@ export function publish(options: PublishOptions): PublishResult {
   if (options.fullCodecs && (options.fullCodecs.length === 0 || options.fullCodecs.some((c) => !FULL_CODECS.includes(c)))) {
     throw new PublishError(`full codecs must be among ${FULL_CODECS.join(', ')}`);
   }
-  if (options.fullCodecs?.includes('xz') && !xzAvailable()) throw new PublishError('xz was asked for, but node-liblzma could not be loaded here (npm install builds it against liblzma-dev)');
-  // Without the binding (a platform node-liblzma has no build for), full files are published in zstd.
+  // xz goes through node-liblzma's native binding, or liblzma's WebAssembly build where that is missing
+  // (xz.ts); only a runtime without WebAssembly has neither, and then publishes zstd.
+  if (options.fullCodecs?.includes('xz') && !xzAvailable()) throw new PublishError('xz was asked for, but neither node-liblzma nor liblzma\'s WebAssembly build can be loaded here');
   const fullCodecs = options.fullCodecs ?? FULL_CODECS.filter((c) => c !== 'xz' || xzAvailable());
-  if (!xzAvailable()) log('xz is not available here (node-liblzma could not be loaded): full files are published in zstd');
+  if (!xzAvailable()) log('xz is not available here (neither node-liblzma nor WebAssembly): full files are published in zstd');
   const expiryDays = { ...DEFAULT_EXPIRY_DAYS, ...options.expiryDays };
   for (const [role, days] of Object.entries(expiryDays)) {
     if (!(Number.isFinite(days) && days > 0 && days <= 3650)) throw new PublishError(`expiry for ${role} must be between 0 and 3650 days`);
