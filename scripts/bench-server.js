@@ -27,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Pool, WebSocket } from 'undici';
 import sqlite3 from 'sqlite3';
-import { BENCH_DIR, fmtInt, fmtMs, median, nowMs, ROOT } from './bench-lib.js';
+import { BENCH_DIR, fmtInt, fmtMs, median, nowMs, ROOT, track } from './bench-lib.js';
 import { PatternSeries } from '../out/main/demo/patterns.js';
 import { listen, staticHandler } from '../out/main/demo/static-server.js';
 import { publish } from '../out/main/publisher/publisher.js';
@@ -120,7 +120,7 @@ function peakSampler(pid) {
 
 function startProcess(args, logFile, nodeFlags = [], node = process.execPath) {
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(node, [...nodeFlags, BULWARK, ...args], { stdio: ['ignore', out, out] });
+  const child = track(spawn(node, [...nodeFlags, BULWARK, ...args], { stdio: ['ignore', out, out] }));
   fs.closeSync(out);
   return child;
 }
@@ -393,7 +393,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; o
     location = /metadata/timestamp.json { alias ${dir}/timestamp.json; }
     location = /agents/v1/index.json { alias ${dir}/index.json; } } }\n`,
   );
-  const child = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
+  const child = track(spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' }));
   await sleep(500);
   /** Give nginx the current release's timestamp and index, as files. */
   const refresh = () => {
