@@ -518,6 +518,15 @@ export class Streams {
 }
 
 /**
+ * The agents' listen queue: room for a fleet's connections arriving at once (a release announced to
+ * thousands, wrk's 2,000), up to the kernel's somaxconn (4096 on Linux since 5.4). With Node's default
+ * of 511, a burst overflowed the queue while the event loop accepted (nstat's TcpExtListenOverflows):
+ * the dropped handshakes came back after the kernel's 1 s, 3 s... retries, which was the 2-4 s tail of
+ * answers at 2,000 connections (docs/benchmarks.md).
+ */
+export const AGENT_LISTEN_BACKLOG = 4096;
+
+/**
  * An agents' HTTP server as every thread runs it: the fast path in front for what `cache` holds
  * (each of its answers counted in `burst`), node:http with `onRequest` for the rest. Notification
  * streams are long-lived by design; a request's head still has a deadline.
