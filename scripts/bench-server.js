@@ -244,7 +244,9 @@ async function inBatches(items, concurrency, work) {
 }
 
 async function enroll(server, count) {
-  const token = /Enrollment token: (\S+)/.exec(spawnSync(process.execPath, [BULWARK, 'agents', 'token', '--data', server.dataDir], { encoding: 'utf8' }).stdout)[1];
+  // The join string is the last line; a simulated agent sends its token part (TOKEN:sha256:HEX).
+  const join = spawnSync(process.execPath, [BULWARK, 'agents', 'token', '--data', server.dataDir], { encoding: 'utf8' }).stdout.trim().split('\n').at(-1).trim();
+  const token = join.split(':')[0];
   const pool = new Pool(server.url, { connections: 32 });
   const credentials = await inBatches([...Array(count).keys()], 32, async (i) => {
     const { body, statusCode } = await pool.request({ method: 'POST', path: '/agents/v1/enroll', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, name: `sim-${i}`, hostname: `sim-${i}` }) });

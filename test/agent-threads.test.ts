@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentsLab } from './helpers/agents-lab.js';
 import { ensureBuilt, runCli, until } from './helpers/cli.js';
 import { freePort } from './helpers/proxies.js';
+import { parseJoinString } from '../src-main/protocol/agent-protocol.js';
 
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 const portSharing = process.platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
@@ -98,7 +99,7 @@ describe('the agents service on several threads', () => {
     const before = snapshotOf((await get(new URL('metadata/timestamp.json', url).href)).body);
 
     // Thirty streams, each on its own connection: the kernel spreads them over the threads.
-    const token = await lab.token();
+    const token = parseJoinString(await lab.token())!.token;
     const streams = await Promise.all(Array.from({ length: 30 }, async (_, i) => openStream(url, await enroll(url, token, `sim-${i}`))));
     try {
       // Every thread has answered the timestamp (and cached it) before the release.
@@ -140,7 +141,7 @@ describe('the agents service on several threads', () => {
       return;
     }
     expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone; file threads join from 1,000 enrolled agents\)/);
-    const token = await lab.token();
+    const token = parseJoinString(await lab.token())!.token;
     const url = lab.agentsUrl;
     const port = Number(new URL(url).port);
     expect(listeningSockets(port)).toBe(1);

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AgentsLab } from './helpers/agents-lab.js';
+import { AgentsLab, lastLine } from './helpers/agents-lab.js';
 import { closedPort, ensureBuilt, runCli, until } from './helpers/cli.js';
 
 let lab: AgentsLab;
@@ -119,16 +119,21 @@ describe('agents and faults', () => {
     const oldToken = await lab.token();
     await lab.startAgent('early', [], { token: oldToken });
 
-    const wrong = await runCli(['agent', '--server', lab.agentsUrl, '--token', `${oldToken}x`, '--data', lab.agentDir('wrong'), '--name', 'wrong'], 60_000);
+    // The same root hash, a token one character off.
+    const wrongToken = oldToken.replace(/^(\S{5})(\S)/, (_m, head: string, c: string) => `${head}${c === 'a' ? 'b' : 'a'}`);
+    const wrong = await runCli(['agent', '--server', lab.agentsUrl, '--token', wrongToken, '--data', lab.agentDir('wrong'), '--name', 'wrong'], 60_000);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/refused the enrollment token: it is wrong or was rotated/);
-    await server.waitFor(/refused an agent enrollment from 127\.0\.0\.1 \(name "wrong"\): wrong or rotated enrollment token/);
+    await server.waitFor(/agents: refused an enrollment from 127\.0\.0\.1 \(wrong or rotated enrollment token, or a malformed request\): it gave the name "wrong"/);
     expect(fs.existsSync(path.join(lab.agentDir('wrong'), 'agent.json'))).toBe(false);
+    // Nothing was pinned either: the root is kept only with a credential.
+    expect(fs.existsSync(path.join(lab.agentDir('wrong'), 'trusted-root.json'))).toBe(false);
 
     const rotated = await runCli(['agents', 'token', '--data', lab.serverDir, '--rotate']);
     expect(rotated.code).toBe(0);
-    const newToken = /Enrollment token: (\S+)/.exec(rotated.stdout)![1]!;
+    const newToken = lastLine(rotated.stdout);
     expect(newToken).not.toBe(oldToken);
+    expect(newToken.split(':').slice(1)).toEqual(oldToken.split(':').slice(1)); // the same root
     const late = await runCli(['agent', '--server', lab.agentsUrl, '--token', oldToken, '--data', lab.agentDir('late'), '--name', 'late'], 60_000);
     expect(late.code).toBe(1);
     expect(late.stderr).toMatch(/token/);

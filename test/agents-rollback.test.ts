@@ -49,7 +49,7 @@ describe('pin and roll back, with agents', () => {
     }
     await expectEventually(() => {
       const last = lab.history(lab.agentDir('late')).at(-1)?.components[0];
-      return last?.result === 'failed' && /no signed metadata is kept here for virus-pattern/.test(last.error ?? '') ? last : undefined;
+      return last?.result === 'failed' && /virus-pattern \d+ was never installed here \(no signed metadata of it is kept\), so the pin cannot be verified: refused/.test(last.error ?? '') ? last : undefined;
     });
     expect(lab.active(lab.agentDir('late'))?.version).toBe(bad);
 

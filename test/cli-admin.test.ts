@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import sqlite3 from 'sqlite3';
 import { AgentRegistry } from '../src-main/distribution/registry.js';
 import { BIN, CliProcess, closedPort, ensureBuilt, killChildren, ROOT, runCli, until, type CliResult } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
@@ -152,13 +153,14 @@ describe("the README's \"Using it\" sequence, as written", () => {
           expect(server.stdout).not.toMatch(/no update source/i);
           expect(server.stdout).toMatch(/^Console: http:\/\/127\.0\.0\.1:\d+\/\?token=/m);
         } else if (args[0] === 'agent') {
-          agent = new CliProcess(args.map((a) => (a === 'TOKEN' ? values.TOKEN! : a)));
+          agent = new CliProcess(args.map((a) => (a === 'JOIN' ? values.JOIN! : a)));
           await agent.waitFor(/ agent running in /, 30_000);
         } else {
           const result = await runCli(args, 60_000);
           expect(result.code, `${line}\n${result.stdout}${result.stderr}`).toBe(0);
           if (args[0] === 'update') expect(JSON.parse(result.stdout)).toMatchObject({ result: 'ok' });
-          if (args[0] === 'agents' && args[1] === 'token') values.TOKEN = /Enrollment token: (\S+)/.exec(result.stdout)![1]!;
+          // The join string: alone on the last line.
+          if (args[0] === 'agents' && args[1] === 'token') values.JOIN = result.stdout.trim().split('\n').at(-1)!.trim();
           if (args[0] === 'agents' && args[1] === 'list') expect(result.stdout).toMatch(/^1 agent: 1 current/);
           if (args[0] === 'component' && args[1] === 'rollback') expect(result.stdout).toContain(`rolled back from ${newer} to ${older}`);
         }
@@ -217,7 +219,13 @@ describe('agents are named without ambiguity', () => {
     const token = await registry.enrollmentToken();
     const first = await registry.enroll(token, { name: 'twin', hostname: 'host-a', address: '192.0.2.1', pollSeconds: 300 });
     const second = await registry.enroll(token, { name: 'twin', hostname: 'host-b', address: '192.0.2.2', pollSeconds: 300 });
+    expect(second.name).toBe('twin-2'); // names are unique now...
     await registry.close();
+    // ...but a registry from before they were can hold two agents of one name.
+    await new Promise<void>((resolve, reject) => {
+      const db = new sqlite3.Database(path.join(data, 'agents.sqlite'));
+      db.run(`UPDATE agents SET name = 'twin' WHERE id = ?`, [second.id], (error) => db.close(() => (error ? reject(error) : resolve())));
+    });
 
     const refused = await runCli(['agents', 'ring', 'twin', 'canary', '--data', data]);
     usageError(refused, /^bulwark agents: 2 agents are named "twin"; give the id of the one you mean: /);
@@ -247,7 +255,7 @@ describe('agents are named without ambiguity', () => {
       ['cli', 'ring', 'twin', `${first.id.slice(0, 8)}: broad → canary`],
       ['cli', 'remove-agent', 'twin', second.id.slice(0, 8)],
       ['cli', 'ring', 'twin', `${first.id.slice(0, 8)}: canary → early`],
-      ['cli', 'rotate-token', 'enrollment token', undefined],
+      ['cli', 'rotate-token', 'enrollment token of the broad ring', undefined],
     ]);
     expect(audit[0]!.who).toMatch(/^\S+@\S+$/);
   });

@@ -193,7 +193,7 @@ describe('settings that cannot be written', () => {
     const data = scratch('bulwark-cli-settings-dir-');
     fs.mkdirSync(path.join(data, 'settings.json'));
     const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
-    expectOneLineError(set, 1, /^bulwark settings: cannot read .*settings\.json: EISDIR: illegal operation on a directory/);
+    expectOneLineError(set, 1, /^bulwark settings: cannot read .*settings\.json: it is a directory, not a file \(EISDIR\)$/);
     expect(fs.statSync(path.join(data, 'settings.json')).isDirectory()).toBe(true);
   });
 
@@ -229,7 +229,9 @@ describe('settings that cannot be written', () => {
       else fs.chmodSync(data, 0o500);
 
       const set = await runCli(['settings', '--data', data, 'set', 'schedule', 'every 15 minutes']);
-      expectOneLineError(set, 1, mounted ? /^bulwark settings: cannot save schedule to .*settings\.json: EROFS: read-only file system/ : /^bulwark settings: cannot save schedule to .*settings\.json: EACCES: permission denied/);
+      expectOneLineError(set, 1, mounted
+        ? /^bulwark settings: cannot save schedule to .*settings\.json: it is on a file system mounted read-only \(EROFS\): remount that file system read-write/
+        : /^bulwark settings: cannot save schedule to .*settings\.json: \S+ \(uid \d+\), the user running Bulwark, may not write it \(EACCES\)/);
       expect(fs.readFileSync(path.join(data, 'settings.json'))).toEqual(before);
     });
   });
@@ -325,7 +327,7 @@ describe('command lines that are wrong change nothing', () => {
     const cases: [string[], RegExp][] = [
       [['update', '--data', data, ...source, '--trusted-root', notJson], /^bulwark update: --trusted-root .*passwd is not a TUF root\.json \(not JSON\)/],
       [['update', '--data', data, ...source, '--trusted-root', otherJson], /^bulwark update: --trusted-root .*targets\.json is not a TUF root\.json \(its signed\._type is "targets", not "root"\)/],
-      [['update', '--data', data, ...source, '--trusted-root', data], /^bulwark update: --trusted-root .* cannot be read: EISDIR/],
+      [['update', '--data', data, ...source, '--trusted-root', data], /^bulwark update: --trusted-root .* cannot be read: it is a directory, not a file \(EISDIR\)$/],
       [['update', '--data', data, ...source, '--trusted-root', path.join(data, 'missing.json')], /^bulwark update: --trusted-root .*missing\.json does not exist$/],
       [['serve', '--data', data, ...source, '--trusted-root', notJson], /^bulwark serve: --trusted-root .*passwd is not a TUF root\.json/],
       [['serve', '--data', data, ...source, '--trusted-root', otherJson, '--console'], /^bulwark serve: --trusted-root .*targets\.json is not a TUF root\.json/],
@@ -501,7 +503,7 @@ describe('against a real update source', () => {
   it('serve keeps running when it cannot record its runs in history.jsonl (a directory there), and says why', async () => {
     fs.mkdirSync(path.join(data, 'history.jsonl'));
     const serve = await startServe();
-    await serve.waitFor(/cannot record the run in .*history\.jsonl: EISDIR: illegal operation on a directory/);
+    await serve.waitFor(/cannot record the run in .*history\.jsonl: it is a directory, not a file \(EISDIR\)/);
     await serve.waitFor(/install update done, .* received/);
     await serve.waitFor(/next update at /);
     expect(serve.running).toBe(true);

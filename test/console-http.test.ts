@@ -160,7 +160,7 @@ describe('calls', () => {
     try {
       const { status, json } = await call('saveSettings', { section: 'schedule', value: { kind: 'interval', every: 15, unit: 'minutes' } });
       expect(status).toBe(200);
-      expect(json).toEqual({ ok: false, field: 'schedule', message: expect.stringMatching(/^cannot save schedule to .*settings\.json: EISDIR/) });
+      expect(json).toEqual({ ok: false, field: 'schedule', message: expect.stringMatching(/^cannot save schedule to .*settings\.json: it is a directory, not a file \(EISDIR\)$/) });
     } finally {
       fs.rmdirSync(file);
       fs.writeFileSync(file, saved, { mode: 0o600 });

@@ -167,8 +167,8 @@ describe('a fleet with a canary wired to clamd', () => {
 
     // A long soak: rings after canary move only when the test promotes.
     await lab.startServer(['--rollout-soak', '600', '--console']);
-    await lab.startAgent('canary-1', ['--ring', 'canary', '--consumers', consumers]);
-    await lab.startAgent('broad-1', ['--ring', 'broad']);
+    await lab.startAgent('canary-1', ['--consumers', consumers], { ring: 'canary' });
+    await lab.startAgent('broad-1', [], { ring: 'broad' });
     for (const name of ['canary-1', 'broad-1']) await lab.waitForVersion(lab.agentDir(name), 1, 60_000, ID);
     await clamd.waitForDetection(s1.file, ['Bulwark.Fleet.S1']);
     expect(await clamd.scan(s2.file)).toEqual([]);
@@ -227,7 +227,7 @@ describe('a fleet with a canary wired to clamd', () => {
     expect(status).toMatch(/3 refused at check \(.*\): .*Malformed database/);
 
     // A new agent that enrolls during the halt gets the last release that passed (2), not the halted one.
-    await lab.startAgent('new-1', ['--ring', 'broad']);
+    await lab.startAgent('new-1', [], { ring: 'broad' });
     await lab.waitForVersion(lab.agentDir('new-1'), 2, 30_000, ID);
     // Broad never receives version 3: held at 2, nothing of 3 in their stores.
     await new Promise((resolve) => setTimeout(resolve, 3_000));

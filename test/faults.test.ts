@@ -10,10 +10,15 @@ import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { agentReminders } from '../src-main/distribution/overview.js';
+import { AgentRegistry } from '../src-main/distribution/registry.js';
 import type { Catalogue, CatalogueComponent } from '../src-main/engine/catalogue.js';
+import { sha256 } from '../src-main/engine/files.js';
+import { describeError } from '../src-main/engine/errors.js';
 import { DEFAULT_LIMITS } from '../src-main/engine/limits.js';
 import { processIdentity } from '../src-main/engine/lock.js';
 import { DEFAULT_SCHEDULE } from '../src-main/engine/schedule.js';
@@ -26,6 +31,7 @@ import {
   filesUnder,
   lastRun,
   neverAnswer,
+  outputOf,
   reminderText,
   runsOf,
   serveWithRange,
@@ -33,6 +39,7 @@ import {
   type ComponentId,
   type Outcome,
   type Said,
+  type StatusJson,
 } from './helpers/faults.js';
 import { freePort, hasCommand, startTinyproxy, stopAllProxies, type RunningProxy } from './helpers/proxies.js';
 import { resign } from './helpers/sign.js';
@@ -40,7 +47,7 @@ import { resign } from './helpers/sign.js';
 export interface Scenario {
   /** Stable name: docs/reliability.md has one row per id. */
   id: string;
-  group: 'network' | 'hostile source' | 'local' | 'proxy' | 'console';
+  group: 'network' | 'hostile source' | 'local' | 'server' | 'proxy' | 'console';
   /** What is done to Bulwark. */
   title: string;
   /** What the scenario proves, in words (the assertion). */
@@ -141,15 +148,17 @@ async function proxy(lab: FaultLab): Promise<RunningProxy> {
   return tinyproxy;
 }
 
+/** The console serves the renderer build: make it as `npm run build` would, if it is missing. */
+function ensureRenderer(): void {
+  if (!fs.existsSync(path.join(ROOT, 'out', 'renderer', 'index.html'))) execFileSync('npx', ['vite', 'build', '--logLevel', 'error'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
+}
+
 /** One `bulwark serve --console` for the console scenarios, started on first use. */
 let consoleServer: { process: CliProcess; origin: string; token: string; dataDir: string } | undefined;
 
 async function theConsole(lab: FaultLab) {
   if (consoleServer?.process.running) return consoleServer;
-  if (!fs.existsSync(path.join(ROOT, 'out', 'renderer', 'index.html'))) {
-    // The console serves the renderer build: make it as `npm run build` would.
-    execFileSync('npx', ['vite', 'build', '--logLevel', 'error'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
-  }
+  ensureRenderer();
   const dataDir = lab.dataDir('console');
   const serve = new CliProcess(['serve', '--data', dataDir, '--console', '--agents-listen', 'off']);
   const [, url] = await serve.waitFor(/^Console: (http:\/\/\S+)$/m, 30_000);
@@ -191,10 +200,10 @@ async function consoleStillServes(server: { process: CliProcess; origin: string;
 }
 
 /**
- * Run `body` on a copy of the baseline on a 2 MB tmpfs filled up to its last 64 kB (as root; skipped
- * otherwise). The outcome is checked on a copy taken before the tmpfs goes away.
+ * Run `body` on a copy of the baseline on a 2 MB tmpfs of its own (as root; skipped otherwise). The
+ * outcome is checked on a copy taken before the tmpfs goes away.
  */
-async function onFullDisk(lab: FaultLab, body: (dataDir: string, filler: string) => Promise<Outcome>): Promise<Outcome> {
+async function onTmpfs(lab: FaultLab, body: (dataDir: string, mountPoint: string) => Promise<Outcome>): Promise<Outcome> {
   if (!isRoot) throw new Skip('mounting a tmpfs needs root');
   const mountPoint = lab.scratch('tmpfs');
   try {
@@ -205,22 +214,93 @@ async function onFullDisk(lab: FaultLab, body: (dataDir: string, filler: string)
   try {
     const dataDir = path.join(mountPoint, 'data');
     fs.cpSync(lab.baseline, dataDir, { recursive: true });
-    const filler = path.join(mountPoint, 'filler');
-    const fd = fs.openSync(filler, 'w');
-    try {
-      for (const chunk = Buffer.alloc(16 * 1024, 0x78); ; ) fs.writeSync(fd, chunk);
-    } catch (error) {
-      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.truncateSync(filler, fs.statSync(filler).size - 64 * 1024);
-    const outcome = await body(dataDir, filler);
-    const copy = lab.scratch('full-disk-copy');
-    fs.cpSync(dataDir, copy, { recursive: true });
+    const outcome = await body(dataDir, mountPoint);
+    const copy = lab.scratch('tmpfs-copy');
+    fs.cpSync(outcome.dataDir, copy, { recursive: true });
     return { ...outcome, dataDir: copy };
   } finally {
     execFileSync('umount', [mountPoint], { stdio: 'pipe' });
+  }
+}
+
+/** Fill the tmpfs at `mountPoint` with a file of its own up to its last `leave` bytes; returns that file. */
+function fillUp(mountPoint: string, leave: number): string {
+  const filler = path.join(mountPoint, 'filler');
+  const fd = fs.openSync(filler, 'w');
+  try {
+    for (const chunk = Buffer.alloc(16 * 1024, 0x78); ; ) fs.writeSync(fd, chunk);
+  } catch (error) {
+    expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+  } finally {
+    fs.closeSync(fd);
+  }
+  for (const size = 4096; leave === 0; ) {
+    // The last pages too: a file of its own takes what the big one's last block left.
+    try {
+      fs.appendFileSync(path.join(mountPoint, 'filler-tail'), Buffer.alloc(size, 0x78));
+    } catch {
+      break;
+    }
+  }
+  if (leave > 0) fs.truncateSync(filler, fs.statSync(filler).size - leave);
+  return filler;
+}
+
+/** Run `body` on a copy of the baseline on a 2 MB tmpfs filled up to its last 64 kB. */
+function onFullDisk(lab: FaultLab, body: (dataDir: string, filler: string) => Promise<Outcome>): Promise<Outcome> {
+  return onTmpfs(lab, (dataDir, mountPoint) => body(dataDir, fillUp(mountPoint, 64 * 1024)));
+}
+
+/**
+ * Debian's faketime library, preloaded into the bulwark process itself (the `faketime` command forks,
+ * and its child would outlive a kill by PID). It moves the wall clock only: timers keep their pace.
+ */
+const LIBFAKETIME = (() => {
+  try {
+    return fs.readdirSync('/usr/lib').map((arch) => path.join('/usr/lib', arch, 'faketime', 'libfaketime.so.1')).find((lib) => fs.existsSync(lib));
+  } catch {
+    return undefined;
+  }
+})();
+const faketimeMissing = LIBFAKETIME ? undefined : 'needs faketime (apt-get install faketime)';
+const clockAhead = (days: number): Record<string, string> => ({ LD_PRELOAD: LIBFAKETIME!, FAKETIME: `+${days}d`, FAKETIME_DONT_FAKE_MONOTONIC: '1' });
+
+/** `bulwark serve` on `dataDir` (agents on `agentsListen`), once its start-up update is done. */
+async function serving(dataDir: string, extra: string[] = [], agentsListen = '127.0.0.1:0'): Promise<{ process: CliProcess; agentsUrl: string | undefined }> {
+  const serve = new CliProcess(['serve', '--data', dataDir, '--agents-listen', agentsListen, ...extra]);
+  await serve.waitFor(/next update at /, 60_000);
+  return { process: serve, agentsUrl: /serving agents at (http:\/\/\S+?\/)[ ,]/.exec(serve.stdout)?.[1] };
+}
+
+/** What `bulwark serve --agents-listen ADDRESS` leaves in the settings: what they were, with that address saved. */
+function listenSaved(before: { settings: unknown }, listen = '127.0.0.1:0'): (now: unknown) => void {
+  const was = before.settings as { distribution: object };
+  return (now) => expect(now, 'settings.json as it was, with --agents-listen saved').toEqual({ ...was, distribution: { ...was.distribution, listen: [listen] } });
+}
+
+/** One `bulwark serve` for the scenarios with real agents, started on first use, with its agents' address and enrollment token. */
+let agentsServer: { process: CliProcess; dataDir: string; url: string; token: string } | undefined;
+
+async function theAgentsServer(lab: FaultLab) {
+  if (agentsServer?.process.running) return agentsServer;
+  const dataDir = lab.dataDir('agents-server');
+  const { process: serve, agentsUrl } = await serving(dataDir);
+  // The join string, alone on the last line.
+  const token = (await lab.cli(['agents', 'token', '--data', dataDir])).stdout.trim().split('\n').at(-1)?.trim();
+  if (!agentsUrl || !token) throw new Error(`no agents' address or token\n${serve.stdout}${serve.stderr}`);
+  agentsServer = { process: serve, dataDir, url: agentsUrl, token };
+  return agentsServer;
+}
+
+/** A registry in `dataDir` with `count` enrolled agents (and its daily copy, made the way the server makes it). */
+async function registryWithAgents(dataDir: string, count: number, options: { copy?: boolean } = {}): Promise<void> {
+  const registry = await AgentRegistry.open(dataDir);
+  try {
+    const token = await registry.enrollmentToken();
+    for (let i = 0; i < count; i++) await registry.enroll(token, { name: `agent-${String(i).padStart(3, '0')}-${'x'.repeat(100)}`, hostname: `host-${i}`, address: '10.0.0.1', pollSeconds: 300 });
+    if (options.copy) await registry.copyTo(path.join(dataDir, 'agents.sqlite.backup'));
+  } finally {
+    await registry.close();
   }
 }
 
@@ -1210,6 +1290,472 @@ export const SCENARIOS: Scenario[] = [
     },
   },
 
+  {
+    id: 'disk-read-only',
+    group: 'local',
+    title: 'the data directory (with an agent registry) on a file system remounted read-only',
+    proves: '`update`, `agents list` and `serve` each fail in words — which file, "mounted read-only", what to do — never the raw EROFS or SQLITE_CANTOPEN',
+    run: (lab) =>
+      onTmpfs(lab, async (dataDir, mountPoint) => {
+        const registry = await AgentRegistry.open(dataDir);
+        await registry.enroll(await registry.enrollmentToken(), { name: 'a1', hostname: 'a1', address: '127.0.0.1', pollSeconds: 300 });
+        await registry.close();
+        execFileSync('mount', ['-o', 'remount,ro', mountPoint], { stdio: 'pipe' });
+        const before = snapshot(dataDir);
+        const update = await cliUpdate(lab, dataDir);
+        const list = await lab.cli(['agents', 'list', '--data', dataDir]);
+        const serve = await lab.cli(['serve', '--data', dataDir, '--agents-listen', '127.0.0.1:0']);
+        const readOnly = /is on a file system mounted read-only \((EROFS|SQLITE_CANTOPEN)\): remount that file system read-write, or move Bulwark's data directory to a writable disk/;
+        const raw = /EROFS: read-only|SQLITE_CANTOPEN: unable/;
+        return {
+          dataDir,
+          before,
+          said: [
+            exited(update, 1),
+            { where: 'update stderr', text: update.stderr, says: new RegExp(`^bulwark update: ${esc(dataDir)}/bulwark\\.lock ${readOnly.source}$`, 'm') },
+            exited(list, 1),
+            { where: 'agents list stderr', text: list.stderr, says: new RegExp(`^bulwark agents: .*${esc(dataDir)}/agents\\.sqlite: it ${readOnly.source}`, 'm') },
+            exited(serve, 1),
+            { where: 'serve stderr', text: serve.stderr, says: readOnly },
+            { where: 'all three, raw', text: update.stderr + list.stderr + serve.stderr, says: new RegExp(`^(?![\\s\\S]*(${raw.source}))`) },
+          ],
+        };
+      }),
+  },
+  {
+    id: 'registry-disk-full',
+    group: 'local',
+    title: 'the agent registry on a disk with no space left: `bulwark agents token --rotate` must grow it',
+    proves: 'refused in words — the registry file, "full (no space left on device)", free space with df — never the raw SQLITE_FULL or SQLITE_IOERR, whether the registry was open when the disk filled (a running server) or is opened on a full disk (the CLI); the token stays as it was',
+    run: (lab) =>
+      onTmpfs(lab, async (dataDir, mountPoint) => {
+        const open = await AgentRegistry.open(dataDir);
+        const token = await open.enrollmentToken();
+        fillUp(mountPoint, 0);
+        const whileOpen = await open.rotateToken().then(() => 'rotated', describeError);
+        await open.close();
+        const before = snapshot(dataDir);
+        const rotate = await lab.cli(['agents', 'token', '--rotate', '--data', dataDir]);
+        const shown = await lab.cli(['agents', 'token', '--data', dataDir]);
+        return {
+          dataDir,
+          before,
+          said: [
+            { where: 'a write to the open registry', text: whileOpen, says: new RegExp(`^the agent registry ${esc(dataDir)}/agents\\.sqlite: the disk holding it is full \\(no space left on device, SQLITE_FULL\\): free space on it \\(df -h ${esc(dataDir)}\\), then try again$`) },
+            exited(rotate, 1),
+            {
+              where: 'agents token --rotate stderr',
+              text: rotate.stderr,
+              says: new RegExp(`^bulwark agents: the agent registry ${esc(dataDir)}/agents\\.sqlite: the disk holding it is full \\(no space left on device, SQLITE_[A-Z]+\\): free space on it \\(df -h ${esc(dataDir)}\\), then try again$`, 'm'),
+            },
+            { where: 'the token afterwards', text: shown.stdout, says: new RegExp(`Enrollment token of the broad ring: ${esc(token)}$`, 'm') },
+          ],
+        };
+      }),
+  },
+  {
+    id: 'clock-ahead-days',
+    group: 'local',
+    title: "this machine's clock two days ahead (faketime +2d): the timestamp looks expired, and tuf-js wraps that (\"Unable to load snapshot metadata … Final timestamp.json is expired\")",
+    proves: 'the update says "this machine\'s clock is 2 days ahead of the update source", with both clocks and until when the metadata is valid by the source\'s, never "could not be verified"; status shows "This machine\'s clock is 2 days ahead of the update source"',
+    async run(lab) {
+      if (faketimeMissing) throw new Skip(faketimeMissing);
+      const dataDir = lab.dataDir('clock-ahead-days');
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir, [], clockAhead(2));
+      const status = await lab.status(dataDir);
+      const origin = esc(new URL(lab.source.url).origin);
+      return {
+        dataDir,
+        before,
+        said: [
+          exited(update, 1),
+          {
+            where: 'update --json',
+            text: updateJson(update).error,
+            says: new RegExp(`^this machine's clock is 2 days ahead of the update source \\(${origin}\\): this machine's clock reads \\S+, the source's \\S+, and by the source's clock its signed timestamp\\.json is valid until \\S+\\. Set this machine's clock right`),
+          },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[clock\] This machine's clock is 2 days ahead of the update source\. By this machine's clock the source's signed metadata has expired, though by the source's own clock it is valid/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'clock-ahead-year',
+    group: 'local',
+    title: "this machine's clock 400 days ahead: even the trusted root looks expired",
+    proves: 'the update names the local clock (400 days ahead of the source, root.json valid by the source\'s clock) instead of asking the publisher to re-sign',
+    async run(lab) {
+      if (faketimeMissing) throw new Skip(faketimeMissing);
+      const dataDir = lab.dataDir('clock-ahead-year');
+      const before = snapshot(dataDir);
+      const update = await cliUpdate(lab, dataDir, [], clockAhead(400));
+      return {
+        dataDir,
+        before,
+        said: [exited(update, 1), { where: 'update --json', text: updateJson(update).error, says: /^this machine's clock is 400 days ahead of the update source .* its signed root\.json is valid until / }],
+      };
+    },
+  },
+  {
+    id: 'agent-clock-ahead',
+    group: 'local',
+    title: "a real `bulwark agent` whose clock is two days ahead (faketime +2d) of its server, whose metadata is fresh",
+    proves: 'the agent says "this machine\'s clock is 2 days ahead of the update source" (its server), keeps its versions, and its status shows the clock reminder',
+    async run(lab) {
+      if (faketimeMissing) throw new Skip(faketimeMissing);
+      const server = await theAgentsServer(lab);
+      const dataDir = lab.dataDir('agent-clock-ahead');
+      const before = snapshot(dataDir);
+      const agent = outputOf(lab.spawn(['agent', '--server', server.url, '--token', server.token, '--data', dataDir, '--trusted-root', lab.trustedRoot, '--name', 'ahead'], clockAhead(2)));
+      const [line] = await agent.waitFor(/startup update FAILED.*/, 30_000);
+      const status = await lab.status(dataDir);
+      return {
+        dataDir,
+        before,
+        // The agent's source is its server from enrollment on.
+        settings: (now) => expect(now).toMatchObject({ source: { url: server.url } }),
+        said: [
+          { where: 'agent log', text: line, says: new RegExp(`this machine's clock is 2 days ahead of the update source \\(${esc(new URL(server.url).origin)}\\)`) },
+          { where: 'agent status reminder', text: reminderText(status.json), says: /\[clock\] This machine's clock is 2 days ahead of the update source\./ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'agent-settings-damaged',
+    group: 'local',
+    title: "an enrolled agent's settings.json (which held its proxy) torn mid-write; its server is down",
+    proves: 'the agent says so in its log, keeps the damaged file byte for byte, goes on with the defaults, and its status shows a reminder that the proxy and the rest must be set again',
+    async run(lab) {
+      const dataDir = lab.dataDir('agent-settings-damaged');
+      const server = `http://127.0.0.1:${await closedPort()}/`;
+      fs.writeFileSync(path.join(dataDir, 'agent.json'), JSON.stringify({ server, id: 'a1', credential: 'a1.secret', name: 'a1', enrolledAt: new Date().toISOString() }));
+      fs.copyFileSync(lab.trustedRoot, path.join(dataDir, 'trusted-root.json'));
+      Settings.open(dataDir).set('proxy', { enabled: true, host: '127.0.0.1', port: 3128, username: '', password: '' });
+      const file = path.join(dataDir, 'settings.json');
+      const torn = fs.readFileSync(file).subarray(0, 40);
+      fs.writeFileSync(file, torn);
+      const before = snapshot(dataDir);
+      const agent = outputOf(lab.spawn(['agent', '--server', server, '--data', dataDir]));
+      await agent.waitFor(/agent running in /, 30_000);
+      const status = await lab.status(dataDir);
+      const copies = fs.readdirSync(dataDir).filter((n) => n.startsWith('settings.json.damaged-'));
+      return {
+        dataDir,
+        before,
+        settings: (now) => {
+          expect(copies, 'the damaged file kept beside').toHaveLength(1);
+          expect(fs.readFileSync(path.join(dataDir, copies[0]!)).equals(torn), 'byte for byte').toBe(true);
+          expect(now, 'the defaults, with the agent\'s server as source').toMatchObject({ proxy: { enabled: false }, source: { url: server } });
+        },
+        history: () => undefined, // the agent's start-up run (its server is down) is added
+        said: [
+          { where: 'agent log', text: agent.text(), says: /warning: .*settings\.json could not be used \(.*\); it was saved as .*settings\.json\.damaged-\S+ and the defaults were restored/ },
+          { where: 'agent status reminder', text: reminderText(status.json), says: /\[damaged-settings\.json\.damaged-\S+\] The settings file was damaged: the defaults are in use\. .*settings\.json could not be used.* set again what was lost/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'partial-superseded',
+    group: 'local',
+    title: "the scan engine's full file broke off halfway (its partial kept), then the operator pins the scan engine where it is: that version is no longer wanted",
+    proves: 'the next run removes the partial of the version no longer wanted at once (not after a day) and updates the rest',
+    alsoIn: 'fetcher.test.ts (sweepDownloads, the day-old rule for partials of unknown versions)',
+    async run(lab) {
+      const dataDir = lab.dataDir('partial-superseded');
+      const before = snapshot(dataDir);
+      const bytes = lab.target('scan-engine/2.zst');
+      lab.source.intercept = (req, res) => {
+        if (!FULL_TARGET.test(req.url ?? '')) return false;
+        res.writeHead(200, { 'content-length': bytes.length });
+        res.write(bytes.subarray(0, bytes.length >> 1), () => req.socket.destroy());
+        return true;
+      };
+      await lab.engine(dataDir).runOnce();
+      const downloads = path.join(dataDir, 'tmp', 'downloads');
+      const parts = () => fs.readdirSync(downloads).filter((n) => n.endsWith('.part'));
+      expect(parts(), 'the broken-off download kept for resuming').toHaveLength(1);
+      const pin = await lab.cli(['component', 'pin', 'scan-engine', '--data', dataDir, '--reason', 'holding the engine']);
+      lab.source.intercept = undefined;
+      const next = await lab.engine(dataDir).runOnce();
+      return {
+        dataDir,
+        before,
+        updated: ['virus-pattern'],
+        said: [exited(pin, 0), { where: 'partial downloads after the next run', text: parts().join(', '), says: /^$/ }, { where: 'next run', text: `${next.result} ${component(next.components, 'scan-engine').reason}`, says: /^ok pinned at 1$/ }],
+      };
+    },
+  },
+  {
+    id: 'partial-complete',
+    group: 'local',
+    title: "`bulwark update` killed after every byte of the scan engine's full file arrived but before it ended (the source never closed it)",
+    proves: 'the next run asks for the rest, hears from the source (416, bytes */LENGTH) that there is none, verifies the partial and installs it: the file is not downloaded again',
+    async run(lab) {
+      const dataDir = lab.dataDir('partial-complete');
+      const before = snapshot(dataDir);
+      const bytes = lab.target('scan-engine/2.zst');
+      const asked: string[] = [];
+      let resume = false;
+      lab.source.intercept = (req, res) => {
+        if (!FULL_TARGET.test(req.url ?? '')) return false;
+        if (resume) {
+          asked.push(req.headers.range ?? '(the whole file)');
+          serveWithRange(req, res, bytes);
+        } else {
+          res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: the end would come with the last chunk
+          res.write(bytes);
+          neverAnswer(res);
+        }
+        return true;
+      };
+      const child = lab.spawn(['update', '--data', dataDir, '--json']);
+      const downloads = path.join(dataDir, 'tmp', 'downloads');
+      const partSize = () => (fs.existsSync(downloads) ? fs.readdirSync(downloads).filter((n) => n.endsWith('.part')).map((n) => fs.statSync(path.join(downloads, n), { throwIfNoEntry: false })?.size ?? 0)[0] : undefined);
+      await until(() => partSize() === bytes.length, 30_000, 'every byte on disk');
+      const died = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+      process.kill(child.pid!, 'SIGKILL');
+      expect(await died).toBe('SIGKILL');
+      resume = true;
+      const run = await lab.engine(dataDir).runOnce();
+      const scan = component(run.components, 'scan-engine');
+      expect(scan.bytes, "bytes received for the scan engine: a 416's head and page, not the file").toBeLessThan(2048);
+      return {
+        dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          { where: 'requests of the next run', text: asked.join(', '), says: new RegExp(`^bytes=${bytes.length}-$`) },
+          { where: 'next run', text: `${run.result} ${scan.method}`, says: /^ok full$/ },
+        ],
+      };
+    },
+  },
+
+  // ── the server ──────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'second-instance',
+    group: 'server',
+    title: 'a second `bulwark serve` (other ports, a schedule) and a second `bulwark agent` (another server, token and a proxy) on the data directories a running server and a running agent hold',
+    proves: "each is refused before it writes anything, naming the running one's PID: settings.json, agent.json and the pinned root stay byte for byte, and the running server still serves its agents where it did",
+    alsoIn: 'lock.test.ts',
+    async run(lab) {
+      const server = await theAgentsServer(lab);
+      const agentDir = lab.scratch('running-agent');
+      const agentProcess = lab.spawn(['agent', '--server', server.url, '--token', server.token, '--data', agentDir, '--trusted-root', lab.trustedRoot, '--name', 'first']);
+      await outputOf(agentProcess).waitFor(/agent running in /, 30_000);
+      const held = (dir: string, names: string[]) => Object.fromEntries(names.map((n) => [n, sha256(fs.readFileSync(path.join(dir, n)))]));
+      const agentFiles = held(agentDir, ['settings.json', 'agent.json', 'trusted-root.json']);
+      const serverFiles = held(server.dataDir, ['settings.json']);
+      const before = snapshot(server.dataDir);
+      const secondServe = await lab.cli(['serve', '--data', server.dataDir, '--agents-listen', `127.0.0.1:${await freePort()}`, '--schedule', 'every 15 minutes', '--rollout', 'off']);
+      const secondAgent = await lab.cli(['agent', '--data', agentDir, '--server', `http://127.0.0.1:${await closedPort()}/`, '--token', 'bwanothertoken', '--proxy', `127.0.0.1:${await closedPort()}`]);
+      expect(held(agentDir, Object.keys(agentFiles)), "the running agent's files").toEqual(agentFiles);
+      expect(held(server.dataDir, Object.keys(serverFiles)), "the running server's settings").toEqual(serverFiles);
+      const index = await fetch(new URL('agents/v1/index.json', server.url));
+      return {
+        dataDir: server.dataDir,
+        before,
+        updated: UPDATED,
+        said: [
+          exited(secondServe, 1),
+          { where: 'second serve stderr', text: secondServe.stderr, says: new RegExp(`^bulwark serve: another Bulwark process \\(PID ${server.process.pid}\\) is using ${esc(server.dataDir)}$`, 'm') },
+          exited(secondAgent, 1),
+          { where: 'second agent stderr', text: secondAgent.stderr, says: new RegExp(`^bulwark agent: another Bulwark process \\(PID ${agentProcess.pid}\\) is using ${esc(agentDir)}$`, 'm') },
+          { where: "the running server's agents' port", text: String(index.status), says: /^200$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'registry-garbage',
+    group: 'server',
+    title: 'the agent registry (agents.sqlite) overwritten with 64 kB of random bytes, and no daily copy; then `bulwark serve`',
+    proves: 'the server starts, updates itself and serves agents; the damaged file is kept byte for byte beside an empty registry, with a reminder that says so and how to restore (sqlite3 .recover); a daily copy is made; SIGTERM stops it',
+    async run(lab) {
+      const dataDir = lab.dataDir('registry-garbage');
+      const garbage = crypto.randomBytes(65_536);
+      fs.writeFileSync(path.join(dataDir, 'agents.sqlite'), garbage);
+      const before = snapshot(dataDir);
+      const { process: serve, agentsUrl } = await serving(dataDir);
+      const status = await lab.status(dataDir);
+      const list = await lab.cli(['agents', 'list', '--data', dataDir, '--json']);
+      const kept = fs.readdirSync(dataDir).filter((n) => fs.statSync(path.join(dataDir, n)).isFile() && sha256(fs.readFileSync(path.join(dataDir, n))) === sha256(garbage));
+      expect(kept, 'the damaged file, kept').toEqual([expect.stringMatching(/^agents\.sqlite\.damaged-\S+$/)]);
+      const copy = path.join(dataDir, 'agents.sqlite.backup');
+      await until(() => fs.existsSync(copy), 10_000, 'the daily copy');
+      expect(await AgentRegistry.check(copy), "SQLite's check of the daily copy").toBeUndefined();
+      const stopped = await serve.stop('SIGTERM', 15_000);
+      return {
+        dataDir,
+        before,
+        settings: listenSaved(before),
+        updated: UPDATED,
+        said: [
+          { where: 'serve log', text: serve.stdout, says: /the agent registry \S+agents\.sqlite is damaged \(file is not a database \(SQLITE_NOTADB\)\); it was set aside as \S+agents\.sqlite\.damaged-\S+/ },
+          { where: "agents' address", text: agentsUrl, says: /^http:\/\/127\.0\.0\.1:\d+\/$/ },
+          {
+            where: 'status reminder',
+            text: reminderText(status.json),
+            says: /\[damaged-agents\.sqlite\.damaged-\S+\] The agent registry was damaged: an empty one was started\. .*not deleted.*there is a new one \(`bulwark agents token`\).* `sqlite3 \S+ \.recover \| sqlite3 /,
+          },
+          { where: 'agents list', text: list.stdout, says: /^\{"release":\d+,"counts":\{"total":0,/ },
+          { where: 'SIGTERM', text: `${stopped.code} ${fs.existsSync(path.join(dataDir, 'bulwark.lock'))}`, says: /^0 false$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'registry-empty-file',
+    group: 'server',
+    title: 'agents.sqlite truncated to zero bytes (40 agents enrolled), with a daily copy beside it; then `bulwark serve`',
+    proves: 'an empty file is taken for damage, not for a new registry: it is set aside, the daily copy restored, and the 40 agents are listed again; the reminder says from when',
+    async run(lab) {
+      const dataDir = lab.dataDir('registry-empty-file');
+      await registryWithAgents(dataDir, 40, { copy: true });
+      fs.truncateSync(path.join(dataDir, 'agents.sqlite'), 0);
+      const before = snapshot(dataDir);
+      const { process: serve } = await serving(dataDir);
+      const status = await lab.status(dataDir);
+      const list = await lab.cli(['agents', 'list', '--data', dataDir, '--json']);
+      await serve.stop('SIGTERM', 15_000);
+      return {
+        dataDir,
+        before,
+        settings: listenSaved(before),
+        updated: UPDATED,
+        said: [
+          { where: 'status reminder', text: reminderText(status.json), says: /\[damaged-agents\.sqlite\.damaged-\S+\] The agent registry was damaged and restored from its daily copy\. .*the file was empty \(0 bytes\)/ },
+          { where: 'agents list', text: list.stdout, says: /^\{"release":\d+,"counts":\{"total":40,/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'registry-corrupt-page',
+    group: 'server',
+    title: 'a page in the middle of agents.sqlite overwritten (300 agents enrolled; the file still opens), with a daily copy beside it; then `bulwark serve`, then SIGTERM',
+    proves: "SQLite's own check (quick_check) finds the damage at start-up: the file is set aside, the copy restored, agents are served again and all 300 listed; SIGTERM ends the server within seconds and releases the lock",
+    async run(lab) {
+      const dataDir = lab.dataDir('registry-corrupt-page');
+      await registryWithAgents(dataDir, 300, { copy: true });
+      const file = path.join(dataDir, 'agents.sqlite');
+      const pages = fs.statSync(file).size / 4096;
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, Buffer.alloc(3000, 0xff), 0, 3000, Math.floor(pages / 2) * 4096 + 8);
+      fs.closeSync(fd);
+      expect(await AgentRegistry.check(file), 'the page is damaged').toMatch(/SQLite's check found/);
+      const before = snapshot(dataDir);
+      const { process: serve, agentsUrl } = await serving(dataDir);
+      const list = await lab.cli(['agents', 'list', '--data', dataDir, '--json']);
+      const stopped = await serve.stop('SIGTERM', 15_000);
+      return {
+        dataDir,
+        before,
+        settings: listenSaved(before),
+        updated: UPDATED,
+        said: [
+          { where: 'serve log', text: serve.stdout, says: /is damaged \(SQLite's check found: .*\); it was set aside as .*\n.*restored the agent registry from its daily copy of / },
+          { where: "agents' address", text: agentsUrl, says: /^http:\/\/127\.0\.0\.1:\d+\/$/ },
+          { where: 'agents list', text: list.stdout, says: /^\{"release":\d+,"counts":\{"total":300,/ },
+          { where: 'SIGTERM', text: `exit ${stopped.code} after ${stopped.ms < 5000 ? 'under 5 s' : `${stopped.ms} ms`}, lock ${fs.existsSync(path.join(dataDir, 'bulwark.lock')) ? 'held' : 'released'}`, says: /^exit 0 after under 5 s, lock released$/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'registry-unusable',
+    group: 'server',
+    title: 'a directory where agents.sqlite should be (the registry cannot be opened at all); then `bulwark serve`',
+    proves: 'the server still updates itself; it serves no agents and says why (a directory, not a file) in the log and in status; the directory is left alone',
+    async run(lab) {
+      const dataDir = lab.dataDir('registry-unusable');
+      fs.mkdirSync(path.join(dataDir, 'agents.sqlite'));
+      const before = snapshot(dataDir);
+      const { process: serve, agentsUrl } = await serving(dataDir);
+      const status = await lab.status(dataDir);
+      await serve.stop('SIGTERM', 15_000);
+      expect(fs.statSync(path.join(dataDir, 'agents.sqlite')).isDirectory(), 'left as it was').toBe(true);
+      return {
+        dataDir,
+        before,
+        settings: listenSaved(before),
+        updated: UPDATED,
+        said: [
+          { where: "agents' address", text: String(agentsUrl), says: /^undefined$/ },
+          { where: 'status reminder', text: reminderText(status.json), says: /\[agents-service\] Agents cannot connect to this server\. The agent registry \S+agents\.sqlite cannot be used: .*it is a directory, not a file/ },
+        ],
+      };
+    },
+  },
+  {
+    id: 'agents-port-in-use',
+    group: 'server',
+    title: "another program listens on the agents' port; `bulwark serve --console` is started with that port",
+    proves: 'the server still updates itself; `bulwark status` (another process) and the console both show "Agents cannot connect to this server", naming the address and EADDRINUSE in words, with what to do',
+    async run(lab) {
+      const blocker = net.createServer();
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+      const { port } = blocker.address() as net.AddressInfo;
+      try {
+        await ensureRenderer();
+        const dataDir = lab.dataDir('agents-port-in-use');
+        const before = snapshot(dataDir);
+        const { process: serve } = await serving(dataDir, ['--console'], `127.0.0.1:${port}`);
+        const [, url] = /^Console: (http:\/\/\S+)$/m.exec(serve.stdout)!;
+        const parsed = new URL(url!);
+        const snapshotCall = await consoleCall({ origin: parsed.origin, token: parsed.searchParams.get('token')! }, 'snapshot', 'null');
+        const consoleReminders = (JSON.parse(snapshotCall.body) as { reminders: StatusJson['reminders'] }).reminders;
+        const status = await lab.status(dataDir);
+        await serve.stop('SIGTERM', 15_000);
+        const card = new RegExp(`\\[agents-service\\] Agents cannot connect to this server\\. Cannot serve agents on 127\\.0\\.0\\.1:${port}: another program is already listening there \\(EADDRINUSE\\)\\. Stop the program that holds that port`);
+        return {
+          dataDir,
+          before,
+          settings: listenSaved(before, `127.0.0.1:${port}`),
+          updated: UPDATED,
+          said: [
+            { where: 'status reminder', text: reminderText(status.json), says: card },
+            { where: 'console reminder', text: reminderText({ reminders: consoleReminders } as StatusJson), says: card },
+          ],
+        };
+      } finally {
+        blocker.close();
+      }
+    },
+  },
+  {
+    id: 'agents-family-through-proxy',
+    group: 'server',
+    title: 'a pure IPv6 server with an agent that has only IPv4 addresses but reports (it comes through a proxy), in a real registry',
+    proves: 'no "only IPv4" card while the agent reports; the card comes once it has not been heard from for twice its poll interval, naming it',
+    alsoIn: 'netns-agents.test.ts (a pure IPv4 agent through squid to a pure IPv6 server), registry.test.ts',
+    async run(lab) {
+      const dataDir = lab.dataDir('agents-family');
+      const before = snapshot(dataDir);
+      const registry = await AgentRegistry.open(dataDir);
+      try {
+        const { id } = await registry.enroll(await registry.enrollmentToken(), { name: 'v4-via-proxy', hostname: 'v4', address: '10.0.0.4', pollSeconds: 60 });
+        await registry.report(id, { name: 'v4-via-proxy', hostname: 'v4', addresses: [{ address: '10.0.0.4', family: 4 }], components: [], phase: 'idle', pollSeconds: 60 }, '10.0.0.4');
+        const now = Date.now();
+        const reporting = agentReminders(await registry.strangers(now), { stack: 'ipv6', url: undefined });
+        const silent = agentReminders(await registry.strangers(now + 121_000), { stack: 'ipv6', url: undefined });
+        return {
+          dataDir,
+          before,
+          said: [
+            { where: 'cards while it reports', text: reporting.map((r) => r.id).join(', '), says: /^$/ },
+            { where: 'cards once silent', text: reminderText({ reminders: silent } as StatusJson), says: /\[agents-family\] 1 agent has only IPv4; this server only IPv6\. v4-via-proxy cannot reach a pure IPv6 server directly, and has not been heard from/ },
+          ],
+        };
+      } finally {
+        await registry.close();
+      }
+    },
+  },
+
   // ── proxies ─────────────────────────────────────────────────────────────────────────────────
   {
     id: 'proxy-401',
@@ -1392,6 +1938,8 @@ beforeAll(async () => {
 afterEach(() => lab?.reset());
 
 afterAll(async () => {
+  // The shared servers stop as an operator stops them (and so stop writing before their folder goes).
+  for (const shared of [agentsServer, consoleServer]) if (shared?.process.running) await shared.process.stop('SIGTERM', 15_000).catch(() => undefined);
   killChildren();
   await stopAllProxies();
   await lab?.stop();

@@ -1,12 +1,12 @@
 // The files a server makes for its agents (incrementals from a kept version, compressed full files), on
-// real files with the real codec worker: each is made once, named by its inputs, and one damaged on disk
-// is noticed and made again rather than served.
+// real files with the real codec worker: each is made once ever, named by its inputs, only toward the
+// current release's version; one damaged on disk is noticed and not served (nor made again).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { PatternSeries } from '../src-main/demo/patterns.js';
 import { sha256 } from '../src-main/engine/files.js';
-import { MadeFiles, type KeptVersion } from '../src-main/distribution/made-files.js';
+import { MadeFiles, MadeQueueFull, MAX_QUEUED_BUILDS, type KeptVersion } from '../src-main/distribution/made-files.js';
 import { ensureBuilt } from './helpers/cli.js';
 import { tempDir } from './helpers/fixtures.js';
 
@@ -24,7 +24,7 @@ beforeEach(() => {
     const file = path.join(dir, 'store', String(series.version));
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, data);
-    kept.push({ id: 'virus-pattern', version: series.version, sha256: sha256(data), file });
+    kept.push({ id: 'virus-pattern', version: series.version, sha256: sha256(data), file, latest: i === 2 });
   }
 });
 afterEach(() => {
@@ -34,7 +34,7 @@ afterEach(() => {
 const lookup = (id: string, hash: string) => kept.find((k) => k.id === id && k.sha256 === hash);
 const made = () => new MadeFiles(path.join(dir, 'made'), lookup);
 
-it('makes an incremental once, names it by its inputs, and makes it again when it is damaged on disk', async () => {
+it('makes an incremental once, names it by its inputs, and never again: damaged on disk, it is not served', async () => {
   const [base, , target] = kept;
   const name = `${base!.sha256}-${target!.sha256}.patch`;
   const first = await made().get('virus-pattern', name);
@@ -46,13 +46,50 @@ it('makes an incremental once, names it by its inputs, and makes it again when i
   expect(await made().get('virus-pattern', name)).toEqual(first);
   expect(fs.statSync(first!.file).mtimeMs).toBe(mtime);
 
-  // Damaged while the server was down: the next server notices (the hash recorded when it was made) and makes it again.
+  // Damaged while the server was down: the next server notices (the hash recorded when it was made),
+  // serves nothing, and does not make it again (each file is made once ever; agents take another way).
   const bytes = fs.readFileSync(first!.file);
   for (let i = 20; i < bytes.length; i += 97) bytes[i] = bytes[i]! ^ 0xff;
   fs.writeFileSync(first!.file, bytes);
-  const again = await made().get('virus-pattern', name);
-  expect(again).toEqual(first);
-  expect(sha256(fs.readFileSync(again!.file))).toBe(first!.sha256);
+  expect(await made().get('virus-pattern', name)).toBeUndefined();
+  expect(fs.existsSync(first!.file)).toBe(false);
+  expect(await made().get('virus-pattern', name)).toBeUndefined();
+  expect(fs.existsSync(first!.file)).toBe(false);
+});
+
+it("makes only toward the current release's version: no incremental between two older versions, no full file of an older one", async () => {
+  const [base, middle, target] = kept;
+  const files = made();
+  expect(files.canMake('virus-pattern', `${base!.sha256}-${target!.sha256}.patch`)).toBe(true);
+  expect(files.canMake('virus-pattern', `${middle!.sha256}-${target!.sha256}.patch`)).toBe(true);
+  expect(files.canMake('virus-pattern', `${target!.sha256}.zst`)).toBe(true);
+  expect(await files.get('virus-pattern', `${base!.sha256}-${middle!.sha256}.patch`)).toBeUndefined();
+  expect(await files.get('virus-pattern', `${middle!.sha256}.zst`)).toBeUndefined();
+  expect(await files.get('virus-pattern', `${target!.sha256}-${target!.sha256}.patch`)).toBeUndefined();
+  expect(fs.existsSync(path.join(dir, 'made'))).toBe(false);
+});
+
+it('bounds the builds waiting: past the limit it refuses at once, and one request per pair starts one build', async () => {
+  const [, , target] = kept;
+  // Forty more kept versions to build from (the limit is 32 waiting).
+  for (let i = 0; i < 40; i++) {
+    const data = Buffer.alloc(50_000, i);
+    const file = path.join(dir, 'store', `extra-${i}`);
+    fs.writeFileSync(file, data);
+    kept.push({ id: 'virus-pattern', version: 100 + i, sha256: sha256(data), file, latest: false });
+  }
+  const files = made();
+  const bases = kept.slice(3);
+  const asked = bases.map((b) => files.get('virus-pattern', `${b.sha256}-${target!.sha256}.patch`).then(
+    (file) => (file ? 'made' : 'none'),
+    (error: Error) => (error instanceof MadeQueueFull ? 'busy' : `failed: ${error.message}`),
+  ));
+  // The same pair again while it is being made: it shares the build.
+  const twice = await Promise.all([files.get('virus-pattern', `${bases[0]!.sha256}-${target!.sha256}.patch`), asked[0]]);
+  expect(twice[0]).toBeDefined();
+  const outcomes = await Promise.all(asked);
+  expect(outcomes.filter((o) => o === 'made')).toHaveLength(MAX_QUEUED_BUILDS);
+  expect(outcomes.filter((o) => o === 'busy')).toHaveLength(bases.length - MAX_QUEUED_BUILDS);
 });
 
 it('makes nothing from versions it does not keep, or backwards, or from a malformed name', async () => {

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { versionsJson, type AgentState, type StateBasis } from '../src-main/distribution/agent-status.js';
 import { agentReminders, pictureOf } from '../src-main/distribution/overview.js';
 import { AgentRegistry, type AgentListed, type AgentPageQuery, type AgentSort } from '../src-main/distribution/registry.js';
-import type { AgentLastRun, AgentReport } from '../src-main/protocol/agent-protocol.js';
+import type { AgentLastRun, AgentReport, Ring } from '../src-main/protocol/agent-protocol.js';
 import type { Release } from '../src-main/distribution/release.js';
 import { tempDir } from './helpers/fixtures.js';
 
@@ -60,12 +60,12 @@ async function enrollAndReport(registry: AgentRegistry, name: string, overrides:
 }
 
 async function enrollOnly(registry: AgentRegistry, name: string, overrides: Overrides = {}): Promise<string> {
-  const { id } = await registry.enroll(await registry.enrollmentToken(), {
+  // The token decides the ring.
+  const { id } = await registry.enroll(await registry.enrollmentToken((overrides.ring as Ring | undefined) ?? 'broad'), {
     name,
     hostname: overrides.hostname ?? `${name}.lan`,
     address: overrides.address ?? '10.0.0.1',
     pollSeconds: overrides.pollSeconds ?? POLL,
-    ...(overrides.ring ? { ring: overrides.ring } : {}),
   });
   return id;
 }
@@ -388,6 +388,8 @@ describe('page', () => {
         lastRun: run('ok', '2025-06-01T10:00:00.000Z'),
         phase: 'idle',
         notifiedRelease: 0,
+        trust: null,
+        orders: null,
         pollSeconds: 120,
         state: 'current',
         families: [4, 6],
@@ -470,25 +472,29 @@ describe('strangers and their reminders', () => {
       { address: '2001:db8::9', family: 6 as const },
     ];
     for (const name of ['quiet-3', 'quiet-1', 'quiet-2']) await enrollAndReport(registry, name, { pollSeconds: 1, addresses: dual });
-    for (const name of ['v4-c', 'v4-a', 'v4-b']) await enrollAndReport(registry, name, { addresses: [{ address: '10.0.0.4', family: 4 }, { address: '10.0.1.4', family: 4 }] });
-    await enrollAndReport(registry, 'v6-a', { address: '2001:db8::6', addresses: [{ address: '2001:db8::6', family: 6 }] });
+    const only4 = [{ address: '10.0.0.4', family: 4 as const }, { address: '10.0.1.4', family: 4 as const }];
+    for (const name of ['v4-c', 'v4-a', 'v4-b']) await enrollAndReport(registry, name, { pollSeconds: 1, addresses: only4 });
+    await enrollAndReport(registry, 'v6-a', { pollSeconds: 1, address: '2001:db8::6', addresses: [{ address: '2001:db8::6', family: 6 }] });
+    // Single-stack agents still heard from: they get through (by a proxy), so no family card names them.
+    await enrollAndReport(registry, 'v4-live', { addresses: only4 });
+    await enrollAndReport(registry, 'v6-live', { address: '2001:db8::7', addresses: [{ address: '2001:db8::7', family: 6 }] });
     await enrollAndReport(registry, 'both', { addresses: dual });
     await enrollAndReport(registry, 'nothing', { addresses: [] });
     await enrollOnly(registry, 'never-reported');
     return Date.now() + 60_000;
   }
 
-  it('counts silent, IPv4-only and IPv6-only agents and names the first few', async () => {
+  it('counts silent agents, and the silent ones with only IPv4 or only IPv6, and names the first few', async () => {
     const registry = await openRegistry();
     const now = await fleet(registry);
     expect(await registry.strangers(now, 2)).toEqual({
-      silent: { agents: 3, names: ['quiet-1', 'quiet-2'] },
+      silent: { agents: 7, names: ['quiet-1', 'quiet-2'] },
       only4: { agents: 3, names: ['v4-a', 'v4-b'] },
       only6: { agents: 1, names: ['v6-a'] },
     });
     expect((await registry.strangers(now)).only4.names).toEqual(['v4-a', 'v4-b', 'v4-c']);
-    // Before their two poll intervals pass, nobody is silent.
-    expect((await registry.strangers(Date.now() - 10_000)).silent).toEqual({ agents: 0, names: [] });
+    // Before their two poll intervals pass, nobody is silent, and no single-stack agent is a concern.
+    expect(await registry.strangers(Date.now() - 10_000)).toEqual({ silent: { agents: 0, names: [] }, only4: { agents: 0, names: [] }, only6: { agents: 0, names: [] } });
   });
 
   it('become reminder cards naming the agents a single-stack server cannot reach', async () => {
@@ -498,11 +504,11 @@ describe('strangers and their reminders', () => {
     const v6server = agentReminders(strangers, { stack: 'ipv6', url: 'https://[2001:db8::1]:8443' });
     expect(v6server.map((r) => r.id)).toEqual(['agents-unreachable', 'agents-family']);
     const [silent, family] = v6server;
-    expect(silent!.title).toBe('3 agents have not been heard from');
-    expect(silent!.body).toMatch(/^quiet-1, quiet-2 and 1 more did not report/);
+    expect(silent!.title).toBe('7 agents have not been heard from');
+    expect(silent!.body).toMatch(/^quiet-1, quiet-2 and 5 more did not report/);
     expect(silent!.action).toContain('https://[2001:db8::1]:8443');
     expect(family!.title).toBe('3 agents have only IPv4; this server only IPv6');
-    expect(family!.body).toMatch(/^v4-a, v4-b and 1 more cannot reach a pure IPv6 server/);
+    expect(family!.body).toMatch(/^v4-a, v4-b and 1 more cannot reach a pure IPv6 server directly, and have not been heard from/);
 
     const v4server = agentReminders(strangers, { stack: 'ipv4', url: undefined });
     expect(v4server[1]!.title).toBe('1 agent has only IPv6; this server only IPv4');
@@ -634,6 +640,8 @@ describe('reports', () => {
     const registry = await openRegistry();
     const a = await enrollAndReport(registry, 'twin', { hostname: 'a.lan' });
     const b = await enrollAndReport(registry, 'twin', { hostname: 'b.lan' });
+    // Names are unique at enrollment (b is twin-2); a registry from before they were can still share one.
+    await onDatabase(path.join(dir, 'agents.sqlite'), (sql) => sql(`UPDATE agents SET name = 'twin' WHERE id = ?`, [b]));
     const solo = await enrollAndReport(registry, 'solo');
     expect((await registry.one(a)).id).toBe(a);
     expect((await registry.one(b.slice(0, 8))).id).toBe(b);
@@ -710,7 +718,8 @@ describe('migration', () => {
     // last_run_at is the run's millisecond, no later.
     expect(await registry.failing('canary', Date.parse(failedAt) + 1, 5)).toEqual([]);
     expect(names(await everyone(registry, basis, { text: 'DISK FULL' }))).toEqual(['old-timer']);
-    expect(await registry.strangers(now)).toMatchObject({ only4: { agents: 1, names: ['good'] }, only6: { agents: 0 } });
+    // Once silent (two poll intervals of 300 s), its families from the migrated JSON name the IPv4-only one.
+    expect(await registry.strangers(now + 601_000)).toMatchObject({ only4: { agents: 1, names: ['good'] }, only6: { agents: 0 } });
     await registry.close();
     opened = [];
 
@@ -728,6 +737,49 @@ describe('enrollment token', () => {
     for (let i = 0; i < 500; i++) tokens.push(await registry.rotateToken());
     expect(tokens.filter((t) => !/^[A-Za-z0-9]/.test(t))).toEqual([]);
     expect(new Set(tokens).size).toBe(tokens.length);
+  });
+
+  it('decides the ring: each ring has its own token, rotated on its own, and what the agent asks for plays no part', async () => {
+    const registry = await openRegistry();
+    const who = { hostname: 'h', address: '10.0.0.1', pollSeconds: POLL };
+    const broad = await registry.enrollmentToken();
+    const canary = await registry.enrollmentToken('canary');
+    expect(canary).not.toBe(broad);
+    expect(await registry.enrollmentToken('canary')).toBe(canary);
+    expect(await registry.enroll(broad, { ...who, name: 'b' })).toMatchObject({ ring: 'broad', name: 'b' });
+    expect(await registry.enroll(canary, { ...who, name: 'c' })).toMatchObject({ ring: 'canary', name: 'c' });
+    // An early token that was never made is no token at all.
+    await expect(registry.enroll('', { ...who, name: 'x' })).rejects.toThrow(/wrong or was rotated/);
+    const rotated = await registry.rotateToken('canary');
+    await expect(registry.enroll(canary, { ...who, name: 'late' })).rejects.toThrow(/wrong or was rotated/);
+    expect(await registry.enroll(rotated, { ...who, name: 'd' })).toMatchObject({ ring: 'canary' });
+    expect(await registry.enrollmentToken()).toBe(broad); // the other rings' tokens are untouched
+    expect((await registry.page({ release: undefined, now: Date.now() }, { sort: 'name', descending: false, limit: 10 })).agents.map((a) => [a.name, a.ring])).toEqual([
+      ['b', 'broad'],
+      ['c', 'canary'],
+      ['d', 'canary'],
+    ]);
+  });
+});
+
+describe('agent names', () => {
+  it('are unique ignoring case: a second agent asking for a taken name gets the first free suffix, and a report cannot rename an agent', async () => {
+    const registry = await openRegistry();
+    const token = await registry.enrollmentToken();
+    const enroll = (name: string) => registry.enroll(token, { name, hostname: 'h', address: '10.0.0.1', pollSeconds: POLL });
+    expect((await enroll('web-01')).name).toBe('web-01');
+    expect((await enroll('WEB-01')).name).toBe('WEB-01-2');
+    expect((await enroll('web-01')).name).toBe('web-01-3');
+    // At once, too: two enrollments in flight get two names.
+    expect((await Promise.all([enroll('db'), enroll('db')])).map((a) => a.name).sort()).toEqual(['db', 'db-2']);
+    // Within the 100 characters a name may have.
+    const long = 'x'.repeat(100);
+    expect((await enroll(long)).name).toBe(long);
+    expect((await enroll(long)).name).toBe(`${'x'.repeat(98)}-2`);
+    const { id } = await enroll('honest');
+    await registry.report(id, { name: 'web-01', hostname: 'h', addresses: [], components: [], phase: 'idle', pollSeconds: POLL, trust: 'first-server' }, '10.0.0.9');
+    const listed = (await registry.page({ release: undefined, now: Date.now() }, { text: '10.0.0.9', sort: 'name', descending: false, limit: 10 })).agents;
+    expect(listed.map((a) => [a.name, a.trust])).toEqual([['honest', 'first-server']]);
   });
 });
 

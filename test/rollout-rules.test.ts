@@ -31,7 +31,8 @@ const sizes = (counts: Partial<Record<Ring, number>>) => (ring: Ring) => counts[
 
 /** Enroll an agent in `ring` and have it report a last run (and versions). */
 async function agent(name: string, ring: Ring, lastRun?: AgentLastRun, versions: Record<string, number> = {}): Promise<void> {
-  const { id } = await registry.enroll(await registry.enrollmentToken(), { name, hostname: name, address: '10.0.0.1', pollSeconds: 3600, ring });
+  // The token decides the ring.
+  const { id } = await registry.enroll(await registry.enrollmentToken(ring), { name, hostname: name, address: '10.0.0.1', pollSeconds: 3600 });
   await registry.report(id, { name, hostname: name, addresses: [], components: Object.entries(versions).map(([cid, version]) => ({ id: cid, version })), ...(lastRun ? { lastRun } : {}), phase: 'idle', pollSeconds: 3600 }, '10.0.0.1');
 }
 

@@ -41,7 +41,7 @@ describe('rollout rings', () => {
     // A soak long enough that canary's update and the status check fit inside it on a loaded machine.
     await lab.startServer(['--rollout-soak', '10']);
     const rings = { c1: 'canary', e1: 'early', b1: 'broad', b2: 'broad' } as const;
-    await Promise.all(Object.entries(rings).map(([name, ring]) => lab.startAgent(name, ['--ring', ring])));
+    await Promise.all(Object.entries(rings).map(([name, ring]) => lab.startAgent(name, [], { ring })));
     const first = lab.latest;
     for (const name of Object.keys(rings)) await lab.waitForVersion(lab.agentDir(name), first);
 
@@ -72,8 +72,8 @@ describe('rollout rings', () => {
   it("a canary's own failure (a store it cannot write) marks it without halting; held agents count as held; during a halt a new agent gets the last release that passed; resume with no agents in later rings moves on at once", { timeout: 180_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 2 });
     await lab.startServer(['--rollout-soak', '600', '--console']);
-    await lab.startAgent('canary-1', ['--ring', 'canary']);
-    await lab.startAgent('early-1', ['--ring', 'early']);
+    await lab.startAgent('canary-1', [], { ring: 'canary' });
+    await lab.startAgent('early-1', [], { ring: 'early' });
     const first = lab.latest;
     await lab.waitForVersion(lab.agentDir('early-1'), first);
 
@@ -100,7 +100,7 @@ describe('rollout rings', () => {
 
     // The operator halts. A new agent enrolling now gets the last release that passed (the first), not the halted one.
     expect(await rollout('halt')).toMatch(/halted at canary/);
-    await lab.startAgent('new-1', ['--ring', 'broad']);
+    await lab.startAgent('new-1', [], { ring: 'broad' });
     await lab.waitForVersion(lab.agentDir('new-1'), first, 30_000);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(lab.active(lab.agentDir('new-1'))?.version).toBe(first);

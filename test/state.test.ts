@@ -251,7 +251,7 @@ describe('Engine runs', () => {
     expect(engine.state).toEqual({ type: 'idle' });
     expect(engine.status().lastRun).toBe(first);
     expect(logged.filter((line) => line.includes('history.jsonl'))).toEqual([
-      expect.stringMatching(/^cannot record the run in .*history\.jsonl: EISDIR: illegal operation on a directory/),
+      expect.stringMatching(/^cannot record the run in .*history\.jsonl: it is a directory, not a file \(EISDIR\)$/),
     ]);
 
     source.addPattern('virus-pattern');

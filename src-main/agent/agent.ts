@@ -1,7 +1,9 @@
 // `bulwark agent`: an endpoint's updater. It runs the same engine as the server, pointed at its
 // server, and trusts only the vendor's signatures:
 //
-//   enroll (first contact, with the enrollment token) -> pinned trusted root + own credential
+//   enroll (first contact, with the join string): the vendor's root, checked against the join
+//     string's SHA-256 (or the operator's --trusted-root file), before the token is sent
+//     -> pinned trusted root + own credential
 //   start-up update -> follow the server's notification stream
 //     - "release": wait a random spread (no thundering herd), then update
 //     - a jittered poll timer as a fallback, and a poll after every reconnect
@@ -10,7 +12,7 @@
 //
 // Files in the agent's data directory, beside the engine's own (store/, history.jsonl, tuf/...):
 //   agent.json         the server, this agent's id and credential (mode 0600)
-//   trusted-root.json  the root pinned at enrollment (from --trusted-root or, trust on first use, the server)
+//   trusted-root.json  the vendor's root pinned at enrollment (see TrustMode)
 //   settings.json      the server as update source, and the proxy
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,7 +21,7 @@ import type { Dispatcher } from 'undici';
 import { Engine, pinnedVersions } from '../engine/engine.js';
 import { isValidVersion } from '../engine/components.js';
 import { BulwarkError, describeError, HttpStatusError, NetworkError, UsageError } from '../engine/errors.js';
-import { writeFileAtomic } from '../engine/files.js';
+import { sha256, writeFileAtomic } from '../engine/files.js';
 import type { RunRecord } from '../engine/history.js';
 import { consumerViews, type ConsumerView } from '../engine/consumers.js';
 import { networkReason } from '../engine/fetcher.js';
@@ -30,26 +32,52 @@ import type { ProxySetting } from '../engine/settings.js';
 import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
 import { startControl } from '../engine/control.js';
-import { AGENT_DEADLINES, AGENT_LIMITS, AGENT_PATHS, DEFAULT_POLL_SECONDS, DEFAULT_SPREAD_SECONDS, type AgentReport, type EnrollRequest, type Ring } from '../protocol/agent-protocol.js';
+import {
+  AGENT_DEADLINES,
+  AGENT_LIMITS,
+  AGENT_PATHS,
+  AGENT_TIMING,
+  clampTiming,
+  DEFAULT_MAX_HOLD_SECONDS,
+  DEFAULT_POLL_SECONDS,
+  describeOrder,
+  DEFAULT_SPREAD_SECONDS,
+  type AgentPolicy,
+  type AgentReport,
+  type EnrollAnswer,
+  type EnrollRequest,
+  type HelloEvent,
+  type ReleaseEvent,
+  isRing,
+  parseJoinString,
+  type JoinString,
+  type TrustMode,
+} from '../protocol/agent-protocol.js';
 import type { BrokerAddress } from '../protocol/broker.js';
 import { followBroker } from './broker.js';
-import { Backoff, followEvents } from './events.js';
+import { Backoff, followEvents, StreamViolation } from './events.js';
 import { loadOffers } from './offers.js';
+import { holdFor, judgeRun, readOrders, writeOrders, type OrdersFile } from './orders.js';
 
 export interface AgentOptions {
   /** The server's agent URL, e.g. http://server.example:8470/ */
   server: string;
-  /** The enrollment token: needed on first contact, and again if the server forgot this agent. */
+  /**
+   * The join string (the enrollment token and the SHA-256 of the vendor's root, from `bulwark agents
+   * token`), or a bare token: needed on first contact, and again if the server forgot this agent.
+   */
   token?: string;
   dataDir: string;
   /** How the agent is listed on the server (default: the host name). */
   name?: string;
-  /** The vendor's root.json to trust, instead of the one the server hands out at enrollment. */
+  /** The vendor's root.json to trust, given by the operator (instead of the join string's hash). */
   trustedRoot?: string;
+  /** Pin whatever root the server hands out at enrollment, with nothing to check it against: a server met first may be anyone's. */
+  insecureTrustFirstServer?: boolean;
+  /** The longest a server's rollout hold is obeyed, in seconds (DEFAULT_MAX_HOLD_SECONDS by default). */
+  maxHoldSeconds?: number;
   /** Reach the server through this HTTP proxy (saved in the agent's settings). */
   proxy?: ProxySetting;
-  /** The rollout ring to enroll in (canary, early or broad; the server's default is broad). */
-  ring?: Ring;
   /** Learn of releases from this MQTT broker instead of a stream held open to the server. */
   notify?: BrokerAddress;
   /** HTTP caches of the server's files (base URLs), tried in order before the server itself. */
@@ -59,6 +87,8 @@ export interface AgentOptions {
   log?: (line: string) => void;
   /** For tests: the random source for spreads and jitter. */
   random?: () => number;
+  /** The caller took the data directory's lock before anything was written (and releases it). */
+  lockTaken?: boolean;
 }
 
 /** What agent.json holds. */
@@ -66,8 +96,13 @@ interface Enrollment {
   server: string;
   id: string;
   credential: string;
+  /** The name the server lists it under (the one asked for, or with a suffix when another agent had it). */
   name: string;
   enrolledAt: string;
+  /** The ring its enrollment token put it in. */
+  ring?: string;
+  /** How it came to trust the vendor's root (absent: enrolled before agents recorded it). */
+  trust?: TrustMode;
 }
 
 /** The server refused this agent's enrollment token (or forgot it and the token no longer works). */
@@ -76,6 +111,23 @@ export class EnrollmentError extends BulwarkError {
     super('ERR_USAGE', message, options);
   }
 }
+
+/** The root.json a server handed out at enrollment was refused (not the join string's, or not a TUF root): nothing was pinned or sent. */
+export class RootRefusedError extends BulwarkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VERIFY', message, options);
+  }
+}
+
+/** What an agent says when it is asked to enroll with no way to verify the vendor's root. */
+export const NO_ROOT_TO_VERIFY =
+  'enrolling needs a way to verify the vendor\'s root.json: give the join string from `bulwark agents token` on the server as --token (it carries the root\'s SHA-256), or the vendor\'s root.json as --trusted-root FILE. (--insecure-trust-first-server pins whatever root the server hands out: anyone who answers in its place at enrollment could then get their own content installed here.)';
+
+export const TRUST_DESCRIPTIONS: Record<TrustMode, string> = {
+  'join-string': "the vendor's root.json, checked against the join string's SHA-256 at enrollment",
+  'trusted-root': "the vendor's root.json given with --trusted-root at enrollment",
+  'first-server': 'INSECURE: the root.json the server handed out at enrollment, unchecked (--insecure-trust-first-server): a server met first may have been anyone\'s',
+};
 
 export const AGENT_FAMILY_REMEDY = 'A dual-stack proxy (a host with both IPv4 and IPv6, running squid for instance) bridges the two: start the agent with --proxy HOST:PORT.';
 
@@ -102,7 +154,6 @@ export class Agent {
   private enrollment: Enrollment | undefined;
   private pollSeconds = DEFAULT_POLL_SECONDS;
   private spreadSeconds = DEFAULT_SPREAD_SECONDS;
-  private seenRelease = 0;
   private stopping = false;
   /** The report being sent, and whether another was asked for meanwhile. */
   private reporting: Promise<void> | undefined;
@@ -117,11 +168,26 @@ export class Agent {
   fatal: Error | undefined;
   private onFatal: ((error: Error) => void) | undefined;
 
+  /** The join string (or bare token) given, parsed. */
+  private readonly join: JoinString | undefined;
+  /** The longest a rollout hold is obeyed. */
+  private readonly maxHoldSeconds: number;
+  /** What the server's policy orders this agent, as judged after the last run (orders.ts). */
+  private orders: OrdersFile;
+  /** The server's policy the run in flight was given. */
+  private runPolicy: { pins: Map<string, number>; hold: boolean } = { pins: new Map(), hold: false };
+
   constructor(private readonly options: AgentOptions) {
     this.server = checkSourceUrl(options.server).href.replace(/\/?$/, '/');
+    this.join = options.token === undefined ? undefined : parseJoinString(options.token);
+    this.maxHoldSeconds = options.maxHoldSeconds ?? DEFAULT_MAX_HOLD_SECONDS;
+    this.orders = readOrders(options.dataDir);
+    if (options.token !== undefined && !this.join) throw new UsageError('--token is neither a join string nor an enrollment token (copy the last line `bulwark agents token` prints on the server)');
     this.log = options.log ?? (() => {});
     this.random = options.random ?? Math.random;
     this.settings = Settings.open(options.dataDir);
+    // Said like the server says it (and kept as a reminder): a damaged settings.json loses its proxy.
+    if (this.settings.recovered) this.log(`warning: ${this.settings.recovered}`);
     if (options.proxy) this.settings.set('proxy', options.proxy);
     this.engine = new Engine({
       dataDir: options.dataDir,
@@ -129,13 +195,17 @@ export class Agent {
       offers: (fetcher) => loadOffers(this.server, fetcher),
       ...(options.mirrors?.length ? { mirrors: options.mirrors } : {}),
       ...(options.consumers ? { consumers: options.consumers } : {}),
-      // The agent follows its server's policy (its pins: a rollback there is a rollback here; its
-      // rollout: hold until the agent's ring is reached), and its own pins.
+      // The agent follows its server's policy (its pins: a rollback there is a rollback here, to a
+      // version installed here; its rollout: hold until the agent's ring is reached, for at most
+      // --max-hold), and its own pins.
       policy: async () => {
         const server = await this.serverPolicy();
-        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold: server.hold, holdAt: server.holdAt };
+        this.runPolicy = server;
+        const { hold, holdLapsed } = holdFor(this.orders, server.hold, new Date(), this.maxHoldSeconds);
+        return { pins: new Map([...server.pins, ...pinnedVersions(options.dataDir)]), hold, holdAt: server.holdAt, ...(holdLapsed ? { holdLapsed } : {}) };
       },
       familyRemedy: AGENT_FAMILY_REMEDY,
+      ...(options.lockTaken ? { lockTaken: true } : {}),
       log: this.log,
     });
   }
@@ -144,8 +214,13 @@ export class Agent {
   async start(): Promise<void> {
     this.dispatcher = dispatcherFor(this.settings.data.proxy);
     this.enrollment = await this.enroll();
+    // Stopped meanwhile (a signal during enrollment): start nothing that stop() would not end.
+    if (this.stopping) return;
     this.settings.set('source', { url: this.server, trustedRoot: path.join(this.options.dataDir, 'trusted-root.json') });
-    this.engine.on('run', (run) => void this.report(run));
+    this.engine.on('run', (run) => {
+      this.judge(run);
+      void this.report(run);
+    });
     this.engine.on('state', (state) => {
       // Emitted as a run begins, before the engine counts itself busy.
       if (state.type === 'checking') void this.report(undefined, 'updating');
@@ -153,13 +228,20 @@ export class Agent {
     this.engine.host({ schedule: false });
     // A server that has not finished its first update has nothing to serve: wait for its announcement
     // rather than record a failed run (which would show this agent as failed on the server).
-    const startup = (await this.serverHasRelease()) ? this.engine.startupUpdate() : undefined;
+    const hasRelease = await this.serverHasRelease();
+    if (this.stopping) return;
+    const startup = hasRelease ? this.engine.startupUpdate() : undefined;
     if (!startup) this.log('the server has no release yet (its first update has not finished); updating when it announces one');
     // `bulwark update --data DIR` on this agent's directory asks it to update now, like on a server.
     this.control = await startControl(this.options.dataDir, { update: () => this.engine.update('manual'), change: (request) => this.engine.change(request) }, this.log).catch((error: unknown) => {
       this.log(`the control channel is unavailable (\`bulwark update\` cannot reach this agent): ${describeError(error)}`);
       return undefined;
     });
+    if (this.stopping) {
+      await this.control?.close();
+      await startup?.catch(() => undefined);
+      return;
+    }
     this.schedulePoll();
     this.streamLoop = this.options.notify ? this.followBroker(this.options.notify) : this.followServer();
     await startup;
@@ -168,14 +250,23 @@ export class Agent {
   /** Whether the server has a release to serve (GET /agents/v1/index.json: 404 until its first update); yes when it cannot say. */
   private async serverHasRelease(): Promise<boolean> {
     try {
-      const response = await bufferedRequest(this.url(AGENT_PATHS.index), { timeoutMs: AGENT_DEADLINES.idleMs, maxBytes: AGENT_LIMITS.indexBytes, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
+      const response = await bufferedRequest(this.url(AGENT_PATHS.index), {
+        timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: AGENT_DEADLINES.indexMs,
+        what: 'the index',
+        maxBytes: AGENT_LIMITS.indexBytes,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
       return response.status !== 404;
     } catch {
       return true; // the start-up update says what is wrong
     }
   }
 
-  /** The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. */
+  /**
+   * The server's policy for this agent (GET /agents/v1/policy); nothing held when it cannot say. Asked
+   * before every run, within its deadline: a server that answers too slowly holds up no run.
+   */
   private async serverPolicy(): Promise<{ pins: Map<string, number>; hold: boolean; holdAt: Map<string, number> }> {
     const none = { pins: new Map<string, number>(), hold: false, holdAt: new Map<string, number>() };
     if (!this.enrollment) return none;
@@ -183,17 +274,35 @@ export class Agent {
       const response = await bufferedRequest(this.url(AGENT_PATHS.policy), {
         headers: { authorization: `Bearer ${this.enrollment.credential}` },
         timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: AGENT_DEADLINES.policyMs,
+        what: 'the policy',
         maxBytes: AGENT_LIMITS.policyBytes,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       if (response.status !== 200) return none;
-      const policy = JSON.parse(response.body.toString('utf8')) as { pins?: Record<string, unknown>; hold?: unknown; holdAt?: Record<string, unknown> };
-      const versions = (map: Record<string, unknown> | undefined) => new Map(Object.entries(map ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
+      const policy = JSON.parse(response.body.toString('utf8')) as Partial<Record<keyof AgentPolicy, Record<string, unknown> | unknown>>;
+      const versions = (map: unknown) => new Map(Object.entries((map as Record<string, unknown> | undefined) ?? {}).filter((entry): entry is [string, number] => isValidVersion(entry[1])));
       return { pins: versions(policy.pins), hold: policy.hold === true, holdAt: versions(policy.holdAt) };
-    } catch {
-      // Unreachable now: the run itself will say so; without the server's word, nothing is rolled back or held.
+    } catch (error) {
+      // Without the server's word, nothing is rolled back or held; an unreachable server is the run's to report.
+      if (error instanceof NetworkError && /too slow/.test(error.message)) this.log(`the server's policy: ${describeError(error)}; this run goes on without it (nothing held, nothing pinned by the server)`);
       return none;
     }
+  }
+
+  /** Judge what the server's policy did to this run (orders.ts), keep it, and say it when it changed. */
+  private judge(run: RunRecord): void {
+    const before = this.orders.current.map(describeOrder).join('\n');
+    this.orders = judgeRun(this.orders, run, this.runPolicy, this.maxHoldSeconds);
+    try {
+      writeOrders(this.options.dataDir, this.orders);
+    } catch (error) {
+      this.log(`cannot record the server's orders: ${describeError(error)}`);
+    }
+    const now = this.orders.current.map(describeOrder).join('\n');
+    if (now === before) return;
+    if (!now) this.log('the server keeps this agent behind the vendor\'s latest no more');
+    for (const order of this.orders.current) this.log(`server order: ${describeOrder(order)}`);
   }
 
   /** Resolves with the reason when the agent can go on no longer (its credential and token refused). */
@@ -219,20 +328,25 @@ export class Agent {
     return new URL(pathname, this.server).href;
   }
 
-  /** A request to the server's agent API, with the failure explained (family mismatch, proxy...). */
-  private async call(pathname: string, body: unknown, credential?: string): Promise<{ status: number; json: unknown }> {
+  /**
+   * A POST to the server's agent API within `deadlineMs`, with the failure explained (too slow, family
+   * mismatch, proxy...).
+   */
+  private async call(pathname: string, body: unknown, options: { credential?: string; deadlineMs: number; what: string }): Promise<{ status: number; json: unknown }> {
     let response;
     try {
       response = await bufferedRequest(this.url(pathname), {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
+        headers: { 'content-type': 'application/json', ...(options.credential ? { authorization: `Bearer ${options.credential}` } : {}) },
         body: JSON.stringify(body),
         timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: options.deadlineMs,
+        what: options.what,
         maxBytes: AGENT_LIMITS.answerBytes,
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (cause) {
-      throw await this.unreachable(cause);
+      throw cause instanceof NetworkError ? cause : await this.unreachable(cause);
     }
     let json: unknown = null;
     try {
@@ -252,19 +366,26 @@ export class Agent {
     return new NetworkError(`cannot reach the server ${new URL(this.server).origin}${route.viaProxy ? ` through the ${route.description}` : ''}: ${networkReason(cause)}`, { cause });
   }
 
-  /** The enrollment on disk, or a new one made with the token (retrying while the server is unreachable). */
+  /**
+   * The enrollment on disk, or a new one made with the join string: retried with back-off while the
+   * server is unreachable, or hands out a root that is not the join string's (a man in the middle may
+   * be gone later; nothing is pinned or sent meanwhile). With no way to verify the vendor's root at
+   * all, refused at once (UsageError).
+   */
   private async enroll(): Promise<Enrollment> {
     const existing = readEnrollment(this.options.dataDir);
     if (existing && existing.server === this.server) return existing;
-    if (!this.options.token) {
-      throw new UsageError(existing ? `this agent was enrolled with ${existing.server}; to move it to ${this.server}, give --token` : 'first contact with the server needs the enrollment token: --token TOKEN (see `bulwark agents token` on the server)');
+    if (!this.join) {
+      throw new UsageError(existing ? `this agent was enrolled with ${existing.server}; to move it to ${this.server}, give its join string as --token` : 'first contact with the server needs its join string: --token JOIN (the last line `bulwark agents token` prints on the server)');
     }
-    const backoff = new Backoff(1000, 30_000, this.random);
+    const pinned = fs.existsSync(this.pinnedRootFile());
+    if (!pinned && !this.join.rootSha256 && !this.options.trustedRoot && !this.options.insecureTrustFirstServer) throw new UsageError(NO_ROOT_TO_VERIFY);
+    const backoff = new Backoff(1000, 60_000, this.random);
     for (;;) {
       try {
-        return await this.enrollOnce(this.options.token);
+        return await this.enrollOnce(this.join.token);
       } catch (error) {
-        if (!(error instanceof NetworkError) || this.stopping) throw error;
+        if (!(error instanceof NetworkError || error instanceof RootRefusedError) || this.stopping) throw error;
         const wait = backoff.next();
         this.log(`${describeError(error)}; trying again in ${Math.round(wait / 1000)} s`);
         await sleep(wait, this.abort.signal);
@@ -273,49 +394,100 @@ export class Agent {
     }
   }
 
+  private pinnedRootFile(): string {
+    return path.join(this.options.dataDir, 'trusted-root.json');
+  }
+
+  /**
+   * Enroll once: the vendor's root decided first (and only then the token sent), then the root and
+   * the credential kept. A root already pinned here (an agent enrolling again) stays, with how it was
+   * trusted.
+   */
   private async enrollOnce(token: string): Promise<Enrollment> {
-    const name = this.options.name ?? os.hostname();
-    const request: EnrollRequest = { token, name, hostname: os.hostname(), ...(this.options.ring ? { ring: this.options.ring } : {}) };
-    const { status, json } = await this.call(AGENT_PATHS.enroll, request);
-    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current one with \`bulwark agents token\` on the server)`);
-    if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
-    const answer = json as { id?: unknown; credential?: unknown; root?: unknown; pollSeconds?: unknown; spreadSeconds?: unknown };
+    const previous = readEnrollment(this.options.dataDir);
+    const toPin = fs.existsSync(this.pinnedRootFile()) ? undefined : await this.rootToPin();
+    const trust = toPin?.trust ?? previous?.trust;
+    const asked = this.options.name ?? os.hostname();
+    const request: EnrollRequest = { token, name: asked, hostname: os.hostname() };
+    const { status, json } = await this.call(AGENT_PATHS.enroll, request, { deadlineMs: AGENT_DEADLINES.enrollMs, what: 'the enrollment' });
+    const said = (json as { error?: unknown })?.error;
+    const why = typeof said === 'string' ? `: ${JSON.stringify(said.slice(0, 300))}` : '';
+    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current join string with \`bulwark agents token\` on the server)`);
+    if (status === 429) throw new NetworkError(`the server refuses enrollments from this address for now (too many failed attempts came from it)${why}`);
+    if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${why}`);
+    const answer = json as Partial<Record<keyof EnrollAnswer, unknown>>;
     if (typeof answer.id !== 'string' || typeof answer.credential !== 'string') throw new EnrollmentError('the server answered the enrollment without a credential; is this a Bulwark server?');
-    this.pinTrustedRoot(typeof answer.root === 'string' ? answer.root : undefined);
-    const enrollment: Enrollment = { server: this.server, id: answer.id, credential: answer.credential, name, enrolledAt: new Date().toISOString() };
+    const name = typeof answer.name === 'string' && answer.name ? answer.name : asked;
+    const ring = isRing(answer.ring) ? answer.ring : undefined;
+    if (toPin) writeFileAtomic(this.pinnedRootFile(), toPin.root);
+    const enrollment: Enrollment = { server: this.server, id: answer.id, credential: answer.credential, name, enrolledAt: new Date().toISOString(), ...(ring ? { ring } : {}), ...(trust ? { trust } : {}) };
     writeFileAtomic(enrollmentFile(this.options.dataDir), JSON.stringify(enrollment, null, 1) + '\n');
     fs.chmodSync(enrollmentFile(this.options.dataDir), 0o600);
     this.applyServerSettings(answer);
-    this.log(`enrolled with ${this.server} as "${name}"`);
+    this.log(`enrolled with ${this.server} as ${JSON.stringify(name)}${ring ? ` in the ${ring} ring (its enrollment token's)` : ''}`);
+    if (name !== asked) this.log(`the server already has an agent named ${JSON.stringify(asked)}: this one is listed as ${JSON.stringify(name)}`);
+    if (trust === 'first-server') this.log(`WARNING: trusting ${TRUST_DESCRIPTIONS[trust]}`);
     return enrollment;
   }
 
-  /** Pin the trusted root: --trusted-root if given, else the server's (trust on first use). Kept from then on. */
-  private pinTrustedRoot(fromServer: string | undefined): void {
-    const pinned = path.join(this.options.dataDir, 'trusted-root.json');
-    if (fs.existsSync(pinned)) return;
-    let root: Buffer;
+  /** The vendor's root to pin, and how it is trusted: the operator's file, or the server's checked against the join string (or, if told so, unchecked). */
+  private async rootToPin(): Promise<{ root: Buffer; trust: TrustMode }> {
+    const expected = this.join?.rootSha256;
     if (this.options.trustedRoot) {
-      root = fs.readFileSync(this.options.trustedRoot);
-    } else if (fromServer) {
-      root = Buffer.from(fromServer, 'utf8');
-      this.log('pinned the trusted root the server handed out (pass --trusted-root to bring the vendor\'s own)');
-    } else {
-      throw new EnrollmentError('the server has no verified root to hand out yet (it has not completed an update); pass --trusted-root FILE or try again later');
+      const root = fs.readFileSync(this.options.trustedRoot);
+      if (expected && sha256(root) !== expected) throw new UsageError(`--trusted-root ${this.options.trustedRoot} has the SHA-256 ${sha256(root)}, the join string names ${expected}: give one or the other, or the join string of this vendor's root`);
+      if (!isRootJson(root)) throw new UsageError(`--trusted-root ${this.options.trustedRoot} is not a TUF root.json`);
+      return { root, trust: 'trusted-root' };
     }
-    writeFileAtomic(pinned, root);
+    let response;
+    try {
+      response = await bufferedRequest(this.url(AGENT_PATHS.root), {
+        timeoutMs: AGENT_DEADLINES.idleMs,
+        deadlineMs: AGENT_DEADLINES.enrollMs,
+        what: "the vendor's root",
+        maxBytes: AGENT_LIMITS.rootBytes,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
+    } catch (cause) {
+      throw cause instanceof NetworkError ? cause : await this.unreachable(cause);
+    }
+    if (response.status === 404) throw new RootRefusedError("the server has no vendor's root.json to hand out (its update source is not set up)");
+    if (response.status !== 200) throw new RootRefusedError(`the server answered HTTP ${response.status} when asked for the vendor's root.json`);
+    const root = response.body;
+    if (expected) {
+      const got = sha256(root);
+      if (got !== expected) {
+        throw new RootRefusedError(
+          `refused the vendor's root.json the server handed out: its SHA-256 is ${got}, the join string's is ${expected}. Nothing was pinned and the token was not sent. Either this is not the server the join string came from (or something between them changed its answer), or that server's trusted root was replaced since: then get a fresh join string with \`bulwark agents token\` on it`,
+        );
+      }
+    }
+    if (!isRootJson(root)) throw new RootRefusedError("the root.json the server handed out is not a TUF root.json");
+    return { root, trust: expected ? 'join-string' : 'first-server' };
   }
 
+  /** Timing values from the server, each clamped into its documented range (AGENT_TIMING), and said when it had to be. */
   private applyServerSettings(answer: { pollSeconds?: unknown; spreadSeconds?: unknown }): void {
-    if (typeof answer.pollSeconds === 'number' && answer.pollSeconds >= 1) this.pollSeconds = answer.pollSeconds;
-    if (typeof answer.spreadSeconds === 'number' && answer.spreadSeconds >= 0) this.spreadSeconds = answer.spreadSeconds;
+    for (const name of ['pollSeconds', 'spreadSeconds'] as const) {
+      const value = clampTiming(name, answer[name]);
+      if (value === undefined) continue;
+      if (value !== answer[name] && this.clamped[name] !== answer[name]) {
+        const { min, max } = AGENT_TIMING[name];
+        this.log(`the server asked for ${name === 'pollSeconds' ? 'a poll interval' : 'a spread'} of ${String(answer[name])} s; using ${value} s (an agent takes ${min} to ${max} s)`);
+      }
+      this.clamped[name] = answer[name];
+      this[name] = value;
+    }
   }
+
+  /** The last timing values the server sent, to say a clamped one once, not at every report. */
+  private readonly clamped: Record<'pollSeconds' | 'spreadSeconds', unknown> = { pollSeconds: undefined, spreadSeconds: undefined };
 
   /** The credential was refused: enroll again with the token if there is one, else give up. */
   private async credentialRefused(): Promise<void> {
-    if (this.options.token) {
+    if (this.join) {
       try {
-        this.enrollment = await this.enrollOnce(this.options.token);
+        this.enrollment = await this.enrollOnce(this.join.token);
         return;
       } catch (error) {
         if (error instanceof NetworkError) return; // try again at the next reconnect
@@ -332,10 +504,16 @@ export class Agent {
     this.onFatal?.(error);
   }
 
-  /** Keep the notification stream open, reconnecting with back-off. */
+  /**
+   * Keep the notification stream open, reconnecting with back-off. An announcement is only a hint to
+   * look: whether anything is new is decided by the verified metadata, never by its number, so a
+   * forged number cannot make the agent ignore the real announcements that follow.
+   */
   private async followServer(): Promise<void> {
     const backoff = new Backoff(1000, 60_000, this.random);
     let connectedOnce = false;
+    /** The last stream broke the protocol: the next hello does not reset the back-off. */
+    let violated = false;
     while (!this.stopping && !this.fatal) {
       const opened = Date.now();
       try {
@@ -343,36 +521,36 @@ export class Agent {
           if (event.event === 'hello') {
             if (connectedOnce) this.log('reconnected to the server');
             connectedOnce = true;
-            backoff.reset();
-            const hello = safeJson(event.data) as { release?: number; pollSeconds?: number; spreadSeconds?: number } | undefined;
+            if (!violated) backoff.reset();
+            const hello = safeJson(event.data) as Partial<HelloEvent> | undefined;
             this.applyServerSettings(hello ?? {});
             // A poll after every (re)connect: releases announced while the stream was down are caught now
             // (none when the server has no release yet: it announces its first).
-            if (hello?.release !== 0) this.afterSpread('schedule', hello?.release);
+            if (hello?.release !== 0) this.afterSpread('schedule');
           } else if (event.event === 'update') {
             // The server's operator asked its agents to update now.
-            const update = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
-            this.applyServerSettings(update ?? {});
+            this.applyServerSettings((safeJson(event.data) as Partial<ReleaseEvent> | undefined) ?? {});
             this.log('the server asked for an update');
-            this.afterSpread('notification', update?.release);
+            this.afterSpread('notification');
           } else if (event.event === 'release') {
-            const release = safeJson(event.data) as { release?: number; spreadSeconds?: number } | undefined;
+            const release = safeJson(event.data) as Partial<ReleaseEvent> | undefined;
             this.applyServerSettings(release ?? {});
-            if (typeof release?.release === 'number' && release.release > this.seenRelease) {
-              this.log(`the server announced release ${release.release}`);
-              this.afterSpread('notification', release.release);
-            }
+            this.log(`the server announced ${Number.isSafeInteger(release?.release) ? `release ${release!.release}` : 'a release'}`);
+            this.afterSpread('notification');
           }
         });
+        violated = false;
       } catch (error) {
         if (this.stopping) return;
         if (error instanceof HttpStatusError && error.status === 401) {
           await this.credentialRefused();
           continue;
         }
-        if (Date.now() - opened > 30_000) backoff.reset();
+        violated = error instanceof StreamViolation;
+        if (!violated && Date.now() - opened > 30_000) backoff.reset();
         const wait = backoff.next();
-        this.log(`notification stream: ${describeError(await this.unreachable(error))}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
+        const why = violated ? `${(error as Error).message}: dropped the connection` : describeError(await this.unreachable(error));
+        this.log(`notification stream: ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
         await sleep(wait, this.abort.signal);
       }
     }
@@ -387,14 +565,15 @@ export class Agent {
       if (first) {
         first = false;
         updateAsked = message.updateAsked;
-        this.afterSpread('schedule', message.release);
+        this.afterSpread('schedule');
       } else if (message.updateAsked && message.updateAsked !== updateAsked) {
         updateAsked = message.updateAsked;
         this.log('the server asked for an update');
-        this.afterSpread('notification', message.release);
-      } else if (message.release > this.seenRelease) {
+        this.afterSpread('notification');
+      } else {
+        // A hint to look, like the stream's (see followServer).
         this.log(`the server announced release ${message.release}`);
-        this.afterSpread('notification', message.release);
+        this.afterSpread('notification');
       }
     });
   }
@@ -403,8 +582,7 @@ export class Agent {
   private followUp = false;
 
   /** Update after a random wait of up to the server's spread, once, however many triggers arrive meanwhile. */
-  private afterSpread(trigger: 'notification' | 'schedule', release: number | undefined): void {
-    if (release !== undefined) this.seenRelease = Math.max(this.seenRelease, release);
+  private afterSpread(trigger: 'notification' | 'schedule'): void {
     if (this.spreadTimer) return;
     const wait = Math.round(this.random() * this.spreadSeconds * 1000);
     this.spreadTimer = setTimeout(() => {
@@ -496,15 +674,27 @@ export class Agent {
       ...consumersReport(consumerViews(this.options.dataDir, (id) => this.engine.store.active(id))),
       phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
       pollSeconds: this.pollSeconds,
+      ...(this.enrollment.trust ? { trust: this.enrollment.trust } : {}),
+      // Whatever keeps it behind the vendor's latest, in every report: never a plain "ok".
+      ...(this.orders.current.length ? { orders: this.orders.current } : {}),
     };
     try {
-      const { status, json } = await this.call(AGENT_PATHS.report, report, this.enrollment.credential);
+      const { status, json } = await this.call(AGENT_PATHS.report, report, { credential: this.enrollment.credential, deadlineMs: AGENT_DEADLINES.reportMs, what: 'the report' });
       if (status === 401) await this.credentialRefused();
       else if (status === 200) this.applyServerSettings((json ?? {}) as object);
       else this.log(`the server refused the report (HTTP ${status})${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
     } catch (error) {
       this.log(`cannot report to the server: ${describeError(error)}`);
     }
+  }
+}
+
+/** Whether `bytes` is a TUF root.json (its signatures are the engine's to check, against itself and then the chain). */
+function isRootJson(bytes: Buffer): boolean {
+  try {
+    return (JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: unknown } }).signed?._type === 'root';
+  } catch {
+    return false;
   }
 }
 

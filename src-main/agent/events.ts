@@ -10,10 +10,14 @@ export interface ServerEvent {
   data: string;
 }
 
+/** The stream broke the protocol (a line or an event over its limit): the agent drops it and reconnects with back-off. */
+export class StreamViolation extends Error {}
+
 /**
  * Hold GET `url` open and hand each event to `onEvent`. Resolves when the server ends the stream,
  * rejects on a network error, an HTTP error (HttpStatusError), silence longer than `idleMs` (the
- * server pings every 15 s) or `signal`.
+ * server pings every 15 s), a line or an event over its limit (StreamViolation: what is held of the
+ * stream stays bounded) or `signal`.
  */
 export async function followEvents(
   url: string,
@@ -45,10 +49,13 @@ export async function followEvents(
             if (event.data !== '' || event.event !== 'message') onEvent(event);
             event = { event: 'message', data: '' };
           } else if (line.startsWith('event:')) event.event = line.slice(6).trim();
-          else if (line.startsWith('data:')) event.data += (event.data ? '\n' : '') + line.slice(5).trimStart();
+          else if (line.startsWith('data:')) {
+            event.data += (event.data ? '\n' : '') + line.slice(5).trimStart();
+            if (event.data.length > AGENT_LIMITS.eventBytes) throw new StreamViolation(`the server sent an event of over ${AGENT_LIMITS.eventBytes / 1024} kB on the notification stream (data lines without the blank line that ends an event)`);
+          }
           // comments (": ping") and unknown fields are ignored
         }
-        if (buffer.length > AGENT_LIMITS.eventLineBytes) throw new Error('the notification stream sent an over-long line');
+        if (buffer.length > AGENT_LIMITS.eventLineBytes) throw new StreamViolation(`the server sent a line of over ${AGENT_LIMITS.eventLineBytes / 1024} kB on the notification stream`);
       },
     },
   );

@@ -37,6 +37,8 @@ export async function loadOffers(server: string, fetcher: HttpFetcher): Promise<
       return held && base ? made(entry.id, `${installed.sha256}-${entry.full.sha256}.patch`) : undefined;
     },
     full: (entry) => (latest(entry) ? made(entry.id, `${entry.full.sha256}.zst`) : undefined),
+    // Full files the server makes: of its current version (a rollback there makes it current), and of
+    // the last release that passed its rollout (for held agents); others are not made (404).
     fullOf: (id, sha256) => {
       const held = byId.get(id);
       return held && (held.sha256 === sha256 || held.bases.some((b) => b.sha256 === sha256)) ? made(id, `${sha256}.zst`) : undefined;

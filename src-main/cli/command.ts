@@ -1,7 +1,8 @@
 // What every subcommand of `bulwark` is, and the small helpers they share.
 import fs from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
-import { UsageError } from '../engine/errors.js';
+import { FileError, UsageError } from '../engine/errors.js';
+import { acquireLock } from '../engine/lock.js';
 
 export interface Command {
   summary: string;
@@ -107,4 +108,17 @@ export function untilSignal(stamp: (line: string) => void, what = 'stopping afte
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+/**
+ * Take the data directory's lock for a process that hosts it (serve, agent), creating the directory
+ * if needed: before anything else is written there, so a refused second instance changes nothing.
+ */
+export function lockDataDir(dataDir: string): () => void {
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+  } catch (error) {
+    throw new FileError(dataDir, `cannot create the data directory ${dataDir}`, { cause: error });
+  }
+  return acquireLock(dataDir);
 }

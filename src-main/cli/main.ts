@@ -16,7 +16,7 @@ import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 import { agentCommands, agentsAtAGlance, consumersFlag, rolloutCommand, serveFlags } from './agents.js';
 import { consumersCommand } from './consumers.js';
 import { componentCommand } from './component.js';
-import { closest, dataOption, err, existingDataDir, out, parseProblem, required, type Command } from './command.js';
+import { closest, dataOption, err, existingDataDir, lockDataDir, out, parseProblem, required, type Command } from './command.js';
 
 
 function days(values: Record<string, unknown>, name: string): number | undefined {
@@ -239,11 +239,13 @@ Options:
     async run(values) {
       const dataDir = existingDataDir(values);
       const settings = await readSettings(dataDir);
-      const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment }, { describeSchedule }] = await Promise.all([
+      const [{ Engine, readPersistedState }, { componentInfo }, { readEnrollment, TRUST_DESCRIPTIONS }, { describeSchedule }, { readOrders }, { describeOrder }] = await Promise.all([
         import('../engine/engine.js'),
         import('../engine/components.js'),
         import('../agent/agent.js'),
         import('../engine/schedule.js'),
+        import('../agent/orders.js'),
+        import('../protocol/agent-protocol.js'),
       ]);
       const engine = new Engine({ dataDir, settings });
       const status = engine.status();
@@ -268,7 +270,9 @@ Options:
       const report = {
         headline: said,
         role: enrollment ? ('agent' as const) : ('server' as const),
-        ...(enrollment ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id } } : {}),
+        ...(enrollment
+          ? { agent: { server: enrollment.server, name: enrollment.name, id: enrollment.id, ring: enrollment.ring ?? null, trust: enrollment.trust ?? null, orders: readOrders(dataDir).current } }
+          : {}),
         state: running ? running.state : { type: 'stopped' as const },
         components: status.components.map((c) => ({
           id: c.id,
@@ -293,11 +297,18 @@ Options:
         out(JSON.stringify(report));
         return 0;
       }
-      if (enrollment) out(`Agent "${enrollment.name}" of ${enrollment.server}`);
-      else out(`Bulwark: ${said.text}`);
+      if (enrollment) {
+        out(`Agent "${enrollment.name}" of ${enrollment.server}${enrollment.ring ? ` (${enrollment.ring} ring)` : ''}`);
+        out(`Trusts: ${enrollment.trust ? TRUST_DESCRIPTIONS[enrollment.trust] : "the vendor's root.json pinned at enrollment (how it was checked is not recorded: enrolled by an older Bulwark)"}`);
+        // What the server's policy keeps this agent at, below the vendor's latest: never unseen.
+        for (const order of readOrders(dataDir).current) out(`Server order: ${describeOrder(order)}`);
+      } else out(`Bulwark: ${said.text}`);
       out(`Engine: ${report.state.type}${running ? ` (PID ${running.pid})` : ` (no Bulwark ${enrollment ? 'agent' : 'server'} running on this data directory)`}`);
       if (!enrollment) out(`Schedule: ${report.schedule}; next update: ${report.nextUpdate ?? '—'}`);
-      out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}` : 'never'}`);
+      // Held or pinned below the vendor's latest by its server, an agent's "ok" is not a plain one.
+      const ordered = enrollment ? readOrders(dataDir).current.filter((o) => o.order !== 'hold-lapsed').length : 0;
+      const behind = ordered ? `, but kept behind the vendor's latest by the server (${ordered === 1 ? 'the order' : 'the orders'} above)` : '';
+      out(`Last update: ${last ? `${last.finishedAt} ${last.result}${last.error ? ` — ${last.error}` : ''}${behind}` : 'never'}`);
       if (report.network) out(`Network: ${report.network.stack} server${report.network.source ? `; source ${report.network.source.host} has ${[report.network.source.ipv4.length ? 'IPv4' : '', report.network.source.ipv6.length ? 'IPv6' : ''].filter(Boolean).join(' and ') || 'no addresses'}` : ''}`);
       if (agents) out(`Agents: ${agents.counts.total} — ${agents.counts.current} current, ${agents.counts.held} held by the rollout, ${agents.counts.outdated} outdated, ${agents.counts.updating} updating, ${agents.counts.failed} failed, ${agents.counts.unreachable} unreachable`);
       for (const r of report.reminders) out(`${r.severity.toUpperCase()}: ${r.title}. ${r.body} What to do: ${r.action}`);
@@ -368,13 +379,20 @@ Options:
       if (values.listen !== undefined && !values.console) throw new UsageError('--listen goes with --console');
       // No --listen: the address it had before (kept in the data directory), else any free port.
       const listen = typeof values.listen === 'string' ? parseListen(values.listen) : { port: 0, remembered: true };
-      const settings = await openSettings(dataDir);
-      const distribution = serveFlags.parse(values, settings.data.distribution);
-      if (source) settings.set('source', source);
-      if (schedule) settings.set('schedule', schedule);
-      if (distribution) settings.set('distribution', distribution);
-      const { serve } = await import('./serve.js');
-      return serve(dataDir, settings, { ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
+      // The lock before any write: a second server on a data directory in use is refused and
+      // changes nothing (its flags would otherwise move the running one's port or source).
+      const release = lockDataDir(dataDir);
+      try {
+        const settings = await openSettings(dataDir);
+        const distribution = serveFlags.parse(values, settings.data.distribution);
+        if (source) settings.set('source', source);
+        if (schedule) settings.set('schedule', schedule);
+        if (distribution) settings.set('distribution', distribution);
+        const { serve } = await import('./serve.js');
+        return await serve(dataDir, settings, { lockTaken: true, ...(values.console ? { console: listen } : {}), ...(consumers ? { consumers } : {}) });
+      } finally {
+        release();
+      }
     },
   },
 

@@ -17,6 +17,8 @@ export interface ServeOptions {
   started?: (server: BulwarkServer) => Promise<void> | void;
   /** Called before the server stops (the demo stops its agents first, so they do not see it go). */
   stopping?: () => Promise<void> | void;
+  /** The caller holds the data directory's lock (taken before it saved its flags). */
+  lockTaken?: boolean;
   /** The consumers file (engines on this machine that use the components). */
   consumers?: string;
 }
@@ -32,6 +34,7 @@ export async function serve(dataDir: string, settings: Settings, options: ServeO
     settings,
     log: stamp,
     host: 'browser',
+    ...(options.lockTaken ? { lockTaken: true } : {}),
     ...(options.consumers ? { consumers: options.consumers } : {}),
     ...(options.console ? { console: { ...options.console, rendererDir: RENDERER_DIR } } : {}),
     // Before the start-up update begins, which runs while the agents' service starts.

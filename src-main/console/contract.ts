@@ -145,6 +145,15 @@ export interface AgentsSummary {
   outdatedSince: string | null;
 }
 
+/** How new agents enroll into a ring (`bulwark agents token --ring RING`). */
+export interface EnrollmentView {
+  ring: RingView;
+  token: string;
+  /** The join string: the token and the SHA-256 of the vendor's root.json the server trusts (null while no update source is set). */
+  join: string | null;
+  rootSha256: string | null;
+}
+
 export interface AgentView {
   id: string;
   name: string;
@@ -162,6 +171,10 @@ export interface AgentView {
   held: boolean;
   /** The engines its components are handed to, and whether each has the component's active version. */
   consumers: { id: string; engine: string; version: number | null; active: boolean; error?: string }[];
+  /** How it came to trust the vendor's root, as it reports ('first-server': unchecked, insecure); null when it does not say. */
+  trust: 'join-string' | 'trusted-root' | 'first-server' | null;
+  /** What it reports the server keeps it at below the vendor's latest: a few words ("virus-pattern pinned by the server at 175"), and in full ("… since …; the vendor's latest is 177"). */
+  orders: { short: string; text: string }[];
 }
 
 /** One run of an agent, as it reported it. */
@@ -274,8 +287,8 @@ export interface ConsoleMethods {
   agents: { params: AgentsQuery; result: AgentsPage };
   /** Ask every connected agent to update now. */
   updateAgentsNow: { params: void; result: { asked: number } };
-  /** The token new agents enroll with; `rotate` replaces it first. */
-  enrollmentToken: { params: { rotate: boolean }; result: { token: string } };
+  /** What new agents of `ring` (broad when absent) enroll with; `rotate` replaces that ring's token first. */
+  enrollmentToken: { params: { rotate: boolean; ring?: RingView }; result: EnrollmentView };
   /** Promote the rollout to the next ring now, halt it, or resume it after a halt. */
   rollout: { params: { action: 'promote' | 'halt' | 'resume' }; result: RolloutView };
   /** Move an agent to a ring; answers with the ring it was in (for an undo). */

@@ -19,17 +19,20 @@ import { testConnection } from '../engine/connection-test.js';
 import { cooldownFor } from '../engine/fetcher.js';
 import type { AgentServer } from '../distribution/agent-server.js';
 import type { AgentsOverview } from '../distribution/overview.js';
+import type { JoinInfo } from '../distribution/enrollment.js';
 import type { AgentListed, AgentRegistry } from '../distribution/registry.js';
 import { shortId } from '../distribution/agent-status.js';
 import { headline, runFailureWords, type Headline } from '../engine/words.js';
 import { AuditLog, type Actor } from '../engine/audit.js';
 import { DEFAULT_ROLLOUT, type Rollout } from '../distribution/rollout.js';
-import { isRing, type Ring } from '../protocol/agent-protocol.js';
+import { describeOrder, isRing, orderLabel, type AgentLastRun, type Ring } from '../protocol/agent-protocol.js';
 import type { ComponentChange } from '../engine/engine.js';
 import type { Distribution } from '../distribution/release.js';
+import { visible } from '../distribution/untrusted.js';
 import {
   CONSOLE_METHODS,
   type AgentDetailsView,
+  type AgentRunView,
   type FleetSampleView,
   type AgentsPage,
   type AgentsQuery,
@@ -147,7 +150,7 @@ const PARAM_SCHEMAS: Record<ConsoleMethod, object> = {
     },
   },
   updateAgentsNow: { type: 'null' },
-  enrollmentToken: { type: 'object', required: ['rotate'], additionalProperties: false, properties: { rotate: { type: 'boolean' } } },
+  enrollmentToken: { type: 'object', required: ['rotate'], additionalProperties: false, properties: { rotate: { type: 'boolean' }, ring: { enum: ['canary', 'early', 'broad'] } } },
   rollout: { type: 'object', required: ['action'], additionalProperties: false, properties: { action: { enum: ['promote', 'halt', 'resume'] } } },
   setAgentRing: {
     type: 'object',
@@ -210,6 +213,8 @@ export interface AgentsAccess {
   rollout: Rollout;
   /** Ask every agent (over their streams, and the broker if there is one), or only agent `id`, to update now; resolves with how many were reached directly. */
   askToUpdate(id?: string): Promise<number>;
+  /** The join string of a ring (`rotate`: with a new token). */
+  joinString(ring: Ring, rotate?: boolean): Promise<JoinInfo>;
   server?: AgentServer;
   /** Why agents cannot be served, when they cannot. */
   error?: string;
@@ -228,6 +233,7 @@ export class ConsoleService {
     engine.on('run', (run) => this.emit('run', run));
     engine.on('network', () => this.emit('changed', { reason: 'network' }));
     engine.on('pins', () => this.emit('changed', { reason: 'pins' }));
+    engine.on('reminders', () => this.emit('changed', { reason: 'reminders' }));
     options.agents?.rollout.on('change', () => this.emit('changed', { reason: 'rollout' }));
     this.fleet = loadFleetSamples(options.dataDir);
     let agentReminders = '';
@@ -285,11 +291,10 @@ export class ConsoleService {
         return { asked };
       }
       case 'enrollmentToken': {
-        const registry = this.agentsAccess().registry;
-        if (!(value as { rotate: boolean }).rotate) return { token: await registry.enrollmentToken() };
-        const token = await registry.rotateToken();
-        this.record(actor, { action: 'rotate-token', target: 'enrollment token' });
-        return { token };
+        const { rotate, ring = 'broad' } = value as ConsoleMethods['enrollmentToken']['params'];
+        const info = await this.agentsAccess().joinString(ring, rotate);
+        if (rotate) this.record(actor, { action: 'rotate-token', target: `enrollment token of the ${ring} ring` });
+        return { ring: info.ring, token: info.token, join: info.join ?? null, rootSha256: info.rootSha256 ?? null };
       }
       case 'rollout':
         return this.changeRollout((value as { action: 'promote' | 'halt' | 'resume' }).action, actor);
@@ -424,7 +429,13 @@ export class ConsoleService {
     const { registry, distribution, rollout } = this.agentsAccess();
     const row = await registry.details({ release: distribution.current(), now: Date.now(), held: rollout.heldRings() }, id);
     if (!row) return null;
-    return { ...agentView(row), enrolledAt: row.enrolledAt, pollSeconds: row.pollSeconds, addresses: row.addresses, runs: row.runs };
+    return {
+      ...agentView(row),
+      enrolledAt: row.enrolledAt,
+      pollSeconds: row.pollSeconds,
+      addresses: row.addresses.map((a) => ({ address: visible(a.address, 64), family: a.family })),
+      runs: row.runs.map(agentRunView),
+    };
   }
 
   rolloutView(): RolloutView {
@@ -437,7 +448,8 @@ export class ConsoleService {
       stage: state?.stage ?? null,
       stageSince: state?.stageSince ?? null,
       soakSeconds: settings.soakSeconds,
-      halted: state?.halted ?? null,
+      // The failing agents' names and errors are their own words: made visible text.
+      halted: state?.halted ? { ...state.halted, failing: state.halted.failing.map((f) => ({ name: visible(f.name, 100), error: visible(f.error, 2000) })) } : null,
       rings: rollout.progress((ring) => overview.ring(ring)),
     };
   }
@@ -539,20 +551,11 @@ export class ConsoleService {
     };
   }
 
-  /** Reminders about the agents: the service could not start, agents gone silent or on the other address family. */
+  /** Reminders about the agents: a halted rollout, agents gone silent or on the other address family (the server's own, such as its port taken, are the engine's). */
   agentReminders(): Reminder[] {
     const agents = this.options.agents;
     if (!agents) return [];
     const reminders: Reminder[] = [];
-    if (agents.error) {
-      reminders.push({
-        id: 'agents-service',
-        severity: 'error',
-        title: 'Agents cannot connect to this server',
-        body: sentenceCase(agents.error) + '.',
-        action: 'Free that address or choose another with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
-      });
-    }
     const halted = agents.rollout.current()?.halted;
     if (halted?.content) {
       // An engine would not load the content: which component and version, on which agents, in the engine's words.
@@ -561,23 +564,23 @@ export class ConsoleService {
       reminders.push({
         id: 'rollout-halted',
         severity: 'error',
-        title: `The rollout of release ${agents.rollout.current()!.release} is halted: ${what} failed to load in ${content.engine ?? 'an engine'}`,
+        title: `The rollout of release ${agents.rollout.current()!.release} is halted: ${what} failed to load in ${visible(content.engine ?? 'an engine', 64)}`,
         body: `${sentenceCase(halted.reason)}.`,
         action: `The agents that have not received it keep their versions. Publish a fixed version of ${content.component ?? 'the component'} (the next release starts a new rollout) or roll it back; the failing agents are in the Agents view. Resume only once the engine takes it.`,
-        ...(halted.failing.length ? { detail: halted.failing.slice(0, 5).map((f) => `${f.name}: ${f.error}`).join('\n') } : {}),
+        ...(halted.failing.length ? { detail: halted.failing.slice(0, 5).map((f) => `${visible(f.name, 100)}: ${visible(f.error, 2000)}`).join('\n') } : {}),
       });
     } else if (halted) {
       // The agents by name with their errors in words (which components failed, and why); the raw
-      // errors behind Details, as in the Agents view.
+      // errors behind Details, as in the Agents view. All the agents' words: made visible text.
       const shown = halted.failing.slice(0, 5);
-      const failing = shown.map((f) => `${f.name}: ${runFailureWords(f.error)}`).join('; ');
+      const failing = shown.map((f) => `${visible(f.name, 100)}: ${visible(runFailureWords(f.error), 300)}`).join('; ');
       reminders.push({
         id: 'rollout-halted',
         severity: 'error',
         title: `The rollout of release ${agents.rollout.current()!.release} is halted`,
         body: `${sentenceCase(halted.reason)}.${failing ? ` ${failing}.` : ''}`,
         action: 'Look at the failing agents in the Agents view; then Resume the rollout, or roll the component back.',
-        ...(shown.length ? { detail: shown.map((f) => `${f.name}: ${f.error}`).join('\n') } : {}),
+        ...(shown.length ? { detail: shown.map((f) => `${visible(f.name, 100)}: ${visible(f.error, 2000)}`).join('\n') } : {}),
       });
     }
     const network = this.options.engine.status().network;
@@ -678,20 +681,35 @@ function loadFleetSamples(dataDir: string): FleetSampleView[] {
   }
 }
 
+/** A run as an agent reported it, its strings made visible text. */
+function agentRunView(run: AgentLastRun): AgentRunView {
+  return {
+    result: run.result,
+    at: visible(run.at, 40),
+    bytes: run.bytes,
+    ...(run.trigger ? { trigger: visible(run.trigger, 16) } : {}),
+    ...(run.method ? { method: visible(run.method, 16) } : {}),
+    ...(run.error ? { error: visible(run.error, 2000) } : {}),
+  };
+}
+
+/** An agent as the console shows it: every value it sent made visible text (untrusted.ts), so none can hide or fake anything on the page. */
 function agentView(row: AgentListed): AgentView {
   return {
     id: row.id,
-    name: row.name,
-    hostname: row.hostname,
+    name: visible(row.name, 100),
+    hostname: visible(row.hostname, 253),
     address: row.address,
     families: row.families,
-    versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: c.method } : {}) })),
+    versions: row.components.map((c) => ({ id: c.id, version: c.version, ...(c.method ? { method: visible(c.method, 16) } : {}) })),
     state: row.state,
     lastSeen: row.lastSeen,
-    lastRun: row.lastRun ? { ...row.lastRun, result: row.lastRun.result } : null,
+    lastRun: row.lastRun ? agentRunView(row.lastRun) : null,
     ring: isRing(row.ring) ? row.ring : 'broad',
     held: row.state === 'held',
-    consumers: row.consumers.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.error ? { error: c.error } : {}) })),
+    consumers: row.consumers.map((c) => ({ id: c.id, engine: visible(c.engine, 64), version: c.version, active: c.active, ...(c.error ? { error: visible(c.error, 2000) } : {}) })),
+    trust: row.trust,
+    orders: (row.orders ?? []).map((order) => ({ short: visible(orderLabel(order), 120), text: visible(describeOrder(order), 400) })),
   };
 }
 

@@ -186,17 +186,17 @@ export async function startDemoAgents(server: BulwarkServer, dir: string, log: (
     log(`demo: no agents (${server.agentServiceError ?? 'agents are not served'})`);
     return { agents: [], stop: async () => {} };
   }
-  const token = await server.registry.enrollmentToken();
+  // Enrolled as an operator would: with the join string (the token and the SHA-256 of the vendor's root).
+  const { join, token } = await server.joinString('broad');
   const clamd: DemoClamd | undefined = await startDemoClamd(dir, log);
   const agents = DEMO_AGENTS.map(
     (name, i) =>
       new Agent({
         server: url,
-        token,
+        token: join ?? token,
         name,
         dataDir: path.join(dir, 'agents', name),
         log: (line) => log(`[${name}] ${line}`),
-        trustedRoot: path.join(dir, 'source', 'root.json'),
         ...(i === 0 && clamd ? { consumers: clamd.consumersFile } : {}),
       }),
   );
@@ -204,7 +204,7 @@ export async function startDemoAgents(server: BulwarkServer, dir: string, log: (
   if (clamd) agents[0]!.engine.on('run', () => void clamd.detectionsChanged());
   // Not awaited as a whole: each runs its start-up update, which must not hold up the server.
   for (const agent of agents) agent.start().catch((error: unknown) => log(`demo agent could not start: ${describeError(error)}`));
-  log(`demo: ${agents.length} agents (${DEMO_AGENTS.join(', ')}) follow the server at ${url}`);
+  log(`demo: ${agents.length} agents (${DEMO_AGENTS.join(', ')}) follow the server at ${url}, enrolled with its join string (what \`bulwark agents token\` prints)`);
   let stopped: Promise<void> | undefined;
   return {
     agents,

@@ -9,7 +9,7 @@ import { describeError } from '../engine/errors.js';
 import { sha256 } from '../engine/files.js';
 import { collectGarbage } from '../engine/memory.js';
 import { createServer } from '../engine/node-http.js';
-import { AGENT_LIMITS, AGENT_PATHS } from '../protocol/agent-protocol.js';
+import { AGENT_LIMITS, AGENT_PATHS, type ReleaseIndex } from '../protocol/agent-protocol.js';
 import { FastPath, type PlainRequest } from './fast-path.js';
 
 const MAX_BODY = AGENT_LIMITS.requestBytes;
@@ -22,6 +22,8 @@ export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** Extra header fields of the answer (Retry-After). */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
   }
@@ -37,7 +39,17 @@ export function cacheRelease(cache: ResponseCache, answers: ReleaseAnswers): voi
   const buffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   cache.put(`/${AGENT_PATHS.timestamp}`, buffer(answers.timestamp), { 'content-type': 'application/json', 'cache-control': SHORT_LIVED }, sha256(answers.timestamp));
   cache.put(`/${AGENT_PATHS.index}`, buffer(answers.index), { 'content-type': 'application/json; charset=utf-8', 'cache-control': SHORT_LIVED }, sha256(answers.index));
+  // Made files lead to the current release's versions only (made-files.ts): those leading elsewhere
+  // are no longer answered from memory either.
+  const current = new Set((JSON.parse(buffer(answers.index).toString('utf8')) as ReleaseIndex).components.map((c) => c.sha256));
+  cache.drop((url) => {
+    const target = MADE_URL.exec(url.split('?')[0]!)?.[1];
+    return target !== undefined && !current.has(target);
+  });
 }
+
+/** A made file's path, and the content hash of the version it leads to. */
+const MADE_URL = /^\/made\/[^/]+\/(?:[0-9a-f]{64}-)?([0-9a-f]{64})\.(?:patch|zst)$/;
 
 /** What the routes need of a request: read once by whichever thread accepted it. */
 export interface AgentRequest {
@@ -55,7 +67,7 @@ export interface AgentRequest {
  * connection writes it (conditional GET, Range and HEAD are decided there, from the real request).
  */
 export type Reply =
-  | { kind: 'json'; status: number; body: unknown; cacheControl?: string }
+  | { kind: 'json'; status: number; body: unknown; cacheControl?: string; headers?: Record<string, string> }
   /** Whole bytes with an ETag: the timestamp and the index, which change with each release. */
   | { kind: 'bytes'; body: Uint8Array; etag: string; type: string; cacheControl: string }
   /** A file on disk: small ones are kept in the thread's ResponseCache from then on. */
@@ -64,9 +76,9 @@ export type Reply =
   | { kind: 'stream'; agentId: string; hello: string }
   | { kind: 'status'; status: number; headers: Record<string, string> };
 
-export function sendJson(res: http.ServerResponse, status: number, body: unknown, cache = 'no-store'): void {
+export function sendJson(res: http.ServerResponse, status: number, body: unknown, cache = 'no-store', headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': cache });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': cache });
   res.end(text);
 }
 
@@ -106,7 +118,7 @@ export function agentRequestListener(answer: (request: AgentRequest) => Promise<
       .then((reply) => writeReply(req, res, reply, cache, openStream))
       .catch((error: unknown) => {
         if (res.headersSent) res.destroy();
-        else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message });
+        else if (error instanceof HttpError) sendJson(res, error.status, { error: error.message }, undefined, error.headers);
         else {
           log(`agents: ${req.method} ${req.url} failed: ${describeError(error)}`);
           sendJson(res, 500, { error: 'internal error; see the server log' });
@@ -118,7 +130,7 @@ export function agentRequestListener(answer: (request: AgentRequest) => Promise<
 export function writeReply(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, cache: ResponseCache, openStream: OpenStream): void {
   switch (reply.kind) {
     case 'json':
-      sendJson(res, reply.status, reply.body, reply.cacheControl);
+      sendJson(res, reply.status, reply.body, reply.cacheControl, reply.headers);
       return;
     case 'bytes': {
       // Not put in the cache by URL: what changes with each release is cached under its own path
@@ -431,6 +443,11 @@ export class ResponseCache {
       const over = entry.file ? this.openFiles > this.maxOpenFiles : entry.length > this.maxEntryBytes ? this.largeBytes > this.maxLargeBytes : this.bytes > this.maxBytes;
       if (over) this.remove(key);
     }
+  }
+
+  /** Forget every entry whose URL `test` picks. */
+  drop(test: (url: string) => boolean): void {
+    for (const url of [...this.entries.keys()]) if (test(url)) this.remove(url);
   }
 
   private remove(url: string): void {

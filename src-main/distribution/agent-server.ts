@@ -36,7 +36,10 @@ import {
 } from './agent-http.js';
 import type { FileThreadData, FromFileThread, ToFileThread } from './file-thread.js';
 import type { Distribution, Release } from './release.js';
+import { MadeQueueFull } from './made-files.js';
+import { Refusals } from './refusals.js';
 import { EnrollmentRefusedError, UnknownAgentError, type AgentRegistry } from './registry.js';
+import { quoted } from './untrusted.js';
 import {
   AGENT_PATHS,
   ENROLL_SCHEMA,
@@ -74,6 +77,10 @@ export interface AgentServerOptions {
   settings: () => AgentServiceSettings;
   /** An agent enrolled. */
   onAgentsChanged?: () => void;
+  /** The vendor's root.json this server trusts (its anchor, as the operator gave it), for GET /agents/v1/root.json. */
+  trustedRoot?: () => Buffer | undefined;
+  /** Where failed enrollments and refused credentials are counted and logged (one is made when absent). */
+  refusals?: Refusals;
   /** An agent reported (its row in the registry already written). */
   onReport?: (id: string, report: AgentReport, address: string) => void;
   /** The server's pinned components and their versions: every agent follows them. */
@@ -155,11 +162,20 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
     if (!etag) etags.set(file, (etag = sha256(fs.readFileSync(file))));
     return etag;
   };
-  const refused = () => new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
+  const refusals = options.refusals ?? new Refusals(log);
+  /** A refused credential (counted: past the limit, 429 instead). */
+  const refused = (address: string) => {
+    const wait = refusals.retryAfter('credential', address);
+    if (wait !== undefined) return new HttpError(429, `too many requests with wrong agent credentials from this address; try again in ${wait} s`, { 'retry-after': String(wait) });
+    refusals.refused('credential', address, '');
+    return new HttpError(401, 'unknown agent or wrong credential; enroll again with the enrollment token');
+  };
+  // A valid credential is always checked, and taken, also from an address over the limit (agents
+  // behind one NAT share it with whoever fails there): the check is an HMAC, cheap, and not guessable.
   const agentOf = async (request: AgentRequest): Promise<string> => {
     const credential = /^Bearer (\S+)$/.exec(request.authorization ?? '')?.[1];
     const id = credential ? await registry.authenticate(credential) : undefined;
-    if (!id) throw refused();
+    if (!id) throw refused(request.address);
     return id;
   };
   const json = (status: number, body: unknown, cacheControl?: string): Reply => ({ kind: 'json', status, body, ...(cacheControl ? { cacheControl } : {}) });
@@ -195,9 +211,20 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
       }
       const made = /^\/made\/([a-z0-9][a-z0-9-]{0,63})\/([^/]+)$/.exec(pathname);
       if (made) {
-        const file = await distribution.made.get(made[1]!, made[2]!);
-        if (!file) throw new HttpError(404, 'the server does not keep the versions this file is made from');
+        let file;
+        try {
+          file = await distribution.made.get(made[1]!, made[2]!);
+        } catch (error) {
+          if (error instanceof MadeQueueFull) throw new HttpError(503, error.message, { 'retry-after': '30' });
+          throw error;
+        }
+        if (!file) throw new HttpError(404, "the server makes files only from an older version it keeps to the current release's version, each once");
         return { kind: 'file', file: file.file, etag: file.sha256, cacheControl: IMMUTABLE, type: 'application/octet-stream' };
+      }
+      if (pathname === `/${AGENT_PATHS.root}` && method === 'GET') {
+        const root = options.trustedRoot?.();
+        if (!root) throw new HttpError(404, 'the server has no trusted root yet (no update source is set)');
+        return { kind: 'bytes', body: root, etag: sha256(root), type: 'application/json', cacheControl: SHORT_LIVED };
       }
       if (pathname === `/${AGENT_PATHS.index}` && method === 'GET') {
         if (!release) throw new HttpError(404, 'the server has no release yet');
@@ -206,7 +233,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
       }
       if (pathname === `/${AGENT_PATHS.policy}` && method === 'GET') {
         const ring = await registry.ringOf(await agentOf(request));
-        if (ring === undefined) throw refused();
+        if (ring === undefined) throw refused(address);
         const hold = isRing(ring) && options.released ? !options.released(ring) : false;
         return json(200, { pins: options.pins?.() ?? {}, ring: ring ?? 'broad', hold, ...(hold ? { holdAt: options.passedVersions?.() ?? {} } : {}) } satisfies AgentPolicy);
       }
@@ -219,7 +246,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
       if (pathname === `/${AGENT_PATHS.events}` && method === 'GET') {
         const id = await agentOf(request);
         await registry.seen(id, address).catch((error: unknown) => {
-          throw error instanceof UnknownAgentError ? refused() : error;
+          throw error instanceof UnknownAgentError ? refused(address) : error;
         });
         const { pollSeconds, spreadSeconds } = options.settings();
         return { kind: 'stream', agentId: id, hello: formatEvent('hello', { release: release?.index.release ?? 0, pollSeconds, spreadSeconds } satisfies HelloEvent) };
@@ -227,24 +254,34 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
     }
     if (method === 'POST') {
       if (pathname === `/${AGENT_PATHS.enroll}`) {
-        const body = parse(request);
-        const validateEnroll = schemas().enroll;
-        if (!validateEnroll(body)) throw new HttpError(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
-        const { pollSeconds, spreadSeconds } = options.settings();
-        let enrolled: { id: string; credential: string };
+        // Past the limit of failures from this address, refused unchecked until its window ends.
+        const wait = refusals.retryAfter('enrollment', address);
+        if (wait !== undefined) throw new HttpError(429, `too many failed enrollments from this address; try again in ${wait} s`, { 'retry-after': String(wait) });
+        const refuse = (status: number, message: string, detail = '') => {
+          refusals.refused('enrollment', address, detail);
+          return new HttpError(status, message);
+        };
+        let body: unknown;
         try {
-          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address, pollSeconds: body.pollSeconds ?? pollSeconds, ...(body.ring ? { ring: body.ring } : {}) });
+          body = parse(request);
         } catch (error) {
-          if (error instanceof EnrollmentRefusedError) {
-            log(`refused an agent enrollment from ${address} (name "${body.name}"): wrong or rotated enrollment token`);
-            throw new HttpError(401, 'the enrollment token is wrong or was rotated; get the current one with `bulwark agents token` on the server');
-          }
+          throw refuse(400, (error as Error).message);
+        }
+        const validateEnroll = schemas().enroll;
+        if (!validateEnroll(body)) throw refuse(400, `invalid enrollment: ${validateEnroll.errors?.[0]?.instancePath || 'body'} ${validateEnroll.errors?.[0]?.message ?? ''}`.trim());
+        const { pollSeconds, spreadSeconds } = options.settings();
+        let enrolled: Awaited<ReturnType<AgentRegistry['enroll']>>;
+        try {
+          // The token decides the ring (an agent cannot choose its own: body.ring is ignored).
+          enrolled = await registry.enroll(body.token, { name: body.name, hostname: body.hostname, address, pollSeconds: body.pollSeconds ?? pollSeconds });
+        } catch (error) {
+          if (error instanceof EnrollmentRefusedError) throw refuse(401, 'the enrollment token is wrong or was rotated; get the current join string with `bulwark agents token` on the server', `it gave the name ${quoted(body.name)}`);
           throw error;
         }
-        log(`agent "${body.name}" enrolled from ${address}`);
+        const renamed = enrolled.name !== body.name ? ` (it asked for ${quoted(body.name)}, which another agent has)` : '';
+        log(`agent ${quoted(enrolled.name)} enrolled from ${address} into ${enrolled.ring}${renamed}`);
         changed();
-        const root = distribution.newestRoot();
-        return json(200, { ...enrolled, ...(root ? { root: root.toString('utf8') } : {}), pollSeconds, spreadSeconds } satisfies EnrollAnswer);
+        return json(200, { id: enrolled.id, credential: enrolled.credential, name: enrolled.name, ring: enrolled.ring, pollSeconds, spreadSeconds } satisfies EnrollAnswer);
       }
       if (pathname === `/${AGENT_PATHS.report}`) {
         const id = await agentOf(request);
@@ -252,7 +289,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         const validateReport = schemas().report;
         if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
         await registry.report(id, body, address).catch((error: unknown) => {
-          throw error instanceof UnknownAgentError ? refused() : error;
+          throw error instanceof UnknownAgentError ? refused(address) : error;
         });
         options.onReport?.(id, body, address);
         const { pollSeconds, spreadSeconds } = options.settings();
@@ -266,7 +303,7 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
   // Every failure becomes an answer, so that a file thread always gets one.
   return (request) =>
     route(request).catch((error: unknown): Reply => {
-      if (error instanceof HttpError) return json(error.status, { error: error.message });
+      if (error instanceof HttpError) return { ...json(error.status, { error: error.message }), ...(error.headers ? { headers: error.headers } : {}) };
       log(`agents: ${request.method} ${request.url} failed: ${describeError(error)}`);
       return json(500, { error: 'internal error; see the server log' });
     });
@@ -467,7 +504,8 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     options.onAgentsChanged?.();
     joinIfFleetGrew();
   };
-  const answer = agentRoutes({ ...options, onAgentsChanged: changed });
+  const refusals = options.refusals ?? new Refusals(log);
+  const answer = agentRoutes({ ...options, refusals, onAgentsChanged: changed });
   const streams = new Streams();
   const cache = new ResponseCache();
   const current = () => releaseAnswers(distribution.current());
@@ -577,6 +615,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
     close: async () => {
       distribution.off('release', onRelease);
       clearInterval(ping);
+      refusals.stop();
       burst.stop();
       streams.endAll();
       await threads?.close();

@@ -1,11 +1,20 @@
 // Files the server makes for its agents, on first request, from the versions it verified and keeps:
 //
-//   made/<id>/<base sha256>-<target sha256>.patch   an incremental from any kept version to the latest
-//   made/<id>/<target sha256>.zst                    the latest as a compressed full file
+//   made/<id>/<base sha256>-<target sha256>.patch   an incremental from a kept version to the current release's
+//   made/<id>/<target sha256>.zst                    the current release's version as a compressed full file
 //
 // Names are derived from the inputs' hashes, so a name always means the same content (immutable, as
 // safe for an HTTP cache as the signed targets) and a request can ask for one before it exists. They
 // carry no signature: an agent accepts one only if the file it rebuilds matches the signed catalogue.
+//
+// Requests are unauthenticated (the files are public, like the signed ones), so what a request can
+// make is bounded (admission, before anything is built):
+//   - only toward the current release's version of a component, and only from an older version kept
+//     with it: at most 15 files per component per release, whatever is asked (and the full file of the
+//     last release that passed the rollout, which held agents take);
+//   - each at most once ever: a build leaves a mark beside its file (<name>.sha256 when made,
+//     <name>.failed when not), and a file that is gone or damaged later is not made again;
+//   - at most MAX_QUEUED_BUILDS waiting: beyond, MadeQueueFull (the agent takes another way meanwhile).
 // Builds run one at a time in a worker thread; concurrent requests for one file share its build.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -21,6 +30,20 @@ export interface KeptVersion {
   version: number;
   sha256: string;
   file: string;
+  /** The current release's version of its component: what made files lead to. */
+  latest: boolean;
+  /** The version of the last release that passed the rollout: a full file of it is made too (for held agents). */
+  passed?: boolean;
+}
+
+/** Builds waiting at most: one release needs at most 15 per component, one at a time. */
+export const MAX_QUEUED_BUILDS = 32;
+
+/** Too many builds wait already: asked again later, the file may be made then. */
+export class MadeQueueFull extends Error {
+  constructor() {
+    super(`${MAX_QUEUED_BUILDS} files are being made already; ask again later`);
+  }
 }
 
 export interface MadeFile {
@@ -40,6 +63,8 @@ const NAME = /^(?:([0-9a-f]{64})-)?([0-9a-f]{64})\.(patch|zst)$/;
 export class MadeFiles {
   private readonly building = new Map<string, Promise<MadeFile>>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Builds waiting or running. */
+  private queued = 0;
   /** Output hashes of files already made, so each is hashed once. */
   private readonly known = new Map<string, MadeFile>();
 
@@ -50,51 +75,73 @@ export class MadeFiles {
     private readonly levels = { patch: PATCH_LEVEL, full: FULL_LEVEL },
   ) {}
 
-  /** Whether `name` is a well-formed made-file name whose inputs the server holds (nothing is built). */
+  /**
+   * Whether `name` is a made file the server may make (nothing is built): well formed, toward the
+   * current release's version, from an older version kept with it.
+   */
   canMake(id: string, name: string): boolean {
     const match = NAME.exec(name);
     if (!match) return false;
     const [, baseSha, targetSha, kind] = match;
     if ((kind === 'patch') !== (baseSha !== undefined)) return false;
-    return this.lookup(id, targetSha!) !== undefined && (baseSha === undefined || this.lookup(id, baseSha) !== undefined);
+    const target = this.lookup(id, targetSha!);
+    if (baseSha === undefined) return target?.latest === true || target?.passed === true;
+    if (!target?.latest) return false;
+    const base = this.lookup(id, baseSha);
+    return base !== undefined && !base.latest && base.version < target.version;
   }
 
-  /** The file for `made/<id>/<name>`, built now if it has not been; undefined if its inputs are not held. */
+  /**
+   * The file for `made/<id>/<name>`, built now if it never was; undefined when it may not be made
+   * (canMake), or was made once and is gone or damaged since, or its build failed. Throws
+   * MadeQueueFull when too many builds wait.
+   */
   async get(id: string, name: string): Promise<MadeFile | undefined> {
     if (!this.canMake(id, name)) return undefined;
     const [, baseSha, targetSha] = NAME.exec(name)!;
     const file = path.join(this.dir, id, name);
     const known = this.known.get(file);
     if (known && fs.existsSync(file)) return known;
-    if (fs.existsSync(file)) {
-      // Made by an earlier run of the server: served only if it still matches the hash recorded when it was made.
+    const pending = this.building.get(file);
+    if (pending) return pending;
+    const recorded = readIfExists(`${file}.sha256`);
+    if (recorded !== undefined) {
+      // Made before (by this server or an earlier run of it): served only if it still matches the
+      // hash recorded when it was made, and never made again.
+      if (!fs.existsSync(file)) return undefined;
       const data = fs.readFileSync(file);
       const made = { file, sha256: crypto.createHash('sha256').update(data).digest('hex'), length: data.length };
-      if (readIfExists(`${file}.sha256`) === made.sha256) {
+      if (made.sha256 === recorded) {
         this.known.set(file, made);
         return made;
       }
       fs.rmSync(file, { force: true });
-      fs.rmSync(`${file}.sha256`, { force: true });
+      return undefined;
     }
-    let pending = this.building.get(file);
-    if (!pending) {
-      const target = this.lookup(id, targetSha!)!;
-      const base = baseSha ? this.lookup(id, baseSha) : undefined;
-      if (base && base.version >= target.version) return undefined;
-      const job: BuildJob = base
-        ? { kind: 'patch', base: base.file, target: target.file, out: file, level: this.levels.patch }
-        : { kind: 'full', target: target.file, out: file, level: this.levels.full };
-      pending = this.enqueue(job).then((result) => {
+    if (fs.existsSync(`${file}.failed`)) return undefined;
+    if (this.queued >= MAX_QUEUED_BUILDS) throw new MadeQueueFull();
+    const target = this.lookup(id, targetSha!)!;
+    const base = baseSha ? this.lookup(id, baseSha) : undefined;
+    const job: BuildJob = base
+      ? { kind: 'patch', base: base.file, target: target.file, out: file, level: this.levels.patch }
+      : { kind: 'full', target: target.file, out: file, level: this.levels.full };
+    const build = this.enqueue(job).then(
+      (result) => {
         writeFileAtomic(`${file}.sha256`, result.sha256);
         const made = { file, ...result };
         this.known.set(file, made);
         return made;
-      });
-      this.building.set(file, pending);
-      void pending.finally(() => this.building.delete(file)).catch(() => undefined);
-    }
-    return pending;
+      },
+      (error: unknown) => {
+        // Marked, so that asking again cannot start another build of it.
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        writeFileAtomic(`${file}.failed`, String((error as Error)?.message ?? error));
+        throw error;
+      },
+    );
+    this.building.set(file, build);
+    void build.finally(() => this.building.delete(file)).catch(() => undefined);
+    return build;
   }
 
   /** Remove made files whose target is not among `keep` (the versions the current releases serve). */
@@ -102,7 +149,7 @@ export class MadeFiles {
     if (!fs.existsSync(this.dir)) return;
     for (const id of fs.readdirSync(this.dir)) {
       for (const name of fs.readdirSync(path.join(this.dir, id))) {
-        const target = NAME.exec(name.replace(/\.sha256$/, ''))?.[2];
+        const target = NAME.exec(name.replace(/\.(?:sha256|failed)$/, ''))?.[2];
         if (target && keep.has(target)) continue;
         const file = path.join(this.dir, id, name);
         if (this.building.has(file)) continue;
@@ -114,7 +161,8 @@ export class MadeFiles {
 
   /** One build at a time: each holds a base and a target in memory, and zstd's tables on top. */
   private enqueue(job: BuildJob): Promise<BuildResult> {
-    const run = this.queue.then(() => build(job));
+    this.queued++;
+    const run = this.queue.then(() => build(job)).finally(() => this.queued--);
     this.queue = run.catch(() => undefined);
     return run;
   }

@@ -9,11 +9,13 @@
 // would turn unreachable by silence. Listeners hear of a recount that changed something, and of
 // agents merely heard from again at most every SEEN_EVERY_MS (the console's list shows when each was seen).
 import { EventEmitter } from 'node:events';
+import { describeError } from '../engine/errors.js';
 import type { Reminder } from '../engine/reminders.js';
 import type { Family, StackKind } from '../engine/network.js';
 import { AGENT_STATES, countOf, emptyCounts, type AgentCounts } from './agent-status.js';
 import type { AgentRegistry, AgentTally } from './registry.js';
 import type { Distribution } from './release.js';
+import { visible } from './untrusted.js';
 
 /** A ring's agents, and how many of them are current and failed. */
 export interface RingCounts {
@@ -29,6 +31,7 @@ export interface AgentsPicture {
   lagging: string[];
   rings: Record<string, RingCounts>;
   silent: { agents: number; names: string[] };
+  /** Silent agents with only IPv4, or only IPv6. */
   only4: { agents: number; names: string[] };
   only6: { agents: number; names: string[] };
 }
@@ -147,7 +150,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
           }
           this.wakeForSilence(nextSilence);
         } catch (error) {
-          this.log(`cannot read the agent registry: ${(error as Error).message}`);
+          this.log(`cannot read the agent registry: ${describeError(error)}`);
         }
         this.countedAt = Date.now();
         this.countTook = this.countedAt - started;
@@ -190,10 +193,14 @@ export function pictureOf(tallies: readonly AgentTally[]): Pick<AgentsPicture, '
   return { counts, rings };
 }
 
-/** Cards for agents that need attention: gone silent, or on an address family this server lacks. */
+/**
+ * Cards for agents that need attention: gone silent, and, among those, agents on an address family this
+ * server lacks (which explains their silence; one that reports gets through, by a proxy, and is no concern).
+ */
 export function agentReminders(picture: Pick<AgentsPicture, 'silent' | 'only4' | 'only6'>, server: { stack: StackKind | undefined; url: string | undefined }): Reminder[] {
   const reminders: Reminder[] = [];
-  const more = (group: { agents: number; names: string[] }) => group.names.join(', ') + (group.agents > group.names.length ? ` and ${group.agents - group.names.length} more` : '');
+  // Names are the agents' words: made visible text (untrusted.ts) before they reach a card.
+  const more = (group: { agents: number; names: string[] }) => group.names.map((name) => visible(name, 100)).join(', ') + (group.agents > group.names.length ? ` and ${group.agents - group.names.length} more` : '');
   const { silent } = picture;
   if (silent.agents) {
     const one = silent.agents === 1;
@@ -216,7 +223,7 @@ export function agentReminders(picture: Pick<AgentsPicture, 'silent' | 'only4' |
       id: 'agents-family',
       severity: 'warning',
       title: `${mismatch.agents} agent${one ? ' has' : 's have'} only ${theirs}; this server only ${ours}`,
-      body: `${more(mismatch)} cannot reach a pure ${ours} server directly; ${one ? 'it gets' : 'they get'} through only by way of a proxy.`,
+      body: `${more(mismatch)} cannot reach a pure ${ours} server directly, and ${one ? 'has' : 'have'} not been heard from: ${one ? 'it gets' : 'they get'} through only by way of a proxy.`,
       action: `Run ${one ? 'that agent' : 'those agents'} with --proxy pointing at a dual-stack proxy (such as squid on a host with both IPv4 and IPv6), or give this server an ${theirs} address.`,
     });
   }

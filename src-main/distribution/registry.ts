@@ -6,8 +6,10 @@
 // Credentials: an agent holds "<id>.<secret>", where the secret is an HMAC of its id under a key only
 // this registry holds (in its meta table), so checking one costs no lookup — a fleet of 100,000 agents
 // reporting is not a fleet of lookups; the row's existence is checked by the write itself. The
-// enrollment token (shared by all new agents) lives in the meta table too, so `bulwark agents token
-// --rotate` in another process takes effect at the next enrollment.
+// enrollment tokens (one per ring, shared by the new agents of that ring: the token decides the ring,
+// never the agent) live in the meta table too, so `bulwark agents token --rotate` in another process
+// takes effect at the next enrollment. Names are unique (ignoring case): a second agent asking for a
+// name taken gets it with a suffix ("web-01-2"), and is told so.
 //
 // Reports are written in groups: each is one row, but the rows that arrive together share one
 // transaction (group commit), so thousands of reports a second cost a few commits.
@@ -15,13 +17,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sqlite3 from 'sqlite3';
-import { BulwarkError, StoreError, UsageError } from '../engine/errors.js';
-import type { AgentComponent, AgentConsumer, AgentFailure, AgentLastRun, AgentReport, Family } from '../protocol/agent-protocol.js';
+import { BulwarkError, diskTrouble, StoreError, UsageError } from '../engine/errors.js';
+import { RINGS, type AgentComponent, type AgentConsumer, type AgentFailure, type AgentLastRun, type AgentReport, type Family, type Ring, type ServerOrder, type TrustMode } from '../protocol/agent-protocol.js';
+import { visible } from './untrusted.js';
 import { shortId, SILENT_SQL, stateSql, versionsJson, type AgentState, type SqlParams, type StateBasis } from './agent-status.js';
 
 export type AgentPhase = 'idle' | 'notified' | 'updating';
 
-export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'consumers'> {
+export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'consumers' | 'trust' | 'orders'> {
   consumers: AgentConsumer[];
   id: string;
   ring: string;
@@ -32,6 +35,10 @@ export interface AgentRecord extends Omit<AgentReport, 'lastRun' | 'phase' | 'co
   lastRun: AgentLastRun | null;
   phase: AgentPhase;
   notifiedRelease: number;
+  /** How it came to trust the vendor's root, as it last reported (null: it did not say). */
+  trust: TrustMode | null;
+  /** What it last reported the server's policy keeps it at, below the vendor's latest (null: nothing). */
+  orders: ServerOrder[] | null;
 }
 
 /** An agent as `bulwark agents list` and the console show it: its record, its state and its address families. */
@@ -89,9 +96,9 @@ export class AmbiguousAgentError extends UsageError {
     readonly agents: AgentBrief[],
   ) {
     super(
-      `${agents.length} agents are named "${given}"; give the id of the one you mean: ${agents
+      `${agents.length} agents are named "${visible(given, 100)}"; give the id of the one you mean: ${agents
         .slice(0, 5)
-        .map((a) => `${shortId(a.id)} (${[a.hostname, a.address].filter(Boolean).join(', ') || 'no address'}, last seen ${a.lastSeen})`)
+        .map((a) => `${shortId(a.id)} (${[visible(a.hostname, 253), a.address].filter(Boolean).join(', ') || 'no address'}, last seen ${a.lastSeen})`)
         .join('; ')}`,
     );
   }
@@ -121,6 +128,8 @@ interface Row {
   notified_release: number;
   poll_seconds: number;
   consumers: string;
+  trust: TrustMode | null;
+  orders: string | null;
 }
 
 /** Columns derived from a report at write time, so the queries over a whole fleet never parse JSON per row. */
@@ -134,6 +143,13 @@ const DERIVED_COLUMNS = {
   last_failure_at: 'INTEGER', // ms (last_run.failure.at): a version refused earlier counts from when it was refused
   consumers: `TEXT NOT NULL DEFAULT '[]'`, // the engines its components are handed to (AgentConsumer[])
 } as const;
+
+/** Columns added after the table's first release, with what fills them in an older registry (null: nothing). */
+const LATER_COLUMNS: Record<string, { type: string; fill: string | null }> = {
+  ...Object.fromEntries(Object.entries(DERIVED_COLUMNS).map(([column, type]) => [column, { type, fill: column }])),
+  trust: { type: 'TEXT', fill: null }, // the report's trust: how the agent pinned the vendor's root
+  orders: { type: 'TEXT', fill: null }, // the report's orders (JSON): what the server keeps it behind at
+};
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -152,7 +168,7 @@ CREATE TABLE IF NOT EXISTS agents (
   phase TEXT NOT NULL DEFAULT 'idle',
   notified_release INTEGER NOT NULL DEFAULT 0,
   poll_seconds INTEGER NOT NULL DEFAULT 300,
-${Object.entries(DERIVED_COLUMNS).map(([column, type]) => `  ${column} ${type}`).join(',\n')}
+${Object.entries(LATER_COLUMNS).map(([column, { type }]) => `  ${column} ${type}`).join(',\n')}
 );
 -- Each agent's last runs (RUNS_KEPT), for its details in the console.
 CREATE TABLE IF NOT EXISTS agent_runs (agent_id TEXT NOT NULL, at INTEGER NOT NULL, run TEXT NOT NULL, PRIMARY KEY (agent_id, at)) WITHOUT ROWID;
@@ -163,6 +179,8 @@ CREATE INDEX IF NOT EXISTS agents_by_name_nocase ON agents (name COLLATE NOCASE,
 const hash = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
 // Never starts with '-' (base64url may): `bulwark agent --token -x…` would read as an option.
 const randomToken = () => `bw${crypto.randomBytes(24).toString('base64url')}`;
+/** Where a ring's enrollment token is kept (broad's under the key every registry had before rings had tokens). */
+const tokenKey = (ring: Ring) => (ring === 'broad' ? 'enrollment_token' : `enrollment_token_${ring}`);
 
 /** An agent's row is not in the registry (its credential names an agent the server does not know). */
 export class UnknownAgentError extends BulwarkError {
@@ -207,20 +225,25 @@ export class AgentRegistry {
     this.reader = db;
   }
 
-  /** Open (or create) DATA/agents.sqlite; read-only opens fail when there is none. */
-  static async open(dataDir: string, options: { readOnly?: boolean } = {}): Promise<AgentRegistry> {
-    const file = path.join(dataDir, 'agents.sqlite');
+  /**
+   * Open (or create) DATA/agents.sqlite; read-only opens fail when there is none. `memory`: an empty
+   * registry that is never written anywhere (a server whose registry file cannot be opened at all).
+   */
+  static async open(dataDir: string, options: { readOnly?: boolean; memory?: boolean } = {}): Promise<AgentRegistry> {
+    const file = options.memory ? ':memory:' : path.join(dataDir, 'agents.sqlite');
     if (options.readOnly && !fs.existsSync(file)) throw new StoreError(`no agent registry in ${dataDir} (no agent has enrolled with a server there)`);
     fs.mkdirSync(dataDir, { recursive: true });
     const connect = (mode: number) =>
       new Promise<sqlite3.Database>((resolve, reject) => {
-        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(new StoreError(`cannot open the agent registry ${file}`, { cause: error })) : resolve(opened)));
+        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(new StoreError(`cannot open the agent registry ${file}`, { cause: error, file })) : resolve(opened)));
       });
     const db = await connect(options.readOnly ? sqlite3.OPEN_READONLY : sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE);
     const registry = new AgentRegistry(db, file);
     try {
       await registry.exec('PRAGMA busy_timeout = 5000');
-      if (!options.readOnly) {
+      if (options.memory) {
+        await registry.exec(SCHEMA);
+      } else if (!options.readOnly) {
         await registry.exec('PRAGMA journal_mode = WAL');
         // NORMAL in WAL mode: a kill -9 loses nothing committed; only a power cut can cost the last reports.
         await registry.exec('PRAGMA synchronous = NORMAL');
@@ -244,17 +267,83 @@ export class AgentRegistry {
     return registry;
   }
 
-  private async missingColumns(): Promise<[string, string][]> {
-    const have = new Set((await this.all<{ name: string }>(`PRAGMA table_info(agents)`, [])).map((c) => c.name));
-    return Object.entries(DERIVED_COLUMNS).filter(([column]) => !have.has(column));
+  /**
+   * What SQLite's own check finds wrong with a registry file (PRAGMA quick_check: every page and
+   * record, not the indexes' agreement with their table), or undefined when nothing. Damage that stops
+   * the file from opening at all (not a database) is said too; any other failure to open is thrown.
+   */
+  static async check(file: string): Promise<string | undefined> {
+    let db: sqlite3.Database | undefined;
+    const connect = (mode: number) =>
+      new Promise<sqlite3.Database>((resolve, reject) => {
+        const opened: sqlite3.Database = new sqlite3.Database(file, mode, (error) => (error ? reject(error) : resolve(opened)));
+      });
+    try {
+      // Read-write (never creating it), as a WAL database needs to read its log; read-only where it cannot be written.
+      db = await connect(sqlite3.OPEN_READWRITE).catch(() => connect(sqlite3.OPEN_READONLY));
+      const rows = await new Promise<{ quick_check: string }[]>((resolve, reject) => db!.all<{ quick_check: string }>('PRAGMA quick_check(5)', (error, found) => (error ? reject(error) : resolve(found))));
+      // Its lines, without the "*** in database main ***" heading.
+      const problems = rows.flatMap((row) => row.quick_check.split('\n')).filter((text) => text !== 'ok' && !text.startsWith('***'));
+      return problems.length ? `SQLite's check found: ${problems.join('; ')}` : undefined;
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) return `${(error as Error).message.replace(/^SQLITE_\w+: /, '')} (${code})`;
+      throw new StoreError(`cannot check the agent registry ${file}`, { cause: error, file });
+    } finally {
+      await new Promise<void>((resolve) => (db ? db.close(() => resolve()) : resolve()));
+    }
   }
 
-  /** A registry written before the derived columns existed gets them, filled in from the reports' JSON. */
+  /** The registry's settings (the enrollment token, the credential key) as far as a damaged file still gives them. */
+  static async readMeta(file: string): Promise<Record<string, string>> {
+    try {
+      const db = await new Promise<sqlite3.Database>((resolve, reject) => {
+        const opened: sqlite3.Database = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (error) => (error ? reject(error) : resolve(opened)));
+      });
+      const rows = await new Promise<{ key: string; value: string }[]>((resolve) => db.all<{ key: string; value: string }>('SELECT key, value FROM meta', (error, found) => resolve(error ? [] : found)));
+      await new Promise<void>((resolve) => db.close(() => resolve()));
+      return Object.fromEntries(rows.filter((row) => typeof row.key === 'string' && typeof row.value === 'string').map((row) => [row.key, row.value]));
+    } catch {
+      return {};
+    }
+  }
+
+  /** Keep these settings (salvaged from a damaged registry) in this one. */
+  async writeMeta(meta: Record<string, string>): Promise<void> {
+    for (const [key, value] of Object.entries(meta)) await this.run(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, [key, value]);
+  }
+
+  /**
+   * A consistent copy of the registry into `file`, made by SQLite's online backup API while the server
+   * goes on (reports wait only for the moment each batch of pages is copied).
+   */
+  async copyTo(file: string): Promise<void> {
+    type Backup = { step(pages: number, done: (error: Error | null) => void): void; finish(done: (error: Error | null) => void): void; completed: boolean };
+    const backup = (this.db as unknown as { backup(file: string): Backup }).backup(file);
+    await new Promise<void>((resolve, reject) => backup.step(-1, (error) => (error ? reject(this.failed(error)) : resolve())));
+    await new Promise<void>((resolve, reject) => backup.finish((error) => (error ? reject(this.failed(error)) : resolve())));
+    if (!backup.completed) throw new StoreError(`the copy of the agent registry into ${file} did not complete`, { file });
+    // A file of its own, without a write-ahead log: readable as it is, even from a read-only disk.
+    await new Promise<void>((resolve, reject) => {
+      const copy: sqlite3.Database = new sqlite3.Database(file, sqlite3.OPEN_READWRITE, (error) => {
+        if (error) return reject(this.failed(error));
+        copy.exec('PRAGMA journal_mode = DELETE', (changed) => copy.close((closed) => (changed || closed ? reject(this.failed((changed ?? closed)!)) : resolve())));
+      });
+    });
+  }
+
+  private async missingColumns(): Promise<string[]> {
+    const have = new Set((await this.all<{ name: string }>(`PRAGMA table_info(agents)`, [])).map((c) => c.name));
+    return Object.keys(LATER_COLUMNS).filter((column) => !have.has(column));
+  }
+
+  /** A registry written before the later columns existed gets them; the derived ones filled in from the reports' JSON. */
   private async addDerivedColumns(): Promise<void> {
     const missing = await this.missingColumns();
     if (!missing.length) return;
     await this.transaction(async () => {
-      for (const [column, type] of missing) await this.exec(`ALTER TABLE agents ADD COLUMN ${column} ${type}`);
+      for (const column of missing) await this.exec(`ALTER TABLE agents ADD COLUMN ${column} ${LATER_COLUMNS[column]!.type}`);
+      if (!missing.some((column) => LATER_COLUMNS[column]!.fill !== null)) return;
       await this.exec(`UPDATE agents SET
         versions = COALESCE((SELECT json_group_object(json_extract(value, '$.id'), json_extract(value, '$.version')) FROM json_each(components)), '{}'),
         families = COALESCE((SELECT group_concat(family, ',') FROM (SELECT DISTINCT json_extract(value, '$.family') AS family FROM json_each(addresses) ORDER BY 1)), ''),
@@ -266,47 +355,66 @@ export class AgentRegistry {
     });
   }
 
+  /** A statement failed: on which file, and why (a disk's refusal in words: a full disk, a read-only mount). */
+  private failed(error: Error): StoreError {
+    return new StoreError(diskTrouble(error, this.file) ? `the agent registry ${this.file}` : `the agent registry ${this.file}: ${error.message}`, { cause: error, file: this.file });
+  }
+
   private exec(sql: string): Promise<void> {
-    return new Promise((resolve, reject) => this.db.exec(sql, (error) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve())));
+    return new Promise((resolve, reject) => this.db.exec(sql, (error) => (error ? reject(this.failed(error)) : resolve())));
   }
 
   private run(sql: string, params: unknown[]): Promise<number> {
+    const failed = (error: Error) => this.failed(error);
     return new Promise((resolve, reject) =>
       this.db.run(sql, params, function (error) {
-        if (error) reject(new StoreError(`agent registry: ${error.message}`, { cause: error }));
+        if (error) reject(failed(error));
         else resolve(this.changes);
       }),
     );
   }
 
   private get<T>(sql: string, params: unknown[]): Promise<T | undefined> {
-    return new Promise((resolve, reject) => this.db.get<T>(sql, params, (error, row) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(row))));
+    return new Promise((resolve, reject) => this.db.get<T>(sql, params, (error, row) => (error ? reject(this.failed(error)) : resolve(row))));
   }
 
   private all<T>(sql: string, params: unknown[]): Promise<T[]> {
-    return new Promise((resolve, reject) => this.db.all<T>(sql, params, (error, rows) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(rows))));
+    return new Promise((resolve, reject) => this.db.all<T>(sql, params, (error, rows) => (error ? reject(this.failed(error)) : resolve(rows))));
   }
 
   /** A read over the fleet, on the reader connection. */
   private read<T>(sql: string, params: SqlParams): Promise<T[]> {
     return new Promise((resolve, reject) =>
-      this.reader.all<T>(sql, usedIn(sql, params), (error, rows) => (error ? reject(new StoreError(`agent registry: ${error.message}`, { cause: error })) : resolve(rows))),
+      this.reader.all<T>(sql, usedIn(sql, params), (error, rows) => (error ? reject(this.failed(error)) : resolve(rows))),
     );
   }
 
-  /** The enrollment token new agents present; made on first use. */
-  async enrollmentToken(): Promise<string> {
-    const row = await this.get<{ value: string }>(`SELECT value FROM meta WHERE key = 'enrollment_token'`, []);
+  /** The enrollment token that enrolls new agents into `ring`; made on first use. */
+  async enrollmentToken(ring: Ring = 'broad'): Promise<string> {
+    const key = tokenKey(ring);
+    const row = await this.get<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, [key]);
     if (row) return row.value;
-    await this.run(`INSERT OR IGNORE INTO meta (key, value) VALUES ('enrollment_token', ?)`, [randomToken()]);
-    return (await this.get<{ value: string }>(`SELECT value FROM meta WHERE key = 'enrollment_token'`, []))!.value;
+    await this.run(`INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)`, [key, randomToken()]);
+    return (await this.get<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, [key]))!.value;
   }
 
-  /** Replace the enrollment token: enrolled agents keep their credentials, new ones need the new token. */
-  async rotateToken(): Promise<string> {
+  /** Replace the enrollment token of `ring`: enrolled agents keep their credentials, new ones need the new token. */
+  async rotateToken(ring: Ring = 'broad'): Promise<string> {
     const token = randomToken();
-    await this.run(`INSERT INTO meta (key, value) VALUES ('enrollment_token', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, [token]);
+    await this.run(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, [tokenKey(ring), token]);
     return token;
+  }
+
+  /** The ring whose enrollment token `token` is (each compared in constant time), if any. */
+  private async ringOfToken(token: string): Promise<Ring | undefined> {
+    const rows = await this.all<{ key: string; value: string }>(`SELECT key, value FROM meta WHERE key IN (${RINGS.map(() => '?').join(', ')})`, RINGS.map(tokenKey));
+    const given = Buffer.from(token);
+    let found: Ring | undefined;
+    for (const ring of RINGS) {
+      const expected = Buffer.from(rows.find((r) => r.key === tokenKey(ring))?.value ?? '');
+      if (expected.length && given.length === expected.length && crypto.timingSafeEqual(given, expected)) found = ring;
+    }
+    return found;
   }
 
   /** The key agents' secrets are HMACs under; made on first use. */
@@ -321,19 +429,39 @@ export class AgentRegistry {
     return crypto.createHmac('sha256', key).update(id).digest('base64url');
   }
 
-  /** Enroll a new agent with the token; its credential is returned once (the registry keeps its hash). */
-  async enroll(token: string, who: { name: string; hostname: string; address: string; pollSeconds: number; ring?: string }): Promise<{ id: string; credential: string }> {
-    const expected = Buffer.from(await this.enrollmentToken());
-    const given = Buffer.from(token);
-    if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) throw new EnrollmentRefusedError();
+  /**
+   * Enroll a new agent with a token: into the ring of that token, under the name it asked for or, when
+   * another agent has that name (ignoring case), the name with the first free suffix ("-2", "-3"…). Its
+   * credential is returned once (the registry keeps its hash).
+   */
+  async enroll(token: string, who: { name: string; hostname: string; address: string; pollSeconds: number }): Promise<{ id: string; credential: string; name: string; ring: Ring }> {
+    const ring = await this.ringOfToken(token);
+    if (!ring) throw new EnrollmentRefusedError();
     const id = crypto.randomUUID();
     const secret = this.secretFor(await this.key(), id);
     const now = Date.now();
-    await this.run(
-      `INSERT INTO agents (id, secret_hash, name, hostname, ring, enrolled_at, last_seen, address, poll_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [id, hash(secret), who.name, who.hostname, who.ring ?? 'broad', now, now, who.address, who.pollSeconds],
-    );
-    return { id, credential: `${id}.${secret}` };
+    // In one transaction, after the writes before it: two agents asking for one name at once get two names.
+    const name = await this.transaction(async () => {
+      const name = await this.freeName(who.name);
+      await this.run(
+        `INSERT INTO agents (id, secret_hash, name, hostname, ring, enrolled_at, last_seen, address, poll_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [id, hash(secret), name, who.hostname, ring, now, now, who.address, who.pollSeconds],
+      );
+      return name;
+    });
+    return { id, credential: `${id}.${secret}`, name, ring };
+  }
+
+  /** `wanted`, or it with the first suffix no agent has, within the 100 characters a name may have. */
+  private async freeName(wanted: string): Promise<string> {
+    // Each a seek on the name index.
+    const taken = async (name: string) => (await this.get(`SELECT 1 FROM agents WHERE name = ? COLLATE NOCASE LIMIT 1`, [name])) !== undefined;
+    if (!(await taken(wanted))) return wanted;
+    for (let n = 2; ; n++) {
+      const suffix = `-${n}`;
+      const name = `${wanted.slice(0, 100 - suffix.length)}${suffix}`;
+      if (!(await taken(name))) return name;
+    }
   }
 
   /**
@@ -351,13 +479,14 @@ export class AgentRegistry {
 
   /**
    * Record a report: one row, the reporting agent's own (the id comes from its credential, never
-   * from the report), committed with the others that arrived meanwhile.
+   * from the report), committed with the others that arrived meanwhile. The name stays the one the
+   * agent enrolled under (unique): a report cannot take another agent's.
    */
   report(id: string, report: AgentReport, address: string): Promise<void> {
     const lastRunAt = report.lastRun ? Date.parse(report.lastRun.at) : NaN;
     const failureAt = report.lastRun?.failure ? Date.parse(report.lastRun.failure.at) : NaN;
     const params = [
-      report.name,
+      report.trust ?? null,
       report.hostname,
       Date.now(),
       address,
@@ -375,6 +504,7 @@ export class AgentRegistry {
       report.lastRun?.failure?.kind ?? null,
       Number.isFinite(failureAt) ? failureAt : null,
       JSON.stringify(report.consumers ?? []),
+      report.orders?.length ? JSON.stringify(report.orders) : null,
     ];
     return new Promise((resolve, reject) => {
       this.pending.push({ params, resolve, reject });
@@ -392,10 +522,10 @@ export class AgentRegistry {
         const changes = await this.transaction(async () => {
           const done: number[] = [];
           for (const { params } of group) {
-            const changed = await this.run(`UPDATE agents SET name = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
+            const changed = await this.run(`UPDATE agents SET trust = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
               last_failure = IIF(?9 IS NULL, last_failure, ?16), last_failure_at = IIF(?9 IS NULL, last_failure_at, ?17), consumers = ?18,
-              phase = ?13, poll_seconds = ?14 WHERE id = ?15`, params);
+              phase = ?13, poll_seconds = ?14, orders = ?19 WHERE id = ?15`, params);
             done.push(changed);
             // A run not seen before joins the agent's last runs (a report repeats its last run until the next).
             if (changed && params[8] !== null && params[10] !== null) {
@@ -503,7 +633,10 @@ export class AgentRegistry {
     return this.read<AgentTally>(`SELECT ${state.sql} AS state, ring, COUNT(*) AS agents FROM agents GROUP BY 1, 2`, state.params);
   }
 
-  /** Agents gone silent, and agents with only IPv4 or only IPv6: how many, and the first few names. */
+  /**
+   * Agents gone silent, and those of them with only IPv4 or only IPv6 (an agent heard from reaches
+   * this server, through a proxy if need be): how many, and the first few names.
+   */
   async strangers(now: number, examples = 5): Promise<Record<'silent' | 'only4' | 'only6', { agents: number; names: string[] }>> {
     const group = async (where: string, params: SqlParams) => {
       const [count] = await this.read<{ n: number }>(`SELECT COUNT(*) AS n FROM agents WHERE ${where}`, params);
@@ -518,8 +651,8 @@ export class AgentRegistry {
     };
     return {
       silent: await group(SILENT_SQL, { $now: now }),
-      only4: await group(`families = '4'`, {}),
-      only6: await group(`families = '6'`, {}),
+      only4: await group(`families = '4' AND ${SILENT_SQL}`, { $now: now }),
+      only6: await group(`families = '6' AND ${SILENT_SQL}`, { $now: now }),
     };
   }
 
@@ -613,7 +746,7 @@ export class AgentRegistry {
         `SELECT CAST(concat('{"id":', json_quote(id), ',"name":', json_quote(name), ',"hostname":', json_quote(hostname), ',"ring":', json_quote(ring),
            ',"enrolledAt":"', ${iso('enrolled_at')}, '","lastSeen":"', ${iso('last_seen')}, '","address":', json_quote(address),
            ',"addresses":', addresses, ',"components":', components, ',"consumers":', consumers, ',"lastRun":', COALESCE(last_run, 'null'), ',"phase":', json_quote(phase),
-           ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
+           ',"notifiedRelease":', notified_release, ',"pollSeconds":', poll_seconds, ',"trust":', json_quote(trust), ',"orders":', COALESCE(orders, 'null'), ',"state":"', ${state.sql}, '","families":[', families, ']}') AS BLOB) AS j
          FROM agents ${after ? 'WHERE name COLLATE NOCASE >= $afterName AND (name COLLATE NOCASE > $afterName OR id > $afterId)' : ''}
          ORDER BY name COLLATE NOCASE, id LIMIT ${Math.max(1, Math.trunc(chunkRows))}`,
         after ? { ...params, $afterName: after.name, $afterId: after.id } : params,
@@ -657,6 +790,8 @@ function toRecord(row: Row): AgentRecord {
     lastRun: row.last_run ? (JSON.parse(row.last_run) as AgentLastRun) : null,
     phase: row.phase,
     notifiedRelease: row.notified_release,
+    trust: row.trust,
+    orders: row.orders ? (JSON.parse(row.orders) as ServerOrder[]) : null,
     pollSeconds: row.poll_seconds,
   };
 }

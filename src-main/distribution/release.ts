@@ -201,9 +201,13 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
   kept(id: string, sha: string): KeptVersion | undefined {
     const component = this.release?.index.components.find((c) => c.id === id);
     if (!component) return undefined;
-    const version = component.sha256 === sha ? component.version : component.bases.find((b) => b.sha256 === sha)?.version;
-    return version === undefined ? undefined : { id, version, sha256: sha, file: this.store.pathOf(id, version) };
+    const latest = component.sha256 === sha;
+    const version = latest ? component.version : component.bases.find((b) => b.sha256 === sha)?.version;
+    return version === undefined ? undefined : { id, version, sha256: sha, file: this.store.pathOf(id, version), latest, passed: this.passedVersions()[id] === version };
   }
+
+  /** The versions of the last release that passed the server's rollout (held agents take them); the server sets it. */
+  passedVersions: () => Record<string, number> = () => ({});
 
   private hashOf(file: string): string {
     const stat = fs.statSync(file);
@@ -256,7 +260,10 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
       }
     };
     if (fs.existsSync(targetsDir)) walk(targetsDir, '');
-    this.made.prune(new Set(releases.flatMap((r) => r.index.components.map((c) => c.sha256))));
+    // Made files lead to the releases served, and to the last release that passed the rollout.
+    const passed = this.passedVersions();
+    const passedShas = releases.flatMap((r) => r.index.components.flatMap((c) => [c, ...c.bases].filter((v) => v.version === passed[c.id]).map((v) => v.sha256)));
+    this.made.prune(new Set([...releases.flatMap((r) => r.index.components.map((c) => c.sha256)), ...passedShas]));
   }
 }
 

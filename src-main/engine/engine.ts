@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { consumerViews, Consumers, type ConsumerView } from './consumers.js';
-import { BulwarkError, ConsumerError, describeError, UsageError } from './errors.js';
+import { BulwarkError, ConsumerError, describeError, errorCodeOf, UsageError } from './errors.js';
 import { Evidence } from './evidence.js';
 import { readPins, writePins, type Pins } from './pins.js';
 import { cooldownFor, HttpFetcher, sweepDownloads } from './fetcher.js';
@@ -18,6 +18,7 @@ import { dispatcherFor, routeFor } from './proxy.js';
 import { collectGarbage } from './memory.js';
 import { checkNetwork, interfacesFingerprint, type NetworkReport } from './network.js';
 import { remindersFor, type Reminder } from './reminders.js';
+import { setAsideReminders } from './set-aside.js';
 import { savedWords } from './words.js';
 import { UpdateScheduler } from './schedule.js';
 import type { Settings, SourceSetting } from './settings.js';
@@ -46,6 +47,11 @@ export interface EngineOptions {
   policy?: () => Promise<Policy>;
   /** What to do about an address-family mismatch, when not the settings' Proxy tab (an agent's --proxy). */
   familyRemedy?: string;
+  /**
+   * The host took the data directory's lock itself, before it wrote anything (settings saved from its
+   * flags, an enrollment), and releases it: hosting does not take it again.
+   */
+  lockTaken?: boolean;
   /** Hash every active file at this process's first run (true: servers, agents, the desktop app); false for a one-shot run. */
   verifyStoreAtStart?: boolean;
   /** The consumers file (engines each component is handed to); DATA/consumers.json when absent and present. */
@@ -82,6 +88,8 @@ export interface PersistedState extends ProcessIdentity {
   state: EngineState;
   nextRun: string | null;
   updatedAt: string;
+  /** What the host found wrong around the engine (the agents' port taken): its reminders. */
+  reminders?: Reminder[];
 }
 
 /** The last network check recorded in the data directory (by this or another process). */
@@ -111,6 +119,8 @@ export interface Policy {
   hold: boolean;
   /** While held: the versions of the last release that passed the rollout, which a held agent with less moves up to. */
   holdAt?: ReadonlyMap<string, number>;
+  /** A hold no longer obeyed: held since `since`, longer than the agent's maximum; components behind are taken to the latest, and say why. */
+  holdLapsed?: { since: string; maxHoldSeconds: number };
 }
 
 /** An operator's change to a component (see Engine.change). */
@@ -127,6 +137,8 @@ export interface EngineEvents {
   run: [RunRecord];
   /** The network check changed (address families, source reachability). */
   network: [NetworkReport];
+  /** The host's own reminders changed (see setHostReminders). */
+  reminders: [];
 }
 
 /** How often the interfaces are compared to notice a network change. */
@@ -151,6 +163,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private networkTimer: NodeJS.Timeout | undefined;
   private releaseLock: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
+  private hosting = false;
+  private hostReminders: Reminder[] = [];
 
   constructor(private readonly options: EngineOptions) {
     super();
@@ -170,7 +184,13 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Published for `bulwark status` in another process: the state, the next run and who runs. */
   private persistState(): void {
-    const snapshot: PersistedState = { ...processIdentity(process.pid), state: this.machine.state, nextRun: this.scheduler.next()?.toISOString() ?? null, updatedAt: new Date().toISOString() };
+    const snapshot: PersistedState = {
+      ...processIdentity(process.pid),
+      state: this.machine.state,
+      nextRun: this.scheduler.next()?.toISOString() ?? null,
+      updatedAt: new Date().toISOString(),
+      ...(this.hostReminders.length ? { reminders: this.hostReminders } : {}),
+    };
     try {
       writeFileAtomic(path.join(this.options.dataDir, 'state.json'), JSON.stringify(snapshot) + '\n');
     } catch (error) {
@@ -180,6 +200,17 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   get state(): EngineState {
     return this.machine.state;
+  }
+
+  /**
+   * What the host found wrong around the engine that the operator must act on (the agents' port
+   * taken by another program): shown with the engine's own reminders, here and — through state.json,
+   * while this process runs — in `bulwark status`.
+   */
+  setHostReminders(reminders: Reminder[]): void {
+    this.hostReminders = reminders;
+    if (this.hosting) this.persistState();
+    this.emit('reminders');
   }
 
   /** An update is running (a new request would join it). */
@@ -198,7 +229,8 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Start hosting without the start-up update (an agent whose server has nothing to serve yet). */
   host(options: { schedule?: boolean } = {}): void {
-    this.releaseLock = acquireLock(this.options.dataDir);
+    if (!this.options.lockTaken) this.releaseLock = acquireLock(this.options.dataDir);
+    this.hosting = true;
     this.sweepLeftovers();
     // An agent updates when its server says so (and on its own poll timer), not on the settings' schedule.
     const scheduled = options.schedule ?? true;
@@ -224,7 +256,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     clearInterval(this.networkTimer);
     this.unsubscribe?.();
     await this.inFlight?.catch(() => undefined);
-    fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
+    if (this.hosting) fs.rmSync(path.join(this.options.dataDir, 'state.json'), { force: true });
+    this.hosting = false;
     this.releaseLock?.();
     this.releaseLock = undefined;
   }
@@ -401,6 +434,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     const lastRun = this.history.last();
     const problems = this.store.problems(false);
     const network = this.network ?? readNetworkReport(this.options.dataDir);
+    const { dataDir, settings } = this.options;
+    // Damaged files set aside here (and where the desktop app keeps its settings), and what the host
+    // found: this process's own, or the running host's as it published them.
+    const settingsDir = path.dirname(settings.file);
+    const setAside = [...setAsideReminders(dataDir), ...(path.resolve(settingsDir) !== path.resolve(dataDir) ? setAsideReminders(settingsDir) : [])];
+    const host = this.hosting ? this.hostReminders : (readPersistedState(dataDir)?.reminders ?? []);
     return {
       state: this.machine.state,
       components: this.store.list(),
@@ -408,7 +447,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       nextRun: this.scheduler.next()?.toISOString() ?? null,
       source: this.source(),
       network,
-      reminders: remindersFor({ settings: this.options.settings.data, lastRun, network, cooldownUntil: this.cooldownUntil(), storeProblems: problems }),
+      reminders: [...remindersFor({ settings: settings.data, lastRun, network, cooldownUntil: this.cooldownUntil(), storeProblems: problems }), ...setAside, ...host],
       problems,
       cooldownUntil: this.cooldownUntil()?.toISOString() ?? null,
       consumers: consumerViews(this.options.dataDir, (id) => this.store.active(id)),
@@ -513,7 +552,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         dispatcher,
       });
       const runFetcher = fetcher;
-      const { pins, hold, holdAt } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined };
+      const { pins, hold, holdAt, holdLapsed } = this.options.policy ? await this.options.policy() : { pins: pinnedVersions(this.options.dataDir), hold: false, holdAt: undefined, holdLapsed: undefined };
       const handoff = this.consumers(trigger);
       source = this.openSource(fetcher);
       const { distributor, offers } = this.options;
@@ -529,6 +568,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           pins,
           hold,
           ...(holdAt ? { holdAt } : {}),
+          ...(holdLapsed ? { holdLapsed } : {}),
           evidence: this.evidence,
           ...(handoff ? { handoff } : {}),
           ...(offers ? { offers: () => offers(runFetcher) } : {}),
@@ -540,6 +580,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     } catch (error) {
       // Whatever went wrong before or around the run (a settings file broken by hand, a full disk):
       // a failed run, recorded like any other.
+      const code = errorCodeOf(error);
       record = {
         trigger,
         startedAt: started.toISOString(),
@@ -547,7 +588,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         result: 'failed',
         bytes: fetcher?.bytesReceived ?? 0,
         error: describeError(error),
-        ...(error instanceof BulwarkError ? { errorCode: error.code } : {}),
+        ...(code ? { errorCode: code } : {}),
         components: [],
       };
       const failure = runFailure(record);

@@ -4,7 +4,9 @@
 //   - writes downloads into a temporary folder of the data directory (never the system's), streaming
 //     to disk without ever pausing the HTTP parser (see http.ts);
 //   - stops a body at the length the caller allows (an endless response costs that much, no more);
-//   - resumes interrupted downloads of immutable (content-addressed) files with a Range request;
+//   - resumes interrupted downloads of immutable (content-addressed) files with a Range request, uses
+//     a partial file that turns out complete (416 naming its very length) once it verifies, and drops
+//     partial files of component versions no longer wanted (dropPartials);
 //   - remembers server cool-downs: a 403 or 429 with Retry-After stops all requests to that origin
 //     until the time given, across runs (like freshclam), capped at MAX_COOLDOWN_MS.
 import crypto from 'node:crypto';
@@ -14,7 +16,7 @@ import path from 'node:path';
 import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import type { Dispatcher } from 'undici';
-import { CooldownError, FileError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
+import { CooldownError, diskTrouble, FileError, HttpStatusError, NetworkError, ProxyAuthError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import { streamRequest } from './http.js';
 import { STATUS_CODES } from './node-http.js';
@@ -128,9 +130,25 @@ export function cooldownFor(dataDir: string, url: string, now = Date.now()): Dat
   return until ? new Date(until) : undefined;
 }
 
+/** What a server's clock said (its Date header) and when that answer arrived by ours. */
+export interface ServerClock {
+  origin: string;
+  /** The server's time (ms), to the second. */
+  server: number;
+  /** This machine's time (ms) when the answer arrived. */
+  local: number;
+}
+
 export class HttpFetcher implements Fetcher {
   /** Bytes received since creation: status lines, headers and bodies. */
   bytesReceived = 0;
+  /** The last Date header an answer carried: tells this machine's clock from the source's when metadata looks expired. */
+  serverClock: ServerClock | undefined;
+  /**
+   * The component version the downloads now under way are for (set by the run around each
+   * component): it names their partial files, so that one of a version no longer wanted is known.
+   */
+  partOf: { id: string; version: number } | undefined;
   private readonly cooldowns: Record<string, number>;
 
   constructor(private readonly options: FetcherOptions) {
@@ -176,13 +194,19 @@ export class HttpFetcher implements Fetcher {
     if (until) throw new CooldownError(until, { origin: new URL(url).origin });
     fs.mkdirSync(this.options.tempDir, { recursive: true });
     const resumable = this.options.resumable?.(url) ?? false;
-    const file = resumable
-      ? path.join(this.options.tempDir, `${crypto.createHash('sha256').update(url).digest('hex').slice(0, 32)}.part`)
-      : path.join(this.options.tempDir, `.${crypto.randomBytes(8).toString('hex')}.tmp`);
+    const file = resumable ? path.join(this.options.tempDir, partialName(url, this.partOf)) : path.join(this.options.tempDir, `.${crypto.randomBytes(8).toString('hex')}.tmp`);
     let keepPartial = false;
     try {
-      await this.receive(url, file, maxLength, resumable);
-      return await handler(file);
+      const resumed = await this.receive(url, file, maxLength, resumable);
+      try {
+        return await handler(file);
+      } catch (error) {
+        // What an earlier run left may be what fails the check (a partial damaged on disk): once, afresh.
+        if (!resumed || error instanceof NetworkError || diskTrouble(error)) throw error;
+        fs.rmSync(file, { force: true });
+        await this.receive(url, file, maxLength, false);
+        return await handler(file);
+      }
     } catch (error) {
       // Only a download the network broke off is worth resuming; anything that arrived whole and
       // failed its check, or was refused, starts afresh.
@@ -193,7 +217,26 @@ export class HttpFetcher implements Fetcher {
     }
   }
 
-  private async receive(url: string, file: string, maxLength: number, resumable: boolean): Promise<void> {
+  /**
+   * Partial downloads in the download folder whose component version `wanted` no longer wants (a newer
+   * version came out, the component was pinned, or it got there another way): removed now rather than
+   * kept for a day.
+   */
+  dropPartials(wanted: (id: string, version: number) => boolean): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.options.tempDir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const of = PARTIAL.exec(name);
+      if (of && !wanted(of[1]!, Number(of[2]))) fs.rmSync(path.join(this.options.tempDir, name), { force: true });
+    }
+  }
+
+  /** Download `url` into `file`; resolves with whether it went on from a partial file an earlier attempt left. */
+  private async receive(url: string, file: string, maxLength: number, resumable: boolean): Promise<boolean> {
     let offset = resumable && fs.existsSync(file) ? fs.statSync(file).size : 0;
     if (offset > maxLength) {
       fs.rmSync(file, { force: true });
@@ -204,6 +247,8 @@ export class HttpFetcher implements Fetcher {
     const fd = fs.openSync(file, offset > 0 ? 'r+' : 'w', 0o600);
     let position = offset;
     let refused: Error | undefined;
+    /** The partial file already held the whole file: the server says so (416, naming that length), and the body is not ours. */
+    let complete = false;
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -218,6 +263,8 @@ export class HttpFetcher implements Fetcher {
             {
               head: ({ status, headers: responseHeaders }) => {
                 this.bytesReceived += headerBytes(status, responseHeaders);
+                const date = Date.parse(header(responseHeaders, 'date') ?? '');
+                if (Number.isFinite(date)) this.serverClock = { origin: new URL(url).origin, server: date, local: this.now() };
                 if (status === 206 && offset > 0 && new RegExp(`^bytes ${offset}-`).test(header(responseHeaders, 'content-range') ?? '')) return;
                 if (status === 200) {
                   // No Range support (or a fresh download): start from the beginning.
@@ -225,11 +272,19 @@ export class HttpFetcher implements Fetcher {
                   fs.ftruncateSync(fd, 0);
                   return;
                 }
-                if (status === 416 && offset > 0) throw (refused = new RangeRefused());
+                if (status === 416 && offset > 0) {
+                  // RFC 9110 §15.5.17: "bytes */LENGTH" — a partial of exactly that length is the whole file, to be verified.
+                  if (new RegExp(`^bytes \\*/${offset}$`).test(header(responseHeaders, 'content-range') ?? '')) {
+                    complete = true;
+                    return;
+                  }
+                  throw (refused = new RangeRefused());
+                }
                 throw (refused = this.refusal(url, status, responseHeaders));
               },
               data: (chunk) => {
                 this.bytesReceived += chunk.length;
+                if (complete) return;
                 if (position + chunk.length > maxLength) {
                   throw (refused = new DownloadLengthMismatchError(`${url} is longer than the ${maxLength} bytes allowed`));
                 }
@@ -237,7 +292,7 @@ export class HttpFetcher implements Fetcher {
                   fs.writeSync(fd, chunk, 0, chunk.length, position);
                 } catch (cause) {
                   // This machine's disk, not the source: a full disk must not read as an unreachable source.
-                  throw (refused = new FileError(file, `cannot save the download of ${url} in ${this.options.tempDir}: ${(cause as Error).message}`, { cause }));
+                  throw (refused = new FileError(file, `cannot save the download of ${url} in ${this.options.tempDir}`, { cause }));
                 }
                 position += chunk.length;
               },
@@ -263,6 +318,7 @@ export class HttpFetcher implements Fetcher {
     } finally {
       fs.closeSync(fd);
     }
+    return offset > 0;
   }
 
   /** The error for an answer other than the file: an HTTP status, a proxy refusal, a cool-down. */
@@ -323,6 +379,14 @@ function messageChain(error: unknown): string {
   for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) if (e.message) parts.push(e.message);
   return parts.join(': ');
 }
+
+/** A partial download's name: the component version it is for, when known, and the URL's hash. */
+function partialName(url: string, of: { id: string; version: number } | undefined): string {
+  const hash = crypto.createHash('sha256').update(url).digest('hex').slice(0, 32);
+  return of ? `${of.id.replace(/[^A-Za-z0-9_-]/g, '_')}.${of.version}.${hash}.part` : `${hash}.part`;
+}
+
+const PARTIAL = /^([A-Za-z0-9_-]+)\.(\d+)\.[0-9a-f]{32}\.part$/;
 
 /** The server would not serve the rest of a partial download (416). */
 class RangeRefused extends Error {}

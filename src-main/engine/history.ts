@@ -29,6 +29,12 @@ export interface ComponentRun {
   errorCode?: string;
   /** What was wrong with the installed copy before this run (a damaged file, or its record), which it repaired. */
   problem?: string;
+  /**
+   * Kept below the latest version on purpose: 'hold' (a rollout hold), 'wait' (the agent's server says
+   * it does not hold the latest yet), 'pin' (a pin below the latest); or taken to the latest past a
+   * hold: 'hold-lapsed' (the hold outlasted the agent's maximum).
+   */
+  order?: 'hold' | 'wait' | 'pin' | 'hold-lapsed';
   /** The engine that uses it would not take the version (consumers.ts): where, and in its own words. */
   consumer?: { version: number; engine: string; stage: ConsumerStage; kind: FailureKind; message: string; at: string };
 }

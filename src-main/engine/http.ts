@@ -7,6 +7,7 @@
 // consumer here writes a chunk to a file or a small buffer at once, so there is never a reason to
 // pause, and the parser never is.
 import type { IncomingHttpHeaders } from 'node:http';
+import { NetworkError } from './errors.js';
 import { Agent, type Dispatcher } from './undici.js';
 
 export interface HttpRequestOptions {
@@ -16,6 +17,10 @@ export interface HttpRequestOptions {
   dispatcher?: Dispatcher;
   /** Longest wait for the response head, and between two body chunks. */
   timeoutMs: number;
+  /** Longest the whole exchange may take, head and body: a peer that drips its answer fails here (NetworkError). */
+  deadlineMs?: number;
+  /** Names the exchange in the deadline's message ("the policy"). */
+  what?: string;
   signal?: AbortSignal;
 }
 
@@ -41,9 +46,11 @@ export function streamRequest(url: string | URL, options: HttpRequestOptions, si
     let head: HttpHead | undefined;
     let controller: Dispatcher.DispatchController | undefined;
     let settled = false;
+    let received = 0;
     const finish = (error?: unknown) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       options.signal?.removeEventListener('abort', onAbort);
       if (error !== undefined) reject(error);
       else resolve(head!);
@@ -54,6 +61,14 @@ export function streamRequest(url: string | URL, options: HttpRequestOptions, si
       if (controller && !controller.aborted) controller.abort(error instanceof Error ? error : new Error(String(error)));
     };
     const onAbort = () => abortWith(options.signal!.reason ?? new Error('aborted'));
+    const deadline =
+      options.deadlineMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            const what = options.what ?? target.pathname;
+            const sofar = head ? `it sent ${received} byte${received === 1 ? '' : 's'} of the answer` : 'no answer came';
+            abortWith(new NetworkError(`${target.origin} did not finish answering ${what} within ${Math.round(options.deadlineMs! / 1000)} s (${sofar}): too slow, gave up`));
+          }, options.deadlineMs);
     if (options.signal?.aborted) {
       onAbort();
       return;
@@ -75,6 +90,7 @@ export function streamRequest(url: string | URL, options: HttpRequestOptions, si
       },
       onResponseData(_ctrl, chunk) {
         if (settled) return;
+        received += chunk.length;
         try {
           sink.data(chunk);
         } catch (error) {

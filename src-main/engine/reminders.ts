@@ -110,6 +110,19 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
         });
         break;
       }
+      case 'ERR_CLOCK': {
+        // "this machine's clock is 2 days ahead of the update source (…): …"
+        const ahead = /clock is (.+?) ahead of the update source/.exec(lastRun.error ?? '')?.[1];
+        reminders.push({
+          id: 'clock',
+          severity: 'error',
+          title: ahead ? `This machine's clock is ${ahead} ahead of the update source` : "This machine's clock is wrong",
+          body: "By this machine's clock the source's signed metadata has expired, though by the source's own clock it is valid, so nothing was installed.",
+          action: 'Set the clock right — let NTP keep it (timedatectl set-ntp true, or chrony) — then use Update now.',
+          ...detail,
+        });
+        break;
+      }
       case 'ERR_METADATA':
         // Validly signed but past its expiry date (TUF spec §5.4.4) is the publisher's to fix, not a wrong root.json.
         reminders.push(
@@ -140,7 +153,7 @@ export function remindersFor({ settings, lastRun, network, cooldownUntil, storeP
             severity: 'error',
             title: `The last update failed: ${updateFailure(lastRun.errorCode, lastRun.error)}`,
             body: 'Installed components stay as they are; the next update tries again.',
-            action: /ERR_STORE|ERR_FILE/.test(lastRun.errorCode ?? '') ? 'Free space or fix the permissions of the data directory, then use Update now.' : 'Use Update now to try again; if it fails again, the details below say where.',
+            action: /ERR_STORE|ERR_FILE/.test(lastRun.errorCode ?? '') ? 'Free space, fix the permissions or remount the disk read-write (the details name the file), then use Update now.' : 'Use Update now to try again; if it fails again, the details below say where.',
             ...detail,
           });
         }

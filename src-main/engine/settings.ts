@@ -10,9 +10,10 @@ import type { ValidateFunction } from 'ajv';
 import Conf from 'conf';
 import { FileError, SettingsError } from './errors.js';
 import { writeFileAtomic } from './files.js';
+import { damagedName, noteSetAside } from './set-aside.js';
 import { cronFor, DEFAULT_SCHEDULE, describeSchedule, HOUR_INTERVALS, MINUTE_INTERVALS, type Schedule } from './schedule.js';
 import { checkSourceUrl } from './source.js';
-import { DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
+import { AGENT_TIMING, DEFAULT_AGENT_PORT } from '../protocol/agent-protocol.js';
 
 export interface SourceSetting {
   /** Base URL of the update source; empty means none configured yet. */
@@ -134,8 +135,8 @@ export const SETTINGS_SCHEMA = {
     properties: {
       enabled: { type: 'boolean' },
       listen: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$' } },
-      pollSeconds: { type: 'integer', minimum: 10, maximum: 86400 },
-      spreadSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
+      pollSeconds: { type: 'integer', minimum: AGENT_TIMING.pollSeconds.min, maximum: AGENT_TIMING.pollSeconds.max },
+      spreadSeconds: { type: 'integer', minimum: AGENT_TIMING.spreadSeconds.min, maximum: AGENT_TIMING.spreadSeconds.max },
       notify: { type: 'string', maxLength: 2048, pattern: '^(|mqtts?://.+)$' },
       threads: { type: 'integer', minimum: 0, maximum: 16 },
       rollout: {
@@ -313,7 +314,7 @@ export class Settings {
     const found = readSettingsFile(file);
     let recovered: string | undefined;
     if (found.problems.length) {
-      const backup = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      const backup = damagedName(file);
       try {
         // Copy, then replace atomically: at every moment a whole settings.json is in place.
         fs.copyFileSync(file, backup, fs.constants.COPYFILE_EXCL);
@@ -324,6 +325,17 @@ export class Settings {
       recovered = found.unusable
         ? `${file} could not be used (${found.problems[0]}); it was saved as ${backup} and the defaults were restored`
         : `${file}: ${found.problems.join('; ')}; the original was saved as ${backup}`;
+      try {
+        // A reminder until the operator has looked (an agent's proxy, say, is among what fell back).
+        noteSetAside(backup, {
+          severity: 'warning',
+          title: found.unusable ? 'The settings file was damaged: the defaults are in use' : 'Some settings were invalid: their defaults are in use',
+          body: `${recovered}.`,
+          action: `Check the settings (Settings in the console, or \`bulwark settings get\`) and set again what was lost; the damaged copy still holds it. Then delete ${backup} to clear this reminder.`,
+        });
+      } catch {
+        // The warning is said anyway (recovered); only the reminder is lost.
+      }
     }
     try {
       return new Settings(createStore(settingsStoreOptions(dir)), file, false, recovered, secrets);

@@ -7,7 +7,7 @@ import { LengthOrHashMismatchError } from '@tufjs/models/dist/error.js';
 import { Updater, type Fetcher, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError, ExpiredMetadataError } from 'tuf-js/dist/error.js';
 import { CATALOGUE_TARGET, parseCatalogue, type Catalogue } from './catalogue.js';
-import { BulwarkError, FileError, HttpStatusError, MetadataError, SourceError, UsageError, VerificationError } from './errors.js';
+import { BulwarkError, ClockError, FileError, HttpStatusError, MetadataError, SourceError, UsageError, VerificationError } from './errors.js';
 import type { HttpFetcher } from './fetcher.js';
 import { writeFileAtomic } from './files.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
@@ -50,13 +50,10 @@ function translate(error: unknown, what: string): BulwarkError {
   // A file system error (the disk full while a verified target is copied into place) is this machine's.
   const fsError = err as NodeJS.ErrnoException;
   if (typeof fsError?.code === 'string' && typeof fsError.syscall === 'string') {
-    return new FileError(fsError.path ?? '', `cannot write ${what} to disk: ${fsError.message}`, { cause: err });
+    return new FileError(fsError.path ?? '', `cannot write ${what} to disk`, { cause: err });
   }
   if (err instanceof DownloadLengthMismatchError || err instanceof LengthOrHashMismatchError) {
     return new VerificationError(`${what} does not match its signed length and hash`, { cause: err });
-  }
-  if (err instanceof ExpiredMetadataError) {
-    return new MetadataError(`the source's signed metadata has expired (${err.message}); its publisher must re-sign it`, { cause: err });
   }
   return new MetadataError(`the source's metadata could not be verified: ${err?.message ?? String(error)}`, { cause: err });
 }
@@ -74,6 +71,29 @@ export function rootProblem(bytes: Buffer): string | undefined {
   return type === undefined ? 'it has no signed._type' : `its signed._type is ${JSON.stringify(type)}, not "root"`;
 }
 
+/**
+ * The role whose metadata tuf-js found expired (spec §5.3.10, §5.4.4, §5.5.6, §5.6.5), whether it
+ * threw its ExpiredMetadataError or wrapped it in the text of a RuntimeError ("Unable to load snapshot
+ * metadata error Error: Final timestamp.json is expired").
+ */
+function expiredRole(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : '';
+  const role = /(\w+)\.json is expired\b/.exec(message)?.[1];
+  return error instanceof ExpiredMetadataError ? (role ?? 'metadata') : error instanceof BulwarkError ? undefined : role;
+}
+
+/** Beyond this, a clock ahead of the source's is worth naming (Date headers have one-second steps, answers take time). */
+const CLOCK_TOLERANCE_MS = 60_000;
+
+/** "2 days", "5 hours", "12 minutes". */
+function span(ms: number): string {
+  const [n, unit] = ms >= 86_400_000 ? [ms / 86_400_000, 'day'] : ms >= 3_600_000 ? [ms / 3_600_000, 'hour'] : [ms / 60_000, 'minute'];
+  const rounded = Math.round(n as number);
+  return `${rounded} ${unit}${rounded === 1 ? '' : 's'}`;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
 function isRoot(bytes: Buffer): boolean {
   return rootProblem(bytes) === undefined;
 }
@@ -88,9 +108,15 @@ export class UpdateSource {
   refreshed = false;
   /** Root versions downloaded (and, once refreshed, verified) by the last refresh, by version: a server relays them. */
   readonly newRoots = new Map<number, Buffer>();
+  /** Each role's metadata as last downloaded, verified or not: when it is found expired, by when it was valid. */
+  private readonly downloaded = new Map<string, Buffer>();
+  /** The fetcher's last failure: tuf-js keeps only its text when it wraps it ("Unable to load snapshot metadata error …"). */
+  private fetchFailure: unknown;
+  private readonly fetcher: HttpFetcher;
 
   constructor(options: SourceOptions) {
     this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.fetcher = options.fetcher;
     const base = checkSourceUrl(options.url).href.replace(/\/?$/, '/');
     let rootBytes: Buffer;
     try {
@@ -131,15 +157,59 @@ export class UpdateSource {
    * A root is kept whatever happens; only a refresh that succeeds vouches for it.
    */
   private recordingRoots(fetcher: HttpFetcher): Fetcher {
+    const failed = (error: unknown) => {
+      this.fetchFailure = error;
+      throw error;
+    };
     return {
-      downloadFile: (url, maxLength, handler) => fetcher.downloadFile(url, maxLength, handler),
+      downloadFile: (url, maxLength, handler) => fetcher.downloadFile(url, maxLength, handler).catch(failed),
       downloadBytes: async (url, maxLength) => {
-        const bytes = await fetcher.downloadBytes(url, maxLength);
+        const bytes = await fetcher.downloadBytes(url, maxLength).catch(failed);
         const version = /\/(\d+)\.root\.json$/.exec(new URL(url).pathname)?.[1];
         if (version) this.newRoots.set(Number(version), bytes);
+        const role = /\/(?:\d+\.)?(\w+)\.json$/.exec(new URL(url).pathname)?.[1];
+        if (role) this.downloaded.set(role, bytes);
         return bytes;
       },
     };
+  }
+
+  /** Our error for what tuf-js threw: its wrapped fetch failures unwrapped, and expiry told from a clock set wrong. */
+  private explain(error: unknown, what: string): BulwarkError {
+    const role = expiredRole(error);
+    if (role) return this.expired(role);
+    // tuf-js turned the fetcher's error into text: the fetcher's own error says it better (and carries its code).
+    const failure = this.fetchFailure;
+    if (failure instanceof Error && error instanceof Error && !(error instanceof BulwarkError) && error.message.includes(failure.message)) return translate(failure, what);
+    return translate(error, what);
+  }
+
+  /**
+   * Metadata that looks expired: either the source's publisher stopped re-signing it (a freeze, spec
+   * §5.4.4), or this machine's clock is ahead. The source's own clock (its HTTP Date header) tells
+   * which: metadata still valid by the source's clock means ours is wrong.
+   */
+  private expired(role: string): BulwarkError {
+    let expires: number | undefined;
+    try {
+      const bytes = this.downloaded.get(role) ?? fs.readFileSync(path.join(this.metadataDir, `${role}.json`));
+      expires = Date.parse((JSON.parse(bytes.toString('utf8')) as { signed?: { expires?: string } }).signed?.expires ?? '');
+    } catch {
+      // unknown: judged by the clocks alone
+    }
+    if (!Number.isFinite(expires)) expires = undefined;
+    const clock = this.fetcher.serverClock;
+    const now = Date.now();
+    const ahead = clock ? clock.local - clock.server : undefined;
+    const clocks = clock ? `this machine's clock reads ${iso(now)}, the source's ${iso(now - ahead!)}` : `this machine's clock reads ${iso(now)}`;
+    const when = expires !== undefined ? `${role}.json expired at ${iso(expires)}` : `${role}.json is expired`;
+    if (clock && ahead! > CLOCK_TOLERANCE_MS && (expires === undefined || expires > now - ahead!)) {
+      return new ClockError(
+        `this machine's clock is ${span(ahead!)} ahead of the update source (${clock.origin}): ${clocks}, and by the source's clock its signed ${role}.json is ${expires !== undefined ? `valid until ${iso(expires)}` : 'still valid'}. Set this machine's clock right (let NTP keep it), then update again`,
+      );
+    }
+    // (tuf-js's own words, "Final timestamp.json is expired", add nothing to these.)
+    return new MetadataError(`the source's signed metadata has expired (${when}; ${clocks}); its publisher must re-sign it`);
   }
 
   /** The signed targets metadata and the catalogue, as verified by the last refresh: what vouches for an install. */
@@ -156,10 +226,12 @@ export class UpdateSource {
   async refresh(): Promise<Catalogue> {
     this.refreshed = false;
     this.newRoots.clear();
+    this.downloaded.clear();
+    this.fetchFailure = undefined;
     try {
       await this.updater.refresh();
     } catch (error) {
-      throw translate(error, 'metadata');
+      throw this.explain(error, 'metadata');
     }
     const info = await this.targetInfo(CATALOGUE_TARGET);
     if (info.length > this.limits.maxCatalogueBytes) throw new SourceError(`the catalogue is larger than ${this.limits.maxCatalogueBytes} bytes`);
@@ -168,7 +240,7 @@ export class UpdateSource {
       // Spec §5.7: a cached target whose hash still matches needs no download.
       if (!(await this.updater.findCachedTarget(info, cached))) await this.updater.downloadTarget(info, cached);
     } catch (error) {
-      throw translate(error, 'the catalogue');
+      throw this.explain(error, 'the catalogue');
     }
     const catalogue = parseCatalogue(fs.readFileSync(cached));
     this.refreshed = true;
@@ -180,7 +252,7 @@ export class UpdateSource {
     try {
       info = await this.updater.getTargetInfo(targetPath);
     } catch (error) {
-      throw translate(error, targetPath);
+      throw this.explain(error, targetPath);
     }
     if (!info) throw new SourceError(`the source's signed metadata does not list ${targetPath}`);
     return info;
@@ -194,7 +266,7 @@ export class UpdateSource {
       await this.updater.downloadTarget(info, file);
     } catch (error) {
       fs.rmSync(file, { force: true });
-      throw translate(error, targetPath);
+      throw this.explain(error, targetPath);
     }
     return info;
   }

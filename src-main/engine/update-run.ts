@@ -18,7 +18,7 @@ import path from 'node:path';
 import { parseCatalogue, type Catalogue, type CatalogueComponent, type IncrementalEntry } from './catalogue.js';
 import { applyPatch, decompressFull, knownFullCodec, knownPatchFormat } from './codec.js';
 import type { ConsumerFailure, Handoff } from './consumers.js';
-import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
+import { BulwarkError, ConsumerError, CooldownError, describeError, DowngradeError, errorCodeOf, NetworkError, ProxyAuthError, SourceError, VerificationError } from './errors.js';
 import type { Evidence } from './evidence.js';
 import type { HttpFetcher } from './fetcher.js';
 import { sweepTempFiles, tempPathFor } from './files.js';
@@ -43,7 +43,7 @@ export interface ServerOffers {
   incremental(entry: CatalogueComponent, installed: InstalledComponent): string | undefined;
   /** URL of a server-made full file (a zstd frame) of the catalogue's latest. */
   full(entry: CatalogueComponent): string | undefined;
-  /** URL of a server-made full file of an older version the server keeps, by content (for a rollback). */
+  /** URL of a server-made full file of the version the server serves, by content (for a rollback to it). */
   fullOf(id: string, sha256: string): string | undefined;
   /** The vendor's signed metadata the server kept with a version it installed (checked here against the trusted root before use). */
   evidence?(id: string, version: number): Promise<{ targets: Buffer; catalogue: Buffer } | undefined>;
@@ -68,6 +68,8 @@ export interface RunContext {
   hold?: boolean;
   /** While held: the last release that passed the rollout; a component below its version (or not installed) moves up to it. */
   holdAt?: ReadonlyMap<string, number>;
+  /** A hold this agent no longer obeys (held longer than its maximum): components behind go to the latest, saying so. */
+  holdLapsed?: { since: string; maxHoldSeconds: number };
   /** Where the vendor's word for each installed version is kept (and checked for a rollback). */
   evidence?: Evidence;
   /** The engines that use the components on this machine: each version is handed over before it is activated. */
@@ -87,7 +89,7 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   fs.mkdirSync(ctx.tempDir, { recursive: true });
   sweepTempFiles(ctx.tempDir);
   ctx.store.recover();
-  const finish = (fields: Pick<RunRecord, 'result' | 'components'> & { error?: unknown }): RunRecord => {
+  const finish = (fields: Pick<RunRecord, 'result' | 'components' | 'errorCode'> & { error?: unknown }): RunRecord => {
     sweepTempFiles(ctx.tempDir);
     const record: RunRecord = {
       trigger,
@@ -99,7 +101,8 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
     };
     if (fields.error !== undefined) {
       record.error = describeError(fields.error);
-      if (fields.error instanceof BulwarkError) record.errorCode = fields.error.code;
+      const code = fields.errorCode ?? errorCodeOf(fields.error);
+      if (code) record.errorCode = code;
     }
     const failure = runFailure(record);
     if (failure) record.failure = failure;
@@ -125,23 +128,35 @@ export async function runUpdate(ctx: RunContext, trigger: Trigger): Promise<RunR
   // A damaged or missing active file, or a damaged record of it, is repaired by this run (in full) and said.
   const problems = new Map(ctx.store.problems(ctx.verifyStore ?? false, now()).map((p) => [p.id, p]));
 
+  // The version each component is to reach; a partial download of any other version (superseded by a
+  // newer one, pinned away from) or of one installed by another way is of no more use: dropped now,
+  // and again once this run has installed what it could.
+  const target = new Map(catalogue.components.map((entry) => [entry.id, ctx.pins?.get(entry.id) ?? entry.latest]));
+  const wanted = (id: string, version: number) => target.get(id) === version && ctx.store.active(id)?.version !== version;
+  ctx.fetcher.dropPartials(wanted);
+
   const runs: ComponentRun[] = [];
   const total = catalogue.components.length;
   let unreachable: unknown;
   for (const [index, entry] of catalogue.components.entries()) {
+    // Its downloads' partial files are named for the version they are of.
+    ctx.fetcher.partOf = { id: entry.id, version: target.get(entry.id)! };
     const { run, cause } = unreachable
       ? { run: skipped(ctx.store.active(entry.id), entry, unreachable), cause: undefined }
       : await updateComponent(ctx, entry, index, total, now, offers, problems.get(entry.id));
+    ctx.fetcher.partOf = undefined;
     if (sourceUnreachable(cause)) unreachable = cause;
     if (run.result === 'ok') await settleConsumer(ctx, run);
     runs.push(run);
     ctx.onProgress?.({ stage: 'component-done', component: run, index, total });
   }
+  ctx.fetcher.dropPartials(wanted);
   const failed = runs.filter((r) => r.result === 'failed');
   return finish({
     result: failed.length ? 'failed' : 'ok',
     components: runs,
-    ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}` } : {}),
+    // The first failure's code too, so the reminders can say what kind of failure it was (a full disk, the source gone).
+    ...(failed.length ? { error: `${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.error}`, ...(failed[0]!.errorCode ? { errorCode: failed[0]!.errorCode } : {}) } : {}),
   });
 }
 
@@ -223,7 +238,7 @@ async function updateComponent(
   const installed = problem ? undefined : ctx.store.active(entry.id);
   // Never below what this store holds, even when the record of it is damaged.
   const floor = installed?.version ?? problem?.version ?? ctx.store.versions(entry.id).at(-1);
-  const outcome = ({ cause, candidate, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'> & { cause?: unknown; candidate?: number }) => {
+  const outcome = ({ cause, candidate, ...fields }: Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result' | 'order'> & { cause?: unknown; candidate?: number }) => {
     const run: ComponentRun = {
       id: entry.id,
       previousVersion: installed?.version ?? problem?.version ?? null,
@@ -236,9 +251,9 @@ async function updateComponent(
     };
     if (cause !== undefined) {
       run.error = describeError(cause);
-      if (cause instanceof BulwarkError) run.errorCode = cause.code;
-      // A file system's refusal (a directory in the way, a full or read-only disk, permissions): this machine's.
-      else if (isSystemError(cause)) run.errorCode = 'ERR_FILE';
+      // Ours, or a file system's refusal (a directory in the way, a full or read-only disk, permissions): this machine's.
+      const code = errorCodeOf(cause) ?? (isSystemError(cause) ? 'ERR_FILE' : undefined);
+      if (code) run.errorCode = code;
       if (cause instanceof ConsumerError) run.consumer = consumerFailure(cause, candidate ?? entry.latest);
     }
     return { run, cause };
@@ -250,28 +265,33 @@ async function updateComponent(
   const pin = ctx.pins?.get(entry.id);
   if (pin !== undefined && pin !== entry.latest) {
     try {
-      return outcome(await followPin(ctx, entry, installed, pin, offers, now, index, total));
+      const followed = await followPin(ctx, entry, installed, pin, offers, now, index, total);
+      return outcome({ ...followed, ...(pin < entry.latest ? { order: 'pin' as const } : {}) });
     } catch (error) {
       return outcome({ method: 'none', reason: `pinned at ${pin}`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: pin });
     }
   }
+  // Held (and kept behind the vendor's latest: order 'hold', on the agent's --max-hold clock).
   if (ctx.hold && (!installed || installed.version < entry.latest)) {
     const passed = ctx.holdAt?.get(entry.id);
     if (passed === undefined || passed < entry.latest) {
       if (installed && (passed === undefined || installed.version >= passed)) {
-        return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok' });
+        return outcome({ method: 'none', reason: `held at ${installed.version}: the server's rollout has not reached this agent's ring yet`, version: installed.version, result: 'ok', order: 'hold' });
       }
       if (passed === undefined) {
-        return outcome({ method: 'none', reason: "held: the server's rollout has not reached this agent's ring yet, and no release of it has passed the rollout", version: null, result: 'ok' });
+        return outcome({ method: 'none', reason: "held: the server's rollout has not reached this agent's ring yet, and no release of it has passed the rollout", version: null, result: 'ok', order: 'hold' });
       }
       // Less than the last release that passed (a new agent, or one that was away): up to that release, not the one being rolled out.
       try {
-        return outcome(await installVouched(ctx, entry, installed, passed, offers, now, index, total));
+        return outcome({ ...(await installVouched(ctx, entry, installed, passed, offers, now, index, total)), order: 'hold' });
       } catch (error) {
         return outcome({ method: 'none', reason: `held: taking ${passed}, the last release that passed the server's rollout, failed`, version: installed?.version ?? null, result: 'failed', cause: error, candidate: passed });
       }
     }
   }
+  // Past its maximum, a hold is not obeyed: the vendor's latest is taken, and the reason says so.
+  const lapsed = ctx.holdLapsed && installed && installed.version < entry.latest ? ctx.holdLapsed : undefined;
+  const lapseNote = lapsed ? `hold lapsed: the server has kept this agent behind the vendor's latest since ${lapsed.since}, longer than its maximum of ${formatDuration(lapsed.maxHoldSeconds)} (--max-hold), so it takes the vendor's latest` : undefined;
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
   }
@@ -296,9 +316,11 @@ async function updateComponent(
     return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
   }
 
-  if (offers && !offers.holdsLatest(entry)) {
-    // The server has not finished installing this version itself; nothing to take from it yet.
-    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok' });
+  if (offers && !offers.holdsLatest(entry) && !lapsed) {
+    // The server has not finished installing this version itself; nothing to take from it yet. Its
+    // index is unsigned, so this too is a hold, bounded like one: past the agent's maximum, the run
+    // tries the files anyway (and fails, visibly, if the server has none of them).
+    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok', ...(installed && installed.version < entry.latest ? { order: 'wait' as const } : {}) });
   }
 
   // Choose: the incremental from the installed version (signed, then the server's), then the full file.
@@ -314,8 +336,8 @@ async function updateComponent(
       ctx.evidence?.keep(entry.id, entry.latest, ctx.source.signedEvidence(), way.method);
       ctx.store.activate(entry.id, entry.latest, { sha256: entry.full.sha256, length: entry.full.length, installedAt: now().toISOString(), method: way.method });
       const how = way.method === 'incremental' ? `incremental from ${installed!.version}${way.signed ? '' : ' (made by the server, verified against the signed hash)'}` : undefined;
-      const reason = [how, ...failures].filter(Boolean).join('; ') || 'full file';
-      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok' });
+      const reason = [lapseNote, how, ...failures].filter(Boolean).join('; ') || 'full file';
+      return outcome({ method: way.method, reason, version: entry.latest, result: 'ok', ...(lapsed ? { order: 'hold-lapsed' as const } : {}) });
     } catch (error) {
       if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
       // The engine's answer is about the content, whichever way it came: no other way is tried.
@@ -393,6 +415,13 @@ async function downloadSigned(ctx: RunContext, target: string): Promise<Buffer> 
   }
 }
 
+/** Seconds for people: "24 h", "90 min", "45 s". */
+export function formatDuration(seconds: number): string {
+  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
 /** zstd's worst case for a frame of `n` bytes (ZSTD_COMPRESSBOUND), plus room for the frame header. */
 function compressBound(n: number): number {
   return n + (n >>> 8) + (n < 128 * 1024 ? (128 * 1024 - n) >>> 11 : 0) + 64;
@@ -435,7 +464,7 @@ async function followPin(
 ): Promise<Pick<ComponentRun, 'method' | 'reason' | 'version' | 'result'>> {
   if (installed?.version === pin) return { method: 'none', reason: `pinned at ${pin}`, version: pin, result: 'ok' };
   const evidence = ctx.evidence?.read(entry.id, pin);
-  if (!ctx.evidence || !evidence) throw new VerificationError(`no signed metadata is kept here for ${entry.id} ${pin}, so it cannot be verified: refused`);
+  if (!ctx.evidence || !evidence) throw new VerificationError(`${entry.id} ${pin} was never installed here (no signed metadata of it is kept), so the pin cannot be verified: refused; staying at ${installed?.version ?? 'nothing'}`);
   const vouched = vouchedBy(evidence, entry.id, pin);
   const reason = installed && installed.version > pin ? `rolled back from ${installed.version} to the pinned ${pin}` : `moved to the pinned ${pin}`;
   await activateVouched(ctx, entry, pin, vouched, evidence, offers, now, index, total);

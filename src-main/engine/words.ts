@@ -63,6 +63,8 @@ export function updateFailure(code: string | undefined, error = ''): string {
       return "a download did not match the vendor's signature";
     case 'ERR_DOWNGRADE':
       return 'the update source offers an older version';
+    case 'ERR_CLOCK':
+      return "this machine's clock is ahead of the update source's";
     case 'ERR_STORE':
     case 'ERR_FILE':
       return `this server cannot write its data directory${diskReason(error)}`;

@@ -15,7 +15,9 @@
 //   GET      /agents/v1/index.json           the advisory index of the current release (ReleaseIndex)
 //
 // Agent endpoints, each authenticated by the agent's own credential (Authorization: Bearer), except
-// enrollment, which takes the enrollment token:
+// enrollment, which takes the enrollment token, and the root, which is public:
+//   GET  /agents/v1/root.json the vendor's root.json the server trusts (its anchor, as the operator gave
+//                             it); an enrolling agent pins it only if its SHA-256 is the join string's
 //   POST /agents/v1/enroll    EnrollRequest -> EnrollAnswer
 //   POST /agents/v1/report    AgentReport -> ReportAnswer
 //   GET  /agents/v1/policy    AgentPolicy: the server's pins, the agent's ring, and whether to hold
@@ -43,6 +45,7 @@ export const AGENT_PATHS = {
   policy: 'agents/v1/policy',
   events: 'agents/v1/events',
   index: 'agents/v1/index.json',
+  root: 'agents/v1/root.json',
   timestamp: 'metadata/timestamp.json',
 } as const;
 
@@ -63,23 +66,61 @@ export function isRing(value: unknown): value is Ring {
   return (RINGS as readonly unknown[]).includes(value);
 }
 
+// --- Enrollment: the join string ------------------------------------------------------------------
+
+/**
+ * What `bulwark agents token` prints for new agents: the enrollment token (which also names the ring
+ * they enroll into) and the SHA-256 of the vendor's root.json the server trusts, as
+ * "TOKEN:sha256:HEX" (like kubeadm's --discovery-token-ca-cert-hash). The agent fetches the root
+ * from the server and pins it only if its hash is this one, before it sends the token: a server met
+ * first is never trusted for the root (no trust on first use).
+ */
+export interface JoinString {
+  token: string;
+  /** Absent for a bare token (then the agent needs --trusted-root, or --insecure-trust-first-server). */
+  rootSha256?: string;
+}
+
+export function formatJoinString(token: string, rootSha256: string): string {
+  return `${token}:sha256:${rootSha256}`;
+}
+
+/** A join string or a bare token; undefined when it is neither. */
+export function parseJoinString(text: string): JoinString | undefined {
+  const match = /^([A-Za-z0-9_][A-Za-z0-9_-]{7,255})(?::sha256:([0-9a-fA-F]{64}))?$/.exec(text.trim());
+  if (!match) return undefined;
+  return { token: match[1]!, ...(match[2] ? { rootSha256: match[2].toLowerCase() } : {}) };
+}
+
+/** How an agent came to trust the vendor's root, recorded at enrollment and in every report. */
+export type TrustMode =
+  /** Fetched from the server and checked against the join string's SHA-256. */
+  | 'join-string'
+  /** Given by the operator as a file (--trusted-root). */
+  | 'trusted-root'
+  /** Whatever the first server handed out (--insecure-trust-first-server): a server met first could have been anyone. */
+  | 'first-server';
+
 // --- Messages ------------------------------------------------------------------------------------
 
-/** What a new agent sends with the enrollment token. */
+/** What a new agent sends with the enrollment token (an agent does not choose its ring: its token does). */
 export interface EnrollRequest {
   token: string;
   name: string;
   hostname: string;
   pollSeconds?: number;
+  /** Ignored (agents before the ring went with the token sent it): the token decides. */
   ring?: Ring;
 }
 
-/** The server's answer to an enrollment: the agent's own credential, and how often to poll. */
+/** The server's answer to an enrollment: the agent's own credential, its name and ring, and how often to poll. */
 export interface EnrollAnswer {
   id: string;
   credential: string;
-  /** The newest root.json the server verified (JSON text). */
-  root?: string;
+  /** The name the server lists the agent under: the one asked for, or with a suffix when another agent has it. */
+  name: string;
+  /** The ring of the token it enrolled with. */
+  ring: Ring;
   pollSeconds: number;
   spreadSeconds: number;
 }
@@ -145,6 +186,62 @@ export interface AgentReport {
   phase: 'idle' | 'updating';
   /** Seconds between the agent's polls (and heartbeats): it is unreachable after twice this. */
   pollSeconds: number;
+  /** How the agent came to trust the vendor's root (absent: enrolled before agents recorded it). */
+  trust?: TrustMode;
+  /** What keeps it below the vendor's latest by the server's order (or took it past a hold): empty or absent when nothing does. */
+  orders?: ServerOrder[];
+}
+
+/**
+ * What the server's policy keeps an agent at, below the vendor's latest signed version, as the agent
+ * itself judges it (never the server's word): reported every time, and shown by the agent's own
+ * `bulwark status`, so that no hold or pin is unseen.
+ */
+export interface ServerOrder {
+  id: string;
+  /**
+   * hold: the rollout holds it (obeyed up to the agent's --max-hold); wait: the server's (unsigned)
+   * index says it does not hold the vendor's latest yet (bounded the same way); pin: a server pin
+   * keeps it at a version it installed before; hold-lapsed: a hold it stopped obeying after its
+   * --max-hold, so it took (or tried to take) the vendor's latest.
+   */
+  order: 'hold' | 'wait' | 'pin' | 'hold-lapsed';
+  /** The version it holds now. */
+  version: number;
+  /** The vendor's latest signed version. */
+  vendorLatest: number;
+  /** Since when the order has applied (hold-lapsed: when the hold began). */
+  since: string;
+  /** hold: when it lapses; hold-lapsed: when it did. */
+  until?: string;
+}
+
+/** An order for people: "virus-pattern pinned by the server at 175 since …; the vendor's latest is 177". */
+export function describeOrder(order: ServerOrder): string {
+  switch (order.order) {
+    case 'hold':
+      return `${order.id} held by the server's rollout at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}${order.until ? ` (the hold lapses at ${order.until})` : ''}`;
+    case 'wait':
+      return `${order.id} at ${order.version}, waiting since ${order.since} for the server, which says it does not hold the vendor's latest (${order.vendorLatest}) yet${order.until ? ` (the wait lapses at ${order.until})` : ''}`;
+    case 'pin':
+      return `${order.id} pinned by the server at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}`;
+    case 'hold-lapsed':
+      return `${order.id} hold lapsed: the server kept it behind the vendor's latest from ${order.since}${order.until ? ` until ${order.until}` : ''}, longer than the agent's --max-hold, so it took the vendor's latest (${order.vendorLatest})`;
+  }
+}
+
+/** An order in a few words, for a table's cell ("virus-pattern pinned by the server at 175"). */
+export function orderLabel(order: ServerOrder): string {
+  switch (order.order) {
+    case 'hold':
+      return `${order.id} held by the server`;
+    case 'wait':
+      return `${order.id} waiting for the server`;
+    case 'pin':
+      return `${order.id} pinned by the server at ${order.version}`;
+    case 'hold-lapsed':
+      return `${order.id}: hold lapsed`;
+  }
 }
 
 /** The server's answer to a report. */
@@ -237,23 +334,66 @@ export const AGENT_LIMITS = {
   policyBytes: 64 * 1024,
   /** An answer to an enrollment or a report. */
   answerBytes: 1024 * 1024,
-  /** One line of the notification stream. */
+  /** One line of the notification stream, and one event (its data lines together). */
   eventLineBytes: 64 * 1024,
+  eventBytes: 64 * 1024,
   /** A broker message. */
   brokerMessageBytes: 4096,
   /** An agent's last error, as reported. */
   reportErrorChars: 2000,
+  /** The trusted root an enrolling agent fetches (the engine's own limit for root metadata). */
+  rootBytes: 512 * 1024,
   /** Kept evidence: signed targets metadata (8 MB, the engine's own limit) and a catalogue (1 MB), as JSON strings. */
   evidenceBytes: 2 * (8 + 1) * 1024 * 1024,
 } as const;
 
-/** Time limits of the agent's calls, in milliseconds. */
+/**
+ * Time limits of the agent's calls, in milliseconds. Every call has a total deadline besides the wait
+ * between chunks, so a server that drips its answer a byte at a time fails the call (which says so)
+ * instead of holding the agent: the policy is asked before each run, and reports go one at a time.
+ * Metadata and files go through the engine's fetcher, whose deadline is its own (engine/fetcher.ts).
+ */
 export const AGENT_DEADLINES = {
   /** Longest wait for an answer's head, and between two of its chunks. */
   idleMs: 30_000,
+  /** The whole enrollment, and the trusted root fetched before it. */
+  enrollMs: 30_000,
+  /** Whether the server has a release yet (the index, asked once at start). */
+  indexMs: 30_000,
+  /** The policy, asked before every run (which goes on without it). */
+  policyMs: 10_000,
+  /** One report (the next one is sent after it). */
+  reportMs: 10_000,
   /** Silence on the notification stream after which it is considered dead (the server pings every PING_MS). */
   streamIdleMs: 45_000,
 } as const;
+
+/**
+ * The ranges of the timing values a server gives its agents (its --agent-poll and --agent-spread
+ * take the same); an agent clamps whatever it is sent into them, so no value from a server can fire
+ * its timers at once (a delay over 2^31 - 1 ms does) or never.
+ */
+export const AGENT_TIMING = {
+  pollSeconds: { min: 10, max: 86_400 },
+  spreadSeconds: { min: 0, max: 3_600 },
+} as const;
+
+/** A timing value from a server, clamped to its range; undefined when it is not a number at all. */
+export function clampTiming(name: keyof typeof AGENT_TIMING, value: unknown): number | undefined {
+  if (typeof value !== 'number' || Number.isNaN(value)) return undefined;
+  const { min, max } = AGENT_TIMING[name];
+  return Math.round(Math.min(max, Math.max(min, value)));
+}
+
+/**
+ * What a server may order an agent, and the bounds the agent holds it to (docs/agents.md):
+ *   - hold its ring back during a rollout: obeyed for at most the agent's --max-hold (this by
+ *     default), counted from the moment it was first held behind the vendor's latest; past it the
+ *     agent takes the vendor's latest signed release and reports "hold lapsed";
+ *   - pin a component at a version: obeyed only for a version this agent installed itself (it kept
+ *     the vendor's signed metadata of it); shown in the agent's status and every report.
+ */
+export const DEFAULT_MAX_HOLD_SECONDS = 86_400;
 
 /** Seconds between an agent's polls and reports until the server says otherwise. */
 export const DEFAULT_POLL_SECONDS = 300;
@@ -364,6 +504,25 @@ export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
     },
     phase: { type: 'string', enum: ['idle', 'updating'] },
     pollSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+    trust: { type: 'string', enum: ['join-string', 'trusted-root', 'first-server'], nullable: true },
+    orders: {
+      type: 'array',
+      nullable: true,
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'order', 'version', 'vendorLatest', 'since'],
+        properties: {
+          id: { type: 'string', pattern: COMPONENT_ID.source },
+          order: { type: 'string', enum: ['hold', 'wait', 'pin', 'hold-lapsed'] },
+          version: { type: 'integer', minimum: 1 },
+          vendorLatest: { type: 'integer', minimum: 1 },
+          since: { type: 'string', maxLength: 40 },
+          until: { type: 'string', maxLength: 40, nullable: true },
+        },
+      },
+    },
   },
 };
 

@@ -1,6 +1,7 @@
 // Addresses as people write them: where to listen ("127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0") and
 // which MQTT broker to announce releases through ("mqtt://broker.example:1883/bulwark/releases").
-import { UsageError } from '../engine/errors.js';
+import { describeError, UsageError } from '../engine/errors.js';
+import { errorCode } from '../engine/network.js';
 import type { BrokerAddress } from '../protocol/broker.js';
 
 export interface ListenAddress {
@@ -39,4 +40,18 @@ export function parseBrokerUrl(text: string, what = '--notify'): BrokerAddress {
   const topic = decodeURIComponent(url.pathname.replace(/^\//, ''));
   if (!topic || /[#+]/.test(topic)) throw new UsageError(`${what} needs a topic without wildcards after the address, e.g. mqtt://broker.example:1883/bulwark/releases`);
   return { url: `${url.protocol}//${url.host}`, topic };
+}
+
+/** Why an address could not be listened on, in words (the system says "listen EADDRINUSE: address already in use …"). */
+export function describeListenError(error: unknown): string {
+  switch (errorCode(error)) {
+    case 'EADDRINUSE':
+      return 'another program is already listening there (EADDRINUSE)';
+    case 'EACCES':
+      return 'this user may not listen on that port (EACCES): ports below 1024 need root, or CAP_NET_BIND_SERVICE';
+    case 'EADDRNOTAVAIL':
+      return 'this machine has no such address (EADDRNOTAVAIL)';
+    default:
+      return describeError(error);
+  }
 }

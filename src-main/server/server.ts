@@ -5,21 +5,26 @@
 //     ├── control channel (`bulwark update` on a running server's data directory)
 //     └── console service ──► browser console (HTTP) or, in the desktop app, IPC
 //
-// The engine starts first: it takes the data directory's lock, so a second server on the same
-// directory fails before it opens any port.
+// The data directory's lock comes first, so a second server on the same directory fails before it
+// opens any file or port; every start-up step after it is given back if a later one fails.
+import fs from 'node:fs';
 import type { ConsoleServer } from '../console/http-server.js';
 import { startConsoleServer } from '../console/http-server.js';
 import { ConsoleService } from '../console/service.js';
 import { consoleAccess, rotateConsoleToken, saveConsoleAddress, signInUrl } from '../console/access.js';
 import { AUTO_THREADS_FROM_AGENTS, fileThreadPlan, startAgentServer, type AgentServer } from '../distribution/agent-server.js';
+import { joinInfo, readTrustedRoot, type JoinInfo } from '../distribution/enrollment.js';
 import { AgentsOverview } from '../distribution/overview.js';
-import { AgentRegistry } from '../distribution/registry.js';
+import type { AgentRegistry } from '../distribution/registry.js';
+import { keepDailyCopies, openServerRegistry } from '../distribution/registry-file.js';
 import { ReleasePublisher } from '../distribution/broker.js';
 import { Distribution, type Release } from '../distribution/release.js';
 import { DEFAULT_ROLLOUT, Rollout } from '../distribution/rollout.js';
 import { Engine, pinnedVersions, type Distributor } from '../engine/engine.js';
 import { Evidence } from '../engine/evidence.js';
 import { describeError, UsageError } from '../engine/errors.js';
+import { acquireLock } from '../engine/lock.js';
+import type { Reminder } from '../engine/reminders.js';
 import type { RunRecord } from '../engine/history.js';
 import type { Settings } from '../engine/settings.js';
 import type { Actor } from '../engine/audit.js';
@@ -27,8 +32,8 @@ import { ComponentStore } from '../engine/store.js';
 import { startControl } from '../engine/control.js';
 import { sendNotification } from './notify.js';
 import { notificationsFor } from './notifications.js';
-import { formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
-import { DEFAULT_AGENT_PORT, isRing } from '../protocol/agent-protocol.js';
+import { describeListenError, formatListen, parseBrokerUrl, parseListen, type ConsoleListen, type ListenAddress } from './listen.js';
+import { DEFAULT_AGENT_PORT, isRing, type Ring } from '../protocol/agent-protocol.js';
 
 /**
  * The browser console with the data directory's access secret, on the address it had before (when
@@ -45,7 +50,10 @@ async function startBrowserConsole(dataDir: string, listen: ConsoleListen & { re
       return undefined;
     });
   }
-  server ??= await start(listen.host, listen.port);
+  server ??= await start(listen.host, listen.port).catch((error: unknown) => {
+    const where = listen.host ? formatListen({ host: listen.host, port: listen.port }) : `port ${listen.port}`;
+    throw new Error(`cannot serve the console on ${where}: ${describeListenError(error)}`);
+  });
   const { hostname, port } = new URL(server.origin);
   saveConsoleAddress(dataDir, hostname.replace(/^\[|\]$/g, ''), Number(port));
   return server;
@@ -68,6 +76,8 @@ export interface ServerOptions {
   applyStartAtLogin?: (enabled: boolean) => void;
   /** Called with the engine before it starts, so a host's listeners see the start-up run. */
   beforeStart?: (engine: Engine) => void;
+  /** The host took the data directory's lock before it wrote anything (and releases it itself). */
+  lockTaken?: boolean;
   /** The consumers file: engines on this machine that use the components (default: DATA/consumers.json, if any). */
   consumers?: string;
 }
@@ -85,6 +95,8 @@ export interface BulwarkServer {
   readonly consoleServer: ConsoleServer | undefined;
   /** The start-up update; failures are recorded in its record, not thrown. */
   readonly startup: Promise<RunRecord>;
+  /** The join string that enrolls new agents into `ring` (`rotate`: with a new token). */
+  joinString(ring: Ring, rotate?: boolean): Promise<JoinInfo>;
   stop(): Promise<void>;
 }
 
@@ -94,13 +106,55 @@ export function agentListenAddresses(settings: Settings): ListenAddress[] {
   return listen.length ? listen.map((text) => parseListen(text, 'distribution.listen')) : [{ host: '::', port: DEFAULT_AGENT_PORT }];
 }
 
+/** What a start has taken (the lock, the registry, ports, threads, timers), each with how to give it back. */
+type Taken = { what: string; undo: () => Promise<void> | void }[];
+
 export async function startServer(options: ServerOptions): Promise<BulwarkServer> {
+  const { dataDir, log } = options;
+  // What the start has taken so far, given back in reverse order by stop() — or at once when the
+  // start fails part way, so that a failed start leaves no lock, port, thread or timer behind (and
+  // the process ends, or stops on SIGTERM, instead of idling on a half-started server).
+  const taken: Taken = [];
+  const giveBack = async () => {
+    for (let next = taken.pop(); next; next = taken.pop()) {
+      try {
+        await next.undo();
+      } catch (error) {
+        log(`cannot stop the ${next.what}: ${describeError(error)}`);
+      }
+    }
+  };
+  try {
+    // The lock first: a second server on this data directory is refused before it opens or writes
+    // anything (`bulwark serve` takes it even earlier, before it saves its flags).
+    if (!options.lockTaken) {
+      fs.mkdirSync(dataDir, { recursive: true }); // a first start (the desktop app's) has none yet
+      taken.push({ what: 'lock', undo: acquireLock(dataDir) });
+    }
+    return await assemble(options, taken, giveBack);
+  } catch (error) {
+    await giveBack();
+    throw error;
+  }
+}
+
+/** The server's parts, started in order; each pushes onto `taken` what `stop` gives back. */
+async function assemble(options: ServerOptions, taken: Taken, stop: () => Promise<void>): Promise<BulwarkServer> {
   const { dataDir, settings, log } = options;
-  const registry = await AgentRegistry.open(dataDir);
+  // A damaged registry is set aside (and the daily copy restored) here; one that cannot be opened at
+  // all leaves the agents unserved, never the server's own updates.
+  const { registry, unusable } = await openServerRegistry(dataDir, log);
+  taken.push({ what: 'agent registry', undo: () => registry.close() });
+  if (!unusable) {
+    const copies = keepDailyCopies(registry, dataDir, log);
+    taken.push({ what: "agent registry's daily copy", undo: () => copies.stop() });
+  }
   const distribution = new Distribution(dataDir, new ComponentStore(dataDir), log);
   const rollout = new Rollout(dataDir, () => ({ ...DEFAULT_ROLLOUT, ...settings.data.distribution.rollout }), log);
+  distribution.passedVersions = () => rollout.passedVersions();
   const overview = new AgentsOverview(registry, distribution, log, () => rollout.heldRings());
   await overview.start();
+  taken.push({ what: 'agents overview', undo: () => overview.stop() });
   // Agents of a ring held back, or released, count differently.
   rollout.on('change', () => overview.changed());
   const ringSizes = (ring: string) => overview.ring(ring).agents;
@@ -122,16 +176,10 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
       await overview.recount();
     },
   };
-  const engine = new Engine({ dataDir, settings, log, distributor, ...(options.consumers ? { consumers: options.consumers } : {}) });
-  let startup: Promise<RunRecord>;
-  try {
-    options.beforeStart?.(engine);
-    startup = engine.start();
-  } catch (error) {
-    overview.stop();
-    await registry.close();
-    throw error;
-  }
+  const engine = new Engine({ dataDir, settings, log, distributor, lockTaken: true, ...(options.consumers ? { consumers: options.consumers } : {}) });
+  options.beforeStart?.(engine);
+  const startup = engine.start();
+  taken.push({ what: 'engine', undo: () => engine.stop() });
 
   // Notifications beyond the desktop (a webhook, syslog), for every host; the desktop shows its own too.
   let previousRun = engine.history.last();
@@ -144,9 +192,9 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   });
 
   let agentServer: AgentServer | undefined;
-  let agentServiceError: string | undefined;
+  let agentServiceError: string | undefined = unusable;
   const { distribution: serving } = settings.data;
-  if (serving.enabled) {
+  if (serving.enabled && !unusable) {
     const listen = agentListenAddresses(settings);
     const threads = fileThreadPlan(serving.threads, await registry.count(), log);
     try {
@@ -156,6 +204,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
           registry,
           settings: () => settings.data.distribution,
           onAgentsChanged: () => overview.changed(),
+          trustedRoot: () => readTrustedRoot(settings.data.source.trustedRoot),
           onReport: () => overview.reported(),
           pins: () => Object.fromEntries(pinnedVersions(dataDir)),
           released: (ring) => rollout.released(ring),
@@ -166,6 +215,8 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
         },
         listen,
       );
+      const server = agentServer;
+      taken.push({ what: "agents' service", undo: () => server.close() });
       const { fileThreads } = agentServer;
       const how = fileThreads
         ? `${fileThreads} file thread${fileThreads === 1 ? '' : 's'}`
@@ -173,18 +224,21 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
       log(`serving agents at ${agentServer.urls.join(', ')} (${how})`);
     } catch (error) {
       // The server still updates itself; the console and status say why agents cannot connect.
-      agentServiceError = `cannot serve agents on ${listen.map(formatListen).join(', ')}: ${describeError(error)}`;
+      agentServiceError = `cannot serve agents on ${listen.map(formatListen).join(', ')}: ${describeListenError(error)}`;
       log(agentServiceError);
     }
   }
+  if (agentServiceError) engine.setHostReminders([agentServiceReminder(agentServiceError, unusable !== undefined)]);
 
   // Releases also go through an MQTT broker when one is set (agents given --notify follow it there).
   let broker: ReleasePublisher | undefined;
   const notify = settings.data.distribution.notify;
   if (serving.enabled && notify) {
     broker = await ReleasePublisher.connect(parseBrokerUrl(notify, 'distribution.notify'), log);
+    const connected = broker;
+    taken.push({ what: 'broker connection', undo: () => connected.close() });
     const announce = (release: Release, extra: { updateAsked?: string } = {}) =>
-      broker!.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, ...extra });
+      connected.publish({ release: release.index.release, spreadSeconds: settings.data.distribution.spreadSeconds, ...extra });
     const current = distribution.current();
     if (current) announce(current);
     distribution.on('release', (release, { news }) => {
@@ -212,6 +266,7 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
   overview.on('change', evaluate);
   const rolloutTimer = setInterval(evaluate, 5_000);
   rolloutTimer.unref();
+  taken.push({ what: 'rollout timer', undo: () => clearInterval(rolloutTimer) });
   // A ring just reached updates now (the release was announced before; its agents held it then).
   rollout.on('released', () => void askToUpdate().catch((error: unknown) => log(`cannot ask the agents to update: ${describeError(error)}`)));
 
@@ -243,33 +298,35 @@ export async function startServer(options: ServerOptions): Promise<BulwarkServer
     log(`the control channel is unavailable (\`bulwark update\` cannot reach this server): ${describeError(error)}`);
     return undefined;
   });
+  if (control) taken.push({ what: 'control channel', undo: () => control.close() });
 
+  const joinString = (ring: Ring, rotate = false) => joinInfo(registry, readTrustedRoot(settings.data.source.trustedRoot), ring, rotate);
   const service = new ConsoleService({
     engine,
     settings,
     dataDir,
     host: options.host,
-    agents: { registry, distribution, overview, rollout, askToUpdate, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
+    agents: { registry, distribution, overview, rollout, askToUpdate, joinString, ...(agentServer ? { server: agentServer } : {}), ...(agentServiceError ? { error: agentServiceError } : {}) },
     ...(options.applyStartAtLogin ? { applyStartAtLogin: options.applyStartAtLogin } : {}),
   });
   let consoleServer: ConsoleServer | undefined;
-  const stopAll = async () => {
-    await consoleServer?.close();
-    await control?.close();
-    await agentServer?.close();
-    await broker?.close();
-    clearInterval(rolloutTimer);
-    overview.stop();
-    await engine.stop();
-    await registry.close();
-  };
   if (options.console) {
-    try {
-      consoleServer = await startBrowserConsole(dataDir, options.console, service, log);
-    } catch (error) {
-      await stopAll();
-      throw error;
-    }
+    consoleServer = await startBrowserConsole(dataDir, options.console, service, log);
+    const started = consoleServer;
+    taken.push({ what: 'console', undo: () => started.close() });
   }
-  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, stop: stopAll };
+  return { engine, service, distribution, registry, overview, rollout, agentServer, agentServiceError, consoleServer, startup, joinString, stop };
+}
+
+/** The card for agents that cannot connect: the agents' port taken, or the registry unusable. */
+function agentServiceReminder(error: string, registry: boolean): Reminder {
+  return {
+    id: 'agents-service',
+    severity: 'error',
+    title: 'Agents cannot connect to this server',
+    body: `${error.charAt(0).toUpperCase()}${error.slice(1)}.`,
+    action: registry
+      ? 'Do what the message says for the registry file, then restart the server; it keeps updating itself meanwhile.'
+      : 'Stop the program that holds that port (`ss -ltnp` shows which), or choose another address with `bulwark serve --agents-listen ADDRESS:PORT`, then restart the server.',
+  };
 }

@@ -190,7 +190,7 @@ export function formatSpan(seconds: number): string {
 export const RINGS: readonly { ring: RingView; label: string; help: string }[] = [
   { ring: 'canary', label: 'Canary', help: 'Gets each release first' },
   { ring: 'early', label: 'Early', help: 'Gets it once canary ran it without failures' },
-  { ring: 'broad', label: 'Broad', help: 'Everyone else, last (new agents join it)' },
+  { ring: 'broad', label: 'Broad', help: "Everyone else, last (the default join string's ring)" },
 ];
 
 export function ringLabel(ring: RingView): string {

@@ -17,7 +17,7 @@
 // - A ring move shows at once once the server has taken it: the server reads its agents again a
 //   moment after a move, and a page answered before that would still show the old ring. The move
 //   is kept over such pages (for a few seconds, until a page agrees) and the page is loaded again.
-import type { AgentDetailsView, AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi, RingView, RolloutView } from '../../src-main/console/contract.js';
+import type { AgentDetailsView, AgentSort, AgentsPage, AgentsQuery, AgentStateView, ConsoleApi, EnrollmentView, RingView, RolloutView } from '../../src-main/console/contract.js';
 import type { ConnectionMonitor } from '../api/connection.js';
 import { errorMessage } from '../api/errors.js';
 import type { LoadStatus } from './console.svelte.js';
@@ -27,8 +27,8 @@ export type AgentStateFilter = AgentStateView | '';
 
 export type AgentsUpdateRequest = { kind: 'idle' } | { kind: 'sending' } | { kind: 'asked'; asked: number } | { kind: 'failed'; message: string };
 
-/** The enrollment token as last fetched (the view decides whether to show it). */
-export type TokenStatus = { kind: 'unknown' } | { kind: 'loading' } | { kind: 'loaded'; token: string } | { kind: 'failed'; message: string };
+/** How new agents of the chosen ring enroll, as last fetched (the view decides whether to show it). */
+export type TokenStatus = { kind: 'unknown' } | { kind: 'loading' } | { kind: 'loaded'; enrollment: EnrollmentView } | { kind: 'failed'; message: string };
 
 export type RotateStatus = { kind: 'idle' } | { kind: 'sending' } | { kind: 'rotated' } | { kind: 'failed'; message: string };
 
@@ -89,6 +89,8 @@ export class AgentsState {
   loadError = $state<string | null>(null);
   updateRequest = $state.raw<AgentsUpdateRequest>({ kind: 'idle' });
   token = $state.raw<TokenStatus>({ kind: 'unknown' });
+  /** The ring new agents are to enroll into (each ring has its own token). */
+  tokenRing = $state<RingView>('broad');
   rotation = $state.raw<RotateStatus>({ kind: 'idle' });
   rolloutRequest = $state.raw<RolloutRequest>({ kind: 'idle' });
   ringMove = $state.raw<RingMove>({ kind: 'idle' });
@@ -370,26 +372,38 @@ export class AgentsState {
     }
   }
 
-  /** Fetch the enrollment token (anew each time: it may have been rotated elsewhere). Resolves with it, or undefined. */
+  /**
+   * Fetch how new agents of the chosen ring enroll (anew each time: the token may have been rotated
+   * elsewhere). Resolves with what they are given — the join string, or the bare token while the
+   * server has no trusted root — or undefined.
+   */
   async loadToken(): Promise<string | undefined> {
     this.token = { kind: 'loading' };
     try {
-      const { token } = await this.#api.call('enrollmentToken', { rotate: false });
-      this.token = { kind: 'loaded', token };
-      return token;
+      const enrollment = await this.#api.call('enrollmentToken', { rotate: false, ring: this.tokenRing });
+      this.token = { kind: 'loaded', enrollment };
+      return enrollment.join ?? enrollment.token;
     } catch (error) {
       this.token = { kind: 'failed', message: errorMessage(error) };
       return undefined;
     }
   }
 
-  /** Replace the token with a new one (which is then the loaded one). Resolves true when it was rotated. */
+  /** Choose the ring new agents enroll into; its join string is fetched when shown. */
+  async chooseTokenRing(ring: RingView, show: boolean): Promise<void> {
+    this.tokenRing = ring;
+    this.rotation = { kind: 'idle' };
+    this.token = { kind: 'unknown' };
+    if (show) await this.loadToken();
+  }
+
+  /** Replace the chosen ring's token with a new one (which is then the loaded one). Resolves true when it was rotated. */
   async rotateToken(): Promise<boolean> {
     if (this.rotation.kind === 'sending') return false;
     this.rotation = { kind: 'sending' };
     try {
-      const { token } = await this.#api.call('enrollmentToken', { rotate: true });
-      this.token = { kind: 'loaded', token };
+      const enrollment = await this.#api.call('enrollmentToken', { rotate: true, ring: this.tokenRing });
+      this.token = { kind: 'loaded', enrollment };
       this.rotation = { kind: 'rotated' };
       return true;
     } catch (error) {

@@ -98,8 +98,10 @@ test('with the printed URL the console opens, the token leaves the address bar a
 });
 
 test('after a restart the console is where it was, with the same access: an open tab reconnects and a bookmark opens', async ({ page, bulwark, browserErrors }) => {
-  // The event stream cut by the stopping server (Chromium reports it, depending on timing).
+  // The event stream cut by the stopping server, and the tab's attempts to reconnect while it is
+  // down (Chromium reports either, depending on timing).
   browserErrors.allow(/^console\.error: Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING$/);
+  browserErrors.allow(/^console\.error: Failed to load resource: net::ERR_CONNECTION_REFUSED$/);
   await openConsole(page, bulwark);
   await expect(page.getByTestId('engine-state')).toBeVisible();
   await expect(page.getByTestId('connection-banner')).toHaveCount(0);

@@ -143,9 +143,11 @@ test('a new release reaches the agents: after "Update now" their rows go current
   for (const agent of [alpha, bravo]) await agent.process.waitFor(/the server asked for an update/);
 });
 
-test('the enrollment token is shown, copied and rotated: the old token is refused, an agent with the new one enrolls', async ({ page, context, bulwark, agents }) => {
+test('the join string is shown, copied and rotated: the old one is refused, an agent with the new one enrolls; a canary join string enrolls into canary', async ({ page, context, bulwark, agents }) => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: bulwark.origin });
   const oldToken = await agents.token();
+  // The join string: the token and the SHA-256 of the vendor's root.json the server trusts.
+  expect(oldToken).toMatch(/^bw\S+:sha256:[0-9a-f]{64}$/);
   await agents.start('alpha', oldToken);
   await openConsole(page, bulwark, '#agents');
   await expect(row(page, 'alpha').getByTestId('agent-state')).toHaveText('current');
@@ -156,6 +158,7 @@ test('the enrollment token is shown, copied and rotated: the old token is refuse
   await expect(page.getByTestId('enrollment-token-hidden')).not.toContainText(oldToken);
   await page.getByRole('button', { name: 'Show' }).click();
   await expect(value).toHaveValue(oldToken);
+  await expect(page.getByTestId('token-note')).toHaveText('Agents that enroll with it join the broad ring.');
   await page.getByRole('button', { name: 'Hide' }).click();
   await expect(value).toHaveCount(0);
 
@@ -165,10 +168,10 @@ test('the enrollment token is shown, copied and rotated: the old token is refuse
 
   // Rotating asks first; cancelling changes nothing.
   await page.getByRole('button', { name: 'Rotate…' }).click();
-  const dialog = page.getByRole('dialog', { name: 'Rotate the enrollment token?' });
+  const dialog = page.getByRole('dialog', { name: 'Rotate the broad enrollment token?' });
   await expect(dialog).toBeVisible();
   await expect(dialog).toContainText('Agents already enrolled keep working');
-  await expect(dialog).toContainText('New agents will need the new token.');
+  await expect(dialog).toContainText('New agents will need the new join string.');
   await dialog.getByRole('button', { name: 'Cancel' }).click();
   await expect(dialog).toBeHidden();
   expect(await agents.token()).toBe(oldToken);
@@ -176,10 +179,12 @@ test('the enrollment token is shown, copied and rotated: the old token is refuse
   await page.getByRole('button', { name: 'Rotate…' }).click();
   await dialog.getByRole('button', { name: 'Rotate token' }).click();
   await expect(dialog).toBeHidden();
-  await expect(page.getByTestId('token-note')).toHaveText('The token was rotated. New agents need this new one; enrolled agents keep working.');
+  await expect(page.getByTestId('token-note')).toHaveText('The broad token was rotated. New agents need this new join string; enrolled agents keep working.');
   await expect(value).not.toHaveValue(oldToken);
   const newToken = await value.inputValue();
-  expect(newToken).toMatch(/^\S{16,}$/);
+  expect(newToken).toMatch(/^bw\S+:sha256:[0-9a-f]{64}$/);
+  expect(newToken.split(':')[0]).not.toBe(oldToken.split(':')[0]);
+  expect(newToken.split(':').slice(1)).toEqual(oldToken.split(':').slice(1)); // the same root
   // The server agrees.
   expect(await agents.token()).toBe(newToken);
 
@@ -187,7 +192,7 @@ test('the enrollment token is shown, copied and rotated: the old token is refuse
   const refused = agents.spawn('charlie', oldToken);
   expect(await refused.exited).toEqual({ code: 1, signal: null });
   expect(refused.process.stderr).toMatch(/enrollment token/);
-  expect(bulwark.process.stdout).toMatch(/refused an agent enrollment from 127\.0\.0\.1 \(name "charlie"\)/);
+  expect(bulwark.process.stdout).toMatch(/refused an enrollment from 127\.0\.0\.1 \(wrong or rotated enrollment token, or a malformed request\): it gave the name "charlie"/);
 
   // One with the new token enrolls and appears, without reloading the page; alpha keeps working.
   await agents.start('delta', newToken);
@@ -196,6 +201,16 @@ test('the enrollment token is shown, copied and rotated: the old token is refuse
   await expect(page.getByRole('button', { name: '2 agents' })).toBeVisible();
   await page.getByRole('button', { name: 'Update agents now' }).click();
   await expect(page.getByTestId('update-agents-result')).toHaveText('Asked 2 agents to update now.');
+
+  // Each ring has its own join string: the operator picks the ring, the agent joins it.
+  await page.getByTestId('enrollment-ring').selectOption('canary');
+  await expect(page.getByTestId('token-note')).toHaveText('Agents that enroll with it join the canary ring.');
+  const canary = await value.inputValue();
+  expect(canary).not.toBe(newToken);
+  expect(await agents.token({ ring: 'canary' })).toBe(canary);
+  const echo = await agents.start('echo', canary);
+  await echo.process.waitFor(/in the canary ring \(its enrollment token's\)/);
+  await expect(row(page, 'echo').getByTestId('agent-ring')).toHaveValue('canary');
 });
 
 test('an agent killed outright turns unreachable after twice its poll interval, and the overview shows the reminder', async ({ page, bulwark, agents }) => {

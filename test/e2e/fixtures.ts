@@ -110,9 +110,9 @@ export interface AgentProcess {
 
 /** How to start an agent besides its name: its token, its rollout ring, a data directory to use, more flags. */
 export interface AgentOptions {
-  /** The enrollment token (the server's current one unless given). */
+  /** The join string (the server's current one of `ring` unless given). */
   token?: string;
-  /** --ring: the rollout ring to enroll in (the server's default, broad, unless given). */
+  /** The rollout ring whose join string it enrolls with (broad unless given): the token decides the ring. */
   ring?: 'canary' | 'early' | 'broad';
   /** The agent's data directory, made beforehand (to put something in it first); a new temporary one unless given. */
   dataDir?: string;
@@ -121,8 +121,8 @@ export interface AgentOptions {
 }
 
 export interface Agents {
-  /** `bulwark agents token --data <server's data>` (with --rotate if asked): the enrollment token. */
-  token(options?: { rotate?: boolean }): Promise<string>;
+  /** `bulwark agents token --data <server's data>` (with --ring and --rotate if asked): the join string, its last line. */
+  token(options?: { rotate?: boolean; ring?: 'canary' | 'early' | 'broad' }): Promise<string>;
   /**
    * `bulwark agent --server <bulwark.agentsUrl> --token T --data <temp> --name NAME`, resolved once it
    * runs (enrolled, start-up update done). The token is the server's current one unless given (as
@@ -243,17 +243,16 @@ export const test = base.extend<Fixtures & Options>({
 
   agents: async ({ bulwark }, use) => {
     const started: AgentProcess[] = [];
-    const token = async ({ rotate = false } = {}) => {
-      const result = await runCli(['agents', 'token', '--data', bulwark.dataDir, ...(rotate ? ['--rotate'] : [])]);
-      const match = /^Enrollment token: (\S+)$/m.exec(result.stdout);
-      if (result.code !== 0 || !match) throw new Error(`bulwark agents token exited ${result.code}: ${result.stdout}${result.stderr}`);
-      return match[1]!;
+    const token = async ({ rotate = false, ring }: { rotate?: boolean; ring?: string } = {}) => {
+      const result = await runCli(['agents', 'token', '--data', bulwark.dataDir, ...(ring ? ['--ring', ring] : []), ...(rotate ? ['--rotate'] : [])]);
+      const join = result.stdout.split('\n').filter((line) => line.trim()).at(-1)?.trim();
+      if (result.code !== 0 || !join) throw new Error(`bulwark agents token exited ${result.code}: ${result.stdout}${result.stderr}`);
+      return join;
     };
     const spawn = (name: string, enrollment: string, options: Omit<AgentOptions, 'token'> = {}): AgentProcess => {
       const dataDir = options.dataDir ?? tempDir(`bulwark-e2e-agent-${name}-`);
       const child = new CliProcess([
         'agent', '--server', bulwark.agentsUrl, '--token', enrollment, '--data', dataDir, '--name', name,
-        ...(options.ring ? ['--ring', options.ring] : []),
         ...(options.args ?? []),
       ]);
       // Listened for at once: the process cannot have closed before this turn of the event loop ends.
@@ -275,7 +274,7 @@ export const test = base.extend<Fixtures & Options>({
         spawn,
         async start(name, options = {}) {
           const { token: enrollment, ...rest } = typeof options === 'string' ? { token: options } : options;
-          const agent = spawn(name, enrollment ?? (await token()), rest);
+          const agent = spawn(name, enrollment ?? (await token(rest.ring ? { ring: rest.ring } : {})), rest);
           await agent.process.waitFor(/ agent running in /, 30_000);
           return agent;
         },

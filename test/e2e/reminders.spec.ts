@@ -76,7 +76,7 @@ test.describe('a fresh install (no update source)', () => {
     // Nobody to ask yet: "Update agents now" waits for an agent.
     await page.getByRole('link', { name: 'Agents', exact: true }).click();
     await expect(page.getByRole('button', { name: 'Update agents now' })).toBeDisabled();
-    await expect(page.getByTestId('agents-empty')).toContainText('BULWARK_TOKEN=TOKEN bulwark agent --server');
+    await expect(page.getByTestId('agents-empty')).toContainText('BULWARK_TOKEN=JOIN bulwark agent --server');
 
     await page.getByRole('link', { name: 'Overview' }).click();
     await firstRun.getByRole('button', { name: 'Set the update source' }).click();

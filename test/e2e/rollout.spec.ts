@@ -1,5 +1,5 @@
 // Rolling releases out ring by ring, against real processes: the fixture's server and source, and real
-// `bulwark agent` children enrolled in canary (--ring canary) or broad. The soak is ten minutes
+// `bulwark agent` children enrolled in canary (with the canary join string) or broad. The soak is ten minutes
 // (--rollout-soak 600), far longer than a test: a ring after canary is released only by the console's
 // Promote now. Agents fetch a release at once (--agent-spread 0) and report every 10 s (--agent-poll 10).
 import fs from 'node:fs';
@@ -78,6 +78,12 @@ test('a release goes to canary first and broad holds; Halt and Resume change the
   await expect(row(page, 'bravo').getByTestId(`agent-version-${ID}`)).toHaveText(String(BEFORE));
   await expect(row(page, 'alpha').getByRole('combobox', { name: 'Ring of alpha' })).toHaveValue('canary');
   await expect(row(page, 'bravo').getByRole('combobox', { name: 'Ring of bravo' })).toHaveValue('broad');
+  // bravo says what keeps it behind the vendor's latest (issue 20): in a few words in its row, in full
+  // in its title; the table still fits the page.
+  const order = row(page, 'bravo').getByTestId('agent-order');
+  await expect(order).toHaveText(`${ID} held by the server`);
+  await expect(order).toHaveAttribute('title', new RegExp(`^${ID} held by the server's rollout at ${BEFORE} since \\S+; the vendor's latest is ${next} \\(the hold lapses at \\S+\\)$`));
+  expect(await page.evaluate(() => [document.documentElement, ...document.querySelectorAll('.scroll')].every((e) => e.scrollWidth <= e.clientWidth))).toBe(true);
 
   // The README's picture of the Agents view: a release in canary, broad held.
   await screenshot(page, 'agents.png', ring(page, 'broad').getByText('held'));

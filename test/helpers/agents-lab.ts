@@ -10,6 +10,11 @@ import { requestUpdate } from '../../src-main/engine/control.js';
 import { CliProcess, runCli, until } from './cli.js';
 import { tempDir, TestSource } from './fixtures.js';
 
+/** The last line of a command's output that is not blank (where `bulwark agents token` prints the join string). */
+export function lastLine(text: string): string {
+  return text.split('\n').filter((line) => line.trim()).at(-1)!.trim();
+}
+
 /** A daily schedule 11–12 hours away: no scheduled server update starts during a test. */
 export function farSchedule(): string {
   return `daily ${String((new Date().getHours() + 12) % 24).padStart(2, '0')}:00`;
@@ -52,14 +57,17 @@ export class AgentsLab {
     return child;
   }
 
-  private cachedToken: string | undefined;
+  private readonly cachedTokens = new Map<string, string>();
 
-  /** The enrollment token, as `bulwark agents token` prints it (asked once; `fresh` asks again). */
-  async token(fresh = false): Promise<string> {
-    if (this.cachedToken && !fresh) return this.cachedToken;
-    const result = await runCli(['agents', 'token', '--data', this.serverDir]);
+  /** The join string of a ring (broad by default), as `bulwark agents token` prints it, alone on its last line (asked once a ring; `fresh` asks again). */
+  async token(fresh = false, ring = 'broad'): Promise<string> {
+    const cached = this.cachedTokens.get(ring);
+    if (cached && !fresh) return cached;
+    const result = await runCli(['agents', 'token', '--data', this.serverDir, '--ring', ring]);
     if (result.code !== 0) throw new Error(`agents token failed: ${result.stderr}`);
-    return (this.cachedToken = /Enrollment token: (\S+)/.exec(result.stdout)![1]!);
+    const join = lastLine(result.stdout);
+    this.cachedTokens.set(ring, join);
+    return join;
   }
 
   /** Ask the running server to update now through its control channel (what `bulwark update` does), in this process. */
@@ -73,9 +81,9 @@ export class AgentsLab {
     return path.join(this.dir, 'agents', name);
   }
 
-  /** Start `bulwark agent NAME` and wait until it runs (enrolled, start-up update done). */
-  async startAgent(name: string, extra: string[] = [], options: { token?: string; server?: string; wait?: boolean } = {}): Promise<CliProcess> {
-    const agent = this.spawn(['agent', '--server', options.server ?? this.agentsUrl, '--token', options.token ?? (await this.token()), '--data', this.agentDir(name), '--name', name, ...extra]);
+  /** Start `bulwark agent NAME` (enrolled with its ring's join string) and wait until it runs (enrolled, start-up update done). */
+  async startAgent(name: string, extra: string[] = [], options: { token?: string; server?: string; wait?: boolean; ring?: string } = {}): Promise<CliProcess> {
+    const agent = this.spawn(['agent', '--server', options.server ?? this.agentsUrl, '--token', options.token ?? (await this.token(false, options.ring)), '--data', this.agentDir(name), '--name', name, ...extra]);
     if (options.wait !== false) await agent.waitFor(/agent running in /, 60_000);
     return agent;
   }

@@ -132,6 +132,12 @@ export function serveWithRange(req: http.IncomingMessage, res: http.ServerRespon
     res.writeHead(206, { 'content-length': bytes.length - start, 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` }).end(bytes.subarray(start));
     return;
   }
+  if (from !== undefined) {
+    // As nginx answers a range that starts at the end (RFC 9110 §15.5.17): nothing to send, and the length.
+    const page = Buffer.from('<html><body>416 Requested Range Not Satisfiable</body></html>');
+    res.writeHead(416, { 'content-range': `bytes */${bytes.length}`, 'content-length': page.length, 'content-type': 'text/html' }).end(page);
+    return;
+  }
   res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
 }
 
@@ -290,7 +296,8 @@ export class FaultLab {
   async stop(): Promise<void> {
     this.reset();
     await this.source.stop();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    // A child killed a moment ago may still be finishing a write.
+    fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
 
@@ -336,4 +343,35 @@ export function assertOutcome(lab: FaultLab, outcome: Outcome): void {
   // 3. The messages say what happened, in words.
   expect(outcome.said.length, 'the scenario checks at least one message').toBeGreaterThan(0);
   for (const said of outcome.said) expect(said.text, `${said.where} says what happened`).toMatch(said.says);
+}
+
+/** What a child prints (stdout and stderr together), and a wait for a line of it. */
+export function outputOf(child: ChildProcess): { text(): string; waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray> } {
+  let text = '';
+  const waiters = new Set<() => void>();
+  const poke = () => {
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => ((text += d), poke()));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => ((text += d), poke()));
+  child.once('exit', poke);
+  return {
+    text: () => text,
+    waitFor: (pattern, timeoutMs = 30_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => settle(() => reject(new Error(`no ${pattern} within ${timeoutMs} ms; output:\n${text}`))), timeoutMs);
+        const settle = (done: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          done();
+        };
+        const check = () => {
+          const match = pattern.exec(text);
+          if (match) settle(() => resolve(match));
+          else if (child.exitCode !== null || child.signalCode !== null) settle(() => reject(new Error(`exited (${child.exitCode ?? child.signalCode}) before printing ${pattern}; output:\n${text}`)));
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
 }
