@@ -271,40 +271,45 @@ export class OpenFile {
 
 /** What a file is written through: a socket on the fast path, a ServerResponse on node:http's. */
 interface FileSink {
-  write(chunk: Buffer): boolean;
-  once(event: 'drain' | 'close', listener: () => void): unknown;
-  removeListener(event: 'drain' | 'close', listener: () => void): unknown;
+  write(chunk: Buffer, written: (error?: Error | null) => void): boolean;
+  once(event: 'close', listener: () => void): unknown;
+  removeListener(event: 'close', listener: () => void): unknown;
   readonly destroyed: boolean;
 }
 
 /** Bytes read per positioned read: one such buffer per connection being written to, at most. */
 const FILE_CHUNK = 64 * 1024;
 
-/** Write bytes `start`..`end` of `file` to `sink`, a chunk at a time as the sink drains; `done` once written, failed or closed. */
+/**
+ * Write bytes `start`..`end` of `file` to `sink`, a chunk at a time, each read once the previous one is
+ * handed to the kernel, into the same buffer: one buffer per answer being written, never one per chunk
+ * (a 64 KiB allocation per chunk under a flood of large files left the threads' heaps hundreds of MB
+ * larger afterwards); `done` once written, failed or closed.
+ */
 function pumpFile(file: OpenFile, start: number, end: number, sink: FileSink, done: (error?: Error) => void): void {
   const release = file.use();
+  const buffer = Buffer.allocUnsafe(Math.min(FILE_CHUNK, end - start + 1));
   let at = start;
   let finished = false;
   const finish = (error?: Error) => {
     if (finished) return;
     finished = true;
     sink.removeListener('close', onClose);
-    sink.removeListener('drain', step);
     release();
     done(error);
   };
   const onClose = () => finish(new Error('closed'));
+  const written = (error?: Error | null) => (error ? finish(error) : step());
   function step(): void {
     if (finished) return;
     if (at > end) return finish();
-    const length = Math.min(FILE_CHUNK, end - at + 1);
-    fs.read(file.fd, Buffer.allocUnsafe(length), 0, length, at, (error, read, chunk) => {
+    const length = Math.min(buffer.length, end - at + 1);
+    fs.read(file.fd, buffer, 0, length, at, (error, read) => {
       if (finished) return;
       if (error || read === 0) return finish(error ?? new Error('the file is shorter than when it was opened'));
       if (sink.destroyed) return finish(new Error('closed'));
       at += read;
-      if (sink.write(read === length ? chunk : chunk.subarray(0, read))) step();
-      else sink.once('drain', step);
+      sink.write(read === buffer.length ? buffer : buffer.subarray(0, read), written);
     });
   }
   sink.once('close', onClose);
