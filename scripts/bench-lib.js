@@ -70,13 +70,42 @@ export function runSync(cmd, args, { stdout } = {}) {
   return finish(cmd, args, result.status, result.stdout ?? '', result.stderr ?? '', ms, timeFile);
 }
 
+/**
+ * The processes a bench started and that still run, ended by PID (SIGTERM: nginx's master then stops its
+ * workers, a server its own children) when the bench exits for any reason: done, failed, or stopped with
+ * Ctrl+C or SIGTERM. Never a process the bench did not start.
+ */
+const started = new Set();
+export function track(child) {
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  return child;
+}
+function endStarted() {
+  for (const child of started) {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  started.clear();
+}
+process.once('exit', endStarted);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    process.stderr.write(`${signal}: ending the ${started.size} process(es) this bench started\n`);
+    process.exit(130);
+  });
+}
+
 /** Same as runSync, asynchronous (for the pool of slow jobs). */
 export function runAsync(cmd, args, { stdout } = {}) {
   const timeFile = path.join(os.tmpdir(), `bench-time-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
   return new Promise((resolve) => {
     const outFd = stdout ? fs.openSync(stdout, 'w') : 'pipe';
     const started = nowMs();
-    const child = spawn(TIME, ['-o', timeFile, '-f', '%e %M', cmd, ...args], { stdio: ['ignore', outFd, 'pipe'] });
+    const child = track(spawn(TIME, ['-o', timeFile, '-f', '%e %M', cmd, ...args], { stdio: ['ignore', outFd, 'pipe'] }));
     let out = '';
     let err = '';
     child.stdout?.on('data', (d) => (out += d));

@@ -2,8 +2,12 @@
 // response cache holds is answered on the socket, byte for byte what node:http answers; every other
 // request — and every request after it on that connection — reaches node:http, which answers or
 // refuses it as without the fast path. Real servers on loopback, raw sockets as clients.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ResponseCache } from '../src-main/distribution/agent-http.js';
@@ -31,8 +35,7 @@ afterEach(async () => {
   }
 });
 
-async function start(configure: (server: http.Server) => void = () => {}): Promise<Lab> {
-  const cache = new ResponseCache();
+async function start(configure: (server: http.Server) => void = () => {}, cache = new ResponseCache()): Promise<Lab> {
   cache.put('/small', SMALL, HEADERS, 'e'.repeat(64));
   cache.put('/large', LARGE, HEADERS, 'f'.repeat(64));
   const slow: string[] = [];
@@ -182,7 +185,7 @@ describe('fast path', () => {
   const leftToNodeHttp: [string, string[], number][] = [
     ['HTTP/1.0', ['GET /small HTTP/1.0\r\nHost: agents\r\n\r\n'], 200],
     ['a head split over two reads', ['GET /small HTTP/1.1\r\nHo', 'st: agents\r\n\r\n'], 200],
-    ['a Range', [get('/small', 'Host: agents\r\nRange: bytes=0-9\r\n')], 404],
+    ['a Range', [get('/small', 'Host: agents\r\nRange: bytes=0-9\r\n')], 206],
     ['a chunked body', [get('/small', 'Host: agents\r\nTransfer-Encoding: chunked\r\n') + '0\r\n\r\n'], 200],
     ['Connection: close', [get('/small', 'Host: agents\r\nConnection: close\r\n')], 200],
     ['no Host', [get('/small', '')], 400],
@@ -203,6 +206,42 @@ describe('fast path', () => {
       if (status < 400) expect(lab.slow).toEqual(['/small']);
     });
   }
+
+  it('answers a file held open (over the in-memory limit) by positioned reads: whole on the fast path, in order after others, a range through node:http; it stays readable once removed from disk and is closed when evicted', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-open-'));
+    try {
+      const random = crypto.randomBytes(3 * 1024 * 1024 + 17); // over the 1 MiB limit below, and not a multiple of the read size
+      const files = ['big-a', 'big-b', 'big-c'].map((name) => path.join(dir, name));
+      for (const file of files) fs.writeFileSync(file, random);
+      const cache = new ResponseCache(64 * 1024 * 1024, 64 * 1024, 1024 * 1024, 4 * 1024 * 1024, 2);
+      cache.put('/small', SMALL, HEADERS, 'e'.repeat(64));
+      const openFds = () => fs.readdirSync('/proc/self/fd').filter((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir); } catch { return false; } }).length;
+      expect(cache.keep('/big-a', files[0]!, HEADERS, 'a'.repeat(64))!.body).toBeUndefined();
+      const lab = await start(() => {}, cache);
+      fs.rmSync(files[0]!); // pruned from disk: the file held open still answers
+      const { answers } = await exchange(lab.port, [get('/small') + get('/big-a'), get('/big-a'), get('/big-a', 'Host: agents\r\nRange: bytes=1048570-1048579\r\n'), get('/small')], 5);
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 206, 200]);
+      for (const whole of [answers[1]!, answers[2]!]) {
+        expect(whole.body.equals(random)).toBe(true);
+        expect(whole.headers.get('content-length')).toBe(String(random.length));
+      }
+      expect(answers[3]!.body.equals(random.subarray(1048570, 1048580))).toBe(true);
+      expect(answers[3]!.headers.get('content-range')).toBe(`bytes 1048570-1048579/${random.length}`);
+      expect(lab.fast()).toBe(3);
+      expect(lab.slow).toEqual(['/big-a', '/small']);
+      expect(openFds()).toBe(1);
+      // Two held open at most: the oldest is closed when a third comes.
+      cache.keep('/big-b', files[1]!, HEADERS, 'b'.repeat(64));
+      cache.keep('/big-c', files[2]!, HEADERS, 'c'.repeat(64));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(openFds()).toBe(2);
+      const again = await exchange(lab.port, [get('/big-a'), get('/big-c')], 2);
+      expect(again.answers.map((a) => a.status)).toEqual([404, 200]);
+      expect(again.answers[1]!.body.equals(random)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('an agent that does not read its answers is left to node:http\'s back-pressure, every answer still in order', async () => {
     const lab = await start();

@@ -147,8 +147,12 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
     expect(['node-gyp', 'prebuild-install', 'node-addon-api', 'tar'].filter((name) => packages.has(name))).toEqual([]);
   });
 
-  it('keeps the native .node files of zstd-napi, node-liblzma and sqlite3 on disk in app.asar.unpacked, without their build leftovers', () => {
-    const built = ['node_modules/node-liblzma/build/Release/node_lzma.node', 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
+  it('keeps the native .node files of zstd-napi, sqlite3 and (where npm installed it) node-liblzma on disk in app.asar.unpacked, without their build leftovers', () => {
+    // node-liblzma is optional (npm leaves it out under Node 20 and where its build fails); liblzma's
+    // WebAssembly build, which decodes xz without it, is always in app.asar.
+    const liblzma = fs.existsSync(path.join(ROOT, 'node_modules', 'node-liblzma', 'build', 'Release', 'node_lzma.node')) ? ['node_modules/node-liblzma/build/Release/node_lzma.node'] : [];
+    expect(entries).toEqual(expect.arrayContaining(['/out/vendor/liblzma-wasm/liblzma.js', '/out/vendor/liblzma-wasm/liblzma.wasm']));
+    const built = [...liblzma, 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
     for (const file of built) {
       expect(fs.statSync(path.join(resources, 'app.asar.unpacked', file)).size, file).toBeGreaterThan(100_000);
       expect((statFile(asar, file) as { unpacked?: boolean }).unpacked, file).toBe(true);
@@ -191,12 +195,14 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
       expect(result.stdout).toMatch(/^Usage: bulwark <command>/m);
     });
 
-    it('publishes and updates over HTTP with only the packed dependencies (zstd, TUF, undici)', async () => {
+    it('publishes and updates over HTTP with only the packed dependencies (zstd, xz, TUF, undici)', async () => {
       const source = new TestSource(path.join(work, 'source'));
       try {
         const version = source.addPattern('virus-pattern', { bytes: 40_000 });
         const published = await run(cli, ['publish', '--input', source.input, '--out', source.out, '--keys', source.keys, '--level', '3']);
         expect(published.code, published.stderr).toBe(0);
+        // Its full file is smaller in xz: coded and decoded with the packed liblzma (native or WebAssembly).
+        expect(fs.readdirSync(path.join(source.out, 'targets', 'virus-pattern')).filter((f) => f.endsWith(`.${version}.xz`))).toHaveLength(1);
         await source.start();
         const data = path.join(work, 'data');
         const update = await run(cli, ['update', '--data', data, '--source', source.url, '--trusted-root', source.rootFile, '--json']);

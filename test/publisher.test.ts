@@ -73,10 +73,24 @@ describe('publish', () => {
       const cat = catalogue();
       const domains = cat.components.find((c) => c.id === 'domains')!;
       expect(domains.incrementals).toEqual([{ from: 1, target: 'domains/v_1.2', format: 'records' }]);
-      expect(cat.components.find((c) => c.id === 'geo-table')!.full).toMatchObject({ target: 'geo-table/2.xz', codec: 'xz' });
+      // xz for this version, and a zstd frame as `target` for a Bulwark older than xz full files, which
+      // reads `target` alone and decodes it as zstd: it gets the same bytes.
+      const geo = cat.components.find((c) => c.id === 'geo-table')!.full;
+      expect(geo).toMatchObject({ target: 'geo-table/2.zst', compact: { target: 'geo-table/2.xz', codec: 'xz' } });
+      expect(geo.codec).toBeUndefined();
+      const signedFile = (target: string) => {
+        const signed = (readJson(path.join(source.out, 'metadata', `${latestVersion('targets')}.targets.json`)) as { signed: { targets: Record<string, { hashes: { sha256: string } }> } }).signed.targets;
+        return fs.readFileSync(path.join(source.out, 'targets', path.dirname(target), `${signed[target]!.hashes.sha256}.${path.basename(target)}`));
+      };
+      const asOlderVersion = decompressFull(signedFile(geo.target), { maxFileBytes: 1 << 30 });
+      expect(asOlderVersion.equals(fs.readFileSync(path.join(source.input, 'geo-table', '2')))).toBe(true);
+      expect(signedFile(geo.compact!.target).length).toBeLessThan(signedFile(geo.target).length);
 
+      source.requests.length = 0;
       const run = await engine.runOnce();
       expect(run.result).toBe('ok');
+      // This version takes the smaller one.
+      expect(source.requests.filter((r) => r.includes('geo-table/'))).toEqual([expect.stringMatching(/^\/targets\/geo-table\/[0-9a-f]{64}\.2\.xz$/)]);
       expect(run.components.find((c) => c.id === 'domains')).toMatchObject({ method: 'incremental', version: 2 });
       expect(run.components.find((c) => c.id === 'geo-table')).toMatchObject({ method: 'full', version: 2 });
       for (const id of ['domains', 'geo-table']) {

@@ -162,35 +162,55 @@ export function writeReply(req: http.IncomingMessage, res: http.ServerResponse, 
 
 /**
  * Send a file with an ETag, conditional GET, HEAD and single-range support (RFC 9110 §14). Immutable
- * files are named by their hash, which is their ETag.
+ * files are named by their hash, which is their ETag. The file is kept by the thread from then on: in
+ * memory up to a few MB, held open above that (ResponseCache), so that later requests for it are
+ * answered here, on the fast path when plain, without asking the main thread again.
  */
 function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, etag: string, cacheControl: string, type: string, cache: ResponseCache): void {
-  let size: number;
+  const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
+  let entry: CacheEntry | undefined;
   try {
-    size = fs.statSync(file).size;
+    entry = cache.keep(req.url ?? '', file, headers, etag);
   } catch {
     // Pruned between the route's answer and now.
     sendJson(res, 404, { error: 'the server no longer holds this file' });
     return;
   }
-  const headers: http.OutgoingHttpHeaders = { etag: `"${etag}"`, 'cache-control': cacheControl, 'accept-ranges': 'bytes', 'content-type': type };
-  // Files are answered from memory from the second request on, by whichever thread holds the connection and
-  // on its fast path: small ones always, content-addressed ones (they never change) up to a few MB.
-  if (size <= cache.maxEntryBytes || (cacheControl === IMMUTABLE && size <= cache.maxImmutableEntryBytes)) cache.put(req.url ?? '', fs.readFileSync(file), headers, etag);
-  if (req.headers['if-none-match'] === `"${etag}"`) {
-    res.writeHead(304, headers).end();
+  if (entry) {
+    sendEntry(req, res, entry);
     return;
   }
+  // Neither kept in memory nor held open (a large file that is not content-addressed): opened for this answer alone.
+  let once: OpenFile;
+  try {
+    once = OpenFile.open(file);
+  } catch {
+    sendJson(res, 404, { error: 'the server no longer holds this file' });
+    return;
+  }
+  sendEntry(req, res, makeEntry({ file: once }, headers, etag));
+  once.retire();
+}
+
+/** Answer from a cache entry, with conditional GET, HEAD and a single range. */
+function sendEntry(req: http.IncomingMessage, res: http.ServerResponse, entry: CacheEntry): void {
+  const size = entry.length;
+  if (req.headers['if-none-match'] === entry.etag) {
+    res.writeHead(304, { etag: entry.etag, 'cache-control': entry.headers['cache-control'] }).end();
+    return;
+  }
+  const headers: http.OutgoingHttpHeaders = { ...entry.headers };
   let start = 0;
   let end = size - 1;
   let status = 200;
   const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-  if (range && (range[1] || range[2]) && (!req.headers['if-range'] || req.headers['if-range'] === `"${etag}"`)) {
+  if (range && (range[1] || range[2]) && (!req.headers['if-range'] || req.headers['if-range'] === entry.etag)) {
     if (range[1]) {
       start = Number(range[1]);
       if (range[2]) end = Math.min(Number(range[2]), size - 1);
     } else start = Math.max(0, size - Number(range[2]));
     if (start >= size || start > end) {
+      delete headers['content-length'];
       res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
       return;
     }
@@ -199,15 +219,108 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
   }
   headers['content-length'] = size === 0 ? 0 : end - start + 1;
   res.writeHead(status, headers);
-  if (req.method === 'HEAD' || size === 0) {
-    res.end();
-    return;
+  if (req.method === 'HEAD' || size === 0) res.end();
+  else if (entry.body) res.end(start === 0 && end === size - 1 ? entry.body : entry.body.subarray(start, end + 1));
+  else pumpFile(entry.file!, start, end, res, (error) => (error ? res.destroy() : res.end()));
+}
+
+/**
+ * A file held open by a thread, read with positioned reads (from the page cache once read) for each
+ * answer: never a read stream per request. Closed once retired from the cache and no answer reads it;
+ * a file pruned from disk meanwhile stays readable through it.
+ */
+export class OpenFile {
+  private users = 0;
+  private retired = false;
+
+  private constructor(
+    readonly fd: number,
+    readonly size: number,
+  ) {}
+
+  static open(file: string): OpenFile {
+    const fd = fs.openSync(file, 'r');
+    try {
+      return new OpenFile(fd, fs.fstatSync(fd).size);
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
+    }
   }
-  fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
+
+  use(): () => void {
+    this.users++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.users--;
+      this.closeIfDone();
+    };
+  }
+
+  retire(): void {
+    this.retired = true;
+    this.closeIfDone();
+  }
+
+  private closeIfDone(): void {
+    if (this.retired && this.users === 0 && this.fd >= 0) fs.close(this.fd, () => {});
+  }
+}
+
+/** What a file is written through: a socket on the fast path, a ServerResponse on node:http's. */
+interface FileSink {
+  write(chunk: Buffer, written: (error?: Error | null) => void): boolean;
+  once(event: 'close', listener: () => void): unknown;
+  removeListener(event: 'close', listener: () => void): unknown;
+  readonly destroyed: boolean;
+}
+
+/** Bytes read per positioned read: one such buffer per connection being written to, at most. */
+const FILE_CHUNK = 64 * 1024;
+
+/**
+ * Write bytes `start`..`end` of `file` to `sink`, a chunk at a time, each read once the previous one is
+ * handed to the kernel, into the same buffer: one buffer per answer being written, never one per chunk
+ * (a 64 KiB allocation per chunk under a flood of large files left the threads' heaps hundreds of MB
+ * larger afterwards); `done` once written, failed or closed.
+ */
+function pumpFile(file: OpenFile, start: number, end: number, sink: FileSink, done: (error?: Error) => void): void {
+  const release = file.use();
+  const buffer = Buffer.allocUnsafe(Math.min(FILE_CHUNK, end - start + 1));
+  let at = start;
+  let finished = false;
+  const finish = (error?: Error) => {
+    if (finished) return;
+    finished = true;
+    sink.removeListener('close', onClose);
+    release();
+    done(error);
+  };
+  const onClose = () => finish(new Error('closed'));
+  const written = (error?: Error | null) => (error ? finish(error) : step());
+  function step(): void {
+    if (finished) return;
+    if (at > end) return finish();
+    const length = Math.min(buffer.length, end - at + 1);
+    fs.read(file.fd, buffer, 0, length, at, (error, read) => {
+      if (finished) return;
+      if (error || read === 0) return finish(error ?? new Error('the file is shorter than when it was opened'));
+      if (sink.destroyed) return finish(new Error('closed'));
+      at += read;
+      sink.write(read === buffer.length ? buffer : buffer.subarray(0, read), written);
+    });
+  }
+  sink.once('close', onClose);
+  step();
 }
 
 interface CacheEntry {
-  body: Buffer;
+  /** The answer's body, in memory; or the file it is read from, held open. */
+  body?: Buffer;
+  file?: OpenFile;
+  length: number;
   headers: http.OutgoingHttpHeaders;
   etag: string;
   /** The entry's header lines as the fast path writes them, for a 200 and for a 304. */
@@ -217,20 +330,29 @@ interface CacheEntry {
   wire?: { sharedLines: string; head: Buffer; whole: Buffer | undefined };
 }
 
+function makeEntry(content: { body: Buffer } | { file: OpenFile }, headers: http.OutgoingHttpHeaders, etag: string): CacheEntry {
+  const length = 'body' in content ? content.body.length : content.file.size;
+  const all: http.OutgoingHttpHeaders = { ...headers, etag: `"${etag}"`, 'content-length': length };
+  const lines = (names: string[]) => names.flatMap((name) => [all[name] ?? []].flat().map((value) => `${name}: ${value}\r\n`)).join('');
+  return { ...content, length, headers: all, etag: `"${etag}"`, lines200: lines(Object.keys(all)), lines304: lines(['etag', 'cache-control']) };
+}
+
 /** Answers up to this size are also kept whole, head and body, for the fast path: outside the cache's budget, at most its small entries' size again. */
 const WHOLE_ANSWER_BYTES = 16 * 1024;
 
 /**
  * Whole answers to the requests agents make most — the timestamp, the index, versioned metadata and
  * the small content-addressed files — kept in memory with their headers, so that a release announced
- * to thousands of agents costs no file I/O and no hashing per request. Immutable entries stay until
- * the budget evicts them (oldest first); the timestamp and the index are replaced with each release.
+ * to thousands of agents costs no file I/O and no hashing per request; and the larger
+ * content-addressed files held open, read for each answer with positioned reads. Immutable entries
+ * stay until the budget evicts them (oldest first); the timestamp and the index are replaced with
+ * each release.
  */
 export class ResponseCache {
   private readonly entries = new Map<string, CacheEntry>();
   private bytes = 0;
-
   private largeBytes = 0;
+  private openFiles = 0;
 
   constructor(
     private readonly maxBytes = 64 * 1024 * 1024,
@@ -238,48 +360,52 @@ export class ResponseCache {
     /**
      * Content-addressed files up to this size are kept too (a whole pattern file agents fetch in a
      * fan-out: one buffer per thread, written to every connection without a copy), within their own
-     * budget so they never push the small answers out. Larger ones are streamed from disk.
+     * budget so they never push the small answers out. Larger ones are held open.
      */
     readonly maxImmutableEntryBytes = 8 * 1024 * 1024,
     private readonly maxLargeBytes = 32 * 1024 * 1024,
+    /** Content-addressed files held open (each a file descriptor), beyond those kept in memory. */
+    private readonly maxOpenFiles = 32,
   ) {}
 
-  /** Answer `req` from memory if its whole answer is here (no Range asked); true when answered. */
+  /** Answer `req` from what is held here (conditional GET, HEAD and a single range included); true when answered. */
   answer(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-    if ((req.method !== 'GET' && req.method !== 'HEAD') || req.headers.range !== undefined) return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const hit = this.entries.get(req.url ?? '');
     if (!hit) return false;
-    if (req.headers['if-none-match'] === hit.etag) {
-      res.writeHead(304, { etag: hit.etag, 'cache-control': hit.headers['cache-control'] }).end();
-      return true;
-    }
-    res.writeHead(200, hit.headers);
-    res.end(req.method === 'HEAD' ? undefined : hit.body);
+    sendEntry(req, res, hit);
     return true;
   }
 
   /**
    * The same answer for the fast path (fast-path.ts), written on the socket as node:http would write
-   * it; `sharedLines` are the date and connection fields. False when `request.url` is not held.
+   * it; `sharedLines` are the date and connection fields. False when `request.url` is not held, or is
+   * held open and `streamed` is not given: its body is written as the socket drains, 'streaming' is
+   * returned, and `streamed` runs once it is all written.
    */
-  answerOnSocket(socket: net.Socket, request: PlainRequest, sharedLines: string): boolean {
+  answerOnSocket(socket: net.Socket, request: PlainRequest, sharedLines: string, streamed?: () => void): boolean | 'streaming' {
     const hit = this.entries.get(request.url);
     if (!hit) return false;
     if (request.ifNoneMatch === hit.etag) {
       socket.write(`HTTP/1.1 304 Not Modified\r\n${sharedLines}${hit.lines304}\r\n`, 'latin1');
       return true;
     }
+    if (hit.file && request.method === 'GET' && !streamed) return false;
     // Built once a second for each file in demand: the date is the only part that changes.
     let wire = hit.wire;
     if (wire?.sharedLines !== sharedLines) {
       const head = Buffer.from(`HTTP/1.1 200 OK\r\n${sharedLines}${hit.lines200}\r\n`, 'latin1');
-      wire = hit.wire = { sharedLines, head, whole: hit.body.length <= WHOLE_ANSWER_BYTES ? Buffer.concat([head, hit.body]) : undefined };
+      wire = hit.wire = { sharedLines, head, whole: hit.body && hit.body.length <= WHOLE_ANSWER_BYTES ? Buffer.concat([head, hit.body]) : undefined };
     }
     if (request.method === 'HEAD') socket.write(wire.head);
     else if (wire.whole) socket.write(wire.whole);
-    else {
+    else if (hit.body) {
       socket.write(wire.head);
       socket.write(hit.body);
+    } else {
+      socket.write(wire.head);
+      pumpFile(hit.file!, 0, hit.length - 1, socket, (error) => (error ? socket.destroy() : streamed!()));
+      return 'streaming';
     }
     return true;
   }
@@ -288,16 +414,39 @@ export class ResponseCache {
     const large = body.length > this.maxEntryBytes;
     if (large && (headers['cache-control'] !== IMMUTABLE || body.length > this.maxImmutableEntryBytes)) return;
     this.remove(url);
-    const all: http.OutgoingHttpHeaders = { ...headers, etag: `"${etag}"`, 'content-length': body.length };
-    const lines = (names: string[]) => names.flatMap((name) => [all[name] ?? []].flat().map((value) => `${name}: ${value}\r\n`)).join('');
-    this.entries.set(url, { body, headers: all, etag: `"${etag}"`, lines200: lines(Object.keys(all)), lines304: lines(['etag', 'cache-control']) });
+    this.entries.set(url, makeEntry({ body }, headers, etag));
     if (large) this.largeBytes += body.length;
     else this.bytes += body.length;
-    // Oldest first, each kind within its own budget.
+    this.evict();
+  }
+
+  /**
+   * Keep the file answering `url` (read whole when small, held open when large and content-addressed)
+   * and return its entry; undefined for a large file that may change. Throws if the file is gone.
+   */
+  keep(url: string, file: string, headers: http.OutgoingHttpHeaders, etag: string): CacheEntry | undefined {
+    const held = this.entries.get(url);
+    if (held?.etag === `"${etag}"`) return held;
+    const size = fs.statSync(file).size;
+    if (size <= this.maxEntryBytes || (headers['cache-control'] === IMMUTABLE && size <= this.maxImmutableEntryBytes)) {
+      this.put(url, fs.readFileSync(file), headers, etag);
+      return this.entries.get(url);
+    }
+    if (headers['cache-control'] !== IMMUTABLE) return undefined;
+    this.remove(url);
+    const entry = makeEntry({ file: OpenFile.open(file) }, headers, etag);
+    this.entries.set(url, entry);
+    this.openFiles++;
+    this.evict();
+    return entry;
+  }
+
+  /** Oldest first, each kind within its own budget. */
+  private evict(): void {
     for (const [key, entry] of this.entries) {
-      if (this.bytes <= this.maxBytes && this.largeBytes <= this.maxLargeBytes) break;
-      const entryLarge = entry.body.length > this.maxEntryBytes;
-      if (entryLarge ? this.largeBytes > this.maxLargeBytes : this.bytes > this.maxBytes) this.remove(key);
+      if (this.bytes <= this.maxBytes && this.largeBytes <= this.maxLargeBytes && this.openFiles <= this.maxOpenFiles) break;
+      const over = entry.file ? this.openFiles > this.maxOpenFiles : entry.length > this.maxEntryBytes ? this.largeBytes > this.maxLargeBytes : this.bytes > this.maxBytes;
+      if (over) this.remove(key);
     }
   }
 
@@ -310,8 +459,11 @@ export class ResponseCache {
     const entry = this.entries.get(url);
     if (!entry) return;
     this.entries.delete(url);
-    if (entry.body.length > this.maxEntryBytes) this.largeBytes -= entry.body.length;
-    else this.bytes -= entry.body.length;
+    if (entry.file) {
+      this.openFiles--;
+      entry.file.retire();
+    } else if (entry.length > this.maxEntryBytes) this.largeBytes -= entry.length;
+    else this.bytes -= entry.length;
   }
 }
 
@@ -386,6 +538,15 @@ export class Streams {
     this.byAgent.clear();
   }
 }
+
+/**
+ * The agents' listen queue: room for a fleet's connections arriving at once (a release announced to
+ * thousands, wrk's 2,000), up to the kernel's somaxconn (4096 on Linux since 5.4). With Node's default
+ * of 511, a burst overflowed the queue while the event loop accepted (nstat's TcpExtListenOverflows):
+ * the dropped handshakes came back after the kernel's 1 s, 3 s... retries, which was the 2-4 s tail of
+ * answers at 2,000 connections (docs/benchmarks.md).
+ */
+export const AGENT_LISTEN_BACKLOG = 4096;
 
 /**
  * An agents' HTTP server as every thread runs it: the fast path in front for what `cache` holds

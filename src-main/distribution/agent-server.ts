@@ -22,6 +22,7 @@ import { sha256 } from '../engine/files.js';
 import {
   AfterBurst,
   agentHttpServer,
+  AGENT_LISTEN_BACKLOG,
   agentRequestListener,
   cacheRelease,
   HttpError,
@@ -651,7 +652,7 @@ function bindServer(server: net.Server, address: ListenAddress, reusePort: boole
       const onError = (error: Error) => reject(error);
       server.once('error', onError);
       // reusePort is Node 22.12's; older types do not know it.
-      server.listen({ host, port: address.port, ipv6Only: false, ...(reusePort ? { reusePort } : {}) } satisfies ListenOptions & { reusePort?: boolean }, () => {
+      server.listen({ host, port: address.port, ipv6Only: false, backlog: AGENT_LISTEN_BACKLOG, ...(reusePort ? { reusePort } : {}) } satisfies ListenOptions & { reusePort?: boolean }, () => {
         server.off('error', onError);
         resolve(server.address() as AddressInfo);
       });

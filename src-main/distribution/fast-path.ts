@@ -98,9 +98,14 @@ export class FastPath {
         const end = chunk.indexOf(HEAD_END, at);
         if (end < 0 || end - at > MAX_HEAD_BYTES) break;
         const request = readPlainHead(chunk.toString('latin1', at, end));
-        if (!request || !this.cache.answerOnSocket(socket, request, this.sharedLines())) break;
+        // A file held open is written as the socket drains: only for the last request at hand, and the
+        // connection is not read meanwhile, so that answers keep the requests' order.
+        const last = end + HEAD_END.length === chunk.length;
+        const answered = request && this.cache.answerOnSocket(socket, request, this.sharedLines(), last ? () => socket.resume() : undefined);
+        if (!answered) break;
         this.onAnswer();
         at = end + HEAD_END.length;
+        if (answered === 'streaming') socket.pause();
       }
       socket.uncork();
       if (at < chunk.length) handOver(chunk.subarray(at));

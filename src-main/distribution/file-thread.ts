@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PING_MS } from '../protocol/agent-protocol.js';
-import { AfterBurst, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { AfterBurst, AGENT_LISTEN_BACKLOG, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
@@ -98,7 +98,7 @@ await Promise.all(
     ({ server }, i) =>
       new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: data.listen[i]!.host, port: data.listen[i]!.port, ipv6Only: false, reusePort: true }, () => resolve());
+        server.listen({ host: data.listen[i]!.host, port: data.listen[i]!.port, ipv6Only: false, reusePort: true, backlog: AGENT_LISTEN_BACKLOG }, () => resolve());
       }),
   ),
 );

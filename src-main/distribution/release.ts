@@ -165,7 +165,8 @@ export class Distribution extends EventEmitter<DistributionEvents> implements Di
         version: active.version,
         sha256: active.sha256,
         length: active.length,
-        signed: active.version === entry.latest ? [entry.full.target, ...entry.incrementals.map((i) => i.target)].filter(held) : [],
+        // Agents older than xz full files skip the compact one and take `target` or the server's own full file.
+        signed: active.version === entry.latest ? [...(entry.full.compact ? [entry.full.compact.target] : []), entry.full.target, ...entry.incrementals.map((i) => i.target)].filter(held) : [],
         bases: this.store
           .versions(entry.id)
           .filter((v) => v < active.version)

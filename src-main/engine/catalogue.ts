@@ -29,6 +29,12 @@ export interface CatalogueComponent {
     sha256: string;
     /** How the full file is coded (codec.ts): 'zstd' or 'xz'; absent in older catalogues, meaning 'zstd'. */
     codec?: string;
+    /**
+     * The same file coded smaller, in a codec that a Bulwark older than xz full files cannot decode.
+     * `target` then stays a zstd frame, which every version decodes: an older Bulwark reads only
+     * `target` (it ignores fields it does not know), so it keeps updating from a source that uses xz.
+     */
+    compact?: { target: string; codec: string };
   };
   incrementals: IncrementalEntry[];
 }
@@ -68,6 +74,12 @@ const schema: JSONSchemaType<Catalogue> = {
               sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
               // Any name: one this version cannot decode is reported as such when it is needed.
               codec: { type: 'string', pattern: CODEC_NAME, nullable: true },
+              compact: {
+                type: 'object',
+                required: ['target', 'codec'],
+                properties: { target: targetPath, codec: { type: 'string', pattern: CODEC_NAME } },
+                nullable: true,
+              },
             },
           },
           incrementals: {

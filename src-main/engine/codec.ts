@@ -250,7 +250,7 @@ export function compressFullBest(
   level = FULL_LEVEL,
   estimate?: FullEstimate,
   codecs: readonly FullCodec[] = FULL_CODECS,
-): { codec: FullCodec; data: Buffer } {
+): { codec: FullCodec; data: Buffer; zstd?: Buffer } {
   if (codecs.length === 1) return codecs[0] === 'xz' ? { codec: 'xz', data: compressXz(content) } : { codec: 'zstd', data: encoder.compressFull(content, level) };
   if (content.length > FULL_TRIAL_MAX) {
     const codec = (estimate ?? estimateFull(content, encoder, codecs)).codec;
@@ -258,7 +258,7 @@ export function compressFullBest(
   }
   const zstd = encoder.compressFull(content, level);
   const xz = compressXz(content);
-  return xz.length < zstd.length ? { codec: 'xz', data: xz } : { codec: 'zstd', data: zstd };
+  return xz.length < zstd.length ? { codec: 'xz', data: xz, zstd } : { codec: 'zstd', data: zstd };
 }
 
 /** A record-aware incremental, when the file is a text list of records (see records.ts). */

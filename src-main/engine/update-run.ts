@@ -215,7 +215,7 @@ function skipped(installed: InstalledComponent | undefined, entry: CatalogueComp
 type Way =
   | { method: 'incremental'; from: number; signed: true; target: string; format?: string }
   | { method: 'incremental'; from: number; signed: false; url: string }
-  | { method: 'full'; signed: true; target: string }
+  | { method: 'full'; signed: true; target: string; codec: string }
   | { method: 'full'; signed: false; url: string };
 
 function describeWay(way: Way, latest: number): string {
@@ -373,10 +373,18 @@ async function waysToLatest(
       whyNoIncremental = oldest !== undefined && installed.version < oldest ? `too far behind: installed ${installed.version}, incrementals start at ${oldest}` : `no incremental from ${installed.version}`;
     }
   }
-  if (!offers || offers.hasSigned(entry.full.target)) ways.push({ method: 'full', signed: true, target: entry.full.target });
+  // The compact coding first when this version decodes it; `target` after it (zstd when a compact one is listed).
+  const compact = entry.full.compact;
+  if (compact && knownFullCodec(compact.codec) && (!offers || offers.hasSigned(compact.target))) ways.push({ method: 'full', signed: true, target: compact.target, codec: compact.codec });
+  if (!offers || offers.hasSigned(entry.full.target)) ways.push({ method: 'full', signed: true, target: entry.full.target, codec: entry.full.codec ?? 'zstd' });
   const madeFull = offers?.full(entry);
   if (madeFull) ways.push({ method: 'full', signed: false, url: madeFull });
   return { ways, ...(whyNoIncremental ? { whyNoIncremental } : {}) };
+}
+
+/** The full file this version would take: the compact coding when it decodes it. */
+function smallestFull(entry: CatalogueComponent): string {
+  return entry.full.compact && knownFullCodec(entry.full.compact.codec) ? entry.full.compact.target : entry.full.target;
 }
 
 /**
@@ -386,7 +394,7 @@ async function waysToLatest(
 async function whyIncrementalUnusable(ctx: RunContext, incremental: IncrementalEntry, entry: CatalogueComponent): Promise<string | undefined> {
   if (!knownPatchFormat(incremental.format)) return `coded as "${incremental.format}", which this version of Bulwark cannot apply`;
   try {
-    const [patch, full] = await Promise.all([ctx.source.targetInfo(incremental.target), ctx.source.targetInfo(entry.full.target)]);
+    const [patch, full] = await Promise.all([ctx.source.targetInfo(incremental.target), ctx.source.targetInfo(smallestFull(entry))]);
     if (patch.length > full.length * INCREMENTAL_WORTH_RATIO) return `${patch.length} bytes, not clearly smaller than the ${full.length}-byte full file`;
     return undefined;
   } catch (error) {
@@ -432,7 +440,7 @@ async function rebuild(ctx: RunContext, entry: CatalogueComponent, installed: In
 async function downloadFull(ctx: RunContext, entry: CatalogueComponent, way: Extract<Way, { method: 'full' }>, index: number, total: number): Promise<Buffer> {
   ctx.onProgress?.({ stage: 'downloading', component: entry.id, index, total, method: 'full' });
   // The signed full file in the codec the catalogue names; a server-made one is always a zstd frame.
-  const codec = way.signed ? (entry.full.codec ?? 'zstd') : 'zstd';
+  const codec = way.signed ? way.codec : 'zstd';
   if (!knownFullCodec(codec)) throw new SourceError(`the full file is coded as "${codec}", which this version of Bulwark cannot decode: update Bulwark`);
   const compressed = way.signed ? await downloadSigned(ctx, way.target) : await ctx.fetcher.downloadBytes(way.url, compressBound(entry.full.length));
   ctx.onProgress?.({ stage: 'applying', component: entry.id, index, total });

@@ -34,6 +34,12 @@ import { loadOrCreateKeys, ROLES, type RoleName, type SigningKey } from './signi
 const SPEC_VERSION = '1.0.31';
 /** Files above this size have their full file's codec and size estimated from a sample before incrementals are built. */
 const ESTIMATE_FROM_BYTES = 8 * 1024 * 1024;
+/**
+ * The zstd level of the full file kept beside an xz one for older clients, when the xz one was chosen
+ * from a sample (files over 24 MiB): seconds rather than a minute and tens of MB of tables rather than
+ * hundreds, so the publish's CPU and memory stay those of xz (docs/benchmarks.md).
+ */
+const COMPAT_LEVEL = 9;
 /** An incremental's byte-level build is skipped only when its estimate is over the limit by this factor. */
 const ESTIMATE_MARGIN = 1.15;
 const DAY_MS = 86_400_000;
@@ -309,10 +315,11 @@ export function publish(options: PublishOptions): PublishResult {
   if (options.fullCodecs && (options.fullCodecs.length === 0 || options.fullCodecs.some((c) => !FULL_CODECS.includes(c)))) {
     throw new PublishError(`full codecs must be among ${FULL_CODECS.join(', ')}`);
   }
-  if (options.fullCodecs?.includes('xz') && !xzAvailable()) throw new PublishError('xz was asked for, but node-liblzma could not be loaded here (npm install builds it against liblzma-dev)');
-  // Without the binding (a platform node-liblzma has no build for), full files are published in zstd.
+  // xz goes through node-liblzma's native binding, or liblzma's WebAssembly build where that is missing
+  // (xz.ts); only a runtime without WebAssembly has neither, and then publishes zstd.
+  if (options.fullCodecs?.includes('xz') && !xzAvailable()) throw new PublishError('xz was asked for, but neither node-liblzma nor liblzma\'s WebAssembly build can be loaded here');
   const fullCodecs = options.fullCodecs ?? FULL_CODECS.filter((c) => c !== 'xz' || xzAvailable());
-  if (!xzAvailable()) log('xz is not available here (node-liblzma could not be loaded): full files are published in zstd');
+  if (!xzAvailable()) log('xz is not available here (neither node-liblzma nor WebAssembly): full files are published in zstd');
   const expiryDays = { ...DEFAULT_EXPIRY_DAYS, ...options.expiryDays };
   for (const [role, days] of Object.entries(expiryDays)) {
     if (!(Number.isFinite(days) && days > 0 && days <= 3650)) throw new PublishError(`expiry for ${role} must be between 0 and 3650 days`);
@@ -436,17 +443,33 @@ export function publish(options: PublishOptions): PublishResult {
   for (const component of components) {
     const { info } = component;
     const { latest, bytes: latestBytes, hash: latestHash } = readLatest(component);
+    let zstdTried: Buffer | undefined;
     const full = buildOnce(`full:${level}:${[...fullCodecs].sort().join('+')}:${latestHash}`, () => {
-      const { codec, data } = compressFullBest(latestBytes, encoder, level, estimates.get(component.id), fullCodecs);
+      const { codec, data, zstd } = compressFullBest(latestBytes, encoder, level, estimates.get(component.id), fullCodecs);
+      zstdTried = zstd;
       return { targetPath: fullTarget(component.id, latest, codec), data, codec };
     });
     addTarget(full.name, full);
+    // An xz full file comes with a zstd one that every earlier Bulwark decodes (the catalogue's `target`;
+    // the xz one is its `compact`): the one compressed for the comparison when there was one, else a
+    // quick one (COMPAT_LEVEL: older clients get a larger file rather than none).
+    const compat =
+      full.codec === 'zstd'
+        ? undefined
+        : buildOnce(`full-compat:${COMPAT_LEVEL}:${latestHash}`, () => ({
+            targetPath: fullTarget(component.id, latest, 'zstd'),
+            data: zstdTried ?? encoder.compressFull(latestBytes, COMPAT_LEVEL),
+            codec: 'zstd',
+          }));
+    if (compat) addTarget(compat.name, compat);
     const entry: CatalogueComponent = {
       id: component.id,
       name: info.name,
       duplication: info.duplication,
       latest,
-      full: { target: full.name, length: latestBytes.length, sha256: latestHash, codec: full.codec },
+      full: compat
+        ? { target: compat.name, length: latestBytes.length, sha256: latestHash, compact: { target: full.name, codec: full.codec } }
+        : { target: full.name, length: latestBytes.length, sha256: latestHash, codec: full.codec },
       incrementals: [],
     };
     const summary: PublishedComponent = { id: component.id, latest, fullBytes: latestBytes.length, compressedBytes: full.length, codec: full.codec, incrementals: [], skipped: [] };
@@ -471,7 +494,7 @@ export function publish(options: PublishOptions): PublishResult {
       summary.incrementals.push({ from, bytes: built.length, format: built.codec });
     }
     log(
-      `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B (${full.codec})` +
+      `${component.id} ${latest}: full ${latestBytes.length} B, compressed ${full.length} B (${full.codec}${compat ? `; ${compat.length} B in zstd for older clients` : ''})` +
         (info.duplication ? `, ${summary.incrementals.length} incremental(s)` : '') +
         (summary.skipped.length ? `, ${summary.skipped.length} not worth publishing` : ''),
     );
