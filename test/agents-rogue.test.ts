@@ -127,9 +127,31 @@ describe('an agent behind a rogue server', () => {
     expect(held.stdout).toMatch(new RegExp(`^Server order: virus-pattern held by the server's rollout at ${first} since `, 'm'));
     expect(held.stdout).toMatch(/^Last update: \S+ ok, but kept behind the vendor's latest by the server \(the order above\)$/m);
     await until(async () => (await ordersOnServer()).some((o) => o.order === 'hold'), 20_000, 'a report of the hold');
+    // A new agent held before it installed anything is held on the same clock, and says so (never a plain ok).
+    const fresh = await new RogueServer(lab.agentsUrl).start();
+    fresh.rewriteJson(/\/agents\/v1\/policy$/, (body) => JSON.stringify({ ...(body as object), hold: true, holdAt: {} }));
+    const newcomer = await lab.startAgent('held-new', ['--max-hold', '5s'], { server: fresh.url });
+    try {
+      await newcomer.waitFor(new RegExp(`server order: virus-pattern held by the server's rollout with nothing installed since \\S+; the vendor's latest is ${next} \\(the hold lapses at \\S+\\)`), 20_000);
+      expect(lab.active(lab.agentDir('held-new'))).toBeUndefined();
+      await until(async () => ((await lab.agents()).agents as unknown as { name: string; orders: { order: string; version: number }[] | null }[]).find((a) => a.name === 'held-new')?.orders?.some((o) => o.order === 'hold' && o.version === 0), 20_000, 'a report of the new agent held');
+    } catch (error) {
+      await newcomer.stop('SIGTERM', 15_000);
+      await fresh.close();
+      throw error;
+    }
     // Past --max-hold, the next run takes the vendor's latest, and says the hold lapsed.
     const since = Date.parse(JSON.parse(fs.readFileSync(path.join(dir, 'orders.json'), 'utf8')).holdSince as string);
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, since + 5_500 - Date.now())));
+    // The newcomer's clock started at its own first run, later than this agent's.
+    const newcomerSince = Date.parse(JSON.parse(fs.readFileSync(path.join(lab.agentDir('held-new'), 'orders.json'), 'utf8')).holdSince as string);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.max(since, newcomerSince) + 5_500 - Date.now())));
+    try {
+      // The new agent's hold lapses too: it takes the vendor's latest.
+      expect((await lab.update(lab.agentDir('held-new'))).json.components[0]).toMatchObject({ version: next, reason: expect.stringMatching(/^hold lapsed: /) });
+    } finally {
+      await newcomer.stop('SIGTERM', 15_000);
+      await fresh.close();
+    }
     const lapsed = await lab.update(dir);
     expect(lapsed.code).toBe(0);
     expect(lapsed.json.components[0]).toMatchObject({ version: next, reason: expect.stringMatching(/^hold lapsed: the server has kept this agent behind the vendor's latest since \S+, longer than its maximum of 5 s \(--max-hold\), so it takes the vendor's latest/) });
@@ -146,8 +168,21 @@ describe('an agent behind a rogue server', () => {
     const third = await newRelease();
     await agent.waitFor(new RegExp(`server order: virus-pattern at ${next}, waiting since \\S+ for the server, which says it does not hold the vendor's latest \\(${third}\\) yet \\(the wait lapses at \\S+\\)`), 20_000);
     expect(lab.active(dir)?.version).toBe(next);
-    const waitSince = Date.parse(JSON.parse(fs.readFileSync(path.join(dir, 'orders.json'), 'utf8')).holdSince as string);
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, waitSince + 5_500 - Date.now())));
+    const waitSince = JSON.parse(fs.readFileSync(path.join(dir, 'orders.json'), 'utf8')).holdSince as string;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(waitSince) + 5_500 - Date.now())));
+    // The wait lapsed, and the server has none of the files: each run fails, and the clock does not
+    // start over (a failed run is no reason to wait another --max-hold, reported as a plain ok).
+    const noFiles = rogue.on(/^\/(targets|made)\//, (req, res) => void req.resume().on('end', () => res.writeHead(404).end()));
+    for (let i = 0; i < 2; i++) {
+      const failed = await lab.update(dir);
+      expect(failed.code, JSON.stringify(failed.json)).toBe(1);
+      expect(failed.json.components[0]).toMatchObject({ version: next, error: expect.any(String), reason: expect.stringMatching(/^hold lapsed: /) });
+      expect(JSON.parse(fs.readFileSync(path.join(dir, 'orders.json'), 'utf8')).holdSince).toBe(waitSince);
+    }
+    const stillLapsed = (JSON.parse((await runCli(['status', '--data', dir, '--json'])).stdout) as { agent: { orders: { order: string }[] } }).agent.orders;
+    expect(stillLapsed).toEqual([expect.objectContaining({ id: 'virus-pattern', order: 'hold-lapsed', version: next, vendorLatest: third })]);
+    await agent.waitFor(new RegExp(`server order: virus-pattern hold lapsed: the server has kept it behind the vendor's latest since \\S+, longer than the agent's --max-hold, so it tries the vendor's latest \\(${third}\\), which it does not hold yet`), 10_000);
+    noFiles();
     expect((await lab.update(dir)).json.components[0]).toMatchObject({ version: third, reason: expect.stringMatching(/^hold lapsed: /) });
     index();
 
@@ -330,6 +365,62 @@ describe('an agent behind a rogue server', () => {
   });
 
   // Last: it leaves this address over the limit of failed enrollments for the rest of the minute.
+  it("11: enrolls again only on the server's own word: a 403 to the re-enrollment ends nothing, the stream and a report refused together enroll once, and a name that is no name is not taken", { timeout: 90_000 }, async () => {
+    const { dir, version } = await agentBehindRogue('again');
+    const old = (JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8')) as { credential: string }).credential;
+    // The server forgets the credential (as a restored backup would): the stream and reports are refused.
+    const refusedCalls: string[] = [];
+    rogue!.on(/^\/agents\/v1\/(events|report)$/, (req, res, forward) => {
+      if (req.headers.authorization !== `Bearer ${old}`) return forward();
+      refusedCalls.push(new URL(req.url ?? '/', 'http://x').pathname);
+      req.resume().on('end', () => res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'unknown credential' })));
+    });
+    // Its enrollment answers 403 (not the token's refusal, which is a 401), with a line-forging error.
+    const forbid = rogue!.on(/^\/agents\/v1\/enroll$/, (req, res) => req.resume().on('end', () => res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'no\nagent stopping: forged' }))));
+    const failedLines = () => agent!.stdout.split('\n').filter((line) => /enrolling again failed: the server answered HTTP 403 to the enrollment: "no\\nagent stopping: forged"; trying again at the next reconnect/.test(line)).length;
+    rogue!.dropStreams();
+    await until(async () => failedLines() >= 2, 30_000, 'two failed re-enrollments, each retried');
+    expect(agent!.running).toBe(true);
+    expect(agent!.stdout).not.toMatch(/^\S+ agent stopping/m);
+    forbid();
+
+    // The stream and a report refused at once share one re-enrollment: enrollments are held until both were refused.
+    const enrollments: (() => void)[] = [];
+    const enrollsBefore = rogue!.requests.filter((r) => r === 'POST /agents/v1/enroll').length;
+    const refusedBefore = refusedCalls.length;
+    const hold = rogue!.on(/^\/agents\/v1\/enroll$/, (req, res) =>
+      void enrollments.push(() =>
+        // Let through, with a name of 150 characters in the answer: not a name the agent's reports could carry.
+        rogue!.forward(req, res, (status, headers, body) => {
+          const text = JSON.stringify({ ...(JSON.parse(body.toString('utf8')) as object), name: 'x'.repeat(150) });
+          res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(text) }).end(text);
+        }),
+      ),
+    );
+    await until(async () => enrollments.length >= 1, 30_000, 'a re-enrollment');
+    const run = lab.update(dir);
+    const refusedSince = () => refusedCalls.slice(refusedBefore);
+    await until(async () => refusedSince().includes('/agents/v1/events') && refusedSince().includes('/agents/v1/report'), 30_000, 'the stream and a report refused');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(enrollments.length).toBe(1);
+    hold();
+    for (const release of enrollments) release();
+    expect((await run).code).toBe(0);
+    await agent!.waitFor(/the server named this agent "x{120}", which is not a name \(1 to 100 characters\): keeping "again"/, 20_000);
+    const enrollment = () => JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8')) as { name: string; credential: string };
+    await until(async () => enrollment().credential !== old, 20_000, 'the new enrollment written');
+    expect(enrollment()).toMatchObject({ name: 'again' });
+    // Reports with the new credential get through; nothing enrolled twice.
+    const reportsAfter = rogue!.requests.filter((r) => r === 'POST /agents/v1/report').length;
+    const refusedAfter = refusedCalls.length;
+    expect((await lab.update(dir)).code).toBe(0);
+    await until(async () => rogue!.requests.filter((r) => r === 'POST /agents/v1/report').length > reportsAfter, 20_000, 'a report with the new credential');
+    expect(refusedCalls.length).toBe(refusedAfter);
+    expect(rogue!.requests.filter((r) => r === 'POST /agents/v1/enroll').length - enrollsBefore).toBe(1);
+    expect(lab.active(dir)?.version).toBe(version);
+    expect(agent!.running).toBe(true);
+  });
+
   it('8: limits failed enrollments and refused credentials per address: past 20 a minute, 429 unchecked and logged together; an agent enrolled from that address keeps working', { timeout: 90_000 }, async () => {
     const { dir } = await agentBehindRogue('neighbour');
     const token = await bareToken();

@@ -111,8 +111,11 @@ interface Enrollment {
 
 /** The server refused this agent's enrollment token (or forgot it and the token no longer works). */
 export class EnrollmentError extends BulwarkError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The server itself refused the enrollment token (its 401): the one answer that ends an enrolled agent. */
+  readonly tokenRefused: boolean;
+  constructor(message: string, options?: { cause?: unknown; tokenRefused?: boolean }) {
     super('ERR_USAGE', message, options);
+    this.tokenRefused = options?.tokenRefused ?? false;
   }
 }
 
@@ -447,14 +450,16 @@ export class Agent {
     const { status, json } = await this.call(AGENT_PATHS.enroll, request, { deadlineMs: AGENT_DEADLINES.enrollMs, what: 'the enrollment' });
     const said = (json as { error?: unknown })?.error;
     const why = typeof said === 'string' ? `: ${JSON.stringify(said.slice(0, 300))}` : '';
-    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current join string with \`bulwark agents token\` on the server)`);
+    if (status === 401) throw new EnrollmentError(`the server refused the enrollment token: it is wrong or was rotated (get the current join string with \`bulwark agents token\` on the server)`, { tokenRefused: true });
     if (status === 429) throw new NetworkError(`the server refuses enrollments from this address for now (too many failed attempts came from it)${why}`);
     // The server failed (not a refusal): tried again, like an unreachable server.
     if (status >= 500) throw new NetworkError(`the server answered HTTP ${status} to the enrollment${why}`);
     if (status !== 200) throw new EnrollmentError(`the server answered HTTP ${status} to the enrollment${why}`);
     const answer = json as Partial<Record<keyof EnrollAnswer, unknown>>;
-    if (typeof answer.id !== 'string' || typeof answer.credential !== 'string') throw new EnrollmentError('the server answered the enrollment without a credential; is this a Bulwark server?');
-    const name = typeof answer.name === 'string' && answer.name ? answer.name : asked;
+    if (!isToken(answer.id) || !isToken(answer.credential)) throw new EnrollmentError('the server answered the enrollment without a usable id and credential (each 1 to 512 visible ASCII characters); is this a Bulwark server?');
+    // The name goes into every report and log line: one the server's own report schema would refuse is not taken.
+    const name = isAgentName(answer.name) ? answer.name : asked;
+    if (answer.name !== undefined && name !== answer.name) this.log(`the server named this agent ${JSON.stringify(String(answer.name).slice(0, 120))}, which is not a name (1 to 100 characters): keeping ${JSON.stringify(asked)}`);
     const ring = isRing(answer.ring) ? answer.ring : undefined;
     if (toPin) writeFileAtomic(this.pinnedRootFile(), toPin.root);
     const enrollment: Enrollment = { server: this.server, id: answer.id, credential: answer.credential, name, enrolledAt: new Date().toISOString(), ...(ring ? { ring } : {}), ...(trust ? { trust } : {}) };
@@ -470,6 +475,8 @@ export class Agent {
   /** The vendor's root to pin, and how it is trusted: the operator's file, or the server's checked against the join string (or, if told so, unchecked). */
   private async rootToPin(): Promise<{ root: Buffer; trust: TrustMode }> {
     const expected = this.join?.rootSha256;
+    // Here, not only in enroll(): every way to a pinned root passes this point, so none pins unchecked unless told to.
+    if (!expected && !this.options.trustedRoot && !this.options.insecureTrustFirstServer) throw new UsageError(NO_ROOT_TO_VERIFY);
     if (this.options.trustedRoot) {
       const root = fs.readFileSync(this.options.trustedRoot);
       if (expected && sha256(root) !== expected) throw new UsageError(`--trusted-root ${this.options.trustedRoot} has the SHA-256 ${sha256(root)}, the join string names ${expected}: give one or the other, or the join string of this vendor's root`);
@@ -520,19 +527,32 @@ export class Agent {
   /** The last timing values the server sent, to say a clamped one once, not at every report. */
   private readonly clamped: Record<'pollSeconds' | 'spreadSeconds', unknown> = { pollSeconds: undefined, spreadSeconds: undefined };
 
-  /** The credential was refused: enroll again with the token if there is one, else give up. */
-  private async credentialRefused(): Promise<void> {
-    if (this.join) {
-      try {
-        this.enrollment = await this.enrollOnce(this.join.token);
-        return;
-      } catch (error) {
-        if (error instanceof NetworkError || error instanceof ProxyAuthError) return; // try again at the next reconnect
-        this.giveUp(error as Error);
-        return;
-      }
+  /**
+   * The credential was refused: enroll again with the token if there is one, else give up. The stream
+   * and a report can both meet the refusal at once: they share one re-enrollment, not two (which would
+   * list the agent twice).
+   */
+  private credentialRefused(): Promise<void> {
+    this.reenrolling ??= this.enrollAgain().finally(() => (this.reenrolling = undefined));
+    return this.reenrolling;
+  }
+
+  private reenrolling: Promise<void> | undefined;
+
+  private async enrollAgain(): Promise<void> {
+    if (!this.join) {
+      this.giveUp(new EnrollmentError('the server no longer knows this agent\'s credential; start it again with --token (see `bulwark agents token` on the server)'));
+      return;
     }
-    this.giveUp(new EnrollmentError('the server no longer knows this agent\'s credential; start it again with --token (see `bulwark agents token` on the server)'));
+    try {
+      this.enrollment = await this.enrollOnce(this.join.token);
+    } catch (error) {
+      // Only the server's own refusal of the token ends the agent (or no way left here to check the
+      // vendor's root: nothing is pinned unchecked); anything else (a 403 or 404, an odd answer, an
+      // unreachable server) is tried again at the next reconnect.
+      if ((error instanceof EnrollmentError && error.tokenRefused) || error instanceof UsageError) this.giveUp(error as Error);
+      else this.log(`enrolling again failed: ${describeError(error)}; trying again at the next reconnect`);
+    }
   }
 
   private giveUp(error: Error): void {
@@ -730,7 +750,11 @@ export class Agent {
       const { status, json } = await this.call(AGENT_PATHS.report, report, { credential: this.enrollment.credential, deadlineMs: AGENT_DEADLINES.reportMs, what: 'the report' });
       if (status === 401) await this.credentialRefused();
       else if (status === 200) this.applyServerSettings((json ?? {}) as object);
-      else this.log(`the server refused the report (HTTP ${status})${(json as { error?: string })?.error ? `: ${(json as { error: string }).error}` : ''}`);
+      else {
+        const said = (json as { error?: unknown } | undefined)?.error;
+        // The server's words, quoted: a newline in them forges no log line.
+        this.log(`the server refused the report (HTTP ${status})${typeof said === 'string' ? `: ${JSON.stringify(said.slice(0, 300))}` : ''}`);
+      }
     } catch (error) {
       this.log(`cannot report to the server: ${describeError(error)}`);
     }
@@ -750,6 +774,16 @@ function isRootJson(bytes: Buffer): boolean {
 function consumersReport(views: readonly ConsumerView[]): Pick<AgentReport, 'consumers'> {
   if (!views.length) return {};
   return { consumers: views.map((c) => ({ id: c.id, engine: c.engine, version: c.version, active: c.active, ...(c.failure ? { error: c.failure.message.slice(0, 2000) } : {}) })) };
+}
+
+/** An id or credential as the agent sends it back in a header: 1 to 512 visible ASCII characters. */
+function isToken(value: unknown): value is string {
+  return typeof value === 'string' && /^[\x21-\x7e]{1,512}$/.test(value);
+}
+
+/** An agent's name as the server's report schema takes it (REPORT_SCHEMA): 1 to 100 characters; it is always logged quoted. */
+function isAgentName(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= 100;
 }
 
 function safeJson(text: string): unknown {

@@ -33,7 +33,8 @@ export function readOrders(dataDir: string): OrdersFile {
     const data = JSON.parse(fs.readFileSync(file(dataDir), 'utf8')) as Partial<OrdersFile>;
     return { ...(typeof data.holdSince === 'string' ? { holdSince: data.holdSince } : {}), ...(data.lapsed ? { lapsed: data.lapsed } : {}), pins: data.pins ?? {}, current: Array.isArray(data.current) ? data.current : [] };
   } catch {
-    // None yet, or damaged: no order is known (a hold's clock starts again, which only shortens it).
+    // None yet, or damaged: no order is known (a hold's clock starts again, which lengthens it:
+    // agent.ts says so when the file was there but damaged).
     return { pins: {}, current: [] };
   }
 }
@@ -54,27 +55,38 @@ export function holdFor(orders: OrdersFile, serverHold: boolean, now: Date, maxH
  * source unreachable, an operator's change) leaves them as they were.
  */
 export function judgeRun(previous: OrdersFile, run: RunRecord, policy: { pins: ReadonlyMap<string, number>; hold: boolean }, maxHoldSeconds: number): OrdersFile {
-  const judged = run.components.filter((c) => c.offeredVersion !== undefined && c.version !== null);
+  // Nothing installed yet counts too: a new agent held (or kept waiting) is behind the vendor's latest like any other.
+  const judged = run.components.filter((c) => c.offeredVersion !== undefined);
   if (!judged.length) return previous;
+  const behind = (c: (typeof judged)[number]) => c.version === null || c.version < c.offeredVersion!;
   // A rollout hold, and the server's index saying it does not hold the latest yet: both keep the agent behind, on one clock.
   const held = judged.filter((c) => c.order === 'hold' || c.order === 'wait');
-  const lapsedNow = judged.filter((c) => c.order === 'hold-lapsed' && c.result === 'ok');
+  // A lapsed hold's run, whether it got the vendor's latest or not (the server may have none of its files).
+  const lapsedNow = judged.filter((c) => c.order === 'hold-lapsed');
   // Pins the server gave (the agent's own operator's pins are not orders).
-  const pinned = judged.filter((c) => c.order === 'pin' && policy.pins.get(c.id) === c.version);
+  const pinned = judged.filter((c) => c.order === 'pin' && c.version !== null && policy.pins.get(c.id) === c.version);
+  // Still behind for any reason but a pin (a failed run, a lapsed hold whose files the server does not
+  // have): the clock goes on. Only level with the vendor's latest does it start over, so a failed run
+  // cannot buy the server another --max-hold.
+  const stillBehind = judged.some((c) => behind(c) && c.order !== 'pin');
   const next: OrdersFile = { pins: {}, current: [] };
-  if (held.length) next.holdSince = previous.holdSince ?? run.startedAt;
-  if (lapsedNow.length) next.lapsed = { since: previous.holdSince ?? run.startedAt, at: run.finishedAt, ids: lapsedNow.map((c) => c.id) };
-  else if (previous.lapsed && policy.hold && !held.length) next.lapsed = previous.lapsed;
+  if (held.length || (previous.holdSince && stillBehind)) next.holdSince = previous.holdSince ?? run.startedAt;
+  if (lapsedNow.length) {
+    const since = previous.holdSince ?? run.startedAt;
+    // When it lapsed: the first run that stopped obeying it.
+    const at = previous.lapsed?.since === since ? previous.lapsed.at : run.finishedAt;
+    next.lapsed = { since, at, ids: lapsedNow.map((c) => c.id) };
+  } else if (previous.lapsed && ((policy.hold && !held.length) || stillBehind)) next.lapsed = previous.lapsed;
   for (const c of pinned) {
     const before = previous.pins[c.id];
     next.pins[c.id] = before?.version === c.version ? before : { version: c.version!, since: run.finishedAt };
   }
   const until = next.holdSince ? new Date(Date.parse(next.holdSince) + maxHoldSeconds * 1000).toISOString() : undefined;
-  for (const c of held) next.current.push({ id: c.id, order: c.order as 'hold' | 'wait', version: c.version!, vendorLatest: c.offeredVersion!, since: next.holdSince!, ...(until ? { until } : {}) });
+  for (const c of held) next.current.push({ id: c.id, order: c.order as 'hold' | 'wait', version: c.version ?? 0, vendorLatest: c.offeredVersion!, since: next.holdSince!, ...(until ? { until } : {}) });
   for (const c of pinned) next.current.push({ id: c.id, order: 'pin', version: c.version!, vendorLatest: c.offeredVersion!, since: next.pins[c.id]!.since });
   if (next.lapsed) {
     for (const c of judged.filter((c) => next.lapsed!.ids.includes(c.id))) {
-      next.current.push({ id: c.id, order: 'hold-lapsed', version: c.version!, vendorLatest: c.offeredVersion!, since: next.lapsed.since, until: next.lapsed.at });
+      next.current.push({ id: c.id, order: 'hold-lapsed', version: c.version ?? 0, vendorLatest: c.offeredVersion!, since: next.lapsed.since, until: next.lapsed.at });
     }
   }
   return next;

@@ -290,7 +290,7 @@ async function updateComponent(
     }
   }
   // Past its maximum, a hold is not obeyed: the vendor's latest is taken, and the reason says so.
-  const lapsed = ctx.holdLapsed && installed && installed.version < entry.latest ? ctx.holdLapsed : undefined;
+  const lapsed = ctx.holdLapsed && (!installed || installed.version < entry.latest) ? ctx.holdLapsed : undefined;
   const lapseNote = lapsed ? `hold lapsed: the server has kept this agent behind the vendor's latest since ${lapsed.since}, longer than its maximum of ${formatDuration(lapsed.maxHoldSeconds)} (--max-hold), so it takes the vendor's latest` : undefined;
   if (floor !== undefined && entry.latest < floor) {
     return outcome({ method: 'none', reason: 'the source offers an older version', version: installed?.version ?? null, result: 'failed', cause: new DowngradeError(floor, entry.latest) });
@@ -320,7 +320,7 @@ async function updateComponent(
     // The server has not finished installing this version itself; nothing to take from it yet. Its
     // index is unsigned, so this too is a hold, bounded like one: past the agent's maximum, the run
     // tries the files anyway (and fails, visibly, if the server has none of them).
-    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok', ...(installed && installed.version < entry.latest ? { order: 'wait' as const } : {}) });
+    return outcome({ method: 'none', reason: `waiting for the server, which does not hold ${entry.id} ${entry.latest} yet`, version: installed?.version ?? null, result: 'ok', order: 'wait' });
   }
 
   // Choose: the incremental from the installed version (signed, then the server's), then the full file.
@@ -339,7 +339,7 @@ async function updateComponent(
       const reason = [lapseNote, how, ...failures].filter(Boolean).join('; ') || 'full file';
       return outcome({ method: way.method, reason, version: entry.latest, result: 'ok', ...(lapsed ? { order: 'hold-lapsed' as const } : {}) });
     } catch (error) {
-      if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error });
+      if (sourceUnreachable(error)) return outcome({ method: 'none', reason: 'update failed', version: installed?.version ?? null, result: 'failed', cause: error, ...(lapsed ? { order: 'hold-lapsed' as const } : {}) });
       // The engine's answer is about the content, whichever way it came: no other way is tried.
       if (error instanceof ConsumerError) return outcome({ method: 'none', reason: `not taken by ${error.engine} (${error.stage})`, version: installed?.version ?? null, result: 'failed', cause: error });
       failures.push(`${describeWay(way, entry.latest)} unusable (${describeError(error)})`);
@@ -347,7 +347,8 @@ async function updateComponent(
     }
   }
   if (!ways.some((w) => w.method === 'full')) lastError = new SourceError(`the server does not have ${entry.id} ${entry.latest} yet`);
-  return outcome({ method: 'none', reason: failures.join('; ') || 'update failed', version: installed?.version ?? null, result: 'failed', cause: lastError });
+  // A lapsed hold that could not take the latest stays a lapsed hold (its clock is not started over).
+  return outcome({ method: 'none', reason: [lapseNote, ...failures].filter(Boolean).join('; ') || 'update failed', version: installed?.version ?? null, result: 'failed', cause: lastError, ...(lapsed ? { order: 'hold-lapsed' as const } : {}) });
 }
 
 /** The ways to the latest version, best first, and why there is no incremental when there is none. */

@@ -206,7 +206,7 @@ export interface ServerOrder {
    * --max-hold, so it took (or tried to take) the vendor's latest.
    */
   order: 'hold' | 'wait' | 'pin' | 'hold-lapsed';
-  /** The version it holds now. */
+  /** The version it holds now (0: none yet, a new agent held or kept waiting before its first install). */
   version: number;
   /** The vendor's latest signed version. */
   vendorLatest: number;
@@ -218,14 +218,19 @@ export interface ServerOrder {
 
 /** An order for people: "virus-pattern pinned by the server at 175 since …; the vendor's latest is 177". */
 export function describeOrder(order: ServerOrder): string {
+  const at = order.version === 0 ? 'with nothing installed' : `at ${order.version}`;
   switch (order.order) {
     case 'hold':
-      return `${order.id} held by the server's rollout at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}${order.until ? ` (the hold lapses at ${order.until})` : ''}`;
+      return `${order.id} held by the server's rollout ${at} since ${order.since}; the vendor's latest is ${order.vendorLatest}${order.until ? ` (the hold lapses at ${order.until})` : ''}`;
     case 'wait':
-      return `${order.id} at ${order.version}, waiting since ${order.since} for the server, which says it does not hold the vendor's latest (${order.vendorLatest}) yet${order.until ? ` (the wait lapses at ${order.until})` : ''}`;
+      return `${order.id} ${at}, waiting since ${order.since} for the server, which says it does not hold the vendor's latest (${order.vendorLatest}) yet${order.until ? ` (the wait lapses at ${order.until})` : ''}`;
     case 'pin':
-      return `${order.id} pinned by the server at ${order.version} since ${order.since}; the vendor's latest is ${order.vendorLatest}`;
+      return `${order.id} pinned by the server ${at} since ${order.since}; the vendor's latest is ${order.vendorLatest}`;
     case 'hold-lapsed':
+      // Lapsed, but not level yet: the server may have none of the latest's files (each run then fails, saying so).
+      if (order.version < order.vendorLatest) {
+        return `${order.id} hold lapsed: the server has kept it behind the vendor's latest since ${order.since}, longer than the agent's --max-hold, so it tries the vendor's latest (${order.vendorLatest}), which it does not hold yet (${at === 'with nothing installed' ? 'nothing installed' : `still ${at}`})`;
+      }
       return `${order.id} hold lapsed: the server kept it behind the vendor's latest from ${order.since}${order.until ? ` until ${order.until}` : ''}, longer than the agent's --max-hold, so it took the vendor's latest (${order.vendorLatest})`;
   }
 }
@@ -516,7 +521,8 @@ export const REPORT_SCHEMA: JSONSchemaType<AgentReport> = {
         properties: {
           id: { type: 'string', pattern: COMPONENT_ID.source },
           order: { type: 'string', enum: ['hold', 'wait', 'pin', 'hold-lapsed'] },
-          version: { type: 'integer', minimum: 1 },
+          // 0: nothing installed yet (a new agent held or kept waiting).
+          version: { type: 'integer', minimum: 0 },
           vendorLatest: { type: 'integer', minimum: 1 },
           since: { type: 'string', maxLength: 40 },
           until: { type: 'string', maxLength: 40, nullable: true },

@@ -92,6 +92,11 @@ export class RogueServer {
     return this.streams.size;
   }
 
+  /** End every notification stream relayed now (the agents behind it reconnect). */
+  dropStreams(): void {
+    for (const res of this.streams) res.destroy();
+  }
+
   /** Notification streams relayed now. */
   get openStreams(): number {
     return this.streams.size;
