@@ -96,6 +96,23 @@ describe('--data must be an existing data directory', () => {
     expect(update.stdout).toBe('');
     expect(update.stderr).toMatch(/no update source is configured/);
   });
+
+  it('setting the source is how one starts (as update --source is): it makes the directory, its owner\'s only; a refused source leaves none', async () => {
+    const parent = scratch('bulwark-admin-start-');
+    const source = new TestSource(path.join(parent, 'source'));
+    source.addPattern('virus-pattern', { bytes: 10_000 });
+    source.publish();
+    const data = path.join(parent, 'new');
+    const refused = await runCli(['settings', '--data', data, 'set', 'source', `http://127.0.0.1:9/ ${path.join(parent, 'missing.json')}`]);
+    usageError(refused, /^bulwark settings: trusted root .*missing\.json does not exist$/);
+    expect(fs.existsSync(data)).toBe(false);
+    const set = await runCli(['settings', '--data', data, 'set', 'source', `http://127.0.0.1:9/ ${source.rootFile}`]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stderr).toBe(`made the data directory ${data} (it did not exist)\n`);
+    expect(fs.statSync(data).mode & 0o777).toBe(0o700);
+    const saved = await runCli(['settings', '--data', data, 'get', 'source']);
+    expect(JSON.parse(saved.stdout)).toMatchObject({ url: 'http://127.0.0.1:9/' });
+  });
 });
 
 describe("the README's \"Using it\" sequence, as written", () => {

@@ -501,12 +501,29 @@ Keys:
   notifications.webhook   an http(s) URL that gets a JSON POST per notification, or "off"
   notifications.syslog    udp://HOST:PORT or tcp://HOST:PORT (RFC 5424), or "off"
 
-A refused value changes nothing; the message says why.`,
+A refused value changes nothing; the message says why. Setting the source on a DIR that does not
+exist yet makes it (as \`bulwark init\` does); any other key needs an existing one.`,
     options: dataOption,
     positionals: true,
     async run(values, positionals) {
-      const dataDir = existingDataDir(values);
       const [action = 'get', key, ...rest] = positionals;
+      // Setting the source is how a data directory starts (as with update --source and serve); any
+      // other key on a missing directory is a mistyped --data, refused rather than created.
+      const startsOne = action === 'set' && key === 'source' && rest.length > 0 && !fs.existsSync(required(values, 'data'));
+      const dataDir = startsOne ? required(values, 'data') : existingDataDir(values);
+      if (startsOne) {
+        fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+        try {
+          await applySetting(await openSettings(dataDir), key, rest.join(' '));
+        } catch (error) {
+          // A refused source leaves no directory behind: nothing was there before.
+          fs.rmSync(dataDir, { recursive: true, force: true });
+          throw error;
+        }
+        err(`made the data directory ${dataDir} (it did not exist)`);
+        out(`${key} saved`);
+        return 0;
+      }
       if (action === 'get') {
         const settings = await readSettings(dataDir);
         const data = { ...settings.data, proxy: { ...settings.data.proxy, password: settings.data.proxy.password ? '(stored)' : '' } } as unknown as Record<string, unknown>;
