@@ -511,19 +511,6 @@ exist yet makes it (as \`bulwark init\` does); any other key needs an existing o
       // other key on a missing directory is a mistyped --data, refused rather than created.
       const startsOne = action === 'set' && key === 'source' && rest.length > 0 && !fs.existsSync(required(values, 'data'));
       const dataDir = startsOne ? required(values, 'data') : existingDataDir(values);
-      if (startsOne) {
-        fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-        try {
-          await applySetting(await openSettings(dataDir), key, rest.join(' '));
-        } catch (error) {
-          // A refused source leaves no directory behind: nothing was there before.
-          fs.rmSync(dataDir, { recursive: true, force: true });
-          throw error;
-        }
-        err(`made the data directory ${dataDir} (it did not exist)`);
-        out(`${key} saved`);
-        return 0;
-      }
       if (action === 'get') {
         const settings = await readSettings(dataDir);
         const data = { ...settings.data, proxy: { ...settings.data.proxy, password: settings.data.proxy.password ? '(stored)' : '' } } as unknown as Record<string, unknown>;
@@ -531,7 +518,15 @@ exist yet makes it (as \`bulwark init\` does); any other key needs an existing o
         return 0;
       }
       if (action !== 'set' || !key || rest.length === 0) throw new UsageError('use: bulwark settings --data DIR set KEY VALUE');
-      await applySetting(await openSettings(dataDir), key, rest.join(' '));
+      if (startsOne) fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      try {
+        await applySetting(await openSettings(dataDir), key, rest.join(' '));
+      } catch (error) {
+        // A refused source leaves no directory behind: nothing was there before.
+        if (startsOne) fs.rmSync(dataDir, { recursive: true, force: true });
+        throw error;
+      }
+      if (startsOne) err(`made the data directory ${dataDir} (it did not exist)`);
       out(`${key} saved`);
       return 0;
     },
