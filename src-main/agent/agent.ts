@@ -189,9 +189,9 @@ export class Agent {
     this.server = checkSourceUrl(options.server).href.replace(/\/?$/, '/');
     this.join = options.token === undefined ? undefined : parseJoinString(options.token);
     this.maxHoldSeconds = options.maxHoldSeconds ?? DEFAULT_MAX_HOLD_SECONDS;
-    this.orders = readOrders(options.dataDir);
     if (options.token !== undefined && !this.join) throw new UsageError('--token is neither a join string nor an enrollment token (copy the last line `bulwark agents token` prints on the server)');
     this.log = options.log ?? (() => {});
+    this.orders = readOrders(options.dataDir, (message) => this.log(`warning: ${message}`));
     this.random = options.random ?? Math.random;
     this.settings = Settings.open(options.dataDir);
     // Said like the server says it (and kept as a reminder): a damaged settings.json loses its proxy.

@@ -28,13 +28,15 @@ export interface OrdersFile {
 
 const file = (dataDir: string) => path.join(dataDir, 'orders.json');
 
-export function readOrders(dataDir: string): OrdersFile {
+/** The orders kept after the last run; `onDamaged` hears of a file that is there but unreadable. */
+export function readOrders(dataDir: string, onDamaged?: (message: string) => void): OrdersFile {
   try {
     const data = JSON.parse(fs.readFileSync(file(dataDir), 'utf8')) as Partial<OrdersFile>;
     return { ...(typeof data.holdSince === 'string' ? { holdSince: data.holdSince } : {}), ...(data.lapsed ? { lapsed: data.lapsed } : {}), pins: data.pins ?? {}, current: Array.isArray(data.current) ? data.current : [] };
-  } catch {
-    // None yet, or damaged: no order is known (a hold's clock starts again, which lengthens it:
-    // agent.ts says so when the file was there but damaged).
+  } catch (error) {
+    // None yet, or damaged: no order is known. A hold's clock then starts again, which lengthens
+    // the hold, so a damaged file is said.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onDamaged?.(`${file(dataDir)} is damaged (${(error as Error).message}): the server's hold, if any, is counted again from the next run`);
     return { pins: {}, current: [] };
   }
 }
