@@ -15,7 +15,9 @@ const posix = process.platform !== 'win32';
 /** A stand-in for `bin/bulwark.js` or the Electron executable: records how it was run and what signals it got. */
 const STAND_IN = `
 const fs = require('node:fs');
-fs.writeFileSync(process.env.RECORD, JSON.stringify({ argv: process.argv.slice(2), cwd: process.cwd(), demo: process.env.BULWARK_DEMO ?? null }));
+// Written beside and renamed, so a test that sees the file never reads it half written.
+fs.writeFileSync(process.env.RECORD + '.part', JSON.stringify({ argv: process.argv.slice(2), cwd: process.cwd(), demo: process.env.BULWARK_DEMO ?? null }));
+fs.renameSync(process.env.RECORD + '.part', process.env.RECORD);
 if (process.env.EXIT_NOW) process.exit(Number(process.env.EXIT_NOW));
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
