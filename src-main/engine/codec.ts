@@ -3,8 +3,9 @@
 //
 //   full files     'zstd'     a zstd frame with long-distance matching (the official library, zstd-napi)
 //                  'xz'       an .xz file (LZMA2, xz.ts): smaller on binary databases
-//   incrementals   'zstd'     a zstd frame compressed with the base version as a raw-content dictionary:
-//                             the "patch-from" technique of `zstd --patch-from`, for any file
+//   incrementals   'zstd'     a zstd frame compressed with the base version as a raw-content prefix:
+//                             the "patch-from" technique of `zstd --patch-from`, for any file (built
+//                             with our addon, zstd-prefix.ts, or zstd-napi's loadDictionary without it)
 //                  'records'  which records went and which came (records.ts), for text lists of records
 //
 // A catalogue entry without a codec is 'zstd' (what every earlier Bulwark published), so older sources keep
@@ -13,6 +14,7 @@ import binding from 'zstd-napi/binding.js';
 import { CorruptDataError } from './errors.js';
 import { applyRecordPatch, createRecordPatch, isRecordPatch } from './records.js';
 import { compressXz, decompressXz } from './xz.js';
+import { zstdPrefix } from './zstd-prefix.js';
 
 export interface CodecLimits {
   /** Largest decompressed component file we accept; guards against decompression bombs. */
@@ -44,9 +46,9 @@ export const FULL_LEVEL = 20;
 export const PATCH_LEVEL = 12;
 
 /**
- * The match-finder tables of an incremental cost memory twice while zstd compresses: in the CDict built
- * from the base and in the context's copy of it (5 bytes per entry for the row match finder of levels
- * 5-12). About one entry per byte of base and target is enough: measured on the benchmark's data,
+ * The match-finder tables of an incremental (5 bytes per entry for the row match finder of levels 5-12)
+ * are held once with the base as a prefix, twice through loadDictionary (in the CDict built from the base
+ * and in the context's copy of it). About one entry per byte of base and target is enough: measured on the benchmark's data,
  * 2^(W-1) entries make level-12 patches 0.0-0.3% larger than 2^W on 4 and 20 MB files, at half the
  * memory. Above 2^26 entries (320 MiB per copy) a 66 MB file could not be published in 1 GB; at 2^26 the
  * 50 MB pattern's patch is 1% larger than at 2^27.
@@ -54,6 +56,30 @@ export const PATCH_LEVEL = 12;
 const MAX_TABLE_LOG = 26;
 
 type Parameters = Partial<Record<keyof typeof binding.CParameter, number>>;
+
+/** zstd's dictionary magic number (ZSTD_MAGIC_DICTIONARY), as the first four bytes of a file. */
+const DICTIONARY_MAGIC = 0xec30a437;
+
+/**
+ * A base as zstd-napi's loadDictionary and decompressUsingDict take it: always raw content. They read a
+ * dictionary that starts with zstd's magic number as a trained dictionary (and refuse it, or decode
+ * wrongly), so such a base gets one zero byte in front: a raw-content dictionary that ends with the
+ * base, where a patch's matches reach back from. A patch made with the base itself as the prefix
+ * decodes the same way (its matches never reach that byte), as `zstd -d --patch-from` decodes it.
+ */
+function asRawContent(base: Uint8Array): Uint8Array {
+  const magic = base.length >= 4 && Buffer.from(base.buffer, base.byteOffset, 4).readUInt32LE(0) === DICTIONARY_MAGIC;
+  return magic ? Buffer.concat([Buffer.alloc(1), base]) : base;
+}
+
+/**
+ * How this process builds byte-level incrementals: with the base as a prefix (zstd-prefix.ts, its tables
+ * held once), or, where that addon is missing, through zstd-napi's loadDictionary, with the reason.
+ */
+export function patchBuilder(): { path: 'prefix' } | { path: 'dictionary'; reason: string } {
+  const addon = zstdPrefix();
+  return addon instanceof Error ? { path: 'dictionary', reason: addon.message } : { path: 'prefix' };
+}
 
 function fullParameters(length: number, level: number): Parameters {
   return {
@@ -66,10 +92,9 @@ function fullParameters(length: number, level: number): Parameters {
 }
 
 /**
- * zstd-napi offers loadDictionary (a prepared dictionary) but not the prefix that `zstd --patch-from`
- * uses. With a prepared dictionary the match finder reaches far back into a large base only when
- * its tables are sized to the window, and long-distance matching never indexes the dictionary (it
- * only made patches worse), so both are set here rather than left to the level's defaults.
+ * The same on both paths (prefix and loadDictionary). The match finder reaches far back into a large
+ * base only when its tables are sized to the window, and long-distance matching never indexes a loaded
+ * dictionary (it only made patches worse), so both are set here rather than left to the level's defaults.
  */
 function patchParameters(baseLength: number, targetLength: number, level: number): Parameters {
   // The window must span the base and the target so matches can reach back into the base.
@@ -87,7 +112,8 @@ function patchParameters(baseLength: number, targetLength: number, level: number
  * been garbage-collected and a turn of the event loop has run the finalizer, so a synchronous loop
  * that made a context per file held all of them at once (1.6 GB for 14 incrementals of a 4 MB file).
  * Here the context is reset after every file, which frees the dictionary (zstd's copy of the base and
- * the CDict built from it) at once, and its workspace is reused by the next file.
+ * the CDict built from it) at once, and its workspace is reused by the next file. Incrementals built
+ * with the prefix addon use a context of their own, freed as each patch is made.
  */
 export class Encoder {
   private readonly cctx = new binding.CCtx();
@@ -105,7 +131,12 @@ export class Encoder {
   createPatch(base: Uint8Array, target: Uint8Array, level = PATCH_LEVEL): Buffer {
     const bound = binding.compressBound(target.length);
     if (this.patchOutput.length < bound) this.patchOutput = Buffer.allocUnsafe(bound);
-    const length = this.compress(patchParameters(base.length, target.length, level), target, this.patchOutput, base);
+    const parameters = patchParameters(base.length, target.length, level);
+    const prefix = zstdPrefix();
+    const length =
+      prefix instanceof Error
+        ? this.compress(parameters, target, this.patchOutput, asRawContent(base))
+        : prefix.compress(this.patchOutput, target, base, Object.entries(parameters).flatMap(([name, value]) => [binding.CParameter[name as keyof typeof binding.CParameter], value]));
     return Buffer.from(this.patchOutput.subarray(0, length));
   }
 
@@ -152,8 +183,8 @@ function decompressInto(frame: Uint8Array, limits: CodecLimits, dictionary?: Uin
   dctx.setParameter(binding.DParameter.windowLogMax, MAX_WINDOW_LOG);
   let written: number;
   try {
-    // Raw-content dictionaries are used by reference here, so the base is not copied.
-    written = dictionary ? dctx.decompressUsingDict(output, frame, dictionary) : dctx.decompress(output, frame);
+    // Raw-content dictionaries are used by reference here, so the base is not copied (unless asRawContent must).
+    written = dictionary ? dctx.decompressUsingDict(output, frame, asRawContent(dictionary)) : dctx.decompress(output, frame);
   } catch (cause) {
     throw new CorruptDataError(`zstd could not decode the data: ${(cause as Error).message}`, { cause });
   }
