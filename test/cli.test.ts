@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readLockOwner } from '../src-main/engine/lock.js';
+import { TURN_OFF, zstdPrefix } from '../src-main/engine/zstd-prefix.js';
 import { CliProcess, ensureBuilt, killChildren, ROOT, runCli, type CliResult } from './helpers/cli.js';
 import { tempDir, TestSource } from './helpers/fixtures.js';
 
@@ -132,6 +133,24 @@ describe('publish', () => {
     expect(json.components.map((c) => [c.id, c.latest])).toEqual([['scan-engine', 12]]);
     expect(fs.existsSync(path.join(out, 'root.json'))).toBe(true);
     expect(fs.existsSync(path.join(out, 'metadata', 'timestamp.json'))).toBe(true);
+  });
+
+  it('says in one line on stderr when it builds incrementals without native/zstd_prefix.node, and nothing when with it', async () => {
+    const source = new TestSource(scratch('bulwark-cli-publish-prefix-'));
+    source.addPattern('virus-pattern', { bytes: 30_000 });
+    source.addPattern('virus-pattern');
+    const publish = (out: string) => runCli(['publish', '--input', source.input, '--out', path.join(source.dir, out), '--keys', source.keys, '--level', '3']);
+    // The environment is copied when the child starts.
+    process.env[TURN_OFF] = 'off';
+    const without = publish('out-without');
+    delete process.env[TURN_OFF];
+    const [fallback, prefix] = await Promise.all([without, publish('out-with')]);
+    expect(fallback.code).toBe(0);
+    expect(fallback.stderr).toBe(`bulwark publish: byte-level incrementals are built through zstd-napi's loadDictionary, with the base's match tables held twice (turned off by ${TURN_OFF}=off)\n`);
+    expect(fallback.stdout).toMatch(/virus-pattern \d+: .*1 incremental/);
+    expect(prefix.code).toBe(0);
+    // Built at npm install wherever a C compiler is (native/build.js), as in CI.
+    if (!(zstdPrefix() instanceof Error) || process.env.CI) expect(prefix.stderr).toBe('');
   });
 });
 

@@ -146,6 +146,7 @@ Options:
         ...(level !== undefined ? { level } : {}),
         ...(patchLevel !== undefined ? { patchLevel } : {}),
         log: values.json ? undefined : out,
+        warn: (line) => err(`bulwark publish: ${line}`),
       });
       if (values.json) out(JSON.stringify(result));
       return 0;

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import { Ajv, type JSONSchemaType } from 'ajv';
 import { CATALOGUE_TARGET, fullTarget, incrementalTarget, type Catalogue, type CatalogueComponent } from '../engine/catalogue.js';
-import { compressFullBest, createRecordsPatch, Encoder, estimateFull, estimatePatch, FULL_CODECS, FULL_LEVEL, PATCH_LEVEL, type FullCodec, type FullEstimate } from '../engine/codec.js';
+import { compressFullBest, createRecordsPatch, Encoder, estimateFull, estimatePatch, FULL_CODECS, FULL_LEVEL, PATCH_LEVEL, patchBuilder, type FullCodec, type FullEstimate } from '../engine/codec.js';
 import { COMPONENT_ID_PATTERN, componentInfo, isValidVersion, type ComponentDeclaration, type ComponentInfo } from '../engine/components.js';
 import { PublishError } from '../engine/errors.js';
 import { sha256, writeFileAtomic } from '../engine/files.js';
@@ -60,6 +60,8 @@ export interface PublishOptions {
   fullCodecs?: readonly FullCodec[];
   now?: Date;
   log?: (line: string) => void;
+  /** For what costs more than it should here (the CLI writes it on stderr). */
+  warn?: (line: string) => void;
 }
 
 export interface PublishedComponent {
@@ -310,6 +312,7 @@ class ReusableReader {
 export function publish(options: PublishOptions): PublishResult {
   const now = options.now ?? new Date();
   const log = options.log ?? (() => {});
+  const warn = options.warn ?? (() => {});
   const level = options.level ?? FULL_LEVEL;
   const patchLevel = options.patchLevel ?? PATCH_LEVEL;
   if (options.fullCodecs && (options.fullCodecs.length === 0 || options.fullCodecs.some((c) => !FULL_CODECS.includes(c)))) {
@@ -376,6 +379,8 @@ export function publish(options: PublishOptions): PublishResult {
     if (bytes.length > DEFAULT_LIMITS.maxFileBytes) throw new PublishError(`${component.id} ${latest} is larger than the ${DEFAULT_LIMITS.maxFileBytes}-byte limit`);
     return { latest, bytes, hash: sha256(bytes) };
   };
+  /** Whether the first byte-level build has said how it is built (only the fallback is said). */
+  let builderSaid = false;
   /**
    * The incremental from `base` to `latest` in the format that makes it smallest: the record-aware one for
    * text lists of records (cheap to build), the byte-level zstd patch for anything. The byte-level build is
@@ -396,6 +401,11 @@ export function publish(options: PublishOptions): PublishResult {
       const estimate = estimatePatch(base, latest.bytes, fullRatio);
       if ((!records || records.length > limit) && estimate > limit * ESTIMATE_MARGIN) return { estimated: estimate };
       if (records && estimate > records.length * ESTIMATE_MARGIN) return { targetPath, data: records, codec: 'records' };
+    }
+    if (!builderSaid) {
+      builderSaid = true;
+      const builder = patchBuilder();
+      if (builder.path === 'dictionary') warn(`byte-level incrementals are built through zstd-napi's loadDictionary, with the base's match tables held twice (${builder.reason})`);
     }
     const zstd = encoder.createPatch(base, latest.bytes, patchLevel);
     return records && records.length < zstd.length ? { targetPath, data: records, codec: 'records' } : { targetPath, data: zstd, codec: 'zstd' };
