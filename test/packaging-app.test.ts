@@ -147,12 +147,13 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
     expect(['node-gyp', 'prebuild-install', 'node-addon-api', 'tar'].filter((name) => packages.has(name))).toEqual([]);
   });
 
-  it('keeps the native .node files of zstd-napi, sqlite3 and (where npm installed it) node-liblzma on disk in app.asar.unpacked, without their build leftovers', () => {
+  it('keeps the native .node files of zstd-napi, sqlite3, ours and (where npm installed it) node-liblzma on disk in app.asar.unpacked, without their build leftovers', () => {
     // node-liblzma is optional (npm leaves it out under Node 20 and where its build fails); liblzma's
     // WebAssembly build, which decodes xz without it, is always in app.asar.
     const liblzma = fs.existsSync(path.join(ROOT, 'node_modules', 'node-liblzma', 'build', 'Release', 'node_lzma.node')) ? ['node_modules/node-liblzma/build/Release/node_lzma.node'] : [];
     expect(entries).toEqual(expect.arrayContaining(['/out/vendor/liblzma-wasm/liblzma.js', '/out/vendor/liblzma-wasm/liblzma.wasm']));
-    const built = [...liblzma, 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
+    // Ours (native/zstd_prefix.c) is built by `npm install` wherever a C compiler is, as here and in CI.
+    const built = ['native/build/Release/zstd_prefix.node', ...liblzma, 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
     for (const file of built) {
       expect(fs.statSync(path.join(resources, 'app.asar.unpacked', file)).size, file).toBeGreaterThan(100_000);
       expect((statFile(asar, file) as { unpacked?: boolean }).unpacked, file).toBe(true);
@@ -161,6 +162,8 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
     // node-liblzma also ships binaries for macOS and Windows (prebuilds/), which load where no build/Release is.
     expect(unpacked.filter((f) => f.endsWith('.node') && !f.startsWith('node_modules/node-liblzma/prebuilds/')).sort()).toEqual(built);
     expect(unpacked.filter((f) => /\.(a|o|c|cc|h|tar\.gz)$|(^|\/)(obj|obj\.target|deps|src)(\/|$)/.test(f))).toEqual([]);
+    // Of native/, only the module: not its source, build script, gyp file or make files.
+    expect(entries.filter((e) => e.startsWith('/native/') && !'/native/build/Release/zstd_prefix.node'.startsWith(e))).toEqual([]);
   });
 
   it(`keeps app.asar within its size budget (${ASAR_BUDGET / 1e6} MB)`, () => {
@@ -214,6 +217,18 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
       } finally {
         await source.stop();
       }
+    });
+
+    it('builds an incremental with the packed zstd prefix encoder (native/zstd_prefix.node), which the packed decoder applies', async () => {
+      const app = path.join(opt, 'resources', 'app.asar');
+      const script = `import { applyPatch, createPatch, patchBuilder } from ${JSON.stringify(path.join(app, 'out', 'main', 'engine', 'codec.js'))};
+        const base = Buffer.from('record\\n'.repeat(5000).split('').map((c, i) => (i % 97 ? c : String(i % 10))).join(''));
+        const target = Buffer.concat([base.subarray(0, 20000), Buffer.from('new record\\n'), base.subarray(20000)]);
+        const patch = createPatch(base, target);
+        console.log(JSON.stringify({ builder: patchBuilder(), rebuilt: applyPatch(base, patch, { maxFileBytes: 1 << 20 }).equals(target), small: patch.length < 200 }));`;
+      const result = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: app });
+      expect(result.stderr).toBe('');
+      expect(JSON.parse(result.stdout)).toEqual({ builder: { path: 'prefix' }, rebuilt: true, small: true });
     });
 
     it('loads the packed SQLite binding', async () => {
