@@ -47,9 +47,9 @@ export const PATCH_LEVEL = 12;
 
 /**
  * The match-finder tables of an incremental (5 bytes per entry for the row match finder of levels 5-12)
- * are held once with the base as a prefix, twice through loadDictionary (in the CDict built from the base
- * and in the context's copy of it). About one entry per byte of base and target is enough: measured on the benchmark's data,
- * 2^(W-1) entries make level-12 patches 0.0-0.3% larger than 2^W on 4 and 20 MB files, at half the
+ * are held once with the base as a prefix, twice through loadDictionary (in the CDict built from the
+ * base and in the context's copy of it). About one entry per byte of base and target is enough: measured
+ * on the benchmark's data, 2^(W-1) entries make level-12 patches 0.0-0.3% larger than 2^W on 4 and 20 MB files, at half the
  * memory. Above 2^26 entries (320 MiB per copy) a 66 MB file could not be published in 1 GB; at 2^26 the
  * 50 MB pattern's patch is 1% larger than at 2^27.
  */
@@ -65,7 +65,8 @@ const DICTIONARY_MAGIC = 0xec30a437;
  * dictionary that starts with zstd's magic number as a trained dictionary (and refuse it, or decode
  * wrongly), so such a base gets one zero byte in front: a raw-content dictionary that ends with the
  * base, where a patch's matches reach back from. A patch made with the base itself as the prefix
- * decodes the same way (its matches never reach that byte), as `zstd -d --patch-from` decodes it.
+ * decodes the same way (its matches never reach that byte). (zstd's own command line, 1.5.4, encodes
+ * such a base as raw content but decodes it as a trained dictionary.)
  */
 function asRawContent(base: Uint8Array): Uint8Array {
   const magic = base.length >= 4 && Buffer.from(base.buffer, base.byteOffset, 4).readUInt32LE(0) === DICTIONARY_MAGIC;
@@ -79,6 +80,11 @@ function asRawContent(base: Uint8Array): Uint8Array {
 export function patchBuilder(): { path: 'prefix' } | { path: 'dictionary'; reason: string } {
   const addon = zstdPrefix();
   return addon instanceof Error ? { path: 'dictionary', reason: addon.message } : { path: 'prefix' };
+}
+
+/** Parameters as zstd's [ZSTD_cParameter, value, ...] pairs, as the prefix addon takes them. */
+function asPairs(parameters: Parameters): number[] {
+  return Object.entries(parameters).flatMap(([name, value]) => [binding.CParameter[name as keyof typeof binding.CParameter], value]);
 }
 
 function fullParameters(length: number, level: number): Parameters {
@@ -136,7 +142,7 @@ export class Encoder {
     const length =
       prefix instanceof Error
         ? this.compress(parameters, target, this.patchOutput, asRawContent(base))
-        : prefix.compress(this.patchOutput, target, base, Object.entries(parameters).flatMap(([name, value]) => [binding.CParameter[name as keyof typeof binding.CParameter], value]));
+        : prefix.compress(this.patchOutput, target, base, asPairs(parameters));
     return Buffer.from(this.patchOutput.subarray(0, length));
   }
 
