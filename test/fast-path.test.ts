@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ResponseCache } from '../src-main/distribution/agent-http.js';
 import { FastPath, readPlainHead } from '../src-main/distribution/fast-path.js';
+import { until } from './helpers/cli.js';
 
 const SMALL = Buffer.alloc(3_500, 'a');
 const LARGE = Buffer.alloc(100_000, 'b');
@@ -230,6 +231,9 @@ describe('fast path', () => {
       expect(lab.fast()).toBe(3);
       expect(lab.slow).toEqual(['/big-a', '/small']);
       expect(openFds()).toBe(1);
+      // The answers, one after another, read through one buffer, kept for the next.
+      expect(cache.chunks.bytesRead).toBe(2 * random.length + 10);
+      expect(cache.chunks.kept).toBe(1);
       // Two held open at most: the oldest is closed when a third comes.
       cache.keep('/big-b', files[1]!, HEADERS, 'b'.repeat(64));
       cache.keep('/big-c', files[2]!, HEADERS, 'c'.repeat(64));
@@ -238,6 +242,38 @@ describe('fast path', () => {
       const again = await exchange(lab.port, [get('/big-a'), get('/big-c')], 2);
       expect(again.answers.map((a) => a.status)).toEqual([404, 200]);
       expect(again.answers[1]!.body.equals(random)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads each held-open answer through one buffer, kept for the next answer, but not one whose answer was cut short (a write may still hold it); lets them go when told', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-chunks-'));
+    try {
+      const random = crypto.randomBytes(8 * 1024 * 1024); // more than the socket buffers hold for a client that reads nothing
+      fs.writeFileSync(path.join(dir, 'big'), random);
+      const cache = new ResponseCache(64 * 1024 * 1024, 64 * 1024, 1024 * 1024);
+      cache.keep('/big', path.join(dir, 'big'), HEADERS, 'a'.repeat(64));
+      const lab = await start(() => {}, cache);
+      const serverSides: net.Socket[] = [];
+      lab.server.on('connection', (socket: net.Socket) => serverSides.push(socket));
+      const first = await exchange(lab.port, [get('/big')], 1);
+      expect(first.answers[0]!.body.equals(random)).toBe(true);
+      expect(cache.chunks.kept).toBe(1);
+      // A client that asks and reads nothing: its answer stalls with a write in flight, in the kept buffer.
+      const client = net.connect(lab.port, '127.0.0.1', () => client.write(get('/big')));
+      await until(() => cache.chunks.bytesRead > random.length, 5_000, 'the second answer to start');
+      expect(cache.chunks.kept).toBe(0);
+      const closed = new Promise((resolve) => serverSides.at(-1)!.once('close', resolve));
+      client.destroy();
+      await closed;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(cache.chunks.kept).toBe(0);
+      const next = await exchange(lab.port, [get('/big')], 1);
+      expect(next.answers[0]!.body.equals(random)).toBe(true);
+      expect(cache.chunks.kept).toBe(1);
+      cache.chunks.release();
+      expect(cache.chunks.kept).toBe(0);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -41,6 +41,28 @@ describe('AfterBurst', () => {
     }
   });
 
+  it('takes a flood of large answers (few requests, many bytes read) for a burst too, once the bytes stop', async () => {
+    let collections = 0;
+    let bytes = 0;
+    const burst = new AfterBurst(1_000, 50, () => collections++, () => bytes, 1_000_000);
+    try {
+      for (let i = 0; i < 10; i++) burst.request();
+      bytes = 999_999;
+      await sleep(300);
+      expect(collections).toBe(0);
+      // Still reading (no new request): not over yet.
+      const reading = setInterval(() => (bytes += 100_000), 10);
+      await sleep(300);
+      expect(collections).toBe(0);
+      clearInterval(reading);
+      await until(() => collections === 1, 5_000, 'the collection once the reading stops');
+      await sleep(300);
+      expect(collections).toBe(1);
+    } finally {
+      burst.stop();
+    }
+  });
+
   it('leaves fewer requests than a burst alone, and stops checking when stopped', async () => {
     let collections = 0;
     const small = new AfterBurst(1_000, 50, () => collections++);

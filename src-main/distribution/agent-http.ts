@@ -177,7 +177,7 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
     return;
   }
   if (entry) {
-    sendEntry(req, res, entry);
+    sendEntry(req, res, entry, cache.chunks);
     return;
   }
   // Neither kept in memory nor held open (a large file that is not content-addressed): opened for this answer alone.
@@ -188,12 +188,12 @@ function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: str
     sendJson(res, 404, { error: 'the server no longer holds this file' });
     return;
   }
-  sendEntry(req, res, makeEntry({ file: once }, headers, etag));
+  sendEntry(req, res, makeEntry({ file: once }, headers, etag), cache.chunks);
   once.retire();
 }
 
 /** Answer from a cache entry, with conditional GET, HEAD and a single range. */
-function sendEntry(req: http.IncomingMessage, res: http.ServerResponse, entry: CacheEntry): void {
+function sendEntry(req: http.IncomingMessage, res: http.ServerResponse, entry: CacheEntry, chunks: FileChunks): void {
   const size = entry.length;
   if (req.headers['if-none-match'] === entry.etag) {
     res.writeHead(304, { etag: entry.etag, 'cache-control': entry.headers['cache-control'] }).end();
@@ -221,7 +221,7 @@ function sendEntry(req: http.IncomingMessage, res: http.ServerResponse, entry: C
   res.writeHead(status, headers);
   if (req.method === 'HEAD' || size === 0) res.end();
   else if (entry.body) res.end(start === 0 && end === size - 1 ? entry.body : entry.body.subarray(start, end + 1));
-  else pumpFile(entry.file!, start, end, res, (error) => (error ? res.destroy() : res.end()));
+  else pumpFile(entry.file!, start, end, res, chunks, (error) => (error ? res.destroy() : res.end()));
 }
 
 /**
@@ -279,16 +279,49 @@ interface FileSink {
 
 /** Bytes read per positioned read: one such buffer per connection being written to, at most. */
 const FILE_CHUNK = 64 * 1024;
+/** Buffers kept for the next answers once theirs is written (4 MiB): more are left to the collector. */
+const MAX_FREE_CHUNKS = 64;
+
+/**
+ * A thread's read buffers for the files it holds open, handed from one answer to the next. A buffer
+ * per answer, left to the collector, piled up faster than a flood of large answers made the young
+ * generation collect them: 300 answers of 20 MB left each thread's malloc arena 18 MB larger for
+ * good (docs/benchmarks.md). `bytesRead` lets AfterBurst see such a flood, which is a few hundred
+ * requests but gigabytes read.
+ */
+export class FileChunks {
+  private free: Buffer[] = [];
+  bytesRead = 0;
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(FILE_CHUNK);
+  }
+
+  /** Only a buffer no write still holds: its answer was written to the end. */
+  give(buffer: Buffer): void {
+    if (this.free.length < MAX_FREE_CHUNKS) this.free.push(buffer);
+  }
+
+  /** Buffers kept for the next answers. */
+  get kept(): number {
+    return this.free.length;
+  }
+
+  /** Let the kept buffers go, once a burst is over. */
+  release(): void {
+    this.free = [];
+  }
+}
 
 /**
  * Write bytes `start`..`end` of `file` to `sink`, a chunk at a time, each read once the previous one is
- * handed to the kernel, into the same buffer: one buffer per answer being written, never one per chunk
- * (a 64 KiB allocation per chunk under a flood of large files left the threads' heaps hundreds of MB
- * larger afterwards); `done` once written, failed or closed.
+ * handed to the kernel, into the same buffer, taken from `chunks` and given back once the answer is
+ * written (one buffer per answer being written, never one per chunk or per answer); `done` once
+ * written, failed or closed.
  */
-function pumpFile(file: OpenFile, start: number, end: number, sink: FileSink, done: (error?: Error) => void): void {
+function pumpFile(file: OpenFile, start: number, end: number, sink: FileSink, chunks: FileChunks, done: (error?: Error) => void): void {
   const release = file.use();
-  const buffer = Buffer.allocUnsafe(Math.min(FILE_CHUNK, end - start + 1));
+  const buffer = chunks.take();
   let at = start;
   let finished = false;
   const finish = (error?: Error) => {
@@ -296,6 +329,8 @@ function pumpFile(file: OpenFile, start: number, end: number, sink: FileSink, do
     finished = true;
     sink.removeListener('close', onClose);
     release();
+    // A failed or closed answer may have a write in flight that still reads the buffer.
+    if (!error) chunks.give(buffer);
     done(error);
   };
   const onClose = () => finish(new Error('closed'));
@@ -309,6 +344,7 @@ function pumpFile(file: OpenFile, start: number, end: number, sink: FileSink, do
       if (error || read === 0) return finish(error ?? new Error('the file is shorter than when it was opened'));
       if (sink.destroyed) return finish(new Error('closed'));
       at += read;
+      chunks.bytesRead += read;
       sink.write(read === buffer.length ? buffer : buffer.subarray(0, read), written);
     });
   }
@@ -353,6 +389,8 @@ export class ResponseCache {
   private bytes = 0;
   private largeBytes = 0;
   private openFiles = 0;
+  /** Read buffers for the files held open, shared by every answer this thread writes. */
+  readonly chunks = new FileChunks();
 
   constructor(
     private readonly maxBytes = 64 * 1024 * 1024,
@@ -373,7 +411,7 @@ export class ResponseCache {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const hit = this.entries.get(req.url ?? '');
     if (!hit) return false;
-    sendEntry(req, res, hit);
+    sendEntry(req, res, hit, this.chunks);
     return true;
   }
 
@@ -404,7 +442,7 @@ export class ResponseCache {
       socket.write(hit.body);
     } else {
       socket.write(wire.head);
-      pumpFile(hit.file!, 0, hit.length - 1, socket, (error) => (error ? socket.destroy() : streamed!()));
+      pumpFile(hit.file!, 0, hit.length - 1, socket, this.chunks, (error) => (error ? socket.destroy() : streamed!()));
       return 'streaming';
     }
     return true;
@@ -480,6 +518,8 @@ export class ResponseCache {
 export class AfterBurst {
   private sinceCollection = 0;
   private sinceCheck = 0;
+  private bytesAtCollection = 0;
+  private bytesAtCheck = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -488,13 +528,21 @@ export class AfterBurst {
     /** A window without any request: the burst is over. */
     quietMs = 2_000,
     collect: () => void = collectGarbage,
+    /** Bytes of held-open files read so far (FileChunks.bytesRead): large answers make a burst by their bytes. */
+    fileBytes: () => number = () => 0,
+    /** File bytes that make a burst: a few hundred answers of a 20 MB file are one. */
+    minFileBytes = 256 * 1024 * 1024,
   ) {
     this.timer = setInterval(() => {
-      if (this.sinceCheck === 0 && this.sinceCollection >= minRequests) {
+      const bytes = fileBytes();
+      const quiet = this.sinceCheck === 0 && bytes === this.bytesAtCheck;
+      if (quiet && (this.sinceCollection >= minRequests || bytes - this.bytesAtCollection >= minFileBytes)) {
         this.sinceCollection = 0;
+        this.bytesAtCollection = bytes;
         collect();
       }
       this.sinceCheck = 0;
+      this.bytesAtCheck = bytes;
     }, quietMs);
     this.timer.unref();
   }
@@ -507,6 +555,19 @@ export class AfterBurst {
   stop(): void {
     clearInterval(this.timer);
   }
+}
+
+/** A thread's AfterBurst: a burst is counted in requests and in the bytes of the cache's held-open files, and ends with the read buffers let go and a collection. */
+export function afterBurstFor(cache: ResponseCache): AfterBurst {
+  return new AfterBurst(
+    undefined,
+    undefined,
+    () => {
+      cache.chunks.release();
+      collectGarbage();
+    },
+    () => cache.chunks.bytesRead,
+  );
 }
 
 /** One thread's notification streams, by agent id. */

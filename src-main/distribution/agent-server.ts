@@ -20,7 +20,7 @@ import { describeError } from '../engine/errors.js';
 import type { Evidence } from '../engine/evidence.js';
 import { sha256 } from '../engine/files.js';
 import {
-  AfterBurst,
+  afterBurstFor,
   agentHttpServer,
   AGENT_LISTEN_BACKLOG,
   agentRequestListener,
@@ -513,7 +513,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   if (initial) cacheRelease(cache, initial);
 
   const openStream = (id: string, res: http.ServerResponse) => streams.add(id, res);
-  const burst = new AfterBurst();
+  const burst = afterBurstFor(cache);
   const onRequest = agentRequestListener(answer, cache, openStream, log, burst);
 
   /** Every agent with a stream open, on any thread. */

@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PING_MS } from '../protocol/agent-protocol.js';
-import { AfterBurst, AGENT_LISTEN_BACKLOG, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { afterBurstFor, AGENT_LISTEN_BACKLOG, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
@@ -58,7 +58,7 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
 };
 
 // The main thread logs what fails in its routes; what fails here (reading a request) is the agent's.
-const burst = new AfterBurst();
+const burst = afterBurstFor(cache);
 const onRequest = agentRequestListener(ask, cache, openStream, () => {}, burst);
 
 const servers = data.listen.map(() => agentHttpServer(onRequest, cache, burst));
