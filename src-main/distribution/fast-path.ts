@@ -91,7 +91,9 @@ export class FastPath {
     let answered = false;
     const onData = (chunk: Buffer) => {
       let at = 0;
-      socket.cork();
+      // Answers to pipelined requests go out in one write; a lone request's (the usual case) is
+      // written at once, without the cork's buffering.
+      let corked = false;
       // An agent that does not read its answers gets no more of them here: node:http's own
       // back-pressure takes over with what is left.
       while (at < chunk.length && !socket.writableNeedDrain) {
@@ -106,8 +108,12 @@ export class FastPath {
         this.onAnswer();
         at = end + HEAD_END.length;
         if (answered === 'streaming') socket.pause();
+        else if (!corked && at < chunk.length) {
+          socket.cork();
+          corked = true;
+        }
       }
-      socket.uncork();
+      if (corked) socket.uncork();
       if (at < chunk.length) handOver(chunk.subarray(at));
       else if (!answered) {
         answered = true;
