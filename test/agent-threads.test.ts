@@ -11,6 +11,7 @@ import { AgentsLab } from './helpers/agents-lab.js';
 import { ensureBuilt, runCli, until } from './helpers/cli.js';
 import { freePort } from './helpers/proxies.js';
 import { parseJoinString } from '../src-main/protocol/agent-protocol.js';
+import { AGENT_LISTENERS_PER_THREAD } from '../src-main/distribution/agent-http.js';
 
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 const portSharing = process.platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
@@ -90,7 +91,7 @@ describe('the agents service on several threads', () => {
     if (portSharing) {
       expect(server.stdout).toMatch(/serving agents at \S+ \(2 file threads\)/);
       // The threads take the connections; the main thread does not listen.
-      expect(listeningSockets(Number(new URL(lab.agentsUrl).port))).toBe(2);
+      expect(listeningSockets(Number(new URL(lab.agentsUrl).port))).toBe(2 * AGENT_LISTENERS_PER_THREAD);
     } else {
       expect(server.stdout).toMatch(/file threads need Node 22\.12 or later on Linux .*; the main thread serves alone/);
       expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone\)/);
@@ -157,7 +158,7 @@ describe('the agents service on several threads', () => {
     const joined = await server.waitFor(/1000 agents enrolled: (\d+) file threads? now take the agents' connections; the main thread keeps those it holds/, 20_000);
     const threads = Number(joined[1]);
     expect(threads).toBe(Math.min(os.availableParallelism(), 4));
-    await until(() => listeningSockets(port) === threads, 5_000, 'the main thread to stop listening');
+    await until(() => listeningSockets(port) === threads * AGENT_LISTENERS_PER_THREAD, 5_000, 'the main thread to stop listening');
     const onThreads = await Promise.all(Array.from({ length: 10 }, async (_, i) => openStream(url, await enroll(url, token, `late-${i}`))));
     try {
       // The threads answer from the current release at once.

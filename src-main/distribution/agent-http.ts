@@ -610,6 +610,15 @@ export class Streams {
 export const AGENT_LISTEN_BACKLOG = 4096;
 
 /**
+ * Listening sockets per address in each file thread (file-thread.ts). libuv (1.49 on, Node 22's) accepts one connection per
+ * listening socket per turn of the event loop, and a turn under load answers up to 1,024 ready
+ * connections first: 1,000 agents connecting at once to a thread that is answering others waited up to
+ * 3 s for their first answer (and wrk's p99 with them). With 16 sockets (all in the port's SO_REUSEPORT
+ * group, so the kernel spreads new connections over them) a turn accepts up to 16 (docs/benchmarks.md).
+ */
+export const AGENT_LISTENERS_PER_THREAD = 16;
+
+/**
  * An agents' HTTP server as every thread runs it: the fast path in front for what `cache` holds
  * (each of its answers counted in `burst`), node:http with `onRequest` for the rest. Notification
  * streams are long-lived by design; a request's head still has a deadline.

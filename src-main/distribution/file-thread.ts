@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PING_MS } from '../protocol/agent-protocol.js';
-import { afterBurstFor, AGENT_LISTEN_BACKLOG, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { afterBurstFor, AGENT_LISTEN_BACKLOG, AGENT_LISTENERS_PER_THREAD, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
@@ -61,7 +61,8 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
 const burst = afterBurstFor(cache);
 const onRequest = agentRequestListener(ask, cache, openStream, () => {}, burst);
 
-const servers = data.listen.map(() => agentHttpServer(onRequest, cache, burst));
+const addresses = data.listen.flatMap((address) => Array.from({ length: AGENT_LISTENERS_PER_THREAD }, () => address));
+const servers = addresses.map(() => agentHttpServer(onRequest, cache, burst));
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
 ping.unref();
 
@@ -98,7 +99,7 @@ await Promise.all(
     ({ server }, i) =>
       new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: data.listen[i]!.host, port: data.listen[i]!.port, ipv6Only: false, reusePort: true, backlog: AGENT_LISTEN_BACKLOG }, () => resolve());
+        server.listen({ host: addresses[i]!.host, port: addresses[i]!.port, ipv6Only: false, reusePort: true, backlog: AGENT_LISTEN_BACKLOG }, () => resolve());
       }),
   ),
 );
