@@ -18,6 +18,10 @@ import type { ResponseCache } from './agent-http.js';
 /** node:http's default limit on a request's head (--max-http-header-size): larger heads go to it, which answers 431. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** Heads remembered with what they read as (FastPath.heads), each at most MAX_HEAD_KEPT_BYTES: 128 kB at most. */
+const MAX_HEADS_KEPT = 256;
+/** An agent's head is about 150 bytes; longer ones are read each time. */
+const MAX_HEAD_KEPT_BYTES = 512;
 const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
 /** RFC 9110 §5.1: a field name is a token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -66,6 +70,12 @@ export class FastPath {
   /** Connections still on the fast path, which node:http does not know of. */
   private readonly sockets = new Set<net.Socket>();
   private date = { second: -1, lines: '' };
+  /**
+   * Heads read lately, and what they read as (undefined: not plainly). A fleet's agents ask for the same
+   * few files with the same head (same version, same server, no credential on file requests), so a
+   * fan-out reads each head once rather than once per agent. Emptied when full.
+   */
+  private readonly heads = new Map<string, PlainRequest | undefined>();
 
   constructor(
     private readonly server: http.Server,
@@ -99,7 +109,7 @@ export class FastPath {
       while (at < chunk.length && !socket.writableNeedDrain) {
         const end = chunk.indexOf(HEAD_END, at);
         if (end < 0 || end - at > MAX_HEAD_BYTES) break;
-        const request = readPlainHead(chunk.toString('latin1', at, end));
+        const request = this.read(chunk.toString('latin1', at, end));
         // A file held open is written as the socket drains: only for the last request at hand, and the
         // connection is not read meanwhile, so that answers keep the requests' order.
         const last = end + HEAD_END.length === chunk.length;
@@ -149,6 +159,16 @@ export class FastPath {
     // Until its first answer, a connection has the time node:http gives a request's head; then that of an idle keep-alive connection.
     socket.on('timeout', onTimeout);
     socket.setTimeout(this.server.headersTimeout);
+  }
+
+  private read(head: string): PlainRequest | undefined {
+    if (this.heads.has(head)) return this.heads.get(head);
+    const request = readPlainHead(head);
+    if (head.length <= MAX_HEAD_KEPT_BYTES) {
+      if (this.heads.size >= MAX_HEADS_KEPT) this.heads.clear();
+      this.heads.set(head, request);
+    }
+    return request;
   }
 
   /** The header lines every answer shares, as node:http writes them: the date changes each second. */
