@@ -440,11 +440,13 @@ function wrkRun(url, paths, connections, seconds = 10) {
 
 const WRK_RUNS = 3;
 const WRK_SECONDS = 5;
+/** The large and small files alone: their ratios move by ±0.1 from run to run on this shared machine, so more pairs. */
+const LARGE_WRK_RUNS = 5;
 
 /** wrk against Bulwark and nginx in turn, WRK_RUNS times each: the run with the median rate of each (a shared machine's noise hits both alike). */
-function wrkAlternating(bulwarkUrl, nginxUrl, paths, connections) {
+function wrkAlternating(bulwarkUrl, nginxUrl, paths, connections, times = WRK_RUNS) {
   const runs = { bulwark: [], nginx: [] };
-  for (let i = 0; i < WRK_RUNS; i++) {
+  for (let i = 0; i < times; i++) {
     runs.bulwark.push(wrkRun(bulwarkUrl, paths, connections, WRK_SECONDS));
     runs.nginx.push(wrkRun(nginxUrl, paths, connections, WRK_SECONDS));
   }
@@ -476,7 +478,7 @@ async function largeFilesBench(server, nginx) {
     // completes no answer within a 5 s run, and nginx only those it favoured.
     for (const n of name === '20 MB' ? [100] : [500, 2000]) {
       wrkRun(server.url, [url], n, 2); // each thread reads it once and keeps it
-      const { bulwark, nginx: x } = wrkAlternating(server.url, nginx.url, [url], n);
+      const { bulwark, nginx: x } = wrkAlternating(server.url, nginx.url, [url], n, LARGE_WRK_RUNS);
       runs.push({ name, bytes: bytes[name], n, bulwark, nginx: x });
       log(`  ${name} file, ${n} connections: wrk ${fmtInt(bulwark.rps)} vs nginx ${fmtInt(x.rps)} (${(bulwark.rps / x.rps).toFixed(2)}x); p99 ${fmtMs(bulwark.p99)} vs ${fmtMs(x.p99)}`);
     }
@@ -719,7 +721,7 @@ function largeSection(l, results, alone = false) {
   const b = l.backlog ? ` Both listen with a backlog of ${l.backlog} (Bulwark's agents' port; nginx's set to the same); nginx runs ${l.threads} worker processes, Bulwark ${l.threads} file threads (the main thread keeps the registry and the release and takes no agent connection).` : '';
   p('### Large and small files against nginx');
   p();
-  p(`One file alone, requested over and over by every connection (wrk, ${WRK_RUNS} alternating runs of ${WRK_SECONDS} s against each server, the median run of each): a 2 MB relayed full file and the ~4 kB incremental${l.runs.some((r) => r.name === '20 MB') ? ', and a 20 MB one' : ''}. Bulwark's threads answer the first two from the file read once into their response cache${l.runs.some((r) => r.name === '20 MB') ? ' and the 20 MB one from the file they hold open (positioned reads as each socket drains)' : ''}, on the fast path; nginx with sendfile.${b}${alone ? ` Measured on its own (\`node scripts/bench-server.js --only large\`, ${results.date}), Node ${results.threadedNode} for the server.` : ''}`);
+  p(`One file alone, requested over and over by every connection (wrk, ${LARGE_WRK_RUNS} alternating runs of ${WRK_SECONDS} s against each server, the median run of each): a 2 MB relayed full file and the ~4 kB incremental${l.runs.some((r) => r.name === '20 MB') ? ', and a 20 MB one' : ''}. Bulwark's threads answer the first two from the file read once into their response cache${l.runs.some((r) => r.name === '20 MB') ? ' and the 20 MB one from the file they hold open (positioned reads as each socket drains)' : ''}, on the fast path; nginx with sendfile.${b}${alone ? ` Measured on its own (\`node scripts/bench-server.js --only large\`, ${results.date}), Node ${results.threadedNode} for the server.` : ''}`);
   p();
   p('| File | Connections | Bulwark requests/s | nginx requests/s | Ratio (goal) | Bulwark p50 / p99 | nginx p50 / p99 | p99 ÷ nginx (goal at 2,000) |' + (l.runs[0]?.bulwark.overflows !== undefined ? ' Listen overflows / retransmitted segments / ms under TCP memory pressure (Bulwark; nginx) |' : ''));
   p('|---|---:|---:|---:|---:|---:|---:|---:|' + (l.runs[0]?.bulwark.overflows !== undefined ? '---:|' : ''));
