@@ -45,24 +45,41 @@ export function loadOrCreateKeys(dir: string): Record<RoleName, SigningKey> {
   const keys = {} as Record<RoleName, SigningKey>;
   for (const role of ROLES) {
     const file = path.join(dir, `${role}.json`);
-    let privateKey: crypto.KeyObject;
-    if (fs.existsSync(file)) {
-      try {
-        const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as KeyFile;
-        privateKey = crypto.createPrivateKey(stored.private);
-        if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 key');
-      } catch (cause) {
-        throw new PublishError(`cannot read the ${role} key in ${file}`, { cause });
-      }
-    } else {
-      privateKey = crypto.generateKeyPairSync('ed25519').privateKey;
-      const stored: KeyFile = {
-        keytype: 'ed25519',
-        private: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-      };
-      fs.writeFileSync(file, JSON.stringify(stored, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-    }
-    keys[role] = toSigningKey(privateKey);
+    keys[role] = toSigningKey((!fs.existsSync(file) && createKey(file)) || readKey(file, role));
   }
   return keys;
+}
+
+function readKey(file: string, role: RoleName): crypto.KeyObject {
+  try {
+    const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as KeyFile;
+    const privateKey = crypto.createPrivateKey(stored.private);
+    if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 key');
+    return privateKey;
+  } catch (cause) {
+    throw new PublishError(`cannot read the ${role} key in ${file}`, { cause });
+  }
+}
+
+/**
+ * A new key in `file`, written whole beside it and then linked into place, which fails if the file
+ * exists: two publishes making one keys directory at once never read a half-written key, and the
+ * second uses the first one's (undefined: read it).
+ */
+function createKey(file: string): crypto.KeyObject | undefined {
+  const privateKey = crypto.generateKeyPairSync('ed25519').privateKey;
+  const stored: KeyFile = { keytype: 'ed25519', private: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+  const part = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`;
+  try {
+    fs.writeFileSync(part, JSON.stringify(stored, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+    try {
+      fs.linkSync(part, file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+      throw error;
+    }
+    return privateKey;
+  } finally {
+    fs.rmSync(part, { force: true });
+  }
 }
