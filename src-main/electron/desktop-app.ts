@@ -283,7 +283,6 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
     return undefined;
   });
   const runningDemo = demoSource;
-  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : undefined;
 
   // ---- The console API over IPC, for our windows only ----
   const stopEvents = serveConsoleOverIpc(adapter, service, {
@@ -325,6 +324,8 @@ export async function startDesktopApp(adapter: DesktopAdapter, options: DesktopA
   const initialTray = currentTrayModel();
   shownTray = JSON.stringify(initialTray);
   tray = adapter.createTray(initialTray, guarded('tray action', onTrayAction));
+  // After the tray, which follows the start-up update from its first component on.
+  const demoAgents = demoSource ? await startDemoAgents(server, demoSource.dir, log) : undefined;
 
   adapter.onQuit(async () => {
     stopEvents();
