@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ipcChannel, type Snapshot } from '../src-main/console/contract.js';
+import { ipcChannel, type AgentsPage, type Snapshot } from '../src-main/console/contract.js';
 import { DEMO_SIGNATURES, findClamd } from '../src-main/demo/clamav.js';
 import { DEMO_AGENTS } from '../src-main/demo/demo.js';
 import { componentInfo, KNOWN_COMPONENTS } from '../src-main/engine/components.js';
@@ -75,7 +75,17 @@ describe('desktop demo mode', () => {
     expect(fs.existsSync(path.join(demoDir, 'desktop', 'data', 'bulwark.lock'))).toBe(false);
     // The demo's clamd stopped with it.
     if (clamav) await until(() => !fs.existsSync(path.join(demoDir, 'clamav', 'clamd.sock')), 10_000, 'the demo clamd to stop');
-  }, 120_000);
+
+    // Started again on the same folder, it serves agents on a new port: its two agents enroll again
+    // under their own names, and the server lists two agents, not their old entries beside them.
+    const again = await startOnFake({ userData, app: { demo: true, demoDir } });
+    await again.app.startupRun;
+    await until(() => DEMO_AGENTS.every((name) => again.logs.some((line) => line.startsWith(`[${name}] enrolled with `))), 30_000, 'the demo agents to enroll again');
+    await until(() => statusOf(again.desktop.tray.model) === allCurrent, 60_000, `the tray to say "${allCurrent}" again`);
+    const page = (await again.desktop.invokeFrom(again.desktop.windows[0]!, ipcChannel.method('agents'), {})) as AgentsPage;
+    expect(page.agents.map((a) => a.name).sort()).toEqual([...DEMO_AGENTS].sort());
+    for (const name of DEMO_AGENTS) expect(again.logs).toContain(`demo: ${name} was enrolled with the last run's address; its entry is forgotten and it enrolls again`);
+  }, 180_000);
 });
 
 /** How the tray names a component (by its id where Bulwark does not know it). */

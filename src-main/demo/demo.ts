@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Agent } from '../agent/agent.js';
+import { Agent, readEnrollment } from '../agent/agent.js';
 import type { ConsoleListen } from '../server/listen.js';
 import type { BulwarkServer } from '../server/server.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
@@ -185,6 +185,16 @@ export async function startDemoAgents(server: BulwarkServer, dir: string, log: (
   if (!url) {
     log(`demo: no agents (${server.agentServiceError ?? 'agents are not served'})`);
     return { agents: [], stop: async () => {} };
+  }
+  // Each run serves agents on a new port, so the demo's agents, enrolled with the last run's address,
+  // enroll again: their old entries are forgotten first, or they would stay beside them, silent, and
+  // the agents would get new names.
+  const address = new URL(url).href.replace(/\/?$/, '/');
+  for (const name of DEMO_AGENTS) {
+    const earlier = readEnrollment(path.join(dir, 'agents', name));
+    if (!earlier || earlier.server === address) continue;
+    const removed = await server.service.removeAgent(earlier.id, { via: 'cli', who: 'the demo' }).catch(() => undefined);
+    if (removed) log(`demo: ${name} was enrolled with the last run's address; its entry is forgotten and it enrolls again`);
   }
   // Enrolled as an operator would: with the join string (the token and the SHA-256 of the vendor's root).
   const { join, token } = await server.joinString('broad');
