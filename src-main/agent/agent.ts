@@ -142,6 +142,11 @@ export function enrollmentFile(dataDir: string): string {
   return path.join(dataDir, 'agent.json');
 }
 
+/** A server's address as an agent keeps it (and its enrollment names it): checked, with one trailing slash. */
+export function serverAddress(server: string): string {
+  return checkSourceUrl(server).href.replace(/\/?$/, '/');
+}
+
 /** The enrollment of an agent data directory, if it is one. */
 export function readEnrollment(dataDir: string): Enrollment | undefined {
   try {
@@ -186,7 +191,7 @@ export class Agent {
   private runPolicy: { pins: Map<string, number>; hold: boolean } = { pins: new Map(), hold: false };
 
   constructor(private readonly options: AgentOptions) {
-    this.server = checkSourceUrl(options.server).href.replace(/\/?$/, '/');
+    this.server = serverAddress(options.server);
     this.join = options.token === undefined ? undefined : parseJoinString(options.token);
     this.maxHoldSeconds = options.maxHoldSeconds ?? DEFAULT_MAX_HOLD_SECONDS;
     if (options.token !== undefined && !this.join) throw new UsageError('--token is neither a join string nor an enrollment token (copy the last line `bulwark agents token` prints on the server)');

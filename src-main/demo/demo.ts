@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Agent, readEnrollment } from '../agent/agent.js';
+import { Agent, readEnrollment, serverAddress } from '../agent/agent.js';
 import type { ConsoleListen } from '../server/listen.js';
 import type { BulwarkServer } from '../server/server.js';
 import { KNOWN_COMPONENTS } from '../engine/components.js';
@@ -189,7 +189,7 @@ export async function startDemoAgents(server: BulwarkServer, dir: string, log: (
   // Each run serves agents on a new port, so the demo's agents, enrolled with the last run's address,
   // enroll again: their old entries are forgotten first, or they would stay beside them, silent, and
   // the agents would get new names.
-  const address = new URL(url).href.replace(/\/?$/, '/');
+  const address = serverAddress(url);
   for (const name of DEMO_AGENTS) {
     const earlier = readEnrollment(path.join(dir, 'agents', name));
     if (!earlier || earlier.server === address) continue;
