@@ -96,6 +96,35 @@ describe('agents and faults', () => {
     }
   });
 
+  it('a report the server could not take (503 twice) is sent again within seconds, not at the next poll a minute away', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    await lab.startServer();
+    const proxy = await trickleProxy(lab.agentsUrl);
+    try {
+      const agent = await lab.startAgent('retried', [], { server: proxy.url });
+      const dir = lab.agentDir('retried');
+      await until(() => proxy.reportsInFlight === 0 && proxy.reports.at(-1) === 'idle', 10_000, 'the start-up reports');
+      // The run's last report, and the first retry of it, are refused: the server last heard "updating".
+      proxy.refuseIdleReports = 2;
+      const before = proxy.reports.length;
+      const latest = lab.publish();
+      expect((await lab.serverUpdate()).result).toBe('ok');
+      await lab.waitForVersion(dir, latest);
+      await until(() => proxy.refused.length === 2, 20_000, 'the refused reports');
+      // Sent again with back-off (up to 2 s, then up to 4 s), long before the 60 s poll.
+      const listed = await until(async () => {
+        const { agents } = await lab.agents();
+        const row = agents.find((a) => a.name === 'retried');
+        return row?.state === 'current' ? row : undefined;
+      }, 15_000, 'the report sent again');
+      expect(listed).toMatchObject({ components: [{ id: 'virus-pattern', version: latest }] });
+      expect(proxy.reports.slice(before)).toEqual(['updating', 'idle']);
+      expect(agent.stdout).toMatch(/the server refused the report \(HTTP 503\): "busy"/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('after a server restart, agents reconnect with back-off and catch up', { timeout: 120_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 2 });
     const port = await freePort();
@@ -198,7 +227,7 @@ describe('agents and faults', () => {
  * they reached the server.
  */
 async function trickleProxy(upstream: string) {
-  const state = { trickle: false, fileRequests: 0, ranges: [] as string[], holdUpdatingReportsMs: 0, reports: [] as string[], reportsInFlight: 0 };
+  const state = { trickle: false, fileRequests: 0, ranges: [] as string[], holdUpdatingReportsMs: 0, refuseIdleReports: 0, refused: [] as number[], reports: [] as string[], reportsInFlight: 0 };
   const server = http.createServer((req, res) => {
     if (req.method === 'POST' && req.url === '/agents/v1/report') {
       state.reportsInFlight++;
@@ -207,6 +236,14 @@ async function trickleProxy(upstream: string) {
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         const { phase } = JSON.parse(body.toString('utf8')) as { phase: string };
+        // A server that cannot take the report now (restarting, overloaded): 503, never forwarded.
+        if (phase === 'idle' && state.refuseIdleReports > 0) {
+          state.refuseIdleReports--;
+          state.refused.push(Date.now());
+          state.reportsInFlight--;
+          res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'busy' }));
+          return;
+        }
         setTimeout(() => {
           const forward = http.request(new URL(req.url!, upstream), { method: 'POST', headers: { ...req.headers, host: new URL(upstream).host } }, (answer) => {
             state.reports.push(phase);

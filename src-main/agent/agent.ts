@@ -36,6 +36,7 @@ import type { ProxySetting } from '../engine/settings.js';
 import { Settings } from '../engine/settings.js';
 import { checkSourceUrl } from '../engine/source.js';
 import { startControl } from '../engine/control.js';
+import { isBusy } from '../engine/state.js';
 import {
   AGENT_DEADLINES,
   AGENT_LIMITS,
@@ -136,6 +137,9 @@ export const TRUST_DESCRIPTIONS: Record<TrustMode, string> = {
   'first-server': 'INSECURE: the root.json the server handed out at enrollment, unchecked (--insecure-trust-first-server): a server met first may have been anyone\'s',
 };
 
+/** The first retry of a report the server did not take comes within this (doubling to a minute, capped by the poll interval). */
+const REPORT_RETRY_MS = 2_000;
+
 export const AGENT_FAMILY_REMEDY = 'A dual-stack proxy (a host with both IPv4 and IPv6, running squid for instance) bridges the two: start the agent with --proxy HOST:PORT.';
 
 export function enrollmentFile(dataDir: string): string {
@@ -171,6 +175,9 @@ export class Agent {
   private reporting: Promise<void> | undefined;
   /** A report asked for while one was on its way, with the phase it was asked with (the last ask wins). */
   private reportAgain: { phase?: AgentReport['phase'] } | undefined;
+  /** A report the server did not take (unreachable, 5xx, 429) is sent again after this back-off, not at the next poll. */
+  private readonly reportBackoff: Backoff;
+  private reportRetry: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private pollTimer: NodeJS.Timeout | undefined;
   private spreadTimer: NodeJS.Timeout | undefined;
@@ -198,6 +205,7 @@ export class Agent {
     this.log = options.log ?? (() => {});
     this.orders = readOrders(options.dataDir, (message) => this.log(`warning: ${message}`));
     this.random = options.random ?? Math.random;
+    this.reportBackoff = new Backoff(REPORT_RETRY_MS, 60_000, this.random);
     this.settings = Settings.open(options.dataDir);
     // Said like the server says it (and kept as a reminder): a damaged settings.json loses its proxy.
     if (this.settings.recovered) this.log(`warning: ${this.settings.recovered}`);
@@ -334,6 +342,7 @@ export class Agent {
     this.abort.abort();
     clearTimeout(this.pollTimer);
     clearTimeout(this.spreadTimer);
+    clearTimeout(this.reportRetry);
     await this.streamLoop?.catch(() => undefined);
     await this.control?.close();
     await this.engine.stop();
@@ -745,7 +754,9 @@ export class Agent {
           }
         : {}),
       ...consumersReport(consumerViews(this.options.dataDir, (id) => this.engine.store.active(id))),
-      phase: phase ?? (run ? 'idle' : this.engine.busy ? 'updating' : 'idle'),
+      // The state machine's word, not engine.busy: that stays true for a moment after a run has ended
+      // (its 'run' event comes first), and a report sent then would leave the agent "updating".
+      phase: phase ?? (run || !isBusy(this.engine.state) ? 'idle' : 'updating'),
       pollSeconds: this.pollSeconds,
       ...(this.enrollment.trust ? { trust: this.enrollment.trust } : {}),
       // Whatever keeps it behind the vendor's latest, in every report: never a plain "ok".
@@ -754,15 +765,36 @@ export class Agent {
     try {
       const { status, json } = await this.call(AGENT_PATHS.report, report, { credential: this.enrollment.credential, deadlineMs: AGENT_DEADLINES.reportMs, what: 'the report' });
       if (status === 401) await this.credentialRefused();
-      else if (status === 200) this.applyServerSettings((json ?? {}) as object);
-      else {
+      else if (status === 200) {
+        this.applyServerSettings((json ?? {}) as object);
+        this.reportBackoff.reset();
+        clearTimeout(this.reportRetry);
+        this.reportRetry = undefined;
+      } else {
         const said = (json as { error?: unknown } | undefined)?.error;
         // The server's words, quoted: a newline in them forges no log line.
         this.log(`the server refused the report (HTTP ${status})${typeof said === 'string' ? `: ${JSON.stringify(said.slice(0, 300))}` : ''}`);
+        if (status >= 500 || status === 429) this.retryReport();
       }
     } catch (error) {
       this.log(`cannot report to the server: ${describeError(error)}`);
+      this.retryReport();
     }
+  }
+
+  /**
+   * Send the state again soon: a run's last report lost (the server restarting, a proxy's hiccup) would
+   * otherwise leave the agent "updating" or behind in the console until its next poll, minutes away.
+   * Within the poll interval, spread like the agents' other retries.
+   */
+  private retryReport(): void {
+    if (this.reportRetry || this.stopping) return;
+    const wait = Math.min(this.reportBackoff.next(), this.pollSeconds * 1000);
+    this.reportRetry = setTimeout(() => {
+      this.reportRetry = undefined;
+      void this.report();
+    }, wait);
+    this.reportRetry.unref();
   }
 }
 

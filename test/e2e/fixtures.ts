@@ -184,7 +184,7 @@ export const test = base.extend<Fixtures & Options>({
     fs.rmSync(source.dir, { recursive: true, force: true });
   },
 
-  bulwark: async ({ source, withSource, schedule, serveArgs, agentsListen }, use) => {
+  bulwark: async ({ source, withSource, schedule, serveArgs, agentsListen }, use, testInfo) => {
     const dataDir = tempDir('bulwark-e2e-data-');
     const args = (listen: string) => [
       'serve', '--console', '--listen', listen, '--data', dataDir, '--schedule', schedule, '--agents-listen', agentsListen,
@@ -228,6 +228,11 @@ export const test = base.extend<Fixtures & Options>({
       };
       await use(bulwark);
     } finally {
+      if (testInfo.status !== testInfo.expectedStatus) {
+        for (const [i, child] of children.entries()) {
+          printOutput(`server${children.length > 1 ? ` (start ${i + 1})` : ''}`, child);
+        }
+      }
       // A download a failed test left on hold would keep the server from stopping.
       for (const release of holds) release();
       // By PID: SIGTERM first (the server stops after the update in progress), SIGKILL if it hangs.
@@ -241,7 +246,7 @@ export const test = base.extend<Fixtures & Options>({
     }
   },
 
-  agents: async ({ bulwark }, use) => {
+  agents: async ({ bulwark }, use, testInfo) => {
     const started: AgentProcess[] = [];
     const token = async ({ rotate = false, ring }: { rotate?: boolean; ring?: string } = {}) => {
       const result = await runCli(['agents', 'token', '--data', bulwark.dataDir, ...(ring ? ['--ring', ring] : []), ...(rotate ? ['--rotate'] : [])]);
@@ -280,6 +285,12 @@ export const test = base.extend<Fixtures & Options>({
         },
       });
     } finally {
+      // A failed test keeps what each agent said: the console shows only the server's side of it.
+      if (testInfo.status !== testInfo.expectedStatus) {
+        for (const { name, process: child } of started) {
+          printOutput(`agent ${name}`, child);
+        }
+      }
       for (const { process: child, dataDir } of started) {
         if (child.running) {
           await child.stop('SIGTERM', 10_000).catch(() => {
@@ -291,6 +302,11 @@ export const test = base.extend<Fixtures & Options>({
     }
   },
 });
+
+/** A failed test's process output, whole, in the run's log (CI keeps only that; an attachment shows a few lines). */
+function printOutput(what: string, child: CliProcess): void {
+  console.log(`--- ${what}: stdout ---\n${child.stdout}${child.stderr ? `--- ${what}: stderr ---\n${child.stderr}` : ''}--- ${what}: end ---`);
+}
 
 /** Open the console the way a user does (the printed URL) and wait until it shows the snapshot. */
 export async function openConsole(page: Page, bulwark: Bulwark, hash = ''): Promise<void> {
