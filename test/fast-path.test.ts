@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ResponseCache } from '../src-main/distribution/agent-http.js';
-import { FastPath, readPlainHead } from '../src-main/distribution/fast-path.js';
+import { FastPath, PlainHeads, readPlainHead } from '../src-main/distribution/fast-path.js';
 import { until } from './helpers/cli.js';
 
 const SMALL = Buffer.alloc(3_500, 'a');
@@ -49,7 +49,7 @@ async function start(configure: (server: http.Server) => void = () => {}, cache 
   server.headersTimeout = 30_000;
   configure(server);
   let fast = 0;
-  const fastPath = new FastPath(server, cache, () => fast++);
+  const fastPath = new FastPath(server, cache, new PlainHeads(), () => fast++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const lab = { port: (server.address() as AddressInfo).port, server, fastPath, fast: () => fast, slow };
   labs.push(lab);
@@ -364,5 +364,33 @@ describe('readPlainHead', () => {
     ]) {
       expect(readPlainHead(head), JSON.stringify(head)).toBeUndefined();
     }
+  });
+});
+
+describe('PlainHeads', () => {
+  const head = (n: number) => `GET /targets/${n} HTTP/1.1\r\nHost: h`;
+
+  it('reads a head once and remembers what it read as, a refusal too; a long head is read each time', () => {
+    const heads = new PlainHeads();
+    const first = heads.read(head(1));
+    expect(first).toEqual({ method: 'GET', url: '/targets/1', ifNoneMatch: undefined });
+    // The very object read the first time: not read again.
+    expect(heads.read(head(1))).toBe(first);
+    expect(heads.read('POST / HTTP/1.1\r\nHost: h')).toBeUndefined();
+    expect(heads.read('POST / HTTP/1.1\r\nHost: h')).toBeUndefined();
+    const long = `${head(2)}\r\nX-Note: ${'a'.repeat(600)}`;
+    const once = heads.read(long);
+    expect(once).toEqual({ method: 'GET', url: '/targets/2', ifNoneMatch: undefined });
+    expect(heads.read(long)).not.toBe(once);
+    expect(heads.read(long)).toEqual(once);
+  });
+
+  it('is emptied when full (256 heads), so a stream of distinct heads holds at most that many', () => {
+    const heads = new PlainHeads();
+    const first = heads.read(head(0));
+    for (let i = 1; i < 256; i++) heads.read(head(i));
+    expect(heads.read(head(0))).toBe(first);
+    heads.read(head(256)); // the 257th: the heads read so far are forgotten
+    expect(heads.read(head(0))).not.toBe(first);
   });
 });

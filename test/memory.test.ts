@@ -28,7 +28,7 @@ describe('collectGarbage', () => {
 describe('AfterBurst', () => {
   it('collects once when a burst of requests is followed by a quiet window, and not again without a new burst', async () => {
     let collections = 0;
-    const burst = new AfterBurst(1_000, 50, () => collections++);
+    const burst = new AfterBurst({ minRequests: 1_000, quietMs: 50, collect: () => collections++ });
     try {
       for (let i = 0; i < 1_000; i++) burst.request();
       await until(() => collections === 1, 5_000, 'the collection after the burst');
@@ -44,7 +44,7 @@ describe('AfterBurst', () => {
   it('takes a flood of large answers (few requests, many bytes read) for a burst too, once the bytes stop', async () => {
     let collections = 0;
     let bytes = 0;
-    const burst = new AfterBurst(1_000, 50, () => collections++, () => bytes, 1_000_000);
+    const burst = new AfterBurst({ minRequests: 1_000, quietMs: 50, collect: () => collections++, fileBytes: () => bytes, minFileBytes: 1_000_000 });
     try {
       for (let i = 0; i < 10; i++) burst.request();
       bytes = 999_999;
@@ -65,8 +65,8 @@ describe('AfterBurst', () => {
 
   it('leaves fewer requests than a burst alone, and stops checking when stopped', async () => {
     let collections = 0;
-    const small = new AfterBurst(1_000, 50, () => collections++);
-    const stopped = new AfterBurst(1_000, 50, () => collections++);
+    const small = new AfterBurst({ minRequests: 1_000, quietMs: 50, collect: () => collections++ });
+    const stopped = new AfterBurst({ minRequests: 1_000, quietMs: 50, collect: () => collections++ });
     try {
       for (let i = 0; i < 999; i++) small.request();
       stopped.stop();

@@ -10,7 +10,7 @@ import { sha256 } from '../engine/files.js';
 import { collectGarbage } from '../engine/memory.js';
 import { createServer } from '../engine/node-http.js';
 import { AGENT_LIMITS, AGENT_PATHS, type ReleaseIndex } from '../protocol/agent-protocol.js';
-import { FastPath, type PlainRequest } from './fast-path.js';
+import { FastPath, PlainHeads, type PlainRequest } from './fast-path.js';
 
 const MAX_BODY = AGENT_LIMITS.requestBytes;
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -515,6 +515,18 @@ export class ResponseCache {
  * built on them (--trace-deopt: "weak objects"), and the next burst's first seconds cost more CPU
  * per request until it is compiled again (as after V8's own idle collection).
  */
+export interface AfterBurstOptions {
+  /** Requests that make a burst. */
+  minRequests?: number;
+  /** A window without any request: the burst is over. */
+  quietMs?: number;
+  collect?: () => void;
+  /** Bytes of held-open files read so far (FileChunks.bytesRead): large answers make a burst by their bytes. */
+  fileBytes?: () => number;
+  /** File bytes that make a burst: a few hundred answers of a 20 MB file are one. */
+  minFileBytes?: number;
+}
+
 export class AfterBurst {
   private sinceCollection = 0;
   private sinceCheck = 0;
@@ -522,17 +534,7 @@ export class AfterBurst {
   private bytesAtCheck = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(
-    /** Requests that make a burst. */
-    minRequests = 1_000,
-    /** A window without any request: the burst is over. */
-    quietMs = 2_000,
-    collect: () => void = collectGarbage,
-    /** Bytes of held-open files read so far (FileChunks.bytesRead): large answers make a burst by their bytes. */
-    fileBytes: () => number = () => 0,
-    /** File bytes that make a burst: a few hundred answers of a 20 MB file are one. */
-    minFileBytes = 256 * 1024 * 1024,
-  ) {
+  constructor({ minRequests = 1_000, quietMs = 2_000, collect = collectGarbage, fileBytes = () => 0, minFileBytes = 256 * 1024 * 1024 }: AfterBurstOptions = {}) {
     this.timer = setInterval(() => {
       const bytes = fileBytes();
       const quiet = this.sinceCheck === 0 && bytes === this.bytesAtCheck;
@@ -558,16 +560,29 @@ export class AfterBurst {
 }
 
 /** A thread's AfterBurst: a burst is counted in requests and in the bytes of the cache's held-open files, and ends with the read buffers let go and a collection. */
-export function afterBurstFor(cache: ResponseCache): AfterBurst {
-  return new AfterBurst(
-    undefined,
-    undefined,
-    () => {
+function afterBurstFor(cache: ResponseCache): AfterBurst {
+  return new AfterBurst({
+    collect: () => {
       cache.chunks.release();
       collectGarbage();
     },
-    () => cache.chunks.bytesRead,
-  );
+    fileBytes: () => cache.chunks.bytesRead,
+  });
+}
+
+/**
+ * What a thread's agents' servers share: the answers it holds, the count of its bursts, and the heads
+ * it has read (a thread listens with AGENT_LISTENERS_PER_THREAD servers per address; one copy each).
+ */
+export interface ThreadServing {
+  cache: ResponseCache;
+  burst: AfterBurst;
+  heads: PlainHeads;
+}
+
+export function threadServing(): ThreadServing {
+  const cache = new ResponseCache();
+  return { cache, burst: afterBurstFor(cache), heads: new PlainHeads() };
 }
 
 /** One thread's notification streams, by agent id. */
@@ -623,10 +638,10 @@ export const AGENT_LISTENERS_PER_THREAD = 16;
  * (each of its answers counted in `burst`), node:http with `onRequest` for the rest. Notification
  * streams are long-lived by design; a request's head still has a deadline.
  */
-export function agentHttpServer(onRequest: http.RequestListener, cache: ResponseCache, burst: AfterBurst): { server: http.Server; fastPath: FastPath } {
+export function agentHttpServer(onRequest: http.RequestListener, { cache, burst, heads }: ThreadServing): { server: http.Server; fastPath: FastPath } {
   const server = createServer(onRequest);
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
-  return { server, fastPath: new FastPath(server, cache, () => burst.request()) };
+  return { server, fastPath: new FastPath(server, cache, heads, () => burst.request()) };
 }

@@ -20,16 +20,15 @@ import { describeError } from '../engine/errors.js';
 import type { Evidence } from '../engine/evidence.js';
 import { sha256 } from '../engine/files.js';
 import {
-  afterBurstFor,
   agentHttpServer,
   AGENT_LISTEN_BACKLOG,
   agentRequestListener,
   cacheRelease,
   HttpError,
   IMMUTABLE,
-  ResponseCache,
   SHORT_LIVED,
   Streams,
+  threadServing,
   type AgentRequest,
   type ReleaseAnswers,
   type Reply,
@@ -507,13 +506,13 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const refusals = options.refusals ?? new Refusals(log);
   const answer = agentRoutes({ ...options, refusals, onAgentsChanged: changed });
   const streams = new Streams();
-  const cache = new ResponseCache();
+  const serving = threadServing();
+  const { cache, burst } = serving;
   const current = () => releaseAnswers(distribution.current());
   const initial = current();
   if (initial) cacheRelease(cache, initial);
 
   const openStream = (id: string, res: http.ServerResponse) => streams.add(id, res);
-  const burst = afterBurstFor(cache);
   const onRequest = agentRequestListener(answer, cache, openStream, log, burst);
 
   /** Every agent with a stream open, on any thread. */
@@ -547,7 +546,7 @@ export async function startAgentServer(options: AgentServerOptions, listen: List
   const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
   ping.unref();
 
-  const agentServers = listen.map(() => agentHttpServer(onRequest, cache, burst));
+  const agentServers = listen.map(() => agentHttpServer(onRequest, serving));
   const servers = agentServers.map(({ server }) => server);
   const urls: string[] = [];
   /** Where the file threads listen (the port resolved), shared with SO_REUSEPORT. */

@@ -18,7 +18,7 @@ import type { ResponseCache } from './agent-http.js';
 /** node:http's default limit on a request's head (--max-http-header-size): larger heads go to it, which answers 431. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
-/** Heads remembered with what they read as (FastPath.heads), each at most MAX_HEAD_KEPT_BYTES: 128 kB at most. */
+/** Heads remembered with what they read as (PlainHeads), each at most MAX_HEAD_KEPT_BYTES: 128 kB at most. */
 const MAX_HEADS_KEPT = 256;
 /** An agent's head is about 150 bytes; longer ones are read each time. */
 const MAX_HEAD_KEPT_BYTES = 512;
@@ -63,6 +63,26 @@ export function readPlainHead(head: string): PlainRequest | undefined {
 }
 
 /**
+ * Heads read lately, and what they read as (undefined: not plainly): one per thread, shared by its
+ * servers. A fleet's agents ask for the same few files with the same head (same version, same server,
+ * no credential on file requests), so a fan-out reads each head once rather than once per agent.
+ * Emptied when full.
+ */
+export class PlainHeads {
+  private readonly heads = new Map<string, PlainRequest | undefined>();
+
+  read(head: string): PlainRequest | undefined {
+    if (this.heads.has(head)) return this.heads.get(head);
+    const request = readPlainHead(head);
+    if (head.length <= MAX_HEAD_KEPT_BYTES) {
+      if (this.heads.size >= MAX_HEADS_KEPT) this.heads.clear();
+      this.heads.set(head, request);
+    }
+    return request;
+  }
+}
+
+/**
  * Puts the fast path in front of `server`'s own handling of its connections. `onAnswer` runs for
  * each request answered here (node:http's requests reach the server's request listener as before).
  */
@@ -70,16 +90,11 @@ export class FastPath {
   /** Connections still on the fast path, which node:http does not know of. */
   private readonly sockets = new Set<net.Socket>();
   private date = { second: -1, lines: '' };
-  /**
-   * Heads read lately, and what they read as (undefined: not plainly). A fleet's agents ask for the same
-   * few files with the same head (same version, same server, no credential on file requests), so a
-   * fan-out reads each head once rather than once per agent. Emptied when full.
-   */
-  private readonly heads = new Map<string, PlainRequest | undefined>();
 
   constructor(
     private readonly server: http.Server,
     private readonly cache: ResponseCache,
+    private readonly heads: PlainHeads,
     private readonly onAnswer: () => void,
   ) {
     // An http.Server parses its connections in the one 'connection' listener its constructor adds.
@@ -109,7 +124,7 @@ export class FastPath {
       while (at < chunk.length && !socket.writableNeedDrain) {
         const end = chunk.indexOf(HEAD_END, at);
         if (end < 0 || end - at > MAX_HEAD_BYTES) break;
-        const request = this.read(chunk.toString('latin1', at, end));
+        const request = this.heads.read(chunk.toString('latin1', at, end));
         // A file held open is written as the socket drains: only for the last request at hand, and the
         // connection is not read meanwhile, so that answers keep the requests' order.
         const last = end + HEAD_END.length === chunk.length;
@@ -159,16 +174,6 @@ export class FastPath {
     // Until its first answer, a connection has the time node:http gives a request's head; then that of an idle keep-alive connection.
     socket.on('timeout', onTimeout);
     socket.setTimeout(this.server.headersTimeout);
-  }
-
-  private read(head: string): PlainRequest | undefined {
-    if (this.heads.has(head)) return this.heads.get(head);
-    const request = readPlainHead(head);
-    if (head.length <= MAX_HEAD_KEPT_BYTES) {
-      if (this.heads.size >= MAX_HEADS_KEPT) this.heads.clear();
-      this.heads.set(head, request);
-    }
-    return request;
   }
 
   /** The header lines every answer shares, as node:http writes them: the date changes each second. */

@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PING_MS } from '../protocol/agent-protocol.js';
-import { afterBurstFor, AGENT_LISTEN_BACKLOG, AGENT_LISTENERS_PER_THREAD, agentHttpServer, agentRequestListener, cacheRelease, ResponseCache, Streams, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
+import { AGENT_LISTEN_BACKLOG, AGENT_LISTENERS_PER_THREAD, agentHttpServer, agentRequestListener, cacheRelease, Streams, threadServing, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
   /** The addresses the main thread reserved (port resolved), to bind with SO_REUSEPORT. */
@@ -35,7 +35,8 @@ export type FromFileThread =
 const port = parentPort!;
 const data = workerData as FileThreadData;
 const post = (message: FromFileThread) => port.postMessage(message);
-const cache = new ResponseCache();
+const serving = threadServing();
+const { cache, burst } = serving;
 const streams = new Streams();
 if (data.release) cacheRelease(cache, data.release);
 
@@ -58,11 +59,10 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
 };
 
 // The main thread logs what fails in its routes; what fails here (reading a request) is the agent's.
-const burst = afterBurstFor(cache);
 const onRequest = agentRequestListener(ask, cache, openStream, () => {}, burst);
 
 const addresses = data.listen.flatMap((address) => Array.from({ length: AGENT_LISTENERS_PER_THREAD }, () => address));
-const servers = addresses.map(() => agentHttpServer(onRequest, cache, burst));
+const servers = addresses.map(() => agentHttpServer(onRequest, serving));
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
 ping.unref();
 
