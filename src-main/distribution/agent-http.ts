@@ -505,6 +505,19 @@ export class ResponseCache {
   }
 }
 
+export interface AfterBurstOptions {
+  /** Requests that make a burst. */
+  minRequests?: number;
+  /** A window without any request: the burst is over. */
+  quietMs?: number;
+  /** What a burst's end does (a full collection). */
+  collect?: () => void;
+  /** Bytes of held-open files read so far (FileChunks.bytesRead): large answers make a burst by their bytes. */
+  fileBytes?: () => number;
+  /** File bytes that make a burst: a few hundred answers of a 20 MB file are one. */
+  minFileBytes?: number;
+}
+
 /**
  * Gives a thread's memory back once a burst of requests (a release's fan-out, thousands of agents
  * reconnecting) is over. V8 keeps the young generation it grew under the burst until its memory
@@ -515,18 +528,6 @@ export class ResponseCache {
  * built on them (--trace-deopt: "weak objects"), and the next burst's first seconds cost more CPU
  * per request until it is compiled again (as after V8's own idle collection).
  */
-export interface AfterBurstOptions {
-  /** Requests that make a burst. */
-  minRequests?: number;
-  /** A window without any request: the burst is over. */
-  quietMs?: number;
-  collect?: () => void;
-  /** Bytes of held-open files read so far (FileChunks.bytesRead): large answers make a burst by their bytes. */
-  fileBytes?: () => number;
-  /** File bytes that make a burst: a few hundred answers of a 20 MB file are one. */
-  minFileBytes?: number;
-}
-
 export class AfterBurst {
   private sinceCollection = 0;
   private sinceCheck = 0;
