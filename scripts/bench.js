@@ -886,8 +886,9 @@ async function main() {
     fs.mkdirSync(path.dirname(REPORT_FILE), { recursive: true });
     // The server benchmark (scripts/bench-server.js) keeps its own section in the same report.
     const previous = fs.existsSync(REPORT_FILE) ? fs.readFileSync(REPORT_FILE, 'utf8') : '';
-    // The other scripts' sections (scripts/bench-server.js, scripts/bench-limits.js) are kept as they are.
-    const kept = ['server-bench', 'limits-bench'].map((name) => new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(previous)?.[0] ?? '').filter(Boolean);
+    // The other scripts' sections (scripts/bench-server.js, scripts/bench-limits.js) and the notes written
+    // by hand between the notes markers are kept as they are.
+    const kept = ['server-bench', 'limits-bench', 'notes'].map((name) => new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(previous)?.[0] ?? '').filter(Boolean);
     fs.writeFileSync(REPORT_FILE, [markdown.trimEnd(), ...kept.map((k) => k.trimEnd())].join('\n\n') + '\n');
     log(`wrote ${path.relative(ROOT, REPORT_FILE)}`);
   } else {
