@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { PatternSeries } from '../src-main/demo/patterns.js';
 import { sha256 } from '../src-main/engine/files.js';
-import { MadeFiles, MadeQueueFull, MAX_QUEUED_BUILDS, type KeptVersion } from '../src-main/distribution/made-files.js';
+import { MadeFiles, MadeQueueFull, MAX_BUILD_ATTEMPTS, MAX_QUEUED_BUILDS, type KeptVersion } from '../src-main/distribution/made-files.js';
 import { ensureBuilt } from './helpers/cli.js';
 import { tempDir } from './helpers/fixtures.js';
 
@@ -32,7 +32,8 @@ afterEach(() => {
 });
 
 const lookup = (id: string, hash: string) => kept.find((k) => k.id === id && k.sha256 === hash);
-const made = () => new MadeFiles(path.join(dir, 'made'), lookup);
+const made = (options: { retryAfterMs?: number } = {}) => new MadeFiles(path.join(dir, 'made'), lookup, options);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 it('makes an incremental once, names it by its inputs, and never again: damaged on disk, it is not served', async () => {
   const [base, , target] = kept;
@@ -101,4 +102,48 @@ it('makes nothing from versions it does not keep, or backwards, or from a malfor
   expect(await files.get('virus-pattern', '../../etc/passwd')).toBeUndefined();
   expect(await files.get('spyware-pattern', `${base!.sha256}-${target!.sha256}.patch`)).toBeUndefined();
   expect(fs.existsSync(path.join(dir, 'made'))).toBe(false);
+});
+
+it('a build that failed is tried again once its retry time has passed (a passing fault: the base was away), and made then', async () => {
+  const [base, , target] = kept;
+  const name = `${base!.sha256}-${target!.sha256}.patch`;
+  const away = `${base!.file}.away`;
+  fs.renameSync(base!.file, away);
+  await expect(made({ retryAfterMs: 1_000 }).get('virus-pattern', name)).rejects.toThrow();
+  const mark = path.join(dir, 'made', 'virus-pattern', `${name}.failed`);
+  expect(JSON.parse(fs.readFileSync(mark, 'utf8'))).toMatchObject({ attempts: 1, error: expect.stringMatching(/ENOENT|no such file/) });
+  fs.renameSync(away, base!.file);
+  // Within the retry time: not built again, whoever asks (another server on this directory too).
+  expect(await made({ retryAfterMs: 1_000 }).get('virus-pattern', name)).toBeUndefined();
+  await sleep(1_100);
+  const file = await made({ retryAfterMs: 1_000 }).get('virus-pattern', name);
+  expect(file).toBeDefined();
+  expect(sha256(fs.readFileSync(file!.file))).toBe(file!.sha256);
+  expect(fs.existsSync(mark)).toBe(false);
+  // Made now: served as any made file, and the hour's default does not matter any more.
+  expect(await made().get('virus-pattern', name)).toEqual(file);
+});
+
+it(`a build that keeps failing is tried ${MAX_BUILD_ATTEMPTS} times in all, then never again; a mark in the older form (the error's words) counts as one`, async () => {
+  const [base, middle, target] = kept;
+  const name = `${base!.sha256}-${target!.sha256}.patch`;
+  fs.renameSync(base!.file, `${base!.file}.away`);
+  const files = made({ retryAfterMs: 600 });
+  for (let attempt = 1; attempt <= MAX_BUILD_ATTEMPTS; attempt++) {
+    await expect(files.get('virus-pattern', name)).rejects.toThrow();
+    expect(await files.get('virus-pattern', name)).toBeUndefined();
+    await sleep(700);
+  }
+  fs.renameSync(`${base!.file}.away`, base!.file);
+  expect(await files.get('virus-pattern', name)).toBeUndefined();
+  expect(JSON.parse(fs.readFileSync(path.join(dir, 'made', 'virus-pattern', `${name}.failed`), 'utf8')).attempts).toBe(MAX_BUILD_ATTEMPTS);
+
+  // An older server's mark: the words alone. Within the hour since it was written, nothing; after it, one more build.
+  const other = `${middle!.sha256}-${target!.sha256}.patch`;
+  const older = path.join(dir, 'made', 'virus-pattern', `${other}.failed`);
+  fs.writeFileSync(older, 'building failed (worker exit code 1)');
+  expect(await made().get('virus-pattern', other)).toBeUndefined();
+  const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  fs.utimesSync(older, twoHoursAgo, twoHoursAgo);
+  expect(await made().get('virus-pattern', other)).toBeDefined();
 });

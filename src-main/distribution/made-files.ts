@@ -12,8 +12,9 @@
 //   - only toward the current release's version of a component, and only from an older version kept
 //     with it: at most 15 files per component per release, whatever is asked (and the full file of the
 //     last release that passed the rollout, which held agents take);
-//   - each at most once ever: a build leaves a mark beside its file (<name>.sha256 when made,
-//     <name>.failed when not), and a file that is gone or damaged later is not made again;
+//   - each made at most once ever: a build leaves a mark beside its file (<name>.sha256 when made),
+//     and a file that is gone or damaged later is not made again; a build that failed (<name>.failed:
+//     a full disk, a worker out of memory) is tried again an hour later, MAX_BUILD_ATTEMPTS times in all;
 //   - at most MAX_QUEUED_BUILDS waiting: beyond, MadeQueueFull (the agent takes another way meanwhile).
 // Builds run one at a time in a worker thread; concurrent requests for one file share its build.
 import crypto from 'node:crypto';
@@ -38,6 +39,19 @@ export interface KeptVersion {
 
 /** Builds waiting at most: one release needs at most 15 per component, one at a time. */
 export const MAX_QUEUED_BUILDS = 32;
+
+/** Builds of one file, in all: a failure may be passing (a full disk), but asking must not keep a build going. */
+export const MAX_BUILD_ATTEMPTS = 3;
+
+/** A failed build is tried again no sooner than this after it failed. */
+export const BUILD_RETRY_MS = 60 * 60 * 1000;
+
+/** What <name>.failed records: how many builds failed, the last one's time and words. */
+interface BuildFailure {
+  attempts: number;
+  at: number;
+  error: string;
+}
 
 /** Too many builds wait already: asked again later, the file may be made then. */
 export class MadeQueueFull extends Error {
@@ -68,12 +82,17 @@ export class MadeFiles {
   /** Output hashes of files already made, so each is hashed once. */
   private readonly known = new Map<string, MadeFile>();
 
+  private readonly retryAfterMs: number;
+
   constructor(
     readonly dir: string,
     /** The versions the server holds now, by id and content hash. */
     private readonly lookup: (id: string, sha256: string) => KeptVersion | undefined,
+    { retryAfterMs = BUILD_RETRY_MS }: { retryAfterMs?: number } = {},
     private readonly levels = { patch: PATCH_LEVEL, full: FULL_LEVEL },
-  ) {}
+  ) {
+    this.retryAfterMs = retryAfterMs;
+  }
 
   /**
    * Whether `name` is a made file the server may make (nothing is built): well formed, toward the
@@ -93,8 +112,8 @@ export class MadeFiles {
 
   /**
    * The file for `made/<id>/<name>`, built now if it never was; undefined when it may not be made
-   * (canMake), or was made once and is gone or damaged since, or its build failed. Throws
-   * MadeQueueFull when too many builds wait.
+   * (canMake), or was made once and is gone or damaged since, or its build failed (within the last
+   * hour, or MAX_BUILD_ATTEMPTS times). Throws MadeQueueFull when too many builds wait.
    */
   async get(id: string, name: string): Promise<MadeFile | undefined> {
     if (!this.canMake(id, name)) return undefined;
@@ -118,7 +137,8 @@ export class MadeFiles {
       fs.rmSync(file, { force: true });
       return undefined;
     }
-    if (fs.existsSync(`${file}.failed`)) return undefined;
+    const failed = readFailure(`${file}.failed`);
+    if (failed && (failed.attempts >= MAX_BUILD_ATTEMPTS || Date.now() - failed.at < this.retryAfterMs)) return undefined;
     if (this.queued >= MAX_QUEUED_BUILDS) throw new MadeQueueFull();
     const target = this.lookup(id, targetSha!)!;
     const base = baseSha ? this.lookup(id, baseSha) : undefined;
@@ -128,14 +148,16 @@ export class MadeFiles {
     const build = this.enqueue(job).then(
       (result) => {
         writeFileAtomic(`${file}.sha256`, result.sha256);
+        if (failed) fs.rmSync(`${file}.failed`, { force: true });
         const made = { file, ...result };
         this.known.set(file, made);
         return made;
       },
       (error: unknown) => {
-        // Marked, so that asking again cannot start another build of it.
+        // Marked, so that asking again starts no other build of it before its time.
+        const failure: BuildFailure = { attempts: (failed?.attempts ?? 0) + 1, at: Date.now(), error: String((error as Error)?.message ?? error) };
         fs.mkdirSync(path.dirname(file), { recursive: true });
-        writeFileAtomic(`${file}.failed`, String((error as Error)?.message ?? error));
+        writeFileAtomic(`${file}.failed`, JSON.stringify(failure) + '\n');
         throw error;
       },
     );
@@ -166,6 +188,28 @@ export class MadeFiles {
     this.queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * A failed build's mark; undefined when there is none. One it cannot read (damaged, or written by a
+ * Bulwark that kept only the error's words) counts as one attempt, made when the file was written.
+ */
+function readFailure(file: string): BuildFailure | undefined {
+  let text: string;
+  let mtime: number;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+    mtime = fs.statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<BuildFailure>;
+    if (Number.isSafeInteger(parsed.attempts) && parsed.attempts! > 0 && Number.isFinite(parsed.at)) return { attempts: parsed.attempts!, at: parsed.at!, error: String(parsed.error ?? '') };
+  } catch {
+    // the older form: the error's words alone
+  }
+  return { attempts: 1, at: mtime, error: text.trim() };
 }
 
 function readIfExists(file: string): string | undefined {
