@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import binding from 'zstd-napi/binding.js';
-import { applyPatch, createPatch, Encoder, patchBuilder } from '../src-main/engine/codec.js';
+import { applyPatch, compressFull, createPatch, decompressFull, Encoder, FULL_LEVEL, patchBuilder } from '../src-main/engine/codec.js';
 import { PatternSeries } from '../src-main/demo/patterns.js';
 import { TURN_OFF, zstdPrefix } from '../src-main/engine/zstd-prefix.js';
 import { tempDir } from './helpers/fixtures.js';
@@ -69,6 +69,23 @@ describe.skipIf(addon instanceof Error)('incrementals with the base as a prefix 
     const encoder = new Encoder();
     encoder.compressFull(target, 3);
     expect(through('prefix', () => encoder.createPatch(base, target)).equals(patch)).toBe(true);
+  });
+
+  it('makes full files too, the same frames as zstd-napi makes, with a context freed as each is made', () => {
+    const target = bases['an ordinary base'][1];
+    for (const level of [3, 9, FULL_LEVEL]) {
+      const compress2 = vi.spyOn(binding.CCtx.prototype, 'compress2');
+      const viaAddon = compressFull(target, level);
+      expect(compress2).not.toHaveBeenCalled();
+      compress2.mockRestore();
+      process.env[TURN_OFF] = 'off';
+      try {
+        expect(compressFull(target, level).equals(viaAddon), `level ${level}`).toBe(true);
+      } finally {
+        delete process.env[TURN_OFF];
+      }
+      expect(decompressFull(viaAddon, limits(target)).equals(target)).toBe(true);
+    }
   });
 
   it("throws zstd's error name", () => {

@@ -411,10 +411,11 @@ export function publish(options: PublishOptions): PublishResult {
     return records && records.length < zstd.length ? { targetPath, data: records, codec: 'records' } : { targetPath, data: zstd, codec: 'zstd' };
   };
 
-  // Incrementals of every component first, full files after: the zstd context keeps the largest workspace
-  // it has needed, and a full file's (at FULL_LEVEL, tables for the whole file) is larger than an
-  // incremental's for files up to about 30 MB, so building it first would leave it under every
-  // incremental's tables. Whether an incremental is worth publishing is only known for certain once its
+  // Incrementals of every component first, full files after. Where the prefix addon is missing, one zstd
+  // context codes everything and keeps the largest workspace it has needed; a full file's (at FULL_LEVEL,
+  // tables for the whole file) is larger than an incremental's for files up to about 30 MB, so building
+  // it first would leave it under every incremental's tables (with the addon, each file's context is
+  // freed as the file is made). Whether an incremental is worth publishing is only known for certain once its
   // full file is: a new one is stored now and removed again if it is not. For large files (where a
   // byte-level build costs seconds and hundreds of MB) a sample of the latest version tells the full
   // file's codec and size beforehand, so incrementals that could not be worth it are not built at all.
