@@ -187,14 +187,16 @@ export async function startDemoAgents(server: BulwarkServer, dir: string, log: (
     return { agents: [], stop: async () => {} };
   }
   // Each run serves agents on a new port, so the demo's agents, enrolled with the last run's address,
-  // enroll again: their old entries are forgotten first, or they would stay beside them, silent, and
-  // the agents would get new names.
+  // enroll again. Their old entries are forgotten first, or they would stay beside them, silent, and
+  // the agents would get new names: the one its enrollment names, and any other holding its name (left
+  // by a demo from before this forgetting, or by an agent whose folder was lost).
   const address = serverAddress(url);
+  const forget = (idOrName: string) => server.service.removeAgent(idOrName, { via: 'cli', who: 'the demo' }).catch(() => undefined);
   for (const name of DEMO_AGENTS) {
     const earlier = readEnrollment(path.join(dir, 'agents', name));
-    if (!earlier || earlier.server === address) continue;
-    const removed = await server.service.removeAgent(earlier.id, { via: 'cli', who: 'the demo' }).catch(() => undefined);
-    if (removed) log(`demo: ${name} was enrolled with the last run's address; its entry is forgotten and it enrolls again`);
+    if (earlier?.server === address) continue;
+    const removed = [earlier ? await forget(earlier.id) : undefined, await forget(name)].filter(Boolean);
+    if (removed.length) log(`demo: ${name} enrolls again; the entry it had from an earlier run is forgotten`);
   }
   // Enrolled as an operator would: with the join string (the token and the SHA-256 of the vendor's root).
   const { join, token } = await server.joinString('broad');
