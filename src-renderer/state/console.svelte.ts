@@ -7,8 +7,8 @@
 //   events costs one or two loads, never one per event).
 // - 'agents' carries the new agent counts: they are applied at once, and when they changed the
 //   snapshot is loaded again for the reminders that follow from them (agents gone silent...).
-// - After the browser console reconnects, the snapshot is loaded again: events sent while the
-//   connection was down are lost, the snapshot is not.
+// - Whenever the browser console's event stream opens (the first time too), the snapshot is loaded
+//   again: events sent while no stream was open are lost, the snapshot is not.
 // - A component's pin, unpin or roll-back (changeComponent) keeps its last result for the table to
 //   show; the server's 'changed' event (reason 'pins') and 'run' event bring the new snapshot.
 import type {
@@ -120,7 +120,9 @@ export class ConsoleState {
       this.#api.on('agents', (counts) => this.applyAgentCounts(counts)),
       this.#connection.onStatus((status) => {
         this.connection = status;
-        if (status.kind === 'connected' && this.status !== 'loading') void this.reload();
+        // Also while the first snapshot loads: it may have been read before the stream opened, and
+        // what changed in between came as events to no one (reload() then loads once more after it).
+        if (status.kind === 'connected') void this.reload();
       }),
     ];
     // The status may have moved between construction and subscription.

@@ -102,3 +102,52 @@ test('an update that has just finished reads "just now", not "in less than a min
     newestRun: await newestRun.textContent(),
   }).toEqual({ lastUpdate: 'just now', installed: 'just now', newestRun: 'just now' });
 });
+
+test('a change made while the console opens shows without a reload: the first snapshot may predate the event stream', async ({ page, bulwark }) => {
+  // The race, made certain: the server reads the first snapshot, the settings change (its event goes to
+  // no stream: none is open yet), then the stream opens, and only then does that older snapshot arrive.
+  let snapshotRead!: () => void;
+  const read = new Promise<void>((resolve) => (snapshotRead = resolve));
+  let deliverSnapshot!: () => void;
+  const deliver = new Promise<void>((resolve) => (deliverSnapshot = resolve));
+  let first = true;
+  await page.route('**/api/call/snapshot', async (route) => {
+    if (!first) return route.continue();
+    first = false;
+    const response = await route.fetch();
+    snapshotRead();
+    await deliver;
+    await route.fulfill({ response });
+  });
+  let openStream!: () => void;
+  const streamMayOpen = new Promise<void>((resolve) => (openStream = resolve));
+  await page.route('**/api/events', async (route) => {
+    await streamMayOpen;
+    await route.continue();
+  });
+
+  // Marks the moment the page's event stream opens (the page's own listener runs right after this one).
+  await page.addInitScript(() => {
+    const Native = window.EventSource;
+    window.EventSource = class extends Native {
+      constructor(url: string | URL, init?: EventSourceInit) {
+        super(url, init);
+        this.addEventListener('open', () => ((window as unknown as { streamOpen: boolean }).streamOpen = true));
+      }
+    };
+  });
+
+  await page.goto(bulwark.url);
+  await read;
+  const saved = await page.request.post(`${bulwark.origin}/api/call/saveSettings`, {
+    headers: { 'content-type': 'application/json', 'x-bulwark-console': '1' },
+    data: { section: 'schedule', value: { kind: 'interval', every: 15, unit: 'minutes' } },
+  });
+  expect(await saved.json()).toMatchObject({ ok: true });
+  openStream();
+  await page.waitForFunction(() => (window as unknown as { streamOpen?: boolean }).streamOpen === true);
+  deliverSnapshot();
+
+  await expect(page.getByTestId('engine-state')).toBeVisible();
+  await expect(page.getByText('· every 15 minutes')).toBeVisible();
+});
