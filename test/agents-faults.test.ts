@@ -40,6 +40,23 @@ function credentialOf(dir: string): string {
   return enrollment.credential;
 }
 
+/** A lab whose one agent reaches its server through trickleProxy, once the start-up run's reports (as it began, and as it ended) are through. */
+async function agentBehindProxy(name: string) {
+  lab = await new AgentsLab().start({ versions: 2 });
+  await lab.startServer();
+  const proxy = await trickleProxy(lab.agentsUrl);
+  try {
+    const agent = await lab.startAgent(name, [], { server: proxy.url });
+    const dir = lab.agentDir(name);
+    await lab.waitForVersion(dir, lab.latest);
+    await until(() => proxy.reportsInFlight === 0 && proxy.reports.at(-1) === 'idle', 10_000, 'the start-up reports');
+    return { proxy, agent, dir };
+  } catch (error) {
+    await proxy.close();
+    throw error;
+  }
+}
+
 describe('agents and faults', () => {
   it('an agent killed mid-download keeps its version and finishes on restart', { timeout: 120_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 2, bytes: 400_000 });
@@ -72,15 +89,8 @@ describe('agents and faults', () => {
   });
 
   it('reports reach the server in the order the agent made them: a slow one sent as a run began cannot outlast the run', { timeout: 120_000 }, async () => {
-    lab = await new AgentsLab().start({ versions: 2 });
-    await lab.startServer();
-    const proxy = await trickleProxy(lab.agentsUrl);
+    const { proxy, dir } = await agentBehindProxy('ordered');
     try {
-      await lab.startAgent('ordered', [], { server: proxy.url });
-      const dir = lab.agentDir('ordered');
-      await lab.waitForVersion(dir, lab.latest);
-      // The start-up run's reports: as it began, and as it ended.
-      await until(() => proxy.reportsInFlight === 0 && proxy.reports.at(-1) === 'idle', 10_000, 'the start-up reports');
       // The report that says the next run began is held; the run ends long before it arrives.
       proxy.holdUpdatingReportsMs = 1500;
       const before = proxy.reports.length;
@@ -97,13 +107,8 @@ describe('agents and faults', () => {
   });
 
   it('a report the server could not take (503 twice) is sent again within seconds, not at the next poll a minute away', { timeout: 120_000 }, async () => {
-    lab = await new AgentsLab().start({ versions: 2 });
-    await lab.startServer();
-    const proxy = await trickleProxy(lab.agentsUrl);
+    const { proxy, dir, agent } = await agentBehindProxy('retried');
     try {
-      const agent = await lab.startAgent('retried', [], { server: proxy.url });
-      const dir = lab.agentDir('retried');
-      await until(() => proxy.reportsInFlight === 0 && proxy.reports.at(-1) === 'idle', 10_000, 'the start-up reports');
       // The run's last report, and the first retry of it, are refused: the server last heard "updating".
       proxy.refuseIdleReports = 2;
       const before = proxy.reports.length;
