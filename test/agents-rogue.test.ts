@@ -34,6 +34,9 @@ afterAll(async () => {
   await lab?.stop();
 });
 
+/** A run that follows an announcement at once still takes a moment (fetch, verify, install, record) on a busy machine: well under the 8 s a gap would have grown to. */
+const QUIET_GAP_STARTS_OVER_WITHIN_MS = 6_000;
+
 /** An agent named `name` that reaches the server only through a new rogue server; resolves once it holds the latest version. */
 async function agentBehindRogue(name: string, extra: string[] = []): Promise<{ dir: string; version: number }> {
   rogue = await new RogueServer(lab.agentsUrl).start();
@@ -218,7 +221,7 @@ describe('an agent behind a rogue server', () => {
     // It looked (one more run), and the verified metadata said there was nothing new.
     await until(() => lab.history(dir).length > runs, 15_000, 'the run the forged announcement asked for');
     expect(lab.active(dir)?.version).toBe(version);
-    // The next real announcement is followed at once (the agent polls only every 48-72 s here).
+    // The next real announcement is followed within the 2 s an empty announcement's run asks (the agent polls only every 48-72 s here).
     const next = await newRelease();
     await lab.waitForVersion(dir, next, 20_000);
     expect(agent!.running).toBe(true);
@@ -418,6 +421,34 @@ describe('an agent behind a rogue server', () => {
     expect(agent!.running).toBe(true);
     expect(agent!.stdout).not.toMatch(/^\S+ agent stopping/m);
     expect(lab.active(dir)?.version).toBe(version);
+  });
+
+  it('12: spaces the runs that empty announcements start: release events every 50 ms for 12 s make a few runs, not run after run; a real release still arrives, and then runs follow announcements at once again', { timeout: 120_000 }, async () => {
+    const { dir, version } = await agentBehindRogue('flooded');
+    await until(() => rogue!.openStreams > 0, 15_000, 'the notification stream');
+    const announced = (run: { trigger: string }) => run.trigger === 'notification';
+    const before = lab.history(dir).filter(announced).length;
+    const flood = setInterval(() => rogue!.inject(`event: release\ndata: {"release":${1000 + Math.floor(Math.random() * 1000)}}\n\n`), 50);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 12_000));
+    } finally {
+      clearInterval(flood);
+    }
+    // 2 s after the first empty run, 4 s after the second, 8 s after the third: 3 or 4 in 12 s (without the spacing, over 30).
+    const during = lab.history(dir).filter(announced).length - before;
+    expect(during).toBeGreaterThanOrEqual(2);
+    expect(during).toBeLessThanOrEqual(5);
+    await agent!.waitFor(/the last 3 announcements brought nothing new: the next run waits [4-8] s/, 1_000);
+    expect(lab.active(dir)?.version).toBe(version);
+    // A real release: it waits out the gap at most (here 16 s at most, under the 60 s poll).
+    const next = await newRelease();
+    await lab.waitForVersion(dir, next, 30_000);
+    // It installed something: the next announcement starts a run at once.
+    const third = await newRelease();
+    const announcedAt = Date.now();
+    await lab.waitForVersion(dir, third, 30_000);
+    expect(Date.now() - announcedAt).toBeLessThan(QUIET_GAP_STARTS_OVER_WITHIN_MS);
+    expect(agent!.running).toBe(true);
   });
 
   it('8: limits failed enrollments and refused credentials per address: past 20 a minute, 429 unchecked and logged together; an agent enrolled from that address keeps working', { timeout: 90_000 }, async () => {

@@ -140,6 +140,14 @@ export const TRUST_DESCRIPTIONS: Record<TrustMode, string> = {
 /** The first retry of a report the server did not take comes within this (doubling to a minute, capped by the poll interval). */
 const REPORT_RETRY_MS = 2_000;
 
+/**
+ * Announcements that bring nothing new space the runs they start: the next one waits 2 s after the
+ * last run, doubling with each such run, up to the poll interval (a server announcing without end,
+ * whether compromised or broken, gets a run every few seconds at first, then one per poll, not run
+ * after run). A run that installs anything starts it over.
+ */
+const QUIET_ANNOUNCEMENT_GAP_MS = 2_000;
+
 export const AGENT_FAMILY_REMEDY = 'A dual-stack proxy (a host with both IPv4 and IPv6, running squid for instance) bridges the two: start the agent with --proxy HOST:PORT.';
 
 export function enrollmentFile(dataDir: string): string {
@@ -178,6 +186,10 @@ export class Agent {
   /** A report the server did not take (unreachable, 5xx, 429) is sent again after this back-off, not at the next poll. */
   private readonly reportBackoff: Backoff;
   private reportRetry: NodeJS.Timeout | undefined;
+  /** Runs started by announcements, in a row, that installed nothing (see QUIET_ANNOUNCEMENT_GAP_MS). */
+  private quietAnnouncements = 0;
+  private lastRunEnded = 0;
+  private gapTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private pollTimer: NodeJS.Timeout | undefined;
   private spreadTimer: NodeJS.Timeout | undefined;
@@ -239,6 +251,10 @@ export class Agent {
     if (this.stopping) return;
     this.settings.set('source', { url: this.server, trustedRoot: path.join(this.options.dataDir, 'trusted-root.json') });
     this.engine.on('run', (run) => {
+      this.lastRunEnded = Date.now();
+      const installed = run.components.some((c) => c.result === 'ok' && c.version !== c.previousVersion);
+      if (installed) this.quietAnnouncements = 0;
+      else if (run.trigger === 'notification') this.quietAnnouncements++;
       this.judge(run);
       void this.report(run);
     });
@@ -342,6 +358,7 @@ export class Agent {
     this.abort.abort();
     clearTimeout(this.pollTimer);
     clearTimeout(this.spreadTimer);
+    clearTimeout(this.gapTimer);
     clearTimeout(this.reportRetry);
     await this.streamLoop?.catch(() => undefined);
     await this.control?.close();
@@ -674,6 +691,20 @@ export class Agent {
    */
   private update(trigger: 'notification' | 'schedule'): void {
     if (this.stopping) return;
+    if (trigger === 'notification' && this.quietAnnouncements > 0 && !this.engine.busy) {
+      const gap = Math.min(QUIET_ANNOUNCEMENT_GAP_MS * 2 ** Math.min(this.quietAnnouncements - 1, 30), this.pollSeconds * 1000);
+      const wait = this.lastRunEnded + gap - Date.now();
+      if (wait > 0) {
+        if (this.gapTimer) return;
+        if (this.quietAnnouncements >= 3) this.log(`the last ${this.quietAnnouncements} announcements brought nothing new: the next run waits ${Math.ceil(wait / 1000)} s`);
+        this.gapTimer = setTimeout(() => {
+          this.gapTimer = undefined;
+          this.update(trigger);
+        }, wait);
+        this.gapTimer.unref();
+        return;
+      }
+    }
     if (this.engine.busy) {
       if (this.followUp) return;
       this.followUp = true;
