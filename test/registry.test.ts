@@ -8,10 +8,11 @@ import path from 'node:path';
 import sqlite3 from 'sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { versionsJson, type AgentState, type StateBasis } from '../src-main/distribution/agent-status.js';
-import { agentReminders, pictureOf } from '../src-main/distribution/overview.js';
+import { AgentsOverview, agentReminders, pictureOf } from '../src-main/distribution/overview.js';
 import { AgentRegistry, type AgentListed, type AgentPageQuery, type AgentSort } from '../src-main/distribution/registry.js';
 import type { AgentLastRun, AgentReport, Ring } from '../src-main/protocol/agent-protocol.js';
-import type { Release } from '../src-main/distribution/release.js';
+import { Distribution, type Release } from '../src-main/distribution/release.js';
+import { ComponentStore } from '../src-main/engine/store.js';
 import { tempDir } from './helpers/fixtures.js';
 
 /** A poll interval long enough that no agent goes silent during a test unless it is meant to. */
@@ -590,6 +591,48 @@ describe('failures ring by ring', () => {
 });
 
 describe('reports', () => {
+  it("says which reports are news (phase, versions or last run changed), and the overview tells of them though the counts stay: a run begun and ended between two counts", async () => {
+    const registry = await openRegistry();
+    const lastRun = run('ok', Date.now() - 60_000);
+    const id = await enrollAndReport(registry, 'blink', { components: components({ 'virus-pattern': 171 }), lastRun });
+    const base: AgentReport = { name: 'blink', hostname: 'blink.lan', addresses: [{ address: '10.0.0.1', family: 4 }], components: components({ 'virus-pattern': 171 }), phase: 'idle', pollSeconds: POLL };
+    // Only still there: not news, with or without the last run repeated.
+    expect(await registry.report(id, base, '10.0.0.1')).toBe(false);
+    expect(await registry.report(id, { ...base, lastRun }, '10.0.0.1')).toBe(false);
+
+    const store = new ComponentStore(path.join(dir, 'server'));
+    const overview = new AgentsOverview(registry, new Distribution(path.join(dir, 'server'), store));
+    let told = 0;
+    overview.on('change', () => told++);
+    await overview.start();
+    try {
+      expect(told).toBe(1); // the first count
+      const counts = { ...overview.counts };
+      // A run begins and ends before the next count: the counts are as they were.
+      // (Both in one group of the registry's writes: the second is compared with the first.)
+      const thisRun = run('ok');
+      const [began, ended] = await Promise.all([
+        registry.report(id, { ...base, lastRun, phase: 'updating' }, '10.0.0.1'),
+        registry.report(id, { ...base, lastRun: thisRun, phase: 'idle' }, '10.0.0.1'),
+      ]);
+      expect([began, ended]).toEqual([true, true]);
+      overview.reported(began);
+      overview.reported(ended);
+      await overview.recount();
+      expect(overview.counts).toEqual(counts);
+      expect(told).toBe(2);
+      // A heartbeat right after: heard, but told only once SEEN_EVERY_MS has passed.
+      overview.reported(await registry.report(id, { ...base, lastRun: thisRun }, '10.0.0.1'));
+      await overview.recount();
+      expect(told).toBe(2);
+      // New versions are news too; the same report twice in one group, only the first time.
+      const newer = { ...base, components: components({ 'virus-pattern': 173 }) };
+      expect(await Promise.all([registry.report(id, newer, '10.0.0.1'), registry.report(id, newer, '10.0.0.1')])).toEqual([true, false]);
+    } finally {
+      overview.stop();
+    }
+  });
+
   it('a report without a last run (a heartbeat) keeps the previous run and what is derived from it', async () => {
     const registry = await openRegistry();
     const failedAt = Date.now() - 1000;

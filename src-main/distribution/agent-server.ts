@@ -80,8 +80,8 @@ export interface AgentServerOptions {
   trustedRoot?: () => Buffer | undefined;
   /** Where failed enrollments and refused credentials are counted and logged (one is made when absent). */
   refusals?: Refusals;
-  /** An agent reported (its row in the registry already written). */
-  onReport?: (id: string, report: AgentReport, address: string) => void;
+  /** An agent reported (its row in the registry already written); `news`: its phase, versions or last run changed. */
+  onReport?: (id: string, report: AgentReport, address: string, news: boolean) => void;
   /** The server's pinned components and their versions: every agent follows them. */
   pins?: () => Record<string, number>;
   /** Whether the rollout has reached a ring (agents of rings it has not reached hold their versions). */
@@ -287,10 +287,10 @@ function agentRoutes(options: AgentServerOptions): (request: AgentRequest) => Pr
         const body = parse(request);
         const validateReport = schemas().report;
         if (!validateReport(body)) throw new HttpError(400, `invalid report: ${validateReport.errors?.[0]?.instancePath || 'body'} ${validateReport.errors?.[0]?.message ?? ''}`.trim());
-        await registry.report(id, body, address).catch((error: unknown) => {
+        const news = await registry.report(id, body, address).catch((error: unknown) => {
           throw error instanceof UnknownAgentError ? refused(address) : error;
         });
-        options.onReport?.(id, body, address);
+        options.onReport?.(id, body, address, news);
         const { pollSeconds, spreadSeconds } = options.settings();
         return json(200, { release: release?.index.release ?? 0, pollSeconds, spreadSeconds } satisfies ReportAnswer);
       }

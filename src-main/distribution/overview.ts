@@ -6,7 +6,8 @@
 // It is recounted after news (reports, enrollments, ring moves, a new release) — at most every
 // NEWS_EVERY_MS, and never more than a quarter of the time (a count over a large fleet takes a while)
 // — every half minute (another process may have written the registry), and when the next agent
-// would turn unreachable by silence. Listeners hear of a recount that changed something, and of
+// would turn unreachable by silence. Listeners hear of a recount that changed something, of reports
+// that changed what the console lists of an agent (its phase, versions, last run), and of
 // agents merely heard from again at most every SEEN_EVERY_MS (the console's list shows when each was seen).
 import { EventEmitter } from 'node:events';
 import { describeError } from '../engine/errors.js';
@@ -54,6 +55,8 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
   private again = false;
   /** Reports arrived since the last recount (so listeners hear of them even if no count moved). */
   private heard = false;
+  /** Reports that changed an agent's listed state arrived since the last recount (told at once, not after SEEN_EVERY_MS). */
+  private news = false;
   private countedAt = 0;
   private countTook = 0;
   private emittedAt = 0;
@@ -108,9 +111,14 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
     this.recountTimer.unref();
   }
 
-  /** An agent reported (the registry has its row). */
-  reported(): void {
+  /**
+   * An agent reported (the registry has its row). `news`: what the console lists of it changed (its
+   * phase, versions or last run), which listeners hear of at the next recount even when the counts
+   * did not move (an agent that began and ended a run between two counts).
+   */
+  reported(news = false): void {
     this.heard = true;
+    if (news) this.news = true;
     this.changed();
   }
 
@@ -125,7 +133,9 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
         this.again = false;
         const started = Date.now();
         const heard = this.heard;
+        const news = this.news;
         this.heard = false;
+        this.news = false;
         try {
           const basis = { release: this.distribution.current(), now: started, held: this.heldRings() };
           const [tallies, strangers, nextSilence] = await Promise.all([this.registry.tally(basis), this.registry.strangers(started), this.registry.nextSilence(started)]);
@@ -134,7 +144,7 @@ export class AgentsOverview extends EventEmitter<{ change: [] }> {
           const lagging = counted.counts.outdated ? await this.registry.lagging(basis) : [];
           this.picture = { ...counted, lagging, ...strangers };
           const moved = JSON.stringify(this.picture) !== before;
-          if (moved || (heard && Date.now() - this.emittedAt >= SEEN_EVERY_MS)) {
+          if (moved || news || (heard && Date.now() - this.emittedAt >= SEEN_EVERY_MS)) {
             this.emittedAt = Date.now();
             this.emit('change');
           } else if (heard && !this.seenTimer) {

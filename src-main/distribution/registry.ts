@@ -199,7 +199,8 @@ const READER_MMAP = 'PRAGMA mmap_size = 268435456';
 /** Reports waiting for their group's commit. */
 interface PendingReport {
   params: unknown[];
-  resolve: () => void;
+  /** With whether the report changed what the console lists of the agent (see report()). */
+  resolve: (news: boolean) => void;
   reject: (error: unknown) => void;
 }
 
@@ -480,9 +481,12 @@ export class AgentRegistry {
   /**
    * Record a report: one row, the reporting agent's own (the id comes from its credential, never
    * from the report), committed with the others that arrived meanwhile. The name stays the one the
-   * agent enrolled under (unique): a report cannot take another agent's.
+   * agent enrolled under (unique): a report cannot take another agent's. Resolves with whether it is
+   * news: its phase, versions or last run differ from the row's (a report that only says the agent
+   * is still there is not). The console's list shows those, and a phase that went and came back
+   * between two counts leaves the counts as they were.
    */
-  report(id: string, report: AgentReport, address: string): Promise<void> {
+  report(id: string, report: AgentReport, address: string): Promise<boolean> {
     const lastRunAt = report.lastRun ? Date.parse(report.lastRun.at) : NaN;
     const failureAt = report.lastRun?.failure ? Date.parse(report.lastRun.failure.at) : NaN;
     const params = [
@@ -520,13 +524,26 @@ export class AgentRegistry {
       const group = this.pending.splice(0, GROUP_MAX);
       try {
         const changes = await this.transaction(async () => {
-          const done: number[] = [];
+          const done: { changed: number; news: boolean }[] = [];
+          // The rows as they were, read in one query for the group (one per report cost a sixth of the reports' throughput).
+          const ids = [...new Set(group.map(({ params }) => params[14] as string))];
+          const rows = await this.all<{ id: string; phase: string; versions: string; last_result: string | null; last_run_at: number | null }>(
+            `SELECT id, phase, versions, last_result, last_run_at FROM agents WHERE id IN (${ids.map(() => '?').join(', ')})`,
+            ids,
+          );
+          const rowsBefore = new Map(rows.map((row) => [row.id, row]));
           for (const { params } of group) {
+            const before = rowsBefore.get(params[14] as string);
+            const news =
+              before !== undefined &&
+              (before.phase !== params[12] || before.versions !== params[6] || (params[8] !== null && (before.last_result !== params[9] || before.last_run_at !== params[10])));
             const changed = await this.run(`UPDATE agents SET trust = ?1, hostname = ?2, last_seen = ?3, address = ?4, addresses = ?5, components = ?6, versions = ?7, families = ?8,
               last_run = COALESCE(?9, last_run), last_result = IIF(?9 IS NULL, last_result, ?10), last_run_at = IIF(?9 IS NULL, last_run_at, ?11), last_error = IIF(?9 IS NULL, last_error, ?12),
               last_failure = IIF(?9 IS NULL, last_failure, ?16), last_failure_at = IIF(?9 IS NULL, last_failure_at, ?17), consumers = ?18,
               phase = ?13, poll_seconds = ?14, orders = ?19 WHERE id = ?15`, params);
-            done.push(changed);
+            done.push({ changed, news });
+            // Two reports of one agent in a group: the second is compared with the first.
+            if (before) rowsBefore.set(params[14] as string, { ...before, phase: params[12] as string, versions: params[6] as string, ...(params[8] !== null ? { last_result: params[9] as string, last_run_at: params[10] as number | null } : {}) });
             // A run not seen before joins the agent's last runs (a report repeats its last run until the next).
             if (changed && params[8] !== null && params[10] !== null) {
               const id = params[14];
@@ -537,7 +554,7 @@ export class AgentRegistry {
           }
           return done;
         });
-        group.forEach((report, i) => (changes[i] ? report.resolve() : report.reject(new UnknownAgentError())));
+        group.forEach((report, i) => (changes[i]!.changed ? report.resolve(changes[i]!.news) : report.reject(new UnknownAgentError())));
       } catch (error) {
         for (const report of group) report.reject(error);
       }
