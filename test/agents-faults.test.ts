@@ -94,8 +94,7 @@ describe('agents and faults', () => {
       // The report that says the next run began is held; the run ends long before it arrives.
       proxy.holdUpdatingReportsMs = 1500;
       const before = proxy.reports.length;
-      const latest = lab.publish();
-      expect((await lab.serverUpdate()).result).toBe('ok');
+      const latest = await lab.release();
       await lab.waitForVersion(dir, latest);
       await until(() => proxy.reportsInFlight === 0 && proxy.reports.length >= before + 2, 20_000, 'the run\'s reports');
       expect(proxy.reports.slice(before)).toEqual(['updating', 'idle']);
@@ -112,8 +111,7 @@ describe('agents and faults', () => {
       // The run's last report, and the first retry of it, are refused: the server last heard "updating".
       proxy.refuseIdleReports = 2;
       const before = proxy.reports.length;
-      const latest = lab.publish();
-      expect((await lab.serverUpdate()).result).toBe('ok');
+      const latest = await lab.release();
       await lab.waitForVersion(dir, latest);
       await until(() => proxy.refused.length === 2, 20_000, 'the refused reports');
       // Sent again with back-off (up to 2 s, then up to 4 s), long before the 60 s poll.
@@ -180,8 +178,7 @@ describe('agents and faults', () => {
     expect(late.stderr).toMatch(/token/);
 
     // The agent enrolled before the rotation still updates; a new one enrolls with the new token.
-    const latest = lab.publish();
-    expect((await lab.serverUpdate()).result).toBe('ok');
+    const latest = await lab.release();
     await lab.waitForVersion(lab.agentDir('early'), latest, 30_000);
     await lab.startAgent('fresh', [], { token: newToken });
     await lab.waitForVersion(lab.agentDir('fresh'), latest, 30_000);

@@ -61,13 +61,6 @@ async function bareToken(ring = 'broad'): Promise<string> {
   return parseJoinString(await lab.token(false, ring))!.token;
 }
 
-/** A new release upstream, installed by the server (which announces it to its agents); its version. */
-async function newRelease(): Promise<number> {
-  const version = lab.publish();
-  expect((await lab.serverUpdate()).result).toBe('ok');
-  return version;
-}
-
 describe('an agent behind a rogue server', () => {
   it("1: pins the vendor's root only if it is the join string's: a root swapped at enrollment is refused before the token is sent; with nothing to check it against, no start; --insecure-trust-first-server says so", { timeout: 120_000 }, async () => {
     // Another vendor's root.json: what a server in the middle hands out.
@@ -123,7 +116,7 @@ describe('an agent behind a rogue server', () => {
 
     // A hold that never ends.
     const hold = policy((p) => ({ ...p, hold: true }));
-    const next = await newRelease();
+    const next = await lab.release();
     await agent.waitFor(new RegExp(`server order: virus-pattern held by the server's rollout at ${first} since \\S+; the vendor's latest is ${next} \\(the hold lapses at \\S+\\)`), 20_000);
     expect(lab.active(dir)?.version).toBe(first);
     const held = await runCli(['status', '--data', dir]);
@@ -168,7 +161,7 @@ describe('an agent behind a rogue server', () => {
       for (const c of lie.components) if (c.id === 'virus-pattern') c.version = 1;
       return JSON.stringify(lie);
     });
-    const third = await newRelease();
+    const third = await lab.release();
     await agent.waitFor(new RegExp(`server order: virus-pattern at ${next}, waiting since \\S+ for the server, which says it does not hold the vendor's latest \\(${third}\\) yet \\(the wait lapses at \\S+\\)`), 20_000);
     expect(lab.active(dir)?.version).toBe(next);
     const waitSince = JSON.parse(fs.readFileSync(path.join(dir, 'orders.json'), 'utf8')).holdSince as string;
@@ -222,7 +215,7 @@ describe('an agent behind a rogue server', () => {
     await until(() => lab.history(dir).length > runs, 15_000, 'the run the forged announcement asked for');
     expect(lab.active(dir)?.version).toBe(version);
     // The next real announcement is followed within the 2 s an empty announcement's run asks (the agent polls only every 48-72 s here).
-    const next = await newRelease();
+    const next = await lab.release();
     await lab.waitForVersion(dir, next, 20_000);
     expect(agent!.running).toBe(true);
   });
@@ -232,7 +225,7 @@ describe('an agent behind a rogue server', () => {
     const stopPolicy = rogue!.drip(/\/agents\/v1\/policy$/, '{"pins":{},"ring":"broad","hold":true}', 2_000);
     const stopReports = rogue!.drip(/\/agents\/v1\/report$/, '{"release":1,"pollSeconds":60,"spreadSeconds":0}', 2_000);
     const started = Date.now();
-    const next = await newRelease(); // announced: the agent's run asks for the policy first
+    const next = await lab.release(); // announced: the agent's run asks for the policy first
     const { code, json } = await lab.update(dir); // joins that run, through the agent's control channel
     const took = Date.now() - started;
     expect(code, JSON.stringify(json)).toBe(0);
@@ -257,7 +250,7 @@ describe('an agent behind a rogue server', () => {
     await agent!.waitFor(/notification stream: the server sent an event of over 64 kB .*: dropped the connection; reconnecting in \d+\.\d s/, 10_000);
     expect(lab.active(dir)?.version).toBe(version);
     await until(() => rogue!.openStreams > 0, 30_000, 'the agent to reconnect');
-    const next = await newRelease();
+    const next = await lab.release();
     await lab.waitForVersion(dir, next, 20_000);
     expect(agent!.running).toBe(true);
   });
@@ -309,7 +302,7 @@ describe('an agent behind a rogue server', () => {
   it('9: makes files only toward the current release, each once: any other pair is 404 and builds nothing', { timeout: 90_000 }, async () => {
     type Index = { components: { id: string; sha256: string; bases: { sha256: string }[] }[] };
     const served = async () => ((await (await fetch(new URL('agents/v1/index.json', lab.agentsUrl))).json()) as Index).components.find((c) => c.id === 'virus-pattern')!;
-    while ((await served()).bases.length < 2) await newRelease(); // two older versions kept, at least
+    while ((await served()).bases.length < 2) await lab.release(); // two older versions kept, at least
     const { dir, version } = await agentBehindRogue('made');
     const current = await served();
     const [older, oldest] = [...current.bases].reverse();
@@ -333,7 +326,7 @@ describe('an agent behind a rogue server', () => {
     expect(madeNow().filter((name) => !before.includes(name))).toEqual([wanted, `${wanted}.sha256`]);
     expect(lab.active(dir)?.version).toBe(version);
     // The agent goes on updating from the server.
-    const next = await newRelease();
+    const next = await lab.release();
     await lab.waitForVersion(dir, next, 30_000);
     expect(agent!.running).toBe(true);
   });
@@ -441,10 +434,10 @@ describe('an agent behind a rogue server', () => {
     await agent!.waitFor(/the last 3 announcements brought nothing new: the next run waits [4-8] s/, 1_000);
     expect(lab.active(dir)?.version).toBe(version);
     // A real release: it waits out the gap at most (here 16 s at most, under the 60 s poll).
-    const next = await newRelease();
+    const next = await lab.release();
     await lab.waitForVersion(dir, next, 30_000);
     // It installed something: the next announcement starts a run at once.
-    const third = await newRelease();
+    const third = await lab.release();
     const announcedAt = Date.now();
     await lab.waitForVersion(dir, third, 30_000);
     expect(Date.now() - announcedAt).toBeLessThan(QUIET_GAP_STARTS_OVER_WITHIN_MS);

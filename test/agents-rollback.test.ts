@@ -22,10 +22,8 @@ describe('pin and roll back, with agents', () => {
     lab = await new AgentsLab().start({ versions: 2 });
     await lab.startServer();
     await Promise.all(['one', 'two'].map((name) => lab.startAgent(name)));
-    const good = lab.publish();
-    expect((await lab.serverUpdate()).result).toBe('ok');
-    const bad = lab.publish();
-    expect((await lab.serverUpdate()).result).toBe('ok');
+    const good = await lab.release();
+    const bad = await lab.release();
     for (const name of ['one', 'two']) await lab.waitForVersion(lab.agentDir(name), bad, 30_000);
     // An agent that arrives now holds only `bad`: it never had `good` or the vendor's word for it.
     await lab.startAgent('late');

@@ -51,8 +51,7 @@ describe('releases reach the agents', () => {
 
     // 15 more releases while a3 is away (each installed by the server through the same control channel).
     for (let i = 0; i < 15; i++) {
-      latest = lab.publish();
-      expect((await lab.serverUpdate()).result).toBe('ok');
+      latest = await lab.release();
     }
     for (const name of ['a1', 'a2']) expect(await lab.waitForVersion(lab.agentDir(name), latest, 30_000)).toMatchObject({ method: 'incremental' });
 
@@ -147,11 +146,9 @@ describe('releases reach the agents', () => {
       await lab.waitForVersion(lab.agentDir('m1'), lab.latest);
 
       holding = true;
-      const next = lab.publish();
-      expect((await lab.serverUpdate()).result).toBe('ok');
+      const next = await lab.release();
       await caughtOne; // the agent is installing `next`
-      const newest = lab.publish();
-      expect((await lab.serverUpdate()).result).toBe('ok');
+      const newest = await lab.release();
       // Announced while the agent's run is on its way; that run read the timestamp of `next`.
       await new Promise((resolve) => setTimeout(resolve, 500));
       holding = false;

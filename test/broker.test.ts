@@ -59,8 +59,7 @@ describe.skipIf(Boolean(skipReason))(`release notifications through an MQTT brok
       // Idle at that version (its run recorded), so the release below is news to a quiet agent.
       await lab.runThatInstalled(lab.agentDir(name), first);
     }
-    const next = lab.publish();
-    expect((await lab.serverUpdate()).result).toBe('ok');
+    const next = await lab.release();
     // They hold no stream to the server: the broker carries their notifications.
     expect(lab.server!.stdout).toMatch(/distribution: 0 connected agents notified of release \d+/);
     for (const [i, name] of ['b1', 'b2'].entries()) {

@@ -104,8 +104,7 @@ describe.skipIf(Boolean(skipReason))(`a caching mirror (nginx, as docs/mirror.md
     for (let i = 0; i < 20; i++) await lab.waitForVersion(lab.agentDir(`m${i}`), lab.latest, 60_000);
 
     upstreamRequests.clear();
-    const next = lab.publish();
-    expect((await lab.serverUpdate()).result).toBe('ok');
+    const next = await lab.release();
     for (let i = 0; i < 20; i++) expect(await lab.waitForVersion(lab.agentDir(`m${i}`), next, 60_000)).toMatchObject({ method: 'incremental' });
 
     const files = [...upstreamRequests].filter(([url]) => /^\/(targets|made)\/|^\/metadata\/\d+\.(snapshot|targets)\.json$/.test(url));
@@ -121,8 +120,7 @@ describe.skipIf(Boolean(skipReason))(`a caching mirror (nginx, as docs/mirror.md
     process.kill(nginx!.pid!, 'SIGQUIT');
     await until(() => nginx!.exitCode !== null || nginx!.signalCode !== null, 10_000, 'nginx to stop');
     upstreamRequests.clear();
-    const next = lab.publish();
-    expect((await lab.serverUpdate()).result).toBe('ok');
+    const next = await lab.release();
     // Straight to the server now (the counter only sees what nginx forwards).
     for (let i = 0; i < 20; i += 5) expect((await lab.waitForVersion(lab.agentDir(`m${i}`), next, 60_000)).version).toBe(next);
     expect([...upstreamRequests.keys()].filter((url) => url.startsWith('/targets/'))).toEqual([]);

@@ -83,15 +83,16 @@ export class MadeFiles {
   private readonly known = new Map<string, MadeFile>();
 
   private readonly retryAfterMs: number;
+  private readonly levels: { patch: number; full: number };
 
   constructor(
     readonly dir: string,
     /** The versions the server holds now, by id and content hash. */
     private readonly lookup: (id: string, sha256: string) => KeptVersion | undefined,
-    { retryAfterMs = BUILD_RETRY_MS }: { retryAfterMs?: number } = {},
-    private readonly levels = { patch: PATCH_LEVEL, full: FULL_LEVEL },
+    { retryAfterMs = BUILD_RETRY_MS, levels = { patch: PATCH_LEVEL, full: FULL_LEVEL } }: { retryAfterMs?: number; levels?: { patch: number; full: number } } = {},
   ) {
     this.retryAfterMs = retryAfterMs;
+    this.levels = levels;
   }
 
   /**

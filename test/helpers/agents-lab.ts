@@ -4,6 +4,7 @@
 // in stop().
 import fs from 'node:fs';
 import path from 'node:path';
+import { expect } from 'vitest';
 import { ComponentStore, type InstalledComponent } from '../../src-main/engine/store.js';
 import type { RunRecord } from '../../src-main/engine/history.js';
 import { requestUpdate } from '../../src-main/engine/control.js';
@@ -124,6 +125,13 @@ export class AgentsLab {
     for (let i = 0; i < count; i++) this.latest = this.source.addPattern('virus-pattern');
     this.source.publish();
     return this.latest;
+  }
+
+  /** A new release upstream (publish), installed by the server, which announces it to its agents; its version. */
+  async release(): Promise<number> {
+    const version = this.publish();
+    expect((await this.serverUpdate()).result).toBe('ok');
+    return version;
   }
 
   /** `bulwark update --data DIR --json` (asks the running process, if any, to update now). */
