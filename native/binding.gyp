@@ -33,4 +33,19 @@
       ],
     },
   ],
+  'conditions': [
+    # agent_front.node (agent_front.c): the agents' connections of a file thread, on its event loop.
+    # Linux only (accept4, SO_REUSEPORT's spreading, MSG_NOSIGNAL); elsewhere the fast path serves alone.
+    ['OS=="linux"', {
+      'targets': [
+        {
+          'target_name': 'agent_front',
+          'sources': ['agent_front.c'],
+          'defines': ['NAPI_VERSION=8'],
+          'cflags': ['-fvisibility=hidden', '-Wall', '-Wextra', '-Wno-unused-parameter'],
+          'ldflags': ['-Wl,-z,noexecstack', '-Wl,-z,relro', '-Wl,-z,now'],
+        },
+      ],
+    }],
+  ],
 }

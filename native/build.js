@@ -1,6 +1,7 @@
-// `npm install` runs this (package.json "install"): builds native/build/Release/zstd_prefix.node with npm's
-// own node-gyp. It never fails the install: where it cannot be built (no C compiler), Bulwark builds
-// incrementals through zstd-napi instead (src-main/engine/zstd-prefix.ts says which, at publish time).
+// `npm install` runs this (package.json "install"): builds native/build/Release/zstd_prefix.node and, on
+// Linux, agent_front.node with npm's own node-gyp. It never fails the install: where they cannot be built
+// (no C compiler), Bulwark builds incrementals through zstd-napi instead (src-main/engine/zstd-prefix.ts
+// says which, at publish time) and its file threads serve on the fast path (agent-front.ts; the server says so).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,5 +21,5 @@ if (!process.env.npm_config_nodedir && fs.existsSync(path.join(prefix, 'include'
 const built = spawnSync(process.execPath, args, { cwd: here, stdio: 'inherit' });
 if (built.status !== 0) {
   const why = built.error ? built.error.message : `node-gyp exited with ${built.status ?? built.signal}`;
-  console.warn(`bulwark: native/zstd_prefix.node was not built (${why}); incrementals will be built through zstd-napi, with more memory`);
+  console.warn(`bulwark: native/zstd_prefix.node and agent_front.node were not built (${why}); incrementals will be built through zstd-napi, with more memory, and agents served without the native front`);
 }

@@ -460,6 +460,11 @@ function wrkAlternating(bulwarkUrl, nginxUrl, paths, connections, times = WRK_RU
  * Bulwark and nginx in turn; the server's RSS (its threads included) at its peak during the floods, and
  * 10 s after the last, against its RSS before them.
  */
+/** Why the server's file threads served without the native front (native/agent_front.c), as its log says; undefined: they had it. */
+function withoutFront(server) {
+  return /file threads serve without the native front \((.*)\)/.exec(fs.readFileSync(server.logFile, 'utf8'))?.[1];
+}
+
 async function largeFilesBench(server, nginx) {
   const release = JSON.parse(fs.readFileSync(path.join(server.dataDir, 'distribution', 'release.json'), 'utf8'));
   const files = {
@@ -721,7 +726,7 @@ function largeSection(l, results, alone = false) {
   const b = l.backlog ? ` Both listen with a backlog of ${l.backlog} (Bulwark's agents' port; nginx's set to the same); nginx runs ${l.threads} worker processes, Bulwark ${l.threads} file threads (the main thread keeps the registry and the release and takes no agent connection).` : '';
   p('### Large and small files against nginx');
   p();
-  p(`One file alone, requested over and over by every connection (wrk, ${LARGE_WRK_RUNS} alternating runs of ${WRK_SECONDS} s against each server, the median run of each): a 2 MB relayed full file and the ~4 kB incremental${l.runs.some((r) => r.name === '20 MB') ? ', and a 20 MB one' : ''}. Bulwark's threads answer the first two from the file read once into their response cache${l.runs.some((r) => r.name === '20 MB') ? ' and the 20 MB one from the file they hold open (positioned reads as each socket drains)' : ''}, on the fast path; nginx with sendfile.${b}${alone ? ` Measured on its own (\`node scripts/bench-server.js --only large\`, ${results.date}), Node ${results.threadedNode} for the server.` : ''}`);
+  p(`One file alone, requested over and over by every connection (wrk, ${LARGE_WRK_RUNS} alternating runs of ${WRK_SECONDS} s against each server, the median run of each): a 2 MB relayed full file and the ~4 kB incremental${l.runs.some((r) => r.name === '20 MB') ? ', and a 20 MB one' : ''}. Bulwark's threads answer the first two from the file read once into their response cache${l.runs.some((r) => r.name === '20 MB') ? ' and the 20 MB one from the file they hold open (positioned reads as each socket drains)' : ''}, ${l.withoutFront ? `on the fast path (without the native front: ${l.withoutFront})` : `the first two on each thread's native front (native/agent_front.c: a head it has answered before is answered again without JavaScript, one read and one write per request)${l.runs.some((r) => r.name === '20 MB') ? ', the 20 MB one handed to the fast path' : ''}`}; nginx with sendfile.${b}${alone ? ` Measured on its own (\`node scripts/bench-server.js --only large\`, ${results.date}), Node ${results.threadedNode} for the server.` : ''}`);
   p();
   p('| File | Connections | Bulwark requests/s | nginx requests/s | Ratio (goal) | Bulwark p50 / p99 | nginx p50 / p99 | p99 ÷ nginx (goal at 2,000) |' + (l.runs[0]?.bulwark.overflows !== undefined ? ' Listen overflows / retransmitted segments / ms under TCP memory pressure (Bulwark; nginx) |' : ''));
   p('|---|---:|---:|---:|---:|---:|---:|---:|' + (l.runs[0]?.bulwark.overflows !== undefined ? '---:|' : ''));
@@ -782,6 +787,7 @@ async function main() {
     await requestUpdate(server.dataDir);
     const nginx = await startNginx(server.dataDir);
     const large = await largeFilesBench(server, nginx);
+    large.withoutFront = withoutFront(server);
     large.backlog = LISTEN_BACKLOG;
     large.threads = Number(process.env.BENCH_THREADS ?? os.cpus().length);
     await stop(server.child);
@@ -826,6 +832,7 @@ async function main() {
     log(`throughput, ${n} connections: undici ${fmtInt(bulwarkRun.rps)} vs nginx ${fmtInt(nginxRun.rps)} requests/s; wrk ${fmtInt(bulwarkWrk.rps)} vs nginx ${fmtInt(nginxWrk.rps)}`);
   }
   const large = await largeFilesBench(server, nginx);
+  large.withoutFront = withoutFront(server);
   await sleep(5000);
   const rssAfterFloodsMB = rssKb(server.child.pid) / 1024;
   // For comparison: the main thread alone (what Node 20 gets), against the same nginx.

@@ -12,9 +12,13 @@ import { ensureBuilt, runCli, until } from './helpers/cli.js';
 import { freePort } from './helpers/proxies.js';
 import { parseJoinString } from '../src-main/protocol/agent-protocol.js';
 import { AGENT_LISTENERS_PER_THREAD } from '../src-main/distribution/agent-http.js';
+import { frontAddon, TURN_OFF_FRONT } from '../src-main/distribution/agent-front.js';
 
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 const portSharing = process.platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
+/** A file thread listens once per address on its native front (agent-front.ts), else with the fast path's servers. */
+const front = !(frontAddon() instanceof Error);
+const socketsPerThread = front ? 1 : AGENT_LISTENERS_PER_THREAD;
 
 let lab: AgentsLab;
 beforeAll(() => ensureBuilt());
@@ -90,8 +94,9 @@ describe('the agents service on several threads', () => {
     const server = await lab.startServer(['--agent-threads', '2']);
     if (portSharing) {
       expect(server.stdout).toMatch(/serving agents at \S+ \(2 file threads\)/);
-      // The threads take the connections; the main thread does not listen.
-      expect(listeningSockets(Number(new URL(lab.agentsUrl).port))).toBe(2 * AGENT_LISTENERS_PER_THREAD);
+      // The threads take the connections, each on its native front where it is built; the main thread does not listen.
+      expect(listeningSockets(Number(new URL(lab.agentsUrl).port))).toBe(2 * socketsPerThread);
+      if (front) expect(server.stdout).not.toMatch(/without the native front/);
     } else {
       expect(server.stdout).toMatch(/file threads need Node 22\.12 or later on Linux .*; the main thread serves alone/);
       expect(server.stdout).toMatch(/serving agents at \S+ \(main thread alone\)/);
@@ -134,6 +139,21 @@ describe('the agents service on several threads', () => {
     }
   });
 
+  it.skipIf(!portSharing)('without the native front the file threads serve on the fast path, and the server says why once', { timeout: 120_000 }, async () => {
+    lab = await new AgentsLab().start({ versions: 2 });
+    process.env[TURN_OFF_FRONT] = 'off';
+    let server;
+    try {
+      server = await lab.startServer(['--agent-threads', '2']);
+    } finally {
+      delete process.env[TURN_OFF_FRONT];
+    }
+    expect(server.stdout.match(/file threads serve without the native front \(turned off by BULWARK_AGENT_FRONT=off\)/g)).toHaveLength(1);
+    expect(listeningSockets(Number(new URL(lab.agentsUrl).port))).toBe(2 * AGENT_LISTENERS_PER_THREAD);
+    const answers = await Promise.all(Array.from({ length: 10 }, () => get(new URL('metadata/timestamp.json', lab.agentsUrl).href)));
+    for (const answer of answers) expect(answer.status).toBe(200);
+  });
+
   it('by default a small fleet is served by the main thread; file threads join once 1,000 agents are enrolled', { timeout: 120_000 }, async () => {
     lab = await new AgentsLab().start({ versions: 1 });
     const server = await lab.startServer();
@@ -158,7 +178,7 @@ describe('the agents service on several threads', () => {
     const joined = await server.waitFor(/1000 agents enrolled: (\d+) file threads? now take the agents' connections; the main thread keeps those it holds/, 20_000);
     const threads = Number(joined[1]);
     expect(threads).toBe(Math.min(os.availableParallelism(), 4));
-    await until(() => listeningSockets(port) === threads * AGENT_LISTENERS_PER_THREAD, 5_000, 'the main thread to stop listening');
+    await until(() => listeningSockets(port) === threads * socketsPerThread, 5_000, 'the main thread to stop listening');
     const onThreads = await Promise.all(Array.from({ length: 10 }, async (_, i) => openStream(url, await enroll(url, token, `late-${i}`))));
     try {
       // The threads answer from the current release at once.

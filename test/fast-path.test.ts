@@ -1,7 +1,9 @@
 // The fast path in front of the agents' HTTP servers (src-main/distribution/fast-path.ts): what the
 // response cache holds is answered on the socket, byte for byte what node:http answers; every other
 // request — and every request after it on that connection — reaches node:http, which answers or
-// refuses it as without the fast path. Real servers on loopback, raw sockets as clients.
+// refuses it as without the fast path. The same cases run again with the native front (agent-front.ts,
+// native/agent_front.c) taking the connections before the fast path, as a file thread has it. Real
+// servers on loopback, raw sockets as clients.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -9,8 +11,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ResponseCache } from '../src-main/distribution/agent-http.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentFront, frontAddon } from '../src-main/distribution/agent-front.js';
+import { AGENT_LISTEN_BACKLOG, ResponseCache, threadServing } from '../src-main/distribution/agent-http.js';
 import { FastPath, PlainHeads, readPlainHead } from '../src-main/distribution/fast-path.js';
 import { until } from './helpers/cli.js';
 
@@ -22,19 +25,37 @@ interface Lab {
   port: number;
   server: http.Server;
   fastPath: FastPath;
-  /** Requests answered by the fast path. */
+  front: AgentFront | undefined;
+  /** Requests answered by the fast path (and the native front, when it runs). */
   fast: () => number;
   /** URLs that reached node:http's request listener. */
   slow: string[];
+  /** End every connection, the native front's too. */
+  closeAll: () => void;
 }
 
 const labs: Lab[] = [];
 afterEach(async () => {
   for (const lab of labs.splice(0)) {
-    lab.fastPath.closeAllConnections();
+    lab.closeAll();
     await new Promise((resolve) => lab.server.close(resolve));
   }
 });
+
+/** Who takes the connections: the fast path on node's own listening socket, or the native front before it. */
+type Mode = 'fast path' | 'native front';
+const addon = frontAddon();
+const MODES: Mode[] = addon instanceof Error ? ['fast path'] : ['fast path', 'native front'];
+let mode: Mode = 'fast path';
+
+/** A port free a moment ago on loopback. */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
 
 async function start(configure: (server: http.Server) => void = () => {}, cache = new ResponseCache()): Promise<Lab> {
   cache.put('/small', SMALL, HEADERS, 'e'.repeat(64));
@@ -49,9 +70,30 @@ async function start(configure: (server: http.Server) => void = () => {}, cache 
   server.headersTimeout = 30_000;
   configure(server);
   let fast = 0;
-  const fastPath = new FastPath(server, cache, new PlainHeads(), () => fast++);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const lab = { port: (server.address() as AddressInfo).port, server, fastPath, fast: () => fast, slow };
+  const heads = new PlainHeads();
+  const fastPath = new FastPath(server, cache, heads, () => fast++);
+  let front: AgentFront | undefined;
+  let port: number;
+  if (mode === 'native front' && !(addon instanceof Error)) {
+    port = await freePort();
+    front = new AgentFront(addon, { serving: { ...threadServing(), cache, heads }, keepAliveMs: server.keepAliveTimeout, headersTimeoutMs: server.headersTimeout, take: (socket) => server.emit('connection', socket) });
+    front.listen('127.0.0.1', port, AGENT_LISTEN_BACKLOG);
+  } else {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  }
+  const lab: Lab = {
+    port,
+    server,
+    fastPath,
+    front,
+    fast: () => (fast += front?.answered() ?? 0),
+    slow,
+    closeAll: () => {
+      front?.close();
+      fastPath.closeAllConnections();
+    },
+  };
   labs.push(lab);
   return lab;
 }
@@ -117,7 +159,11 @@ function exchange(port: number, parts: string[], count: number, { heads = 0, rea
 
 const get = (url: string, fields = 'Host: agents\r\n') => `GET ${url} HTTP/1.1\r\n${fields}\r\n`;
 
-describe('fast path', () => {
+describe.each(MODES)('%s', (each) => {
+  beforeEach(() => {
+    mode = each;
+  });
+
   it('answers a cached file with the status line, fields and body node:http gives it', async () => {
     const lab = await start();
     const sent = Date.now();
@@ -284,6 +330,12 @@ describe('fast path', () => {
     const count = 300; // 30 MB of answers: more than the socket buffers hold
     const { answers } = await exchange(lab.port, [Array.from({ length: count }, () => get('/large')).join('')], count, { readAfterMs: 300 });
     expect(answers.every((a) => a.status === 200 && a.body.equals(LARGE))).toBe(true);
+    if (lab.front) {
+      // The front writes what the socket takes and the rest as it drains, reading no request meanwhile.
+      expect(lab.fast()).toBe(count);
+      expect(lab.slow).toEqual([]);
+      return;
+    }
     expect(lab.fast()).toBeGreaterThan(0);
     expect(lab.fast()).toBeLessThan(count);
     expect(lab.fast() + lab.slow.length).toBe(count);
@@ -319,7 +371,7 @@ describe('fast path', () => {
     const closed = [(await open(get('/small'))).closed, (await open(get('/missing'))).closed];
     expect(lab.fast()).toBe(1);
     expect(lab.slow).toEqual(['/missing']);
-    lab.fastPath.closeAllConnections();
+    lab.closeAll();
     await Promise.all(closed);
     labs.splice(labs.indexOf(lab), 1);
     await new Promise((resolve) => lab.server.close(resolve));

@@ -152,18 +152,19 @@ describe('electron-builder --linux dir (stand-in Electron)', () => {
     // WebAssembly build, which decodes xz without it, is always in app.asar.
     const liblzma = fs.existsSync(path.join(ROOT, 'node_modules', 'node-liblzma', 'build', 'Release', 'node_lzma.node')) ? ['node_modules/node-liblzma/build/Release/node_lzma.node'] : [];
     expect(entries).toEqual(expect.arrayContaining(['/out/vendor/liblzma-wasm/liblzma.js', '/out/vendor/liblzma-wasm/liblzma.wasm']));
-    // Ours (native/zstd_prefix.c) is built by `npm install` wherever a C compiler is, as here and in CI.
-    const built = ['native/build/Release/zstd_prefix.node', ...liblzma, 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
+    // Ours (native/zstd_prefix.c, native/agent_front.c) are built by `npm install` wherever a C compiler is, as here and in CI.
+    const built = ['native/build/Release/agent_front.node', 'native/build/Release/zstd_prefix.node', ...liblzma, 'node_modules/sqlite3/build/Release/node_sqlite3.node', 'node_modules/zstd-napi/build/Release/binding.node'];
     for (const file of built) {
-      expect(fs.statSync(path.join(resources, 'app.asar.unpacked', file)).size, file).toBeGreaterThan(100_000);
+      // The front is small (no bundled library): what matters is that it is there, unpacked.
+      expect(fs.statSync(path.join(resources, 'app.asar.unpacked', file)).size, file).toBeGreaterThan(file.endsWith('agent_front.node') ? 10_000 : 100_000);
       expect((statFile(asar, file) as { unpacked?: boolean }).unpacked, file).toBe(true);
     }
     const unpacked = fs.readdirSync(path.join(resources, 'app.asar.unpacked'), { recursive: true, encoding: 'utf8' });
     // node-liblzma also ships binaries for macOS and Windows (prebuilds/), which load where no build/Release is.
     expect(unpacked.filter((f) => f.endsWith('.node') && !f.startsWith('node_modules/node-liblzma/prebuilds/')).sort()).toEqual(built);
     expect(unpacked.filter((f) => /\.(a|o|c|cc|h|tar\.gz)$|(^|\/)(obj|obj\.target|deps|src)(\/|$)/.test(f))).toEqual([]);
-    // Of native/, only the module: not its source, build script, gyp file or make files.
-    expect(entries.filter((e) => e.startsWith('/native/') && !'/native/build/Release/zstd_prefix.node'.startsWith(e))).toEqual([]);
+    // Of native/, only the modules: not their sources, build script, gyp file or make files.
+    expect(entries.filter((e) => e.startsWith('/native/') && !['/native/build/Release/zstd_prefix.node', '/native/build/Release/agent_front.node'].some((kept) => kept.startsWith(e)))).toEqual([]);
   });
 
   it(`keeps app.asar within its size budget (${ASAR_BUDGET / 1e6} MB)`, () => {

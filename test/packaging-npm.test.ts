@@ -135,8 +135,8 @@ describe('the npm package, installed into a clean prefix', () => {
     for (const file of ['package.json', 'LICENSE', 'bin/bulwark.js', 'out/main/cli/main.js', 'out/renderer/index.html', 'out/assets/bulwark-server.service', 'out/assets/bulwark-agent.service']) {
       expect(packed).toContain(file);
     }
-    // Our native module as sources, built by the package's install script on the user's machine, never a binary of ours.
-    expect(packed.filter((f) => f.startsWith('native/')).sort()).toEqual(['native/binding.gyp', 'native/build.js', 'native/zstd_prefix.c']);
+    // Our native modules as sources, built by the package's install script on the user's machine, never a binary of ours.
+    expect(packed.filter((f) => f.startsWith('native/')).sort()).toEqual(['native/agent_front.c', 'native/binding.gyp', 'native/build.js', 'native/zstd_prefix.c']);
     // The licence package.json names, and the fields a deb (and npm's page) takes its maintainer and URL from.
     const installed = path.join(prefix, 'lib', 'node_modules', 'bulwark');
     const pkg = JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8')) as { license: string; author: { email?: string }; homepage: string; repository: { url: string } };
@@ -151,6 +151,7 @@ describe('the npm package, installed into a clean prefix', () => {
     expect(fs.existsSync(path.join(modules, 'zstd-napi', 'build', 'Release', 'binding.node'))).toBe(true);
     expect(fs.existsSync(path.join(modules, 'sqlite3', 'build', 'Release', 'node_sqlite3.node'))).toBe(true);
     expect(fs.existsSync(path.join(installedRoot(), 'native', 'build', 'Release', 'zstd_prefix.node'))).toBe(true);
+    expect(fs.existsSync(path.join(installedRoot(), 'native', 'build', 'Release', 'agent_front.node'))).toBe(true);
     // node-liblzma is optional: left out where its build failed (without liblzma-dev) or under Node 20.
     if (withoutHeaders || Number(process.versions.node.split('.')[0]) < 22) expect(fs.existsSync(path.join(modules, 'node-liblzma'))).toBe(false);
     // What decodes xz then: liblzma's WebAssembly build, installed with Bulwark.

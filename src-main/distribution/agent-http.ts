@@ -364,6 +364,8 @@ interface CacheEntry {
   lines304: string;
   /** The fast path's last answer: its head and, for a small body, head and body in one buffer (one write). */
   wire?: { sharedLines: string; head: Buffer; whole: Buffer | undefined };
+  /** The header lines after the shared ones, with the empty line, as the native front writes them. */
+  front?: { rest200: Buffer; rest304: Buffer };
 }
 
 function makeEntry(content: { body: Buffer } | { file: OpenFile }, headers: http.OutgoingHttpHeaders, etag: string): CacheEntry {
@@ -372,6 +374,9 @@ function makeEntry(content: { body: Buffer } | { file: OpenFile }, headers: http
   const lines = (names: string[]) => names.flatMap((name) => [all[name] ?? []].flat().map((value) => `${name}: ${value}\r\n`)).join('');
   return { ...content, length, headers: all, etag: `"${etag}"`, lines200: lines(Object.keys(all)), lines304: lines(['etag', 'cache-control']) };
 }
+
+const STATUS_200 = Buffer.from('HTTP/1.1 200 OK\r\n', 'latin1');
+const STATUS_304 = Buffer.from('HTTP/1.1 304 Not Modified\r\n', 'latin1');
 
 /** Answers up to this size are also kept whole, head and body, for the fast path: outside the cache's budget, at most its small entries' size again. */
 const WHOLE_ANSWER_BYTES = 16 * 1024;
@@ -391,6 +396,7 @@ export class ResponseCache {
   private openFiles = 0;
   /** Read buffers for the files held open, shared by every answer this thread writes. */
   readonly chunks = new FileChunks();
+  private readonly removed: (() => void)[] = [];
 
   constructor(
     private readonly maxBytes = 64 * 1024 * 1024,
@@ -448,6 +454,24 @@ export class ResponseCache {
     return true;
   }
 
+  /**
+   * The same answer for the native front (agent-front.ts), in its parts: undefined where the fast path
+   * would not answer from memory (not held, or held open: those are streamed as the socket drains).
+   */
+  frontAnswer(request: PlainRequest): [status: Buffer, rest: Buffer, body: Buffer | null] | undefined {
+    const hit = this.entries.get(request.url);
+    if (!hit) return undefined;
+    hit.front ??= { rest200: Buffer.from(`${hit.lines200}\r\n`, 'latin1'), rest304: Buffer.from(`${hit.lines304}\r\n`, 'latin1') };
+    if (request.ifNoneMatch === hit.etag) return [STATUS_304, hit.front.rest304, null];
+    if (!hit.body) return undefined;
+    return [STATUS_200, hit.front.rest200, request.method === 'HEAD' ? null : hit.body];
+  }
+
+  /** `listener` runs whenever an entry is removed or replaced: what was answered from it must not be answered again. */
+  onRemove(listener: () => void): void {
+    this.removed.push(listener);
+  }
+
   put(url: string, body: Buffer, headers: http.OutgoingHttpHeaders, etag: string): void {
     const large = body.length > this.maxEntryBytes;
     if (large && (headers['cache-control'] !== IMMUTABLE || body.length > this.maxImmutableEntryBytes)) return;
@@ -497,6 +521,7 @@ export class ResponseCache {
     const entry = this.entries.get(url);
     if (!entry) return;
     this.entries.delete(url);
+    for (const listener of this.removed) listener();
     if (entry.file) {
       this.openFiles--;
       entry.file.retire();
@@ -516,6 +541,8 @@ export interface AfterBurstOptions {
   fileBytes?: () => number;
   /** File bytes that make a burst: a few hundred answers of a 20 MB file are one. */
   minFileBytes?: number;
+  /** Requests answered elsewhere (the native front) since the last call. */
+  answeredElsewhere?: () => number;
 }
 
 /**
@@ -535,8 +562,9 @@ export class AfterBurst {
   private bytesAtCheck = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor({ minRequests = 1_000, quietMs = 2_000, collect = collectGarbage, fileBytes = () => 0, minFileBytes = 256 * 1024 * 1024 }: AfterBurstOptions = {}) {
+  constructor({ minRequests = 1_000, quietMs = 2_000, collect = collectGarbage, fileBytes = () => 0, minFileBytes = 256 * 1024 * 1024, answeredElsewhere = () => 0 }: AfterBurstOptions = {}) {
     this.timer = setInterval(() => {
+      this.request(answeredElsewhere());
       const bytes = fileBytes();
       const quiet = this.sinceCheck === 0 && bytes === this.bytesAtCheck;
       if (quiet && (this.sinceCollection >= minRequests || bytes - this.bytesAtCollection >= minFileBytes)) {
@@ -550,9 +578,9 @@ export class AfterBurst {
     this.timer.unref();
   }
 
-  request(): void {
-    this.sinceCollection++;
-    this.sinceCheck++;
+  request(count = 1): void {
+    this.sinceCollection += count;
+    this.sinceCheck += count;
   }
 
   stop(): void {
@@ -561,8 +589,9 @@ export class AfterBurst {
 }
 
 /** A thread's AfterBurst: a burst is counted in requests and in the bytes of the cache's held-open files, and ends with the read buffers let go and a collection. */
-function afterBurstFor(cache: ResponseCache): AfterBurst {
+function afterBurstFor(cache: ResponseCache, answeredElsewhere?: () => number): AfterBurst {
   return new AfterBurst({
+    answeredElsewhere,
     collect: () => {
       cache.chunks.release();
       collectGarbage();
@@ -581,9 +610,10 @@ export interface ThreadServing {
   heads: PlainHeads;
 }
 
-export function threadServing(): ThreadServing {
+/** `answeredElsewhere`: answers the thread's native front wrote since the last call (agent-front.ts). */
+export function threadServing(answeredElsewhere?: () => number): ThreadServing {
   const cache = new ResponseCache();
-  return { cache, burst: afterBurstFor(cache), heads: new PlainHeads() };
+  return { cache, burst: afterBurstFor(cache, answeredElsewhere), heads: new PlainHeads() };
 }
 
 /** One thread's notification streams, by agent id. */

@@ -317,6 +317,8 @@ class FileThreads {
   private releaseSeq = 0;
   private readonly acks = new Map<number, { waiting: Set<Worker>; done: () => void }>();
   private closing = false;
+  /** Why the native front is missing is logged once, not once per thread. */
+  private toldWithoutFront = false;
 
   constructor(
     private readonly listen: FileThreadData['listen'],
@@ -350,6 +352,10 @@ class FileThreads {
           case 'listening':
             listening = true;
             listeningSince = Date.now();
+            if (message.withoutFront !== undefined && !this.toldWithoutFront) {
+              this.toldWithoutFront = true;
+              this.log(`agents: file threads serve without the native front (${message.withoutFront})`);
+            }
             resolve();
             return;
           case 'request':

@@ -16,7 +16,7 @@ import type net from 'node:net';
 import type { ResponseCache } from './agent-http.js';
 
 /** node:http's default limit on a request's head (--max-http-header-size): larger heads go to it, which answers 431. */
-const MAX_HEAD_BYTES = 16 * 1024;
+export const MAX_HEAD_BYTES = 16 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 /** Heads remembered with what they read as (PlainHeads), each at most MAX_HEAD_KEPT_BYTES: 128 kB at most. */
 const MAX_HEADS_KEPT = 256;

@@ -4,10 +4,12 @@
 // by itself, and asks the main thread, which owns the registry and the release, for everything
 // else; it then writes that answer itself and holds the notification streams opened on it. HTTP
 // parsing is most of the cost of serving a release to thousands of agents, and one event loop
-// does it on one core (docs/benchmarks.md).
+// does it on one core (docs/benchmarks.md). Where the native front loads (agent-front.ts), it takes
+// the thread's connections and answers the repeated requests itself; the rest come here.
 import type http from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PING_MS } from '../protocol/agent-protocol.js';
+import { AgentFront, frontAddon } from './agent-front.js';
 import { AGENT_LISTEN_BACKLOG, AGENT_LISTENERS_PER_THREAD, agentHttpServer, agentRequestListener, cacheRelease, Streams, threadServing, type AgentRequest, type ReleaseAnswers, type Reply } from './agent-http.js';
 
 export interface FileThreadData {
@@ -27,7 +29,8 @@ export type ToFileThread =
 
 /** Messages to the main thread. */
 export type FromFileThread =
-  | { type: 'listening' }
+  /** `withoutFront`: why the native front does not take this thread's connections (absent: it does). */
+  | { type: 'listening'; withoutFront?: string }
   | { type: 'request'; id: number; request: AgentRequest }
   | { type: 'opened' | 'closed'; agentId: string }
   | { type: 'released'; seq: number };
@@ -35,7 +38,8 @@ export type FromFileThread =
 const port = parentPort!;
 const data = workerData as FileThreadData;
 const post = (message: FromFileThread) => port.postMessage(message);
-const serving = threadServing();
+let front: AgentFront | undefined;
+const serving = threadServing(() => front?.answered() ?? 0);
 const { cache, burst } = serving;
 const streams = new Streams();
 if (data.release) cacheRelease(cache, data.release);
@@ -61,8 +65,16 @@ const openStream = (agentId: string, res: http.ServerResponse) => {
 // The main thread logs what fails in its routes; what fails here (reading a request) is the agent's.
 const onRequest = agentRequestListener(ask, cache, openStream, () => {}, burst);
 
-const addresses = data.listen.flatMap((address) => Array.from({ length: AGENT_LISTENERS_PER_THREAD }, () => address));
-const servers = addresses.map(() => agentHttpServer(onRequest, serving));
+const addon = frontAddon();
+// With the front, one server takes what it hands over and listens nowhere; without it, the fast path's servers listen.
+const addresses = addon instanceof Error ? data.listen.flatMap((address) => Array.from({ length: AGENT_LISTENERS_PER_THREAD }, () => address)) : [];
+const servers = addon instanceof Error ? addresses.map(() => agentHttpServer(onRequest, serving)) : [agentHttpServer(onRequest, serving)];
+if (!(addon instanceof Error)) {
+  const { server } = servers[0]!;
+  // A handed-over connection reaches the server as one it accepted: the fast path, then node:http.
+  front = new AgentFront(addon, { serving, keepAliveMs: server.keepAliveTimeout, headersTimeoutMs: server.headersTimeout, take: (socket) => server.emit('connection', socket) });
+  for (const address of data.listen) front.listen(address.host, address.port, AGENT_LISTEN_BACKLOG);
+}
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
 ping.unref();
 
@@ -85,6 +97,7 @@ port.on('message', (message: ToFileThread) => {
       clearInterval(ping);
       burst.stop();
       streams.endAll();
+      front?.close();
       for (const { server, fastPath } of servers) {
         fastPath.closeAllConnections();
         server.close();
@@ -94,13 +107,15 @@ port.on('message', (message: ToFileThread) => {
   }
 });
 
+// Without the front, each server listens on its address (with the front, `addresses` is empty).
 await Promise.all(
-  servers.map(
-    ({ server }, i) =>
+  addresses.map(
+    (address, i) =>
       new Promise<void>((resolve, reject) => {
+        const { server } = servers[i]!;
         server.once('error', reject);
-        server.listen({ host: addresses[i]!.host, port: addresses[i]!.port, ipv6Only: false, reusePort: true, backlog: AGENT_LISTEN_BACKLOG }, () => resolve());
+        server.listen({ host: address.host, port: address.port, ipv6Only: false, reusePort: true, backlog: AGENT_LISTEN_BACKLOG }, () => resolve());
       }),
   ),
 );
-post({ type: 'listening' });
+post({ type: 'listening', ...(addon instanceof Error ? { withoutFront: addon.message } : {}) });

@@ -1,0 +1,137 @@
+// The native front of a file thread (native/agent_front.c): it takes the thread's agents' connections
+// on the thread's own event loop and answers, with one read and one write and no JavaScript, every
+// request whose exact head bytes it has been given the answer to. It parses nothing. A head it does not
+// know is shown here: read as the fast path reads heads (PlainHeads), answered from the thread's
+// ResponseCache when the fast path would answer it from memory (the answer is then kept in the front
+// under those bytes), else the connection is handed over, with its unread bytes, to the fast path
+// and node:http for the rest of its life. Where the addon is missing, the fast path serves alone.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ThreadServing } from './agent-http.js';
+import { MAX_HEAD_BYTES } from './fast-path.js';
+
+/** An answer as the front writes it: status line, then the shared lines (date, connection), then `rest`, then the body. */
+export type FrontAnswer = [status: Buffer, rest: Buffer, body: Buffer | null];
+
+interface FrontOptions {
+  keepAliveMs: number;
+  headersTimeoutMs: number;
+  onHead(head: Buffer): FrontAnswer | undefined;
+  onHandOver(fd: number, unread: Buffer): void;
+}
+
+/** native/agent_front.node's functions (agent_front.c says what each does). */
+interface FrontAddon {
+  createFront(options: FrontOptions): object;
+  listen(front: object, host: string, port: number, backlog: number): void;
+  forget(front: object): void;
+  answered(front: object): number;
+  connections(front: object): number;
+  close(front: object): void;
+}
+
+/** BULWARK_AGENT_FRONT=off leaves the file threads' connections to the fast path (for tests and comparisons). */
+export const TURN_OFF_FRONT = 'BULWARK_AGENT_FRONT';
+
+let loaded: FrontAddon | Error | undefined;
+
+/** The addon, or why it cannot be used here. */
+export function frontAddon(): FrontAddon | Error {
+  if (process.env[TURN_OFF_FRONT] === 'off') return new Error(`turned off by ${TURN_OFF_FRONT}=off`);
+  if (process.platform !== 'linux') return new Error(`built for Linux only (this is ${process.platform})`);
+  if (!loaded) {
+    // The package's root (out/main/distribution/ when built, src-main/distribution/ in tests), where native/ is.
+    let root = path.dirname(fileURLToPath(import.meta.url));
+    while (!fs.existsSync(path.join(root, 'package.json')) && path.dirname(root) !== root) root = path.dirname(root);
+    const file = path.join(root, 'native', 'build', 'Release', 'agent_front.node');
+    try {
+      loaded = createRequire(import.meta.url)(file) as FrontAddon;
+    } catch (cause) {
+      loaded = new Error(fs.existsSync(file) ? `${file} does not load: ${(cause as Error).message}` : `${file} was not built at npm install`, { cause });
+    }
+  }
+  return loaded;
+}
+
+/** Where handed-over connections go: the fast path of the thread's agents' server (FastPath.adopt). */
+export type TakeConnection = (socket: net.Socket) => void;
+
+export interface AgentFrontOptions {
+  serving: ThreadServing;
+  /** node:http's keep-alive and head timeouts, which the front keeps too. */
+  keepAliveMs: number;
+  headersTimeoutMs: number;
+  take: TakeConnection;
+}
+
+export class AgentFront {
+  private readonly front: object;
+  /**
+   * Connections handed over and still open. node:http tracks connections (for closeAllConnections) only
+   * on a server that listens, and the one they are handed to does not.
+   */
+  private readonly handedOver = new Set<net.Socket>();
+
+  constructor(
+    private readonly addon: FrontAddon,
+    { serving, keepAliveMs, headersTimeoutMs, take }: AgentFrontOptions,
+  ) {
+    const { cache, heads } = serving;
+    this.front = addon.createFront({
+      keepAliveMs,
+      headersTimeoutMs,
+      onHead: (head) => {
+        // As on the fast path, a head over node:http's limit is node:http's to refuse (431).
+        if (head.length - 4 > MAX_HEAD_BYTES) return undefined;
+        const request = heads.read(head.toString('latin1', 0, head.length - 4));
+        return request && cache.frontAnswer(request);
+      },
+      onHandOver: (fd, unread) => {
+        let socket: net.Socket;
+        try {
+          socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        } catch {
+          fs.close(fd, () => {});
+          return;
+        }
+        // Put back while no one reads: the fast path, then node:http, reads them before anything read later.
+        if (unread.length) socket.unshift(unread);
+        this.handedOver.add(socket);
+        socket.once('close', () => this.handedOver.delete(socket));
+        take(socket);
+      },
+    });
+    // An answer kept under a head is only right while the cache holds what it was made from.
+    cache.onRemove(() => addon.forget(this.front));
+  }
+
+  /** Listen on `host`:`port` with SO_REUSEPORT (the port shared with the other threads); throws as listen(2) fails. */
+  listen(host: string, port: number, backlog: number): void {
+    try {
+      this.addon.listen(this.front, host, port, backlog);
+    } catch (error) {
+      if (host === '::' && ['EAFNOSUPPORT', 'EADDRNOTAVAIL'].includes((error as NodeJS.ErrnoException).code ?? '')) this.addon.listen(this.front, '0.0.0.0', port, backlog);
+      else throw error;
+    }
+  }
+
+  /** Answers written by the front since the last call. */
+  answered(): number {
+    return this.addon.answered(this.front);
+  }
+
+  /** Connections the front holds (handed-over ones are node's). */
+  connections(): number {
+    return this.addon.connections(this.front);
+  }
+
+  /** Stop listening and end every connection it took, those it handed over included. */
+  close(): void {
+    this.addon.close(this.front);
+    for (const socket of this.handedOver) socket.destroy();
+    this.handedOver.clear();
+  }
+}
