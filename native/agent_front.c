@@ -10,11 +10,11 @@
 //
 // It runs on the thread's own event loop (napi_get_uv_event_loop): no thread of its own, no lock.
 //
-//   createFront({ keepAliveMs, headersTimeoutMs, onHead, onHandOver }) -> front
+//   createFront({ keepAliveMs, headersTimeoutMs, onHead, onHandOver }) -> front   (timeouts: 0 is none)
 //     onHead(head: Buffer) -> undefined | [status: Buffer, rest: Buffer, body: Buffer | null]
 //       `head` is a request's head with its empty line; the answer is written as
 //       status + "date: ...\r\nconnection: keep-alive\r\nkeep-alive: timeout=N\r\n" + rest + body.
-//     onHandOver(fd: number, unread: Buffer): the connection is JavaScript's from now on.
+//     onHandOver(fd: number, unread: Buffer) -> true once JavaScript owns `fd` (else it is closed here).
 //   listen(front, host, port, backlog)   SO_REUSEPORT; "::" takes IPv4 too. Throws with errno's code.
 //   forget(front)                        every answer kept is dropped (the cache changed)
 //   answered(front) -> number            answers written here since the last call
@@ -107,6 +107,8 @@ typedef struct front {
   bool collected;
   slot slots[SLOTS];
   int heads;
+  /** Counts forget_all()s: an answer JavaScript gave before one (in the same callback's ticks) is not kept. */
+  uint64_t generation;
   char* readbuf;
   uint64_t keep_alive_ms, headers_timeout_ms;
   double answered;
@@ -152,6 +154,7 @@ static void forget_all(front* f) {
     memset(s, 0, sizeof *s);
   }
   f->heads = 0;
+  f->generation++;
 }
 
 static void keep(front* f, const char* head, size_t len, uint64_t hash, answer* a) {
@@ -192,11 +195,14 @@ static bool buffer_of(napi_env env, napi_value value, char** data, size_t* len) 
   return napi_is_buffer(env, value, &is) == napi_ok && is && napi_get_buffer_info(env, value, (void**)data, len) == napi_ok;
 }
 
-// Shows a head to JavaScript: the answer it gives (kept under those bytes), or NULL to hand the connection over.
-static answer* ask(front* f, const char* head, size_t len, uint64_t hash) {
+// Shows a head to JavaScript: the answer it gives (kept under those bytes), or NULL to hand the connection
+// over; NULL with *failed set where JavaScript could not be asked or threw (the connection is then closed).
+static answer* ask(front* f, const char* head, size_t len, uint64_t hash, bool* failed) {
   napi_handle_scope scope;
+  *failed = true;
   if (napi_open_handle_scope(f->env, &scope) != napi_ok) return NULL;
   answer* a = NULL;
+  uint64_t generation = f->generation;
   napi_value arg, result, status, rest, body;
   bool is_array = false;
   uint32_t length = 0;
@@ -205,7 +211,9 @@ static answer* ask(front* f, const char* head, size_t len, uint64_t hash) {
   napi_valuetype body_type = napi_null;
   if (napi_create_buffer_copy(f->env, len, head, NULL, &arg) != napi_ok) goto done;
   result = call_js(f, f->on_head, 1, &arg);
-  if (!result || napi_is_array(f->env, result, &is_array) != napi_ok || !is_array) goto done;
+  if (!result) goto done;
+  *failed = false;
+  if (napi_is_array(f->env, result, &is_array) != napi_ok || !is_array) goto done;
   if (napi_get_array_length(f->env, result, &length) != napi_ok || length != 3) goto done;
   if (napi_get_element(f->env, result, 0, &status) != napi_ok || napi_get_element(f->env, result, 1, &rest) != napi_ok ||
       napi_get_element(f->env, result, 2, &body) != napi_ok || napi_typeof(f->env, body, &body_type) != napi_ok)
@@ -224,12 +232,20 @@ static answer* ask(front* f, const char* head, size_t len, uint64_t hash) {
   a->status_len = status_len;
   a->rest_len = rest_len;
   // The body is JavaScript's Buffer, held by a reference (a 2 MB file is not copied per thread).
-  if (body_data && body_len && napi_create_reference(f->env, body, 1, &a->body_ref) == napi_ok) {
+  if (body_data && body_len) {
+    if (napi_create_reference(f->env, body, 1, &a->body_ref) != napi_ok) {
+      // Never an answer whose fields promise a body it does not have: JavaScript answers this one.
+      free(a->head);
+      free(a);
+      a = NULL;
+      goto done;
+    }
     a->body = body_data;
     a->body_len = body_len;
   }
   a->refs = 1;
-  if (!f->closed) keep(f, head, len, hash, a);
+  // Not kept if the cache changed while JavaScript ran (its ticks too): the answer may be older than that.
+  if (!f->closed && f->generation == generation) keep(f, head, len, hash, a);
 done:
   napi_close_handle_scope(f->env, scope);
   return a;
@@ -326,14 +342,23 @@ static void hand_over(conn* c, const char* unread, size_t len) {
     close(fd);
     return;
   }
-  napi_value argv[2];
-  if (napi_create_int32(f->env, fd, &argv[0]) != napi_ok || napi_create_buffer_copy(f->env, len, len ? unread : "", NULL, &argv[1]) != napi_ok) close(fd);
-  else call_js(f, f->on_hand_over, 2, argv);
+  napi_value argv[2], result;
+  bool owned = false;
+  // Closed here unless JavaScript says it owns the descriptor now (it may not run at all as the thread ends).
+  if (napi_create_int32(f->env, fd, &argv[0]) == napi_ok && napi_create_buffer_copy(f->env, len, len ? unread : "", NULL, &argv[1]) == napi_ok &&
+      (result = call_js(f, f->on_hand_over, 2, argv)) != NULL && napi_get_value_bool(f->env, result, &owned) != napi_ok)
+    owned = false;
+  if (!owned) close(fd);
   napi_close_handle_scope(f->env, scope);
 }
 
 static uint64_t now_ms(front* f) {
   return uv_now(f->loop);
+}
+
+/** A deadline `ms` from now; none for 0 (as node:http's timeouts). */
+static uint64_t deadline_after(front* f, uint64_t ms) {
+  return ms ? now_ms(f) + ms : UINT64_MAX;
 }
 
 // Answers the requests in `data` that are known (or that JavaScript answers), in order; hands the
@@ -349,17 +374,19 @@ static void serve(conn* c, const char* data, size_t len) {
     answer* a = lookup(f, data + at, head_len, hash);
     if (a) a->refs++;
     else {
-      a = ask(f, data + at, head_len, hash);
+      bool failed;
+      a = ask(f, data + at, head_len, hash, &failed);
       // JavaScript may have closed this front, or the thread, meanwhile.
-      if (c->closing) {
+      if (c->closing || failed) {
         answer_release(f, a);
+        close_conn(c);
         return;
       }
       if (!a) break;
     }
     at += head_len;
     f->answered++;
-    c->deadline = now_ms(f) + f->keep_alive_ms;
+    c->deadline = deadline_after(f, f->keep_alive_ms);
     int written = write_answer(c, a);
     answer_release(f, a);
     if (written < 0) {
@@ -398,7 +425,7 @@ static void on_conn(uv_poll_t* poll, int status, int events) {
       return;
     }
     c->pending_at += (size_t)n;
-    if (n > 0) c->deadline = now_ms(f) + f->keep_alive_ms;
+    if (n > 0) c->deadline = deadline_after(f, f->keep_alive_ms);
     if (c->pending_at < answer_len(c->pending, c->shared_len)) return;
     answer_release(f, c->pending);
     c->pending = NULL;
@@ -457,19 +484,29 @@ static void on_timer(uv_timer_t* timer) {
   }
 }
 
+// Accepting stops for ACCEPT_PAUSE_MS, then the timer polls the listening sockets again.
+static void pause_accepting(front* f) {
+  f->paused = true;
+  for (int j = 0; j < f->listening; j++) uv_poll_stop(&f->listeners[j].poll);
+  uv_timer_start(&f->timer, on_timer, ACCEPT_PAUSE_MS, 1000);
+}
+
 static void on_accept(uv_poll_t* poll, int status, int events) {
   listener* l = poll->data;
   front* f = l->front;
-  if (status < 0 || f->closed) return;
+  if (f->closed) return;
+  // libuv stopped this handle: poll it again after a pause, or the kernel's queue for it would wait for good.
+  if (status < 0) {
+    pause_accepting(f);
+    return;
+  }
   for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // The connection waits in the queue: accepting again at once would spin.
-        f->paused = true;
-        for (int j = 0; j < f->listening; j++) uv_poll_stop(&f->listeners[j].poll);
-        uv_timer_start(&f->timer, on_timer, ACCEPT_PAUSE_MS, 1000);
+        pause_accepting(f);
       }
       return;
     }
@@ -484,7 +521,7 @@ static void on_accept(uv_poll_t* poll, int status, int events) {
     c->poll.data = c;
     c->front = f;
     c->fd = fd;
-    c->deadline = now_ms(f) + f->headers_timeout_ms;
+    c->deadline = deadline_after(f, f->headers_timeout_ms);
     c->next = f->conns;
     if (f->conns) f->conns->prev = c;
     f->conns = c;
@@ -572,8 +609,9 @@ static front* front_of(napi_env env, napi_value value) {
 static bool number_property(napi_env env, napi_value object, const char* name, double* out) {
   napi_value value;
   napi_valuetype type;
+  // Whole milliseconds up to node's own timer limit (about 24.8 days).
   return napi_get_named_property(env, object, name, &value) == napi_ok && napi_typeof(env, value, &type) == napi_ok && type == napi_number &&
-         napi_get_value_double(env, value, out) == napi_ok && *out >= 0;
+         napi_get_value_double(env, value, out) == napi_ok && *out >= 0 && *out <= 2147483647.0;
 }
 
 static bool function_property(napi_env env, napi_value object, const char* name, napi_ref* out) {
@@ -616,12 +654,13 @@ static napi_value create_front(napi_env env, napi_callback_info info) {
   f->open_handles = 1;
   uv_unref((uv_handle_t*)&f->timer);
   uv_timer_start(&f->timer, on_timer, 1000, 1000);
-  f->collected = false;
-  if (napi_wrap(env, object, f, on_collected, NULL, NULL) != napi_ok || napi_add_async_cleanup_hook(env, on_env_cleanup, f, &f->cleanup) != napi_ok) {
-    f->collected = true;
+  // The hook first: once wrapped, only the finalizer frees the front.
+  if (napi_add_async_cleanup_hook(env, on_env_cleanup, f, &f->cleanup) != napi_ok) f->cleanup = NULL;
+  if (!f->cleanup || napi_wrap(env, object, f, on_collected, NULL, NULL) != napi_ok) {
     close_front(f);
     return fail(env, "ERR_NATIVE", "cannot set up the front on this thread's event loop");
   }
+  f->collected = false;
   return object;
 }
 

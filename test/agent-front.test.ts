@@ -43,12 +43,15 @@ async function freePort(): Promise<number> {
 async function start(cache = new ResponseCache(), timeouts = { keepAliveMs: 65_000, headersTimeoutMs: 30_000 }): Promise<Lab> {
   if (addon instanceof Error) throw addon;
   const slow: string[] = [];
-  const server = http.createServer((req, res) => {
+  // connectionsCheckingInterval: how often node:http looks for heads past headersTimeout (30 s by default).
+  const server = http.createServer({ connectionsCheckingInterval: 200 }, (req, res) => {
     slow.push(req.url ?? '');
     if (!cache.answer(req, res)) res.writeHead(404, { 'content-length': 0 }).end();
   });
+  server.keepAliveTimeout = timeouts.keepAliveMs;
+  server.headersTimeout = timeouts.headersTimeoutMs;
   const port = await freePort();
-  const front = new AgentFront(addon, { serving: { ...threadServing(), cache }, ...timeouts, take: (socket) => server.emit('connection', socket) });
+  const front = new AgentFront(addon, { serving: { ...threadServing(), cache }, server });
   front.listen('127.0.0.1', port, AGENT_LISTEN_BACKLOG);
   const lab = { port, front, cache, slow, server };
   labs.push(lab);
@@ -171,6 +174,28 @@ describe.skipIf(addon instanceof Error)('native front', () => {
     expect(idleAt - from).toBeGreaterThanOrEqual(2 * 700 + 1_400);
   });
 
+  it('a head handed over unfinished still has node:http\'s head deadline (the server it goes to listens nowhere)', async () => {
+    const lab = await start(new ResponseCache(), { keepAliveMs: 65_000, headersTimeoutMs: 1_000 });
+    const slow = net.connect(lab.port, '127.0.0.1');
+    await new Promise((resolve) => slow.once('connect', resolve));
+    const from = Date.now();
+    const closed = new Promise<number>((resolve) => slow.once('close', () => resolve(Date.now())));
+    slow.on('data', () => {});
+    slow.on('error', () => {});
+    // A byte every 300 ms, the head never ended: node:http answers 408 and closes once its deadline passes.
+    slow.write('GET /index HTTP/1.1\r\nHo');
+    const drip = setInterval(() => slow.write('x'), 300);
+    try {
+      const at = await closed;
+      expect(at - from).toBeGreaterThanOrEqual(900);
+      expect(at - from).toBeLessThan(5_000);
+      expect(lab.front.connections()).toBe(0);
+    } finally {
+      clearInterval(drip);
+      slow.destroy();
+    }
+  });
+
   it('a thread that ends with the front listening and holding connections ends cleanly, and a closed front lets its thread end by itself', async () => {
     const port = await freePort();
     // The worker loads the addon as file-thread.ts does and holds a connection when it is told to end.
@@ -200,6 +225,29 @@ describe.skipIf(addon instanceof Error)('native front', () => {
     const probe = net.createServer();
     await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve));
     await new Promise((resolve) => probe.close(resolve));
+  });
+
+  it('closes a connection JavaScript does not take over instead of leaving its descriptor open', async () => {
+    if (addon instanceof Error) throw addon;
+    const port = await freePort();
+    const front = addon.createFront({
+      keepAliveMs: 65_000,
+      headersTimeoutMs: 30_000,
+      onHead: () => undefined,
+      // Declines: the descriptor is the front's to close.
+      onHandOver: () => false,
+    });
+    try {
+      addon.listen(front, '127.0.0.1', port, 16);
+      const client = net.connect(port, '127.0.0.1');
+      client.on('data', () => {});
+      const closed = new Promise((resolve) => client.once('close', resolve));
+      client.write('GET /x HTTP/1.1\r\nHost: agents\r\n\r\n');
+      await closed;
+      await until(() => addon.connections(front) === 0, 5_000, 'the front to let the connection go');
+    } finally {
+      addon.close(front);
+    }
   });
 
   it('refuses to listen where listen(2) refuses, with its code, and on what is not an IP address', async () => {

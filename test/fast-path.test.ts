@@ -76,7 +76,7 @@ async function start(configure: (server: http.Server) => void = () => {}, cache 
   let port: number;
   if (mode === 'native front' && !(addon instanceof Error)) {
     port = await freePort();
-    front = new AgentFront(addon, { serving: { ...threadServing(), cache, heads }, keepAliveMs: server.keepAliveTimeout, headersTimeoutMs: server.headersTimeout, take: (socket) => server.emit('connection', socket) });
+    front = new AgentFront(addon, { serving: { ...threadServing(), cache, heads }, server });
     front.listen('127.0.0.1', port, AGENT_LISTEN_BACKLOG);
   } else {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

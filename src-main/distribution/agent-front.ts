@@ -6,6 +6,7 @@
 // under those bytes), else the connection is handed over, with its unread bytes, to the fast path
 // and node:http for the rest of its life. Where the addon is missing, the fast path serves alone.
 import fs from 'node:fs';
+import type http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,7 +21,8 @@ interface FrontOptions {
   keepAliveMs: number;
   headersTimeoutMs: number;
   onHead(head: Buffer): FrontAnswer | undefined;
-  onHandOver(fd: number, unread: Buffer): void;
+  /** True once a socket owns `fd`; the front closes it otherwise. */
+  onHandOver(fd: number, unread: Buffer): boolean;
 }
 
 /** native/agent_front.node's functions (agent_front.c says what each does). */
@@ -56,33 +58,31 @@ export function frontAddon(): FrontAddon | Error {
   return loaded;
 }
 
-/** Where handed-over connections go: the fast path of the thread's agents' server (FastPath.adopt). */
-export type TakeConnection = (socket: net.Socket) => void;
-
 export interface AgentFrontOptions {
   serving: ThreadServing;
-  /** node:http's keep-alive and head timeouts, which the front keeps too. */
-  keepAliveMs: number;
-  headersTimeoutMs: number;
-  take: TakeConnection;
+  /**
+   * The thread's agents' server (its fast path in front, agentHttpServer): handed-over connections
+   * reach it as connections it accepted. It listens nowhere; the front keeps its keep-alive and head timeouts.
+   */
+  server: http.Server;
 }
 
 export class AgentFront {
   private readonly front: object;
-  /**
-   * Connections handed over and still open. node:http tracks connections (for closeAllConnections) only
-   * on a server that listens, and the one they are handed to does not.
-   */
+  /** Connections handed over and still open: ended with the front (those node:http has are its server's too). */
   private readonly handedOver = new Set<net.Socket>();
 
   constructor(
     private readonly addon: FrontAddon,
-    { serving, keepAliveMs, headersTimeoutMs, take }: AgentFrontOptions,
+    { serving, server }: AgentFrontOptions,
   ) {
     const { cache, heads } = serving;
+    // node:http enforces headersTimeout (and lists connections for closeAllConnections) from the moment
+    // a server listens: this one never does, and a slow head handed over would otherwise wait for ever.
+    server.emit('listening');
     this.front = addon.createFront({
-      keepAliveMs,
-      headersTimeoutMs,
+      keepAliveMs: server.keepAliveTimeout,
+      headersTimeoutMs: server.headersTimeout,
       onHead: (head) => {
         // As on the fast path, a head over node:http's limit is node:http's to refuse (431).
         if (head.length - 4 > MAX_HEAD_BYTES) return undefined;
@@ -94,14 +94,23 @@ export class AgentFront {
         try {
           socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
         } catch {
-          fs.close(fd, () => {});
-          return;
+          return false;
         }
-        // Put back while no one reads: the fast path, then node:http, reads them before anything read later.
-        if (unread.length) socket.unshift(unread);
-        this.handedOver.add(socket);
-        socket.once('close', () => this.handedOver.delete(socket));
-        take(socket);
+        try {
+          // Put back while no one reads: the fast path, then node:http, reads them before anything read later.
+          if (unread.length) socket.unshift(unread);
+          this.handedOver.add(socket);
+          socket.once('close', () => this.handedOver.delete(socket));
+          server.emit('connection', socket);
+        } catch (error) {
+          // The socket owns the descriptor (closing it here too could close a later connection's): it
+          // goes, and the error is the thread's uncaught exception, as a throwing listener's would be.
+          socket.destroy();
+          process.nextTick(() => {
+            throw error;
+          });
+        }
+        return true;
       },
     });
     // An answer kept under a head is only right while the cache holds what it was made from.

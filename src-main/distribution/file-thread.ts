@@ -70,9 +70,8 @@ const addon = frontAddon();
 const addresses = addon instanceof Error ? data.listen.flatMap((address) => Array.from({ length: AGENT_LISTENERS_PER_THREAD }, () => address)) : [];
 const servers = addon instanceof Error ? addresses.map(() => agentHttpServer(onRequest, serving)) : [agentHttpServer(onRequest, serving)];
 if (!(addon instanceof Error)) {
-  const { server } = servers[0]!;
   // A handed-over connection reaches the server as one it accepted: the fast path, then node:http.
-  front = new AgentFront(addon, { serving, keepAliveMs: server.keepAliveTimeout, headersTimeoutMs: server.headersTimeout, take: (socket) => server.emit('connection', socket) });
+  front = new AgentFront(addon, { serving, server: servers[0]!.server });
   for (const address of data.listen) front.listen(address.host, address.port, AGENT_LISTEN_BACKLOG);
 }
 const ping = setInterval(() => streams.send(': ping\n\n'), PING_MS);
