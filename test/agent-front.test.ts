@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AgentFront, frontAddon } from '../src-main/distribution/agent-front.js';
 import { AGENT_LISTEN_BACKLOG, IMMUTABLE, ResponseCache, SHORT_LIVED, threadServing } from '../src-main/distribution/agent-http.js';
 import { until } from './helpers/cli.js';
+import { freePort } from './helpers/proxies.js';
 
 const addon = frontAddon();
 const ADDON_FILE = new URL('../native/build/Release/agent_front.node', import.meta.url).pathname;
@@ -32,13 +33,6 @@ afterEach(async () => {
   }
 });
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function start(cache = new ResponseCache(), timeouts = { keepAliveMs: 65_000, headersTimeoutMs: 30_000 }): Promise<Lab> {
   if (addon instanceof Error) throw addon;

@@ -16,6 +16,7 @@ import { AgentFront, frontAddon } from '../src-main/distribution/agent-front.js'
 import { AGENT_LISTEN_BACKLOG, ResponseCache, threadServing } from '../src-main/distribution/agent-http.js';
 import { FastPath, PlainHeads, readPlainHead } from '../src-main/distribution/fast-path.js';
 import { until } from './helpers/cli.js';
+import { freePort } from './helpers/proxies.js';
 
 const SMALL = Buffer.alloc(3_500, 'a');
 const LARGE = Buffer.alloc(100_000, 'b');
@@ -48,14 +49,6 @@ const addon = frontAddon();
 const MODES: Mode[] = addon instanceof Error ? ['fast path'] : ['fast path', 'native front'];
 let mode: Mode = 'fast path';
 
-/** A port free a moment ago on loopback. */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function start(configure: (server: http.Server) => void = () => {}, cache = new ResponseCache()): Promise<Lab> {
   cache.put('/small', SMALL, HEADERS, 'e'.repeat(64));
