@@ -1933,8 +1933,9 @@ export const SCENARIOS: Scenario[] = [
         await new Promise((resolve) => agent.once('exit', resolve));
         // Eight minutes on (past a poll interval and a half of 300 s, short of the two that make it
         // unreachable), `agents list` says it has been silent since it started updating.
+        // Without faketime (.ci/run installs it) that one message cannot be seen, and is left out below, never faked.
         const silent = faketimeMissing
-          ? 'silent since it started updating (faketime missing: not checked)'
+          ? undefined
           : ((await lab.cli(['agents', 'list', '--data', server.dataDir], { env: { LD_PRELOAD: LIBFAKETIME!, FAKETIME: '+8m', FAKETIME_DONT_FAKE_MONOTONIC: '1' } })).stdout.split('\n').find((line) => line.includes(' killed ')) ?? '');
         for (const res of held) res.destroy();
         hold = false;
@@ -1952,7 +1953,7 @@ export const SCENARIOS: Scenario[] = [
           history: () => undefined,
           said: [
             { where: 'server, mid-update', text: during, says: /^updating$/ },
-            { where: '`agents list` eight minutes later', text: silent, says: /updating \(silent since it started updating\)/ },
+            ...(silent === undefined ? [] : [{ where: '`agents list` eight minutes later', text: silent, says: /updating \(silent since it started updating\)/ }]),
             { where: 'server, after the restart', text: after, says: /^(outdated|current|failed)$/ },
           ],
         };
