@@ -164,7 +164,7 @@ describe.skipIf(addon instanceof Error)('native front', () => {
     const [silentAt, idleAt] = await Promise.all([silentClosed, idleClosed]);
     // The deadlines are checked once a second.
     expect(silentAt - from).toBeGreaterThanOrEqual(1_400);
-    expect(silentAt - from).toBeLessThan(4_000);
+    expect(silentAt - from).toBeLessThan(10_000);
     expect(idleAt - from).toBeGreaterThanOrEqual(2 * 700 + 1_400);
   });
 
@@ -182,7 +182,7 @@ describe.skipIf(addon instanceof Error)('native front', () => {
     try {
       const at = await closed;
       expect(at - from).toBeGreaterThanOrEqual(900);
-      expect(at - from).toBeLessThan(5_000);
+      expect(at - from).toBeLessThan(10_000);
       expect(lab.front.connections()).toBe(0);
     } finally {
       clearInterval(drip);
