@@ -717,42 +717,37 @@ static napi_value listen_front(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value forget_front(napi_env env, napi_callback_info info) {
+// The front a one-argument function (forget, answered, connections, close) is called with; NULL after throwing.
+static front* only_argument(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg;
   if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok) return NULL;
-  front* f = front_of(env, arg);
+  return front_of(env, arg);
+}
+
+static napi_value forget_front(napi_env env, napi_callback_info info) {
+  front* f = only_argument(env, info);
   if (f) forget_all(f);
   return NULL;
 }
 
 static napi_value answered_front(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg, result;
-  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok) return NULL;
-  front* f = front_of(env, arg);
-  if (!f) return NULL;
-  double answered = f->answered;
+  front* f = only_argument(env, info);
+  napi_value result;
+  if (!f || napi_create_double(env, f->answered, &result) != napi_ok) return NULL;
   f->answered = 0;
-  napi_create_double(env, answered, &result);
   return result;
 }
 
 static napi_value connections_front(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg, result;
-  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok) return NULL;
-  front* f = front_of(env, arg);
-  if (!f) return NULL;
-  napi_create_int32(env, f->connections, &result);
+  front* f = only_argument(env, info);
+  napi_value result;
+  if (!f || napi_create_int32(env, f->connections, &result) != napi_ok) return NULL;
   return result;
 }
 
 static napi_value close_front_js(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg;
-  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok) return NULL;
-  front* f = front_of(env, arg);
+  front* f = only_argument(env, info);
   if (f) close_front(f);
   return NULL;
 }

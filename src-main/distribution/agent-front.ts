@@ -5,17 +5,11 @@
 // ResponseCache when the fast path would answer it from memory (the answer is then kept in the front
 // under those bytes), else the connection is handed over, with its unread bytes, to the fast path
 // and node:http for the rest of its life. Where the addon is missing, the fast path serves alone.
-import fs from 'node:fs';
 import type http from 'node:http';
-import { createRequire } from 'node:module';
 import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { ThreadServing } from './agent-http.js';
+import { loadAddon } from '../engine/native-addon.js';
+import type { FrontAnswer, ThreadServing } from './agent-http.js';
 import { MAX_HEAD_BYTES } from './fast-path.js';
-
-/** An answer as the front writes it: status line, then the shared lines (date, connection), then `rest`, then the body. */
-export type FrontAnswer = [status: Buffer, rest: Buffer, body: Buffer | null];
 
 interface FrontOptions {
   keepAliveMs: number;
@@ -38,24 +32,11 @@ interface FrontAddon {
 /** BULWARK_AGENT_FRONT=off leaves the file threads' connections to the fast path (for tests and comparisons). */
 export const TURN_OFF_FRONT = 'BULWARK_AGENT_FRONT';
 
-let loaded: FrontAddon | Error | undefined;
-
 /** The addon, or why it cannot be used here. */
 export function frontAddon(): FrontAddon | Error {
   if (process.env[TURN_OFF_FRONT] === 'off') return new Error(`turned off by ${TURN_OFF_FRONT}=off`);
   if (process.platform !== 'linux') return new Error(`built for Linux only (this is ${process.platform})`);
-  if (!loaded) {
-    // The package's root (out/main/distribution/ when built, src-main/distribution/ in tests), where native/ is.
-    let root = path.dirname(fileURLToPath(import.meta.url));
-    while (!fs.existsSync(path.join(root, 'package.json')) && path.dirname(root) !== root) root = path.dirname(root);
-    const file = path.join(root, 'native', 'build', 'Release', 'agent_front.node');
-    try {
-      loaded = createRequire(import.meta.url)(file) as FrontAddon;
-    } catch (cause) {
-      loaded = new Error(fs.existsSync(file) ? `${file} does not load: ${(cause as Error).message}` : `${file} was not built at npm install`, { cause });
-    }
-  }
-  return loaded;
+  return loadAddon<FrontAddon>('agent_front');
 }
 
 export interface AgentFrontOptions {
@@ -117,14 +98,12 @@ export class AgentFront {
     cache.onRemove(() => addon.forget(this.front));
   }
 
-  /** Listen on `host`:`port` with SO_REUSEPORT (the port shared with the other threads); throws as listen(2) fails. */
+  /**
+   * Listen on `host`:`port` with SO_REUSEPORT (the port shared with the other threads), an address the
+   * main thread has bound already (so "::" is known to work here); throws as listen(2) fails.
+   */
   listen(host: string, port: number, backlog: number): void {
-    try {
-      this.addon.listen(this.front, host, port, backlog);
-    } catch (error) {
-      if (host === '::' && ['EAFNOSUPPORT', 'EADDRNOTAVAIL'].includes((error as NodeJS.ErrnoException).code ?? '')) this.addon.listen(this.front, '0.0.0.0', port, backlog);
-      else throw error;
-    }
+    this.addon.listen(this.front, host, port, backlog);
   }
 
   /** Answers written by the front since the last call. */

@@ -375,6 +375,9 @@ function makeEntry(content: { body: Buffer } | { file: OpenFile }, headers: http
   return { ...content, length, headers: all, etag: `"${etag}"`, lines200: lines(Object.keys(all)), lines304: lines(['etag', 'cache-control']) };
 }
 
+/** An answer as the native front writes it (agent-front.ts): status line, then the shared lines (date, connection), then `rest`, then the body. */
+export type FrontAnswer = [status: Buffer, rest: Buffer, body: Buffer | null];
+
 const STATUS_200 = Buffer.from('HTTP/1.1 200 OK\r\n', 'latin1');
 const STATUS_304 = Buffer.from('HTTP/1.1 304 Not Modified\r\n', 'latin1');
 
@@ -458,7 +461,7 @@ export class ResponseCache {
    * The same answer for the native front (agent-front.ts), in its parts: undefined where the fast path
    * would not answer from memory (not held, or held open: those are streamed as the socket drains).
    */
-  frontAnswer(request: PlainRequest): [status: Buffer, rest: Buffer, body: Buffer | null] | undefined {
+  frontAnswer(request: PlainRequest): FrontAnswer | undefined {
     const hit = this.entries.get(request.url);
     if (!hit) return undefined;
     hit.front ??= { rest200: Buffer.from(`${hit.lines200}\r\n`, 'latin1'), rest304: Buffer.from(`${hit.lines304}\r\n`, 'latin1') };

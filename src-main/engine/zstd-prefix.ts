@@ -3,10 +3,7 @@
 // are then held once, where zstd-napi's loadDictionary holds them twice (see native/zstd_prefix.c).
 // `npm install` builds it (native/build.js); where it could not be built, codec.ts builds incrementals
 // through loadDictionary, and the publisher says so.
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from './native-addon.js';
 
 export interface ZstdPrefix {
   /**
@@ -19,21 +16,8 @@ export interface ZstdPrefix {
 /** BULWARK_ZSTD_PREFIX=off builds incrementals as where the addon is missing (for tests of that path). */
 export const TURN_OFF = 'BULWARK_ZSTD_PREFIX';
 
-let loaded: ZstdPrefix | Error | undefined;
-
 /** The addon, or why it cannot be used here. */
 export function zstdPrefix(): ZstdPrefix | Error {
   if (process.env[TURN_OFF] === 'off') return new Error(`turned off by ${TURN_OFF}=off`);
-  if (!loaded) {
-    // The package's root (out/main/engine/ when built, src-main/engine/ in tests), where native/ is.
-    let root = path.dirname(fileURLToPath(import.meta.url));
-    while (!fs.existsSync(path.join(root, 'package.json')) && path.dirname(root) !== root) root = path.dirname(root);
-    const file = path.join(root, 'native', 'build', 'Release', 'zstd_prefix.node');
-    try {
-      loaded = createRequire(import.meta.url)(file) as ZstdPrefix;
-    } catch (cause) {
-      loaded = new Error(fs.existsSync(file) ? `${file} does not load: ${(cause as Error).message}` : `${file} was not built at npm install`, { cause });
-    }
-  }
-  return loaded;
+  return loadAddon<ZstdPrefix>('zstd_prefix');
 }
